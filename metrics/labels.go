@@ -1,0 +1,188 @@
+package metrics
+
+// Every label of every avedge metric takes its value from one of the bounded
+// sets below. The relay and the credential service use these constants so
+// that the strings they pass are the strings the dashboard queries.
+
+// LabelOther is the value an unknown label value is counted under.
+const LabelOther = "other"
+
+// Transport indexes [Snapshot.Allocations] by the transport between client
+// and relay.
+type Transport uint8
+
+// Transports, in index order.
+const (
+	TransportUDP Transport = iota
+	TransportTCP
+	TransportTLS
+
+	numTransports = 3
+)
+
+var transportLabels = [numTransports]string{"udp", "tcp", "tls"}
+
+// String returns the transport's label value: "udp", "tcp" or "tls".
+func (t Transport) String() string {
+	if int(t) < len(transportLabels) {
+		return transportLabels[t]
+	}
+	return LabelOther
+}
+
+// Family indexes [Snapshot.Allocations] by the address family of the relayed
+// transport address.
+type Family uint8
+
+// Families, in index order.
+const (
+	FamilyIPv4 Family = iota
+	FamilyIPv6
+
+	numFamilies = 2
+)
+
+var familyLabels = [numFamilies]string{"ipv4", "ipv6"}
+
+// String returns the family's label value: "ipv4" or "ipv6".
+func (f Family) String() string {
+	if int(f) < len(familyLabels) {
+		return familyLabels[f]
+	}
+	return LabelOther
+}
+
+// Direction indexes [Snapshot.Traffic] by the way the data flowed.
+type Direction uint8
+
+// Directions, in index order.
+const (
+	ClientToPeer Direction = iota
+	PeerToClient
+
+	numDirections = 2
+)
+
+var directionLabels = [numDirections]string{"client_to_peer", "peer_to_client"}
+
+// String returns the direction's label value: "client_to_peer" or
+// "peer_to_client".
+func (d Direction) String() string {
+	if int(d) < len(directionLabels) {
+		return directionLabels[d]
+	}
+	return LabelOther
+}
+
+// Path indexes [Snapshot.Traffic] by how the client side framed the data:
+// ChannelData on a bound channel, or Send/Data indications.
+type Path uint8
+
+// Paths, in index order.
+const (
+	PathChannel Path = iota
+	PathIndication
+
+	numPaths = 2
+)
+
+var pathLabels = [numPaths]string{"channel", "indication"}
+
+// String returns the path's label value: "channel" or "indication".
+func (p Path) String() string {
+	if int(p) < len(pathLabels) {
+		return pathLabels[p]
+	}
+	return LabelOther
+}
+
+// Port states of avedge_relay_ports{state}.
+const (
+	PortsHeld        = "held"
+	PortsReserved    = "reserved"
+	PortsQuarantined = "quarantined"
+)
+
+// Drop reasons of avedge_dropped_packets_total{reason}, the keys of
+// [Snapshot.Drops]. A key outside this set is added to "other".
+const (
+	DropNoPermission = "no_permission" // peer address has no permission on the allocation
+	DropNoChannel    = "no_channel"    // ChannelData for a channel number that is not bound
+	DropTooLarge     = "too_large"     // datagram larger than the relay forwards
+	DropQuota        = "quota"         // over a bandwidth or packet-rate quota
+	DropPolicy       = "policy"        // peer address refused by policy (e.g. a private range)
+	DropMalformed    = "malformed"     // framing that does not parse
+	DropSendError    = "send_error"    // the kernel refused the send
+	DropNoAllocation = "no_allocation" // data for a 5-tuple with no allocation
+)
+
+var dropReasons = []string{
+	DropNoPermission, DropNoChannel, DropTooLarge, DropQuota, DropPolicy,
+	DropMalformed, DropSendError, DropNoAllocation, LabelOther,
+}
+
+// Results of avedge_allocation_attempts_total{result}, passed to
+// [Metrics.AllocationAttempt].
+const (
+	AttemptOK         = "ok"          // allocation created
+	AttemptAuth       = "auth"        // credentials missing, stale or wrong
+	AttemptQuota      = "quota"       // the user or client is at its allocation quota
+	AttemptCapacity   = "capacity"    // no relay port free
+	AttemptBadRequest = "bad_request" // malformed or unsupported request
+	AttemptPolicy     = "policy"      // refused by policy
+	AttemptDraining   = "draining"    // the relay is draining
+)
+
+var attemptResults = []string{
+	AttemptOK, AttemptAuth, AttemptQuota, AttemptCapacity, AttemptBadRequest,
+	AttemptPolicy, AttemptDraining, LabelOther,
+}
+
+// Reasons of avedge_auth_failures_total{reason}, passed to
+// [Metrics.AuthFailure].
+const (
+	AuthExpired     = "expired"      // the credential's expiry has passed
+	AuthForged      = "forged"       // MESSAGE-INTEGRITY does not match the derived key
+	AuthMalformed   = "malformed"    // the username does not parse
+	AuthUnknownKey  = "unknown_key"  // the key id names no live secret
+	AuthUnknownUser = "unknown_user" // no such user
+)
+
+var authReasons = []string{
+	AuthExpired, AuthForged, AuthMalformed, AuthUnknownKey, AuthUnknownUser,
+	LabelOther,
+}
+
+// APIs of avedge_credential_requests_total{api}, passed to
+// [Metrics.CredentialRequest].
+const (
+	CredentialAPIMRAS = "mras" // MRAS credentialsRequest XML
+	CredentialAPIJSON = "json" // TURN REST JSON
+)
+
+var credentialAPIs = []string{CredentialAPIMRAS, CredentialAPIJSON, LabelOther}
+
+// Results of avedge_credential_requests_total{result}, passed to
+// [Metrics.CredentialRequest].
+const (
+	CredentialOK           = "ok"           // credentials issued
+	CredentialBadRequest   = "bad_request"  // the request does not parse
+	CredentialUnauthorized = "unauthorized" // the caller is not allowed credentials
+	CredentialError        = "error"        // the service failed
+)
+
+var credentialResults = []string{
+	CredentialOK, CredentialBadRequest, CredentialUnauthorized, CredentialError,
+	LabelOther,
+}
+
+// bounded returns v if it is one of allowed, else LabelOther. The sets are
+// a handful of values long, so a scan beats a map.
+func bounded(v string, allowed []string) string {
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	return LabelOther
+}
