@@ -1,0 +1,216 @@
+package policy
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// Config refines the built-in peer policy. The zero value is the safe
+// default: every special-purpose range refused, no overrides.
+type Config struct {
+	// AllowLoopback lets peers on 127.0.0.0/8 and ::1 (and their embedded
+	// IPv6 forms such as ::ffff:127.0.0.1) through, for an all-loopback
+	// development setup. Default false: loopback peers are refused.
+	AllowLoopback bool
+
+	// Allow lifts the built-in deny ranges for the addresses it contains;
+	// it never lifts Deny or RelayAddrs. An entry is matched against the
+	// peer address as given and against each IPv4 address it embeds.
+	// Default empty.
+	Allow []netip.Prefix
+
+	// Deny is always refused ([ReasonDenyList]), whatever Allow says. An
+	// entry is matched against the address as given and against each IPv4
+	// address it embeds, so denying 198.51.100.7/32 also denies
+	// ::ffff:198.51.100.7 and 2002:c633:6407::1. Default empty.
+	Deny []netip.Prefix
+
+	// RelayAddrs are the relay's own addresses (listeners and relay
+	// addresses), always refused ([ReasonRelayAddress]). A wildcard
+	// listener should list the host's interface addresses. Default empty.
+	RelayAddrs []netip.Addr
+}
+
+// Policy decides whether a peer address may be reached through the relay.
+// It is immutable after [New] and safe for concurrent use; the zero Policy
+// is the default policy (New(Config{})).
+type Policy struct {
+	// Static after construction.
+	allowLoopback bool
+	allow4        []range4 // reason unused
+	allow6        []netip.Prefix
+	deny4         []range4
+	deny6         []netip.Prefix
+	relay4        []uint32
+	relay6        []netip.Addr
+}
+
+// New builds a Policy from cfg. The slices are copied; invalid prefixes and
+// addresses are skipped, IPv4-mapped entries (::ffff:10.0.0.0/104,
+// ::ffff:10.0.0.1) are stored as their IPv4 form, and zones are dropped.
+func New(cfg Config) *Policy {
+	p := &Policy{allowLoopback: cfg.AllowLoopback}
+	p.allow4, p.allow6 = splitPrefixes(cfg.Allow)
+	p.deny4, p.deny6 = splitPrefixes(cfg.Deny)
+	for _, a := range cfg.RelayAddrs {
+		if !a.IsValid() {
+			continue
+		}
+		a = a.WithZone("").Unmap()
+		if a.Is4() {
+			p.relay4 = append(p.relay4, v4value(a))
+		} else {
+			p.relay6 = append(p.relay6, a)
+		}
+	}
+	return p
+}
+
+func splitPrefixes(in []netip.Prefix) (v4 []range4, v6 []netip.Prefix) {
+	for _, pfx := range in {
+		if !pfx.IsValid() {
+			continue
+		}
+		pfx = unmapPrefix(pfx.Masked())
+		if pfx.Addr().Is4() {
+			v4 = append(v4, block4FromPrefix(pfx))
+		} else {
+			v6 = append(v6, pfx)
+		}
+	}
+	return v4, v6
+}
+
+// unmapPrefix turns ::ffff:a.b.c.d/n (n >= 96) into a.b.c.d/(n-96).
+func unmapPrefix(p netip.Prefix) netip.Prefix {
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		return netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p
+}
+
+func block4FromPrefix(p netip.Prefix) range4 {
+	var mask uint32
+	if p.Bits() > 0 {
+		mask = ^uint32(0) << (32 - p.Bits())
+	}
+	return range4{base: v4value(p.Addr()) & mask, mask: mask}
+}
+
+func v4value(a netip.Addr) uint32 {
+	b := a.As4()
+	return binary.BigEndian.Uint32(b[:])
+}
+
+func in4(list []range4, v uint32) bool {
+	for i := range list {
+		if v&list[i].mask == list[i].base {
+			return true
+		}
+	}
+	return false
+}
+
+func in6(list []netip.Prefix, a netip.Addr) bool {
+	for i := range list {
+		if list[i].Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Check returns [Allowed] or the reason ip may not be used as a peer (see
+// the package documentation for the order of the rules). It does not
+// allocate and is safe for concurrent use.
+func (p *Policy) Check(ip netip.Addr) Reason {
+	if !ip.IsValid() || ip.Zone() != "" {
+		return ReasonInvalid
+	}
+
+	// The IPv4 components: the address itself, or the IPv4 addresses an
+	// IPv6 address embeds.
+	var emb [2]uint32
+	var n int
+	own := Allowed
+	is4 := ip.Is4()
+	if is4 {
+		emb[0], n = v4value(ip), 1
+	} else {
+		b := ip.As16()
+		own, n = classify6(&b, p.allowLoopback, &emb)
+	}
+	comps := emb[:n]
+
+	if !is4 && in6(p.deny6, ip) {
+		return ReasonDenyList
+	}
+	for _, v := range comps {
+		if in4(p.deny4, v) {
+			return ReasonDenyList
+		}
+	}
+
+	if !is4 {
+		for _, r := range p.relay6 {
+			if r == ip {
+				return ReasonRelayAddress
+			}
+		}
+	}
+	for _, v := range comps {
+		for _, r := range p.relay4 {
+			if r == v {
+				return ReasonRelayAddress
+			}
+		}
+	}
+
+	if is4 {
+		if in4(p.allow4, emb[0]) {
+			return Allowed
+		}
+	} else if in6(p.allow6, ip) {
+		return Allowed
+	}
+
+	for _, v := range comps {
+		if r := builtin4(v, p.allowLoopback); r != Allowed && !in4(p.allow4, v) {
+			return r
+		}
+	}
+	return own
+}
+
+// ParsePrefixes parses allow/deny list entries: a CIDR prefix ("10.0.0.0/8",
+// "2001:db8::/32") or a bare address (as /32 or /128). Surrounding spaces are
+// trimmed; host bits are cleared ("10.1.2.3/8" is 10.0.0.0/8); IPv4-mapped
+// entries become their IPv4 form. An error names the first bad entry and its
+// index and wraps [ErrInvalidPrefix].
+func ParsePrefixes(entries []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(entries))
+	for i, raw := range entries {
+		s := strings.TrimSpace(raw)
+		var pfx netip.Prefix
+		if strings.Contains(s, "/") {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				return nil, fmt.Errorf("policy: entry %d %q: %w: %w", i, raw, ErrInvalidPrefix, err)
+			}
+			pfx = p
+		} else {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, fmt.Errorf("policy: entry %d %q: %w: %w", i, raw, ErrInvalidPrefix, err)
+			}
+			if a.Zone() != "" {
+				return nil, fmt.Errorf("policy: entry %d %q: %w: zone not allowed", i, raw, ErrInvalidPrefix)
+			}
+			pfx = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, unmapPrefix(pfx.Masked()))
+	}
+	return out, nil
+}
