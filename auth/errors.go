@@ -54,3 +54,20 @@ var (
 	ErrBadLine        = errors.New("auth: malformed line")
 	ErrFileTooLarge   = errors.New("auth: file too large")
 )
+
+// Errors from the MRAS request parser.
+var (
+	ErrMRASMalformed = errors.New("auth: MRAS request malformed")
+	ErrMRASTooLarge  = errors.New("auth: MRAS request too large")
+	ErrMRASVersion   = errors.New("auth: MRAS version mismatch")
+)
+
+// Errors from the credential service.
+var (
+	ErrNoKeyring    = errors.New("auth: no keyring")
+	ErrNoAPIKeys    = errors.New("auth: no API key configured and anonymous access not allowed")
+	ErrBadAPIKey    = errors.New("auth: empty API key or API key with white space")
+	ErrBadRelay     = errors.New("auth: bad relay")
+	ErrBadDuration  = errors.New("auth: bad duration")
+	ErrUnauthorized = errors.New("auth: missing or wrong API key")
+)
