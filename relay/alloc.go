@@ -1,0 +1,146 @@
+//go:build linux
+
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/turn/v5"
+
+	"github.com/avedge/avedge/portalloc"
+)
+
+// relayGen is our RelayAddressGenerator: relay sockets bound to ports drawn by portalloc from
+// the edge range, read by the workers, advertised through the external-ip mapping.
+type relayGen struct {
+	srv  *Server
+	next atomic.Uint32 // round-robin over workers
+}
+
+var _ turn.RelayAddressGenerator = (*relayGen)(nil)
+
+func (g *relayGen) Validate() error { return nil }
+
+// AllocatePacketConn binds a relay socket for a UDP allocation.
+//
+// pion asks in three shapes. A plain Allocate: any free port. EVEN-PORT (RFC 8656 §7.2:
+// "the server checks that it can satisfy the request (i.e., can allocate a relayed transport
+// address as described below)"): pion first probes for an even port with an empty UserID and
+// closes what it got, then asks for that port; we answer the probe from AcquireEven, which
+// also reserves the next port for 30 s, and hand the even port back unused so that the request
+// that follows can take it. RESERVATION-TOKEN: pion asks for the reserved odd port, which
+// RedeemPort hands out once.
+func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	s := g.srv
+	if s.draining.Load() {
+		s.countAttempt("draining")
+		return nil, nil, ErrDraining
+	}
+	fam := 0
+	if c.Network == "udp6" {
+		fam = 1
+	}
+	ip := s.relayIPs[fam]
+	if !ip.IsValid() {
+		s.countAttempt("bad_request")
+		return nil, nil, fmt.Errorf("relay: no relay address for %s (set relay-ip)", c.Network)
+	}
+	pa := s.ports[ip]
+	if c.UserID == "" {
+		// pion's EVEN-PORT probe: nothing is bound, nothing will be relayed.
+		port, _, err := pa.AcquireEven(nil)
+		if err != nil {
+			s.countAttempt("capacity")
+			return nil, nil, err
+		}
+		pa.ReleaseUnused(port)
+		return probeConn{}, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, port)), nil
+	}
+	if ok, total := s.quota.Acquire(c.UserID); !ok {
+		if total {
+			s.countAttempt("capacity")
+		} else {
+			s.countAttempt("quota")
+		}
+		return nil, nil, errQuota
+	}
+	var fd int
+	bind := func(port uint16) error {
+		var err error
+		fd, err = openUDP(netip.AddrPortFrom(ip, port), false)
+		return err
+	}
+	var port uint16
+	var err error
+	switch {
+	case c.RequestedPort == 0:
+		port, err = pa.Acquire(bind)
+	case c.RequestedPort%2 == 1:
+		port = uint16(c.RequestedPort)
+		err = pa.RedeemPort(port, bind)
+	default:
+		port = uint16(c.RequestedPort)
+		err = pa.AcquirePort(port, bind)
+	}
+	if err != nil {
+		s.quota.Release(c.UserID)
+		if errors.Is(err, portalloc.ErrExhausted) {
+			s.log.Warn("relay range exhausted: allocation refused with 508", "ip", ip.String())
+		}
+		s.countAttempt("capacity")
+		return nil, nil, err
+	}
+	w := s.workers[int(g.next.Add(1))%len(s.workers)]
+	user := c.UserID
+	rc := &relayConn{
+		srv: s, fd: fd, w: w,
+		local:      netip.AddrPortFrom(ip, port),
+		advertised: netip.AddrPortFrom(s.advertise(ip), port),
+		created:    time.Now(),
+		handoffQueue: newHandoffQueue(256),
+	}
+	rc.release = func() {
+		pa.Release(port)
+		s.quota.Release(user)
+	}
+	rc.bucket.init(s.cfg.AllocationBandwidth)
+	s.mu.Lock()
+	s.relays[rc.advertised] = rc
+	s.mu.Unlock()
+	s.live.Add(1)
+	if !w.addRelay(rc) {
+		_ = rc.Close()
+		return nil, nil, errWorkerStopped
+	}
+	return rc, udpAddr(rc.advertised), nil
+}
+
+var errQuota = errors.New("relay: allocation quota reached")
+
+// AllocateListener refuses RFC 6062 TCP allocations: avedge relays to peers over UDP only
+// (and a TCP relay is a way around peer policy that relays have been bitten by).
+func (g *relayGen) AllocateListener(turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
+	g.srv.countAttempt("bad_request")
+	return nil, nil, ErrTCPRelayUnsupported
+}
+
+// AllocateConn refuses RFC 6062 CONNECT for the same reason.
+func (g *relayGen) AllocateConn(turn.AllocateConnConfig) (net.Conn, error) {
+	return nil, ErrTCPRelayUnsupported
+}
+
+func (s *Server) countAttempt(result string) {
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.AllocationAttempt(result)
+	}
+}
+
+// probeConn answers pion's EVEN-PORT probe: pion only reads the address and closes it.
+type probeConn struct{ net.PacketConn }
+
+func (probeConn) Close() error { return nil }

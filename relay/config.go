@@ -1,0 +1,110 @@
+package relay
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/metrics"
+)
+
+// Network names a listener's transport.
+type Network string
+
+// Listener transports.
+const (
+	UDP Network = "udp"
+	TCP Network = "tcp"
+	TLS Network = "tls"
+)
+
+// ListenerConfig is one address clients reach the relay on.
+type ListenerConfig struct {
+	Network Network
+	Addr    netip.AddrPort
+}
+
+// Config configures a Server. The zero value of every field but Validator is usable.
+type Config struct {
+	// Listeners are the addresses clients reach. Empty: UDP and TCP on 127.0.0.1:3478.
+	Listeners []ListenerConfig
+	// TLS is used by TLS listeners; required when one is configured.
+	TLS *tls.Config
+
+	// RelayIPs are the addresses relay sockets bind to, at most one per family. Empty:
+	// 127.0.0.1.
+	RelayIPs []netip.Addr
+	// ExternalIPs maps a relay IP to the address advertised in XOR-RELAYED-ADDRESS, for an
+	// edge behind a NAT (coturn's external-ip public/private). Empty: advertise the relay IP.
+	ExternalIPs map[netip.Addr]netip.Addr
+	// MinPort and MaxPort bound the edge range relay ports are drawn from. Zero: 50000–59999.
+	MinPort, MaxPort uint16
+	// PortQuarantine is how long a released relay port rests. Zero: portalloc's default (10 s);
+	// negative: no quarantine.
+	PortQuarantine time.Duration
+
+	// Realm is the long-term credential realm. Empty: "avedge".
+	Realm string
+	// Validator checks usernames (TURN REST, keyed MRAS, static users). Required for TURN;
+	// nil serves STUN Binding only.
+	Validator *auth.Validator
+
+	// Workers is the number of forwarding loops (each with its own SO_REUSEPORT socket per UDP
+	// listen address). Zero: GOMAXPROCS.
+	Workers int
+
+	// Peers is the peer policy: which peer addresses permissions may be granted for.
+	Peers PeerPolicy
+
+	// AllocationLifetime is the default and maximum lifetime pion grants. Zero: 10 minutes.
+	AllocationLifetime time.Duration
+	// PermissionLifetime: zero means pion's default (5 minutes, RFC 8656 §9).
+	PermissionLifetime time.Duration
+	// ChannelLifetime: zero means 10 minutes (RFC 8656 §12).
+	ChannelLifetime time.Duration
+
+	// MaxAllocations caps live allocations in total (508 beyond). Zero: unlimited.
+	MaxAllocations int
+	// UserQuota caps live allocations per user (486 beyond). Zero: unlimited.
+	UserQuota int
+	// AllocationBandwidth caps each allocation's relayed bytes per second, both directions
+	// together; excess is dropped and counted. Zero: unlimited.
+	AllocationBandwidth int64
+
+	// Metrics receives control-plane events and reads the data plane's counters at scrape
+	// time. Nil: no metrics.
+	Metrics *metrics.Metrics
+	// Logger: nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// PeerPolicy says which peers a client may reach through the relay.
+type PeerPolicy struct {
+	// AllowLoopback admits loopback peers (the all-loopback development setup).
+	AllowLoopback bool
+	// Allow and Deny refine the built-in deny list (private, link-local, … ranges).
+	Allow, Deny []netip.Prefix
+}
+
+func (c *Config) withDefaults() Config {
+	out := *c
+	if len(out.Listeners) == 0 {
+		lo := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 3478)
+		out.Listeners = []ListenerConfig{{Network: UDP, Addr: lo}, {Network: TCP, Addr: lo}}
+	}
+	if len(out.RelayIPs) == 0 {
+		out.RelayIPs = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	}
+	if out.MinPort == 0 && out.MaxPort == 0 {
+		out.MinPort, out.MaxPort = 50000, 59999
+	}
+	if out.Realm == "" {
+		out.Realm = "avedge"
+	}
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	return out
+}

@@ -1,0 +1,49 @@
+//go:build linux
+
+package relay
+
+import (
+	"fmt"
+	"net"
+	"testing"
+	"time"
+)
+
+func TestBindingReturnsClientAddress(t *testing.T) {
+	s := startServer(t, nil)
+	c := newClient(t, s, "alice")
+	got, err := c.SendBindingRequest()
+	if err != nil {
+		t.Fatalf("binding: %v", err)
+	}
+	if got.(*net.UDPAddr).IP.String() != "127.0.0.1" {
+		t.Fatalf("reflexive address %v, want 127.0.0.1", got)
+	}
+}
+
+func TestAllocateChannelBothWays(t *testing.T) {
+	s := startServer(t, nil)
+	c := newClient(t, s, "alice")
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatalf("allocate: %v", err)
+	}
+	defer relay.Close()
+	ra := relay.LocalAddr().(*net.UDPAddr)
+	if ra.Port < 20000 || ra.Port > 29999 {
+		t.Fatalf("relayed port %d outside 20000-29999", ra.Port)
+	}
+	peer := echoPeer(t, "udp4", "127.0.0.1:0")
+	for i := 0; i < 50; i++ {
+		roundTrip(t, relay, peer.LocalAddr(), []byte(fmt.Sprintf("packet %d", i)))
+	}
+	// After the first exchanges pion's client has bound a channel: traffic takes the fast path.
+	deadline := time.Now().Add(3 * time.Second)
+	for s.Stats().Traffic[0][0].Packets == 0 && time.Now().Before(deadline) {
+		roundTrip(t, relay, peer.LocalAddr(), []byte("more"))
+	}
+	st := s.Stats()
+	if st.Traffic[0][0].Packets == 0 || st.Traffic[1][0].Packets == 0 {
+		t.Fatalf("no channel traffic counted: %+v", st.Traffic)
+	}
+}

@@ -1,0 +1,501 @@
+//go:build linux
+
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/logging"
+	"github.com/pion/turn/v5"
+
+	"github.com/avedge/avedge/metrics"
+	"github.com/avedge/avedge/portalloc"
+	"github.com/avedge/avedge/relay/policy"
+)
+
+// Server is a running relay: listeners, workers, and the pion/turn control plane.
+type Server struct {
+	cfg Config       // Static after construction.
+	log *slog.Logger // Static after construction.
+
+	turn      *turn.Server
+	workers   []*worker               // Static after construction.
+	listeners []*listenerGroup        // UDP listen addresses. Static after construction.
+	lisByAddr map[netip.AddrPort]*listenerGroup // Static after construction.
+	streams   []net.Listener          // TCP and TLS listeners. Static after construction.
+	tlsAddrs  map[netip.AddrPort]bool // Static after construction.
+	ports     map[netip.Addr]*portalloc.Allocator // by relay IP. Static after construction.
+	relayIPs  [2]netip.Addr           // [family] relay IP (invalid: none). Static.
+	peers     *policy.Policy          // Static after construction.
+	quota     *policy.Quota           // Static after construction.
+	fast      *fastTable
+
+	mu     sync.Mutex
+	relays map[netip.AddrPort]*relayConn   // by advertised address. Guarded by mu.
+	allocs map[allocKey]*fastAlloc         // every live allocation. Guarded by mu.
+	live   sync.WaitGroup                  // one per open relayConn
+
+	precheck precheckCache
+	slowStats slowStats
+	allocCount [3][2]atomic.Int64
+	permCount  atomic.Int64
+	chanCount  atomic.Int64
+
+	draining  atomic.Bool
+	closed    atomic.Bool
+	closeOnce sync.Once
+	done      chan struct{}
+}
+
+// allocKey is pion's 5-tuple of an allocation (the protocol is implied by the listener).
+type allocKey struct{ src, dst netip.AddrPort }
+
+// New binds every listener and relay range and starts serving. Errors name the address or
+// setting that failed.
+func New(cfg Config) (*Server, error) {
+	c := cfg.withDefaults()
+	s := &Server{
+		cfg: c, log: c.Logger,
+		lisByAddr: map[netip.AddrPort]*listenerGroup{},
+		tlsAddrs:  map[netip.AddrPort]bool{},
+		ports:     map[netip.Addr]*portalloc.Allocator{},
+		relays:    map[netip.AddrPort]*relayConn{},
+		allocs:    map[allocKey]*fastAlloc{},
+		fast:      newFastTable(),
+		quota:     policy.NewQuota(c.UserQuota, c.MaxAllocations),
+		done:      make(chan struct{}),
+	}
+	s.precheck.init()
+	if err := s.setupRelayIPs(); err != nil {
+		return nil, err
+	}
+	// The relay's own addresses are refused as peers (a client must not loop through the
+	// relay to itself), except loopback ones in the all-loopback setup, where every peer
+	// shares the relay's address.
+	var own []netip.Addr
+	for _, ip := range c.RelayIPs {
+		if !(c.Peers.AllowLoopback && ip.IsLoopback()) {
+			own = append(own, ip)
+		}
+		if ext, ok := c.ExternalIPs[ip]; ok && !(c.Peers.AllowLoopback && ext.IsLoopback()) {
+			own = append(own, ext)
+		}
+	}
+	s.peers = policy.New(policy.Config{AllowLoopback: c.Peers.AllowLoopback, Allow: c.Peers.Allow, Deny: c.Peers.Deny, RelayAddrs: own})
+
+	n := c.Workers
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.teardown()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		w, err := newWorker(i, s)
+		if err != nil {
+			return nil, fmt.Errorf("relay: worker %d: %w", i, err)
+		}
+		s.workers = append(s.workers, w)
+	}
+	turnCfg := turn.ServerConfig{
+		Realm:              c.Realm,
+		LoggerFactory:      pionLogger{log: s.log},
+		EventHandler:       s.eventHandler(),
+		ChannelBindTimeout: c.ChannelLifetime,
+		PermissionTimeout:  c.PermissionLifetime,
+		AllocationLifetime: c.AllocationLifetime,
+	}
+	if c.Validator != nil {
+		turnCfg.AuthHandler = s.authenticate
+	}
+	gen := &relayGen{srv: s}
+	for _, l := range c.Listeners {
+		switch l.Network {
+		case UDP:
+			g, err := s.listenUDP(l.Addr)
+			if err != nil {
+				return nil, err
+			}
+			turnCfg.PacketConnConfigs = append(turnCfg.PacketConnConfigs, turn.PacketConnConfig{
+				PacketConn: g, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+			})
+		case TCP, TLS:
+			ln, err := s.listenStream(l)
+			if err != nil {
+				return nil, err
+			}
+			turnCfg.ListenerConfigs = append(turnCfg.ListenerConfigs, turn.ListenerConfig{
+				Listener: ln, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+			})
+		default:
+			return nil, fmt.Errorf("relay: listener %s: unknown transport %q (want udp, tcp or tls)", l.Addr, l.Network)
+		}
+	}
+	if len(turnCfg.PacketConnConfigs)+len(turnCfg.ListenerConfigs) == 0 {
+		return nil, ErrNoListeners
+	}
+	for _, w := range s.workers {
+		w.started.Store(true)
+		go w.run()
+	}
+	ts, err := turn.NewServer(turnCfg)
+	if err != nil {
+		return nil, fmt.Errorf("relay: start pion/turn: %w", err)
+	}
+	s.turn = ts
+	if c.Metrics != nil {
+		c.Metrics.SetSource(metrics.SourceFunc(s.snapshot))
+	}
+	ok = true
+	for _, l := range c.Listeners {
+		s.log.Info("listening", "transport", string(l.Network), "addr", l.Addr.String())
+	}
+	for ip, a := range s.ports {
+		min, max := a.Range()
+		s.log.Info("relay range", "ip", ip.String(), "advertised", s.advertise(ip).String(), "min-port", min, "max-port", max)
+	}
+	return s, nil
+}
+
+func (s *Server) setupRelayIPs() error {
+	for _, ip := range s.cfg.RelayIPs {
+		ip = ip.Unmap()
+		fam := familyOf(ip)
+		if s.relayIPs[fam].IsValid() {
+			return fmt.Errorf("relay: relay-ip %s: only one relay address per address family (already %s)", ip, s.relayIPs[fam])
+		}
+		if ip.IsUnspecified() {
+			return fmt.Errorf("relay: relay-ip %s: give the address relay sockets bind to, not the wildcard", ip)
+		}
+		var opts []portalloc.Option
+		if q := s.cfg.PortQuarantine; q != 0 {
+			if q < 0 {
+				q = 0
+			}
+			opts = append(opts, portalloc.WithQuarantine(q), portalloc.WithLogger(s.log))
+		}
+		a, err := portalloc.New(s.cfg.MinPort, s.cfg.MaxPort, opts...)
+		if err != nil {
+			return fmt.Errorf("relay: relay range: %w", err)
+		}
+		s.relayIPs[fam] = ip
+		s.ports[ip] = a
+	}
+	return nil
+}
+
+func familyOf(ip netip.Addr) int {
+	if ip.Unmap().Is4() {
+		return int(metrics.FamilyIPv4)
+	}
+	return int(metrics.FamilyIPv6)
+}
+
+func (s *Server) advertise(ip netip.Addr) netip.Addr {
+	if ext, ok := s.cfg.ExternalIPs[ip]; ok {
+		return ext
+	}
+	return ip
+}
+
+// listenUDP opens one SO_REUSEPORT socket per worker on addr.
+func (s *Server) listenUDP(addr netip.AddrPort) (*listenerGroup, error) {
+	g := &listenerGroup{id: uint16(len(s.listeners)), addr: addr, srv: s, handoffQueue: newHandoffQueue(1024)}
+	for i, w := range s.workers {
+		bind := addr
+		if i > 0 {
+			bind = g.addr // port 0 resolved by the first socket
+		}
+		fd, err := openUDP(bind, true)
+		if err != nil {
+			return nil, fmt.Errorf("relay: listen udp %s: %w", bind, err)
+		}
+		if i == 0 {
+			local, err := localAddrPort(fd)
+			if err != nil {
+				closeFD(fd)
+				return nil, fmt.Errorf("relay: listen udp %s: %w", bind, err)
+			}
+			g.addr = netip.AddrPortFrom(addr.Addr(), local.Port())
+			g.sendFD = fd
+		}
+		sk := &sock{fd: fd, kind: kindListener, lis: g}
+		w.lisSocks = append(w.lisSocks, sk)
+		if err := w.register(sk); err != nil {
+			return nil, fmt.Errorf("relay: listen udp %s: epoll: %w", bind, err)
+		}
+	}
+	s.listeners = append(s.listeners, g)
+	s.lisByAddr[g.addr] = g
+	return g, nil
+}
+
+func (s *Server) listenStream(l ListenerConfig) (net.Listener, error) {
+	ln, err := net.Listen("tcp", l.Addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("relay: listen %s %s: %w", l.Network, l.Addr, err)
+	}
+	s.streams = append(s.streams, ln)
+	if l.Network == TLS {
+		if s.cfg.TLS == nil {
+			return nil, fmt.Errorf("relay: listen tls %s: no certificate configured (set cert and pkey)", l.Addr)
+		}
+		s.tlsAddrs[netip.MustParseAddrPort(ln.Addr().String())] = true
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
+	return ln, nil
+}
+
+// Addrs returns the bound listener addresses (ports resolved), in configuration order.
+func (s *Server) Addrs() []ListenerConfig {
+	var out []ListenerConfig
+	u, t := 0, 0
+	for _, l := range s.cfg.Listeners {
+		switch l.Network {
+		case UDP:
+			out = append(out, ListenerConfig{Network: UDP, Addr: s.listeners[u].addr})
+			u++
+		default:
+			ap, _ := addrPortOf(s.streams[t].Addr())
+			out = append(out, ListenerConfig{Network: l.Network, Addr: ap})
+			t++
+		}
+	}
+	return out
+}
+
+// Serve blocks until ctx is cancelled or the server is closed. On cancellation it drains for
+// at most drainTimeout (see Shutdown), then closes. It returns ErrServerClosed.
+func (s *Server) Serve(ctx context.Context, drainTimeout time.Duration) error {
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+		defer cancel()
+		_ = s.Shutdown(sctx)
+	case <-s.done:
+	}
+	return ErrServerClosed
+}
+
+// Drain stops new allocations (they get 508) while live ones go on.
+func (s *Server) Drain() {
+	if !s.draining.Swap(true) {
+		s.log.Info("draining: new allocations refused, live ones continue", "live", s.liveAllocations())
+	}
+}
+
+// Draining reports whether Drain was called.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// Ready reports whether the relay takes new allocations, with the reason when it does not.
+func (s *Server) Ready() (bool, string) {
+	switch {
+	case s.closed.Load():
+		return false, "closed"
+	case s.draining.Load():
+		return false, "draining"
+	}
+	return true, ""
+}
+
+func (s *Server) liveAllocations() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.allocs)
+}
+
+// Shutdown drains: no new allocations, and it waits until the live ones have ended or ctx
+// is done, then closes everything. It returns ctx's error if allocations were cut short.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.Drain()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	var err error
+	for s.liveAllocations() > 0 {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-t.C:
+			continue
+		}
+		break
+	}
+	return errors.Join(err, s.Close())
+}
+
+// Close stops serving at once: listeners close, every allocation ends and its relay port is
+// released, the workers stop. It is safe to call more than once.
+func (s *Server) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.draining.Store(true)
+		if s.turn != nil {
+			err = s.turn.Close()
+		}
+		// pion closes its allocations asynchronously, after its read loops end.
+		waited := make(chan struct{})
+		go func() { s.live.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-time.After(5 * time.Second):
+			s.log.Warn("relay: allocations still open 5s after close; closing their sockets")
+			s.mu.Lock()
+			var rest []*relayConn
+			for _, rc := range s.relays {
+				rest = append(rest, rc)
+			}
+			s.mu.Unlock()
+			for _, rc := range rest {
+				_ = rc.Close()
+			}
+		}
+		s.teardown()
+		close(s.done)
+	})
+	return err
+}
+
+func (s *Server) teardown() {
+	for _, ln := range s.streams {
+		_ = ln.Close()
+	}
+	for _, g := range s.listeners {
+		g.close()
+	}
+	for _, w := range s.workers {
+		select {
+		case <-w.done:
+		default:
+			if w.started.Load() {
+				w.stop()
+			} else {
+				w.shutdown()
+			}
+		}
+	}
+}
+
+// relayClosed forgets a relay socket that has closed.
+func (s *Server) relayClosed(rc *relayConn) {
+	s.mu.Lock()
+	if s.relays[rc.advertised] == rc {
+		delete(s.relays, rc.advertised)
+	}
+	s.mu.Unlock()
+	s.live.Done()
+}
+
+// permit is pion's PermissionHandler: the peer policy, applied to CreatePermission and
+// ChannelBind (and so to Send indications, which need a permission).
+//
+// RFC 8656 §21 (Security Considerations) leaves it to the server operator which peers may be
+// reached; "the server MAY ... restrict ... to a set of allowed peers". A 403 is returned for
+// a refused one.
+func (s *Server) permit(client net.Addr, peer net.IP) bool {
+	ip, ok := netip.AddrFromSlice(peer)
+	if !ok {
+		return false
+	}
+	if r := s.peers.Check(ip.Unmap()); r != policy.Allowed {
+		s.slowStats.drop(dropPolicy)
+		s.log.Info("peer refused by policy", "client", client.String(), "peer", ip.String(), "reason", string(r))
+		return false
+	}
+	return true
+}
+
+// snapshot is the metrics Source: it sums the workers' and the slow path's counters.
+func (s *Server) snapshot(sn *metrics.Snapshot) {
+	for t := range s.allocCount {
+		for f := range s.allocCount[t] {
+			sn.Allocations[t][f] = int(s.allocCount[t][f].Load())
+		}
+	}
+	sn.Permissions = int(s.permCount.Load())
+	sn.Channels = int(s.chanCount.Load())
+	for _, a := range s.ports {
+		st := a.Stats()
+		sn.Ports.Capacity += st.Capacity
+		sn.Ports.Held += st.Held
+		sn.Ports.Reserved += st.Reserved
+		sn.Ports.Quarantined += st.Quarantined
+	}
+	add := func(dir, path int, p, b uint64) {
+		c := &sn.Traffic[dir][path]
+		c.Packets += p
+		c.Bytes += b
+	}
+	for _, w := range s.workers {
+		for d := 0; d < 2; d++ {
+			for p := 0; p < 2; p++ {
+				t := &w.stats.traffic[d][p]
+				add(d, p, t.packets.Load(), t.bytes.Load())
+			}
+		}
+		for r := dropReason(0); r < numDropReasons; r++ {
+			if v := w.stats.drops[r].Load(); v > 0 {
+				sn.Drops[r.String()] += v
+			}
+		}
+		sn.BindingRequests += w.stats.binding.Load()
+	}
+	for d := 0; d < 2; d++ {
+		for p := 0; p < 2; p++ {
+			t := &s.slowStats.traffic[d][p]
+			add(d, p, t.packets.Load(), t.bytes.Load())
+		}
+	}
+	for r := dropReason(0); r < numDropReasons; r++ {
+		if v := s.slowStats.drops[r].Load(); v > 0 {
+			sn.Drops[r.String()] += v
+		}
+	}
+	sn.Draining = s.draining.Load()
+}
+
+// Stats returns the same figures the metrics endpoint exposes (for tests and tools).
+func (s *Server) Stats() metrics.Snapshot {
+	sn := metrics.Snapshot{Drops: map[string]uint64{}}
+	s.snapshot(&sn)
+	return sn
+}
+
+// pionLogger routes pion's logging to slog at Debug (pion logs per packet at Info and Debug
+// in places; we never want that at our Info level).
+type pionLogger struct{ log *slog.Logger }
+
+func (p pionLogger) NewLogger(scope string) logging.LeveledLogger {
+	return pionLeveled{log: p.log.With("pion", scope)}
+}
+
+type pionLeveled struct{ log *slog.Logger }
+
+func (l pionLeveled) Trace(msg string)                          {}
+func (l pionLeveled) Tracef(format string, args ...any)         {}
+func (l pionLeveled) Debug(msg string)                          { l.log.Debug(msg) }
+func (l pionLeveled) Debugf(format string, args ...any)         { l.dbg(format, args...) }
+func (l pionLeveled) Info(msg string)                           { l.log.Debug(msg) }
+func (l pionLeveled) Infof(format string, args ...any)          { l.dbg(format, args...) }
+func (l pionLeveled) Warn(msg string)                           { l.log.Warn(msg) }
+func (l pionLeveled) Warnf(format string, args ...any)          { l.log.Warn(fmt.Sprintf(format, args...)) }
+func (l pionLeveled) Error(msg string)                          { l.log.Warn(msg) }
+func (l pionLeveled) Errorf(format string, args ...any)         { l.log.Warn(fmt.Sprintf(format, args...)) }
+func (l pionLeveled) dbg(format string, args ...any) {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug(fmt.Sprintf(format, args...))
+	}
+}

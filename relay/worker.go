@@ -1,0 +1,296 @@
+//go:build linux
+
+package relay
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	batchSize = 32   // datagrams per recvmmsg
+	ringSize  = 256  // buffers per worker: forwarded packets wait here until the round's flush
+	headroom  = 4    // room for the ChannelData header, written in place
+	bufSize   = 2048 // largest datagram we accept (media is ≤ 1500; pion's inbound MTU is 1600)
+	maxEvents = 128
+	// maxReadsPerSocket bounds how many recvmmsg calls one ready socket gets per round, so that
+	// one busy socket cannot starve the others of a worker.
+	maxReadsPerSocket = 4
+)
+
+type sockKind uint8
+
+const (
+	kindWake sockKind = iota
+	kindListener
+	kindRelay
+)
+
+// sock is a socket registered with a worker's epoll. Static after construction.
+type sock struct {
+	fd   int
+	kind sockKind
+	lis  *listenerGroup // kindListener
+	rc   *relayConn     // kindRelay
+}
+
+type opKind uint8
+
+const (
+	opAdd opKind = iota
+	opClose
+)
+
+type workerOp struct {
+	kind opKind
+	s    *sock
+	done chan struct{} // closed when the op has run (opClose)
+}
+
+// worker is one forwarding loop: a locked OS thread with its own epoll instance, its own
+// SO_REUSEPORT socket for every listen address, and a share of the relay sockets.
+type worker struct {
+	id     int
+	srv    *Server
+	epfd   int // Static after construction.
+	wakefd int // eventfd; Static after construction.
+
+	mu      sync.Mutex
+	ops     []workerOp // Guarded by mu.
+	stopped bool       // Guarded by mu.
+
+	socks    map[int32]*sock // Owned by the loop.
+	lisSocks []*sock         // this worker's socket per listen address, by listenerGroup.id. Static after start.
+
+	// Receive and send state. Owned by the loop.
+	bufs   [ringSize][headroom + bufSize]byte
+	next   int // first free buffer of the ring
+	rmsgs  [batchSize]unix.Mmsghdr
+	riovs  [batchSize]unix.Iovec
+	rnames [batchSize][unix.SizeofSockaddrInet6]byte
+	out    []outPkt // queued sends, flushed at the end of a round (cap ringSize)
+	smsgs  [ringSize]unix.Mmsghdr
+	siovs  [ringSize]unix.Iovec
+	events [maxEvents]unix.EpollEvent
+
+	stats workerStats
+
+	started atomic.Bool // run was started (else Close tears down without it)
+	done    chan struct{}
+}
+
+// outPkt is a datagram waiting for the round's flush.
+type outPkt struct {
+	fd int
+	b  []byte
+	to *rawAddr
+}
+
+func newWorker(id int, srv *Server) (*worker, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	wfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	w := &worker{
+		id: id, srv: srv, epfd: epfd, wakefd: wfd,
+		socks: map[int32]*sock{},
+		out:   make([]outPkt, 0, ringSize),
+		done:  make(chan struct{}),
+	}
+	w.stats.init()
+	if err := w.register(&sock{fd: wfd, kind: kindWake}); err != nil {
+		unix.Close(epfd)
+		unix.Close(wfd)
+		return nil, err
+	}
+	for i := range w.rmsgs {
+		w.rmsgs[i].Hdr.Iov = &w.riovs[i]
+		w.rmsgs[i].Hdr.Iovlen = 1
+		w.rmsgs[i].Hdr.Name = &w.rnames[i][0]
+	}
+	for i := range w.smsgs {
+		w.smsgs[i].Hdr.Iov = &w.siovs[i]
+		w.smsgs[i].Hdr.Iovlen = 1
+	}
+	return w, nil
+}
+
+// register adds s to the loop's epoll and table. Before the loop starts or from the loop only.
+func (w *worker) register(s *sock) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(s.fd)}
+	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
+		return err
+	}
+	w.socks[int32(s.fd)] = s
+	return nil
+}
+
+// submit hands an op to the loop. It reports false if the worker has stopped (the caller
+// then does the work itself: nothing reads the socket any more).
+func (w *worker) submit(op workerOp) bool {
+	w.mu.Lock()
+	if w.stopped {
+		w.mu.Unlock()
+		return false
+	}
+	w.ops = append(w.ops, op)
+	w.mu.Unlock()
+	var one = [8]byte{1}
+	_, _ = unix.Write(w.wakefd, one[:])
+	return true
+}
+
+// addRelay starts reading a relay socket.
+func (w *worker) addRelay(rc *relayConn) bool {
+	return w.submit(workerOp{kind: opAdd, s: &sock{fd: rc.fd, kind: kindRelay, rc: rc}})
+}
+
+// closeRelay stops reading rc's socket and closes it, from the loop, so that no read can
+// race with the descriptor's reuse. It waits for the loop. Exactly one side closes the fd:
+// the loop (or its shutdown) when the op was accepted, the caller when the worker had stopped.
+func (w *worker) closeRelay(rc *relayConn) {
+	done := make(chan struct{})
+	if !w.submit(workerOp{kind: opClose, s: &sock{fd: rc.fd, kind: kindRelay, rc: rc}, done: done}) {
+		unix.Close(rc.fd)
+		return
+	}
+	<-done
+}
+
+// stop ends the loop and waits for it; every socket it owned is closed.
+func (w *worker) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
+	var one = [8]byte{1}
+	_, _ = unix.Write(w.wakefd, one[:])
+	<-w.done
+}
+
+func (w *worker) runOps() bool {
+	w.mu.Lock()
+	ops := w.ops
+	w.ops = nil
+	stopped := w.stopped
+	w.mu.Unlock()
+	for _, op := range ops {
+		switch op.kind {
+		case opAdd:
+			if err := w.register(op.s); err != nil {
+				w.srv.log.Error("relay: worker cannot watch relay socket", "worker", w.id, "err", err)
+			}
+		case opClose:
+			if _, ok := w.socks[int32(op.s.fd)]; ok {
+				_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, op.s.fd, nil)
+				delete(w.socks, int32(op.s.fd))
+			}
+			unix.Close(op.s.fd)
+			if op.done != nil {
+				close(op.done)
+			}
+		}
+	}
+	return !stopped
+}
+
+// run is the loop. It owns its OS thread: readiness is waited for here, not in Go's
+// netpoller, so a packet costs one wake-up of this thread and no goroutine switch.
+func (w *worker) run() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer w.shutdown()
+	for {
+		// Ask without blocking first: under load something is ready and this costs no
+		// runtime bookkeeping. Only when idle do we block, through the runtime, so the
+		// scheduler can use this P meanwhile.
+		n, errno := epollWaitNow(w.epfd, w.events[:])
+		if errno == 0 && n == 0 {
+			w.flush()
+			var err error
+			n, err = unix.EpollWait(w.epfd, w.events[:], -1)
+			if err != nil {
+				if err == unix.EINTR {
+					continue
+				}
+				w.srv.log.Error("relay: epoll_wait failed; worker stops", "worker", w.id, "err", err)
+				return
+			}
+		} else if errno != 0 {
+			if errno == unix.EINTR {
+				continue
+			}
+			w.srv.log.Error("relay: epoll_wait failed; worker stops", "worker", w.id, "err", errno)
+			return
+		}
+		for i := 0; i < n; i++ {
+			s := w.socks[w.events[i].Fd]
+			if s == nil {
+				continue
+			}
+			if s.kind == kindWake {
+				var b [8]byte
+				_, _ = unix.Read(w.wakefd, b[:])
+				w.flush()
+				if !w.runOps() {
+					return
+				}
+				continue
+			}
+			w.readSock(s)
+		}
+		w.flush()
+	}
+}
+
+func (w *worker) shutdown() {
+	w.flush()
+	w.mu.Lock()
+	w.stopped = true
+	ops := w.ops
+	w.ops = nil
+	w.mu.Unlock()
+	// Relay sockets belong to their relayConn, which closes them itself once it finds the
+	// worker stopped; only a close that was already asked of the loop is done here.
+	for _, op := range ops {
+		if op.kind == opClose {
+			unix.Close(op.s.fd)
+			close(op.done)
+		}
+	}
+	for _, s := range w.lisSocks {
+		unix.Close(s.fd)
+	}
+	unix.Close(w.wakefd)
+	unix.Close(w.epfd)
+	close(w.done)
+}
+
+// epollWaitNow polls without blocking and without entering the scheduler's syscall path.
+func epollWaitNow(epfd int, events []unix.EpollEvent) (int, unix.Errno) {
+	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_WAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
+		uintptr(len(events)), 0, 0, 0)
+	return int(r), e
+}
+
+// workerStats are the counters of one worker: written by its loop only (atomics so a scrape
+// may read them at any time), summed by the metrics Source.
+type workerStats struct {
+	traffic [2][2]struct {
+		packets atomic.Uint64
+		bytes   atomic.Uint64
+		_       [48]byte // keep directions on their own cache lines
+	}
+	drops   [numDropReasons]atomic.Uint64
+	binding atomic.Uint64
+}
+
+func (s *workerStats) init() {}
