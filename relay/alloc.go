@@ -99,9 +99,9 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 	user := c.UserID
 	rc := &relayConn{
 		srv: s, fd: fd, w: w,
-		local:      netip.AddrPortFrom(ip, port),
-		advertised: netip.AddrPortFrom(s.advertise(ip), port),
-		created:    time.Now(),
+		local:        netip.AddrPortFrom(ip, port),
+		advertised:   netip.AddrPortFrom(s.advertise(ip), port),
+		created:      time.Now(),
 		handoffQueue: newHandoffQueue(256),
 	}
 	rc.release = func() {

@@ -69,9 +69,9 @@ func (h *handoffQueue) close() bool {
 // listenerGroup is one UDP listen address: a SO_REUSEPORT socket in every worker, and the
 // net.PacketConn that pion reads STUN/TURN requests from and writes its answers to.
 type listenerGroup struct {
-	id    uint16         // index in Server.listeners. Static.
-	addr  netip.AddrPort // Static.
-	srv   *Server
+	id     uint16         // index in Server.listeners. Static.
+	addr   netip.AddrPort // Static.
+	srv    *Server
 	sendFD int // the socket pion's answers leave from (worker 0's). Static after start.
 	handoffQueue
 }
@@ -153,7 +153,7 @@ type relayConn struct {
 	created    time.Time      // Static.
 
 	fa     atomic.Pointer[fastAlloc] // set when pion reports the allocation created
-	bucket bandwidth                  // per-allocation cap; zero: unlimited
+	bucket bandwidth                 // per-allocation cap; zero: unlimited
 
 	handoffQueue
 }

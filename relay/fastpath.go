@@ -38,13 +38,13 @@ type allocState struct {
 
 // fastAlloc is an allocation as the workers see it.
 type fastAlloc struct {
-	key       fastKey       // Static after construction.
-	clientRaw rawAddr       // Static after construction.
-	relay     *relayConn    // Static after construction.
-	udp       bool          // client reached us on a UDP listener we own. Static.
-	family    int           // metrics family index. Static.
-	transport int           // metrics transport index. Static.
-	userID    string        // Static after construction.
+	key       fastKey    // Static after construction.
+	clientRaw rawAddr    // Static after construction.
+	relay     *relayConn // Static after construction.
+	udp       bool       // client reached us on a UDP listener we own. Static.
+	family    int        // metrics family index. Static.
+	transport int        // metrics transport index. Static.
+	userID    string     // Static after construction.
 	state     atomic.Pointer[allocState]
 }
 

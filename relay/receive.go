@@ -3,8 +3,8 @@
 package relay
 
 import (
-	"net/netip"
 	"encoding/binary"
+	"net/netip"
 	"unsafe"
 
 	"golang.org/x/sys/unix"

@@ -29,24 +29,24 @@ type Server struct {
 	log *slog.Logger // Static after construction.
 
 	turn      *turn.Server
-	workers   []*worker               // Static after construction.
-	listeners []*listenerGroup        // UDP listen addresses. Static after construction.
-	lisByAddr map[netip.AddrPort]*listenerGroup // Static after construction.
-	streams   []net.Listener          // TCP and TLS listeners. Static after construction.
-	tlsAddrs  map[netip.AddrPort]bool // Static after construction.
+	workers   []*worker                           // Static after construction.
+	listeners []*listenerGroup                    // UDP listen addresses. Static after construction.
+	lisByAddr map[netip.AddrPort]*listenerGroup   // Static after construction.
+	streams   []net.Listener                      // TCP and TLS listeners. Static after construction.
+	tlsAddrs  map[netip.AddrPort]bool             // Static after construction.
 	ports     map[netip.Addr]*portalloc.Allocator // by relay IP. Static after construction.
-	relayIPs  [2]netip.Addr           // [family] relay IP (invalid: none). Static.
-	peers     *policy.Policy          // Static after construction.
-	quota     *policy.Quota           // Static after construction.
+	relayIPs  [2]netip.Addr                       // [family] relay IP (invalid: none). Static.
+	peers     *policy.Policy                      // Static after construction.
+	quota     *policy.Quota                       // Static after construction.
 	fast      *fastTable
 
 	mu     sync.Mutex
-	relays map[netip.AddrPort]*relayConn   // by advertised address. Guarded by mu.
-	allocs map[allocKey]*fastAlloc         // every live allocation. Guarded by mu.
-	live   sync.WaitGroup                  // one per open relayConn
+	relays map[netip.AddrPort]*relayConn // by advertised address. Guarded by mu.
+	allocs map[allocKey]*fastAlloc       // every live allocation. Guarded by mu.
+	live   sync.WaitGroup                // one per open relayConn
 
-	precheck precheckCache
-	slowStats slowStats
+	precheck   precheckCache
+	slowStats  slowStats
 	allocCount [3][2]atomic.Int64
 	permCount  atomic.Int64
 	chanCount  atomic.Int64
@@ -484,16 +484,16 @@ func (p pionLogger) NewLogger(scope string) logging.LeveledLogger {
 
 type pionLeveled struct{ log *slog.Logger }
 
-func (l pionLeveled) Trace(msg string)                          {}
-func (l pionLeveled) Tracef(format string, args ...any)         {}
-func (l pionLeveled) Debug(msg string)                          { l.log.Debug(msg) }
-func (l pionLeveled) Debugf(format string, args ...any)         { l.dbg(format, args...) }
-func (l pionLeveled) Info(msg string)                           { l.log.Debug(msg) }
-func (l pionLeveled) Infof(format string, args ...any)          { l.dbg(format, args...) }
-func (l pionLeveled) Warn(msg string)                           { l.log.Warn(msg) }
-func (l pionLeveled) Warnf(format string, args ...any)          { l.log.Warn(fmt.Sprintf(format, args...)) }
-func (l pionLeveled) Error(msg string)                          { l.log.Warn(msg) }
-func (l pionLeveled) Errorf(format string, args ...any)         { l.log.Warn(fmt.Sprintf(format, args...)) }
+func (l pionLeveled) Trace(msg string)                  {}
+func (l pionLeveled) Tracef(format string, args ...any) {}
+func (l pionLeveled) Debug(msg string)                  { l.log.Debug(msg) }
+func (l pionLeveled) Debugf(format string, args ...any) { l.dbg(format, args...) }
+func (l pionLeveled) Info(msg string)                   { l.log.Debug(msg) }
+func (l pionLeveled) Infof(format string, args ...any)  { l.dbg(format, args...) }
+func (l pionLeveled) Warn(msg string)                   { l.log.Warn(msg) }
+func (l pionLeveled) Warnf(format string, args ...any)  { l.log.Warn(fmt.Sprintf(format, args...)) }
+func (l pionLeveled) Error(msg string)                  { l.log.Warn(msg) }
+func (l pionLeveled) Errorf(format string, args ...any) { l.log.Warn(fmt.Sprintf(format, args...)) }
 func (l pionLeveled) dbg(format string, args ...any) {
 	if l.log.Enabled(context.Background(), slog.LevelDebug) {
 		l.log.Debug(fmt.Sprintf(format, args...))
