@@ -1,0 +1,184 @@
+package loadgen
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/pion/stun/v4"
+)
+
+// client is one simulated endpoint: a UDP socket, its allocation, and the
+// packets it sends.
+type client struct {
+	// Static after construction.
+	id      uint32
+	r       *runner
+	g       *group
+	conn    *net.UDPConn
+	user    string
+	pass    string
+	partner *client // ModePair only
+	pattern []byte  // the payload template: header with id, then the pattern
+	ctrl    chan []byte
+
+	// Set during setup, read-only once traffic starts.
+	relayed netip.AddrPort
+	peer    netip.AddrPort // echo peer, or partner's relayed address
+	channel uint16
+	tx      []byte // owned by the group's pacer
+	rtx     []byte // owned by the reader (saturating runs)
+	payOff  int    // payload offset inside tx and rtx
+
+	// Guarded by ctrlMu: one transaction at a time.
+	ctrlMu sync.Mutex
+	realm  string
+	nonce  string
+	key    stun.MessageIntegrity
+
+	// Counters, written by the data path and read by progress and report.
+	seq       atomic.Uint64 // probes sent (the last sequence number used)
+	recv      atomic.Uint64 // own probes that came back intact
+	pingsIn   atomic.Uint64 // partner's pings received and turned around (ModePair)
+	corrupt   atomic.Uint64 // payloads that were not byte-exact or not ours
+	sendErrs  atomic.Uint64
+	lastRecv  uint64 // owned by the pacer (saturating runs)
+	ctrlDrops atomic.Uint64
+}
+
+// group is a set of clients paced by one goroutine, whose round-trip
+// samples share one histogram.
+type group struct {
+	clients []*client
+	mu      sync.Mutex
+	hist    *hdrhistogram.Histogram // guarded by mu
+}
+
+func (g *group) record(rttNS int64) {
+	g.mu.Lock()
+	_ = g.hist.RecordValue(min(max(rttNS, 1), histMax)) // in range by construction
+	g.mu.Unlock()
+}
+
+// framePacket builds the packet this client sends, with the payload at
+// c.payOff, for the run's mode.
+func (c *client) framePacket() ([]byte, error) {
+	size := len(c.pattern)
+	switch c.r.cfg.Mode {
+	case ModeDirect:
+		c.payOff = 0
+		return bytes.Clone(c.pattern), nil
+	case ModeIndication:
+		c.payOff = sendIndPayloadOff
+		return buildSendIndication(c.peer, c.pattern)
+	default:
+		c.payOff = channelDataHeader
+		b := make([]byte, channelDataLen(size, false))
+		putChannelDataHeader(b, c.channel, size)
+		copy(b[channelDataHeader:], c.pattern)
+		return b, nil
+	}
+}
+
+// send stamps the next sequence number and the time into pkt and writes it.
+func (c *client) send(pkt []byte) {
+	seq := c.seq.Add(1)
+	stamp(pkt[c.payOff:], seq, c.r.now())
+	if c.r.cfg.Mode == ModeIndication {
+		// Vary the transaction ID so no server mistakes indications for retransmissions.
+		copy(pkt[12:20], pkt[c.payOff+offSeq:c.payOff+offSeq+8])
+	}
+	if _, err := c.conn.Write(pkt); err != nil {
+		c.sendErrs.Add(1)
+	}
+}
+
+// readLoop demultiplexes everything that arrives on the client's socket
+// until the socket is closed: ChannelData and Data indications to the data
+// path, STUN responses to the control plane.
+func (c *client) readLoop() {
+	buf := make([]byte, 2048)
+	for {
+		n, err := c.conn.Read(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				close(c.ctrl)
+				return
+			}
+			continue // ICMP-induced ECONNREFUSED and the like: the socket still works
+		}
+		frame := buf[:n]
+		if c.r.cfg.Mode == ModeDirect {
+			c.onPayload(frame, frame, false)
+			continue
+		}
+		if isStun(frame) {
+			data, err := parseDataIndication(frame)
+			if err == nil {
+				c.onPayload(data, frame, true)
+				continue
+			}
+			if errors.Is(err, errNotData) {
+				c.deliverCtrl(frame)
+			}
+			continue
+		}
+		if _, data, err := parseChannelData(frame); err == nil {
+			c.onPayload(data, frame, false)
+			continue
+		}
+		c.corrupt.Add(1)
+	}
+}
+
+// deliverCtrl hands a copy of a STUN message to the waiting transaction, if
+// any; control traffic is rare, so the copy does not matter.
+func (c *client) deliverCtrl(frame []byte) {
+	select {
+	case c.ctrl <- bytes.Clone(frame):
+	default:
+		c.ctrlDrops.Add(1)
+	}
+}
+
+// onPayload handles one received payload p inside frame.
+func (c *client) onPayload(p, frame []byte, indication bool) {
+	pr, err := parsePayload(p)
+	if err != nil || len(p) != len(c.pattern) {
+		c.corrupt.Add(1)
+		return
+	}
+	if c.r.cfg.Mode == ModePair && pr.kind == kindPing {
+		// The partner's ping: check it and turn it around in place; the
+		// frame's channel number is ours for the partner's relayed address.
+		if c.partner == nil || pr.client != c.partner.id || indication ||
+			!bytes.Equal(p[headerLen:], c.partner.pattern[headerLen:]) {
+			c.corrupt.Add(1)
+			return
+		}
+		c.pingsIn.Add(1)
+		p[offKind] = kindPong
+		if _, err := c.conn.Write(frame); err != nil {
+			c.sendErrs.Add(1)
+		}
+		return
+	}
+	want := kindPing
+	if c.r.cfg.Mode == ModePair {
+		want = kindPong
+	}
+	if pr.kind != want || pr.client != c.id || !bytes.Equal(p[headerLen:], c.pattern[headerLen:]) {
+		c.corrupt.Add(1)
+		return
+	}
+	now := c.r.now()
+	c.g.record(now - pr.sentNS)
+	c.recv.Add(1)
+	if c.r.cfg.Rate == 0 && now < c.r.sendEndNS.Load() {
+		c.send(c.rtx) // closed loop: one comes back, the next goes out
+	}
+}

@@ -1,0 +1,5 @@
+package loadgen
+
+import "os"
+
+func runtimePID() int { return os.Getpid() }

@@ -1,0 +1,74 @@
+package loadgen
+
+import (
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// histMax is the largest round trip recorded; longer ones count as histMax.
+const histMax = int64(10 * time.Second)
+
+func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(1, histMax, 3) }
+
+// Report is the outcome of a run. Rates are over the measurement window:
+// from the start of the send window to the end of the drain.
+type Report struct {
+	Mode    Mode `json:"mode"`
+	Clients int  `json:"clients"`
+	Rate    int  `json:"rate_pps"` // per client; 0 = saturating
+	Size    int  `json:"size_bytes"`
+	Window  int  `json:"window,omitempty"`
+
+	SetupSeconds  float64 `json:"setup_seconds"`
+	WindowSeconds float64 `json:"window_seconds"`
+
+	Sent        uint64  `json:"sent"`     // probes sent
+	Received    uint64  `json:"received"` // probes back, byte-exact
+	Lost        uint64  `json:"lost"`     // Sent - Received
+	LossPercent float64 `json:"loss_percent"`
+	Corrupt     uint64  `json:"corrupt"` // payloads not byte-exact or not ours
+	SendErrors  uint64  `json:"send_errors"`
+
+	// Delivered counts datagrams that arrived at either end (peer or partner
+	// and client); Relayed counts the server's forwards as defined in the
+	// package documentation (0 in ModeDirect).
+	Delivered        uint64  `json:"delivered"`
+	Relayed          uint64  `json:"relayed"`
+	PacketsPerSecond float64 `json:"packets_per_second"` // Delivered per second
+	Mbps             float64 `json:"mbps"`               // payload bits of Delivered per second, /1e6
+
+	RTT Percentiles `json:"rtt_us"`
+
+	ServerCPUSeconds    float64 `json:"server_cpu_seconds,omitempty"`
+	RelayedPerCPUSecond float64 `json:"relayed_per_cpu_second,omitempty"`
+	GeneratorCPUSeconds float64 `json:"generator_cpu_seconds"`
+
+	Refreshes     uint64 `json:"refreshes"`
+	RefreshErrors uint64 `json:"refresh_errors"`
+}
+
+// Percentiles of the round trip, in microseconds.
+type Percentiles struct {
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p99_9"`
+	Max  float64 `json:"max"`
+	Mean float64 `json:"mean"`
+}
+
+func percentiles(h *hdrhistogram.Histogram) Percentiles {
+	us := func(ns int64) float64 { return float64(ns) / 1e3 }
+	if h.TotalCount() == 0 {
+		return Percentiles{}
+	}
+	return Percentiles{
+		P50:  us(h.ValueAtQuantile(50)),
+		P90:  us(h.ValueAtQuantile(90)),
+		P99:  us(h.ValueAtQuantile(99)),
+		P999: us(h.ValueAtQuantile(99.9)),
+		Max:  us(h.Max()),
+		Mean: h.Mean() / 1e3,
+	}
+}
