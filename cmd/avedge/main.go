@@ -1,0 +1,245 @@
+// Command avedge is the audio/video edge relay: STUN and TURN on UDP, TCP and TLS, relay
+// ports from the edge range, time-limited shared-secret credentials, Prometheus metrics.
+//
+// With no flags it runs the embedded default: everything on loopback, a generated secret,
+// and a credential printed so that a client can use the relay at once.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/config"
+	"github.com/avedge/avedge/metrics"
+	"github.com/avedge/avedge/relay"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, nil))
+}
+
+// run is main without the process: it returns the exit code. ready, if not nil, receives the
+// started server (tests use it).
+func run(args []string, stdout, stderr io.Writer, ready chan<- *relay.Server) int {
+	opts, err := config.Parse(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "avedge: %v\n", err)
+		return 2
+	}
+	st, err := opts.Build()
+	if err != nil {
+		fmt.Fprintf(stderr, "avedge: %v\n", err)
+		return 2
+	}
+	log := newLogger(stderr, opts.LogFormat, opts.LogLevel)
+
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg, metrics.Options{Version: version, PionVersion: pionVersion()})
+	if err != nil {
+		fmt.Fprintf(stderr, "avedge: metrics: %v\n", err)
+		return 1
+	}
+	rc := st.Relay
+	rc.Metrics = m
+	rc.Logger = log
+	srv, err := relay.New(rc)
+	if err != nil {
+		fmt.Fprintf(stderr, "avedge: %v\n", err)
+		return 1
+	}
+	if rc.Peers.AllowLoopback {
+		log.Warn("loopback peers are allowed (all-loopback setup); pass --allow-loopback-peers=false to refuse them")
+	}
+
+	var servers []*http.Server
+	serveHTTP := func(name, addr string, h http.Handler) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s: listen %s: %w", name, addr, err)
+		}
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+		servers = append(servers, hs)
+		go func() {
+			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error(name+" stopped", "err", err)
+			}
+		}()
+		log.Info(name+" listening", "addr", ln.Addr().String())
+		return nil
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "avedge: %v\n", err)
+		_ = srv.Close()
+		return 1
+	}
+	if st.MetricsListen != "" {
+		if err := serveHTTP("metrics", st.MetricsListen, metrics.Handler(reg, srv.Ready)); err != nil {
+			return fail(err)
+		}
+	}
+	if st.Service != nil {
+		sc := *st.Service
+		sc.Logger = log
+		sc.OnRequest = m.CredentialRequest
+		svc, err := auth.NewService(sc)
+		if err != nil {
+			return fail(err)
+		}
+		if err := serveHTTP("credential service", st.AuthListen, svc); err != nil {
+			return fail(err)
+		}
+	}
+	if st.GeneratedSecret || (opts.PrintCredentials != nil && *opts.PrintCredentials) {
+		printCredentials(stdout, st, srv)
+	}
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	if ready != nil {
+		ready <- srv
+	}
+	code := 0
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			reload(log, opts, st)
+			continue
+		}
+		if sig == syscall.SIGTERM {
+			log.Info("SIGTERM: draining", "timeout", opts.DrainTimeout.String())
+			ctx, cancel := context.WithTimeout(context.Background(), opts.DrainTimeout)
+			go func() {
+				// A second signal cuts the drain short.
+				select {
+				case <-sigs:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				log.Warn("shutdown", "err", err)
+			}
+			cancel()
+		} else {
+			log.Info("SIGINT: closing")
+			if err := srv.Close(); err != nil {
+				log.Warn("close", "err", err)
+			}
+		}
+		break
+	}
+	for _, hs := range servers {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = hs.Shutdown(ctx)
+		cancel()
+	}
+	log.Info("stopped")
+	return code
+}
+
+// reload re-reads the secret and user files; a bad file is refused and the old settings stay.
+func reload(log *slog.Logger, o config.Options, st *config.Settings) {
+	if o.SecretFile != "" {
+		if err := st.Keyring.LoadFile(o.SecretFile); err != nil {
+			log.Error("SIGHUP: secrets not reloaded, keeping the old ones", "file", o.SecretFile, "err", err)
+		} else {
+			log.Info("SIGHUP: secrets reloaded", "file", o.SecretFile, "live", len(st.Keyring.Secrets()))
+		}
+	}
+	if o.UsersFile != "" {
+		users, err := auth.LoadUsersFile(o.UsersFile)
+		if err != nil {
+			log.Error("SIGHUP: users not reloaded, keeping the old ones", "file", o.UsersFile, "err", err)
+		} else {
+			for _, u := range o.Users {
+				if name, pw, ok := strings.Cut(u, ":"); ok {
+					users[name] = pw
+				}
+			}
+			st.Validator.SetUsers(users)
+			log.Info("SIGHUP: users reloaded", "file", o.UsersFile, "users", len(users))
+		}
+	}
+}
+
+func newLogger(w io.Writer, format, level string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	ho := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+func pionVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	for _, d := range bi.Deps {
+		if d.Path == "github.com/pion/turn/v5" {
+			return d.Version
+		}
+	}
+	return ""
+}
+
+// printCredentials prints a credential valid for 8 hours, an iceServers snippet and a
+// turnutils_uclient command line that work against this relay as printed.
+func printCredentials(w io.Writer, st *config.Settings, srv *relay.Server) {
+	sec, ok := st.Keyring.Newest()
+	if !ok {
+		return
+	}
+	user, pass := auth.MintREST(sec.Value, "avedge-demo", time.Now().Add(8*time.Hour))
+	var udp, tcp string
+	for _, l := range srv.Addrs() {
+		switch {
+		case l.Network == relay.UDP && udp == "":
+			udp = l.Addr.String()
+		case l.Network == relay.TCP && tcp == "":
+			tcp = l.Addr.String()
+		}
+	}
+	var urls []string
+	if udp != "" {
+		urls = append(urls, "turn:"+udp+"?transport=udp")
+	}
+	if tcp != "" {
+		urls = append(urls, "turn:"+tcp+"?transport=tcp")
+	}
+	ice := map[string]any{"iceServers": []map[string]any{{"urls": urls, "username": user, "credential": pass}}}
+	js, _ := json.MarshalIndent(ice, "", "  ")
+	fmt.Fprintf(w, "avedge is ready. Credential (valid 8 hours, realm %q):\n  username: %s\n  password: %s\n", st.Relay.Realm, user, pass)
+	if st.GeneratedSecret {
+		fmt.Fprintf(w, "  shared secret (generated for this run): %s\n", sec.Value)
+	}
+	fmt.Fprintf(w, "\nWebRTC RTCPeerConnection configuration:\n%s\n", js)
+	if udp != "" {
+		host, port, _ := net.SplitHostPort(udp)
+		fmt.Fprintf(w, "\nTry it with coturn's client (two clients relaying to each other through avedge):\n  turnutils_uclient -y -n 20 -m 1 -l 160 -u '%s' -w '%s' -p %s %s\n\n", user, pass, port, host)
+	}
+}

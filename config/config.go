@@ -1,0 +1,551 @@
+// Package config reads avedge's configuration: command-line flags and an optional YAML file
+// with the same keys (coturn's names where coturn has the same option), checked strictly, and
+// turned into the relay's, the credential service's and the metrics endpoint's settings.
+//
+// Precedence: built-in defaults, then the file named by --config, then flags given on the
+// command line. An unknown key, a bad port range, a missing certificate file or an address
+// that does not parse is refused at start with a message that names the key and what to do.
+package config
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/relay"
+)
+
+// Options is every setting avedge accepts. The yaml key of a field is also its flag name.
+type Options struct {
+	ListeningIPs     []string `yaml:"listening-ip"`
+	ListeningPort    int      `yaml:"listening-port"`
+	TLSListeningPort int      `yaml:"tls-listening-port"`
+	Listen           []string `yaml:"listen"`
+	NoUDP            bool     `yaml:"no-udp"`
+	NoTCP            bool     `yaml:"no-tcp"`
+	Cert             string   `yaml:"cert"`
+	PKey             string   `yaml:"pkey"`
+
+	RelayIPs       []string      `yaml:"relay-ip"`
+	ExternalIPs    []string      `yaml:"external-ip"`
+	MinPort        int           `yaml:"min-port"`
+	MaxPort        int           `yaml:"max-port"`
+	PortQuarantine time.Duration `yaml:"port-quarantine"`
+	Workers        int           `yaml:"workers"`
+
+	Realm             string        `yaml:"realm"`
+	StaticAuthSecrets []string      `yaml:"static-auth-secret"`
+	SecretFile        string        `yaml:"static-auth-secret-file"`
+	Users             []string      `yaml:"user"`
+	UsersFile         string        `yaml:"users-file"`
+	RESTSeparator     string        `yaml:"rest-api-separator"`
+	ClockSkew         time.Duration `yaml:"clock-skew"`
+
+	AllowLoopbackPeers  *bool         `yaml:"allow-loopback-peers"`
+	AllowedPeerIPs      []string      `yaml:"allowed-peer-ip"`
+	DeniedPeerIPs       []string      `yaml:"denied-peer-ip"`
+	TotalQuota          int           `yaml:"total-quota"`
+	UserQuota           int           `yaml:"user-quota"`
+	MaxBPS              int64         `yaml:"max-bps"`
+	ChannelLifetime     time.Duration `yaml:"channel-lifetime"`
+	PermissionLifetime  time.Duration `yaml:"permission-lifetime"`
+	MaxAllocateLifetime time.Duration `yaml:"max-allocate-lifetime"`
+
+	MetricsListen string `yaml:"metrics-listen"`
+
+	AuthListen         string        `yaml:"auth-listen"`
+	AuthAPIKeys        []string      `yaml:"auth-api-key"`
+	AuthAPIKeyFile     string        `yaml:"auth-api-key-file"`
+	AuthAllowAnonymous bool          `yaml:"auth-allow-anonymous"`
+	AuthRelays         []string      `yaml:"auth-relay"`
+	AuthMaxDuration    time.Duration `yaml:"auth-max-duration"`
+
+	DrainTimeout     time.Duration `yaml:"drain-timeout"`
+	LogFormat        string        `yaml:"log-format"`
+	LogLevel         string        `yaml:"log-level"`
+	PrintCredentials *bool         `yaml:"print-credentials"`
+}
+
+// Defaults is the embedded default: everything on loopback, the A/V Edge's relay range.
+func Defaults() Options {
+	return Options{
+		ListeningIPs:     []string{"127.0.0.1"},
+		ListeningPort:    3478,
+		TLSListeningPort: 5349,
+		MinPort:          50000,
+		MaxPort:          59999,
+		PortQuarantine:   10 * time.Second,
+		Realm:            "avedge",
+		RESTSeparator:    ":",
+		ClockSkew:        30 * time.Second,
+		MetricsListen:    "127.0.0.1:9641",
+		AuthListen:       "",
+		AuthMaxDuration:  480 * time.Minute,
+		DrainTimeout:     30 * time.Second,
+		LogFormat:        "text",
+		LogLevel:         "info",
+	}
+}
+
+// stringList is a repeatable flag; the first use on the command line replaces what the file
+// or the defaults set.
+type stringList struct {
+	p   *[]string
+	set bool
+}
+
+func (s *stringList) String() string {
+	if s.p == nil {
+		return ""
+	}
+	return strings.Join(*s.p, ",")
+}
+
+func (s *stringList) Set(v string) error {
+	if !s.set {
+		*s.p = nil
+		s.set = true
+	}
+	*s.p = append(*s.p, v)
+	return nil
+}
+
+type optBool struct{ p **bool }
+
+func (b optBool) String() string {
+	if b.p == nil || *b.p == nil {
+		return "auto"
+	}
+	return strconv.FormatBool(**b.p)
+}
+func (b optBool) Set(v string) error {
+	x, err := strconv.ParseBool(v)
+	if err != nil {
+		return err
+	}
+	*b.p = &x
+	return nil
+}
+func (b optBool) IsBoolFlag() bool { return true }
+
+// FlagSet binds every option to a flag of fs, documented with its default.
+func (o *Options) FlagSet(fs *flag.FlagSet) {
+	d := Defaults()
+	list := func(p *[]string, name, usage string) { fs.Var(&stringList{p: p}, name, usage) }
+	list(&o.ListeningIPs, "listening-ip", "address to listen on, repeatable (default 127.0.0.1)")
+	fs.IntVar(&o.ListeningPort, "listening-port", d.ListeningPort, "UDP and TCP port for STUN/TURN")
+	fs.IntVar(&o.TLSListeningPort, "tls-listening-port", d.TLSListeningPort, "TLS port, used when cert and pkey are set")
+	list(&o.Listen, "listen", "extra listener transport/ip:port, repeatable, e.g. tcp/0.0.0.0:443 or tls/[::]:443")
+	fs.BoolVar(&o.NoUDP, "no-udp", false, "do not listen on UDP listening-port")
+	fs.BoolVar(&o.NoTCP, "no-tcp", false, "do not listen on TCP listening-port")
+	fs.StringVar(&o.Cert, "cert", "", "TLS certificate chain file (PEM); enables TLS listeners")
+	fs.StringVar(&o.PKey, "pkey", "", "TLS private key file (PEM)")
+	list(&o.RelayIPs, "relay-ip", "address relay sockets bind to, one per family (default: the first listening-ip of each family)")
+	list(&o.ExternalIPs, "external-ip", "public[/private]: advertise public in XOR-RELAYED-ADDRESS for relay address private (coturn -X)")
+	fs.IntVar(&o.MinPort, "min-port", d.MinPort, "lowest relay port of the edge range")
+	fs.IntVar(&o.MaxPort, "max-port", d.MaxPort, "highest relay port of the edge range")
+	fs.DurationVar(&o.PortQuarantine, "port-quarantine", d.PortQuarantine, "how long a released relay port rests before reuse (0: none)")
+	fs.IntVar(&o.Workers, "workers", 0, "forwarding loops, each with its own SO_REUSEPORT socket (0: one per core)")
+	fs.StringVar(&o.Realm, "realm", d.Realm, "long-term credential realm")
+	list(&o.StaticAuthSecrets, "static-auth-secret", "TURN REST shared secret, repeatable, newest first (default: generated at start and printed)")
+	fs.StringVar(&o.SecretFile, "static-auth-secret-file", "", "file of shared secrets, one per line (\"id secret\" or \"secret\"), newest first; re-read on SIGHUP")
+	list(&o.Users, "user", "static long-term user name:password, repeatable")
+	fs.StringVar(&o.UsersFile, "users-file", "", "file of static users, name:password per line; re-read on SIGHUP")
+	fs.StringVar(&o.RESTSeparator, "rest-api-separator", d.RESTSeparator, "separator between expiry and user in TURN REST usernames")
+	fs.DurationVar(&o.ClockSkew, "clock-skew", d.ClockSkew, "tolerated clock skew when checking credential expiry")
+	fs.Var(optBool{&o.AllowLoopbackPeers}, "allow-loopback-peers", "allow peers on loopback (default: true only when every listener and relay address is loopback)")
+	list(&o.AllowedPeerIPs, "allowed-peer-ip", "CIDR or address always allowed as a peer, repeatable (overrides the built-in deny list)")
+	list(&o.DeniedPeerIPs, "denied-peer-ip", "CIDR or address always refused as a peer, repeatable")
+	fs.IntVar(&o.TotalQuota, "total-quota", 0, "maximum live allocations in total, 508 beyond (0: unlimited)")
+	fs.IntVar(&o.UserQuota, "user-quota", 0, "maximum live allocations per user, 486 beyond (0: unlimited)")
+	fs.Int64Var(&o.MaxBPS, "max-bps", 0, "bandwidth cap per allocation in bytes per second (0: unlimited)")
+	fs.DurationVar(&o.ChannelLifetime, "channel-lifetime", 0, "channel binding lifetime (0: 10m, RFC 8656)")
+	fs.DurationVar(&o.PermissionLifetime, "permission-lifetime", 0, "permission lifetime (0: 5m, RFC 8656)")
+	fs.DurationVar(&o.MaxAllocateLifetime, "max-allocate-lifetime", 0, "default allocation lifetime (0: 10m)")
+	fs.StringVar(&o.MetricsListen, "metrics-listen", d.MetricsListen, "address of /metrics, /healthz, /readyz (empty: off)")
+	fs.StringVar(&o.AuthListen, "auth-listen", d.AuthListen, "address of the built-in credential service (empty: off; e.g. 127.0.0.1:8443)")
+	list(&o.AuthAPIKeys, "auth-api-key", "bearer token callers of the credential service present, repeatable")
+	fs.StringVar(&o.AuthAPIKeyFile, "auth-api-key-file", "", "file of bearer tokens, one per line")
+	fs.BoolVar(&o.AuthAllowAnonymous, "auth-allow-anonymous", false, "serve credentials without an API key (only on a trusted network)")
+	list(&o.AuthRelays, "auth-relay", "relay listed by the credential service, location:host:udpPort:tcpPort, repeatable (default: this relay)")
+	fs.DurationVar(&o.AuthMaxDuration, "auth-max-duration", d.AuthMaxDuration, "longest credential the service issues")
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", d.DrainTimeout, "on SIGTERM, how long live allocations may go on before exit")
+	fs.StringVar(&o.LogFormat, "log-format", d.LogFormat, "text or json")
+	fs.StringVar(&o.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
+	fs.Var(optBool{&o.PrintCredentials}, "print-credentials", "print a ready-to-use credential at start (default: true when the secret was generated)")
+}
+
+// Parse reads args (without the program name): --config FILE first, then every flag over it.
+// It returns flag.ErrHelp for -h/--help after printing usage to out.
+func Parse(args []string, out io.Writer) (Options, error) {
+	o := Defaults()
+	pre := flag.NewFlagSet("avedge", flag.ContinueOnError)
+	pre.SetOutput(io.Discard)
+	var path string
+	pre.StringVar(&path, "config", "", "")
+	var scratch Options
+	scratch.FlagSet(pre)
+	if err := pre.Parse(args); err != nil && !errors.Is(err, flag.ErrHelp) {
+		fs := flag.NewFlagSet("avedge", flag.ContinueOnError)
+		fs.SetOutput(out)
+		return o, err
+	}
+	if path != "" {
+		if err := o.LoadFile(path); err != nil {
+			return o, err
+		}
+	}
+	fs := flag.NewFlagSet("avedge", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.String("config", "", "YAML file with the same keys as these flags (flags given here override it)")
+	o.FlagSet(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(out, "avedge: audio/video edge relay (STUN/TURN)\n\nUsage: avedge [flags]\n\nWith no flags it serves on 127.0.0.1 (UDP+TCP 3478), relays from 127.0.0.1:50000-59999,\ngenerates a shared secret and prints a credential that works at once.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("config: unexpected argument %q (flags start with --)", fs.Arg(0))
+	}
+	return o, nil
+}
+
+// LoadFile merges a YAML file over o, refusing unknown keys.
+func (o *Options) LoadFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	return o.Load(f, path)
+}
+
+// Load merges YAML from r over o, refusing unknown keys; name is used in errors.
+func (o *Options) Load(r io.Reader, name string) error {
+	dec := yaml.NewDecoder(io.LimitReader(r, 1<<20))
+	dec.KnownFields(true)
+	if err := dec.Decode(o); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config: %s: %w (keys are the flag names of avedge --help)", name, err)
+	}
+	return nil
+}
+
+// Settings is what Build derives from Options.
+type Settings struct {
+	Relay           relay.Config
+	Keyring         *auth.Keyring
+	Validator       *auth.Validator
+	GeneratedSecret bool
+	AllLoopback     bool
+	Service         *auth.ServiceConfig // nil: no built-in credential service
+	MetricsListen   string
+	AuthListen      string
+}
+
+// Build checks o and derives the relay and service settings. Errors name the key.
+func (o Options) Build() (*Settings, error) {
+	st := &Settings{MetricsListen: o.MetricsListen, AuthListen: o.AuthListen}
+	bad := func(key, format string, args ...any) error {
+		return fmt.Errorf("config: %s: %s", key, fmt.Sprintf(format, args...))
+	}
+	if o.MinPort < 1024 || o.MinPort > 65535 || o.MaxPort < 1024 || o.MaxPort > 65535 || o.MinPort > o.MaxPort {
+		return nil, bad("min-port/max-port", "range %d-%d is not valid: need 1024 <= min-port <= max-port <= 65535", o.MinPort, o.MaxPort)
+	}
+	if o.ListeningPort < 0 || o.ListeningPort > 65535 {
+		return nil, bad("listening-port", "%d is not a port", o.ListeningPort)
+	}
+	if o.TLSListeningPort < 0 || o.TLSListeningPort > 65535 {
+		return nil, bad("tls-listening-port", "%d is not a port", o.TLSListeningPort)
+	}
+	rc := &st.Relay
+	var ips []netip.Addr
+	for _, s := range o.ListeningIPs {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, bad("listening-ip", "%q is not an IP address", s)
+		}
+		ips = append(ips, ip.Unmap())
+	}
+	if len(ips) == 0 && len(o.Listen) == 0 {
+		return nil, bad("listening-ip", "no address to listen on: give at least one")
+	}
+	if o.Cert != "" || o.PKey != "" {
+		if o.Cert == "" || o.PKey == "" {
+			return nil, bad("cert/pkey", "give both the certificate and the key file")
+		}
+		for k, f := range map[string]string{"cert": o.Cert, "pkey": o.PKey} {
+			if _, err := os.Stat(f); err != nil {
+				return nil, bad(k, "%v", err)
+			}
+		}
+		c, err := tls.LoadX509KeyPair(o.Cert, o.PKey)
+		if err != nil {
+			return nil, bad("cert/pkey", "cannot load the key pair: %v", err)
+		}
+		rc.TLS = &tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12}
+	}
+	for _, ip := range ips {
+		port := uint16(o.ListeningPort)
+		if !o.NoUDP {
+			rc.Listeners = append(rc.Listeners, relay.ListenerConfig{Network: relay.UDP, Addr: netip.AddrPortFrom(ip, port)})
+		}
+		if !o.NoTCP {
+			rc.Listeners = append(rc.Listeners, relay.ListenerConfig{Network: relay.TCP, Addr: netip.AddrPortFrom(ip, port)})
+		}
+		if rc.TLS != nil && o.TLSListeningPort != 0 {
+			rc.Listeners = append(rc.Listeners, relay.ListenerConfig{Network: relay.TLS, Addr: netip.AddrPortFrom(ip, uint16(o.TLSListeningPort))})
+		}
+	}
+	for _, l := range o.Listen {
+		netw, addr, ok := strings.Cut(l, "/")
+		ap, err := netip.ParseAddrPort(addr)
+		if !ok || err != nil {
+			return nil, bad("listen", "%q: want transport/ip:port, e.g. tcp/0.0.0.0:443 or udp/[::1]:3478", l)
+		}
+		n := relay.Network(netw)
+		if n != relay.UDP && n != relay.TCP && n != relay.TLS {
+			return nil, bad("listen", "%q: transport %q is not udp, tcp or tls", l, netw)
+		}
+		if n == relay.TLS && rc.TLS == nil {
+			return nil, bad("listen", "%q: a TLS listener needs cert and pkey", l)
+		}
+		rc.Listeners = append(rc.Listeners, relay.ListenerConfig{Network: n, Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())})
+	}
+	if len(rc.Listeners) == 0 {
+		return nil, bad("no-udp/no-tcp", "every listener is turned off")
+	}
+	for _, s := range o.RelayIPs {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, bad("relay-ip", "%q is not an IP address", s)
+		}
+		rc.RelayIPs = append(rc.RelayIPs, ip.Unmap())
+	}
+	if len(rc.RelayIPs) == 0 {
+		var seen [2]bool
+		for _, l := range rc.Listeners {
+			ip := l.Addr.Addr()
+			f := 0
+			if ip.Is6() {
+				f = 1
+			}
+			if seen[f] {
+				continue
+			}
+			if ip.IsUnspecified() {
+				return nil, bad("relay-ip", "listening on %s: name the address relay sockets bind to with relay-ip", ip)
+			}
+			seen[f] = true
+			rc.RelayIPs = append(rc.RelayIPs, ip)
+		}
+	}
+	for _, s := range o.ExternalIPs {
+		pub, priv, hasPriv := strings.Cut(s, "/")
+		p, err := netip.ParseAddr(pub)
+		if err != nil {
+			return nil, bad("external-ip", "%q: public address does not parse", s)
+		}
+		var q netip.Addr
+		if hasPriv {
+			if q, err = netip.ParseAddr(priv); err != nil {
+				return nil, bad("external-ip", "%q: private address does not parse", s)
+			}
+		} else {
+			if len(rc.RelayIPs) != 1 {
+				return nil, bad("external-ip", "%q: with several relay addresses write public/private", s)
+			}
+			q = rc.RelayIPs[0]
+		}
+		found := false
+		for _, r := range rc.RelayIPs {
+			found = found || r == q.Unmap()
+		}
+		if !found {
+			return nil, bad("external-ip", "%q: %s is not a relay-ip", s, q)
+		}
+		if rc.ExternalIPs == nil {
+			rc.ExternalIPs = map[netip.Addr]netip.Addr{}
+		}
+		rc.ExternalIPs[q.Unmap()] = p.Unmap()
+	}
+	rc.MinPort, rc.MaxPort = uint16(o.MinPort), uint16(o.MaxPort)
+	rc.PortQuarantine = o.PortQuarantine
+	if o.PortQuarantine == 0 {
+		rc.PortQuarantine = -1
+	}
+	if o.Workers < 0 {
+		return nil, bad("workers", "%d: give 0 (one per core) or more", o.Workers)
+	}
+	rc.Workers = o.Workers
+	rc.Realm = o.Realm
+	if o.Realm == "" {
+		return nil, bad("realm", "must not be empty")
+	}
+
+	// Credentials.
+	var secrets []auth.Secret
+	for i, v := range o.StaticAuthSecrets {
+		if v == "" {
+			return nil, bad("static-auth-secret", "entry %d is empty", i+1)
+		}
+		secrets = append(secrets, auth.Secret{ID: auth.DefaultKeyID([]byte(v)), Value: []byte(v)})
+	}
+	if o.SecretFile != "" {
+		fs, err := auth.LoadSecretsFile(o.SecretFile)
+		if err != nil {
+			return nil, bad("static-auth-secret-file", "%v", err)
+		}
+		secrets = append(secrets, fs...)
+	}
+	users := map[string]string{}
+	for _, u := range o.Users {
+		name, pw, ok := strings.Cut(u, ":")
+		if !ok || name == "" {
+			return nil, bad("user", "%q: want name:password", u)
+		}
+		users[name] = pw
+	}
+	if o.UsersFile != "" {
+		fu, err := auth.LoadUsersFile(o.UsersFile)
+		if err != nil {
+			return nil, bad("users-file", "%v", err)
+		}
+		for k, v := range fu {
+			users[k] = v
+		}
+	}
+	if len(secrets) == 0 && len(users) == 0 {
+		b := make([]byte, 24)
+		if _, err := rand.Read(b); err != nil {
+			return nil, fmt.Errorf("config: generate a secret: %w", err)
+		}
+		v := []byte(hex.EncodeToString(b))
+		secrets = []auth.Secret{{ID: auth.DefaultKeyID(v), Value: v}}
+		st.GeneratedSecret = true
+	}
+	if err := auth.ValidateSecrets(secrets); err != nil {
+		return nil, bad("static-auth-secret", "%v", err)
+	}
+	st.Keyring = auth.NewKeyring(secrets...)
+	st.Validator = auth.NewValidator(auth.ValidatorConfig{Keyring: st.Keyring, Users: users, Separator: o.RESTSeparator, Skew: o.ClockSkew})
+	rc.Validator = st.Validator
+
+	// Peers.
+	allLoop := true
+	for _, l := range rc.Listeners {
+		allLoop = allLoop && l.Addr.Addr().IsLoopback()
+	}
+	for _, ip := range rc.RelayIPs {
+		allLoop = allLoop && ip.IsLoopback()
+	}
+	st.AllLoopback = allLoop
+	rc.Peers.AllowLoopback = allLoop
+	if o.AllowLoopbackPeers != nil {
+		rc.Peers.AllowLoopback = *o.AllowLoopbackPeers
+	}
+	var err error
+	if rc.Peers.Allow, err = parsePrefixes(o.AllowedPeerIPs); err != nil {
+		return nil, bad("allowed-peer-ip", "%v", err)
+	}
+	if rc.Peers.Deny, err = parsePrefixes(o.DeniedPeerIPs); err != nil {
+		return nil, bad("denied-peer-ip", "%v", err)
+	}
+	if o.TotalQuota < 0 || o.UserQuota < 0 || o.MaxBPS < 0 {
+		return nil, bad("total-quota/user-quota/max-bps", "must not be negative")
+	}
+	rc.MaxAllocations, rc.UserQuota, rc.AllocationBandwidth = o.TotalQuota, o.UserQuota, o.MaxBPS
+	rc.ChannelLifetime, rc.PermissionLifetime, rc.AllocationLifetime = o.ChannelLifetime, o.PermissionLifetime, o.MaxAllocateLifetime
+
+	if o.MetricsListen != "" {
+		if _, err := netip.ParseAddrPort(o.MetricsListen); err != nil {
+			return nil, bad("metrics-listen", "%q: want ip:port, e.g. 127.0.0.1:9641", o.MetricsListen)
+		}
+	}
+	if o.AuthListen != "" {
+		if _, err := netip.ParseAddrPort(o.AuthListen); err != nil {
+			return nil, bad("auth-listen", "%q: want ip:port, e.g. 127.0.0.1:8443", o.AuthListen)
+		}
+		keys := append([]string(nil), o.AuthAPIKeys...)
+		if o.AuthAPIKeyFile != "" {
+			f, err := os.Open(o.AuthAPIKeyFile)
+			if err != nil {
+				return nil, bad("auth-api-key-file", "%v", err)
+			}
+			fk, err := auth.ReadAPIKeys(f)
+			f.Close()
+			if err != nil {
+				return nil, bad("auth-api-key-file", "%v", err)
+			}
+			keys = append(keys, fk...)
+		}
+		if len(keys) == 0 && !o.AuthAllowAnonymous {
+			return nil, bad("auth-api-key", "the credential service needs an API key (or auth-allow-anonymous on a trusted network)")
+		}
+		var relays []auth.RelayInfo
+		for _, r := range o.AuthRelays {
+			ri, err := auth.ParseRelay(r)
+			if err != nil {
+				return nil, bad("auth-relay", "%v", err)
+			}
+			relays = append(relays, ri)
+		}
+		if len(relays) == 0 {
+			ri := auth.RelayInfo{Location: "internet", HostName: rc.Listeners[0].Addr.Addr().String()}
+			for _, l := range rc.Listeners {
+				switch {
+				case l.Network == relay.UDP && ri.UDPPort == 0:
+					ri.UDPPort = int(l.Addr.Port())
+				case l.Network == relay.TCP && ri.TCPPort == 0:
+					ri.TCPPort = int(l.Addr.Port())
+				}
+			}
+			relays = append(relays, ri)
+		}
+		st.Service = &auth.ServiceConfig{Keyring: st.Keyring, Relays: relays, MaxDuration: o.AuthMaxDuration,
+			APIKeys: keys, AllowAnonymous: o.AuthAllowAnonymous}
+	}
+	switch o.LogFormat {
+	case "text", "json":
+	default:
+		return nil, bad("log-format", "%q: want text or json", o.LogFormat)
+	}
+	switch o.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return nil, bad("log-level", "%q: want debug, info, warn or error", o.LogLevel)
+	}
+	if o.DrainTimeout < 0 {
+		return nil, bad("drain-timeout", "must not be negative")
+	}
+	return st, nil
+}
+
+func parsePrefixes(in []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range in {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither an address nor a CIDR", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
