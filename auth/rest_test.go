@@ -1,10 +1,6 @@
 package auth
 
 import (
-	"bufio"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -13,35 +9,13 @@ import (
 // independently with openssl (testdata/auth/rest_vectors.txt records the
 // command next to each vector).
 func TestRESTPasswordVectors(t *testing.T) {
-	f, err := os.Open(filepath.Join("..", "testdata", "auth", "rest_vectors.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	n := 0
-	for line := 1; sc.Scan(); line++ {
-		text := sc.Text()
-		if text == "" || strings.HasPrefix(text, "#") {
-			continue
-		}
-		fields := strings.Split(text, "\t")
-		if len(fields) != 3 {
-			t.Fatalf("rest_vectors.txt:%d: want 3 tab-separated fields, got %d", line, len(fields))
-		}
-		secret, username, want := fields[0], fields[1], fields[2]
-		n++
+	for _, row := range readVectors(t, "rest_vectors.txt", 3) {
+		secret, username, want := row[0], row[1], row[2]
 		t.Run(username, func(t *testing.T) {
 			if got := RESTPassword([]byte(secret), username); got != want {
 				t.Errorf("RESTPassword(%q, %q) = %q, want %q", secret, username, got, want)
 			}
 		})
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if n < 5 {
-		t.Fatalf("only %d vectors read", n)
 	}
 }
 
