@@ -40,9 +40,9 @@ type Policy struct {
 	// Static after construction.
 	allowLoopback bool
 	allow4        []range4 // reason unused
-	allow6        []netip.Prefix
+	allow6        []range6 // reason unused
 	deny4         []range4
-	deny6         []netip.Prefix
+	deny6         []range6
 	relay4        []uint32
 	relay6        []netip.Addr
 }
@@ -68,7 +68,7 @@ func New(cfg Config) *Policy {
 	return p
 }
 
-func splitPrefixes(in []netip.Prefix) (v4 []range4, v6 []netip.Prefix) {
+func splitPrefixes(in []netip.Prefix) (v4 []range4, v6 []range6) {
 	for _, pfx := range in {
 		if !pfx.IsValid() {
 			continue
@@ -77,7 +77,7 @@ func splitPrefixes(in []netip.Prefix) (v4 []range4, v6 []netip.Prefix) {
 		if pfx.Addr().Is4() {
 			v4 = append(v4, block4FromPrefix(pfx))
 		} else {
-			v6 = append(v6, pfx)
+			v6 = append(v6, block6FromPrefix(pfx))
 		}
 	}
 	return v4, v6
@@ -113,9 +113,9 @@ func in4(list []range4, v uint32) bool {
 	return false
 }
 
-func in6(list []netip.Prefix, a netip.Addr) bool {
+func in6(list []range6, hi, lo uint64) bool {
 	for i := range list {
-		if list[i].Contains(a) {
+		if list[i].contains(hi, lo) {
 			return true
 		}
 	}
@@ -134,17 +134,19 @@ func (p *Policy) Check(ip netip.Addr) Reason {
 	// IPv6 address embeds.
 	var emb [2]uint32
 	var n int
+	var hi, lo uint64
 	own := Allowed
 	is4 := ip.Is4()
 	if is4 {
 		emb[0], n = v4value(ip), 1
 	} else {
 		b := ip.As16()
-		own, n = classify6(&b, p.allowLoopback, &emb)
+		hi, lo = binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+		own, n = classify6(hi, lo, p.allowLoopback, &emb)
 	}
 	comps := emb[:n]
 
-	if !is4 && in6(p.deny6, ip) {
+	if !is4 && in6(p.deny6, hi, lo) {
 		return ReasonDenyList
 	}
 	for _, v := range comps {
@@ -172,7 +174,7 @@ func (p *Policy) Check(ip netip.Addr) Reason {
 		if in4(p.allow4, emb[0]) {
 			return Allowed
 		}
-	} else if in6(p.allow6, ip) {
+	} else if in6(p.allow6, hi, lo) {
 		return Allowed
 	}
 

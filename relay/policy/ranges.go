@@ -92,9 +92,35 @@ func builtin4(v uint32, allowLoopback bool) Reason {
 	return Allowed
 }
 
+// range6 is one IPv6 block as value/mask halves, compared as two uint64s.
 type range6 struct {
-	prefix netip.Prefix
-	reason Reason
+	hi, lo, mhi, mlo uint64
+	reason           Reason
+}
+
+func block6(s string, reason Reason) range6 {
+	p := netip.MustParsePrefix(s)
+	r := block6FromPrefix(p)
+	r.reason = reason
+	return r
+}
+
+func block6FromPrefix(p netip.Prefix) range6 {
+	b := p.Masked().Addr().As16()
+	var mhi, mlo uint64
+	switch bitsN := p.Bits(); {
+	case bitsN == 0:
+	case bitsN <= 64:
+		mhi = ^uint64(0) << (64 - bitsN)
+	default:
+		mhi = ^uint64(0)
+		mlo = ^uint64(0) << (128 - bitsN)
+	}
+	return range6{hi: binary.BigEndian.Uint64(b[:8]), lo: binary.BigEndian.Uint64(b[8:]), mhi: mhi, mlo: mlo}
+}
+
+func (r *range6) contains(hi, lo uint64) bool {
+	return hi&r.mhi == r.hi && lo&r.mlo == r.lo
 }
 
 // special6 is the IPv6 Special-Purpose Address Registry (RFC 6890 Section
@@ -117,16 +143,16 @@ type range6 struct {
 //	fec0::/10           Site-Local (deprecated)            RFC 3879   -
 //	ff00::/8            Multicast                          RFC 4291   -
 var special6 = [...]range6{
-	{netip.MustParsePrefix("100::/64"), ReasonReserved},
-	{netip.MustParsePrefix("2001:2::/48"), ReasonReserved},
-	{netip.MustParsePrefix("2001:10::/28"), ReasonReserved},
-	{netip.MustParsePrefix("2001:20::/28"), ReasonReserved},
-	{netip.MustParsePrefix("2001:db8::/32"), ReasonDocumentation},
-	{netip.MustParsePrefix("3fff::/20"), ReasonDocumentation},
-	{netip.MustParsePrefix("fc00::/7"), ReasonUniqueLocal},
-	{netip.MustParsePrefix("fe80::/10"), ReasonLinkLocal},
-	{netip.MustParsePrefix("fec0::/10"), ReasonReserved},
-	{netip.MustParsePrefix("ff00::/8"), ReasonMulticast},
+	block6("100::/64", ReasonReserved),
+	block6("2001:2::/48", ReasonReserved),
+	block6("2001:10::/28", ReasonReserved),
+	block6("2001:20::/28", ReasonReserved),
+	block6("2001:db8::/32", ReasonDocumentation),
+	block6("3fff::/20", ReasonDocumentation),
+	block6("fc00::/7", ReasonUniqueLocal),
+	block6("fe80::/10", ReasonLinkLocal),
+	block6("fec0::/10", ReasonReserved),
+	block6("ff00::/8", ReasonMulticast),
 }
 
 const (
@@ -136,12 +162,11 @@ const (
 	teredoHi32       = 0x2001_0000           // 2001::/32
 )
 
-// classify6 decodes the IPv4 addresses embedded in the IPv6 address b into
-// emb (as 32-bit values), returns how many, and classifies the IPv6 address
-// itself (own). The embedded addresses are judged by the caller.
-func classify6(b *[16]byte, allowLoopback bool, emb *[2]uint32) (own Reason, n int) {
-	hi := binary.BigEndian.Uint64(b[0:8])
-	lo := binary.BigEndian.Uint64(b[8:16])
+// classify6 decodes the IPv4 addresses embedded in the IPv6 address hi:lo
+// (its two big-endian halves) into emb as 32-bit values, returns how many,
+// and classifies the IPv6 address itself (own). The embedded addresses are
+// judged by the caller.
+func classify6(hi, lo uint64, allowLoopback bool, emb *[2]uint32) (own Reason, n int) {
 	low32 := uint32(lo)
 
 	switch {
@@ -226,15 +251,14 @@ func classify6(b *[16]byte, allowLoopback bool, emb *[2]uint32) (own Reason, n i
 		return Allowed, 2
 	}
 
-	a := netip.AddrFrom16(*b)
 	for i := range special6 {
-		if special6[i].prefix.Contains(a) {
+		if special6[i].contains(hi, lo) {
 			return special6[i].reason, 0
 		}
 	}
 	// IANA IPv6 Address Space: 2000::/3 is the Global Unicast block; the
 	// rest is reserved by the IETF, unique-local, link-local or multicast.
-	if b[0]&0xe0 != 0x20 {
+	if hi>>61 != 0b001 {
 		return ReasonReserved, 0
 	}
 	return Allowed, 0
