@@ -174,8 +174,7 @@ func (a *Allocator) Acquire(bind func(port uint16) error) (uint16, error) {
 	// so n+1 tries cover every port even if others are released meanwhile.
 	for range a.n + 1 {
 		a.mu.Lock()
-		now := a.clock()
-		a.reclaimLocked(now)
+		a.tickLocked(false)
 		var i int32
 		switch {
 		case a.free.len() > 0:
@@ -218,7 +217,7 @@ func (a *Allocator) AcquirePort(port uint16, bind func(port uint16) error) error
 	}
 	i := a.index(port)
 	a.mu.Lock()
-	a.reclaimLocked(a.clock())
+	a.tickLocked(false)
 	if st := a.state[i]; st != stFree {
 		a.mu.Unlock()
 		return fmt.Errorf("portalloc: port %d is %v: %w", port, st, ErrInUse)
@@ -244,8 +243,7 @@ func (a *Allocator) Release(port uint16) {
 	i := a.index(port)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	now := a.clock()
-	a.reclaimLocked(now)
+	now := a.tickLocked(a.quarantine > 0)
 	if a.state[i] != stHeld {
 		return
 	}
@@ -266,7 +264,7 @@ func (a *Allocator) ReleaseUnused(port uint16) {
 	i := a.index(port)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.reclaimLocked(a.clock())
+	a.tickLocked(false)
 	if a.state[i] == stHeld {
 		a.moveLocked(i, stFree, 0)
 	}
@@ -316,6 +314,18 @@ func (a *Allocator) pairBase(i int32) int32 {
 		return -1
 	}
 	return int32(p - int(a.min))
+}
+
+// tickLocked reclaims expired ports and returns the time (see clock). The
+// clock is read only when a port is waiting for a deadline or need is set,
+// which keeps time.Now off the common path when there is nothing to expire.
+func (a *Allocator) tickLocked(need bool) int64 {
+	if !need && a.quarantined.front() < 0 && a.foreign.front() < 0 && a.reserved.front() < 0 {
+		return 0
+	}
+	now := a.clock()
+	a.reclaimLocked(now)
+	return now
 }
 
 // reclaimLocked returns to the free set every quarantined, foreign and

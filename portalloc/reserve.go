@@ -29,8 +29,7 @@ type Token [8]byte
 func (a *Allocator) AcquireEven(bind func(port uint16) error) (uint16, Token, error) {
 	for range a.n + 1 {
 		a.mu.Lock()
-		now := a.clock()
-		a.reclaimLocked(now)
+		now := a.tickLocked(true)
 		var p int32
 		switch {
 		case a.pairs.len() > 0:
@@ -120,7 +119,7 @@ func (a *Allocator) newTokenLocked() Token {
 //	request with a 508 (Insufficient Capacity) error.
 func (a *Allocator) Redeem(tok Token, bind func(port uint16) error) (uint16, error) {
 	a.mu.Lock()
-	a.reclaimLocked(a.clock())
+	a.tickLocked(false)
 	i, ok := a.byToken[tok]
 	if !ok {
 		a.mu.Unlock()
@@ -142,7 +141,7 @@ func (a *Allocator) RedeemPort(port uint16, bind func(port uint16) error) error 
 	}
 	i := a.index(port)
 	a.mu.Lock()
-	a.reclaimLocked(a.clock())
+	a.tickLocked(false)
 	if st := a.state[i]; st != stReserved {
 		a.mu.Unlock()
 		return fmt.Errorf("portalloc: port %d is %v: %w", port, st, ErrNotReserved)
