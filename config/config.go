@@ -8,6 +8,7 @@
 package config
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
@@ -17,6 +18,8 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -142,43 +145,43 @@ func (b optBool) IsBoolFlag() bool { return true }
 
 // FlagSet binds every option to a flag of fs, documented with its default.
 func (o *Options) FlagSet(fs *flag.FlagSet) {
-	d := Defaults()
+	d := *o // flags start from what defaults and the file set
 	list := func(p *[]string, name, usage string) { fs.Var(&stringList{p: p}, name, usage) }
 	list(&o.ListeningIPs, "listening-ip", "address to listen on, repeatable (default 127.0.0.1)")
 	fs.IntVar(&o.ListeningPort, "listening-port", d.ListeningPort, "UDP and TCP port for STUN/TURN")
 	fs.IntVar(&o.TLSListeningPort, "tls-listening-port", d.TLSListeningPort, "TLS port, used when cert and pkey are set")
 	list(&o.Listen, "listen", "extra listener transport/ip:port, repeatable, e.g. tcp/0.0.0.0:443 or tls/[::]:443")
-	fs.BoolVar(&o.NoUDP, "no-udp", false, "do not listen on UDP listening-port")
-	fs.BoolVar(&o.NoTCP, "no-tcp", false, "do not listen on TCP listening-port")
-	fs.StringVar(&o.Cert, "cert", "", "TLS certificate chain file (PEM); enables TLS listeners")
-	fs.StringVar(&o.PKey, "pkey", "", "TLS private key file (PEM)")
+	fs.BoolVar(&o.NoUDP, "no-udp", d.NoUDP, "do not listen on UDP listening-port")
+	fs.BoolVar(&o.NoTCP, "no-tcp", d.NoTCP, "do not listen on TCP listening-port")
+	fs.StringVar(&o.Cert, "cert", d.Cert, "TLS certificate chain file (PEM); enables TLS listeners")
+	fs.StringVar(&o.PKey, "pkey", d.PKey, "TLS private key file (PEM)")
 	list(&o.RelayIPs, "relay-ip", "address relay sockets bind to, one per family (default: the first listening-ip of each family)")
 	list(&o.ExternalIPs, "external-ip", "public[/private]: advertise public in XOR-RELAYED-ADDRESS for relay address private (coturn -X)")
 	fs.IntVar(&o.MinPort, "min-port", d.MinPort, "lowest relay port of the edge range")
 	fs.IntVar(&o.MaxPort, "max-port", d.MaxPort, "highest relay port of the edge range")
 	fs.DurationVar(&o.PortQuarantine, "port-quarantine", d.PortQuarantine, "how long a released relay port rests before reuse (0: none)")
-	fs.IntVar(&o.Workers, "workers", 0, "forwarding loops, each with its own SO_REUSEPORT socket (0: one per core)")
+	fs.IntVar(&o.Workers, "workers", d.Workers, "forwarding loops, each with its own SO_REUSEPORT socket (0: one per core)")
 	fs.StringVar(&o.Realm, "realm", d.Realm, "long-term credential realm")
 	list(&o.StaticAuthSecrets, "static-auth-secret", "TURN REST shared secret, repeatable, newest first (default: generated at start and printed)")
-	fs.StringVar(&o.SecretFile, "static-auth-secret-file", "", "file of shared secrets, one per line (\"id secret\" or \"secret\"), newest first; re-read on SIGHUP")
+	fs.StringVar(&o.SecretFile, "static-auth-secret-file", d.SecretFile, "file of shared secrets, one per line (\"id secret\" or \"secret\"), newest first; re-read on SIGHUP")
 	list(&o.Users, "user", "static long-term user name:password, repeatable")
-	fs.StringVar(&o.UsersFile, "users-file", "", "file of static users, name:password per line; re-read on SIGHUP")
+	fs.StringVar(&o.UsersFile, "users-file", d.UsersFile, "file of static users, name:password per line; re-read on SIGHUP")
 	fs.StringVar(&o.RESTSeparator, "rest-api-separator", d.RESTSeparator, "separator between expiry and user in TURN REST usernames")
 	fs.DurationVar(&o.ClockSkew, "clock-skew", d.ClockSkew, "tolerated clock skew when checking credential expiry")
 	fs.Var(optBool{&o.AllowLoopbackPeers}, "allow-loopback-peers", "allow peers on loopback (default: true only when every listener and relay address is loopback)")
 	list(&o.AllowedPeerIPs, "allowed-peer-ip", "CIDR or address always allowed as a peer, repeatable (overrides the built-in deny list)")
 	list(&o.DeniedPeerIPs, "denied-peer-ip", "CIDR or address always refused as a peer, repeatable")
-	fs.IntVar(&o.TotalQuota, "total-quota", 0, "maximum live allocations in total, 508 beyond (0: unlimited)")
-	fs.IntVar(&o.UserQuota, "user-quota", 0, "maximum live allocations per user, 486 beyond (0: unlimited)")
-	fs.Int64Var(&o.MaxBPS, "max-bps", 0, "bandwidth cap per allocation in bytes per second (0: unlimited)")
-	fs.DurationVar(&o.ChannelLifetime, "channel-lifetime", 0, "channel binding lifetime (0: 10m, RFC 8656)")
-	fs.DurationVar(&o.PermissionLifetime, "permission-lifetime", 0, "permission lifetime (0: 5m, RFC 8656)")
-	fs.DurationVar(&o.MaxAllocateLifetime, "max-allocate-lifetime", 0, "default allocation lifetime (0: 10m)")
+	fs.IntVar(&o.TotalQuota, "total-quota", d.TotalQuota, "maximum live allocations in total, 508 beyond (0: unlimited)")
+	fs.IntVar(&o.UserQuota, "user-quota", d.UserQuota, "maximum live allocations per user, 486 beyond (0: unlimited)")
+	fs.Int64Var(&o.MaxBPS, "max-bps", d.MaxBPS, "bandwidth cap per allocation in bytes per second (0: unlimited)")
+	fs.DurationVar(&o.ChannelLifetime, "channel-lifetime", d.ChannelLifetime, "channel binding lifetime (0: 10m, RFC 8656)")
+	fs.DurationVar(&o.PermissionLifetime, "permission-lifetime", d.PermissionLifetime, "permission lifetime (0: 5m, RFC 8656)")
+	fs.DurationVar(&o.MaxAllocateLifetime, "max-allocate-lifetime", d.MaxAllocateLifetime, "default allocation lifetime (0: 10m)")
 	fs.StringVar(&o.MetricsListen, "metrics-listen", d.MetricsListen, "address of /metrics, /healthz, /readyz (empty: off)")
 	fs.StringVar(&o.AuthListen, "auth-listen", d.AuthListen, "address of the built-in credential service (empty: off; e.g. 127.0.0.1:8443)")
 	list(&o.AuthAPIKeys, "auth-api-key", "bearer token callers of the credential service present, repeatable")
-	fs.StringVar(&o.AuthAPIKeyFile, "auth-api-key-file", "", "file of bearer tokens, one per line")
-	fs.BoolVar(&o.AuthAllowAnonymous, "auth-allow-anonymous", false, "serve credentials without an API key (only on a trusted network)")
+	fs.StringVar(&o.AuthAPIKeyFile, "auth-api-key-file", d.AuthAPIKeyFile, "file of bearer tokens, one per line")
+	fs.BoolVar(&o.AuthAllowAnonymous, "auth-allow-anonymous", d.AuthAllowAnonymous, "serve credentials without an API key (only on a trusted network)")
 	list(&o.AuthRelays, "auth-relay", "relay listed by the credential service, location:host:udpPort:tcpPort, repeatable (default: this relay)")
 	fs.DurationVar(&o.AuthMaxDuration, "auth-max-duration", d.AuthMaxDuration, "longest credential the service issues")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", d.DrainTimeout, "on SIGTERM, how long live allocations may go on before exit")
@@ -236,9 +239,16 @@ func (o *Options) LoadFile(path string) error {
 
 // Load merges YAML from r over o, refusing unknown keys; name is used in errors.
 func (o *Options) Load(r io.Reader, name string) error {
-	dec := yaml.NewDecoder(io.LimitReader(r, 1<<20))
+	data, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return fmt.Errorf("config: %s: %w", name, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(o); err != nil && !errors.Is(err, io.EOF) {
+		if key := keyAtErrorLine(data, err); key != "" {
+			return fmt.Errorf("config: %s: key %s: %w (keys are the flag names of avedge --help)", name, key, err)
+		}
 		return fmt.Errorf("config: %s: %w (keys are the flag names of avedge --help)", name, err)
 	}
 	return nil
@@ -548,4 +558,40 @@ func parsePrefixes(in []string) ([]netip.Prefix, error) {
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return out, nil
+}
+
+var lineRE = regexp.MustCompile(`line (\d+)`)
+
+// keyAtErrorLine names the top-level key on the line a YAML error points at, so that the
+// message says which setting was wrong.
+func keyAtErrorLine(data []byte, err error) string {
+	m := lineRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return ""
+	}
+	line, _ := strconv.Atoi(m[1])
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return ""
+	}
+	mp := doc.Content[0]
+	key := ""
+	for i := 0; i+1 < len(mp.Content); i += 2 {
+		if mp.Content[i].Line <= line {
+			key = mp.Content[i].Value
+		}
+	}
+	return key
+}
+
+// yamlKeys lists the YAML keys of Options (for tests and docs).
+func yamlKeys() []string {
+	var keys []string
+	t := reflect.TypeOf(Options{})
+	for i := 0; i < t.NumField(); i++ {
+		if k := t.Field(i).Tag.Get("yaml"); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }

@@ -1,0 +1,175 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/avedge/avedge/relay"
+)
+
+func TestEmbeddedDefault(t *testing.T) {
+	o, err := Parse(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := o.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []relay.ListenerConfig{
+		{Network: relay.UDP, Addr: netip.MustParseAddrPort("127.0.0.1:3478")},
+		{Network: relay.TCP, Addr: netip.MustParseAddrPort("127.0.0.1:3478")},
+	}
+	if len(st.Relay.Listeners) != len(want) {
+		t.Fatalf("listeners %v, want %v", st.Relay.Listeners, want)
+	}
+	for i := range want {
+		if st.Relay.Listeners[i] != want[i] {
+			t.Fatalf("listener %d = %v, want %v", i, st.Relay.Listeners[i], want[i])
+		}
+	}
+	if got := st.Relay.RelayIPs; len(got) != 1 || got[0] != netip.MustParseAddr("127.0.0.1") {
+		t.Fatalf("relay ips %v", got)
+	}
+	if st.Relay.MinPort != 50000 || st.Relay.MaxPort != 59999 {
+		t.Fatalf("range %d-%d", st.Relay.MinPort, st.Relay.MaxPort)
+	}
+	if !st.GeneratedSecret || !st.AllLoopback || !st.Relay.Peers.AllowLoopback {
+		t.Fatalf("generated=%v allLoopback=%v allowLoopback=%v", st.GeneratedSecret, st.AllLoopback, st.Relay.Peers.AllowLoopback)
+	}
+	if _, ok := st.Keyring.Newest(); !ok {
+		t.Fatal("no secret generated")
+	}
+}
+
+func TestEdgeFileAndFlagOverride(t *testing.T) {
+	o, err := Parse([]string{"--config", "../testdata/config/edge.yaml", "--max-port", "50999"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := o.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Relay.MaxPort != 50999 || st.Relay.MinPort != 50000 {
+		t.Fatalf("range %d-%d, want 50000-50999 (flag over file)", st.Relay.MinPort, st.Relay.MaxPort)
+	}
+	if got := st.Relay.ExternalIPs[netip.MustParseAddr("10.0.0.5")]; got != netip.MustParseAddr("198.51.100.20") {
+		t.Fatalf("external-ip mapping %v", st.Relay.ExternalIPs)
+	}
+	if len(st.Relay.Listeners) != 3 || st.Relay.Listeners[2].Addr.Port() != 443 {
+		t.Fatalf("listeners %v", st.Relay.Listeners)
+	}
+	if st.Relay.Peers.AllowLoopback || st.AllLoopback {
+		t.Fatal("loopback peers allowed on a public edge")
+	}
+	if len(st.Keyring.Secrets()) != 2 || st.GeneratedSecret {
+		t.Fatalf("secrets %d generated=%v", len(st.Keyring.Secrets()), st.GeneratedSecret)
+	}
+	if st.Relay.UserQuota != 10 || st.Relay.MaxAllocations != 5000 || st.Relay.Realm != "example.com" {
+		t.Fatalf("quota/realm not applied: %+v", st.Relay)
+	}
+}
+
+func TestRefusedWithTheKeyNamed(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name string
+		args []string
+		yaml string
+		key  string
+	}{
+		{name: "unknown yaml key", yaml: "listening-prot: 3478\n", key: "listening-prot"},
+		{name: "unknown flag", args: []string{"--min-prot", "1"}, key: "min-prot"},
+		{name: "inverted range", args: []string{"--min-port", "60000", "--max-port", "50000"}, key: "min-port/max-port"},
+		{name: "privileged range", args: []string{"--min-port", "80", "--max-port", "90"}, key: "min-port/max-port"},
+		{name: "range past 65535", yaml: "max-port: 70000\n", key: "min-port/max-port"},
+		{name: "bad listening ip", args: []string{"--listening-ip", "300.1.1.1"}, key: "listening-ip"},
+		{name: "bad relay ip", args: []string{"--relay-ip", "nope"}, key: "relay-ip"},
+		{name: "wildcard without relay-ip", args: []string{"--listening-ip", "0.0.0.0"}, key: "relay-ip"},
+		{name: "external ip not a relay ip", args: []string{"--external-ip", "198.51.100.1/10.9.9.9"}, key: "external-ip"},
+		{name: "missing cert file", args: []string{"--cert", filepath.Join(dir, "none.pem"), "--pkey", filepath.Join(dir, "none.key")}, key: "cert"},
+		{name: "cert without key", args: []string{"--cert", "x.pem"}, key: "cert/pkey"},
+		{name: "tls listener without cert", args: []string{"--listen", "tls/127.0.0.1:5349"}, key: "listen"},
+		{name: "listener garbage", args: []string{"--listen", "127.0.0.1:443"}, key: "listen"},
+		{name: "bad peer cidr", args: []string{"--denied-peer-ip", "10.0.0.0/40"}, key: "denied-peer-ip"},
+		{name: "bad user", args: []string{"--user", "alice"}, key: "user"},
+		{name: "missing secret file", args: []string{"--static-auth-secret-file", filepath.Join(dir, "nope")}, key: "static-auth-secret-file"},
+		{name: "service without api key", args: []string{"--auth-listen", "127.0.0.1:8443"}, key: "auth-api-key"},
+		{name: "bad metrics address", args: []string{"--metrics-listen", "localhost"}, key: "metrics-listen"},
+		{name: "bad log format", args: []string{"--log-format", "xml"}, key: "log-format"},
+		{name: "everything off", args: []string{"--no-udp", "--no-tcp"}, key: "no-udp/no-tcp"},
+		{name: "stray argument", args: []string{"serve"}, key: "serve"},
+		{name: "bad duration", yaml: "drain-timeout: soon\n", key: "drain-timeout"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if tc.yaml != "" {
+				p := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".yaml")
+				if err := os.WriteFile(p, []byte(tc.yaml), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				args = append([]string{"--config", p}, args...)
+			}
+			o, err := Parse(args, io.Discard)
+			if err == nil {
+				_, err = o.Build()
+			}
+			if err == nil {
+				t.Fatalf("accepted; want an error naming %q", tc.key)
+			}
+			if !strings.Contains(err.Error(), tc.key) {
+				t.Fatalf("error %q does not name %q", err, tc.key)
+			}
+		})
+	}
+}
+
+func TestHelpDocumentsEveryOption(t *testing.T) {
+	var out strings.Builder
+	_, err := Parse([]string{"--help"}, &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err %v, want flag.ErrHelp", err)
+	}
+	var o Options
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	o.FlagSet(fs)
+	fs.VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(out.String(), "-"+f.Name) {
+			t.Errorf("--help does not mention %s", f.Name)
+		}
+		if f.Usage == "" {
+			t.Errorf("flag %s has no usage", f.Name)
+		}
+	})
+	// Every YAML key is a flag of the same name.
+	for _, key := range yamlKeys() {
+		if fs.Lookup(key) == nil {
+			t.Errorf("yaml key %s has no flag", key)
+		}
+	}
+}
+
+// FuzzLoad feeds arbitrary YAML to the strict loader and Build: errors are fine, panics not.
+func FuzzLoad(f *testing.F) {
+	f.Add("listening-port: 3478\n")
+	f.Add("min-port: 60000\nmax-port: 1\n")
+	f.Add("external-ip: [1.2.3.4/5.6.7.8]\n")
+	f.Add("listen: [tls/[::1]:443]\n")
+	f.Add("allow-loopback-peers: false\nallowed-peer-ip: [10.0.0.0/8]\n")
+	f.Fuzz(func(t *testing.T, doc string) {
+		o := Defaults()
+		if err := o.Load(strings.NewReader(doc), "fuzz"); err != nil {
+			return
+		}
+		o.SecretFile, o.UsersFile, o.Cert, o.PKey, o.AuthAPIKeyFile = "", "", "", "", ""
+		_, _ = o.Build()
+	})
+}
