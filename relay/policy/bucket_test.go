@@ -174,3 +174,27 @@ func TestBucketTakeAllocs(t *testing.T) {
 		t.Errorf("Take allocates %.1f times per call, want 0", allocs)
 	}
 }
+
+func TestByteClock(t *testing.T) {
+	tests := []struct {
+		name    string
+		elapsed uint64
+		rate    uint64
+		want    int64
+	}{
+		{"one second", 1e9, 1000, 1000},
+		{"floor", 333_333_333, 3, 0},
+		{"exact third", 333_333_334, 3, 1},
+		{"128-bit product", 1 << 62, 1 << 20, 4_835_703_278_458_516}, // floor(2^82 / 1e9)
+		{"quotient beyond 64 bits", 1 << 63, 1 << 40, maxClock},
+		{"quotient above cap", 1 << 62, 1e9, maxClock},
+		{"just below cap", maxClock, 1e9, maxClock},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := byteClock(tt.elapsed, tt.rate); got != tt.want {
+				t.Errorf("byteClock(%d, %d) = %d, want %d", tt.elapsed, tt.rate, got, tt.want)
+			}
+		})
+	}
+}

@@ -28,8 +28,12 @@ type Config struct {
 	Deny []netip.Prefix
 
 	// RelayAddrs are the relay's own addresses (listeners and relay
-	// addresses), always refused ([ReasonRelayAddress]). A wildcard
-	// listener should list the host's interface addresses. Default empty.
+	// addresses), always refused ([ReasonRelayAddress]), so a client cannot
+	// loop traffic through the relay into itself. A wildcard listener should
+	// list the host's interface addresses. The match is on the address
+	// alone, so this also refuses a peer that is another allocation's
+	// relayed address on the same relay (both ends of a call on relay
+	// candidates of one server). Default empty.
 	RelayAddrs []netip.Addr
 }
 
