@@ -1,8 +1,10 @@
 package portalloc
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"syscall"
@@ -397,5 +399,23 @@ func TestAcquireReleaseZeroAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("Acquire+Release allocates %v times per pair", allocs)
+	}
+}
+
+func TestForeignPortIsLogged(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	a := mustNew(t, 20000, 20000, WithLogger(log))
+	if _, err := a.Acquire(func(uint16) error { return syscall.EADDRINUSE }); !errors.Is(err, ErrExhausted) {
+		t.Fatalf("Acquire = %v", err)
+	}
+	out := buf.String()
+	for _, want := range []string{"level=WARN", "held by another process", "port=20000", "retry_after=1m0s"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log %q lacks %q", out, want)
+		}
+	}
+	if n := strings.Count(out, "\n"); n != 1 {
+		t.Errorf("%d log lines, want 1", n)
 	}
 }
