@@ -1,0 +1,188 @@
+// Command avedge-auth runs the avedge credential service (MRAS XML and TURN
+// REST JSON) on its own, for deployments that keep it apart from the relays.
+// It mints with the newest secret of --secret-file, the same file the relays
+// read; SIGHUP re-reads it; SIGINT or SIGTERM drain and stop.
+//
+//	avedge-auth --secret-file /etc/avedge/secrets --api-key-file /etc/avedge/api-keys \
+//	    --relay internet:edge.example.com:3478:443 --listen 127.0.0.1:8443
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/avedge/avedge/auth"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	err := run(ctx, os.Args[1:], os.Stderr, hup, nil)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "avedge-auth:", err)
+		os.Exit(1)
+	}
+}
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// shutdownTimeout bounds the drain of in-flight requests.
+const shutdownTimeout = 10 * time.Second
+
+// run serves until ctx is done. Each value on reload re-reads the secrets
+// file. ready, if set, is called with the bound address once serving.
+func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.Signal, ready func(net.Addr)) error {
+	fs := flag.NewFlagSet("avedge-auth", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8443", "address to serve on (keep it off the public internet or use TLS and API keys)")
+	secretFile := fs.String("secret-file", "", "secrets file shared with the relays (\"id secret\" per line, newest first); required")
+	apiKeyFile := fs.String("api-key-file", "", "file of accepted API keys (bearer tokens), one per line")
+	var apiKeys, relays, uris listFlag
+	fs.Var(&apiKeys, "api-key", "accepted API key (bearer token); repeatable (prefer --api-key-file)")
+	allowAnon := fs.Bool("allow-anonymous", false, "serve callers without an API key")
+	fs.Var(&relays, "relay", "relay listed to clients, location:host:udpPort:tcpPort (port 0: none); repeatable")
+	fs.Var(&uris, "uri", "TURN URI for the JSON answer; repeatable (default: derived from --relay)")
+	maxDur := fs.Duration("max-duration", auth.DefaultMaxDuration, "cap on the credential lifetime a client may ask for")
+	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM); with --tls-key serves HTTPS")
+	tlsKey := fs.String("tls-key", "", "TLS key file (PEM)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: avedge-auth --secret-file F (--api-key-file F | --api-key K | --allow-anonymous) [flags]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: %w", *logLevel, err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	if *secretFile == "" {
+		return errors.New("--secret-file is required")
+	}
+	secrets, err := auth.LoadSecretsFile(*secretFile)
+	if err != nil {
+		return fmt.Errorf("--secret-file: %w", err)
+	}
+	ring := auth.NewKeyring(secrets...)
+	if *apiKeyFile != "" {
+		f, err := os.Open(*apiKeyFile)
+		if err != nil {
+			return fmt.Errorf("--api-key-file: %w", err)
+		}
+		keys, err := auth.ReadAPIKeys(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("--api-key-file: %w", err)
+		}
+		if len(keys) == 0 {
+			return fmt.Errorf("--api-key-file %s: no key", *apiKeyFile)
+		}
+		apiKeys = append(apiKeys, keys...)
+	}
+	var relayInfo []auth.RelayInfo
+	for _, r := range relays {
+		ri, err := auth.ParseRelay(r)
+		if err != nil {
+			return fmt.Errorf("--relay: %w", err)
+		}
+		relayInfo = append(relayInfo, ri)
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key: give both or neither")
+	}
+	svc, err := auth.NewService(auth.ServiceConfig{
+		Keyring:        ring,
+		Relays:         relayInfo,
+		URIs:           uris,
+		MaxDuration:    *maxDur,
+		APIKeys:        apiKeys,
+		AllowAnonymous: *allowAnon,
+		Logger:         log,
+	})
+	switch {
+	case errors.Is(err, auth.ErrNoAPIKeys):
+		return errors.New("--api-key-file or --api-key is required (or --allow-anonymous)")
+	case errors.Is(err, auth.ErrBadDuration):
+		return fmt.Errorf("--max-duration: %w", err)
+	case errors.Is(err, auth.ErrBadAPIKey):
+		return fmt.Errorf("--api-key: %w", err)
+	case err != nil:
+		return err
+	}
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           svc,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() {
+		if *tlsCert != "" {
+			serveErr <- srv.ServeTLS(ln, *tlsCert, *tlsKey)
+		} else {
+			serveErr <- srv.Serve(ln)
+		}
+	}()
+	log.Info("serving credentials", "addr", ln.Addr().String(), "tls", *tlsCert != "", "keys", len(secrets), "relays", len(relayInfo), "anonymous", *allowAnon)
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	for {
+		select {
+		case err := <-serveErr:
+			return fmt.Errorf("serve: %w", err)
+		case <-reload:
+			if err := ring.LoadFile(*secretFile); err != nil {
+				log.Error("secrets not reloaded; keeping the current ones", "err", err)
+				continue
+			}
+			newest, _ := ring.Newest()
+			log.Info("secrets reloaded", "keys", len(ring.Secrets()), "newest", newest.ID)
+		case <-ctx.Done():
+			log.Info("shutting down")
+			sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer cancel()
+			if err := srv.Shutdown(sctx); err != nil {
+				return fmt.Errorf("shutdown: %w", err)
+			}
+			if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve: %w", err)
+			}
+			return nil
+		}
+	}
+}
