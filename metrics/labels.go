@@ -114,11 +114,12 @@ const (
 	DropMalformed    = "malformed"     // framing that does not parse
 	DropSendError    = "send_error"    // the kernel refused the send
 	DropNoAllocation = "no_allocation" // data for a 5-tuple with no allocation
+	DropQueueFull    = "queue_full"    // the control plane (pion) fell behind its share of packets
 )
 
 var dropReasons = []string{
 	DropNoPermission, DropNoChannel, DropTooLarge, DropQuota, DropPolicy,
-	DropMalformed, DropSendError, DropNoAllocation, LabelOther,
+	DropMalformed, DropSendError, DropNoAllocation, DropQueueFull, LabelOther,
 }
 
 // Results of avedge_allocation_attempts_total{result}, passed to

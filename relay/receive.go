@@ -4,6 +4,7 @@ package relay
 
 import (
 	"encoding/binary"
+	"github.com/avedge/avedge/metrics"
 	"net/netip"
 	"unsafe"
 
@@ -27,8 +28,8 @@ const (
 )
 
 var dropReasonNames = [numDropReasons]string{
-	"no_allocation", "no_channel", "no_permission", "malformed", "too_large",
-	"queue_full", "send_error", "policy", "quota",
+	metrics.DropNoAllocation, metrics.DropNoChannel, metrics.DropNoPermission, metrics.DropMalformed,
+	metrics.DropTooLarge, metrics.DropQueueFull, metrics.DropSendError, metrics.DropPolicy, metrics.DropQuota,
 }
 
 func (r dropReason) String() string { return dropReasonNames[r] }
