@@ -1,0 +1,157 @@
+//go:build linux
+
+package relay
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/pion/turn/v5"
+
+	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/metrics"
+)
+
+// selfSigned returns a server certificate for 127.0.0.1 and ::1, made for this test run, and
+// a pool that trusts it.
+func selfSigned(t testing.TB) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "avedge test relay"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
+
+// newStreamClient makes a pion TURN client over TCP, or TLS when roots is not nil, framed
+// with turn.NewSTUNConn (RFC 8656 §6.2: over a stream, STUN and ChannelData messages follow
+// each other, ChannelData padded to four bytes).
+func newStreamClient(t testing.TB, server string, roots *x509.CertPool, username, password string) *turn.Client {
+	t.Helper()
+	d := net.Dialer{Timeout: rawTimeout}
+	var conn net.Conn
+	var err error
+	if roots != nil {
+		conn, err = tls.DialWithDialer(&d, "tcp", server, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
+	} else {
+		conn, err = d.Dial("tcp", server)
+	}
+	if err != nil {
+		t.Fatalf("dial %s: %v", server, err)
+	}
+	c, err := turn.NewClient(&turn.ClientConfig{
+		STUNServerAddr: server, TURNServerAddr: server,
+		Conn: turn.NewSTUNConn(conn), Username: username, Password: password, Realm: "avedge",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); conn.Close() })
+	return c
+}
+
+// RFC 8656 §3.1: "TURN ... can be used with UDP, TCP, or TLS-over-TCP between the client and
+// the server"; the relayed address is UDP whatever the client transport.
+func TestAllocateOverStreams(t *testing.T) {
+	cert, roots := selfSigned(t)
+	for _, tc := range []struct {
+		name      string
+		network   Network
+		roots     *x509.CertPool
+		transport metrics.Transport
+	}{
+		{name: "tcp", network: TCP, transport: metrics.TransportTCP},
+		{name: "tls", network: TLS, roots: roots, transport: metrics.TransportTLS},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startServer(t, func(c *Config) {
+				lo := netip.MustParseAddrPort("127.0.0.1:0")
+				c.Listeners = []ListenerConfig{{Network: UDP, Addr: lo}, {Network: tc.network, Addr: lo}}
+				c.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			})
+			username, password := auth.MintREST(testSecret, "alice", time.Now().Add(time.Hour))
+			c := newStreamClient(t, s.addrOf(tc.network), tc.roots, username, password)
+			if _, err := c.SendBindingRequest(); err != nil {
+				t.Fatalf("Binding over %s: %v", tc.name, err)
+			}
+			relay, err := c.Allocate()
+			if err != nil {
+				t.Fatalf("allocate over %s: %v", tc.name, err)
+			}
+			t.Cleanup(func() { relay.Close() })
+			ra := relay.LocalAddr().(*net.UDPAddr)
+			if !ra.IP.Equal(net.IPv4(127, 0, 0, 1)) || ra.Port < 20000 || ra.Port > 29999 {
+				t.Fatalf("relayed address %v, want 127.0.0.1:20000-29999", ra)
+			}
+			if st := s.Stats(); st.Allocations[tc.transport][metrics.FamilyIPv4] != 1 {
+				t.Fatalf("allocations %v, want one %s/ipv4", st.Allocations, tc.transport)
+			}
+
+			// pion's client sends Send indications until its ChannelBind succeeds, then
+			// ChannelData. The stream is reliable and so is loopback, so every write
+			// arrives exactly once: the two paths together count every packet.
+			peer := echoPeer(t, "udp4", "127.0.0.1:0")
+			const n, size = 30, 120
+			k := 0 // round trips until the first ChannelData is counted
+			deadline := time.Now().Add(3 * time.Second)
+			for traffic(s, metrics.ClientToPeer, metrics.PathChannel).Packets == 0 {
+				if time.Now().After(deadline) || k == 1000 {
+					t.Fatalf("no ChannelData after %d round trips", k)
+				}
+				echoThrough(t, relay, peer.LocalAddr(), 1, size)
+				k++
+			}
+			// Once the channel is bound every further packet takes it, both ways.
+			st0 := s.Stats().Traffic
+			echoThrough(t, relay, peer.LocalAddr(), n, size)
+			pollUntil(t, "all counted", func() bool {
+				return traffic(s, metrics.PeerToClient, metrics.PathChannel).Packets >= st0[metrics.PeerToClient][metrics.PathChannel].Packets+n
+			})
+			st := s.Stats().Traffic
+			all := uint64(k + n)
+			for dir := metrics.ClientToPeer; dir <= metrics.PeerToClient; dir++ {
+				ch := st[dir][metrics.PathChannel]
+				ind := st[dir][metrics.PathIndication]
+				if ch.Packets+ind.Packets != all || ch.Bytes+ind.Bytes != all*size {
+					t.Errorf("%s: channel %+v + indication %+v, want %d packets, %d bytes in all", dir, ch, ind, all, all*size)
+				}
+				if d := ch.Packets - st0[dir][metrics.PathChannel].Packets; d != n {
+					t.Errorf("%s: %d of the last %d packets took the channel", dir, d, n)
+				}
+			}
+		})
+	}
+}
