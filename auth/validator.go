@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"crypto/md5" //nolint:gosec // the STUN long-term key is defined on MD5.
 	"fmt"
+	"io"
 	"maps"
 	"strings"
 	"sync/atomic"
@@ -175,4 +177,32 @@ func truncate(s string) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// LongTermKey returns the STUN long-term credential key for a password.
+// RFC 8489 section 9.2.2:
+//
+//	key = MD5(username ":" OpaqueString(realm) ":" OpaqueString(password))
+//
+// avedge passwords are base64 (ASCII), for which OpaqueString is the
+// identity; the result equals pion/turn's GenerateAuthKey.
+func LongTermKey(username, realm, password string) []byte {
+	h := md5.New() //nolint:gosec // mandated by RFC 8489
+	io.WriteString(h, username)
+	io.WriteString(h, ":")
+	io.WriteString(h, realm)
+	io.WriteString(h, ":")
+	io.WriteString(h, password)
+	return h.Sum(make([]byte, 0, md5.Size))
+}
+
+// Keys returns the long-term keys of the candidate passwords for username
+// in realm, parallel to c.Passwords: the relay checks MESSAGE-INTEGRITY with
+// each until one matches.
+func (c Credential) Keys(username, realm string) [][]byte {
+	keys := make([][]byte, len(c.Passwords))
+	for i, p := range c.Passwords {
+		keys[i] = LongTermKey(username, realm, p)
+	}
+	return keys
 }

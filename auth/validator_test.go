@@ -2,6 +2,7 @@ package auth
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -298,5 +299,19 @@ func BenchmarkLookupREST(b *testing.B) {
 		if _, err := v.Lookup(name); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestLongTermKey(t *testing.T) {
+	// printf '%s' 'user:realm:pass' | openssl dgst -md5
+	// MD5("user:realm:pass") = 8493fbc53ba582fb4c044c456bdc40eb
+	got := fmt.Sprintf("%x", LongTermKey("user", "realm", "pass"))
+	if got != "8493fbc53ba582fb4c044c456bdc40eb" {
+		t.Fatalf("LongTermKey = %s", got)
+	}
+	c := Credential{Passwords: []string{"pass", "other"}}
+	keys := c.Keys("user", "realm")
+	if len(keys) != 2 || fmt.Sprintf("%x", keys[0]) != got || fmt.Sprintf("%x", keys[1]) == got {
+		t.Fatalf("Keys = %x", keys)
 	}
 }

@@ -8,7 +8,6 @@
 package main
 
 import (
-	"crypto/md5" //nolint:gosec // RFC 8489 long-term credential key is defined on MD5.
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -112,11 +111,8 @@ func run(args []string, stdout, stderr io.Writer, now func() time.Time) error {
 	}
 	if *realm != "" {
 		// RFC 8489 section 9.2.2: key = MD5(username ":" OpaqueString(realm)
-		// ":" OpaqueString(password)). Keyed usernames and all passwords are
-		// ASCII, for which OpaqueString is the identity; a REST user outside
-		// ASCII is taken as already normalized.
-		sum := md5.Sum([]byte(out.Username + ":" + *realm + ":" + out.Password)) //nolint:gosec // mandated by RFC 8489
-		out.Key = hex.EncodeToString(sum[:])
+		// ":" OpaqueString(password)).
+		out.Key = hex.EncodeToString(auth.LongTermKey(out.Username, *realm, out.Password))
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
