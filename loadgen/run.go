@@ -27,7 +27,8 @@ type runner struct {
 	clients   []*client
 	groups    []*group
 	peers     []*echoPeer
-	stop      chan struct{} // closed when the run ends
+	stop      chan struct{} // closed by halt when the run ends or its context does
+	stopOnce  sync.Once
 	readers   sync.WaitGroup
 	workers   sync.WaitGroup
 
@@ -50,6 +51,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	r := &runner{cfg: cfg, base: time.Now(), stop: make(chan struct{})}
 	defer r.close()
+	defer context.AfterFunc(ctx, r.halt)()
 	if err := r.open(); err != nil {
 		return Report{}, err
 	}
@@ -116,16 +118,16 @@ func (r *runner) open() error {
 	return nil
 }
 
+// halt tells every worker and transaction to stop.
+func (r *runner) halt() { r.stopOnce.Do(func() { close(r.stop) }) }
+
 // close ends the run: it stops the workers, closes every socket and waits
 // for every goroutine.
 func (r *runner) close() {
-	select {
-	case <-r.stop:
-	default:
-		close(r.stop)
-	}
+	r.halt()
 	r.workers.Wait()
 	for _, c := range r.clients {
+		c.deallocate()
 		_ = c.conn.Close()
 	}
 	for _, p := range r.peers {
@@ -249,7 +251,7 @@ send:
 		}
 	}
 	if canceled != nil {
-		close(r.stop)
+		r.halt()
 		pacers.Wait()
 		return Report{}, canceled
 	}
@@ -263,7 +265,7 @@ send:
 		}
 	}
 	gen1, _ = readCPU(os.Getpid())
-	close(r.stop)
+	r.halt()
 	r.workers.Wait()
 	rep := r.report(setup, elapsed)
 	rep.GeneratorCPUSeconds = (gen1 - gen0).Seconds()
@@ -388,10 +390,11 @@ func (r *runner) refreshLoop() {
 			default:
 			}
 			if err := c.refresh(r.cfg.Mode != ModeIndication); err != nil {
-				r.refreshErrors.Add(1)
-				if !errors.Is(err, errClosed) {
-					r.cfg.Logger.Warn("loadgen: refresh failed", "client", c.id, "err", err)
+				if errors.Is(err, errClosed) {
+					return // the run ended mid-transaction
 				}
+				r.refreshErrors.Add(1)
+				r.cfg.Logger.Warn("loadgen: refresh failed", "client", c.id, "err", err)
 				continue
 			}
 			r.refreshes.Add(1)

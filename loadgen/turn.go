@@ -175,3 +175,21 @@ func (c *client) refresh(channel bool) error {
 	}
 	return c.bind(channel)
 }
+
+// RFC 8656, section 7.2: "If the requested lifetime is zero, then the
+// server MUST delete the allocation" — here a best-effort parting shot:
+// one authenticated Refresh with LIFETIME 0, not waited for, so a run leaves
+// no allocations behind for the next one to collide with (437).
+func (c *client) deallocate() {
+	c.ctrlMu.Lock()
+	defer c.ctrlMu.Unlock()
+	if c.nonce == "" || !c.relayed.IsValid() {
+		return
+	}
+	req, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodRefresh, stun.ClassRequest),
+		lifetimeAttr(0), stun.NewUsername(c.user), stun.NewRealm(c.realm), stun.NewNonce(c.nonce), c.key, stun.Fingerprint)
+	if err != nil {
+		return
+	}
+	_, _ = c.conn.Write(req.Raw)
+}
