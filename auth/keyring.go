@@ -81,7 +81,8 @@ func NewKeyring(secrets ...Secret) *Keyring {
 }
 
 // Set replaces the live secrets (newest first) atomically. The slice and the
-// values are copied, so the caller may reuse them.
+// values are copied, so the caller may reuse them. Set does not check them:
+// LoadSecretsFile does, and ValidateSecrets does for other sources.
 func (k *Keyring) Set(secrets []Secret) {
 	cp := make([]Secret, len(secrets))
 	for i, s := range secrets {

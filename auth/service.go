@@ -86,7 +86,13 @@ type ServiceConfig struct {
 //	POST /mras          Content-Type application/msrtc-media-relay-auth+xml:
 //	                    an MRAS request document; answers an MRAS response.
 //	GET|POST /credentials?username=<identity>&ttl=<seconds>:
+//	                    (POST may carry the same fields as a form body)
 //	                    answers {"username","password","ttl","uris":[...]}.
+//
+// HTTP status: 200 OK; 400 malformed or version mismatch; 401 missing or
+// wrong API key; 403 refused by Authorize; 413 body too large or more than
+// MaxCredentialsRequests; 415 wrong content type; 500 no secret to mint with.
+// MRAS answers carry the matching reasonPhrase in an MRAS response document.
 //
 // Both mint keyed usernames (see the package doc) with the keyring's newest
 // secret, so the answer names its key and survives rotation exactly.
