@@ -190,6 +190,10 @@ func (r *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if !ok {
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: unix.EAFNOSUPPORT}
 	}
+	if !r.srv.peerPortOK(ap) {
+		r.srv.slowStats.drop(dropPolicy)
+		return len(b), nil
+	}
 	if r.limited(len(b)) {
 		r.srv.slowStats.drop(dropQuota)
 		return len(b), nil

@@ -74,7 +74,7 @@ func (s *Server) eventHandler() turn.EventHandler {
 			if !ok {
 				return
 			}
-			c := &fastChan{num: num, peer: ap}
+			c := &fastChan{num: num, peer: ap, refused: !s.peerPortOK(ap)}
 			c.raw.setAddrPort(ap)
 			s.withAlloc(src, dst, func(a *fastAlloc) {
 				s.fast.updateLocked(a, func(st *allocState) {

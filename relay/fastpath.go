@@ -25,9 +25,10 @@ type fastKey struct {
 
 // fastChan is one channel binding. Static after construction.
 type fastChan struct {
-	num  uint16
-	peer netip.AddrPort
-	raw  rawAddr
+	num     uint16
+	peer    netip.AddrPort
+	raw     rawAddr
+	refused bool // peer is one of the relay's own service ports (see Server.peerPortOK)
 }
 
 // allocState is an immutable snapshot of an allocation's channels and permissions.

@@ -122,6 +122,10 @@ func (w *worker) fromClient(s *sock, buf *[headroom + bufSize]byte, size int, fr
 			w.stats.drops[dropNoPermission].Add(1)
 			return
 		}
+		if ch.refused {
+			w.stats.drops[dropPolicy].Add(1)
+			return
+		}
 		if a.relay.limited(length) {
 			w.stats.drops[dropQuota].Add(1)
 			return

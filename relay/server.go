@@ -37,6 +37,7 @@ type Server struct {
 	ports     map[netip.Addr]*portalloc.Allocator // by relay IP. Static after construction.
 	relayIPs  [2]netip.Addr                       // [family] relay IP (invalid: none). Static.
 	peers     *policy.Policy                      // Static after construction.
+	ownIPs    []netip.Addr                        // relay and advertised addresses. Static after construction.
 	quota     *policy.Quota                       // Static after construction.
 	fast      *fastTable
 
@@ -79,19 +80,16 @@ func New(cfg Config) (*Server, error) {
 	if err := s.setupRelayIPs(); err != nil {
 		return nil, err
 	}
-	// The relay's own addresses are refused as peers (a client must not loop through the
-	// relay to itself), except loopback ones in the all-loopback setup, where every peer
-	// shares the relay's address.
-	var own []netip.Addr
+	// The relay's own addresses are not refused by the permission policy: when both ends of a
+	// call use relay candidates of this relay, each one's peer is the other's relayed address,
+	// on our own IP. Their ports are checked per packet instead (peerPortOK).
 	for _, ip := range c.RelayIPs {
-		if !(c.Peers.AllowLoopback && ip.IsLoopback()) {
-			own = append(own, ip)
-		}
-		if ext, ok := c.ExternalIPs[ip]; ok && !(c.Peers.AllowLoopback && ext.IsLoopback()) {
-			own = append(own, ext)
+		s.ownIPs = append(s.ownIPs, ip.Unmap())
+		if ext, ok := c.ExternalIPs[ip]; ok {
+			s.ownIPs = append(s.ownIPs, ext.Unmap())
 		}
 	}
-	s.peers = policy.New(policy.Config{AllowLoopback: c.Peers.AllowLoopback, Allow: c.Peers.Allow, Deny: c.Peers.Deny, RelayAddrs: own})
+	s.peers = policy.New(policy.Config{AllowLoopback: c.Peers.AllowLoopback, Allow: c.Peers.Allow, Deny: c.Peers.Deny})
 
 	n := c.Workers
 	if n <= 0 {
@@ -254,9 +252,9 @@ func (s *Server) listenStream(l ListenerConfig) (net.Listener, error) {
 			return nil, fmt.Errorf("relay: listen tls %s: no certificate configured (set cert and pkey)", l.Addr)
 		}
 		s.tlsAddrs[netip.MustParseAddrPort(ln.Addr().String())] = true
-		ln = tls.NewListener(ln, s.cfg.TLS)
+		return streamListener{Listener: tls.NewListener(ln, s.cfg.TLS), srv: s}, nil
 	}
-	return ln, nil
+	return streamListener{Listener: ln, srv: s}, nil
 }
 
 // Addrs returns the bound listener addresses (ports resolved), in configuration order.
@@ -414,6 +412,47 @@ func (s *Server) permit(client net.Addr, peer net.IP) bool {
 		s.slowStats.drop(dropPolicy)
 		s.log.Info("peer refused by policy", "client", client.String(), "peer", ip.String(), "reason", string(r))
 		return false
+	}
+	return true
+}
+
+// peerPortOK reports whether a client may send to peer. A peer on one of the relay's own
+// addresses must be a relay port of the edge range (another allocation's relayed address);
+// in the all-loopback setup, where every peer shares the address, anything but our own
+// listeners. This keeps a client from looping requests into the relay's own services.
+func (s *Server) peerPortOK(peer netip.AddrPort) bool {
+	ip := peer.Addr().Unmap()
+	own := false
+	for _, o := range s.ownIPs {
+		if o == ip {
+			own = true
+			break
+		}
+	}
+	if !own && !ip.IsLoopback() {
+		return true
+	}
+	port := peer.Port()
+	if port >= s.cfg.MinPort && port <= s.cfg.MaxPort {
+		return true
+	}
+	if !s.cfg.Peers.AllowLoopback {
+		return !own
+	}
+	for _, l := range s.cfg.Listeners {
+		if l.Addr.Port() == port {
+			return false
+		}
+	}
+	for _, g := range s.listeners {
+		if g.addr.Port() == port {
+			return false
+		}
+	}
+	for _, ln := range s.streams {
+		if ap, ok := addrPortOf(ln.Addr()); ok && ap.Port() == port {
+			return false
+		}
 	}
 	return true
 }
