@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/avedge/avedge/auth"
 	"github.com/avedge/avedge/config"
@@ -34,12 +35,12 @@ import (
 var version = "dev"
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, nil))
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, nil))
 }
 
 // run is main without the process: it returns the exit code. ready, if not nil, receives the
-// started server (tests use it).
-func run(args []string, stdout, stderr io.Writer, ready chan<- *relay.Server) int {
+// started server; cancelling ctx acts as SIGINT (tests use both).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready chan<- *relay.Server) int {
 	opts, err := config.Parse(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -56,6 +57,7 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *relay.Server) in
 	log := newLogger(stderr, opts.LogFormat, opts.LogLevel)
 
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m, err := metrics.New(reg, metrics.Options{Version: version, PionVersion: pionVersion()})
 	if err != nil {
 		fmt.Fprintf(stderr, "avedge: metrics: %v\n", err)
@@ -122,6 +124,10 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *relay.Server) in
 		ready <- srv
 	}
 	code := 0
+	go func() {
+		<-ctx.Done()
+		sigs <- syscall.SIGINT
+	}()
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			reload(log, opts, st)

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/turn/v5"
+
+	"github.com/avedge/avedge/relay"
+)
+
+// lockedBuffer is an io.Writer safe for the daemon's goroutines and the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestHelpAndBadConfig(t *testing.T) {
+	var out lockedBuffer
+	if code := run(context.Background(), []string{"--help"}, io.Discard, &out, nil); code != 0 {
+		t.Fatalf("--help exit %d", code)
+	}
+	for _, key := range []string{"listening-port", "min-port", "external-ip", "static-auth-secret", "allow-loopback-peers", "(default 50000)"} {
+		if !strings.Contains(out.String(), key) {
+			t.Errorf("--help does not document %q", key)
+		}
+	}
+	var errOut lockedBuffer
+	if code := run(context.Background(), []string{"--min-port", "9"}, io.Discard, &errOut, nil); code != 2 {
+		t.Fatalf("bad range exit %d, want 2", code)
+	}
+	if !strings.Contains(errOut.String(), "min-port") {
+		t.Fatalf("error does not name the key: %q", errOut.String())
+	}
+}
+
+// TestEmbeddedDefaultWorksAsPrinted runs the daemon's default setup (on ephemeral ports so
+// that it cannot collide) and allocates with the credential it printed.
+func TestEmbeddedDefaultWorksAsPrinted(t *testing.T) {
+	var stdout, stderr lockedBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan *relay.Server, 1)
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"--listening-port", "0", "--metrics-listen", "127.0.0.1:0", "--min-port", "32000", "--max-port", "32099"}, &stdout, &stderr, ready)
+	}()
+	var srv *relay.Server
+	select {
+	case srv = <-ready:
+	case code := <-done:
+		t.Fatalf("exited %d: %s", code, stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready in 10s")
+	}
+	printed := stdout.String()
+	user := regexp.MustCompile(`username: (\S+)`).FindStringSubmatch(printed)
+	pass := regexp.MustCompile(`password: (\S+)`).FindStringSubmatch(printed)
+	cmd := regexp.MustCompile(`turnutils_uclient .* -u '([^']+)' -w '([^']+)' -p (\d+) 127\.0\.0\.1`).FindStringSubmatch(printed)
+	if user == nil || pass == nil || cmd == nil || !strings.Contains(printed, `"iceServers"`) {
+		t.Fatalf("credentials not printed as expected:\n%s", printed)
+	}
+	if cmd[1] != user[1] || cmd[2] != pass[1] {
+		t.Fatalf("uclient line does not carry the printed credential")
+	}
+	if !strings.Contains(stderr.String(), "loopback peers are allowed") {
+		t.Fatalf("log does not say loopback peers are allowed:\n%s", stderr.String())
+	}
+	server := "127.0.0.1:" + cmd[3]
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	c, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: server, TURNServerAddr: server, Conn: pc,
+		Username: user[1], Password: pass[1], Realm: "avedge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	alloc, err := c.Allocate()
+	if err != nil {
+		t.Fatalf("allocate with the printed credential: %v", err)
+	}
+	port := alloc.LocalAddr().(*net.UDPAddr).Port
+	if port < 32000 || port > 32099 {
+		t.Fatalf("relay port %d outside the range", port)
+	}
+	if held := srv.Stats().Ports.Held; held != 1 {
+		t.Fatalf("ports held %d, want 1", held)
+	}
+	c.Close()
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d after interrupt", code)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("did not stop within 15s of the interrupt")
+	}
+	if held := srv.Stats().Ports.Held; held != 0 {
+		t.Fatalf("ports still held after exit: %d", held)
+	}
+}
