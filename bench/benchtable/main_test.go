@@ -1,0 +1,58 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestMedian(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []float64
+		want float64
+	}{
+		{"empty", nil, 0},
+		{"one", []float64{3}, 3},
+		{"odd", []float64{5, 1, 3}, 3},
+		{"even", []float64{4, 1, 2, 3}, 2.5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := median(tt.in); got != tt.want {
+				t.Errorf("median(%v) = %v, want %v", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTable(t *testing.T) {
+	in := strings.Join([]string{
+		"audio\tavedge\t" + `{"relayed_per_cpu_second":30000,"loss_percent":0,"rtt_us":{"p99":100}}`,
+		"audio\tcoturn\t" + `{"relayed_per_cpu_second":20000,"loss_percent":0.5,"rtt_us":{"p99":300}}`,
+		"audio\tavedge\t" + `{"relayed_per_cpu_second":34000,"loss_percent":0,"rtt_us":{"p99":120}}`,
+		"audio\tcoturn\t" + `{"relayed_per_cpu_second":20000,"loss_percent":0.5,"rtt_us":{"p99":300}}`,
+		"audio\tdirect\t" + `{"loss_percent":0,"rtt_us":{"p99":50}}`,
+	}, "\n")
+	var out bytes.Buffer
+	if err := run(strings.NewReader(in), &out); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	for _, want := range []string{"32000", "1.60×", "20000", "0.5000"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
+		}
+	}
+	if lines := strings.Count(got, "\n"); lines != 4 {
+		t.Errorf("%d lines, want header + 3 servers:\n%s", lines, got)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	for _, in := range []string{"audio avedge {}", "audio\tavedge\t{not json"} {
+		if err := run(strings.NewReader(in), &bytes.Buffer{}); err == nil {
+			t.Errorf("input %q accepted", in)
+		}
+	}
+}
