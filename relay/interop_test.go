@@ -1,0 +1,263 @@
+//go:build linux
+
+package relay
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/metrics"
+)
+
+// Interop with coturn's test client, turnutils_uclient: it allocates, installs permissions,
+// binds channels (unless -s asks for Send indications), sends -n messages of -l bytes per
+// client to a UDP echo peer (coturn's turnutils_peer) and counts what comes back.
+
+// coturnTool returns the path of a coturn utility, or skips the test when it is missing
+// (fails instead when AVEDGE_REQUIRE_INTEROP=1, as in CI images that ship coturn).
+func coturnTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("AVEDGE_REQUIRE_INTEROP") == "1" {
+			t.Fatalf("%s not on PATH and AVEDGE_REQUIRE_INTEROP=1: %v", name, err)
+		}
+		t.Skipf("%s not on PATH (install coturn to run the interop tests): %v", name, err)
+	}
+	return p
+}
+
+// freeUDPPortPair returns a port p on 127.0.0.1 such that p and p+1 were free a moment ago:
+// turnutils_peer listens on both, and turnutils_uclient sends to both.
+func freeUDPPortPair(t *testing.T) int {
+	t.Helper()
+	for attempt := 0; attempt < 20; attempt++ {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := c.LocalAddr().(*net.UDPAddr).Port
+		c2, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + 1})
+		c.Close()
+		if err == nil {
+			c2.Close()
+			return port
+		}
+	}
+	t.Fatal("no pair of free UDP ports on 127.0.0.1")
+	return 0
+}
+
+// startCoturnPeer runs turnutils_peer on loopback and returns its port once it answers.
+func startCoturnPeer(t *testing.T) int {
+	t.Helper()
+	bin := coturnTool(t, "turnutils_peer")
+	for attempt := 0; attempt < 5; attempt++ {
+		port := freeUDPPortPair(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		cmd := exec.CommandContext(ctx, bin, "-L", "127.0.0.1", "-p", strconv.Itoa(port))
+		if err := cmd.Start(); err != nil {
+			cancel()
+			t.Fatalf("start turnutils_peer: %v", err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		t.Cleanup(func() { cancel(); <-exited })
+		if echoes(port, exited) {
+			return port
+		}
+		cancel()
+	}
+	t.Fatal("turnutils_peer did not come up on loopback")
+	return 0
+}
+
+// echoes probes a UDP echo peer until it answers, it exits, or 3 s pass.
+func echoes(port int, exited <-chan struct{}) bool {
+	// Unconnected, so that the ICMP port-unreachable of a peer not yet bound does not turn
+	// every read into an immediate error.
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	to := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
+	buf := make([]byte, 64)
+	for i := 0; i < 30; i++ {
+		select {
+		case <-exited:
+			return false
+		default:
+		}
+		_, _ = c.WriteToUDP([]byte("probe"), to)
+		_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if n, _, err := c.ReadFromUDP(buf); err == nil && string(buf[:n]) == "probe" {
+			return true
+		}
+	}
+	return false
+}
+
+// uclientReport is what turnutils_uclient prints at the end of a run.
+type uclientReport struct {
+	sent, received, lost int
+	found                bool
+}
+
+var (
+	reSentRecv = regexp.MustCompile(`tot_send_msgs=(\d+), tot_recv_msgs=(\d+)`)
+	reLost     = regexp.MustCompile(`Total lost packets (\d+)`)
+)
+
+func parseUclient(out string) uclientReport {
+	var r uclientReport
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		line := sc.Text()
+		if m := reSentRecv.FindStringSubmatch(line); m != nil {
+			r.sent, _ = strconv.Atoi(m[1])
+			r.received, _ = strconv.Atoi(m[2])
+		}
+		if m := reLost.FindStringSubmatch(line); m != nil {
+			r.lost, _ = strconv.Atoi(m[1])
+			r.found = true
+		}
+	}
+	return r
+}
+
+// uclientRun is one turnutils_uclient run: its output, or why it did not complete.
+type uclientRun struct {
+	out string
+	err error
+}
+
+// startUclient runs turnutils_uclient with args in the background, bounded by a timeout,
+// and delivers the result on the returned channel.
+func startUclient(bin string, args ...string) <-chan uclientRun {
+	done := make(chan uclientRun, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+		if ctx.Err() != nil {
+			err = fmt.Errorf("timed out after 20s: %w", err)
+		}
+		if err != nil {
+			err = fmt.Errorf("turnutils_uclient %s: %w", strings.Join(args, " "), err)
+		}
+		done <- uclientRun{out: string(out), err: err}
+	}()
+	return done
+}
+
+// TestInteropCoturnUclient runs coturn's client against avedge over UDP and TCP, with
+// channels (uclient's default) and with Send/Data indications (-s), with a long-term
+// credential and with the TURN REST secret itself (-W, as coturn's use-auth-secret does).
+// The client paces 50 messages per session (-z 5 ms); the assertion is correctness: nothing
+// lost, and the relay's counters show every packet once, on the path the client chose.
+func TestInteropCoturnUclient(t *testing.T) {
+	bin := coturnTool(t, "turnutils_uclient")
+	peerPort := startCoturnPeer(t)
+	const clients, msgs, length = 2, 50, 120
+	username, password := auth.MintREST(testSecret, "coturn", time.Now().Add(time.Hour))
+	type run struct {
+		name    string
+		network Network
+		flags   []string
+		path    metrics.Path
+
+		srv  *Server
+		done <-chan uclientRun
+	}
+	runs := []*run{
+		{name: "udp channels", network: UDP, path: metrics.PathChannel},
+		{name: "udp indications", network: UDP, flags: []string{"-s"}, path: metrics.PathIndication},
+		{name: "tcp channels", network: TCP, flags: []string{"-t"}, path: metrics.PathChannel},
+		{name: "tcp indications", network: TCP, flags: []string{"-t", "-s"}, path: metrics.PathIndication},
+		{name: "udp rest secret", network: UDP, flags: []string{"-W", string(testSecret), "-u", "coturn"}, path: metrics.PathChannel},
+		{name: "tcp rest secret", network: TCP, flags: []string{"-t", "-W", string(testSecret), "-u", "coturn"}, path: metrics.PathChannel},
+	}
+	// Each uclient run spends most of its ~3 s waiting on its own timers, so all of them
+	// run at once, each against its own relay; the subtests then check each one.
+	for _, r := range runs {
+		r.srv = startServer(t, nil)
+		_, port, _ := net.SplitHostPort(r.srv.addrOf(r.network))
+		args := append([]string{}, r.flags...)
+		if !slices.Contains(r.flags, "-W") {
+			args = append(args, "-u", username, "-w", password)
+		}
+		args = append(args,
+			"-c", // no RTCP allocations
+			"-n", strconv.Itoa(msgs), "-l", strconv.Itoa(length), "-m", strconv.Itoa(clients),
+			"-z", "5",
+			"-e", "127.0.0.1", "-r", strconv.Itoa(peerPort),
+			"-p", port, "127.0.0.1")
+		r.done = startUclient(bin, args...)
+	}
+	for _, r := range runs {
+		t.Run(r.name, func(t *testing.T) {
+			res := <-r.done // bounded by startUclient's timeout
+			if res.err != nil {
+				t.Fatalf("%v; output:\n%s", res.err, res.out)
+			}
+			rep := parseUclient(res.out)
+			if !rep.found {
+				t.Fatalf("no \"Total lost packets\" line in turnutils_uclient output:\n%s", res.out)
+			}
+			if rep.lost != 0 || rep.sent != clients*msgs || rep.received != clients*msgs {
+				t.Fatalf("turnutils_uclient: sent %d, received %d, lost %d; want %d, %d, 0\n%s",
+					rep.sent, rep.received, rep.lost, clients*msgs, clients*msgs, res.out)
+			}
+			st := r.srv.Stats()
+			other := metrics.PathChannel + metrics.PathIndication - r.path
+			for dir := metrics.ClientToPeer; dir <= metrics.PeerToClient; dir++ {
+				if got := st.Traffic[dir][r.path]; got.Packets != clients*msgs || got.Bytes != clients*msgs*length {
+					t.Errorf("%s on path %d: %+v, want %d packets, %d bytes", dir, r.path, got, clients*msgs, clients*msgs*length)
+				}
+				if got := st.Traffic[dir][other]; got != (metrics.Counter{}) {
+					t.Errorf("%s on path %d: %+v, want nothing", dir, other, got)
+				}
+			}
+			if t.Failed() {
+				t.Logf("drops %v; turnutils_uclient output:\n%s", st.Drops, res.out)
+			}
+		})
+	}
+}
+
+// The parser is checked on a captured run of coturn 4.6.1's turnutils_uclient (2 clients,
+// -n 50 -l 120) and on outputs that must not read as success.
+func TestParseUclient(t *testing.T) {
+	captured, err := os.ReadFile("../testdata/coturn/uclient_udp_channels.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		out  string
+		want uclientReport
+	}{
+		{name: "captured run", out: string(captured), want: uclientReport{sent: 100, received: 100, lost: 0, found: true}},
+		{name: "losses", out: "1: : start_mclient: tot_send_msgs=100, tot_recv_msgs=97\n1: : Total lost packets 3 (3.000000%), total send dropped 0 (0.000000%)\n",
+			want: uclientReport{sent: 100, received: 97, lost: 3, found: true}},
+		{name: "no summary", out: "0: : Cannot complete Allocation\n", want: uclientReport{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := parseUclient(tc.out); got != tc.want {
+				t.Errorf("parseUclient = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
