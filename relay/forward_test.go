@@ -1,0 +1,243 @@
+//go:build linux
+
+package relay
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// forwardRig is one worker, not running, wired by hand to real loopback sockets: a listener
+// socket, a relay socket and a peer, with one allocation and one channel in the fast-path
+// table. Tests drive the worker's receive handlers directly.
+type forwardRig struct {
+	srv    *Server
+	w      *worker
+	lis    *sock
+	rc     *relayConn
+	a      *fastAlloc
+	client netip.AddrPort
+	peer   *net.UDPConn
+	cl     *net.UDPConn
+}
+
+func newForwardRig(t testing.TB) *forwardRig {
+	t.Helper()
+	srv := &Server{fast: newFastTable(), log: testLogger(t)}
+	w, err := newWorker(0, srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lfd, err := openUDP(netip.MustParseAddrPort("127.0.0.1:0"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lap, _ := localAddrPort(lfd)
+	g := &listenerGroup{id: 0, addr: lap, srv: srv, sendFD: lfd, handoffQueue: newHandoffQueue(8)}
+	lis := &sock{fd: lfd, kind: kindListener, lis: g}
+	w.lisSocks = []*sock{lis}
+	rfd, err := openUDP(netip.MustParseAddrPort("127.0.0.1:0"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rap, _ := localAddrPort(rfd)
+	rc := &relayConn{srv: srv, fd: rfd, w: w, local: rap, advertised: rap, handoffQueue: newHandoffQueue(8)}
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := cl.LocalAddr().(*net.UDPAddr).AddrPort()
+	peerAP := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	a := &fastAlloc{key: fastKey{lis: 0, client: client}, relay: rc, udp: true}
+	a.clientRaw.setAddrPort(client)
+	ch := &fastChan{num: 0x4001, peer: peerAP}
+	ch.raw.setAddrPort(peerAP)
+	a.state.Store(&allocState{chans: []*fastChan{ch}, perms: []netip.Addr{peerAP.Addr()}})
+	srv.fast.insert(a)
+	rc.fa.Store(a)
+	t.Cleanup(func() {
+		unix.Close(lfd)
+		unix.Close(rfd)
+		unix.Close(w.wakefd)
+		unix.Close(w.epfd)
+		peer.Close()
+		cl.Close()
+	})
+	return &forwardRig{srv: srv, w: w, lis: lis, rc: rc, a: a, client: client, peer: peer, cl: cl}
+}
+
+// channelData frames payload for channel num in the worker's ring slot i.
+func (r *forwardRig) put(i int, b []byte) int {
+	return copy(r.w.bufs[i][headroom:], b)
+}
+
+func frame(num uint16, payload []byte) []byte {
+	b := make([]byte, 4+len(payload))
+	binary.BigEndian.PutUint16(b[0:2], num)
+	binary.BigEndian.PutUint16(b[2:4], uint16(len(payload)))
+	copy(b[4:], payload)
+	return b
+}
+
+func TestForwardClientToPeerChannel(t *testing.T) {
+	r := newForwardRig(t)
+	payload := []byte("hello peer, byte exact")
+	n := r.put(0, frame(0x4001, payload))
+	r.w.fromClient(r.lis, &r.w.bufs[0], n, r.client)
+	r.w.flush()
+	buf := make([]byte, 2048)
+	m, from, err := r.peer.ReadFromUDP(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(buf[:m]) != string(payload) {
+		t.Fatalf("peer got %q, want %q", buf[:m], payload)
+	}
+	if from.AddrPort() != r.rc.local {
+		t.Fatalf("peer saw source %v, want relay address %v", from, r.rc.local)
+	}
+	if got := r.w.stats.traffic[dirClientToPeer][pathChannel].bytes.Load(); got != uint64(len(payload)) {
+		t.Fatalf("counted %d bytes, want %d", got, len(payload))
+	}
+}
+
+func TestForwardPeerToClientChannel(t *testing.T) {
+	r := newForwardRig(t)
+	payload := []byte("hello client")
+	n := r.put(0, payload)
+	r.w.fromPeer(r.rc, &r.w.bufs[0], n, r.peer.LocalAddr().(*net.UDPAddr).AddrPort())
+	r.w.flush()
+	buf := make([]byte, 2048)
+	m, _, err := r.cl.ReadFromUDP(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := frame(0x4001, payload)
+	if string(buf[:m]) != string(want) {
+		t.Fatalf("client got % x, want % x", buf[:m], want)
+	}
+}
+
+func TestForwardDrops(t *testing.T) {
+	cases := []struct {
+		name   string
+		client bool
+		data   []byte
+		from   func(r *forwardRig) netip.AddrPort
+		reason dropReason
+	}{
+		{name: "unbound channel", client: true, data: frame(0x4002, []byte("x")), reason: dropNoChannel},
+		{name: "length past datagram", client: true, data: []byte{0x40, 0x01, 0x00, 0x10, 1, 2}, reason: dropMalformed},
+		{name: "neither STUN nor ChannelData", client: true, data: []byte{0xff, 0, 0, 0, 0}, reason: dropMalformed},
+		{name: "short STUN", client: true, data: []byte{0, 1, 0, 0}, reason: dropMalformed},
+		{name: "unknown client", client: true, data: frame(0x4001, []byte("x")),
+			from: func(r *forwardRig) netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:9") }, reason: dropNoAllocation},
+		{name: "peer without permission", data: []byte("x"),
+			from: func(r *forwardRig) netip.AddrPort { return netip.MustParseAddrPort("127.0.0.2:9") }, reason: dropNoPermission},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newForwardRig(t)
+			from := r.client
+			if !tc.client {
+				from = r.peer.LocalAddr().(*net.UDPAddr).AddrPort()
+			}
+			if tc.from != nil {
+				from = tc.from(r)
+			}
+			n := r.put(0, tc.data)
+			if tc.client {
+				r.w.fromClient(r.lis, &r.w.bufs[0], n, from)
+			} else {
+				r.w.fromPeer(r.rc, &r.w.bufs[0], n, from)
+			}
+			if len(r.w.out) != 0 {
+				t.Fatalf("queued %d sends, want none", len(r.w.out))
+			}
+			if got := r.w.stats.drops[tc.reason].Load(); got != 1 {
+				t.Fatalf("drops[%s] = %d, want 1", tc.reason, got)
+			}
+		})
+	}
+}
+
+// TestForwardingStepAllocatesNothing fails the build if an allocation creeps into the hot
+// loop: classify, look up, queue, count and send, both directions.
+func TestForwardingStepAllocatesNothing(t *testing.T) {
+	r := newForwardRig(t)
+	data := frame(0x4001, make([]byte, 160))
+	peerAP := r.peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	allocs := testing.AllocsPerRun(1000, func() {
+		n := r.put(0, data)
+		r.w.fromClient(r.lis, &r.w.bufs[0], n, r.client)
+		n = r.put(1, data[4:])
+		r.w.fromPeer(r.rc, &r.w.bufs[1], n, peerAP)
+		r.w.flush()
+	})
+	if allocs != 0 {
+		t.Fatalf("forwarding step allocates %.1f times per packet pair, want 0", allocs)
+	}
+}
+
+func BenchmarkForwardChannelData(b *testing.B) {
+	r := newForwardRig(b)
+	data := frame(0x4001, make([]byte, 160))
+	b.ReportAllocs()
+	b.SetBytes(160)
+	for i := 0; i < b.N; i++ {
+		n := r.put(0, data)
+		r.w.fromClient(r.lis, &r.w.bufs[0], n, r.client)
+		r.w.flush()
+	}
+}
+
+// BenchmarkLookupOnly is the loop's own work per packet, without the send system call.
+func BenchmarkLookupOnly(b *testing.B) {
+	r := newForwardRig(b)
+	data := frame(0x4001, make([]byte, 160))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		n := r.put(0, data)
+		r.w.fromClient(r.lis, &r.w.bufs[0], n, r.client)
+		r.w.out = r.w.out[:0]
+	}
+}
+
+// FuzzClassify feeds arbitrary datagrams to both receive handlers: they must never panic,
+// and must either forward, hand to pion, or count a drop.
+func FuzzClassify(f *testing.F) {
+	f.Add([]byte{0x40, 0x01, 0x00, 0x03, 'a', 'b', 'c'}, true)
+	f.Add([]byte{0x40, 0x01, 0xff, 0xff}, true)
+	f.Add([]byte{0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, true)
+	f.Add([]byte{0x7f, 0xff, 0x00, 0x00}, true)
+	f.Add([]byte("payload from a peer"), false)
+	f.Add([]byte{}, false)
+	r := newForwardRig(f)
+	f.Fuzz(func(t *testing.T, data []byte, client bool) {
+		if len(data) > bufSize {
+			data = data[:bufSize]
+		}
+		n := r.put(0, data)
+		if client {
+			r.w.fromClient(r.lis, &r.w.bufs[0], n, r.client)
+		} else {
+			r.w.fromPeer(r.rc, &r.w.bufs[0], n, r.peer.LocalAddr().(*net.UDPAddr).AddrPort())
+		}
+		r.w.out = r.w.out[:0]
+		// Drain what was handed to pion so the queues never fill.
+		for len(r.lis.lis.q) > 0 {
+			slowPool.Put(<-r.lis.lis.q)
+		}
+		for len(r.rc.q) > 0 {
+			slowPool.Put(<-r.rc.q)
+		}
+	})
+}
