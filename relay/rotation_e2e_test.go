@@ -3,6 +3,8 @@
 package relay
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"net/netip"
 	"testing"
 	"time"
@@ -32,15 +34,18 @@ func rotationCredentials(key auth.Secret, expiry time.Time) []credential {
 	}
 }
 
-// allocateWith allocates over client transport tr (UDP or TCP) with a pion client and, when
+// allocateWith allocates over client transport tr (UDP, TCP or TLS) with a pion client and, when
 // it succeeds, relays one round trip, so that the requests after Allocate (CreatePermission,
 // ChannelBind) are authenticated with the same credential too. It returns the Allocate error.
-func allocateWith(t *testing.T, s *Server, tr Network, cr credential) error {
+func allocateWith(t *testing.T, s *Server, tr Network, roots *x509.CertPool, cr credential) error {
 	t.Helper()
 	var c *turn.Client
-	if tr == TCP {
+	switch tr {
+	case TCP:
 		c = newStreamClient(t, s.addrOf(TCP), nil, cr.username, cr.password)
-	} else {
+	case TLS:
+		c = newStreamClient(t, s.addrOf(TLS), roots, cr.username, cr.password)
+	default:
 		c = newClientWith(t, s.addrOf(UDP), "udp4", "127.0.0.1:0", cr.username, cr.password)
 	}
 	relay, err := c.Allocate()
@@ -60,15 +65,19 @@ func TestKeyRotation(t *testing.T) {
 	expiry := time.Now().Add(time.Hour)
 	oldCreds := rotationCredentials(oldKey, expiry)
 	newCreds := rotationCredentials(newKey, expiry)
-	for _, tr := range []Network{UDP, TCP} {
+	cert, roots := selfSigned(t)
+	for _, tr := range []Network{UDP, TCP, TLS} {
 		t.Run(string(tr), func(t *testing.T) {
 			ring := auth.NewKeyring(newKey, oldKey)
 			s := startServer(t, func(c *Config) {
 				c.Validator = auth.NewValidator(auth.ValidatorConfig{Keyring: ring})
+				lo := netip.MustParseAddrPort("127.0.0.1:0")
+				c.Listeners = []ListenerConfig{{Network: UDP, Addr: lo}, {Network: TCP, Addr: lo}, {Network: TLS, Addr: lo}}
+				c.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 			})
 			for _, cr := range append(append([]credential(nil), newCreds...), oldCreds...) {
 				t.Run("both live/"+cr.name, func(t *testing.T) {
-					if err := allocateWith(t, s, tr, cr); err != nil {
+					if err := allocateWith(t, s, tr, roots, cr); err != nil {
 						t.Fatalf("allocate with %s while both secrets are live: %v", cr.name, err)
 					}
 				})
@@ -76,7 +85,7 @@ func TestKeyRotation(t *testing.T) {
 			ring.Set([]auth.Secret{newKey})
 			for _, cr := range oldCreds {
 				t.Run("old withdrawn/"+cr.name, func(t *testing.T) {
-					err := allocateWith(t, s, tr, cr)
+					err := allocateWith(t, s, tr, roots, cr)
 					if errorCode(err) != stun.CodeUnauthorized {
 						t.Fatalf("allocate with %s after its secret was withdrawn: %v, want 401", cr.name, err)
 					}
@@ -84,7 +93,7 @@ func TestKeyRotation(t *testing.T) {
 			}
 			for _, cr := range newCreds {
 				t.Run("old withdrawn/"+cr.name, func(t *testing.T) {
-					if err := allocateWith(t, s, tr, cr); err != nil {
+					if err := allocateWith(t, s, tr, roots, cr); err != nil {
 						t.Fatalf("allocate with %s: %v", cr.name, err)
 					}
 				})
