@@ -66,6 +66,10 @@ type Options struct {
 	PermissionLifetime  time.Duration `yaml:"permission-lifetime"`
 	MaxAllocateLifetime time.Duration `yaml:"max-allocate-lifetime"`
 
+	AllocateRate     float64 `yaml:"allocate-rate"`
+	UnauthorizedRate float64 `yaml:"unauthorized-rate"`
+	AlternateServer  string  `yaml:"alternate-server"`
+
 	MetricsListen string `yaml:"metrics-listen"`
 
 	AuthListen         string        `yaml:"auth-listen"`
@@ -96,6 +100,8 @@ func Defaults() Options {
 		MetricsListen:    "127.0.0.1:9641",
 		AuthListen:       "",
 		AuthMaxDuration:  480 * time.Minute,
+		AllocateRate:     200,
+		UnauthorizedRate: 100,
 		DrainTimeout:     30 * time.Second,
 		LogFormat:        "text",
 		LogLevel:         "info",
@@ -177,6 +183,9 @@ func (o *Options) FlagSet(fs *flag.FlagSet) {
 	fs.DurationVar(&o.ChannelLifetime, "channel-lifetime", d.ChannelLifetime, "channel binding lifetime (0: 10m, RFC 8656)")
 	fs.DurationVar(&o.PermissionLifetime, "permission-lifetime", d.PermissionLifetime, "permission lifetime (0: 5m, RFC 8656)")
 	fs.DurationVar(&o.MaxAllocateLifetime, "max-allocate-lifetime", d.MaxAllocateLifetime, "default allocation lifetime (0: 10m)")
+	fs.Float64Var(&o.AllocateRate, "allocate-rate", d.AllocateRate, "Allocate requests per second per client address (IPv6: per /64), burst 5 s; excess dropped (-1: unlimited)")
+	fs.Float64Var(&o.UnauthorizedRate, "unauthorized-rate", d.UnauthorizedRate, "401 answers per second per client address, burst 5 s (-1: unlimited)")
+	fs.StringVar(&o.AlternateServer, "alternate-server", d.AlternateServer, "ip:port named in 300 Try Alternate answers to Allocate while draining (empty: 508)")
 	fs.StringVar(&o.MetricsListen, "metrics-listen", d.MetricsListen, "address of /metrics, /healthz, /readyz (empty: off)")
 	fs.StringVar(&o.AuthListen, "auth-listen", d.AuthListen, "address of the built-in credential service (empty: off; e.g. 127.0.0.1:8443)")
 	list(&o.AuthAPIKeys, "auth-api-key", "bearer token callers of the credential service present, repeatable")
@@ -259,6 +268,7 @@ type Settings struct {
 	Relay           relay.Config
 	Keyring         *auth.Keyring
 	Validator       *auth.Validator
+	Users           map[string]string // static users, from user and users-file
 	GeneratedSecret bool
 	AllLoopback     bool
 	Service         *auth.ServiceConfig // nil: no built-in credential service
@@ -451,6 +461,7 @@ func (o Options) Build() (*Settings, error) {
 		return nil, bad("static-auth-secret", "%v", err)
 	}
 	st.Keyring = auth.NewKeyring(secrets...)
+	st.Users = users
 	st.Validator = auth.NewValidator(auth.ValidatorConfig{Keyring: st.Keyring, Users: users, Separator: o.RESTSeparator, Skew: o.ClockSkew})
 	rc.Validator = st.Validator
 
@@ -480,6 +491,17 @@ func (o Options) Build() (*Settings, error) {
 	rc.MaxAllocations, rc.UserQuota, rc.AllocationBandwidth = o.TotalQuota, o.UserQuota, o.MaxBPS
 	rc.ChannelLifetime, rc.PermissionLifetime, rc.AllocationLifetime = o.ChannelLifetime, o.PermissionLifetime, o.MaxAllocateLifetime
 
+	rc.AllocateRate, rc.UnauthorizedRate = o.AllocateRate, o.UnauthorizedRate
+	if o.AllocateRate == 0 || o.UnauthorizedRate == 0 {
+		return nil, bad("allocate-rate/unauthorized-rate", "0 would refuse everything: give a rate, or -1 for unlimited")
+	}
+	if o.AlternateServer != "" {
+		ap, err := netip.ParseAddrPort(o.AlternateServer)
+		if err != nil {
+			return nil, bad("alternate-server", "%q: want ip:port of another relay", o.AlternateServer)
+		}
+		rc.AlternateServer = ap
+	}
 	if o.MetricsListen != "" {
 		if _, err := netip.ParseAddrPort(o.MetricsListen); err != nil {
 			return nil, bad("metrics-listen", "%q: want ip:port, e.g. 127.0.0.1:9641", o.MetricsListen)

@@ -115,11 +115,12 @@ const (
 	DropSendError    = "send_error"    // the kernel refused the send
 	DropNoAllocation = "no_allocation" // data for a 5-tuple with no allocation
 	DropQueueFull    = "queue_full"    // the control plane (pion) fell behind its share of packets
+	DropRateLimited  = "rate_limited"  // an Allocate request or a 401 answer over its per-source rate
 )
 
 var dropReasons = []string{
 	DropNoPermission, DropNoChannel, DropTooLarge, DropQuota, DropPolicy,
-	DropMalformed, DropSendError, DropNoAllocation, DropQueueFull, LabelOther,
+	DropMalformed, DropSendError, DropNoAllocation, DropQueueFull, DropRateLimited, LabelOther,
 }
 
 // Results of avedge_allocation_attempts_total{result}, passed to

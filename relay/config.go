@@ -73,6 +73,18 @@ type Config struct {
 	// together; excess is dropped and counted. Zero: unlimited.
 	AllocationBandwidth int64
 
+	// AllocateRate limits Allocate requests per client IP address (IPv6: per /64) per second,
+	// with a burst of 5 seconds' worth; excess requests are dropped unanswered. Zero: 200;
+	// negative: unlimited.
+	AllocateRate float64
+	// UnauthorizedRate limits 401 answers per client address per second (burst: 5 seconds'
+	// worth), so the relay is neither a password oracle nor an amplifier. Zero: 100;
+	// negative: unlimited.
+	UnauthorizedRate float64
+	// AlternateServer, when set, is named in a 300 (Try Alternate) answer to Allocate requests
+	// while the relay drains (RFC 8489 §10 ALTERNATE-SERVER); unset, they get 508.
+	AlternateServer netip.AddrPort
+
 	// Metrics receives control-plane events and reads the data plane's counters at scrape
 	// time. Nil: no metrics.
 	Metrics *metrics.Metrics
@@ -102,6 +114,12 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.Realm == "" {
 		out.Realm = "avedge"
+	}
+	if out.AllocateRate == 0 {
+		out.AllocateRate = 200
+	}
+	if out.UnauthorizedRate == 0 {
+		out.UnauthorizedRate = 100
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()

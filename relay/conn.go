@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/stun/v4"
 	"golang.org/x/sys/unix"
 )
 
@@ -80,15 +81,55 @@ var _ net.PacketConn = (*listenerGroup)(nil)
 
 func (l *listenerGroup) handoff(d []byte, from netip.AddrPort) bool { return l.push(d, from) }
 
-// ReadFrom returns the next STUN message for pion.
+// ReadFrom returns the next STUN message for pion. Allocate requests over their source's
+// rate are dropped here, and while the relay drains with an alternate server configured they
+// are answered here with 300 (Try Alternate).
 func (l *listenerGroup) ReadFrom(b []byte) (int, net.Addr, error) {
-	n, from, err := l.pop(b)
-	if err != nil {
-		return 0, nil, err
+	for {
+		n, from, err := l.pop(b)
+		if err != nil {
+			return 0, nil, err
+		}
+		if n >= 20 && b[0] == 0x00 && b[1] == 0x03 { // Allocate request
+			if lim := l.srv.allocLimit; lim != nil && !lim.Allow(from.Addr(), time.Now().UnixNano()) {
+				l.srv.slowStats.drop(dropRateLimited)
+				continue
+			}
+			if alt := l.srv.cfg.AlternateServer; alt.IsValid() && l.srv.draining.Load() {
+				l.tryAlternate(b[:n], from, alt)
+				continue
+			}
+		}
+		addr := udpAddr(from)
+		l.srv.checkRotation(b[:n], addr)
+		return n, addr, nil
 	}
-	addr := udpAddr(from)
-	l.srv.checkRotation(b[:n], addr)
-	return n, addr, nil
+}
+
+// tryAlternate answers an Allocate request with 300 (Try Alternate).
+//
+// RFC 8489 §10: "The ALTERNATE-SERVER attribute ... the server MUST include it in a 300
+// (Try Alternate) error response"; RFC 8656 §7.2 lets the server redirect an Allocate
+// request this way "if it wishes to redirect the client to a different server".
+func (l *listenerGroup) tryAlternate(req []byte, from, alt netip.AddrPort) {
+	m := &stun.Message{Raw: append([]byte(nil), req...)}
+	if m.Decode() != nil {
+		return
+	}
+	resp, err := stun.Build(&stun.Message{TransactionID: m.TransactionID},
+		stun.NewType(stun.MethodAllocate, stun.ClassErrorResponse),
+		&stun.ErrorCodeAttribute{Code: stun.CodeTryAlternate},
+		&stun.AlternateServer{IP: alt.Addr().AsSlice(), Port: int(alt.Port())},
+		stun.Fingerprint)
+	if err != nil {
+		return
+	}
+	var to rawAddr
+	to.setAddrPort(from)
+	_ = sendTo(l.sendFD, resp.Raw, &to)
+	if m := l.srv.cfg.Metrics; m != nil {
+		m.AllocationAttempt("draining")
+	}
 }
 
 // WriteTo sends pion's answer (or a Data indication) to a client.
@@ -101,6 +142,10 @@ func (l *listenerGroup) WriteTo(b []byte, addr net.Addr) (int, error) {
 	ap, ok := addrPortOf(addr)
 	if !ok {
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: unix.EAFNOSUPPORT}
+	}
+	if lim := l.srv.authLimit; lim != nil && stunErrorCode(b) == 401 && !lim.Allow(ap.Addr(), time.Now().UnixNano()) {
+		l.srv.slowStats.drop(dropRateLimited)
+		return len(b), nil
 	}
 	var to rawAddr
 	to.setAddrPort(ap)
@@ -138,6 +183,22 @@ func dataIndicationPayload(b []byte) (int, bool) {
 		off += 4 + (l+3)&^3
 	}
 	return 0, false
+}
+
+// stunErrorCode returns the ERROR-CODE of a STUN error response, or 0.
+func stunErrorCode(b []byte) int {
+	if len(b) < 20 || b[0]&0x01 == 0 || b[1]&0x10 == 0 {
+		return 0
+	}
+	for off := 20; off+4 <= len(b); {
+		t := binary.BigEndian.Uint16(b[off:])
+		l := int(binary.BigEndian.Uint16(b[off+2:]))
+		if t == 0x0009 && l >= 4 && off+8 <= len(b) {
+			return int(b[off+6]&0x07)*100 + int(b[off+7])
+		}
+		off += 4 + (l+3)&^3
+	}
+	return 0
 }
 
 // relayConn is one allocation's relay socket as pion sees it: pion reads the peer packets that

@@ -24,12 +24,14 @@ const (
 	dropSendError                      // the kernel refused the send (buffer full, unreachable)
 	dropPolicy                         // peer refused by the peer policy
 	dropQuota                          // bandwidth cap
+	dropRateLimited                    // Allocate request or 401 answer over its per-source rate
 	numDropReasons
 )
 
 var dropReasonNames = [numDropReasons]string{
 	metrics.DropNoAllocation, metrics.DropNoChannel, metrics.DropNoPermission, metrics.DropMalformed,
 	metrics.DropTooLarge, metrics.DropQueueFull, metrics.DropSendError, metrics.DropPolicy, metrics.DropQuota,
+	metrics.DropRateLimited,
 }
 
 func (r dropReason) String() string { return dropReasonNames[r] }

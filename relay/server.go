@@ -28,18 +28,20 @@ type Server struct {
 	cfg Config       // Static after construction.
 	log *slog.Logger // Static after construction.
 
-	turn      *turn.Server
-	workers   []*worker                           // Static after construction.
-	listeners []*listenerGroup                    // UDP listen addresses. Static after construction.
-	lisByAddr map[netip.AddrPort]*listenerGroup   // Static after construction.
-	streams   []net.Listener                      // TCP and TLS listeners. Static after construction.
-	tlsAddrs  map[netip.AddrPort]bool             // Static after construction.
-	ports     map[netip.Addr]*portalloc.Allocator // by relay IP. Static after construction.
-	relayIPs  [2]netip.Addr                       // [family] relay IP (invalid: none). Static.
-	peers     *policy.Policy                      // Static after construction.
-	ownIPs    []netip.Addr                        // relay and advertised addresses. Static after construction.
-	quota     *policy.Quota                       // Static after construction.
-	fast      *fastTable
+	turn       *turn.Server
+	workers    []*worker                           // Static after construction.
+	listeners  []*listenerGroup                    // UDP listen addresses. Static after construction.
+	lisByAddr  map[netip.AddrPort]*listenerGroup   // Static after construction.
+	streams    []net.Listener                      // TCP and TLS listeners. Static after construction.
+	tlsAddrs   map[netip.AddrPort]bool             // Static after construction.
+	ports      map[netip.Addr]*portalloc.Allocator // by relay IP. Static after construction.
+	relayIPs   [2]netip.Addr                       // [family] relay IP (invalid: none). Static.
+	peers      atomic.Pointer[policy.Policy]       // swapped by SetPeerPolicy
+	ownIPs     []netip.Addr                        // relay and advertised addresses. Static after construction.
+	quota      *policy.Quota                       // Static after construction.
+	fast       *fastTable
+	allocLimit *policy.Limiter // nil: unlimited. Static after construction.
+	authLimit  *policy.Limiter // nil: unlimited. Static after construction.
 
 	mu     sync.Mutex
 	relays map[netip.AddrPort]*relayConn // by advertised address. Guarded by mu.
@@ -89,7 +91,9 @@ func New(cfg Config) (*Server, error) {
 			s.ownIPs = append(s.ownIPs, ext.Unmap())
 		}
 	}
-	s.peers = policy.New(policy.Config{AllowLoopback: c.Peers.AllowLoopback, Allow: c.Peers.Allow, Deny: c.Peers.Deny})
+	s.SetPeerPolicy(c.Peers)
+	s.allocLimit = newRateLimit(c.AllocateRate)
+	s.authLimit = newRateLimit(c.UnauthorizedRate)
 
 	n := c.Workers
 	if n <= 0 {
@@ -408,12 +412,25 @@ func (s *Server) permit(client net.Addr, peer net.IP) bool {
 	if !ok {
 		return false
 	}
-	if r := s.peers.Check(ip.Unmap()); r != policy.Allowed {
+	if r := s.peers.Load().Check(ip.Unmap()); r != policy.Allowed {
 		s.slowStats.drop(dropPolicy)
 		s.log.Info("peer refused by policy", "client", client.String(), "peer", ip.String(), "reason", string(r))
 		return false
 	}
 	return true
+}
+
+// SetPeerPolicy replaces the peer policy (reload). Permissions already granted stay; new
+// CreatePermission and ChannelBind requests are checked against p.
+func (s *Server) SetPeerPolicy(p PeerPolicy) {
+	s.peers.Store(policy.New(policy.Config{AllowLoopback: p.AllowLoopback, Allow: p.Allow, Deny: p.Deny}))
+}
+
+func newRateLimit(perSecond float64) *policy.Limiter {
+	if perSecond < 0 {
+		return nil
+	}
+	return policy.NewLimiter(perSecond, int(perSecond*5)+1, 65536)
 }
 
 // peerPortOK reports whether a client may send to peer. A peer on one of the relay's own

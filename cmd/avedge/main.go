@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strings"
 	"syscall"
 	"time"
 
@@ -130,7 +129,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	}()
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			reload(log, opts, st)
+			reload(log, args, st, srv)
 			continue
 		}
 		if sig == syscall.SIGTERM {
@@ -165,29 +164,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	return code
 }
 
-// reload re-reads the secret and user files; a bad file is refused and the old settings stay.
-func reload(log *slog.Logger, o config.Options, st *config.Settings) {
-	if o.SecretFile != "" {
-		if err := st.Keyring.LoadFile(o.SecretFile); err != nil {
-			log.Error("SIGHUP: secrets not reloaded, keeping the old ones", "file", o.SecretFile, "err", err)
-		} else {
-			log.Info("SIGHUP: secrets reloaded", "file", o.SecretFile, "live", len(st.Keyring.Secrets()))
-		}
+// reload re-reads the configuration (flags and the --config file, with the secret and user
+// files they name) and applies what can change while allocations live: shared secrets, static
+// users and the peer policy. A configuration that does not load is refused and the running
+// settings stay.
+func reload(log *slog.Logger, args []string, st *config.Settings, srv *relay.Server) {
+	o, err := config.Parse(args, io.Discard)
+	var nst *config.Settings
+	if err == nil {
+		nst, err = o.Build()
 	}
-	if o.UsersFile != "" {
-		users, err := auth.LoadUsersFile(o.UsersFile)
-		if err != nil {
-			log.Error("SIGHUP: users not reloaded, keeping the old ones", "file", o.UsersFile, "err", err)
-		} else {
-			for _, u := range o.Users {
-				if name, pw, ok := strings.Cut(u, ":"); ok {
-					users[name] = pw
-				}
-			}
-			st.Validator.SetUsers(users)
-			log.Info("SIGHUP: users reloaded", "file", o.UsersFile, "users", len(users))
-		}
+	if err != nil {
+		log.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
+		return
 	}
+	if !nst.GeneratedSecret {
+		st.Keyring.Set(nst.Keyring.Secrets())
+	}
+	st.Validator.SetUsers(nst.Users)
+	srv.SetPeerPolicy(nst.Relay.Peers)
+	log.Info("SIGHUP: reloaded secrets, users and peer policy", "secrets", len(st.Keyring.Secrets()), "users", len(nst.Users))
 }
 
 func newLogger(w io.Writer, format, level string) *slog.Logger {
