@@ -1,0 +1,103 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/pion/turn/v5"
+
+	"github.com/avedge/avedge/loadgen"
+)
+
+// startPion runs an in-process pion/turn v5 server that accepts TURN REST
+// credentials minted with secret.
+func startPion(t *testing.T, secret string) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := turn.NewServer(turn.ServerConfig{
+		Realm:       "avedge.test",
+		AuthHandler: turn.LongTermTURNRESTAuthHandler(secret, nil),
+		PacketConnConfigs: []turn.PacketConnConfig{{
+			PacketConn: pc,
+			RelayAddressGenerator: &turn.RelayAddressGeneratorStatic{
+				RelayAddress: net.IPv4(127, 0, 0, 1), Address: "127.0.0.1",
+			},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	return pc.LocalAddr().String()
+}
+
+func TestRunJSON(t *testing.T) {
+	server := startPion(t, "s3cret")
+	tests := []struct {
+		name string
+		args []string
+		mode loadgen.Mode
+	}{
+		{"channel with minted credentials", []string{"--server", server, "--secret", "s3cret", "--clients", "3"}, loadgen.ModeChannel},
+		{"pair", []string{"--server", server, "--secret", "s3cret", "--clients", "2", "--mode", "pair"}, loadgen.ModePair},
+		{"direct", []string{"--direct", "--clients", "2"}, loadgen.ModeDirect},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			args := append(tt.args, "--rate", "50", "--duration", "300ms", "--json")
+			if err := run(args, &out, &errOut); err != nil {
+				t.Fatalf("%v (stderr %q)", err, errOut.String())
+			}
+			var rep loadgen.Report
+			if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+				t.Fatalf("output is not one JSON report: %v\n%s", err, out.String())
+			}
+			if rep.Mode != tt.mode || rep.Sent == 0 || rep.Received != rep.Sent {
+				t.Errorf("report %+v", rep)
+			}
+			if errOut.Len() != 0 {
+				t.Errorf("progress written to a non-terminal: %q", errOut.String())
+			}
+		})
+	}
+}
+
+func TestRunText(t *testing.T) {
+	var out bytes.Buffer
+	if err := run([]string{"--direct", "--duration", "200ms"}, &out, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"mode        direct", "rtt (µs)", "p99.9"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestRunRejectsArgs(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"no credentials", []string{"--server", "127.0.0.1:3478"}},
+		{"both credential kinds", []string{"--secret", "s", "--user", "u"}},
+		{"bad server", []string{"--server", "localhost", "--secret", "s"}},
+		{"too many clients", []string{"--direct", "--clients", "5001"}},
+		{"too long", []string{"--direct", "--duration", "11m"}},
+		{"stray argument", []string{"--direct", "extra"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := run(tt.args, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+				t.Errorf("run(%q) succeeded", tt.args)
+			}
+		})
+	}
+}
