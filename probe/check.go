@@ -254,7 +254,7 @@ func fillPing(p []byte, kind, origin byte, seq uint32) {
 // validPing reports whether p is exactly the packet fillPing makes for its
 // own header, of the expected size.
 func validPing(p []byte, size int) bool {
-	if len(p) != size || (p[0] != kindPing && p[0] != kindEcho) || p[1] > 1 {
+	if len(p) != size || size < MinSize || (p[0] != kindPing && p[0] != kindEcho) || p[1] > 1 {
 		return false
 	}
 	seq := binary.BigEndian.Uint32(p[2:])

@@ -193,10 +193,14 @@ func ParseMRASAnswer(r io.Reader) (Grant, error) {
 		}
 		relays = append(relays, auth.RelayInfo{Location: m.Location, HostName: m.HostName, UDPPort: m.UDPPort, TCPPort: m.TCPPort})
 	}
-	return Grant{
+	g := Grant{
 		Credentials: Credentials{Username: c.Username, Password: c.Password, TTL: time.Duration(c.Duration) * time.Minute},
 		URLs:        auth.RelayURIs(relays),
-	}, nil
+	}
+	if _, err := ParseURLs(g.URLs, Credentials{}); err != nil {
+		return Grant{}, fmt.Errorf("probe: MRAS mediaRelayList: %w: %w", ErrServiceAnswer, err)
+	}
+	return g, nil
 }
 
 // mrasRequestDoc is the request document of [MS-AVEDGEA] 2.2.3.

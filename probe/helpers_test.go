@@ -28,10 +28,10 @@ func testLogger(t testing.TB) *slog.Logger {
 }
 
 // startRelay runs an in-process avedge on loopback, as relay's own tests do.
-func startRelay(t testing.TB) *relay.Server {
+func startRelay(t testing.TB, mods ...func(*relay.Config)) *relay.Server {
 	t.Helper()
 	lo := netip.MustParseAddrPort("127.0.0.1:0")
-	s, err := relay.New(relay.Config{
+	cfg := relay.Config{
 		Listeners: []relay.ListenerConfig{{Network: relay.UDP, Addr: lo}, {Network: relay.TCP, Addr: lo}},
 		RelayIPs:  []netip.Addr{netip.MustParseAddr("127.0.0.1")},
 		MinPort:   testMinPort, MaxPort: testMaxPort,
@@ -39,7 +39,11 @@ func startRelay(t testing.TB) *relay.Server {
 		Peers:     relay.PeerPolicy{AllowLoopback: true},
 		Workers:   1,
 		Logger:    testLogger(t),
-	})
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	s, err := relay.New(cfg)
 	if err != nil {
 		t.Fatalf("relay.New: %v", err)
 	}
