@@ -139,11 +139,12 @@ type meta struct {
 }
 
 type podSpec struct {
-	HostNetwork                   bool        `yaml:"hostNetwork"`
-	DNSPolicy                     string      `yaml:"dnsPolicy"`
-	TerminationGracePeriodSeconds *int64      `yaml:"terminationGracePeriodSeconds"`
-	Containers                    []container `yaml:"containers"`
-	InitContainers                []container `yaml:"initContainers"`
+	HostNetwork                   bool              `yaml:"hostNetwork"`
+	NodeSelector                  map[string]string `yaml:"nodeSelector"`
+	DNSPolicy                     string            `yaml:"dnsPolicy"`
+	TerminationGracePeriodSeconds *int64            `yaml:"terminationGracePeriodSeconds"`
+	Containers                    []container       `yaml:"containers"`
+	InitContainers                []container       `yaml:"initContainers"`
 	Volumes                       []struct {
 		Name   string `yaml:"name"`
 		Secret *struct {
@@ -616,6 +617,10 @@ func TestRelayDaemonSet(t *testing.T) {
 		}
 		if pod.DNSPolicy != "ClusterFirstWithHostNet" {
 			t.Errorf("dnsPolicy %q, want ClusterFirstWithHostNet", pod.DNSPolicy)
+		}
+		// kubectl drain does not evict DaemonSet pods; unlabelling the node does.
+		if len(pod.NodeSelector) == 0 {
+			t.Error("no nodeSelector: relays would run on every node, and a node's relay could not be drained by removing its label")
 		}
 	})
 
