@@ -1248,3 +1248,39 @@ func loadSystemdConfig(t *testing.T) config.Options {
 	}
 	return o
 }
+
+// --- The operator guide. -------------------------------------------------------------------
+
+func TestOperatorGuideFirewall(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "docs", "operator-guide.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	guide := string(b)
+	p := loadPool(t)
+	rs := loadRelay(t, p)
+	row := func(port, proto string) string { return "| " + port + " | " + proto + " |" }
+	want := map[string]string{
+		"relay range": row(fmt.Sprintf("%d–%d", rs.opts.MinPort, rs.opts.MaxPort), "UDP"),
+		"metrics":     row(strconv.Itoa(metricsPort(t, rs.opts)), "TCP"),
+	}
+	for _, l := range rs.settings.Relay.Listeners {
+		proto := "TCP"
+		if l.Network == relay.UDP {
+			proto = "UDP"
+		}
+		want[fmt.Sprintf("listener %s/%s", l.Network, l.Addr)] = row(strconv.Itoa(int(l.Addr.Port())), proto)
+	}
+	_, ac := p.container(t, "avedge-auth")
+	for _, cp := range ac.Ports {
+		want["credential service"] = row(strconv.Itoa(cp.ContainerPort), "TCP")
+	}
+	for what, r := range want {
+		if !strings.Contains(guide, r) {
+			t.Errorf("the firewall table has no row %q (%s)", r, what)
+		}
+	}
+	if !strings.Contains(guide, "see the benchmark table in README") {
+		t.Error("the sizing section lost its pointer to the benchmark table")
+	}
+}
