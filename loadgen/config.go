@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"time"
 )
 
@@ -56,8 +57,8 @@ type Config struct {
 	// RefreshInterval is how often allocations, permissions and channels
 	// are refreshed during the run; zero means 2 minutes.
 	RefreshInterval time.Duration
-	// Groups is the number of pacing groups clients are spread over; zero
-	// means min(Clients, 4).
+	// Groups is the number of pacing groups clients are spread over, each
+	// with its own echo peer; zero means min(Clients, GOMAXPROCS).
 	Groups int
 	// Progress, if set, is called about once a second during the send window.
 	Progress func(Progress)
@@ -96,7 +97,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.RefreshInterval = 2 * time.Minute
 	}
 	if c.Groups == 0 {
-		c.Groups = min(c.Clients, 4)
+		c.Groups = min(c.Clients, runtime.GOMAXPROCS(0))
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -223,8 +223,8 @@ func (r *runner) traffic(ctx context.Context, setup time.Duration) (Report, erro
 	end := start.Add(cfg.Duration)
 	r.sendEndNS.Store(int64(end.Sub(r.base)))
 	var pacers sync.WaitGroup
-	for _, g := range r.groups {
-		pacers.Go(func() { r.pace(g, start, end) })
+	for i, g := range r.groups {
+		pacers.Go(func() { r.pace(g, i, start, end) })
 	}
 	if cfg.Duration > cfg.RefreshInterval {
 		r.workers.Go(r.refreshLoop)
@@ -282,8 +282,10 @@ send:
 // group's clients over slots of about a millisecond within each packet
 // period, so the group does not send in one burst per period; a late tick
 // catches up on the slots it missed, so the average rate is exact.
-// Saturating runs keep a window in flight and refill it after a stall.
-func (r *runner) pace(g *group, start, end time.Time) {
+// Groups are offset from each other by a fraction of a slot so that they do
+// not all wake at the same instant. Saturating runs keep a window in flight
+// and refill it after a stall.
+func (r *runner) pace(g *group, index int, start, end time.Time) {
 	if r.cfg.Rate == 0 {
 		r.saturate(g, end)
 		return
@@ -291,6 +293,7 @@ func (r *runner) pace(g *group, start, end time.Time) {
 	period := time.Second / time.Duration(r.cfg.Rate)
 	slots := min(max(int(period/time.Millisecond), 1), len(g.clients))
 	slotDur := period / time.Duration(slots)
+	start = start.Add(slotDur * time.Duration(index) / time.Duration(len(r.groups)))
 	bySlot := make([][]*client, slots)
 	for i, c := range g.clients {
 		bySlot[i%slots] = append(bySlot[i%slots], c)

@@ -45,7 +45,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	size := fs.Int("size", 160, fmt.Sprintf("payload bytes, %d..%d", loadgen.MinSize, loadgen.MaxSize))
 	duration := fs.Duration("duration", 10*time.Second, fmt.Sprintf("send window, at most %s", loadgen.MaxDuration))
 	window := fs.Int("window", 32, "packets in flight per client when --rate 0")
-	groups := fs.Int("groups", 0, "pacing groups (0: min(clients, 4))")
+	groups := fs.Int("groups", 0, "pacing groups, each with its own echo peer (0: min(clients, GOMAXPROCS))")
 	secret := fs.String("secret", "", "TURN REST shared secret (credentials minted per client)")
 	user := fs.String("user", "", "long-term username (instead of --secret)")
 	password := fs.String("password", "", "long-term password (with --user)")
