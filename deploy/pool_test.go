@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,12 +33,13 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 // startPoolRelay runs one relay of the pool on loopback: UDP listener on an ephemeral port,
 // relay ports from [min, max] (below Linux's ephemeral range, distinct per relay).
-func startPoolRelay(t *testing.T, v *auth.Validator, min, max uint16) (*relay.Server, string) {
+func startPoolRelay(t *testing.T, v *auth.Validator, min, max uint16, alternate netip.AddrPort) (*relay.Server, string) {
 	t.Helper()
 	s, err := relay.New(relay.Config{
-		Listeners: []relay.ListenerConfig{{Network: relay.UDP, Addr: netip.MustParseAddrPort("127.0.0.1:0")}},
-		RelayIPs:  []netip.Addr{netip.MustParseAddr("127.0.0.1")},
-		MinPort:   min, MaxPort: max,
+		AlternateServer: alternate,
+		Listeners:       []relay.ListenerConfig{{Network: relay.UDP, Addr: netip.MustParseAddrPort("127.0.0.1:0")}},
+		RelayIPs:        []netip.Addr{netip.MustParseAddr("127.0.0.1")},
+		MinPort:         min, MaxPort: max,
 		Validator: v,
 		Peers:     relay.PeerPolicy{AllowLoopback: true},
 		Workers:   1,
@@ -219,12 +221,61 @@ func (f *flow) waitFor(cond func() bool) bool {
 	return true
 }
 
+// rawAllocate sends one unauthenticated Allocate request (REQUESTED-TRANSPORT UDP) to server
+// and returns the answer.
+func rawAllocate(t *testing.T, server string) *stun.Message {
+	t.Helper()
+	conn, err := net.Dial("udp4", server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest),
+		stun.RawAttribute{Type: stun.AttrRequestedTransport, Value: []byte{17, 0, 0, 0}}, stun.Fingerprint)
+	buf := make([]byte, 1500)
+	for try := 0; try < 5; try++ {
+		if _, err := conn.Write(req.Raw); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := conn.Read(buf)
+		if err != nil {
+			continue
+		}
+		res := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
+		if err := res.Decode(); err != nil {
+			t.Fatalf("answer to Allocate: %v", err)
+		}
+		if res.TransactionID == req.TransactionID {
+			return res
+		}
+	}
+	t.Fatalf("no answer to Allocate from %s", server)
+	return nil
+}
+
 func TestPoolDrainMovesNewAllocations(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		alternate bool // A names B in ALTERNATE-SERVER while it drains
+	}{
+		{"draining relay answers 508", false},
+		{"draining relay answers 300 Try Alternate naming the other", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testPoolDrain(t, tc.alternate) })
+	}
+}
+
+func testPoolDrain(t *testing.T, alternate bool) {
 	// One shared key: what the Secret holds for every relay and the credential service.
 	keyring := auth.NewKeyring(auth.Secret{ID: "k1", Value: []byte("pool-shared-secret-0123456789")})
 	validator := auth.NewValidator(auth.ValidatorConfig{Keyring: keyring, Skew: 30 * time.Second})
-	relayA, addrA := startPoolRelay(t, validator, 30000, 30999)
-	relayB, addrB := startPoolRelay(t, validator, 31000, 31999)
+	relayB, addrB := startPoolRelay(t, validator, 31000, 31999, netip.AddrPort{})
+	var alt netip.AddrPort
+	if alternate {
+		alt = netip.MustParseAddrPort(addrB)
+	}
+	relayA, addrA := startPoolRelay(t, validator, 30000, 30999, alt)
 
 	relayInfo := func(addr string) auth.RelayInfo {
 		ap := netip.MustParseAddrPort(addr)
@@ -281,7 +332,19 @@ func TestPoolDrainMovesNewAllocations(t *testing.T) {
 		}
 	})
 
-	t.Run("new allocation on A refused with 508", func(t *testing.T) {
+	t.Run("new allocation on A refused", func(t *testing.T) {
+		if alternate {
+			res := rawAllocate(t, addrA)
+			var code stun.ErrorCodeAttribute
+			var as stun.AlternateServer
+			if err := code.GetFrom(res); err != nil || code.Code != stun.CodeTryAlternate {
+				t.Fatalf("Allocate on draining A: %v (%v), want error 300 (Try Alternate)", res, err)
+			}
+			if err := as.GetFrom(res); err != nil || net.JoinHostPort(as.IP.String(), strconv.Itoa(as.Port)) != addrB {
+				t.Fatalf("ALTERNATE-SERVER %v:%d (%v), want B at %s", as.IP, as.Port, err, addrB)
+			}
+			return
+		}
 		c := turnClient(t, addrA, cred.Username, cred.Password)
 		conn, err := c.Allocate()
 		if err == nil {
