@@ -98,8 +98,9 @@ type CheckReport struct {
 	// Local and Remote are the selected pair, seen by the controlling agent.
 	Local  Candidate `json:"local"`
 	Remote Candidate `json:"remote"`
-	// Gathered is the time both agents took to gather; Connected, the time
-	// from starting connectivity checks to a selected pair.
+	// Gathered is the time until both agents had a relay candidate;
+	// Connected, the time from the start of gathering (candidates trickle,
+	// so checks overlap it) to a selected pair.
 	Gathered   time.Duration `json:"gathered_ns"`
 	Connected  time.Duration `json:"connected_ns"`
 	Directions []Direction   `json:"directions"`
@@ -142,8 +143,29 @@ func Check(ctx context.Context, cfg Config, cc CheckConfig) (*CheckReport, error
 		}
 		defer a.Close()
 		agents[i], cols[i] = a, newCollector(cfg.Now)
-		if err := a.OnCandidate(cols[i].onCandidate); err != nil {
+	}
+	// Trickle ICE: each candidate goes to the other agent as soon as it is
+	// gathered, as SDP, the way a signalling channel would carry it, and the
+	// agents connect while gathering goes on (a dead TURN URL among live ones
+	// does not hold the call up).
+	for i, a := range agents {
+		col, other := cols[i], agents[1-i]
+		if err := a.OnCandidate(func(c ice.Candidate) {
+			col.onCandidate(c)
+			if c == nil {
+				return
+			}
+			if rc, err := ice.UnmarshalCandidate(c.Marshal()); err == nil {
+				_ = other.AddRemoteCandidate(rc) // fails only once other is closed
+			}
+		}); err != nil {
 			return nil, fmt.Errorf("probe: ICE: %w", err)
+		}
+	}
+	var creds [2][2]string
+	for i, a := range agents {
+		if creds[i][0], creds[i][1], err = a.GetLocalUserCredentials(); err != nil {
+			return nil, fmt.Errorf("probe: check: %w", err)
 		}
 	}
 	rep := &CheckReport{}
@@ -153,40 +175,36 @@ func Check(ctx context.Context, cfg Config, cc CheckConfig) (*CheckReport, error
 			return nil, fmt.Errorf("probe: ICE gather: %w", err)
 		}
 	}
+	// An agent done gathering without a relay candidate ends the wait: there
+	// is nothing to connect with.
+	connCtx, connCancel := context.WithCancel(setupCtx)
+	var watch sync.WaitGroup
 	for _, c := range cols {
-		c.wait(setupCtx)
-	}
-	rep.Gathered = cfg.Now().Sub(start)
-	// Each agent learns the other's candidates as a signalling channel would
-	// carry them: as SDP candidate attributes.
-	for i, c := range cols {
-		sdps := c.sdps()
-		if len(sdps) == 0 {
-			return rep, fmt.Errorf("probe: check: agent %c gathered no relay candidate in %v: %w", 'a'+i, rep.Gathered.Round(time.Millisecond), ErrNoRelayCandidate)
-		}
-		for _, s := range sdps {
-			rc, err := ice.UnmarshalCandidate(s)
-			if err != nil {
-				return rep, fmt.Errorf("probe: check: candidate %q: %w", s, err)
+		watch.Go(func() {
+			select {
+			case <-c.done:
+				if _, ok := c.first(); !ok {
+					connCancel()
+				}
+			case <-connCtx.Done():
 			}
-			if err := agents[1-i].AddRemoteCandidate(rc); err != nil {
-				return rep, fmt.Errorf("probe: check: add candidate: %w", err)
-			}
-		}
+		})
 	}
-	var creds [2][2]string
-	for i, a := range agents {
-		if creds[i][0], creds[i][1], err = a.GetLocalUserCredentials(); err != nil {
-			return rep, fmt.Errorf("probe: check: %w", err)
-		}
-	}
-	start = cfg.Now()
 	var conns [2]*ice.Conn
 	var errs [2]error
 	var wg sync.WaitGroup
-	wg.Go(func() { conns[0], errs[0] = agents[0].Dial(setupCtx, creds[1][0], creds[1][1]) })
-	wg.Go(func() { conns[1], errs[1] = agents[1].Accept(setupCtx, creds[0][0], creds[0][1]) })
+	wg.Go(func() { conns[0], errs[0] = agents[0].Dial(connCtx, creds[1][0], creds[1][1]) })
+	wg.Go(func() { conns[1], errs[1] = agents[1].Accept(connCtx, creds[0][0], creds[0][1]) })
 	wg.Wait()
+	connCancel()
+	watch.Wait()
+	for i, c := range cols {
+		first, ok := c.first()
+		if !ok {
+			return rep, fmt.Errorf("probe: check: agent %c gathered no relay candidate in %v: %w", 'a'+i, cfg.Timeout, ErrNoRelayCandidate)
+		}
+		rep.Gathered = max(rep.Gathered, first)
+	}
 	if err := errors.Join(errs[0], errs[1]); err != nil {
 		return rep, fmt.Errorf("probe: check: not connected in %v: %w: %w", cfg.Timeout, ErrConnectivity, err)
 	}

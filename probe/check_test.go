@@ -5,23 +5,36 @@ package probe
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/avedge/avedge/relay"
 )
 
 func TestCheckThroughEdge(t *testing.T) {
 	s := startRelay(t)
+	hole, err := net.ListenPacket("udp4", "127.0.0.1:0") // a relay that never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Close()
 	for _, tt := range []struct {
-		name, url, proto string
+		name  string
+		urls  []string
+		proto string
 	}{
-		{"udp", "turn:" + relayAddr(s, relay.UDP) + "?transport=udp", "udp"},
-		{"tcp", "turn:" + relayAddr(s, relay.TCP) + "?transport=tcp", "tcp"},
+		{"udp", []string{"turn:" + relayAddr(s, relay.UDP) + "?transport=udp"}, "udp"},
+		{"tcp", []string{"turn:" + relayAddr(s, relay.TCP) + "?transport=tcp"}, "tcp"},
+		// Candidates trickle: a dead relay in the list does not hold the call.
+		{"dead relay beside a live one", []string{"turn:" + hole.LocalAddr().String() + "?transport=udp", "turn:" + relayAddr(s, relay.UDP) + "?transport=udp"}, "udp"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cc := CheckConfig{Count: 40, Size: 300}
-			rep, err := Check(context.Background(), testConfig(t, mustURLs(t, tt.url), goodCreds()), cc)
+			cfg := testConfig(t, mustURLs(t, tt.urls...), goodCreds())
+			cfg.Timeout = 3 * time.Second
+			rep, err := Check(context.Background(), cfg, cc)
 			if err != nil {
 				t.Fatalf("Check: %v", err)
 			}

@@ -267,8 +267,7 @@ type collector struct {
 	once  sync.Once
 
 	mu    sync.Mutex
-	cands []Candidate     // Guarded by mu.
-	raw   []ice.Candidate // Guarded by mu.
+	cands []Candidate // Guarded by mu.
 }
 
 func newCollector(now func() time.Time) *collector {
@@ -283,7 +282,6 @@ func (c *collector) onCandidate(cand ice.Candidate) {
 	took := c.now().Sub(c.start)
 	c.mu.Lock()
 	c.cands = append(c.cands, candidateOf(cand, "", took))
-	c.raw = append(c.raw, cand)
 	c.mu.Unlock()
 }
 
@@ -303,12 +301,12 @@ func (c *collector) snapshot() []Candidate {
 	return append([]Candidate(nil), c.cands...)
 }
 
-func (c *collector) sdps() []string {
+// first returns when the first candidate came, if one did.
+func (c *collector) first() (time.Duration, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]string, len(c.raw))
-	for i, r := range c.raw {
-		out[i] = r.Marshal()
+	if len(c.cands) == 0 {
+		return 0, false
 	}
-	return out
+	return c.cands[0].Took, true
 }
