@@ -47,11 +47,12 @@ func (f *Failure) String() string {
 	return fmt.Sprintf("%s: %s", f.Reason, f.Detail)
 }
 
-// definitive reports whether retrying the same server would fail the same way,
-// so ICE gathering on it need not be waited for.
+// definitive reports whether ICE, trying the same server, would fail the same
+// way, so it need not be waited for. Rejections (486 quota, 508 capacity) are
+// not: ICE's own allocation may be the one that made the server refuse ours.
 func (f *Failure) definitive() bool {
 	switch f.Reason {
-	case ReasonAuth, ReasonRejected, ReasonRefused, ReasonTLS, ReasonResolve:
+	case ReasonAuth, ReasonRefused, ReasonTLS, ReasonResolve:
 		return true
 	}
 	return false
@@ -162,7 +163,7 @@ func diagnose(ctx context.Context, u *stun.URI, insecureSkipVerify bool) Diagnos
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stop()
 
-	cfg := &turn.ClientConfig{Conn: conn, Net: nil, RTO: 250 * time.Millisecond}
+	cfg := &turn.ClientConfig{Conn: conn, RTO: 250 * time.Millisecond}
 	if isTURN(u) {
 		cfg.TURNServerAddr, cfg.Username, cfg.Password = server.String(), u.Username, u.Password
 	} else {

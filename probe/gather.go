@@ -166,7 +166,7 @@ func gatherServer(ctx context.Context, cfg Config, u *stun.URI) (ServerResult, [
 	dwg.Go(func() {
 		sr.Direct = Diagnose(ctx, u, cfg.InsecureSkipVerify, cfg.Now)
 		// A refusal the server will repeat ends the wait on ICE too.
-		if f := sr.Direct.Failure; f != nil && f.definitive() && f.Reason != ReasonRejected {
+		if f := sr.Direct.Failure; f != nil && f.definitive() {
 			icancel()
 		}
 	})
