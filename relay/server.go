@@ -119,6 +119,7 @@ func New(cfg Config) (*Server, error) {
 		ChannelBindTimeout: c.ChannelLifetime,
 		PermissionTimeout:  c.PermissionLifetime,
 		AllocationLifetime: c.AllocationLifetime,
+		QuotaHandler:       func(user, _ string, _ net.Addr) bool { return c.UserQuota <= 0 || s.quota.Live(user) < c.UserQuota }, // 486 (RFC 8656 §7.2 step 7); AllocatePacketConn enforces both caps
 	}
 	if c.Validator != nil {
 		turnCfg.AuthHandler = s.authenticate
