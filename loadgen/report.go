@@ -23,6 +23,10 @@ type Report struct {
 	SetupSeconds  float64 `json:"setup_seconds"`
 	WindowSeconds float64 `json:"window_seconds"`
 
+	// SentPerSecond is Sent over the configured send window: below
+	// Clients×Rate when the generator could not keep its schedule.
+	SentPerSecond float64 `json:"sent_per_second"`
+
 	Sent        uint64  `json:"sent"`     // probes sent
 	Received    uint64  `json:"received"` // probes back, byte-exact
 	Lost        uint64  `json:"lost"`     // Sent - Received

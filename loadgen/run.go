@@ -451,6 +451,9 @@ func (r *runner) report(setup, elapsed time.Duration) Report {
 	default:
 		rep.Relayed = rep.Delivered
 	}
+	if s := cfg.Duration.Seconds(); s > 0 {
+		rep.SentPerSecond = float64(rep.Sent) / s
+	}
 	if s := elapsed.Seconds(); s > 0 {
 		rep.PacketsPerSecond = float64(rep.Delivered) / s
 		rep.Mbps = float64(rep.Delivered) * float64(cfg.Size) * 8 / s / 1e6

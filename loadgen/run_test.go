@@ -95,6 +95,9 @@ func TestRunModes(t *testing.T) {
 			checkConsistent(t, rep)
 			// Pacing is by absolute schedule: never more than one period early.
 			maxSent := uint64(tt.clients) * (uint64(rate*duration/time.Second) + 2)
+			if rep.SentPerSecond != float64(rep.Sent)/duration.Seconds() {
+				t.Errorf("sent per second %v for %d sent in %s", rep.SentPerSecond, rep.Sent, duration)
+			}
 			if rep.Sent < uint64(tt.clients) || rep.Sent > maxSent {
 				t.Errorf("sent %d, want %d..%d", rep.Sent, tt.clients, maxSent)
 			}

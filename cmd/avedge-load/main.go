@@ -119,11 +119,11 @@ func printReport(w io.Writer, r loadgen.Report) error {
 	}
 	_, err := fmt.Fprintf(w, `mode        %s, %d clients × %s × %d B
 window      %.2f s (setup %.2f s)
-probes      sent %d  received %d  lost %d (%.4f%%)  corrupt %d  send errors %d
+probes      sent %d (%.0f/s)  received %d  lost %d (%.4f%%)  corrupt %d  send errors %d
 throughput  %.0f packets/s  %.2f Mbit/s  (delivered %d, relayed %d)
 rtt (µs)    p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  mean %.1f
 `, r.Mode, r.Clients, rate, r.Size, r.WindowSeconds, r.SetupSeconds,
-		r.Sent, r.Received, r.Lost, r.LossPercent, r.Corrupt, r.SendErrors,
+		r.Sent, r.SentPerSecond, r.Received, r.Lost, r.LossPercent, r.Corrupt, r.SendErrors,
 		r.PacketsPerSecond, r.Mbps, r.Delivered, r.Relayed,
 		r.RTT.P50, r.RTT.P90, r.RTT.P99, r.RTT.P999, r.RTT.Max, r.RTT.Mean)
 	if err != nil {
