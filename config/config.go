@@ -47,6 +47,7 @@ type Options struct {
 	MaxPort        int           `yaml:"max-port"`
 	PortQuarantine time.Duration `yaml:"port-quarantine"`
 	Workers        int           `yaml:"workers"`
+	IdleHold       time.Duration `yaml:"idle-hold"`
 
 	Realm             string        `yaml:"realm"`
 	StaticAuthSecrets []string      `yaml:"static-auth-secret"`
@@ -166,7 +167,8 @@ func (o *Options) FlagSet(fs *flag.FlagSet) {
 	fs.IntVar(&o.MinPort, "min-port", d.MinPort, "lowest relay port of the edge range")
 	fs.IntVar(&o.MaxPort, "max-port", d.MaxPort, "highest relay port of the edge range")
 	fs.DurationVar(&o.PortQuarantine, "port-quarantine", d.PortQuarantine, "how long a released relay port rests before reuse (0: none)")
-	fs.IntVar(&o.Workers, "workers", d.Workers, "forwarding loops, each with its own SO_REUSEPORT socket (0: one per core)")
+	fs.IntVar(&o.Workers, "workers", d.Workers, "forwarding loops, each with its own SO_REUSEPORT socket (0: one per two cores)")
+	fs.DurationVar(&o.IdleHold, "idle-hold", d.IdleHold, "how long an idle worker waits for packets before parking through the Go runtime (0: 1ms; negative: never)")
 	fs.StringVar(&o.Realm, "realm", d.Realm, "long-term credential realm")
 	list(&o.StaticAuthSecrets, "static-auth-secret", "TURN REST shared secret, repeatable, newest first (default: generated at start and printed)")
 	fs.StringVar(&o.SecretFile, "static-auth-secret-file", d.SecretFile, "file of shared secrets, one per line (\"id secret\" or \"secret\"), newest first; re-read on SIGHUP")
@@ -411,6 +413,7 @@ func (o Options) Build() (*Settings, error) {
 		return nil, bad("workers", "%d: give 0 (one per core) or more", o.Workers)
 	}
 	rc.Workers = o.Workers
+	rc.IdleHold = o.IdleHold
 	rc.Realm = o.Realm
 	if o.Realm == "" {
 		return nil, bad("realm", "must not be empty")

@@ -55,6 +55,13 @@ type Config struct {
 	// listen address). Zero: GOMAXPROCS.
 	Workers int
 
+	// IdleHold is how long an idle worker waits for packets while keeping its scheduler slot
+	// (P) before it parks through the Go runtime. Holding saves the runtime's park/unpark on
+	// every wake-up at media packet rates; it is used only when GOMAXPROCS leaves at least one
+	// P for the rest of the program beside the workers (cmd/avedge raises GOMAXPROCS by the
+	// number of workers). Zero: 1ms when that holds, else none; negative: never.
+	IdleHold time.Duration
+
 	// Peers is the peer policy: which peer addresses permissions may be granted for.
 	Peers PeerPolicy
 

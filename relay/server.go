@@ -105,11 +105,19 @@ func New(cfg Config) (*Server, error) {
 			s.teardown()
 		}
 	}()
+	hold := 0
+	switch {
+	case c.IdleHold > 0:
+		hold = int((c.IdleHold + time.Millisecond - 1) / time.Millisecond)
+	case c.IdleHold == 0 && runtime.GOMAXPROCS(0) > n:
+		hold = 1
+	}
 	for i := 0; i < n; i++ {
 		w, err := newWorker(i, s)
 		if err != nil {
 			return nil, fmt.Errorf("relay: worker %d: %w", i, err)
 		}
+		w.holdMs = hold
 		s.workers = append(s.workers, w)
 	}
 	turnCfg := turn.ServerConfig{

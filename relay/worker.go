@@ -57,6 +57,7 @@ type worker struct {
 	id     int
 	srv    *Server
 	epfd   int // Static after construction.
+	holdMs int // how long an idle wait holds the P (see Config.IdleHold). Static after construction.
 	wakefd int // eventfd; Static after construction.
 
 	mu      sync.Mutex
@@ -208,11 +209,16 @@ func (w *worker) run() {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	defer w.shutdown()
+	busy := false
 	for {
-		// Ask without blocking first: under load something is ready and this costs no
-		// runtime bookkeeping. Only when idle do we block, through the runtime, so the
-		// scheduler can use this P meanwhile.
-		n, errno := epollWaitNow(w.epfd, w.events[:])
+		// Wait for readiness without the runtime's syscall bookkeeping first: holding our P
+		// for up to holdMs (when the program has a P to spare, see Config.IdleHold), or just
+		// polling when the last round was busy. Only a worker idle for longer than that
+		// parks through the runtime, which hands its P to other goroutines meanwhile.
+		n, errno := 0, unix.Errno(0)
+		if w.holdMs > 0 || busy {
+			n, errno = epollWaitRaw(w.epfd, w.events[:], w.holdMs)
+		}
 		if errno == 0 && n == 0 {
 			w.flush()
 			var err error
@@ -231,6 +237,7 @@ func (w *worker) run() {
 			w.srv.log.Error("relay: epoll_wait failed; worker stops", "worker", w.id, "err", errno)
 			return
 		}
+		busy = n > 1
 		for i := 0; i < n; i++ {
 			s := w.socks[w.events[i].Fd]
 			if s == nil {
@@ -274,10 +281,12 @@ func (w *worker) shutdown() {
 	close(w.done)
 }
 
-// epollWaitNow polls without blocking and without entering the scheduler's syscall path.
-func epollWaitNow(epfd int, events []unix.EpollEvent) (int, unix.Errno) {
+// epollWaitRaw waits up to ms milliseconds (0: a poll) without entering the scheduler's
+// syscall path: the P stays with this thread. A signal (the runtime's preemption request)
+// ends the wait with EINTR, so the goroutine still yields when the runtime asks.
+func epollWaitRaw(epfd int, events []unix.EpollEvent, ms int) (int, unix.Errno) {
 	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_WAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
-		uintptr(len(events)), 0, 0, 0)
+		uintptr(len(events)), uintptr(ms), 0, 0)
 	return int(r), e
 }
 
