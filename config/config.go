@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"reflect"
@@ -323,7 +324,13 @@ func (o Options) Build() (*Settings, error) {
 	for _, ip := range ips {
 		port := uint16(o.ListeningPort)
 		if !o.NoUDP {
-			rc.Listeners = append(rc.Listeners, relay.ListenerConfig{Network: relay.UDP, Addr: netip.AddrPortFrom(ip, port)})
+			udpIPs, err := expandWildcard(ip)
+			if err != nil {
+				return nil, bad("listening-ip", "%s: %v", ip, err)
+			}
+			for _, u := range udpIPs {
+				rc.Listeners = append(rc.Listeners, relay.ListenerConfig{Network: relay.UDP, Addr: netip.AddrPortFrom(u, port)})
+			}
 		}
 		if !o.NoTCP {
 			rc.Listeners = append(rc.Listeners, relay.ListenerConfig{Network: relay.TCP, Addr: netip.AddrPortFrom(ip, port)})
@@ -345,6 +352,16 @@ func (o Options) Build() (*Settings, error) {
 		if n == relay.TLS && rc.TLS == nil {
 			return nil, bad("listen", "%q: a TLS listener needs cert and pkey", l)
 		}
+		if n == relay.UDP {
+			udpIPs, err := expandWildcard(ap.Addr().Unmap())
+			if err != nil {
+				return nil, bad("listen", "%q: %v", l, err)
+			}
+			for _, u := range udpIPs {
+				rc.Listeners = append(rc.Listeners, relay.ListenerConfig{Network: n, Addr: netip.AddrPortFrom(u, ap.Port())})
+			}
+			continue
+		}
 		rc.Listeners = append(rc.Listeners, relay.ListenerConfig{Network: n, Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())})
 	}
 	if len(rc.Listeners) == 0 {
@@ -358,6 +375,11 @@ func (o Options) Build() (*Settings, error) {
 		rc.RelayIPs = append(rc.RelayIPs, ip.Unmap())
 	}
 	if len(rc.RelayIPs) == 0 {
+		for _, ip := range ips {
+			if ip.IsUnspecified() {
+				return nil, bad("relay-ip", "listening on %s: name the address relay sockets bind to with relay-ip", ip)
+			}
+		}
 		var seen [2]bool
 		for _, l := range rc.Listeners {
 			ip := l.Addr.Addr()
@@ -567,6 +589,37 @@ func (o Options) Build() (*Settings, error) {
 		return nil, bad("drain-timeout", "must not be negative")
 	}
 	return st, nil
+}
+
+// expandWildcard turns a wildcard UDP listen address into the host's addresses of that family,
+// as coturn does when no listening address is given. A UDP socket bound to the wildcard
+// answers from whichever source address the route picks, which on a host with several
+// addresses is not always the one the client wrote to; one socket per address always answers
+// from the right one. (Addresses added after start are not listened on.)
+func expandWildcard(ip netip.Addr) ([]netip.Addr, error) {
+	if !ip.IsUnspecified() {
+		return []netip.Addr{ip}, nil
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("list interface addresses: %w", err)
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		pfx, err := netip.ParsePrefix(a.String())
+		if err != nil {
+			continue
+		}
+		u := pfx.Addr().Unmap()
+		if u.Is4() != ip.Is4() || u.IsLinkLocalUnicast() || u.Zone() != "" {
+			continue
+		}
+		out = append(out, u)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no interface address of that family to listen on")
+	}
+	return out, nil
 }
 
 func parsePrefixes(in []string) ([]netip.Prefix, error) {

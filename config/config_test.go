@@ -173,3 +173,25 @@ func FuzzLoad(f *testing.F) {
 		_, _ = o.Build()
 	})
 }
+
+func TestWildcardUDPListensOnEachAddress(t *testing.T) {
+	o, err := Parse([]string{"--listening-ip", "0.0.0.0", "--relay-ip", "127.0.0.1"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := o.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sawLoopback, sawTCPWildcard := false, false
+	for _, l := range st.Relay.Listeners {
+		if l.Network == relay.UDP && l.Addr.Addr().IsUnspecified() {
+			t.Fatalf("UDP listener on the wildcard: %v", l)
+		}
+		sawLoopback = sawLoopback || (l.Network == relay.UDP && l.Addr.Addr() == netip.MustParseAddr("127.0.0.1"))
+		sawTCPWildcard = sawTCPWildcard || (l.Network == relay.TCP && l.Addr.Addr().IsUnspecified())
+	}
+	if !sawLoopback || !sawTCPWildcard {
+		t.Fatalf("listeners %v: want UDP per address (127.0.0.1 among them) and TCP on the wildcard", st.Relay.Listeners)
+	}
+}

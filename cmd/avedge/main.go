@@ -146,11 +146,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 			log.Info("SIGTERM: draining", "timeout", opts.DrainTimeout.String())
 			ctx, cancel := context.WithTimeout(context.Background(), opts.DrainTimeout)
 			go func() {
-				// A second signal cuts the drain short.
-				select {
-				case <-sigs:
-					cancel()
-				case <-ctx.Done():
+				// A second SIGTERM or SIGINT cuts the drain short; SIGHUP still reloads.
+				for {
+					select {
+					case s := <-sigs:
+						if s == syscall.SIGHUP {
+							reload(log, args, st, srv)
+							continue
+						}
+						cancel()
+					case <-ctx.Done():
+					}
+					return
 				}
 			}()
 			if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
