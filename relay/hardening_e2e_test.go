@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -599,5 +600,36 @@ func TestShutdownDeadline(t *testing.T) {
 	}
 	if st := s.Stats(); st.Ports.Held != 0 {
 		t.Fatalf("ports held %d after Shutdown", st.Ports.Held)
+	}
+}
+
+// knownBugs runs the assertions that fail on behaviour reported but not yet fixed; without
+// it those tests skip (or, where the relay's answer is a tolerated deviation, log it).
+func knownBugs() bool { return os.Getenv("AVEDGE_KNOWN_BUGS") != "" }
+
+// Config.AllocationLifetime is documented as "the default and maximum lifetime".
+//
+// RFC 8656 §8 (Refresh): "if the request contains a LIFETIME attribute, then the server
+// computes the minimum of the client's requested lifetime and the server's maximum allowed
+// lifetime."
+func TestAllocationLifetimeIsCapped(t *testing.T) {
+	if !knownBugs() {
+		t.Skip("known bug: pion grants any requested LIFETIME below one hour, whatever AllocationLifetime says (set AVEDGE_KNOWN_BUGS=1 to run)")
+	}
+	const max = 2 * time.Minute
+	s := startServer(t, func(c *Config) { c.AllocationLifetime = max })
+	c := newRawAllocation(t, s, "alice")
+	v := make([]byte, 4)
+	binary.BigEndian.PutUint32(v, 3000)
+	res, err := c.authed(stun.NewType(stun.MethodRefresh, stun.ClassRequest), stun.RawAttribute{Type: stun.AttrLifetime, Value: v})
+	if err != nil {
+		t.Fatalf("Refresh: %v", err)
+	}
+	lt, err := res.Get(stun.AttrLifetime)
+	if err != nil || len(lt) != 4 {
+		t.Fatalf("Refresh response without LIFETIME: %v", err)
+	}
+	if got := time.Duration(binary.BigEndian.Uint32(lt)) * time.Second; got > max {
+		t.Fatalf("Refresh asking 3000 s granted %v, more than AllocationLifetime %v", got, max)
 	}
 }
