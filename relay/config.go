@@ -65,7 +65,9 @@ type Config struct {
 	// Peers is the peer policy: which peer addresses permissions may be granted for.
 	Peers PeerPolicy
 
-	// AllocationLifetime is the default and maximum lifetime pion grants. Zero: 10 minutes.
+	// AllocationLifetime is the lifetime granted when a request names none. Zero: 10 minutes.
+	// A LIFETIME the client asks for is granted up to one hour (RFC 8656's recommended
+	// maximum, enforced by pion), whatever this says.
 	AllocationLifetime time.Duration
 	// PermissionLifetime: zero means pion's default (5 minutes, RFC 8656 §9).
 	PermissionLifetime time.Duration
