@@ -112,9 +112,22 @@ func (l *listenerGroup) ReadFrom(b []byte) (int, net.Addr, error) {
 // (Try Alternate) error response"; RFC 8656 §7.2 lets the server redirect an Allocate
 // request this way "if it wishes to redirect the client to a different server".
 func (l *listenerGroup) tryAlternate(req []byte, from, alt netip.AddrPort) {
+	resp := tryAlternateResponse(req, alt)
+	if resp == nil {
+		return
+	}
+	var to rawAddr
+	to.setAddrPort(from)
+	_ = sendTo(l.sendFD, resp, &to)
+	l.srv.countAttempt("draining")
+}
+
+// tryAlternateResponse builds the 300 (Try Alternate) answer to an Allocate request, or nil
+// if the request does not parse.
+func tryAlternateResponse(req []byte, alt netip.AddrPort) []byte {
 	m := &stun.Message{Raw: append([]byte(nil), req...)}
 	if m.Decode() != nil {
-		return
+		return nil
 	}
 	resp, err := stun.Build(&stun.Message{TransactionID: m.TransactionID},
 		stun.NewType(stun.MethodAllocate, stun.ClassErrorResponse),
@@ -122,14 +135,9 @@ func (l *listenerGroup) tryAlternate(req []byte, from, alt netip.AddrPort) {
 		&stun.AlternateServer{IP: alt.Addr().AsSlice(), Port: int(alt.Port())},
 		stun.Fingerprint)
 	if err != nil {
-		return
+		return nil
 	}
-	var to rawAddr
-	to.setAddrPort(from)
-	_ = sendTo(l.sendFD, resp.Raw, &to)
-	if m := l.srv.cfg.Metrics; m != nil {
-		m.AllocationAttempt("draining")
-	}
+	return resp.Raw
 }
 
 // WriteTo sends pion's answer (or a Data indication) to a client.

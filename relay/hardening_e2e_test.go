@@ -6,9 +6,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -665,10 +667,8 @@ func TestDrainRefusesStreamAllocations(t *testing.T) {
 	}{
 		{name: "tcp 508", network: TCP, want: stun.CodeInsufficientCapacity},
 		{name: "tls 508", network: TLS, want: stun.CodeInsufficientCapacity},
-		{name: "tcp 300", network: TCP, alternate: alt, want: stun.CodeTryAlternate,
-			knownBug: "the 300 answer is made in the UDP listener facade only; TCP and TLS clients get 508"},
-		{name: "tls 300", network: TLS, alternate: alt, want: stun.CodeTryAlternate,
-			knownBug: "the 300 answer is made in the UDP listener facade only; TCP and TLS clients get 508"},
+		{name: "tcp 300", network: TCP, alternate: alt, want: stun.CodeTryAlternate},
+		{name: "tls 300", network: TLS, alternate: alt, want: stun.CodeTryAlternate},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.knownBug != "" && !knownBugs() {
@@ -692,13 +692,106 @@ func TestDrainRefusesStreamAllocations(t *testing.T) {
 			}
 			t.Cleanup(func() { relayed.Close() })
 			s.Drain()
-			_, err = newStreamClient(t, s.addrOf(tc.network), r, username, password).Allocate()
-			if got := errorCode(err); got != tc.want {
-				t.Fatalf("Allocate over %s while draining: %v (code %d), want %d", tc.network, err, got, tc.want)
+			if tc.alternate.IsValid() {
+				// pion's client does not follow 300; read the answer off the wire.
+				code, altAddr := streamAllocateAnswer(t, s.addrOf(tc.network), r)
+				if code != tc.want || altAddr != tc.alternate {
+					t.Fatalf("Allocate over %s while draining: code %d alternate %v, want %d %v", tc.network, code, altAddr, tc.want, tc.alternate)
+				}
+			} else {
+				_, err = newStreamClient(t, s.addrOf(tc.network), r, username, password).Allocate()
+				if got := errorCode(err); got != tc.want {
+					t.Fatalf("Allocate over %s while draining: %v (code %d), want %d", tc.network, err, got, tc.want)
+				}
 			}
 			// The live one still relays.
 			peer := echoPeer(t, "udp4", "127.0.0.1:0")
 			echoThrough(t, relayed, peer.LocalAddr(), 3, 100)
 		})
+	}
+}
+
+// streamAllocateAnswer sends one unauthenticated Allocate request over TCP (roots nil) or TLS
+// and returns the error code and ALTERNATE-SERVER of the answer.
+func streamAllocateAnswer(t *testing.T, server string, roots *x509.CertPool) (stun.ErrorCode, netip.AddrPort) {
+	t.Helper()
+	d := net.Dialer{Timeout: 3 * time.Second}
+	var conn net.Conn
+	var err error
+	if roots != nil {
+		conn, err = tls.DialWithDialer(&d, "tcp", server, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
+	} else {
+		conn, err = d.Dial("tcp", server)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest),
+		stun.RawAttribute{Type: stun.AttrRequestedTransport, Value: []byte{17, 0, 0, 0}}, stun.Fingerprint)
+	if _, err := conn.Write(req.Raw); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	hdr := make([]byte, 20)
+	if _, err := io.ReadFull(conn, hdr); err != nil {
+		t.Fatalf("read answer header: %v", err)
+	}
+	body := make([]byte, binary.BigEndian.Uint16(hdr[2:4]))
+	if _, err := io.ReadFull(conn, body); err != nil {
+		t.Fatalf("read answer body: %v", err)
+	}
+	m := &stun.Message{Raw: append(hdr, body...)}
+	if err := m.Decode(); err != nil {
+		t.Fatal(err)
+	}
+	var ec stun.ErrorCodeAttribute
+	if err := ec.GetFrom(m); err != nil {
+		t.Fatalf("answer without ERROR-CODE: %v", err)
+	}
+	var as stun.AlternateServer
+	if err := as.GetFrom(m); err != nil {
+		return ec.Code, netip.AddrPort{}
+	}
+	ip, _ := netip.AddrFromSlice(as.IP)
+	return ec.Code, netip.AddrPortFrom(ip.Unmap(), uint16(as.Port))
+}
+
+// Stream clients get the same per-source Allocate limit as UDP ones: requests over the rate
+// are dropped before pion sees them.
+func TestAllocateRateLimitOverTCP(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.AllocateRate = 1 })
+	conn, err := net.DialTimeout("tcp", s.addrOf(TCP), 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const sent = 16
+	for i := 0; i < sent; i++ {
+		req := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest),
+			stun.RawAttribute{Type: stun.AttrRequestedTransport, Value: []byte{17, 0, 0, 0}}, stun.Fingerprint)
+		if _, err := conn.Write(req.Raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The limiter's burst is 5 seconds' worth plus one: 6 answers, 10 drops.
+	answered := 0
+	hdr := make([]byte, 20)
+	for {
+		_ = conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		if _, err := io.ReadFull(conn, hdr); err != nil {
+			break
+		}
+		body := make([]byte, binary.BigEndian.Uint16(hdr[2:4]))
+		if _, err := io.ReadFull(conn, body); err != nil {
+			break
+		}
+		answered++
+	}
+	if answered < 6 || answered > 7 {
+		t.Fatalf("%d of %d rapid Allocate requests answered, want the burst of 6 (at most 7)", answered, sent)
+	}
+	if got := s.Stats().Drops["rate_limited"]; got != uint64(sent-answered) {
+		t.Fatalf("rate_limited drops %d, want %d", got, sent-answered)
 	}
 }
