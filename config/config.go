@@ -169,7 +169,7 @@ func (o *Options) FlagSet(fs *flag.FlagSet) {
 	fs.IntVar(&o.MaxPort, "max-port", d.MaxPort, "highest relay port of the edge range")
 	fs.DurationVar(&o.PortQuarantine, "port-quarantine", d.PortQuarantine, "how long a released relay port rests before reuse (0: none)")
 	fs.IntVar(&o.Workers, "workers", d.Workers, "forwarding loops, each with its own SO_REUSEPORT socket (0: one per two cores)")
-	fs.DurationVar(&o.IdleHold, "idle-hold", d.IdleHold, "how long an idle worker waits for packets before parking through the Go runtime (0: 1ms; negative: never)")
+	fs.DurationVar(&o.IdleHold, "idle-hold", d.IdleHold, "how long an idle worker waits for packets before parking through the Go runtime (0: indefinitely; negative: never)")
 	fs.StringVar(&o.Realm, "realm", d.Realm, "long-term credential realm")
 	list(&o.StaticAuthSecrets, "static-auth-secret", "TURN REST shared secret, repeatable, newest first (default: generated at start and printed)")
 	fs.StringVar(&o.SecretFile, "static-auth-secret-file", d.SecretFile, "file of shared secrets, one per line (\"id secret\" or \"secret\"), newest first; re-read on SIGHUP")

@@ -5,6 +5,7 @@ package relay
 import (
 	"fmt"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -45,5 +46,36 @@ func TestAllocateChannelBothWays(t *testing.T) {
 	st := s.Stats()
 	if st.Traffic[0][0].Packets == 0 || st.Traffic[1][0].Packets == 0 {
 		t.Fatalf("no channel traffic counted: %+v", st.Traffic)
+	}
+}
+
+// TestHoldingWorkersYield: a worker that keeps its P while it waits for packets must still
+// let a stop-the-world (GC) through, and the control plane must still run beside it.
+func TestHoldingWorkersYield(t *testing.T) {
+	prev := runtime.GOMAXPROCS(0)
+	runtime.GOMAXPROCS(prev + 2)
+	defer runtime.GOMAXPROCS(prev)
+	s := startServer(t, func(c *Config) { c.Workers = 2 })
+	if s.workers[0].holdMs != -1 {
+		t.Fatalf("holdMs = %d, want -1 (hold) with GOMAXPROCS %d and 2 workers", s.workers[0].holdMs, runtime.GOMAXPROCS(0))
+	}
+	for i := 0; i < 3; i++ {
+		done := make(chan struct{})
+		go func() { runtime.GC(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("GC did not complete within 5s beside holding workers")
+		}
+	}
+	c := newClient(t, s, "alice")
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatalf("allocate: %v", err)
+	}
+	defer relay.Close()
+	peer := echoPeer(t, "udp4", "127.0.0.1:0")
+	for i := 0; i < 20; i++ {
+		roundTrip(t, relay, peer.LocalAddr(), []byte(fmt.Sprintf("held %d", i)))
 	}
 }

@@ -105,12 +105,14 @@ func New(cfg Config) (*Server, error) {
 			s.teardown()
 		}
 	}()
-	hold := 0
-	switch {
-	case c.IdleHold > 0:
-		hold = int((c.IdleHold + time.Millisecond - 1) / time.Millisecond)
-	case c.IdleHold == 0 && runtime.GOMAXPROCS(0) > n:
-		hold = 1
+	hold := 0 // ms; -1: for as long as it takes
+	if runtime.GOMAXPROCS(0) > n {
+		switch {
+		case c.IdleHold == 0:
+			hold = -1
+		case c.IdleHold > 0:
+			hold = int((c.IdleHold + time.Millisecond - 1) / time.Millisecond)
+		}
 	}
 	for i := 0; i < n; i++ {
 		w, err := newWorker(i, s)

@@ -206,20 +206,31 @@ func (w *worker) runOps() bool {
 // run is the loop. It owns its OS thread: readiness is waited for here, not in Go's
 // netpoller, so a packet costs one wake-up of this thread and no goroutine switch.
 func (w *worker) run() {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	defer w.shutdown()
 	busy := false
 	for {
-		// Wait for readiness without the runtime's syscall bookkeeping first: holding our P
-		// for up to holdMs (when the program has a P to spare, see Config.IdleHold), or just
-		// polling when the last round was busy. Only a worker idle for longer than that
-		// parks through the runtime, which hands its P to other goroutines meanwhile.
+		// Wait for readiness without the runtime's syscall bookkeeping: when the program has
+		// a scheduler slot (P) to spare beside the workers, the worker keeps its P while it
+		// waits (holdMs: -1 for as long as it takes, see Config.IdleHold), so a packet costs
+		// one wake-up of this thread and nothing else; a worker that must share parks through
+		// the runtime, which hands its P to other goroutines meanwhile, and only polls raw
+		// when the last round was busy.
 		n, errno := 0, unix.Errno(0)
-		if w.holdMs > 0 || busy {
-			n, errno = epollWaitRaw(w.epfd, w.events[:], w.holdMs)
+		if w.holdMs != 0 || busy {
+			timeout := w.holdMs
+			if w.holdMs == 0 {
+				timeout = 0
+			}
+			n, errno = epollWaitRaw(w.epfd, w.events[:], timeout)
 		}
-		if errno == 0 && n == 0 {
+		if errno == unix.EINTR {
+			// A signal: most likely the runtime asking this goroutine to yield (a
+			// stop-the-world, or the scheduler's 10ms preemption). Yield here, at a safe
+			// point, or the request would land in the kernel again on every retry.
+			runtime.Gosched()
+			continue
+		}
+		if errno == 0 && n == 0 && w.holdMs >= 0 {
 			w.flush()
 			var err error
 			n, err = unix.EpollWait(w.epfd, w.events[:], -1)
@@ -231,9 +242,6 @@ func (w *worker) run() {
 				return
 			}
 		} else if errno != 0 {
-			if errno == unix.EINTR {
-				continue
-			}
 			w.srv.log.Error("relay: epoll_wait failed; worker stops", "worker", w.id, "err", errno)
 			return
 		}
