@@ -29,8 +29,9 @@ type rawClient struct {
 	nonce              stun.Nonce
 	integrity          stun.MessageIntegrity
 
-	relayed netip.AddrPort // XOR-RELAYED-ADDRESS of the allocation
-	mapped  netip.AddrPort // XOR-MAPPED-ADDRESS of the allocation
+	relayed   netip.AddrPort // XOR-RELAYED-ADDRESS of the allocation
+	allocResp *stun.Message  // the Allocate success response
+	mapped    netip.AddrPort // XOR-MAPPED-ADDRESS of the allocation
 
 	// pending holds datagrams that arrived while a transaction waited for its response
 	// (Data indications, ChannelData), in arrival order, for the next recv.
@@ -182,6 +183,7 @@ func (c *rawClient) allocate(extra ...stun.Setter) error {
 	}
 	c.relayed = addrPortOfUDP(relayed.IP, relayed.Port)
 	c.mapped = addrPortOfUDP(mapped.IP, mapped.Port)
+	c.allocResp = res
 	return nil
 }
 
