@@ -76,6 +76,9 @@ type worker struct {
 	out    []outPkt // queued sends, flushed at the end of a round (cap ringSize)
 	smsgs  [ringSize]unix.Mmsghdr
 	siovs  [ringSize]unix.Iovec
+	cmsgs  [ringSize][32]byte // UDP_SEGMENT control messages
+	segs   []uint8            // datagrams per message of a sendmmsg (cap ringSize)
+	noGSO  bool               // the kernel refused UDP_SEGMENT once
 	events [maxEvents]unix.EpollEvent
 
 	stats workerStats
@@ -105,6 +108,7 @@ func newWorker(id int, srv *Server) (*worker, error) {
 		id: id, srv: srv, epfd: epfd, wakefd: wfd,
 		socks: map[int32]*sock{},
 		out:   make([]outPkt, 0, ringSize),
+		segs:  make([]uint8, 0, ringSize),
 		done:  make(chan struct{}),
 	}
 	w.stats.init()
@@ -118,10 +122,7 @@ func newWorker(id int, srv *Server) (*worker, error) {
 		w.rmsgs[i].Hdr.Iovlen = 1
 		w.rmsgs[i].Hdr.Name = &w.rnames[i][0]
 	}
-	for i := range w.smsgs {
-		w.smsgs[i].Hdr.Iov = &w.siovs[i]
-		w.smsgs[i].Hdr.Iovlen = 1
-	}
+
 	return w, nil
 }
 
