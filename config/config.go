@@ -58,15 +58,15 @@ type Options struct {
 	RESTSeparator     string        `yaml:"rest-api-separator"`
 	ClockSkew         time.Duration `yaml:"clock-skew"`
 
-	AllowLoopbackPeers  *bool         `yaml:"allow-loopback-peers"`
-	AllowedPeerIPs      []string      `yaml:"allowed-peer-ip"`
-	DeniedPeerIPs       []string      `yaml:"denied-peer-ip"`
-	TotalQuota          int           `yaml:"total-quota"`
-	UserQuota           int           `yaml:"user-quota"`
-	MaxBPS              int64         `yaml:"max-bps"`
-	ChannelLifetime     time.Duration `yaml:"channel-lifetime"`
-	PermissionLifetime  time.Duration `yaml:"permission-lifetime"`
-	MaxAllocateLifetime time.Duration `yaml:"max-allocate-lifetime"`
+	AllowLoopbackPeers *bool         `yaml:"allow-loopback-peers"`
+	AllowedPeerIPs     []string      `yaml:"allowed-peer-ip"`
+	DeniedPeerIPs      []string      `yaml:"denied-peer-ip"`
+	TotalQuota         int           `yaml:"total-quota"`
+	UserQuota          int           `yaml:"user-quota"`
+	MaxBPS             int64         `yaml:"max-bps"`
+	ChannelLifetime    time.Duration `yaml:"channel-lifetime"`
+	PermissionLifetime time.Duration `yaml:"permission-lifetime"`
+	AllocationLifetime time.Duration `yaml:"allocation-lifetime"`
 
 	AllocateRate     float64 `yaml:"allocate-rate"`
 	UnauthorizedRate float64 `yaml:"unauthorized-rate"`
@@ -185,7 +185,7 @@ func (o *Options) FlagSet(fs *flag.FlagSet) {
 	fs.Int64Var(&o.MaxBPS, "max-bps", d.MaxBPS, "bandwidth cap per allocation in bytes per second (0: unlimited)")
 	fs.DurationVar(&o.ChannelLifetime, "channel-lifetime", d.ChannelLifetime, "channel binding lifetime (0: 10m, RFC 8656)")
 	fs.DurationVar(&o.PermissionLifetime, "permission-lifetime", d.PermissionLifetime, "permission lifetime (0: 5m, RFC 8656)")
-	fs.DurationVar(&o.MaxAllocateLifetime, "max-allocate-lifetime", d.MaxAllocateLifetime, "default allocation lifetime (0: 10m)")
+	fs.DurationVar(&o.AllocationLifetime, "allocation-lifetime", d.AllocationLifetime, "lifetime granted when a client asks for none (0: 10m; a requested LIFETIME is granted up to 1h)")
 	fs.Float64Var(&o.AllocateRate, "allocate-rate", d.AllocateRate, "Allocate requests per second per client address (IPv6: per /64), burst 5 s; excess dropped (-1: unlimited)")
 	fs.Float64Var(&o.UnauthorizedRate, "unauthorized-rate", d.UnauthorizedRate, "401 answers per second per client address, burst 5 s (-1: unlimited)")
 	fs.StringVar(&o.AlternateServer, "alternate-server", d.AlternateServer, "ip:port named in 300 Try Alternate answers to Allocate while draining (empty: 508)")
@@ -514,7 +514,7 @@ func (o Options) Build() (*Settings, error) {
 		return nil, bad("total-quota/user-quota/max-bps", "must not be negative")
 	}
 	rc.MaxAllocations, rc.UserQuota, rc.AllocationBandwidth = o.TotalQuota, o.UserQuota, o.MaxBPS
-	rc.ChannelLifetime, rc.PermissionLifetime, rc.AllocationLifetime = o.ChannelLifetime, o.PermissionLifetime, o.MaxAllocateLifetime
+	rc.ChannelLifetime, rc.PermissionLifetime, rc.AllocationLifetime = o.ChannelLifetime, o.PermissionLifetime, o.AllocationLifetime
 
 	rc.AllocateRate, rc.UnauthorizedRate = o.AllocateRate, o.UnauthorizedRate
 	if o.AllocateRate == 0 || o.UnauthorizedRate == 0 {
