@@ -100,7 +100,7 @@ func Defaults() Options {
 		RESTSeparator:    ":",
 		ClockSkew:        30 * time.Second,
 		MetricsListen:    "127.0.0.1:9641",
-		AuthListen:       "",
+		AuthListen:       "127.0.0.1:8443",
 		AuthMaxDuration:  480 * time.Minute,
 		AllocateRate:     200,
 		UnauthorizedRate: 100,
@@ -190,7 +190,7 @@ func (o *Options) FlagSet(fs *flag.FlagSet) {
 	fs.Float64Var(&o.UnauthorizedRate, "unauthorized-rate", d.UnauthorizedRate, "401 answers per second per client address, burst 5 s (-1: unlimited)")
 	fs.StringVar(&o.AlternateServer, "alternate-server", d.AlternateServer, "ip:port named in 300 Try Alternate answers to Allocate while draining (empty: 508)")
 	fs.StringVar(&o.MetricsListen, "metrics-listen", d.MetricsListen, "address of /metrics, /healthz, /readyz (empty: off)")
-	fs.StringVar(&o.AuthListen, "auth-listen", d.AuthListen, "address of the built-in credential service (empty: off; e.g. 127.0.0.1:8443)")
+	fs.StringVar(&o.AuthListen, "auth-listen", d.AuthListen, "address of the built-in credential service (empty: off); on loopback without auth-api-key a key is generated and printed")
 	list(&o.AuthAPIKeys, "auth-api-key", "bearer token callers of the credential service present, repeatable")
 	fs.StringVar(&o.AuthAPIKeyFile, "auth-api-key-file", d.AuthAPIKeyFile, "file of bearer tokens, one per line")
 	fs.BoolVar(&o.AuthAllowAnonymous, "auth-allow-anonymous", d.AuthAllowAnonymous, "serve credentials without an API key (only on a trusted network)")
@@ -273,6 +273,7 @@ type Settings struct {
 	Validator       *auth.Validator
 	Users           map[string]string // static users, from user and users-file
 	GeneratedSecret bool
+	GeneratedAPIKey string // the credential service's key when none was configured (loopback only)
 	AllLoopback     bool
 	Service         *auth.ServiceConfig // nil: no built-in credential service
 	MetricsListen   string
@@ -550,7 +551,16 @@ func (o Options) Build() (*Settings, error) {
 			keys = append(keys, fk...)
 		}
 		if len(keys) == 0 && !o.AuthAllowAnonymous {
-			return nil, bad("auth-api-key", "the credential service needs an API key (or auth-allow-anonymous on a trusted network)")
+			ap, _ := netip.ParseAddrPort(o.AuthListen)
+			if !ap.Addr().IsLoopback() {
+				return nil, bad("auth-api-key", "the credential service on %s needs an API key (or auth-allow-anonymous on a trusted network)", o.AuthListen)
+			}
+			b := make([]byte, 18)
+			if _, err := rand.Read(b); err != nil {
+				return nil, fmt.Errorf("config: generate an API key: %w", err)
+			}
+			st.GeneratedAPIKey = hex.EncodeToString(b)
+			keys = []string{st.GeneratedAPIKey}
 		}
 		var relays []auth.RelayInfo
 		for _, r := range o.AuthRelays {

@@ -46,6 +46,9 @@ func TestEmbeddedDefault(t *testing.T) {
 	if _, ok := st.Keyring.Newest(); !ok {
 		t.Fatal("no secret generated")
 	}
+	if st.Service == nil || st.AuthListen != "127.0.0.1:8443" || st.GeneratedAPIKey == "" || len(st.Service.APIKeys) != 1 {
+		t.Fatalf("credential service not on by default on 127.0.0.1:8443 with a generated key: %+v", st.Service)
+	}
 }
 
 func TestEdgeFileAndFlagOverride(t *testing.T) {
@@ -101,7 +104,7 @@ func TestRefusedWithTheKeyNamed(t *testing.T) {
 		{name: "bad peer cidr", args: []string{"--denied-peer-ip", "10.0.0.0/40"}, key: "denied-peer-ip"},
 		{name: "bad user", args: []string{"--user", "alice"}, key: "user"},
 		{name: "missing secret file", args: []string{"--static-auth-secret-file", filepath.Join(dir, "nope")}, key: "static-auth-secret-file"},
-		{name: "service without api key", args: []string{"--auth-listen", "127.0.0.1:8443"}, key: "auth-api-key"},
+		{name: "exposed service without api key", args: []string{"--auth-listen", "0.0.0.0:8443"}, key: "auth-api-key"},
 		{name: "bad metrics address", args: []string{"--metrics-listen", "localhost"}, key: "metrics-listen"},
 		{name: "bad log format", args: []string{"--log-format", "xml"}, key: "log-format"},
 		{name: "everything off", args: []string{"--no-udp", "--no-tcp"}, key: "no-udp/no-tcp"},

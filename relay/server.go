@@ -173,7 +173,7 @@ func New(cfg Config) (*Server, error) {
 		c.Metrics.SetSource(metrics.SourceFunc(s.snapshot))
 	}
 	ok = true
-	for _, l := range c.Listeners {
+	for _, l := range s.Addrs() {
 		s.log.Info("listening", "transport", string(l.Network), "addr", l.Addr.String())
 	}
 	for ip, a := range s.ports {

@@ -85,10 +85,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	}
 
 	var servers []*http.Server
+	var authAddr string
 	serveHTTP := func(name, addr string, h http.Handler) error {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			return fmt.Errorf("%s: listen %s: %w", name, addr, err)
+			return fmt.Errorf("%s: listen %s: %w (set --%s to another address, or empty to turn it off)", name, addr, err, map[string]string{"metrics": "metrics-listen", "credential service": "auth-listen"}[name])
+		}
+		if name == "credential service" {
+			authAddr = ln.Addr().String()
 		}
 		hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
 		servers = append(servers, hs)
@@ -113,6 +117,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	if st.Service != nil {
 		sc := *st.Service
 		sc.Logger = log
+		if len(opts.AuthRelays) == 0 {
+			sc.Relays = relaysOf(srv)
+		}
 		sc.OnRequest = m.CredentialRequest
 		svc, err := auth.NewService(sc)
 		if err != nil {
@@ -124,6 +131,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	}
 	if st.GeneratedSecret || (opts.PrintCredentials != nil && *opts.PrintCredentials) {
 		printCredentials(stdout, st, srv)
+	}
+	if st.GeneratedAPIKey != "" && authAddr != "" {
+		fmt.Fprintf(stdout, "Credential service (MRAS XML on /mras, JSON on /credentials), API key generated for this run:\n  curl -s -H 'Authorization: Bearer %s' 'http://%s/credentials?username=alice'\n\n", st.GeneratedAPIKey, authAddr)
 	}
 
 	sigs := make(chan os.Signal, 4)
@@ -211,6 +221,23 @@ func rc0Workers(st *config.Settings) int {
 		return st.Relay.Workers
 	}
 	return max(1, runtime.NumCPU()/2)
+}
+
+// relaysOf lists this relay, as bound, for the credential service's default relay list.
+func relaysOf(srv *relay.Server) []auth.RelayInfo {
+	ri := auth.RelayInfo{Location: "internet"}
+	for _, l := range srv.Addrs() {
+		if ri.HostName == "" {
+			ri.HostName = l.Addr.Addr().String()
+		}
+		switch {
+		case l.Network == relay.UDP && ri.UDPPort == 0:
+			ri.UDPPort = int(l.Addr.Port())
+		case l.Network == relay.TCP && ri.TCPPort == 0:
+			ri.TCPPort = int(l.Addr.Port())
+		}
+	}
+	return []auth.RelayInfo{ri}
 }
 
 func newLogger(w io.Writer, format, level string) *slog.Logger {

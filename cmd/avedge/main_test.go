@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
+	"net/http"
 	"regexp"
 	"strings"
 	"sync"
@@ -61,7 +63,7 @@ func TestEmbeddedDefaultWorksAsPrinted(t *testing.T) {
 	ready := make(chan *relay.Server, 1)
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"--listening-port", "0", "--metrics-listen", "127.0.0.1:0", "--min-port", "32000", "--max-port", "32099"}, &stdout, &stderr, ready)
+		done <- run(ctx, []string{"--listening-port", "0", "--metrics-listen", "127.0.0.1:0", "--min-port", "32000", "--max-port", "32099", "--auth-listen", "127.0.0.1:0"}, &stdout, &stderr, ready)
 	}()
 	var srv *relay.Server
 	select {
@@ -109,6 +111,46 @@ func TestEmbeddedDefaultWorksAsPrinted(t *testing.T) {
 	if held := srv.Stats().Ports.Held; held != 1 {
 		t.Fatalf("ports held %d, want 1", held)
 	}
+
+	// The built-in credential service answers the printed curl line, and what it issues
+	// allocates too.
+	curl := regexp.MustCompile(`curl -s -H 'Authorization: Bearer ([0-9a-f]+)' '(http://[^']+)'`).FindStringSubmatch(printed)
+	if curl == nil {
+		t.Fatalf("no credential service line printed:\n%s", printed)
+	}
+	req, _ := http.NewRequest(http.MethodGet, curl[2], nil)
+	req.Header.Set("Authorization", "Bearer "+curl[1])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cred struct {
+		Username, Password string
+		TTL                int
+		URIs               []string
+	}
+	err = json.NewDecoder(resp.Body).Decode(&cred)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || cred.Username == "" || len(cred.URIs) == 0 {
+		t.Fatalf("credential service answered %d %+v (%v)", resp.StatusCode, cred, err)
+	}
+	pc2, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc2.Close()
+	c2, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: server, TURNServerAddr: server, Conn: pc2,
+		Username: cred.Username, Password: cred.Password, Realm: "avedge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.Allocate(); err != nil {
+		t.Fatalf("allocate with the service's credential: %v", err)
+	}
+	c2.Close()
 	c.Close()
 	cancel()
 	select {
