@@ -35,7 +35,63 @@ func (s *Server) authenticate(ra *turn.RequestAttributes) (string, []byte, bool)
 			pw = cred.Passwords[i]
 		}
 	}
-	return cred.UserID, turn.GenerateAuthKey(ra.Username, ra.Realm, pw), true
+	key := turn.GenerateAuthKey(ra.Username, ra.Realm, pw)
+	if ra.Method == stun.MethodChannelBind {
+		s.bindKeys.put(ra.SrcAddr, key)
+	}
+	return cred.UserID, key, true
+}
+
+// keyCache remembers the long-term key of the ChannelBind request pion is handling, per
+// client address, for fixChannelBindRefusal. pion handles a client's requests in order.
+type keyCache struct {
+	mu sync.Mutex
+	m  map[string][]byte // Guarded by mu.
+}
+
+func (k *keyCache) put(src net.Addr, key []byte) {
+	k.mu.Lock()
+	if k.m == nil || len(k.m) > 4096 {
+		k.m = map[string][]byte{}
+	}
+	k.m[src.String()] = key
+	k.mu.Unlock()
+}
+
+func (k *keyCache) take(dst net.Addr) []byte {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	key := k.m[dst.String()]
+	delete(k.m, dst.String())
+	return key
+}
+
+// fixChannelBindRefusal corrects pion's answer to a ChannelBind whose peer the policy refused.
+//
+// RFC 8656 §12.2: "If the server ... determines that the peer is not allowed, it rejects the
+// request with a 403 (Forbidden) error." pion v5 answers 401 instead (with
+// MESSAGE-INTEGRITY, which its 401s for missing or bad credentials never carry, so the two are
+// told apart exactly). The answer is rebuilt as 403 and signed with the same key.
+func (s *Server) fixChannelBindRefusal(b []byte, dst net.Addr) []byte {
+	if len(b) < 20 || b[0] != 0x01 || b[1] != 0x19 || stunErrorCode(b) != 401 {
+		return b
+	}
+	m := &stun.Message{Raw: append([]byte(nil), b...)}
+	if m.Decode() != nil || !m.Contains(stun.AttrMessageIntegrity) {
+		return b
+	}
+	key := s.bindKeys.take(dst)
+	if key == nil {
+		return b
+	}
+	out, err := stun.Build(&stun.Message{TransactionID: m.TransactionID},
+		stun.NewType(stun.MethodChannelBind, stun.ClassErrorResponse),
+		&stun.ErrorCodeAttribute{Code: stun.CodeForbidden},
+		stun.MessageIntegrity(key), stun.Fingerprint)
+	if err != nil {
+		return b
+	}
+	return out.Raw
 }
 
 // precheckCache resolves which of several live shared secrets a plain TURN REST username was

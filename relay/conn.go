@@ -151,19 +151,21 @@ func (l *listenerGroup) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if !ok {
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: unix.EAFNOSUPPORT}
 	}
+	n := len(b)
+	b = l.srv.fixChannelBindRefusal(b, addr)
 	if lim := l.srv.authLimit; lim != nil && stunErrorCode(b) == 401 && !lim.Allow(ap.Addr(), time.Now().UnixNano()) {
 		l.srv.slowStats.drop(dropRateLimited)
-		return len(b), nil
+		return n, nil
 	}
 	var to rawAddr
 	to.setAddrPort(ap)
 	if err := sendTo(l.sendFD, b, &to); err != nil {
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: err}
 	}
-	if n, ok := dataIndicationPayload(b); ok {
-		l.srv.slowStats.count(dirPeerToClient, pathIndication, n)
+	if d, ok := dataIndicationPayload(b); ok {
+		l.srv.slowStats.count(dirPeerToClient, pathIndication, d)
 	}
-	return len(b), nil
+	return n, nil
 }
 
 func (l *listenerGroup) Close() error {

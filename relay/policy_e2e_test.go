@@ -330,16 +330,11 @@ func TestPeerPolicyChannelBindAndRuntimeSwap(t *testing.T) {
 			before := policyDrops()
 			err := st.do()
 			got := errorCode(err)
-			if st.want == stun.CodeForbidden && got == stun.CodeUnauthorized && refusedAfterAuth(err) && !knownBugs() {
-				// pion v5.1.3 answers a ChannelBind its PermissionHandler refused with 401
-				// (internal/server/turn.go, handleChannelBindRequest), not the 403 of RFC
-				// 8656 §12.2. The answer carries MESSAGE-INTEGRITY, so the credential was
-				// good and it is the policy's refusal; tolerated unless AVEDGE_KNOWN_BUGS is set.
-				t.Logf("%s: pion answered 401 (authenticated) where RFC 8656 §12.2 says 403", st.name)
-				got = stun.CodeForbidden
-			}
 			if got != st.want || (st.want == 0 && err != nil) {
 				t.Fatalf("%s: %v, want code %d", st.name, err, st.want)
+			}
+			if st.want == stun.CodeForbidden && !refusedAfterAuth(err) {
+				t.Fatalf("%s: 403 without MESSAGE-INTEGRITY", st.name)
 			}
 			if grew := policyDrops() > before; grew != (st.want == stun.CodeForbidden) {
 				t.Fatalf("%s: policy drop counted %v, want %v", st.name, grew, st.want == stun.CodeForbidden)

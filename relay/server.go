@@ -49,6 +49,7 @@ type Server struct {
 	live   sync.WaitGroup                // one per open relayConn
 
 	precheck   precheckCache
+	bindKeys   keyCache
 	slowStats  slowStats
 	allocCount [3][2]atomic.Int64
 	permCount  atomic.Int64

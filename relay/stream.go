@@ -125,11 +125,17 @@ func (c *framedConn) intercept(f []byte) bool {
 	return false
 }
 
-// Write passes pion's answers on, except 401s over the client address's rate.
+// Write passes pion's answers on, except 401s over the client address's rate, with a
+// policy-refused ChannelBind answered 403 (fixChannelBindRefusal).
 func (c *framedConn) Write(b []byte) (int, error) {
+	n := len(b)
+	b = c.srv.fixChannelBindRefusal(b, c.Conn.RemoteAddr())
 	if lim := c.srv.authLimit; lim != nil && stunErrorCode(b) == 401 && !lim.Allow(c.remote.Addr(), time.Now().UnixNano()) {
 		c.srv.slowStats.drop(dropRateLimited)
-		return len(b), nil
+		return n, nil
 	}
-	return c.Conn.Write(b)
+	if _, err := c.Conn.Write(b); err != nil {
+		return 0, err
+	}
+	return n, nil
 }
