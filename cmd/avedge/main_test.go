@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -152,6 +154,22 @@ func TestEmbeddedDefaultWorksAsPrinted(t *testing.T) {
 	}
 	c2.Close()
 	c.Close()
+
+	// The printed turnutils_uclient line, run as printed (coturn's client; CI installs it).
+	if path, err := exec.LookPath("turnutils_uclient"); err == nil {
+		args := strings.Fields(strings.NewReplacer("'", "").Replace(cmd[0]))[1:]
+		uctx, ucancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := exec.CommandContext(uctx, path, args...).CombinedOutput()
+		ucancel()
+		if err != nil {
+			t.Fatalf("printed uclient line failed: %v\n%s", err, out)
+		}
+		if !regexp.MustCompile(`Total lost packets 0 `).Match(out) {
+			t.Fatalf("printed uclient line lost packets:\n%s", out)
+		}
+	} else if os.Getenv("AVEDGE_REQUIRE_INTEROP") != "" {
+		t.Fatal("turnutils_uclient not installed (AVEDGE_REQUIRE_INTEROP is set)")
+	}
 	cancel()
 	select {
 	case code := <-done:
