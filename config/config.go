@@ -311,9 +311,9 @@ func (o Options) Build() (*Settings, error) {
 		if o.Cert == "" || o.PKey == "" {
 			return nil, bad("cert/pkey", "give both the certificate and the key file")
 		}
-		for k, f := range map[string]string{"cert": o.Cert, "pkey": o.PKey} {
-			if _, err := os.Stat(f); err != nil {
-				return nil, bad(k, "%v", err)
+		for _, kf := range [][2]string{{"cert", o.Cert}, {"pkey", o.PKey}} {
+			if _, err := os.Stat(kf[1]); err != nil {
+				return nil, bad(kf[0], "%v", err)
 			}
 		}
 		c, err := tls.LoadX509KeyPair(o.Cert, o.PKey)
