@@ -218,11 +218,7 @@ func (w *worker) run() {
 		// when the last round was busy.
 		n, errno := 0, unix.Errno(0)
 		if w.holdMs != 0 || busy {
-			timeout := w.holdMs
-			if w.holdMs == 0 {
-				timeout = 0
-			}
-			n, errno = epollWaitRaw(w.epfd, w.events[:], timeout)
+			n, errno = epollWaitRaw(w.epfd, w.events[:], w.holdMs)
 		}
 		if errno == unix.EINTR {
 			// A signal: most likely the runtime asking this goroutine to yield (a
