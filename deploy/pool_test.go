@@ -270,12 +270,12 @@ func testPoolDrain(t *testing.T, alternate bool) {
 	// One shared key: what the Secret holds for every relay and the credential service.
 	keyring := auth.NewKeyring(auth.Secret{ID: "k1", Value: []byte("pool-shared-secret-0123456789")})
 	validator := auth.NewValidator(auth.ValidatorConfig{Keyring: keyring, Skew: 30 * time.Second})
-	relayB, addrB := startPoolRelay(t, validator, 31000, 31999, netip.AddrPort{})
+	relayB, addrB := startPoolRelay(t, validator, 17000, 17999, netip.AddrPort{})
 	var alt netip.AddrPort
 	if alternate {
 		alt = netip.MustParseAddrPort(addrB)
 	}
-	relayA, addrA := startPoolRelay(t, validator, 30000, 30999, alt)
+	relayA, addrA := startPoolRelay(t, validator, 16000, 16999, alt)
 
 	relayInfo := func(addr string) auth.RelayInfo {
 		ap := netip.MustParseAddrPort(addr)

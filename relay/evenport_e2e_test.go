@@ -15,7 +15,7 @@ import (
 // reserved under a RESERVATION-TOKEN, which a second Allocate redeems for exactly that port
 // (RTP/RTCP pairs). The range is small so that a port handed out twice would show.
 func TestEvenPortReservation(t *testing.T) {
-	s := startServer(t, func(c *Config) { c.MinPort, c.MaxPort = 31100, 31107 })
+	s := startServer(t, func(c *Config) { c.MinPort, c.MaxPort = 19900, 19907 })
 	username, password := auth.MintREST(testSecret, "alice", time.Now().Add(time.Hour))
 	rtp := dialRaw(t, s.addrOf(UDP), username, password)
 	evenPortR := stun.RawAttribute{Type: stun.AttrEvenPort, Value: []byte{0x80}}
@@ -23,8 +23,8 @@ func TestEvenPortReservation(t *testing.T) {
 		t.Fatalf("allocate with EVEN-PORT: %v", err)
 	}
 	port := rtp.relayed.Port()
-	if port%2 != 0 || port < 31100 || port > 31107 {
-		t.Fatalf("relayed port %d: want an even port of 31100-31107", port)
+	if port%2 != 0 || port < 19900 || port > 19907 {
+		t.Fatalf("relayed port %d: want an even port of 19900-19907", port)
 	}
 	token := rtp.lastToken(t)
 	if st := s.Stats().Ports; st.Held != 1 || st.Reserved != 1 {

@@ -25,6 +25,12 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
+// Relay port ranges of the tests are disjoint per package, because `go test ./...` runs
+// packages in parallel and a range test must not see another package's relay ports:
+// relay 20000–29999 (startServer) and 19000–19999 (small ranges); probe 30000–30999;
+// cmd/avedge-probe 18000–18999; deploy 16000–17999; cmd/avedge 32000–32099 and 15000–15099.
+// All lie below Linux's ephemeral range, so the kernel does not hand them out either.
+
 // startServer runs a relay on loopback with ephemeral listener ports and a test range.
 func startServer(t testing.TB, mod func(c *Config)) *Server {
 	t.Helper()

@@ -32,7 +32,7 @@ func edge(t *testing.T) (udp, tcp, service string) {
 	s, err := relay.New(relay.Config{
 		Listeners: []relay.ListenerConfig{{Network: relay.UDP, Addr: lo}, {Network: relay.TCP, Addr: lo}},
 		RelayIPs:  []netip.Addr{netip.MustParseAddr("127.0.0.1")},
-		MinPort:   30000, MaxPort: 30999,
+		MinPort:   18000, MaxPort: 18999,
 		Validator: auth.NewValidator(auth.ValidatorConfig{Keyring: keyring}),
 		Peers:     relay.PeerPolicy{AllowLoopback: true},
 		Workers:   1,

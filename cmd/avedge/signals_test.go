@@ -45,8 +45,8 @@ func (r *reloadRig) writeConfig(t *testing.T, extra string) {
 	t.Helper()
 	r.write(t, r.cfgPath, fmt.Sprintf(`listening-port: 0
 no-tcp: true
-min-port: 33100
-max-port: 33199
+min-port: 15000
+max-port: 15099
 port-quarantine: 0s
 metrics-listen: ""
 static-auth-secret-file: %s
