@@ -29,6 +29,9 @@ type handoffQueue struct {
 	q      chan *slowPkt
 	closed chan struct{}
 	once   sync.Once
+	// sending is held (read) by pion's writes while they use the socket, and (write) by
+	// close, so that a socket is never written after it was closed and its number reused.
+	sending sync.RWMutex
 }
 
 func newHandoffQueue(n int) handoffQueue {
@@ -62,10 +65,26 @@ func (h *handoffQueue) pop(b []byte) (int, netip.AddrPort, error) {
 }
 
 func (h *handoffQueue) close() bool {
+	h.sending.Lock()
+	defer h.sending.Unlock()
 	first := false
 	h.once.Do(func() { close(h.closed); first = true })
 	return first
 }
+
+// beginSend reports whether the socket may still be written; endSend must follow a true.
+func (h *handoffQueue) beginSend() bool {
+	h.sending.RLock()
+	select {
+	case <-h.closed:
+		h.sending.RUnlock()
+		return false
+	default:
+		return true
+	}
+}
+
+func (h *handoffQueue) endSend() { h.sending.RUnlock() }
 
 // listenerGroup is one UDP listen address: a SO_REUSEPORT socket in every worker, and the
 // net.PacketConn that pion reads STUN/TURN requests from and writes its answers to.
@@ -113,9 +132,10 @@ func (l *listenerGroup) ReadFrom(b []byte) (int, net.Addr, error) {
 // request this way "if it wishes to redirect the client to a different server".
 func (l *listenerGroup) tryAlternate(req []byte, from, alt netip.AddrPort) {
 	resp := tryAlternateResponse(req, alt)
-	if resp == nil {
+	if resp == nil || !l.beginSend() {
 		return
 	}
+	defer l.endSend()
 	var to rawAddr
 	to.setAddrPort(from)
 	_ = sendTo(l.sendFD, resp, &to)
@@ -142,11 +162,10 @@ func tryAlternateResponse(req []byte, alt netip.AddrPort) []byte {
 
 // WriteTo sends pion's answer (or a Data indication) to a client.
 func (l *listenerGroup) WriteTo(b []byte, addr net.Addr) (int, error) {
-	select {
-	case <-l.closed:
+	if !l.beginSend() {
 		return 0, net.ErrClosed
-	default:
 	}
+	defer l.endSend()
 	ap, ok := addrPortOf(addr)
 	if !ok {
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: unix.EAFNOSUPPORT}
@@ -252,11 +271,10 @@ func (r *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 // WriteTo sends a payload that pion relays to a peer (Send indication, or ChannelData from a
 // TCP/TLS client). The peer policy was applied when the permission was granted.
 func (r *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	select {
-	case <-r.closed:
+	if !r.beginSend() {
 		return 0, net.ErrClosed
-	default:
 	}
+	defer r.endSend()
 	ap, ok := addrPortOf(addr)
 	if !ok {
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: unix.EAFNOSUPPORT}
