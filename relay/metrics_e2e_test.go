@@ -101,6 +101,11 @@ func TestMetricsLiveThroughScrape(t *testing.T) {
 		t.Fatalf("indication did not reach the peer: %v", err)
 	}
 
+	// The slow path counts a packet once its send returned, which may be just after the
+	// peer read it.
+	pollUntil(t, "indication counted", func() bool {
+		return s.Stats().Traffic[metrics.ClientToPeer][metrics.PathIndication].Packets == 1
+	})
 	live := scrape(t, hs.URL)
 	want := map[string]float64{
 		"avedge_relayed_packets_total{direction=client_to_peer,path=channel}":    n,
