@@ -53,7 +53,16 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 	pa := s.ports[ip]
 	if c.UserID == "" {
 		// pion's EVEN-PORT probe: nothing is bound, nothing will be relayed.
-		port, _, err := pa.AcquireEven(nil)
+		// Test-bind the even port so that one held by another socket is skipped now rather
+		// than refused (508) by the request that follows.
+		probe := func(port uint16) error {
+			fd, err := openUDP(netip.AddrPortFrom(ip, port), false)
+			if err == nil {
+				closeFD(fd)
+			}
+			return err
+		}
+		port, _, err := pa.AcquireEven(probe)
 		if err != nil {
 			s.countAttempt("capacity")
 			return nil, nil, err

@@ -191,8 +191,10 @@ func TestInteropCoturnUclient(t *testing.T) {
 	}
 	// Each uclient run spends most of its ~3 s waiting on its own timers, so all of them
 	// run at once, each against its own relay; the subtests then check each one.
-	for _, r := range runs {
-		r.srv = startServer(t, nil)
+	for i, r := range runs {
+		// A range of its own per relay: the runs allocate at the same time.
+		base := uint16(21000 + 1000*i)
+		r.srv = startServer(t, func(c *Config) { c.MinPort, c.MaxPort = base, base+999 })
 		_, port, _ := net.SplitHostPort(r.srv.addrOf(r.network))
 		args := append([]string{}, r.flags...)
 		if !slices.Contains(r.flags, "-W") {
