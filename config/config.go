@@ -29,6 +29,7 @@ import (
 
 	"github.com/avedge/avedge/auth"
 	"github.com/avedge/avedge/relay"
+	"github.com/avedge/avedge/relay/policy"
 )
 
 // Options is every setting avedge accepts. The yaml key of a field is also its flag name.
@@ -505,10 +506,10 @@ func (o Options) Build() (*Settings, error) {
 		rc.Peers.AllowLoopback = *o.AllowLoopbackPeers
 	}
 	var err error
-	if rc.Peers.Allow, err = parsePrefixes(o.AllowedPeerIPs); err != nil {
+	if rc.Peers.Allow, err = policy.ParsePrefixes(o.AllowedPeerIPs); err != nil {
 		return nil, bad("allowed-peer-ip", "%v", err)
 	}
-	if rc.Peers.Deny, err = parsePrefixes(o.DeniedPeerIPs); err != nil {
+	if rc.Peers.Deny, err = policy.ParsePrefixes(o.DeniedPeerIPs); err != nil {
 		return nil, bad("denied-peer-ip", "%v", err)
 	}
 	if o.TotalQuota < 0 || o.UserQuota < 0 || o.MaxBPS < 0 {
@@ -570,18 +571,7 @@ func (o Options) Build() (*Settings, error) {
 			}
 			relays = append(relays, ri)
 		}
-		if len(relays) == 0 {
-			ri := auth.RelayInfo{Location: "internet", HostName: rc.Listeners[0].Addr.Addr().String()}
-			for _, l := range rc.Listeners {
-				switch {
-				case l.Network == relay.UDP && ri.UDPPort == 0:
-					ri.UDPPort = int(l.Addr.Port())
-				case l.Network == relay.TCP && ri.TCPPort == 0:
-					ri.TCPPort = int(l.Addr.Port())
-				}
-			}
-			relays = append(relays, ri)
-		}
+		// No auth-relay: Relays stays empty and the daemon lists itself as bound.
 		st.Service = &auth.ServiceConfig{Keyring: st.Keyring, Relays: relays, MaxDuration: o.AuthMaxDuration,
 			APIKeys: keys, AllowAnonymous: o.AuthAllowAnonymous}
 	}
@@ -628,22 +618,6 @@ func expandWildcard(ip netip.Addr) ([]netip.Addr, error) {
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no interface address of that family to listen on")
-	}
-	return out, nil
-}
-
-func parsePrefixes(in []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, s := range in {
-		if p, err := netip.ParsePrefix(s); err == nil {
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("%q is neither an address nor a CIDR", s)
-		}
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return out, nil
 }

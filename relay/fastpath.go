@@ -127,8 +127,6 @@ func (t *fastTable) remove(k fastKey) *fastAlloc {
 	return a
 }
 
-func (t *fastTable) count() int { return len(*t.byCl.Load()) }
-
 // updateLocked replaces a's state with the result of f applied to a copy of it.
 // Callers hold t.mu.
 func (t *fastTable) updateLocked(a *fastAlloc, f func(st *allocState)) {

@@ -468,11 +468,6 @@ func (s *Server) peerPortOK(peer netip.AddrPort) bool {
 	if !s.cfg.Peers.AllowLoopback {
 		return !own
 	}
-	for _, l := range s.cfg.Listeners {
-		if l.Addr.Port() == port {
-			return false
-		}
-	}
 	for _, g := range s.listeners {
 		if g.addr.Port() == port {
 			return false

@@ -111,7 +111,6 @@ func newWorker(id int, srv *Server) (*worker, error) {
 		segs:  make([]uint8, 0, ringSize),
 		done:  make(chan struct{}),
 	}
-	w.stats.init()
 	if err := w.register(&sock{fd: wfd, kind: kindWake}); err != nil {
 		unix.Close(epfd)
 		unix.Close(wfd)
@@ -312,5 +311,3 @@ type workerStats struct {
 	drops   [numDropReasons]atomic.Uint64
 	binding atomic.Uint64
 }
-
-func (s *workerStats) init() {}

@@ -117,7 +117,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	if st.Service != nil {
 		sc := *st.Service
 		sc.Logger = log
-		if len(opts.AuthRelays) == 0 {
+		if len(sc.Relays) == 0 {
 			sc.Relays = relaysOf(srv)
 		}
 		sc.OnRequest = m.CredentialRequest
