@@ -50,6 +50,7 @@ type Options struct {
 	PortQuarantine time.Duration `yaml:"port-quarantine"`
 	Workers        int           `yaml:"workers"`
 	IdleHold       time.Duration `yaml:"idle-hold"`
+	DataPath       string        `yaml:"data-path"`
 
 	Realm             string        `yaml:"realm"`
 	StaticAuthSecrets []string      `yaml:"static-auth-secret"`
@@ -170,6 +171,7 @@ func (o *Options) FlagSet(fs *flag.FlagSet) {
 	fs.IntVar(&o.MaxPort, "max-port", d.MaxPort, "highest relay port of the edge range")
 	fs.DurationVar(&o.PortQuarantine, "port-quarantine", d.PortQuarantine, "how long a released relay port rests before reuse (0: none)")
 	fs.IntVar(&o.Workers, "workers", d.Workers, "forwarding loops, each with its own SO_REUSEPORT socket (0: one per two cores)")
+	fs.StringVar(&o.DataPath, "data-path", d.DataPath, "forwarding loop: io_uring, epoll, or auto (io_uring when the kernel runs it)")
 	fs.DurationVar(&o.IdleHold, "idle-hold", d.IdleHold, "how long an idle worker waits for packets before parking through the Go runtime (0: indefinitely; negative: never)")
 	fs.StringVar(&o.Realm, "realm", d.Realm, "long-term credential realm")
 	list(&o.StaticAuthSecrets, "static-auth-secret", "TURN REST shared secret, repeatable, newest first (default: generated at start and printed)")
@@ -438,6 +440,13 @@ func (o Options) Build() (*Settings, error) {
 	}
 	rc.Workers = o.Workers
 	rc.IdleHold = o.IdleHold
+	switch o.DataPath {
+	case "", "auto":
+	case string(relay.DataPathEpoll), string(relay.DataPathIOUring):
+		rc.DataPath = relay.DataPath(o.DataPath)
+	default:
+		return nil, bad("data-path", "%q: give io_uring, epoll or auto", o.DataPath)
+	}
 	rc.Realm = o.Realm
 	if o.Realm == "" {
 		return nil, bad("realm", "must not be empty")

@@ -110,6 +110,7 @@ func TestRefusedWithTheKeyNamed(t *testing.T) {
 		{name: "everything off", args: []string{"--no-udp", "--no-tcp"}, key: "no-udp/no-tcp"},
 		{name: "stray argument", args: []string{"serve"}, key: "serve"},
 		{name: "bad duration", yaml: "drain-timeout: soon\n", key: "drain-timeout"},
+		{name: "unknown data path", yaml: "data-path: dpdk\n", key: "data-path"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -64,6 +64,14 @@ type Config struct {
 	// never hold.
 	IdleHold time.Duration
 
+	// DataPath is how workers wait for and move packets: DataPathIOUring (one io_uring per
+	// worker: multishot receives into provided buffers, sends and the wait in one system
+	// call), DataPathEpoll (epoll_wait, recvmmsg, sendmmsg with UDP GSO), or DataPathAuto
+	// (empty): io_uring when the kernel runs it (checked once by relaying a datagram over
+	// loopback through a test ring), else epoll. io_uring needs Linux 6.1 and no seccomp
+	// filter against it (Docker's default profile blocks it).
+	DataPath DataPath
+
 	// Peers is the peer policy: which peer addresses permissions may be granted for.
 	Peers PeerPolicy
 
@@ -137,3 +145,12 @@ func (c *Config) withDefaults() Config {
 	}
 	return out
 }
+
+// DataPath names a forwarding loop implementation (see Config.DataPath).
+type DataPath string
+
+const (
+	DataPathAuto    DataPath = ""
+	DataPathEpoll   DataPath = "epoll"
+	DataPathIOUring DataPath = "io_uring"
+)

@@ -37,7 +37,9 @@ func wantTraffic(t testing.TB, s *Server, dir metrics.Direction, path metrics.Pa
 // RFC 8656 §11: "the Send mechanism" — a Send indication from the client becomes a UDP
 // datagram from the relayed address to the peer, and a datagram from a permitted peer with
 // no channel comes back as a Data indication.
-func TestSendAndDataIndications(t *testing.T) {
+func TestSendAndDataIndications(t *testing.T) { forEachDataPath(t, testSendAndDataIndications) }
+
+func testSendAndDataIndications(t *testing.T, path DataPath) {
 	for _, tc := range []struct {
 		name string
 		n, s int
@@ -47,7 +49,7 @@ func TestSendAndDataIndications(t *testing.T) {
 		{name: "mtu", n: 10, s: 1200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := startServer(t, nil)
+			s := startServerOn(t, path, nil)
 			c := newRawAllocation(t, s, "alice")
 			peer := newUDPPeer(t, "127.0.0.1:0")
 			if err := c.createPermission(peer.addr()); err != nil {
@@ -93,7 +95,9 @@ func TestSendAndDataIndications(t *testing.T) {
 }
 
 // RFC 8656 §12: ChannelData both ways on a channel the client chose, on the fast path.
-func TestChannelDataBothWays(t *testing.T) {
+func TestChannelDataBothWays(t *testing.T) { forEachDataPath(t, testChannelDataBothWays) }
+
+func testChannelDataBothWays(t *testing.T, path DataPath) {
 	for _, tc := range []struct {
 		name string
 		num  uint16
@@ -106,7 +110,7 @@ func TestChannelDataBothWays(t *testing.T) {
 		{name: "mtu", num: 0x4001, n: 10, s: 1200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := startServer(t, nil)
+			s := startServerOn(t, path, nil)
 			c := newRawAllocation(t, s, "alice")
 			peer := newUDPPeer(t, "127.0.0.1:0")
 			if err := c.channelBind(tc.num, peer.addr()); err != nil {
@@ -157,9 +161,11 @@ func TestChannelDataBothWays(t *testing.T) {
 // RFC 8656 §12.4: "If the ChannelData message is received on a channel that is not bound to
 // any peer, then the message is silently discarded." §12.6 / §11.3: a datagram from a peer
 // with no permission is discarded too. Both are counted by reason.
-func TestDropsCountedByReason(t *testing.T) {
+func TestDropsCountedByReason(t *testing.T) { forEachDataPath(t, testDropsCountedByReason) }
+
+func testDropsCountedByReason(t *testing.T, path DataPath) {
 	t.Run("unbound channel", func(t *testing.T) {
-		s := startServer(t, nil)
+		s := startServerOn(t, path, nil)
 		c := newRawAllocation(t, s, "alice")
 		peer := newUDPPeer(t, "127.0.0.1:0")
 		if err := c.channelBind(0x4000, peer.addr()); err != nil {
@@ -182,7 +188,7 @@ func TestDropsCountedByReason(t *testing.T) {
 		}
 	})
 	t.Run("peer without permission", func(t *testing.T) {
-		s := startServer(t, nil)
+		s := startServerOn(t, path, nil)
 		c := newRawAllocation(t, s, "alice")
 		stranger := newUDPPeer(t, "127.0.0.1:0")
 		// Keep sending until the drop is counted: the first datagram may race the
@@ -205,7 +211,7 @@ func TestDropsCountedByReason(t *testing.T) {
 		}
 	})
 	t.Run("permission is per IP", func(t *testing.T) {
-		s := startServer(t, nil)
+		s := startServerOn(t, path, nil)
 		c := newRawAllocation(t, s, "alice")
 		friend := newUDPPeer(t, "127.0.0.1:0")
 		other := newUDPPeer(t, "127.0.0.2:0") // skips where 127.0.0.2 is not routable
@@ -229,8 +235,10 @@ func TestDropsCountedByReason(t *testing.T) {
 // RFC 8656 §12: "A channel binding lasts for 10 minutes unless refreshed"; §9: a permission
 // lasts 300 seconds. With both shortened, the fast path must stop forwarding once pion lets
 // them expire.
-func TestChannelExpiryStopsFastPath(t *testing.T) {
-	s := startServer(t, func(c *Config) {
+func TestChannelExpiryStopsFastPath(t *testing.T) { forEachDataPath(t, testChannelExpiryStopsFastPath) }
+
+func testChannelExpiryStopsFastPath(t *testing.T, path DataPath) {
+	s := startServerOn(t, path, func(c *Config) {
 		c.ChannelLifetime = 300 * time.Millisecond
 		c.PermissionLifetime = 300 * time.Millisecond
 	})

@@ -21,6 +21,14 @@
 // packet it allocates nothing, logs nothing, calls no Prometheus code and takes no lock; its
 // counters are atomics owned by the worker and summed at scrape time.
 //
+// Where the kernel runs it (Linux 6.1 or later, io_uring not blocked), the worker uses an
+// io_uring instead of epoll (Config.DataPath): every socket has a multishot recvmsg armed
+// that receives into a ring of provided buffers laid out with the same headroom, sends are
+// sendmsg requests on the same ring, and one io_uring_enter per round submits the round's
+// sends, receives what has arrived and waits: one system call where the epoll loop makes one
+// per ready socket plus epoll_wait and sendmmsg. The classification and the table are the
+// same code for both loops.
+//
 // pion sees only what it must: STUN requests and indications arriving on a listener, and peer
 // packets that are not on a bound channel, through the net.PacketConn facades listenerConn
 // and relayConn. TCP and TLS clients are served by pion over ordinary net.Conns; their relay

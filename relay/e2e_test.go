@@ -51,11 +51,13 @@ func TestAllocateChannelBothWays(t *testing.T) {
 
 // TestHoldingWorkersYield: a worker that keeps its P while it waits for packets must still
 // let a stop-the-world (GC) through, and the control plane must still run beside it.
-func TestHoldingWorkersYield(t *testing.T) {
+func TestHoldingWorkersYield(t *testing.T) { forEachDataPath(t, testHoldingWorkersYield) }
+
+func testHoldingWorkersYield(t *testing.T, path DataPath) {
 	prev := runtime.GOMAXPROCS(0)
 	runtime.GOMAXPROCS(prev + 2)
 	defer runtime.GOMAXPROCS(prev)
-	s := startServer(t, func(c *Config) { c.Workers = 2 })
+	s := startServerOn(t, path, func(c *Config) { c.Workers = 2 })
 	if s.workers[0].holdMs != -1 {
 		t.Fatalf("holdMs = %d, want -1 (hold) with GOMAXPROCS %d and 2 workers", s.workers[0].holdMs, runtime.GOMAXPROCS(0))
 	}

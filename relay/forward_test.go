@@ -278,3 +278,25 @@ func TestFlushGSOKeepsDatagrams(t *testing.T) {
 		t.Fatalf("send errors: %d", got)
 	}
 }
+
+// RFC 8656 §12.4 allows ChannelData with no data; relayed, it is an empty UDP datagram. Two
+// of them in one round leave in one sendmmsg (this used to index an empty payload).
+func TestForwardEmptyChannelData(t *testing.T) {
+	r := newForwardRig(t)
+	for i := 0; i < 2; i++ {
+		n := r.put(i, frame(0x4001, nil))
+		r.w.fromClient(r.lis, &r.w.bufs[i], n, r.client)
+	}
+	r.w.flush()
+	_ = r.peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	for i := 0; i < 2; i++ {
+		m, from, err := r.peer.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		if m != 0 || from != r.rc.local {
+			t.Fatalf("datagram %d: %d bytes from %v, want an empty one from %v", i, m, from, r.rc.local)
+		}
+	}
+}

@@ -55,6 +55,29 @@ func startServer(t testing.TB, mod func(c *Config)) *Server {
 	return s
 }
 
+// startServerOn is startServer with the given data path.
+func startServerOn(t testing.TB, path DataPath, mod func(c *Config)) *Server {
+	t.Helper()
+	return startServer(t, func(c *Config) {
+		c.DataPath = path
+		if mod != nil {
+			mod(c)
+		}
+	})
+}
+
+// forEachDataPath runs test once per forwarding loop: epoll, and io_uring where this kernel
+// runs it (skipped, with the reason, where it does not).
+func forEachDataPath(t *testing.T, test func(t *testing.T, path DataPath)) {
+	t.Run("epoll", func(t *testing.T) { test(t, DataPathEpoll) })
+	t.Run("io_uring", func(t *testing.T) {
+		if err := uringUsable(); err != nil {
+			t.Skipf("this kernel does not run the io_uring loop: %v", err)
+		}
+		test(t, DataPathIOUring)
+	})
+}
+
 func (s *Server) addrOf(n Network) string {
 	for _, l := range s.Addrs() {
 		if l.Network == n {

@@ -22,6 +22,10 @@ var gsoCmsgSpace = unix.CmsgSpace(2)
 // queue adds a datagram to the round's sends. b must stay valid until the flush: it points
 // into the worker's ring, which is only reused after a flush.
 func (w *worker) queue(fd int, b []byte, to *rawAddr) {
+	if w.u != nil {
+		w.uringSend(fd, b, to)
+		return
+	}
 	if len(w.out) == cap(w.out) {
 		w.flush()
 	}
@@ -65,7 +69,7 @@ func (w *worker) sendBatch(pkts []outPkt) {
 	for i := 0; i < len(pkts); {
 		size := len(pkts[i].b)
 		j, total := i+1, size
-		if !w.noGSO {
+		if !w.noGSO && size > 0 { // an empty datagram cannot be a GSO segment
 			for j < len(pkts) && j-i < maxGSOSegments && pkts[j].to == pkts[i].to &&
 				len(pkts[j].b) <= size && total+len(pkts[j].b) <= maxGSOBytes {
 				total += len(pkts[j].b)
@@ -76,7 +80,7 @@ func (w *worker) sendBatch(pkts []outPkt) {
 			}
 		}
 		for k := i; k < j; k++ {
-			w.siovs[k].Base = &pkts[k].b[0]
+			w.siovs[k].Base = unsafe.SliceData(pkts[k].b) // an empty datagram is legal
 			w.siovs[k].SetLen(len(pkts[k].b))
 		}
 		h := &w.smsgs[nmsg].Hdr

@@ -115,12 +115,30 @@ func New(cfg Config) (*Server, error) {
 			hold = int((c.IdleHold + time.Millisecond - 1) / time.Millisecond)
 		}
 	}
+	useUring := false
+	switch c.DataPath {
+	case DataPathAuto:
+		if err := uringUsable(); err != nil {
+			s.log.Info("relay: forwarding with epoll", "reason", err)
+		} else {
+			useUring = true
+		}
+	case DataPathIOUring:
+		if err := uringUsable(); err != nil {
+			return nil, fmt.Errorf("relay: data path io_uring: %w (use data path epoll or auto)", err)
+		}
+		useUring = true
+	case DataPathEpoll:
+	default:
+		return nil, fmt.Errorf("relay: data path %q: want %q, %q or empty (auto)", c.DataPath, DataPathEpoll, DataPathIOUring)
+	}
 	for i := 0; i < n; i++ {
 		w, err := newWorker(i, s)
 		if err != nil {
 			return nil, fmt.Errorf("relay: worker %d: %w", i, err)
 		}
 		w.holdMs = hold
+		w.useUring = useUring
 		s.workers = append(s.workers, w)
 	}
 	turnCfg := turn.ServerConfig{

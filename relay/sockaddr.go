@@ -132,10 +132,7 @@ func localAddrPort(fd int) (netip.AddrPort, error) {
 // sendTo sends one datagram without allocating (the slow path and the flush of a single
 // packet use it). It never blocks: a full socket buffer drops the datagram, as UDP may.
 func sendTo(fd int, b []byte, to *rawAddr) error {
-	if len(b) == 0 {
-		return nil
-	}
-	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)),
 		unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&to.buf[0])), uintptr(to.len))
 	if e != 0 {
 		return e

@@ -36,6 +36,10 @@ type sock struct {
 	kind sockKind
 	lis  *listenerGroup // kindListener
 	rc   *relayConn     // kindRelay
+
+	// io_uring loop only. Owned by the loop.
+	armed   bool          // its multishot request is live
+	closing chan struct{} // closeRelay waits on it: closed once the request ended and fd is closed
 }
 
 type opKind uint8
@@ -82,6 +86,9 @@ type worker struct {
 	events [maxEvents]unix.EpollEvent
 
 	stats workerStats
+
+	useUring bool        // run the io_uring loop (see Config.DataPath). Static after construction.
+	u        *uringState // the io_uring loop's state while it runs. Owned by the loop.
 
 	started atomic.Bool // run was started (else Close tears down without it)
 	done    chan struct{}
@@ -213,6 +220,15 @@ func (w *worker) run() {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	defer w.shutdown()
+	if w.useUring {
+		// The ring is made here, on the thread that will be its only submitter.
+		u, err := newUring()
+		if err == nil {
+			w.runUring(u)
+			return
+		}
+		w.srv.log.Error("relay: worker cannot set up io_uring; it runs the epoll loop", "worker", w.id, "err", err)
+	}
 	busy := false
 	for {
 		// Wait for readiness without the runtime's syscall bookkeeping: when the program has

@@ -18,7 +18,11 @@ import (
 // each on its own channel number, all to one shared echo peer, must each get exactly their
 // own packets back on their own channel.
 func TestManyClientsOverReusePortWorkers(t *testing.T) {
-	s := startServer(t, func(c *Config) { c.Workers = 4 })
+	forEachDataPath(t, testManyClientsOverReusePortWorkers)
+}
+
+func testManyClientsOverReusePortWorkers(t *testing.T, path DataPath) {
+	s := startServerOn(t, path, func(c *Config) { c.Workers = 4 })
 	if len(s.workers) != 4 {
 		t.Fatalf("%d workers, want 4", len(s.workers))
 	}

@@ -1,0 +1,327 @@
+//go:build linux
+
+package relay
+
+import (
+	"runtime"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The io_uring loop. Every socket of the worker has one multishot recvmsg armed: the kernel
+// receives datagrams into the worker's provided buffers as they arrive, and the worker's
+// sends go into the same ring. One io_uring_enter per round submits the round's sends,
+// receives what has arrived, and waits when there is nothing: one system call where the
+// epoll loop makes three (epoll_wait, recvmmsg, sendmmsg). On this project's machines a
+// system call costs about 1 µs, a sixth of a forwarded packet.
+
+// user_data of a request: what it is in the top byte, the fd or buffer below.
+const (
+	udRecv   = 1 << 56
+	udSend   = 2 << 56
+	udWake   = 3 << 56
+	udCancel = 4 << 56
+	udTagMsk = 0xff << 56
+)
+
+// uringState is the io_uring loop's bookkeeping. Owned by the loop.
+type uringState struct {
+	ring     *uring
+	cur      uint16 // the buffer of the datagram being handled
+	held     bool   // a send took the current buffer
+	free     int    // buffers the kernel may fill
+	returned bool   // buffers were put back since the last publish
+	armed    int    // multishot requests (recv and poll) not yet ended
+	inFlight int    // sends not yet completed
+	rearm    []*sock
+	stopping bool
+}
+
+// runUring runs the loop on ring u until the worker is stopped; it tears the ring down
+// before it returns (every request ended, so no socket stays referenced by the ring).
+func (w *worker) runUring(u *uring) {
+	st := &uringState{ring: u, free: uringBufs, rearm: make([]*sock, 0, 16)}
+	w.u = st
+	defer func() {
+		w.drainUring()
+		w.u = nil
+		u.close()
+	}()
+	for _, s := range w.socks {
+		w.arm(s)
+	}
+	for {
+		w.reap()
+		if st.stopping {
+			return
+		}
+		var e unix.Errno
+		switch {
+		case w.holdMs < 0:
+			e = u.enter(true, true, 0)
+		case w.holdMs > 0:
+			if e = u.enter(true, true, w.holdMs); e == unix.ETIME {
+				e = u.enter(true, false, 0)
+			}
+		default:
+			e = u.enter(true, false, 0)
+		}
+		switch e {
+		case 0, unix.ETIME, unix.EAGAIN, unix.EBUSY:
+			// Completions are ready, or the kernel wants its completion queue reaped first.
+		case unix.EINTR:
+			// A signal: most likely the runtime asking this goroutine to yield. Yield here,
+			// at a safe point (see run).
+			runtime.Gosched()
+		default:
+			w.srv.log.Error("relay: io_uring_enter failed; worker stops", "worker", w.id, "err", e)
+			st.stopping = true
+			return
+		}
+	}
+}
+
+// nextSQE returns a free submission entry, submitting what is queued when the queue is full.
+func (w *worker) nextSQE() *ioSQE {
+	u := w.u.ring
+	if s := u.sqe(); s != nil {
+		return s
+	}
+	_ = u.enter(false, true, 0)
+	return u.sqe()
+}
+
+// arm starts the multishot request that reads s.
+func (w *worker) arm(s *sock) {
+	if w.u.stopping {
+		return
+	}
+	sq := w.nextSQE()
+	if sq == nil {
+		w.u.rearm = append(w.u.rearm, s)
+		return
+	}
+	if s.kind == kindWake {
+		w.u.ring.prepPoll(sq, s.fd, udWake|uint64(s.fd))
+	} else {
+		w.u.ring.prepRecv(sq, s.fd, udRecv|uint64(s.fd))
+	}
+	s.armed = true
+	w.u.armed++
+}
+
+// reap handles every completion that is ready.
+func (w *worker) reap() {
+	st := w.u
+	u := st.ring
+	head := *u.cqHead
+	tail := atomic.LoadUint32(u.cqTail)
+	for ; head != tail; head++ {
+		c := u.cqes[head&u.cqMask]
+		switch c.userData & udTagMsk {
+		case udRecv:
+			w.onRecv(int(int32(c.userData)), c.res, c.flags)
+		case udSend:
+			st.inFlight--
+			w.putBuf(uint16(c.userData))
+			if c.res < 0 {
+				w.stats.drops[dropSendError].Add(1)
+			}
+		case udWake:
+			s := w.socks[int32(c.userData)]
+			if c.flags&ioringCQEFMore == 0 {
+				st.armed--
+				if s != nil {
+					s.armed = false
+					if !st.stopping {
+						w.arm(s)
+					}
+				}
+			}
+			var b [8]byte
+			_, _ = unix.Read(w.wakefd, b[:])
+			if !w.runUringOps() {
+				st.stopping = true
+			}
+		}
+	}
+	atomic.StoreUint32(u.cqHead, head)
+	if st.returned {
+		u.publishBufs()
+		st.returned = false
+	}
+	if len(st.rearm) > 0 && st.free > 0 && !st.stopping {
+		pend := st.rearm
+		st.rearm = st.rearm[:0]
+		for i, s := range pend {
+			pend[i] = nil
+			if s.closing == nil && !s.armed {
+				w.arm(s)
+			}
+		}
+	}
+}
+
+// onRecv handles a completion of a socket's multishot recvmsg: a datagram in a buffer, or
+// the end of the request.
+func (w *worker) onRecv(fd int, res int32, flags uint32) {
+	st := w.u
+	s := w.socks[int32(fd)]
+	if flags&ioringCQEFBuffer != 0 {
+		bid := uint16(flags >> ioringCQEBufferShift)
+		st.free--
+		if res >= 0 && s != nil && s.closing == nil {
+			w.handleBuf(s, bid)
+		} else {
+			w.putBuf(bid)
+		}
+	}
+	if flags&ioringCQEFMore != 0 {
+		return
+	}
+	// The request ended: cancelled (closing or stopping), out of buffers (ENOBUFS), or an
+	// error reported on the socket. Re-arm it unless the socket is going away.
+	st.armed--
+	if s == nil {
+		return
+	}
+	s.armed = false
+	if s.closing != nil {
+		w.closeSock(s)
+		return
+	}
+	if st.stopping {
+		return
+	}
+	if res == -int32(unix.ENOBUFS) && st.free == 0 {
+		st.rearm = append(st.rearm, s) // when buffers come back
+		return
+	}
+	w.arm(s)
+}
+
+// handleBuf relays or hands off the datagram in buffer bid.
+func (w *worker) handleBuf(s *sock, bid uint16) {
+	st := w.u
+	b := st.ring.buf(bid)
+	out := (*ioRecvmsgOut)(unsafe.Pointer(&b[0]))
+	if out.flags&unix.MSG_TRUNC != 0 {
+		w.stats.drops[dropTooLarge].Add(1)
+		w.putBuf(bid)
+		return
+	}
+	size := int(out.payloadlen)
+	from := addrPortFromRaw((*[unix.SizeofSockaddrInet6]byte)(unsafe.Pointer(&b[uringNameOff])))
+	buf := (*[headroom + bufSize]byte)(unsafe.Pointer(&b[uringBufOff]))
+	st.cur, st.held = bid, false
+	switch s.kind {
+	case kindListener:
+		w.fromClient(s, buf, size, from)
+	case kindRelay:
+		w.fromPeer(s.rc, buf, size, from)
+	}
+	if !st.held {
+		w.putBuf(bid)
+	}
+}
+
+// uringSend queues a send of b, which lies in the current buffer; the buffer goes back to the
+// kernel when the send completes.
+func (w *worker) uringSend(fd int, b []byte, to *rawAddr) {
+	st := w.u
+	sq := w.nextSQE()
+	if st.held || sq == nil {
+		w.stats.drops[dropSendError].Add(1)
+		return
+	}
+	st.ring.prepSend(sq, fd, st.cur, b, to, udSend|uint64(st.cur))
+	st.held = true
+	st.inFlight++
+}
+
+func (w *worker) putBuf(bid uint16) {
+	w.u.ring.putBuf(bid)
+	w.u.free++
+	w.u.returned = true
+}
+
+// runUringOps runs the queued ops: a new relay socket is armed; a closing one has its
+// request cancelled and is closed when the request has ended (closeSock), so that the ring
+// never holds a descriptor that was reused. It reports false once the worker is stopped.
+func (w *worker) runUringOps() bool {
+	w.mu.Lock()
+	ops := w.ops
+	w.ops = nil
+	stopped := w.stopped
+	w.mu.Unlock()
+	for _, op := range ops {
+		switch op.kind {
+		case opAdd:
+			w.socks[int32(op.s.fd)] = op.s
+			w.arm(op.s)
+		case opClose:
+			s := w.socks[int32(op.s.fd)]
+			if s == nil {
+				unix.Close(op.s.fd)
+				close(op.done)
+				continue
+			}
+			s.closing = op.done
+			if !s.armed {
+				w.closeSock(s)
+				continue
+			}
+			sq := w.nextSQE()
+			if sq == nil {
+				// No room even after a submit: try again next round rather than never.
+				s.closing = nil
+				w.mu.Lock()
+				w.ops = append(w.ops, op)
+				w.mu.Unlock()
+				var one = [8]byte{1}
+				_, _ = unix.Write(w.wakefd, one[:])
+				continue
+			}
+			w.u.ring.prepCancelFD(sq, s.fd, udCancel)
+		}
+	}
+	return !stopped
+}
+
+// closeSock closes a relay socket whose request has ended and tells closeRelay.
+func (w *worker) closeSock(s *sock) {
+	delete(w.socks, int32(s.fd))
+	unix.Close(s.fd)
+	close(s.closing)
+	s.closing = nil
+}
+
+// drainUring cancels every request and reaps until all have ended (bounded: 2 s), so that
+// closing the ring leaves no socket referenced by it.
+func (w *worker) drainUring() {
+	st := w.u
+	st.stopping = true
+	if sq := w.nextSQE(); sq != nil {
+		st.ring.prepCancelFD(sq, -1, udCancel)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for st.armed > 0 || st.inFlight > 0 {
+		if e := st.ring.enter(true, true, 100); e != 0 && e != unix.ETIME && e != unix.EINTR && e != unix.EAGAIN && e != unix.EBUSY {
+			break
+		}
+		w.reap()
+		if time.Now().After(deadline) {
+			w.srv.log.Warn("relay: io_uring requests still pending at shutdown", "worker", w.id, "armed", st.armed, "sends", st.inFlight)
+			break
+		}
+	}
+	// Relay sockets whose close was asked but whose request never reported its end.
+	for _, s := range w.socks {
+		if s.closing != nil {
+			w.closeSock(s)
+		}
+	}
+}
