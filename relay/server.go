@@ -119,7 +119,7 @@ func New(cfg Config) (*Server, error) {
 	switch c.DataPath {
 	case DataPathAuto:
 		if err := uringUsable(); err != nil {
-			s.log.Info("relay: forwarding with epoll", "reason", err)
+			s.log.Info("io_uring unavailable; forwarding with epoll", "reason", err)
 		} else {
 			useUring = true
 		}
@@ -132,6 +132,11 @@ func New(cfg Config) (*Server, error) {
 	default:
 		return nil, fmt.Errorf("relay: data path %q: want %q, %q or empty (auto)", c.DataPath, DataPathEpoll, DataPathIOUring)
 	}
+	loop := DataPathEpoll
+	if useUring {
+		loop = DataPathIOUring
+	}
+	s.log.Info("forwarding loops", "workers", n, "data-path", string(loop), "hold-scheduler-slot", hold != 0)
 	for i := 0; i < n; i++ {
 		w, err := newWorker(i, s)
 		if err != nil {

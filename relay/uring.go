@@ -364,6 +364,10 @@ func (u *uring) prepSend(s *ioSQE, fd int, bid uint16, b []byte, to *rawAddr, us
 	s.fd = int32(fd)
 	s.addr = uint64(uintptr(unsafe.Pointer(m)))
 	s.len = 1
+	// MSG_DONTWAIT: a full send buffer fails the send (EAGAIN, counted as a drop) instead of
+	// parking it until the socket drains, which would hold its buffer and, were that to
+	// happen to many, stall the worker's receives. The epoll loop drops the same way.
+	s.opFlags = unix.MSG_DONTWAIT
 	s.userData = userData
 }
 
