@@ -152,8 +152,7 @@ func (w *worker) submit(op workerOp) bool {
 	}
 	w.ops = append(w.ops, op)
 	w.mu.Unlock()
-	var one = [8]byte{1}
-	_, _ = unix.Write(w.wakefd, one[:])
+	w.wake()
 	return true
 }
 
@@ -179,17 +178,27 @@ func (w *worker) stop() {
 	w.mu.Lock()
 	w.stopped = true
 	w.mu.Unlock()
-	var one = [8]byte{1}
-	_, _ = unix.Write(w.wakefd, one[:])
+	w.wake()
 	<-w.done
 }
 
-func (w *worker) runOps() bool {
+// takeOps empties the op queue and tells whether the worker was stopped.
+func (w *worker) takeOps() ([]workerOp, bool) {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	ops := w.ops
 	w.ops = nil
-	stopped := w.stopped
-	w.mu.Unlock()
+	return ops, w.stopped
+}
+
+// wake interrupts the loop's wait (its eventfd becomes readable).
+func (w *worker) wake() {
+	var one = [8]byte{1}
+	_, _ = unix.Write(w.wakefd, one[:])
+}
+
+func (w *worker) runOps() bool {
+	ops, stopped := w.takeOps()
 	for _, op := range ops {
 		switch op.kind {
 		case opAdd:

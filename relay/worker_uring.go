@@ -252,11 +252,7 @@ func (w *worker) putBuf(bid uint16) {
 // request cancelled and is closed when the request has ended (closeSock), so that the ring
 // never holds a descriptor that was reused. It reports false once the worker is stopped.
 func (w *worker) runUringOps() bool {
-	w.mu.Lock()
-	ops := w.ops
-	w.ops = nil
-	stopped := w.stopped
-	w.mu.Unlock()
+	ops, stopped := w.takeOps()
 	for _, op := range ops {
 		switch op.kind {
 		case opAdd:
@@ -281,8 +277,7 @@ func (w *worker) runUringOps() bool {
 				w.mu.Lock()
 				w.ops = append(w.ops, op)
 				w.mu.Unlock()
-				var one = [8]byte{1}
-				_, _ = unix.Write(w.wakefd, one[:])
+				w.wake()
 				continue
 			}
 			w.u.ring.prepCancelFD(sq, s.fd, udCancel)
