@@ -11,6 +11,7 @@ package relay
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -385,6 +386,9 @@ func uringUsable() error {
 }
 
 func probeUring() error {
+	// The ring's only submitter is the thread that made it (SINGLE_ISSUER).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	u, err := newUring()
 	if err != nil {
 		return err
