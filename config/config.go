@@ -107,6 +107,7 @@ func Defaults() Options {
 		AllocateRate:     200,
 		UnauthorizedRate: 100,
 		DrainTimeout:     30 * time.Second,
+		IdleHold:         time.Second,
 		LogFormat:        "text",
 		LogLevel:         "info",
 	}
@@ -172,7 +173,7 @@ func (o *Options) FlagSet(fs *flag.FlagSet) {
 	fs.DurationVar(&o.PortQuarantine, "port-quarantine", d.PortQuarantine, "how long a released relay port rests before reuse (0: none)")
 	fs.IntVar(&o.Workers, "workers", d.Workers, "forwarding loops, each with its own SO_REUSEPORT socket (0: one per two cores)")
 	fs.StringVar(&o.DataPath, "data-path", d.DataPath, "forwarding loop: io_uring, epoll, or auto (io_uring when the kernel runs it)")
-	fs.DurationVar(&o.IdleHold, "idle-hold", d.IdleHold, "how long an idle worker waits for packets before parking through the Go runtime (0: indefinitely; negative: never)")
+	fs.DurationVar(&o.IdleHold, "idle-hold", d.IdleHold, "how long a worker without packets keeps its scheduler slot before it parks through the Go runtime (held, a packet costs one wake-up; parked, an idle relay costs no CPU; 0: indefinitely; negative: never)")
 	fs.StringVar(&o.Realm, "realm", d.Realm, "long-term credential realm")
 	list(&o.StaticAuthSecrets, "static-auth-secret", "TURN REST shared secret, repeatable, newest first (default: generated at start and printed)")
 	fs.StringVar(&o.SecretFile, "static-auth-secret-file", d.SecretFile, "file of shared secrets, one per line (\"id secret\" or \"secret\"), newest first; re-read on SIGHUP")

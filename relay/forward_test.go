@@ -300,3 +300,27 @@ func TestForwardEmptyChannelData(t *testing.T) {
 		}
 	}
 }
+
+// Config.IdleHold counts from the last round that had packets: the runtime's preemption
+// ends raw waits every 10-20 ms, and a hold that restarted with each wait would never run
+// out (an idle relay kept its P, and sysmon and the preemption cost ~1 % of a core).
+func TestIdleHoldCountsFromLastPacket(t *testing.T) {
+	w := &worker{}
+	for _, tc := range []struct {
+		holdMs int
+		idle   time.Duration
+		min    int
+		max    int
+	}{
+		{holdMs: -1, idle: time.Hour, min: -1, max: -1},
+		{holdMs: 0, idle: 0, min: 0, max: 0},
+		{holdMs: 100, idle: 150 * time.Millisecond, min: 0, max: 0},
+		{holdMs: 1000, idle: 300 * time.Millisecond, min: 1, max: 700},
+	} {
+		w.holdMs = tc.holdMs
+		w.active = time.Now().Add(-tc.idle)
+		if got := w.holdFor(); got < tc.min || got > tc.max {
+			t.Errorf("hold %d ms, idle %v: holdFor = %d, want %d..%d", tc.holdMs, tc.idle, got, tc.min, tc.max)
+		}
+	}
+}

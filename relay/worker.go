@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -60,9 +61,10 @@ type workerOp struct {
 type worker struct {
 	id     int
 	srv    *Server
-	epfd   int // Static after construction.
-	holdMs int // how long an idle wait holds the P (see Config.IdleHold). Static after construction.
-	wakefd int // eventfd; Static after construction.
+	epfd   int       // Static after construction.
+	holdMs int       // how long an idle wait holds the P (see Config.IdleHold). Static after construction.
+	active time.Time // the last round that had packets, when holdMs > 0. Owned by the loop.
+	wakefd int       // eventfd; Static after construction.
 
 	mu      sync.Mutex
 	ops     []workerOp // Guarded by mu.
@@ -247,8 +249,8 @@ func (w *worker) run() {
 		// the runtime, which hands its P to other goroutines meanwhile, and only polls raw
 		// when the last round was busy.
 		n, errno := 0, unix.Errno(0)
-		if w.holdMs != 0 || busy {
-			n, errno = epollWaitRaw(w.epfd, w.events[:], w.holdMs)
+		if hold := w.holdFor(); hold != 0 || busy {
+			n, errno = epollWaitRaw(w.epfd, w.events[:], hold)
 		}
 		if errno == unix.EINTR {
 			// A signal: most likely the runtime asking this goroutine to yield (a
@@ -273,6 +275,9 @@ func (w *worker) run() {
 			return
 		}
 		busy = n > 1
+		if n > 0 && w.holdMs > 0 {
+			w.active = time.Now()
+		}
 		for i := 0; i < n; i++ {
 			s := w.socks[w.events[i].Fd]
 			if s == nil {
@@ -314,6 +319,21 @@ func (w *worker) shutdown() {
 	unix.Close(w.wakefd)
 	unix.Close(w.epfd)
 	close(w.done)
+}
+
+// holdFor is how long the next wait may hold the P: -1 for as long as it takes, 0 not at
+// all (park through the runtime), else the milliseconds left of Config.IdleHold since the
+// last round that had packets. It counts from that round, not from the wait, because the
+// runtime's preemption (every 10-20 ms) ends a raw wait early, and a hold restarted on each
+// of those would never run out.
+func (w *worker) holdFor() int {
+	if w.holdMs <= 0 {
+		return w.holdMs
+	}
+	if rem := w.holdMs - int(time.Since(w.active)/time.Millisecond); rem > 0 {
+		return rem
+	}
+	return 0
 }
 
 // epollWaitRaw waits up to ms milliseconds (0: a poll) without entering the scheduler's

@@ -54,7 +54,9 @@ func (w *worker) runUring(u *uring) {
 		w.arm(s)
 	}
 	for {
-		w.reap()
+		if w.reap() > 0 && w.holdMs > 0 {
+			w.active = time.Now()
+		}
 		if st.stopping {
 			return
 		}
@@ -63,7 +65,11 @@ func (w *worker) runUring(u *uring) {
 		case w.holdMs < 0:
 			e = u.enter(true, true, 0)
 		case w.holdMs > 0:
-			if e = u.enter(true, true, w.holdMs); e == unix.ETIME {
+			if hold := w.holdFor(); hold > 0 {
+				if e = u.enter(true, true, hold); e == unix.ETIME {
+					e = u.enter(true, false, 0)
+				}
+			} else {
 				e = u.enter(true, false, 0)
 			}
 		default:
@@ -113,12 +119,13 @@ func (w *worker) arm(s *sock) {
 	w.u.armed++
 }
 
-// reap handles every completion that is ready.
-func (w *worker) reap() {
+// reap handles every completion that is ready and says how many there were.
+func (w *worker) reap() int {
 	st := w.u
 	u := st.ring
 	head := *u.cqHead
 	tail := atomic.LoadUint32(u.cqTail)
+	n := int(tail - head)
 	for ; head != tail; head++ {
 		c := u.cqes[head&u.cqMask]
 		switch c.userData & udTagMsk {
@@ -163,6 +170,7 @@ func (w *worker) reap() {
 			}
 		}
 	}
+	return n
 }
 
 // onRecv handles a completion of a socket's multishot recvmsg: a datagram in a buffer, or
