@@ -15,8 +15,10 @@ import (
 // receives datagrams into the worker's provided buffers as they arrive, and the worker's
 // sends go into the same ring. One io_uring_enter per round submits the round's sends,
 // receives what has arrived, and waits when there is nothing: one system call where the
-// epoll loop makes three (epoll_wait, recvmmsg, sendmmsg). On this project's machines a
-// system call costs about 1 µs, a sixth of a forwarded packet.
+// epoll loop makes up to three (epoll_wait, recvmmsg, sendmmsg). Measured on this project's
+// 2-core machines: a null system call costs ~1 µs; at saturation the loop makes 1.03 system
+// calls per relayed packet where the epoll loop makes 1.78, and it relays 2-13 % more packets
+// per CPU-second (most with many sockets, least with one busy flow).
 
 // user_data of a request: what it is in the top byte, the fd or buffer below.
 const (
