@@ -4,6 +4,7 @@ package relay
 
 import (
 	"bytes"
+	"net"
 	"testing"
 	"time"
 
@@ -280,5 +281,40 @@ func testChannelExpiryStopsFastPath(t *testing.T, path DataPath) {
 	}
 	if after := s.Stats(); after.Traffic != before.Traffic {
 		t.Errorf("traffic counted after expiry: before %+v, after %+v", before.Traffic, after.Traffic)
+	}
+}
+
+// RFC 8656 §7.3: a Refresh with lifetime 0 deletes the allocation. Its relay socket must
+// really close (the io_uring loop closes it only once the socket's receive request has
+// ended): the port can be bound again by anyone, and a packet sent to it is not relayed.
+func TestDeletedAllocationClosesRelaySocket(t *testing.T) {
+	forEachDataPath(t, testDeletedAllocationClosesRelaySocket)
+}
+
+func testDeletedAllocationClosesRelaySocket(t *testing.T, path DataPath) {
+	s := startServerOn(t, path, func(c *Config) { c.PortQuarantine = -1 })
+	c := newRawAllocation(t, s, "alice")
+	peer := newUDPPeer(t, "127.0.0.1:0")
+	if err := c.channelBind(0x4000, peer.addr()); err != nil {
+		t.Fatalf("ChannelBind: %v", err)
+	}
+	if err := peer.send(c.relayed, []byte("live")); err != nil {
+		t.Fatal(err)
+	}
+	if _, data, err := c.recvChannelData(); err != nil || string(data) != "live" {
+		t.Fatalf("before the delete the client got %q, %v", data, err)
+	}
+	if err := c.refresh(0); err != nil {
+		t.Fatalf("Refresh lifetime 0: %v", err)
+	}
+	var pc net.PacketConn
+	pollUntil(t, "the relay port to be free", func() bool {
+		var err error
+		pc, err = net.ListenPacket("udp4", c.relayed.String())
+		return err == nil
+	})
+	defer pc.Close()
+	if n := s.liveAllocations(); n != 0 {
+		t.Fatalf("%d allocations after the delete, want 0", n)
 	}
 }
