@@ -91,6 +91,9 @@ func run(in io.Reader, out io.Writer) error {
 	return tw.Flush()
 }
 
+// ratio is the ratio of the medians and, when both servers ran every round, the range of
+// the per-round ratios (rounds alternate the servers, so round i of one is run beside round
+// i of the other): on a noisy machine the spread says how far to trust the median.
 func ratio(a, b *runs) string {
 	if a == nil || b == nil {
 		return "-"
@@ -99,7 +102,24 @@ func ratio(a, b *runs) string {
 	if x <= 0 || y <= 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.2f×", x/y)
+	s := fmt.Sprintf("%.2f×", x/y)
+	if len(a.perCPU) < 2 || len(a.perCPU) != len(b.perCPU) {
+		return s
+	}
+	lo, hi := 0.0, 0.0
+	for i := range a.perCPU {
+		if b.perCPU[i] <= 0 {
+			return s
+		}
+		r := a.perCPU[i] / b.perCPU[i]
+		if i == 0 || r < lo {
+			lo = r
+		}
+		if i == 0 || r > hi {
+			hi = r
+		}
+	}
+	return fmt.Sprintf("%s (%.2f–%.2f)", s, lo, hi)
 }
 
 // median of v; the mean of the middle two for an even count.

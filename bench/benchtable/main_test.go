@@ -39,7 +39,8 @@ func TestTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := out.String()
-	for _, want := range []string{"32000", "1.60×", "20000", "0.5000"} {
+	// Medians 32000 and 20000; per-round ratios 1.50 and 1.70.
+	for _, want := range []string{"32000", "1.60× (1.50–1.70)", "20000", "0.5000"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)
 		}
