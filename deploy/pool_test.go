@@ -24,6 +24,7 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/internal/testpeer"
 	"github.com/avedge/avedge/relay"
 )
 
@@ -110,29 +111,6 @@ func turnClient(t *testing.T, server, username, password string) *turn.Client {
 	}
 	t.Cleanup(func() { c.Close(); pc.Close() })
 	return c
-}
-
-// echoPeer is a UDP peer on loopback that sends every datagram back.
-func echoPeer(t *testing.T) net.PacketConn {
-	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(buf[:n], from)
-		}
-	}()
-	t.Cleanup(func() { pc.Close(); <-done })
-	return pc
 }
 
 // roundTrip sends msg through conn to peer and waits for its echo, resending while pion's
@@ -298,7 +276,7 @@ func testPoolDrain(t *testing.T, alternate bool) {
 	if len(pool) != 2 || pool[0] != addrA || pool[1] != addrB {
 		t.Fatalf("relay list %v, want [%s %s]", pool, addrA, addrB)
 	}
-	peer := echoPeer(t)
+	peer := testpeer.Echo(t, "udp4", "127.0.0.1:0")
 
 	// The same credential allocates on both relays of the list.
 	conns := make([]net.PacketConn, len(pool))

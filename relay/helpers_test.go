@@ -114,29 +114,6 @@ func newClientWith(t testing.TB, server, network, local, username, password stri
 	return c
 }
 
-// echoPeer is a UDP peer on loopback that sends every datagram back.
-func echoPeer(t testing.TB, network, addr string) net.PacketConn {
-	t.Helper()
-	pc, err := net.ListenPacket(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(buf[:n], from)
-		}
-	}()
-	t.Cleanup(func() { pc.Close(); <-done })
-	return pc
-}
-
 // roundTrip writes msg through relay to peer and waits for the echo, retrying while the
 // permission and channel are being set up (the first packets go as Send indications).
 func roundTrip(t testing.TB, relay net.PacketConn, peer net.Addr, msg []byte) {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/avedge/avedge/internal/testpeer"
 	"github.com/avedge/avedge/metrics"
 )
 
@@ -26,7 +27,7 @@ func testManyClientsOverReusePortWorkers(t *testing.T, path DataPath) {
 	if len(s.workers) != 4 {
 		t.Fatalf("%d workers, want 4", len(s.workers))
 	}
-	peer := echoPeer(t, "udp4", "127.0.0.1:0")
+	peer := testpeer.Echo(t, "udp4", "127.0.0.1:0")
 	peerAddr := peer.LocalAddr().(interface{ AddrPort() netip.AddrPort }).AddrPort()
 
 	const clients, n, size = 20, 25, 100

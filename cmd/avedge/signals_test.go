@@ -16,6 +16,7 @@ import (
 
 	"github.com/avedge/avedge/auth"
 	"github.com/avedge/avedge/config"
+	"github.com/avedge/avedge/internal/testpeer"
 	"github.com/avedge/avedge/relay"
 )
 
@@ -173,28 +174,6 @@ func echo(t *testing.T, relayed net.PacketConn, peer net.PacketConn, msg string)
 	t.Fatalf("no echo of %q through the relay", msg)
 }
 
-func echoServer(t *testing.T) net.PacketConn {
-	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(buf[:n], from)
-		}
-	}()
-	t.Cleanup(func() { pc.Close(); <-done })
-	return pc
-}
-
 // permission asks a permission for 8.8.8.8 (never sent to) with a fresh allocation of c.
 func (r *reloadRig) permission(t *testing.T, c credential) int {
 	t.Helper()
@@ -225,7 +204,7 @@ func TestReload(t *testing.T) {
 	dave := credential{name: "static dave", user: "dave", pass: "dave-pw"}
 
 	r := newReloadRig(t, "k1 "+secretA+"\n", "carol:carol-pw\n")
-	peer := echoServer(t)
+	peer := testpeer.Echo(t, "udp4", "127.0.0.1:0")
 
 	r.expect(t, []credential{credA, carol}, []credential{credB, dave})
 	live, code := r.allocate(t, credA.user, credA.pass)

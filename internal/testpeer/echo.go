@@ -1,0 +1,31 @@
+// Package testpeer holds the UDP peers the tests of several packages relay to.
+package testpeer
+
+import (
+	"net"
+	"testing"
+)
+
+// Echo is a UDP peer on network ("udp4", "udp6") at addr that sends every datagram back to
+// where it came from, until the test ends.
+func Echo(t testing.TB, network, addr string) net.PacketConn {
+	t.Helper()
+	pc, err := net.ListenPacket(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo(buf[:n], from)
+		}
+	}()
+	t.Cleanup(func() { pc.Close(); <-done })
+	return pc
+}
