@@ -61,16 +61,7 @@ func testSendAndDataIndications(t *testing.T, path DataPath) {
 				if err := c.sendIndication(peer.addr(), out); err != nil {
 					t.Fatal(err)
 				}
-				got, from, err := peer.recv(rawTimeout)
-				if err != nil {
-					t.Fatalf("packet %d: peer: %v", i, err)
-				}
-				if from != c.relayed {
-					t.Fatalf("packet %d came from %v, want the relayed address %v", i, from, c.relayed)
-				}
-				if !bytes.Equal(got, out) {
-					t.Fatalf("packet %d: peer got % x, want % x", i, got, out)
-				}
+				peer.expect(t, i, c.relayed, out)
 				back := payload(2, i, tc.s)
 				if err := peer.send(c.relayed, back); err != nil {
 					t.Fatal(err)
@@ -125,16 +116,7 @@ func testChannelDataBothWays(t *testing.T, path DataPath) {
 				if err := c.sendChannelData(tc.num, out, tc.pad); err != nil {
 					t.Fatal(err)
 				}
-				got, from, err := peer.recv(rawTimeout)
-				if err != nil {
-					t.Fatalf("packet %d: peer: %v", i, err)
-				}
-				if from != c.relayed {
-					t.Fatalf("packet %d came from %v, want the relayed address %v", i, from, c.relayed)
-				}
-				if !bytes.Equal(got, out) {
-					t.Fatalf("packet %d: peer got % x, want % x", i, got, out)
-				}
+				peer.expect(t, i, c.relayed, out)
 				back := payload(4, i, tc.s)
 				if err := peer.send(c.relayed, back); err != nil {
 					t.Fatal(err)

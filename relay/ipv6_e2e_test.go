@@ -80,10 +80,7 @@ func TestIPv6Allocation(t *testing.T) {
 			if err := c.sendChannelData(0x4006, out, false); err != nil {
 				t.Fatal(err)
 			}
-			got, from, err := peer.recv(rawTimeout)
-			if err != nil || from != c.relayed || !bytes.Equal(got, out) {
-				t.Fatalf("packet %d: peer got % x from %v (%v)", i, got, from, err)
-			}
+			peer.expect(t, i, c.relayed, out)
 			if err := peer.send(c.relayed, out); err != nil {
 				t.Fatal(err)
 			}

@@ -3,6 +3,7 @@
 package relay
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -368,6 +369,21 @@ func (p *udpPeer) recv(d time.Duration) ([]byte, netip.AddrPort, error) {
 		return nil, netip.AddrPort{}, err
 	}
 	return buf[:n], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), nil
+}
+
+// expect fails t unless the next datagram comes from from and carries want (byte-exact).
+func (p *udpPeer) expect(t testing.TB, i int, from netip.AddrPort, want []byte) {
+	t.Helper()
+	got, src, err := p.recv(rawTimeout)
+	if err != nil {
+		t.Fatalf("packet %d: peer: %v", i, err)
+	}
+	if src != from {
+		t.Fatalf("packet %d came from %v, want %v", i, src, from)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("packet %d: peer got % x, want % x", i, got, want)
+	}
 }
 
 // payload returns s bytes that differ per (seed, i) and cover every byte value, so that a
