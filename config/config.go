@@ -441,13 +441,11 @@ func (o Options) Build() (*Settings, error) {
 	}
 	rc.Workers = o.Workers
 	rc.IdleHold = o.IdleHold
-	switch o.DataPath {
-	case "", "auto":
-	case string(relay.DataPathEpoll), string(relay.DataPathIOUring):
-		rc.DataPath = relay.DataPath(o.DataPath)
-	default:
-		return nil, bad("data-path", "%q: give io_uring, epoll or auto", o.DataPath)
+	dp, perr := relay.ParseDataPath(o.DataPath)
+	if perr != nil {
+		return nil, bad("data-path", "%v", perr)
 	}
+	rc.DataPath = dp
 	rc.Realm = o.Realm
 	if o.Realm == "" {
 		return nil, bad("realm", "must not be empty")

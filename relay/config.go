@@ -2,6 +2,7 @@ package relay
 
 import (
 	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -155,3 +156,15 @@ const (
 	DataPathEpoll   DataPath = "epoll"
 	DataPathIOUring DataPath = "io_uring"
 )
+
+// ParseDataPath reads a data path as an operator writes it: "io_uring", "epoll", or "auto"
+// (or empty) for DataPathAuto.
+func ParseDataPath(s string) (DataPath, error) {
+	switch p := DataPath(s); p {
+	case DataPathEpoll, DataPathIOUring:
+		return p, nil
+	case DataPathAuto, "auto":
+		return DataPathAuto, nil
+	}
+	return "", fmt.Errorf("data path %q: want %s, %s or auto", s, DataPathIOUring, DataPathEpoll)
+}

@@ -115,26 +115,21 @@ func New(cfg Config) (*Server, error) {
 			hold = int((c.IdleHold + time.Millisecond - 1) / time.Millisecond)
 		}
 	}
-	useUring := false
-	switch c.DataPath {
+	loop, err := ParseDataPath(string(c.DataPath))
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	switch loop {
 	case DataPathAuto:
+		loop = DataPathIOUring
 		if err := uringUsable(); err != nil {
 			s.log.Info("io_uring unavailable; forwarding with epoll", "reason", err)
-		} else {
-			useUring = true
+			loop = DataPathEpoll
 		}
 	case DataPathIOUring:
 		if err := uringUsable(); err != nil {
 			return nil, fmt.Errorf("relay: data path io_uring: %w (use data path epoll or auto)", err)
 		}
-		useUring = true
-	case DataPathEpoll:
-	default:
-		return nil, fmt.Errorf("relay: data path %q: want %q, %q or empty (auto)", c.DataPath, DataPathEpoll, DataPathIOUring)
-	}
-	loop := DataPathEpoll
-	if useUring {
-		loop = DataPathIOUring
 	}
 	s.log.Info("forwarding loops", "workers", n, "data-path", string(loop), "hold-scheduler-slot", hold != 0)
 	for i := 0; i < n; i++ {
@@ -143,7 +138,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("relay: worker %d: %w", i, err)
 		}
 		w.holdMs = hold
-		w.useUring = useUring
+		w.useUring = loop == DataPathIOUring
 		s.workers = append(s.workers, w)
 	}
 	turnCfg := turn.ServerConfig{

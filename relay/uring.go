@@ -238,7 +238,7 @@ func newUring() (*uring, error) {
 }
 
 func (u *uring) close() {
-	if u.fd > 0 {
+	if u.fd >= 0 {
 		unix.Close(u.fd)
 		u.fd = -1
 	}

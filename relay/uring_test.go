@@ -229,6 +229,12 @@ func TestDataPathChoice(t *testing.T) {
 	lo := netip.MustParseAddrPort("127.0.0.1:0")
 	base := Config{Listeners: []ListenerConfig{{Network: UDP, Addr: lo}}, Logger: testLogger(t), Workers: 1}
 
+	for in, want := range map[string]DataPath{"": DataPathAuto, "auto": DataPathAuto, "epoll": DataPathEpoll, "io_uring": DataPathIOUring} {
+		if got, err := ParseDataPath(in); err != nil || got != want {
+			t.Errorf("ParseDataPath(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+
 	bad := base
 	bad.DataPath = "dpdk"
 	if s, err := New(bad); err == nil {
