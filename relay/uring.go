@@ -293,21 +293,18 @@ func (u *uring) pending() uint32 {
 	return u.sqLocal - atomic.LoadUint32(u.sqHead)
 }
 
-// enter submits what is pending and, if wait, waits for at least one completion: raw (the
-// thread keeps its P; a signal ends the wait with EINTR) or through the runtime's syscall
-// path (the P goes to other goroutines meanwhile). ms > 0 bounds a raw wait.
-func (u *uring) enter(wait, raw bool, ms int) unix.Errno {
+// enter submits what is pending and, if min > 0, waits until at least min completions are
+// ready: raw (the thread keeps its P; a signal ends the wait with EINTR) or through the
+// runtime's syscall path (the P goes to other goroutines meanwhile). ms > 0 bounds the wait.
+func (u *uring) enter(min uint32, raw bool, ms int) unix.Errno {
 	toSubmit := u.pending()
 	// GETEVENTS even without waiting: with DEFER_TASKRUN that is when the kernel does the
 	// receives that are due and posts their completions.
-	var minComplete, flags uintptr = 0, ioringEnterGetEvents
-	if wait {
-		minComplete = 1
-	}
+	var minComplete, flags uintptr = uintptr(min), ioringEnterGetEvents
 	var arg, argSize uintptr
 	var ts unix.Timespec
 	var ga ioGeteventsArg
-	if wait && ms > 0 {
+	if min > 0 && ms > 0 {
 		ts = unix.NsecToTimespec(int64(ms) * 1e6)
 		ga.ts = uint64(uintptr(unsafe.Pointer(&ts)))
 		arg, argSize = uintptr(unsafe.Pointer(&ga)), unsafe.Sizeof(ga)
@@ -412,14 +409,14 @@ func probeUring() error {
 		return fail("getsockname", err)
 	}
 	u.prepRecv(u.sqe(), fds[1], 1)
-	if e := u.enter(false, true, 0); e != 0 {
+	if e := u.enter(0, true, 0); e != 0 {
 		return fail("submit recvmsg", e)
 	}
 	if err := unix.Sendto(fds[0], []byte("avedge"), 0, sa); err != nil {
 		return fail("send", err)
 	}
 	// The datagram is already queued on the socket: one bounded wait completes it.
-	if e := u.enter(true, true, 1000); e != 0 {
+	if e := u.enter(1, true, 1000); e != 0 {
 		return fail("wait", e)
 	}
 	head := atomic.LoadUint32(u.cqHead)

@@ -54,7 +54,7 @@ func newUringRig(t *testing.T) *uringRig {
 
 // step submits what is queued, waits for a completion and handles every one that is ready.
 func (r *uringRig) step(t testing.TB) {
-	if e := r.ring.enter(true, true, 1000); e != 0 && e != unix.EINTR {
+	if e := r.ring.enter(1, true, 1000); e != 0 && e != unix.EINTR {
 		t.Fatalf("io_uring_enter: %v", e)
 	}
 	r.w.reap()
@@ -265,5 +265,38 @@ func TestDataPathChoice(t *testing.T) {
 		if _, err := newClient(t, s, "alice").SendBindingRequest(); err != nil {
 			t.Errorf("data path %q: binding: %v", path, err)
 		}
+	}
+}
+
+// The round's wait submits the round's sends and must not end on their completions: it waits
+// for one completion more (waitTarget), so with no packet coming it lasts its whole timeout
+// (a wait cannot end early by being slow, so the bound is safe on a loaded machine), and the
+// sends have left.
+func TestUringWaitIsNotEndedByOwnSends(t *testing.T) {
+	r := newUringRig(t)
+	if _, err := r.cl.WriteToUDPAddrPort(frame(0x4001, []byte("out")), r.lisA); err != nil {
+		t.Fatal(err)
+	}
+	r.step(t) // receives the datagram and queues its send
+	if r.w.u.unsent != 1 {
+		t.Fatalf("%d sends queued, want 1", r.w.u.unsent)
+	}
+	const timeout = 50 * time.Millisecond
+	start := time.Now()
+	// Through the runtime's syscall path: a raw wait would be cut short by the runtime's
+	// preemption signal, and a signal during a wait that also submitted is not reported.
+	if e := r.ring.enter(r.w.u.waitTarget(), false, int(timeout/time.Millisecond)); e != 0 && e != unix.ETIME {
+		t.Fatalf("wait: %v", e)
+	}
+	if took := time.Since(start); took < timeout*9/10 {
+		t.Fatalf("the wait ended after %v with no packet coming; want its %v timeout", took, timeout)
+	}
+	buf := make([]byte, 64)
+	_ = r.peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, _, err := r.peer.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "out" {
+		t.Fatalf("peer got %q, %v; want \"out\"", buf[:n], err)
+	}
+	if n := r.w.reap(); n != 0 || r.w.u.inFlight != 0 {
+		t.Fatalf("after the wait: %d receives reaped (want 0), %d sends in flight (want 0)", n, r.w.u.inFlight)
 	}
 }

@@ -38,6 +38,7 @@ type uringState struct {
 	returned bool   // buffers were put back since the last publish
 	armed    int    // multishot requests (recv and poll) not yet ended
 	inFlight int    // sends not yet completed
+	unsent   uint32 // sends prepared but not yet submitted
 	rearm    []*sock
 	stopping bool
 }
@@ -62,20 +63,17 @@ func (w *worker) runUring(u *uring) {
 		if st.stopping {
 			return
 		}
+		// Raw for as long as the hold lasts (-1: no end), then through the runtime (see
+		// Config.IdleHold); a wait that times out comes back here and parks.
+		min := st.waitTarget()
 		var e unix.Errno
-		switch {
-		case w.holdMs < 0:
-			e = u.enter(true, true, 0)
-		case w.holdMs > 0:
-			if hold := w.holdFor(); hold > 0 {
-				if e = u.enter(true, true, hold); e == unix.ETIME {
-					e = u.enter(true, false, 0)
-				}
-			} else {
-				e = u.enter(true, false, 0)
-			}
-		default:
-			e = u.enter(true, false, 0)
+		if hold := w.holdFor(); hold == 0 {
+			e = u.enter(min, false, 0)
+		} else {
+			e = u.enter(min, true, max(hold, 0))
+		}
+		if u.pending() == 0 {
+			st.unsent = 0
 		}
 		switch e {
 		case 0, unix.ETIME, unix.EAGAIN, unix.EBUSY:
@@ -98,7 +96,10 @@ func (w *worker) nextSQE() *ioSQE {
 	if s := u.sqe(); s != nil {
 		return s
 	}
-	_ = u.enter(false, true, 0)
+	_ = u.enter(0, true, 0)
+	if u.pending() == 0 {
+		w.u.unsent = 0
+	}
 	return u.sqe()
 }
 
@@ -121,17 +122,19 @@ func (w *worker) arm(s *sock) {
 	w.u.armed++
 }
 
-// reap handles every completion that is ready and says how many there were.
+// reap handles every completion that is ready and says how many were receives or ops (the
+// worker's own send completions are not activity).
 func (w *worker) reap() int {
 	st := w.u
 	u := st.ring
 	head := *u.cqHead
 	tail := atomic.LoadUint32(u.cqTail)
-	n := int(tail - head)
+	n := 0
 	for ; head != tail; head++ {
 		c := u.cqes[head&u.cqMask]
 		switch c.userData & udTagMsk {
 		case udRecv:
+			n++
 			w.onRecv(int(int32(c.userData)), c.res, c.flags)
 		case udSend:
 			st.inFlight--
@@ -140,6 +143,7 @@ func (w *worker) reap() int {
 				w.stats.drops[dropSendError].Add(1)
 			}
 		case udWake:
+			n++
 			s := w.socks[int32(c.userData)]
 			if c.flags&ioringCQEFMore == 0 {
 				st.armed--
@@ -250,6 +254,19 @@ func (w *worker) uringSend(fd int, b []byte, to *rawAddr) {
 	st.ring.prepSend(sq, fd, st.cur, b, to, udSend|uint64(st.cur))
 	st.held = true
 	st.inFlight++
+	st.unsent++
+}
+
+// waitTarget is the min_complete of the round's wait: one more than the sends the wait
+// submits, since each of those posts its completion at once (a UDP send with MSG_DONTWAIT
+// completes or fails inline), so that the wait ends on a packet or an op, not on the loop's
+// own sends. With completions already waiting, the wait must not wait.
+func (st *uringState) waitTarget() uint32 {
+	u := st.ring
+	if atomic.LoadUint32(u.cqTail) != *u.cqHead {
+		return 1
+	}
+	return st.unsent + 1
 }
 
 func (w *worker) putBuf(bid uint16) {
@@ -314,7 +331,7 @@ func (w *worker) drainUring() {
 	}
 	deadline := time.Now().Add(2 * time.Second)
 	for st.armed > 0 || st.inFlight > 0 {
-		if e := st.ring.enter(true, true, 100); e != 0 && e != unix.ETIME && e != unix.EINTR && e != unix.EAGAIN && e != unix.EBUSY {
+		if e := st.ring.enter(1, true, 100); e != 0 && e != unix.ETIME && e != unix.EINTR && e != unix.EAGAIN && e != unix.EBUSY {
 			break
 		}
 		w.reap()
