@@ -24,7 +24,7 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/avedge/avedge/auth"
-	"github.com/avedge/avedge/internal/testpeer"
+	"github.com/avedge/avedge/internal/testnet"
 	"github.com/avedge/avedge/relay"
 )
 
@@ -276,7 +276,7 @@ func testPoolDrain(t *testing.T, alternate bool) {
 	if len(pool) != 2 || pool[0] != addrA || pool[1] != addrB {
 		t.Fatalf("relay list %v, want [%s %s]", pool, addrA, addrB)
 	}
-	peer := testpeer.Echo(t, "udp4", "127.0.0.1:0")
+	peer := testnet.Echo(t, "udp4", "127.0.0.1:0")
 
 	// The same credential allocates on both relays of the list.
 	conns := make([]net.PacketConn, len(pool))

@@ -10,36 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/avedge/avedge/internal/testnet"
 	"github.com/pion/turn/v5"
 )
 
 const testSecret = "loadgen-test-secret"
-
-// startPion runs an in-process pion/turn v5 server on loopback with TURN REST
-// credentials and returns its address.
-func startPion(t *testing.T) netip.AddrPort {
-	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := turn.NewServer(turn.ServerConfig{
-		Realm:       "avedge.test",
-		AuthHandler: turn.LongTermTURNRESTAuthHandler(testSecret, nil),
-		PacketConnConfigs: []turn.PacketConnConfig{{
-			PacketConn: pc,
-			RelayAddressGenerator: &turn.RelayAddressGeneratorStatic{
-				RelayAddress: net.IPv4(127, 0, 0, 1),
-				Address:      "127.0.0.1",
-			},
-		}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
-}
 
 func restCredentials(t *testing.T, secret string) func(int) (string, string) {
 	return func(int) (string, string) {
@@ -66,7 +41,7 @@ func checkConsistent(t *testing.T, rep Report) {
 }
 
 func TestRunModes(t *testing.T) {
-	server := startPion(t)
+	server := testnet.PionTURN(t, testSecret)
 	tests := []struct {
 		name    string
 		mode    Mode
@@ -116,7 +91,7 @@ func TestRunModes(t *testing.T) {
 }
 
 func TestRunSaturate(t *testing.T) {
-	server := startPion(t)
+	server := testnet.PionTURN(t, testSecret)
 	rep, err := Run(context.Background(), Config{
 		Server: server, Clients: 1, Rate: 0, Size: 200, Window: 8,
 		Duration: 300 * time.Millisecond, Drain: 2 * time.Second,
@@ -135,7 +110,7 @@ func TestRunSaturate(t *testing.T) {
 }
 
 func TestRunRefreshes(t *testing.T) {
-	server := startPion(t)
+	server := testnet.PionTURN(t, testSecret)
 	for _, mode := range []Mode{ModeChannel, ModeIndication} {
 		t.Run(string(mode), func(t *testing.T) {
 			rep, err := Run(context.Background(), Config{
@@ -156,7 +131,7 @@ func TestRunRefreshes(t *testing.T) {
 }
 
 func TestRunServerCPU(t *testing.T) {
-	server := startPion(t) // in-process, so the server's pid is ours
+	server := testnet.PionTURN(t, testSecret) // in-process, so the server's pid is ours
 	rep, err := Run(context.Background(), Config{
 		Server: server, Clients: 4, Rate: 200, Duration: 500 * time.Millisecond,
 		ServerPID: runtimePID(), Credentials: restCredentials(t, testSecret),
@@ -173,7 +148,7 @@ func TestRunServerCPU(t *testing.T) {
 }
 
 func TestRunRejected(t *testing.T) {
-	server := startPion(t)
+	server := testnet.PionTURN(t, testSecret)
 	_, err := Run(context.Background(), Config{
 		Server: server, Clients: 1, Rate: 10, Duration: 100 * time.Millisecond,
 		Credentials: restCredentials(t, "not-the-secret"),

@@ -4,7 +4,7 @@ package relay
 
 import (
 	"fmt"
-	"github.com/avedge/avedge/internal/testpeer"
+	"github.com/avedge/avedge/internal/testnet"
 	"net"
 	"runtime"
 	"testing"
@@ -35,7 +35,7 @@ func TestAllocateChannelBothWays(t *testing.T) {
 	if ra.Port < 20000 || ra.Port > 29999 {
 		t.Fatalf("relayed port %d outside 20000-29999", ra.Port)
 	}
-	peer := testpeer.Echo(t, "udp4", "127.0.0.1:0")
+	peer := testnet.Echo(t, "udp4", "127.0.0.1:0")
 	for i := 0; i < 50; i++ {
 		roundTrip(t, relay, peer.LocalAddr(), []byte(fmt.Sprintf("packet %d", i)))
 	}
@@ -77,7 +77,7 @@ func testHoldingWorkersYield(t *testing.T, path DataPath) {
 		t.Fatalf("allocate: %v", err)
 	}
 	defer relay.Close()
-	peer := testpeer.Echo(t, "udp4", "127.0.0.1:0")
+	peer := testnet.Echo(t, "udp4", "127.0.0.1:0")
 	for i := 0; i < 20; i++ {
 		roundTrip(t, relay, peer.LocalAddr(), []byte(fmt.Sprintf("held %d", i)))
 	}

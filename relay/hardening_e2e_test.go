@@ -21,7 +21,7 @@ import (
 	"github.com/pion/stun/v4"
 
 	"github.com/avedge/avedge/auth"
-	"github.com/avedge/avedge/internal/testpeer"
+	"github.com/avedge/avedge/internal/testnet"
 	"github.com/avedge/avedge/metrics"
 )
 
@@ -470,7 +470,7 @@ func TestDrainWithTrafficFlowing(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := startServer(t, func(c *Config) { c.AlternateServer = tc.alternate })
 			c := newRawAllocation(t, s, "alice")
-			peer := testpeer.Echo(t, "udp4", "127.0.0.1:0")
+			peer := testnet.Echo(t, "udp4", "127.0.0.1:0")
 			peerAddr := peer.LocalAddr().(*net.UDPAddr).AddrPort()
 			const num, n, size = 0x4321, 200, 160
 			if err := c.channelBind(num, peerAddr); err != nil {
@@ -706,7 +706,7 @@ func TestDrainRefusesStreamAllocations(t *testing.T) {
 				}
 			}
 			// The live one still relays.
-			peer := testpeer.Echo(t, "udp4", "127.0.0.1:0")
+			peer := testnet.Echo(t, "udp4", "127.0.0.1:0")
 			echoThrough(t, relayed, peer.LocalAddr(), 3, 100)
 		})
 	}

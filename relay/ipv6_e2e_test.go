@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/avedge/avedge/auth"
-	"github.com/avedge/avedge/internal/testpeer"
+	"github.com/avedge/avedge/internal/testnet"
 	"github.com/avedge/avedge/metrics"
 )
 
@@ -57,7 +57,7 @@ func TestIPv6Allocation(t *testing.T) {
 		if st := s.Stats(); st.Allocations[metrics.TransportUDP][metrics.FamilyIPv6] != 1 {
 			t.Fatalf("allocations %v, want one udp/ipv6", st.Allocations)
 		}
-		peer := testpeer.Echo(t, "udp6", "[::1]:0")
+		peer := testnet.Echo(t, "udp6", "[::1]:0")
 		roundTrip(t, relay, peer.LocalAddr(), []byte("over ipv6"))
 	})
 

@@ -13,7 +13,7 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/avedge/avedge/auth"
-	"github.com/avedge/avedge/internal/testpeer"
+	"github.com/avedge/avedge/internal/testnet"
 )
 
 // rotationKeys are the secrets of a rotation: the new one first, as a keyring lists them.
@@ -54,7 +54,7 @@ func allocateWith(t *testing.T, s *Server, tr Network, roots *x509.CertPool, cr 
 		return err
 	}
 	t.Cleanup(func() { relay.Close() })
-	peer := testpeer.Echo(t, "udp4", "127.0.0.1:0")
+	peer := testnet.Echo(t, "udp4", "127.0.0.1:0")
 	echoThrough(t, relay, peer.LocalAddr(), 3, 64)
 	return nil
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/avedge/avedge/auth"
-	"github.com/avedge/avedge/internal/testpeer"
+	"github.com/avedge/avedge/internal/testnet"
 	"github.com/avedge/avedge/metrics"
 )
 
@@ -109,7 +109,7 @@ func TestSoakChurn(t *testing.T) {
 		c.AllocateRate = -1 // every client is 127.0.0.1: the churn is not an attack
 		c.PortQuarantine = -1
 	})
-	peer := testpeer.Echo(t, "udp4", "127.0.0.1:0")
+	peer := testnet.Echo(t, "udp4", "127.0.0.1:0")
 	peerAddr := peer.LocalAddr().(*net.UDPAddr).AddrPort()
 
 	// One warm-up of each kind, so that what the runtime and pion start once (timers, the

@@ -18,7 +18,7 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/avedge/avedge/auth"
-	"github.com/avedge/avedge/internal/testpeer"
+	"github.com/avedge/avedge/internal/testnet"
 	"github.com/avedge/avedge/metrics"
 )
 
@@ -124,7 +124,7 @@ func TestAllocateOverStreams(t *testing.T) {
 			// pion's client sends Send indications until its ChannelBind succeeds, then
 			// ChannelData. The stream is reliable and so is loopback, so every write
 			// arrives exactly once: the two paths together count every packet.
-			peer := testpeer.Echo(t, "udp4", "127.0.0.1:0")
+			peer := testnet.Echo(t, "udp4", "127.0.0.1:0")
 			const n, size = 30, 120
 			k := 0 // round trips until the first ChannelData is counted
 			deadline := time.Now().Add(3 * time.Second)

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/avedge/avedge/internal/testpeer"
+	"github.com/avedge/avedge/internal/testnet"
 	"github.com/avedge/avedge/metrics"
 )
 
@@ -27,7 +27,7 @@ func testManyClientsOverReusePortWorkers(t *testing.T, path DataPath) {
 	if len(s.workers) != 4 {
 		t.Fatalf("%d workers, want 4", len(s.workers))
 	}
-	peer := testpeer.Echo(t, "udp4", "127.0.0.1:0")
+	peer := testnet.Echo(t, "udp4", "127.0.0.1:0")
 	peerAddr := peer.LocalAddr().(interface{ AddrPort() netip.AddrPort }).AddrPort()
 
 	const clients, n, size = 20, 25, 100

@@ -3,42 +3,15 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"net"
 	"strings"
 	"testing"
 
-	"github.com/pion/turn/v5"
-
+	"github.com/avedge/avedge/internal/testnet"
 	"github.com/avedge/avedge/loadgen"
 )
 
-// startPion runs an in-process pion/turn v5 server that accepts TURN REST
-// credentials minted with secret.
-func startPion(t *testing.T, secret string) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := turn.NewServer(turn.ServerConfig{
-		Realm:       "avedge.test",
-		AuthHandler: turn.LongTermTURNRESTAuthHandler(secret, nil),
-		PacketConnConfigs: []turn.PacketConnConfig{{
-			PacketConn: pc,
-			RelayAddressGenerator: &turn.RelayAddressGeneratorStatic{
-				RelayAddress: net.IPv4(127, 0, 0, 1), Address: "127.0.0.1",
-			},
-		}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return pc.LocalAddr().String()
-}
-
 func TestRunJSON(t *testing.T) {
-	server := startPion(t, "s3cret")
+	server := testnet.PionTURN(t, "s3cret").String()
 	tests := []struct {
 		name string
 		args []string

@@ -16,7 +16,7 @@ import (
 
 	"github.com/avedge/avedge/auth"
 	"github.com/avedge/avedge/config"
-	"github.com/avedge/avedge/internal/testpeer"
+	"github.com/avedge/avedge/internal/testnet"
 	"github.com/avedge/avedge/relay"
 )
 
@@ -204,7 +204,7 @@ func TestReload(t *testing.T) {
 	dave := credential{name: "static dave", user: "dave", pass: "dave-pw"}
 
 	r := newReloadRig(t, "k1 "+secretA+"\n", "carol:carol-pw\n")
-	peer := testpeer.Echo(t, "udp4", "127.0.0.1:0")
+	peer := testnet.Echo(t, "udp4", "127.0.0.1:0")
 
 	r.expect(t, []credential{credA, carol}, []credential{credB, dave})
 	live, code := r.allocate(t, credA.user, credA.pass)

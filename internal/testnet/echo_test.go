@@ -1,4 +1,4 @@
-package testpeer
+package testnet
 
 import (
 	"net"

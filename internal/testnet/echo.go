@@ -1,5 +1,6 @@
-// Package testpeer holds the UDP peers the tests of several packages relay to.
-package testpeer
+// Package testnet holds the network ends that the tests of several packages need: a UDP echo
+// peer to relay to, and a plain pion/turn server to point a client at.
+package testnet
 
 import (
 	"net"
