@@ -23,16 +23,19 @@
 //     embedded IPv4 address as a component.
 //  3. If Deny contains the address as given or any component: [ReasonDenyList].
 //  4. If the address or any component is one of RelayAddrs: [ReasonRelayAddress].
-//  5. If Allow contains the address as given: allowed.
-//  6. Each embedded component is classified by the built-in IPv4 table
-//     (loopback, RFC 1918, CGNAT, …); a refused component refuses the address
-//     unless Allow contains that component.
+//  5. Each IPv4 component is classified by the built-in IPv4 table
+//     (loopback, RFC 1918, CGNAT, link-local, Azure's WireServer, …); a
+//     refused component refuses the address unless Allow contains that
+//     IPv4 component.
+//  6. If Allow contains the IPv6 address as given: allowed.
 //  7. The IPv6 address itself is classified by the built-in IPv6 table
 //     (loopback, link-local, ULA, multicast, documentation, anything outside
 //     2000::/3 that is not a translation prefix, …).
 //
 // So Deny wins over everything, the relay's own addresses are never peers,
-// and Allow only ever lifts the built-in ranges. A [Policy] is immutable: to
+// and Allow only ever lifts the built-in ranges, each family's by entries
+// of that family: an IPv6 entry (a NAT64 prefix, say) never lifts the
+// refusal of an IPv4 address it embeds. A [Policy] is immutable: to
 // reload, build a new one with [New] and swap it in (an atomic.Pointer).
 //
 // # Limits

@@ -174,18 +174,18 @@ func (p *Policy) Check(ip netip.Addr) Reason {
 		}
 	}
 
-	if is4 {
-		if in4(p.allow4, emb[0]) {
-			return Allowed
-		}
-	} else if in6(p.allow6, hi, lo) {
-		return Allowed
-	}
-
+	// Allow lifts the built-in classification of the address as given. For
+	// an IPv6 address that is its IPv6 class only: every IPv4 address it
+	// embeds is still classified on its own and lifted only by an IPv4
+	// entry, so allowing a NAT64 prefix (64:ff9b::/96) reaches public IPv4
+	// peers through it but not 64:ff9b::a9fe:a9fe (169.254.169.254).
 	for _, v := range comps {
 		if r := builtin4(v, p.allowLoopback); r != Allowed && !in4(p.allow4, v) {
 			return r
 		}
+	}
+	if !is4 && in6(p.allow6, hi, lo) {
+		return Allowed
 	}
 	return own
 }

@@ -23,6 +23,10 @@ func testPolicies(t testing.TB) map[string]*Policy {
 		"default":  New(Config{}),
 		"zero":     &Policy{},
 		"loopback": New(Config{AllowLoopback: true}),
+		// An operator who allows the well-known NAT64 prefix, or a
+		// network-specific one, to reach IPv4-only peers through a NAT64.
+		"wireserver": New(Config{Allow: mustPrefixes(t, "168.63.129.16/32")}),
+		"nat64": New(Config{Allow: mustPrefixes(t, "64:ff9b::/96", "2001:db8:64::/96")}),
 		"lists": New(Config{
 			Allow: mustPrefixes(t, "10.0.0.0/8", "192.168.5.0/24", "fd00:1::/32",
 				"2001:db8:1::/48", "52.0.0.0/8", "2606:4700:ffff::/48"),
@@ -178,6 +182,21 @@ func TestCheck(t *testing.T) {
 		{"relay neighbour allowed", "lists", "52.1.2.5", Allowed},
 		{"relay v6", "lists", "2600:1f18::1", ReasonRelayAddress},
 		{"relay v6 neighbour", "lists", "2600:1f18::2", Allowed},
+
+		// An IPv6 allow entry lifts the IPv6 classification only: the IPv4
+		// address it embeds is still classified (and refused) on its own.
+		{"nat64 allowed, public v4", "nat64", "64:ff9b::808:808", Allowed},
+		{"nat64 allowed, metadata v4", "nat64", "64:ff9b::a9fe:a9fe", ReasonLinkLocal},
+		{"nat64 allowed, private v4", "nat64", "64:ff9b::a00:1", ReasonPrivate},
+		{"nat64 allowed, loopback v4", "nat64", "64:ff9b::7f00:1", ReasonLoopback},
+		{"nat64 allowed, wireserver v4", "nat64", "64:ff9b::a83f:8110", ReasonMetadata},
+		{"network-specific prefix allowed", "nat64", "2001:db8:64::1", Allowed},
+
+		// Cloud metadata and host services on public addresses.
+		{"azure wireserver", "default", "168.63.129.16", ReasonMetadata},
+		{"azure wireserver mapped", "default", "::ffff:168.63.129.16", ReasonMetadata},
+		{"azure wireserver neighbour", "default", "168.63.129.17", Allowed},
+		{"allow lifts wireserver", "wireserver", "168.63.129.16", Allowed},
 	}
 	if len(tests) < 40 {
 		t.Fatalf("only %d address forms", len(tests))
@@ -246,8 +265,8 @@ func TestReasons(t *testing.T) {
 		}
 		seen[r] = true
 	}
-	if len(seen) != 13 {
-		t.Errorf("Reasons() has %d entries, want 13", len(seen))
+	if len(seen) != 14 {
+		t.Errorf("Reasons() has %d entries, want 14", len(seen))
 	}
 }
 

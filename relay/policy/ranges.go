@@ -59,6 +59,10 @@ func block4(a, b, c, d byte, bits int, reason Reason) range4 {
 //	203.0.113.0/24      Documentation (TEST-NET-3)         RFC 5737   False
 //	240.0.0.0/4         Reserved                           RFC 1112   False
 //	255.255.255.255/32  Limited Broadcast                  RFC 919    False
+//
+// plus one public address that is a cloud host service, not a peer:
+//
+//	168.63.129.16/32    Azure WireServer / host DNS        (Azure)    -
 var special4 = [...]range4{
 	block4(0, 0, 0, 0, 8, ReasonUnspecified),
 	block4(10, 0, 0, 0, 8, ReasonPrivate),
@@ -76,6 +80,7 @@ var special4 = [...]range4{
 	block4(224, 0, 0, 0, 4, ReasonMulticast),
 	block4(255, 255, 255, 255, 32, ReasonBroadcast),
 	block4(240, 0, 0, 0, 4, ReasonReserved),
+	block4(168, 63, 129, 16, 32, ReasonMetadata),
 }
 
 // builtin4 classifies an IPv4 address (as its 32-bit value) by special4.

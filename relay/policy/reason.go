@@ -20,6 +20,11 @@ const (
 	ReasonCGNAT Reason = "cgnat"
 	// ReasonLinkLocal: 169.254/16 (cloud metadata 169.254.169.254) or fe80::/10.
 	ReasonLinkLocal Reason = "link_local"
+	// ReasonMetadata: a cloud provider's host service on a public address
+	// that answers only from inside the provider's network and hands out
+	// instance secrets: Azure's WireServer 168.63.129.16 (169.254.169.254,
+	// link-local, is refused as [ReasonLinkLocal]).
+	ReasonMetadata Reason = "metadata"
 	// ReasonMulticast: 224/4 or ff00::/8.
 	ReasonMulticast Reason = "multicast"
 	// ReasonBroadcast: the limited broadcast address 255.255.255.255.
@@ -47,6 +52,6 @@ func Reasons() []Reason {
 		ReasonLoopback, ReasonUnspecified, ReasonPrivate, ReasonCGNAT,
 		ReasonLinkLocal, ReasonMulticast, ReasonBroadcast, ReasonUniqueLocal,
 		ReasonDocumentation, ReasonReserved, ReasonRelayAddress,
-		ReasonDenyList, ReasonInvalid,
+		ReasonDenyList, ReasonInvalid, ReasonMetadata,
 	}
 }
