@@ -26,7 +26,7 @@ func testPolicies(t testing.TB) map[string]*Policy {
 		// An operator who allows the well-known NAT64 prefix, or a
 		// network-specific one, to reach IPv4-only peers through a NAT64.
 		"wireserver": New(Config{Allow: mustPrefixes(t, "168.63.129.16/32")}),
-		"nat64": New(Config{Allow: mustPrefixes(t, "64:ff9b::/96", "2001:db8:64::/96")}),
+		"nat64":      New(Config{Allow: mustPrefixes(t, "64:ff9b::/96", "2001:db8:64::/96")}),
 		"lists": New(Config{
 			Allow: mustPrefixes(t, "10.0.0.0/8", "192.168.5.0/24", "fd00:1::/32",
 				"2001:db8:1::/48", "52.0.0.0/8", "2606:4700:ffff::/48"),
