@@ -6,15 +6,20 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/pion/stun/v4"
 
 	"github.com/avedge/avedge/auth"
 	"github.com/avedge/avedge/metrics"
@@ -162,6 +167,92 @@ func startUclient(bin string, args ...string) <-chan uclientRun {
 	return done
 }
 
+// uclient's channel numbers are drawn at random, and a draw may repeat. Before it sends data,
+// each uclient client binds a channel to the second echo port (peer port + 1), binds it
+// again, then draws a fresh number at random in 0x4000–0x7FFF and binds it to the peer port
+// (coturn's start_connection in startuclient.c binds more than it needs on purpose, to test
+// the server). One time in 16384 the second draw equals the first, and the relay must refuse
+// the bind: RFC 8656 §12.2, "The channel number is not currently bound to a different
+// transport address (same transport address is OK) ... If any of these tests fail, the server
+// replies with a 400 (Bad Request) error." uclient then exits with "channel bind: error 400".
+// With four runs that bind channels, two clients each, about one test run in 2048 fails so,
+// whatever the relay does. Such a run is run again, but only when the relay's own log shows
+// that very refusal (lostToChannelDraw); any other 400 still fails the test.
+
+// warnLog records the relay's Warn-level log messages; pion's warnings arrive there
+// (pionLeveled). It passes every record on to next as well.
+type warnLog struct {
+	next slog.Handler
+	rec  *warnRecords
+}
+
+type warnRecords struct {
+	mu   sync.Mutex
+	msgs []string // Guarded by mu.
+}
+
+// take returns the messages recorded since the last take.
+func (w *warnRecords) take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := w.msgs
+	w.msgs = nil
+	return m
+}
+
+func (h warnLog) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn || h.next.Enabled(ctx, l)
+}
+
+func (h warnLog) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		h.rec.mu.Lock()
+		h.rec.msgs = append(h.rec.msgs, r.Message)
+		h.rec.mu.Unlock()
+	}
+	if h.next.Enabled(ctx, r.Level) {
+		return h.next.Handle(ctx, r)
+	}
+	return nil
+}
+
+func (h warnLog) WithAttrs(as []slog.Attr) slog.Handler {
+	return warnLog{next: h.next.WithAttrs(as), rec: h.rec}
+}
+
+func (h warnLog) WithGroup(name string) slog.Handler {
+	return warnLog{next: h.next.WithGroup(name), rec: h.rec}
+}
+
+// recordWarnings makes c's relay log through a warnLog and returns its records.
+func recordWarnings(t testing.TB, c *Config) *warnRecords {
+	rec := &warnRecords{}
+	c.Logger = slog.New(warnLog{next: testLogger(t).Handler(), rec: rec})
+	return rec
+}
+
+// reChannelTaken is pion's warning for a ChannelBind whose channel number is bound to another
+// peer of the allocation (pion/turn v5 internal/server/turn.go, handleChannelBindRequest).
+var reChannelTaken = regexp.MustCompile(`^ChannelBind rejected: channel (\d+) already bound to peer (\S+), attempted peer (\S+)$`)
+
+// lostToChannelDraw reports whether a uclient run failed only because uclient drew, for the
+// peer port, the channel number it had bound to peer port + 1: uclient says "channel bind:
+// error 400" and the relay's warnings include that refusal, for those two addresses of the
+// echo peer on 127.0.0.1.
+func lostToChannelDraw(res uclientRun, warnings []string, peerPort int) bool {
+	if res.err == nil || !strings.Contains(res.out, "channel bind: error 400") {
+		return false
+	}
+	second := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(peerPort+1)).String()
+	first := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(peerPort)).String()
+	for _, w := range warnings {
+		if m := reChannelTaken.FindStringSubmatch(w); m != nil && m[2] == second && m[3] == first {
+			return true
+		}
+	}
+	return false
+}
+
 // TestInteropCoturnUclient runs coturn's client against avedge over UDP and TCP, with
 // channels (uclient's default) and with Send/Data indications (-s), with a long-term
 // credential and with the TURN REST secret itself (-W, as coturn's use-auth-secret does).
@@ -179,6 +270,8 @@ func TestInteropCoturnUclient(t *testing.T) {
 		path    metrics.Path
 
 		srv  *Server
+		warn *warnRecords
+		args []string
 		done <-chan uclientRun
 	}
 	runs := []*run{
@@ -194,7 +287,10 @@ func TestInteropCoturnUclient(t *testing.T) {
 	for i, r := range runs {
 		// A range of its own per relay: the runs allocate at the same time.
 		base := uint16(21000 + 1000*i)
-		r.srv = startServer(t, func(c *Config) { c.MinPort, c.MaxPort = base, base+999 })
+		r.srv = startServer(t, func(c *Config) {
+			c.MinPort, c.MaxPort = base, base+999
+			r.warn = recordWarnings(t, c)
+		})
 		_, port, _ := net.SplitHostPort(r.srv.addrOf(r.network))
 		args := append([]string{}, r.flags...)
 		if !slices.Contains(r.flags, "-W") {
@@ -206,11 +302,18 @@ func TestInteropCoturnUclient(t *testing.T) {
 			"-z", "5",
 			"-e", "127.0.0.1", "-r", strconv.Itoa(peerPort),
 			"-p", port, "127.0.0.1")
+		r.args = args
 		r.done = startUclient(bin, args...)
 	}
 	for _, r := range runs {
 		t.Run(r.name, func(t *testing.T) {
 			res := <-r.done // bounded by startUclient's timeout
+			// A refused bind relays nothing (uclient sends data only once every client is set
+			// up), so the counters checked below still count one complete run.
+			for attempt := 2; attempt <= 3 && lostToChannelDraw(res, r.warn.take(), peerPort); attempt++ {
+				t.Logf("turnutils_uclient drew a channel number it had bound to the other peer, and the relay refused it as it must (400); attempt %d", attempt)
+				res = <-startUclient(bin, r.args...)
+			}
 			if res.err != nil {
 				t.Fatalf("%v; output:\n%s", res.err, res.out)
 			}
@@ -259,6 +362,56 @@ func TestParseUclient(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := parseUclient(tc.out); got != tc.want {
 				t.Errorf("parseUclient = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// lostToChannelDraw is checked against the relay itself: raw requests replay uclient's binds
+// with its second draw repeating the first (the one refusal it must recognise) and with
+// other refused binds, which must still fail the interop test. The uclient side is uclient's
+// captured output for that draw (coturn 4.6.1, its random source made to repeat).
+func TestLostToChannelDraw(t *testing.T) {
+	captured, err := os.ReadFile("../testdata/coturn/uclient_channel_taken.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := uclientRun{out: string(captured), err: fmt.Errorf("exit status 255")}
+	// A ChannelBind only names its peer: nothing needs to listen on these ports.
+	const peerPort = 40000
+	lo := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	first, second, third := netip.AddrPortFrom(lo, peerPort), netip.AddrPortFrom(lo, peerPort+1), netip.AddrPortFrom(lo, peerPort+2)
+	type bind struct {
+		num  uint16
+		peer netip.AddrPort
+	}
+	for _, tc := range []struct {
+		name  string
+		binds []bind // every bind but the last succeeds; the last is refused with 400
+		res   uclientRun
+		want  bool
+	}{
+		{name: "second draw repeats the first", binds: []bind{{0x5a5a, second}, {0x5a5a, second}, {0x5a5a, first}}, res: refused, want: true},
+		{name: "peer bound to another number", binds: []bind{{0x5a5a, second}, {0x5a5b, second}}, res: refused},
+		{name: "number bound to a third address", binds: []bind{{0x5a5a, third}, {0x5a5a, first}}, res: refused},
+		{name: "same refusal, uclient failed otherwise", binds: []bind{{0x5a5a, second}, {0x5a5a, first}},
+			res: uclientRun{out: "0: : Cannot complete Allocation\n", err: fmt.Errorf("exit status 255")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var warn *warnRecords
+			s := startServer(t, func(c *Config) { warn = recordWarnings(t, c) })
+			c := newRawAllocation(t, s, "coturn")
+			for i, b := range tc.binds {
+				err := c.channelBind(b.num, b.peer)
+				if last := i == len(tc.binds)-1; !last && err != nil {
+					t.Fatalf("ChannelBind %#x to %s: %v", b.num, b.peer, err)
+				} else if last && errorCode(err) != stun.CodeBadRequest {
+					t.Fatalf("ChannelBind %#x to %s: %v, want 400", b.num, b.peer, err)
+				}
+			}
+			w := warn.take()
+			if got := lostToChannelDraw(tc.res, w, peerPort); got != tc.want {
+				t.Errorf("lostToChannelDraw = %v, want %v; relay warnings: %q", got, tc.want, w)
 			}
 		})
 	}
