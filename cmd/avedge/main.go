@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"syscall"
 	"time"
 
@@ -84,8 +85,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		log.Warn("loopback peers are allowed (all-loopback setup); pass --allow-loopback-peers=false to refuse them")
 	}
 
-	var servers []*http.Server
-	var authAddr string
+	// The HTTP servers and their Serve goroutines: stopHTTP shuts them down and waits for
+	// the goroutines, on every way out of run once they may have started.
+	var (
+		servers  []*http.Server
+		serving  sync.WaitGroup
+		authAddr string
+	)
+	stopHTTP := func() {
+		for _, hs := range servers {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = hs.Shutdown(ctx)
+			cancel()
+		}
+		serving.Wait()
+	}
 	serveHTTP := func(name, addr string, h http.Handler) error {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -96,16 +110,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		}
 		hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
 		servers = append(servers, hs)
-		go func() {
+		serving.Go(func() {
 			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error(name+" stopped", "err", err)
 			}
-		}()
+		})
 		log.Info(name+" listening", "addr", ln.Addr().String())
 		return nil
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "avedge: %v\n", err)
+		stopHTTP()
 		_ = srv.Close()
 		return 1
 	}
@@ -142,53 +157,67 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	if ready != nil {
 		ready <- srv
 	}
-	code := 0
-	go func() {
-		<-ctx.Done()
-		sigs <- syscall.SIGINT
+	waitAndStop(ctx, log, sigs, opts.DrainTimeout, func() { reload(log, args, st, srv) }, srv)
+	stopHTTP()
+	log.Info("stopped")
+	return 0
+}
+
+// waitAndStop serves until SIGINT (or ctx is cancelled: the same) closes srv, or SIGTERM
+// drains it for up to drainTimeout; SIGHUP calls reload, also while draining. A second SIGTERM
+// or SIGINT cuts the drain short. It returns once srv is closed, with the goroutines it
+// started ended.
+func waitAndStop(ctx context.Context, log *slog.Logger, sigs chan os.Signal, drainTimeout time.Duration, reload func(), srv *relay.Server) {
+	stop := make(chan struct{})
+	var watching sync.WaitGroup
+	defer func() {
+		close(stop)
+		watching.Wait()
 	}()
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
-			reload(log, args, st, srv)
-			continue
+	watching.Go(func() {
+		select {
+		case <-ctx.Done():
+			select {
+			case sigs <- syscall.SIGINT:
+			case <-stop:
+			}
+		case <-stop:
 		}
-		if sig == syscall.SIGTERM {
-			log.Info("SIGTERM: draining", "timeout", opts.DrainTimeout.String())
-			ctx, cancel := context.WithTimeout(context.Background(), opts.DrainTimeout)
-			go func() {
-				// A second SIGTERM or SIGINT cuts the drain short; SIGHUP still reloads.
+	})
+	for sig := range sigs {
+		switch sig {
+		case syscall.SIGHUP:
+			reload()
+			continue
+		case syscall.SIGTERM:
+			log.Info("SIGTERM: draining", "timeout", drainTimeout.String())
+			dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+			watching.Go(func() {
 				for {
 					select {
 					case s := <-sigs:
 						if s == syscall.SIGHUP {
-							reload(log, args, st, srv)
+							reload()
 							continue
 						}
 						cancel()
-					case <-ctx.Done():
+					case <-dctx.Done():
 					}
 					return
 				}
-			}()
-			if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			})
+			if err := srv.Shutdown(dctx); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 				log.Warn("shutdown", "err", err)
 			}
 			cancel()
-		} else {
+		default:
 			log.Info("SIGINT: closing")
 			if err := srv.Close(); err != nil {
 				log.Warn("close", "err", err)
 			}
 		}
-		break
+		return
 	}
-	for _, hs := range servers {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = hs.Shutdown(ctx)
-		cancel()
-	}
-	log.Info("stopped")
-	return code
 }
 
 // reload re-reads the configuration (flags and the --config file, with the secret and user
