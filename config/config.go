@@ -433,11 +433,8 @@ func (o Options) Build() (*Settings, error) {
 	}
 	rc.MinPort, rc.MaxPort = uint16(o.MinPort), uint16(o.MaxPort)
 	rc.PortQuarantine = o.PortQuarantine
-	if o.PortQuarantine == 0 {
-		rc.PortQuarantine = -1
-	}
 	if o.Workers < 0 {
-		return nil, bad("workers", "%d: give 0 (one per core) or more", o.Workers)
+		return nil, bad("workers", "%d: give 0 (one per two cores) or more", o.Workers)
 	}
 	rc.Workers = o.Workers
 	rc.IdleHold = o.IdleHold

@@ -3,13 +3,22 @@ package config
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/pion/turn/v5"
+
+	"github.com/avedge/avedge/auth"
 	"github.com/avedge/avedge/relay"
 )
 
@@ -198,4 +207,86 @@ func TestWildcardUDPListensOnEachAddress(t *testing.T) {
 	if !sawLoopback || !sawTCPWildcard {
 		t.Fatalf("listeners %v: want UDP per address (127.0.0.1 among them) and TCP on the wildcard", st.Relay.Listeners)
 	}
+}
+
+// TestZeroMeansTheSameInRelayConfig hands relay.New the Settings Build derives, with Workers
+// and PortQuarantine at Go's zero: the relay must read them as the options' zero values read
+// (workers 0: one per two cores; port-quarantine 0: none), so that Build copies them through.
+func TestZeroMeansTheSameInRelayConfig(t *testing.T) {
+	o, err := Parse([]string{"--listening-port", "0", "--no-tcp", "--min-port", "32200", "--max-port", "32209",
+		"--metrics-listen", "", "--auth-listen", "", "--workers", "0", "--port-quarantine", "0"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := o.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := st.Relay
+	if rc.Workers != 0 || rc.PortQuarantine != 0 {
+		t.Fatalf("Build turned workers 0 into %d and port-quarantine 0 into %v; want both copied through", rc.Workers, rc.PortQuarantine)
+	}
+	var logged lockedBuilder
+	rc.Logger = slog.New(slog.NewTextHandler(&logged, nil))
+	srv, err := relay.New(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	want := max(1, runtime.NumCPU()/2)
+	if !strings.Contains(logged.String(), fmt.Sprintf("workers=%d ", want)) {
+		t.Errorf("workers 0 on %d cores: want %d forwarding loops, log says:\n%s", runtime.NumCPU(), want, logged.String())
+	}
+
+	sec, _ := st.Keyring.Newest()
+	user, pass := auth.MintREST(sec.Value, "zero", time.Now().Add(time.Hour))
+	server := srv.Addrs()[0].Addr.String()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	c, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: server, TURNServerAddr: server, Conn: pc,
+		Username: user, Password: pass, Realm: rc.Realm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	alloc, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alloc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The relay releases the port after it has answered the Refresh: poll, bounded.
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(3 * time.Second); srv.Stats().Ports.Held != 0 && time.Now().Before(deadline); {
+		<-tick.C
+	}
+	if p := srv.Stats().Ports; p.Held != 0 || p.Quarantined != 0 {
+		t.Fatalf("after the allocation's release: %d ports held, %d in quarantine; want 0 and 0 (port-quarantine 0: none)", p.Held, p.Quarantined)
+	}
+}
+
+// lockedBuilder is a strings.Builder the relay's goroutines may log to while the test reads.
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"time"
 
 	"github.com/avedge/avedge/auth"
@@ -42,8 +43,8 @@ type Config struct {
 	ExternalIPs map[netip.Addr]netip.Addr
 	// MinPort and MaxPort bound the edge range relay ports are drawn from. Zero: 50000–59999.
 	MinPort, MaxPort uint16
-	// PortQuarantine is how long a released relay port rests. Zero: portalloc's default (10 s);
-	// negative: no quarantine.
+	// PortQuarantine is how long a released relay port rests before it is handed out again.
+	// Zero or negative: not at all, as avedge's port-quarantine 0 (whose default is 10 s).
 	PortQuarantine time.Duration
 
 	// Realm is the long-term credential realm. Empty: "avedge".
@@ -53,7 +54,7 @@ type Config struct {
 	Validator *auth.Validator
 
 	// Workers is the number of forwarding loops (each with its own SO_REUSEPORT socket per UDP
-	// listen address). Zero: GOMAXPROCS.
+	// listen address). Zero or negative: DefaultWorkers(), as avedge's workers 0.
 	Workers int
 
 	// IdleHold is how long a worker keeps its scheduler slot (P) after its last packet before
@@ -100,7 +101,8 @@ type Config struct {
 	AllocateRate float64
 	// UnauthorizedRate limits 401 answers per client address per second (burst: 5 seconds'
 	// worth), so the relay is neither a password oracle nor an amplifier. Zero: 100;
-	// negative: unlimited.
+	// negative: unlimited. (avedge refuses 0 for both rates: it reads to an operator as "no
+	// Allocate at all"; its defaults are these, 200 and 100.)
 	UnauthorizedRate float64
 	// AlternateServer, when set, is named in a 300 (Try Alternate) answer to Allocate requests
 	// while the relay drains (RFC 8489 §10 ALTERNATE-SERVER); unset, they get 508.
@@ -136,6 +138,12 @@ func (c *Config) withDefaults() Config {
 	if out.Realm == "" {
 		out.Realm = "avedge"
 	}
+	if out.PortQuarantine == 0 {
+		out.PortQuarantine = -1
+	}
+	if out.Workers <= 0 {
+		out.Workers = DefaultWorkers()
+	}
 	if out.AllocateRate == 0 {
 		out.AllocateRate = 200
 	}
@@ -147,6 +155,12 @@ func (c *Config) withDefaults() Config {
 	}
 	return out
 }
+
+// DefaultWorkers is the number of forwarding loops a zero Config.Workers runs: one per two
+// cores, at least one: the kernel's network stack (softirq, wake-ups) needs the other core,
+// and one worker per two cores relays more packets per CPU-second than one per core (README,
+// "Performance").
+func DefaultWorkers() int { return max(1, runtime.NumCPU()/2) }
 
 // DataPath names a forwarding loop implementation (see Config.DataPath).
 type DataPath string

@@ -59,7 +59,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	if os.Getenv("GOMAXPROCS") == "" {
 		// Each forwarding worker keeps its scheduler slot while it waits for packets (see
 		// relay.Config.IdleHold); give the rest of the program as many slots as there are cores.
-		workers := rc0Workers(st)
+		workers := st.Relay.Workers
+		if workers <= 0 {
+			workers = relay.DefaultWorkers()
+		}
 		if want := runtime.NumCPU() + workers; runtime.GOMAXPROCS(0) < want {
 			runtime.GOMAXPROCS(want)
 		}
@@ -73,7 +76,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		return 1
 	}
 	rc := st.Relay
-	rc.Workers = rc0Workers(st)
 	rc.Metrics = m
 	rc.Logger = log
 	srv, err := relay.New(rc)
@@ -240,16 +242,6 @@ func reload(log *slog.Logger, args []string, st *config.Settings, srv *relay.Ser
 	st.Validator.SetUsers(nst.Users)
 	srv.SetPeerPolicy(nst.Relay.Peers)
 	log.Info("SIGHUP: reloaded secrets, users and peer policy", "secrets", len(st.Keyring.Secrets()), "users", len(nst.Users))
-}
-
-// rc0Workers is the number of forwarding workers: as configured, else one per two cores.
-// Measured on 2-core machines, one worker relays more packets per CPU-second than two at every
-// load up to saturation: the kernel's network stack (softirq, wake-ups) needs the other core.
-func rc0Workers(st *config.Settings) int {
-	if st.Relay.Workers > 0 {
-		return st.Relay.Workers
-	}
-	return max(1, runtime.NumCPU()/2)
 }
 
 // relaysOf lists this relay, as bound, for the credential service's default relay list.
