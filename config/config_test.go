@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -162,11 +163,35 @@ func TestHelpDocumentsEveryOption(t *testing.T) {
 			t.Errorf("flag %s has no usage", f.Name)
 		}
 	})
-	// Every YAML key is a flag of the same name.
-	for _, key := range yamlKeys() {
-		if fs.Lookup(key) == nil {
-			t.Errorf("yaml key %s has no flag", key)
+}
+
+// TestOptionTableCoversOptions checks that each field of Options is the field of exactly one
+// row of optionTable, so that it has a flag, a YAML key and a default.
+func TestOptionTableCoversOptions(t *testing.T) {
+	var o Options
+	base := reflect.ValueOf(&o).Pointer()
+	typ := reflect.TypeOf(o)
+	rows := map[uintptr][]string{}
+	names := map[string]bool{}
+	for _, op := range optionTable {
+		if names[op.name] {
+			t.Errorf("option %s: two rows", op.name)
 		}
+		names[op.name] = true
+		p := reflect.ValueOf(op.field(&o))
+		rows[p.Pointer()-base] = append(rows[p.Pointer()-base], op.name)
+		if op.usage == "" {
+			t.Errorf("option %s: no usage", op.name)
+		}
+	}
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		if got := rows[f.Offset]; len(got) != 1 {
+			t.Errorf("field %s is the field of options %q, want exactly one", f.Name, got)
+		}
+	}
+	if len(optionTable) != typ.NumField() {
+		t.Errorf("%d options for %d fields", len(optionTable), typ.NumField())
 	}
 }
 
@@ -289,4 +314,40 @@ func (l *lockedBuilder) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestYAMLErrorsNameTheKey checks that a YAML error names the key whose value is wrong, from
+// the position yaml.v3 gives the key's node (several keys may share a line: a flow mapping).
+func TestYAMLErrorsNameTheKey(t *testing.T) {
+	for _, tc := range []struct {
+		name, doc, want string
+	}{
+		{name: "type error in a flow mapping", doc: "{min-port: abc, realm: x}\n", want: "key min-port: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!str `abc` into int"},
+		{name: "unknown key in a flow mapping", doc: "{realm: x, listening-prot: 1, min-port: 50000}\n", want: "key listening-prot: line 1, column 12: unknown key"},
+		{name: "type error below a list", doc: "relay-ip:\n  - 127.0.0.1\ndrain-timeout: soon\n", want: "key drain-timeout: yaml: unmarshal errors:\n  line 3: cannot unmarshal !!str `soon` into time.Duration"},
+		{name: "key given twice", doc: "realm: a\nmin-port: 50000\nrealm: b\n", want: `key realm: line 3: mapping key "realm" already defined at line 1`},
+		{name: "not a mapping", doc: "- realm\n", want: "line 1, column 1: want a mapping of keys to values, not !!seq"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := Defaults()
+			err := o.Load(strings.NewReader(tc.doc), "test.yaml")
+			want := "config: test.yaml: " + tc.want + " (keys are the flag names of avedge --help)"
+			if err == nil || err.Error() != want {
+				t.Fatalf("error %q\nwant  %q", err, want)
+			}
+		})
+	}
+}
+
+// TestYAMLMerge checks that a merge key ("<<") sets what the mapping does not set itself, the
+// first merged mapping first, as yaml.v3 does for a struct.
+func TestYAMLMerge(t *testing.T) {
+	o := Defaults()
+	doc := "realm: own\n<<: [{realm: merged, min-port: 40000, max-port: 41000}, {min-port: 1, log-level: debug}]\n"
+	if err := o.Load(strings.NewReader(doc), "merge.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	if o.Realm != "own" || o.MinPort != 40000 || o.MaxPort != 41000 || o.LogLevel != "debug" {
+		t.Fatalf("realm %q min-port %d max-port %d log-level %q; want own, 40000, 41000, debug", o.Realm, o.MinPort, o.MaxPort, o.LogLevel)
+	}
 }
