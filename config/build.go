@@ -1,13 +1,9 @@
 package config
 
 import (
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"fmt"
-	"net"
 	"net/netip"
-	"os"
 	"strings"
 
 	"github.com/avedge/avedge/auth"
@@ -30,21 +26,65 @@ type Settings struct {
 }
 
 // Build checks o and derives the relay and service settings. Errors name the key.
+//
+// It first reads what o points outside itself to (read: the certificate and key, the secret,
+// user and API key files, the host's addresses, fresh random bytes), then derives the
+// settings from o and what was read (derive), which does no I/O.
 func (o Options) Build() (*Settings, error) {
-	st := &Settings{MetricsListen: o.MetricsListen, AuthListen: o.AuthListen}
-	bad := func(key, format string, args ...any) error {
-		return fmt.Errorf("config: %s: %s", key, fmt.Sprintf(format, args...))
+	in, err := o.read()
+	if err != nil {
+		return nil, err
 	}
+	return o.derive(in)
+}
+
+// bad is an error in the value of key.
+func bad(key, format string, args ...any) error {
+	return fmt.Errorf("config: %s: %s", key, fmt.Sprintf(format, args...))
+}
+
+// derive checks o and derives the settings, given what read read.
+func (o Options) derive(in *inputs) (*Settings, error) {
 	if o.MinPort < 1024 || o.MinPort > 65535 || o.MaxPort < 1024 || o.MaxPort > 65535 || o.MinPort > o.MaxPort {
 		return nil, bad("min-port/max-port", "range %d-%d is not valid: need 1024 <= min-port <= max-port <= 65535", o.MinPort, o.MaxPort)
 	}
+	st := &Settings{MetricsListen: o.MetricsListen, AuthListen: o.AuthListen}
+	rc := &st.Relay
+	if in.cert != nil {
+		rc.TLS = &tls.Config{Certificates: []tls.Certificate{*in.cert}, MinVersion: tls.VersionTLS12}
+	}
+	var err error
+	if rc.Listeners, err = o.listeners(rc.TLS != nil, in.host); err != nil {
+		return nil, err
+	}
+	if err := o.relayAddresses(rc); err != nil {
+		return nil, err
+	}
+	if err := o.forwarding(rc); err != nil {
+		return nil, err
+	}
+	if err := o.credentials(st, in); err != nil {
+		return nil, err
+	}
+	rc.Validator = st.Validator
+	if err := o.peersAndLimits(st); err != nil {
+		return nil, err
+	}
+	if st.Service, st.GeneratedAPIKey, err = o.service(st.Keyring, in); err != nil {
+		return nil, err
+	}
+	return st, o.checkProcess()
+}
+
+// listeners derives the listening addresses from listening-ip, the ports, no-udp/no-tcp and
+// listen. A wildcard UDP address becomes one listener per address of the host (host).
+func (o Options) listeners(withTLS bool, host hostAddrs) ([]relay.ListenerConfig, error) {
 	if o.ListeningPort < 0 || o.ListeningPort > 65535 {
 		return nil, bad("listening-port", "%d is not a port", o.ListeningPort)
 	}
 	if o.TLSListeningPort < 0 || o.TLSListeningPort > 65535 {
 		return nil, bad("tls-listening-port", "%d is not a port", o.TLSListeningPort)
 	}
-	rc := &st.Relay
 	var ips []netip.Addr
 	for _, s := range o.ListeningIPs {
 		ip, err := netip.ParseAddr(s)
@@ -56,78 +96,77 @@ func (o Options) Build() (*Settings, error) {
 	if len(ips) == 0 && len(o.Listen) == 0 {
 		return nil, bad("listening-ip", "no address to listen on: give at least one")
 	}
-	if o.Cert != "" || o.PKey != "" {
-		if o.Cert == "" || o.PKey == "" {
-			return nil, bad("cert/pkey", "give both the certificate and the key file")
-		}
-		for _, kf := range [][2]string{{"cert", o.Cert}, {"pkey", o.PKey}} {
-			if _, err := os.Stat(kf[1]); err != nil {
-				return nil, bad(kf[0], "%v", err)
-			}
-		}
-		c, err := tls.LoadX509KeyPair(o.Cert, o.PKey)
-		if err != nil {
-			return nil, bad("cert/pkey", "cannot load the key pair: %v", err)
-		}
-		rc.TLS = &tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12}
+	if (o.Cert != "" || o.PKey != "") && (o.Cert == "" || o.PKey == "") {
+		return nil, bad("cert/pkey", "give both the certificate and the key file")
 	}
+	var ls []relay.ListenerConfig
 	for _, ip := range ips {
-		port := uint16(o.ListeningPort)
 		if !o.NoUDP {
-			udpIPs, err := expandWildcard(ip)
+			udp, err := host.expand(ip, uint16(o.ListeningPort))
 			if err != nil {
 				return nil, bad("listening-ip", "%s: %v", ip, err)
 			}
-			for _, u := range udpIPs {
-				rc.Listeners = append(rc.Listeners, relay.ListenerConfig{Network: relay.UDP, Addr: netip.AddrPortFrom(u, port)})
-			}
+			ls = append(ls, udp...)
 		}
 		if !o.NoTCP {
-			rc.Listeners = append(rc.Listeners, relay.ListenerConfig{Network: relay.TCP, Addr: netip.AddrPortFrom(ip, port)})
+			ls = append(ls, relay.ListenerConfig{Network: relay.TCP, Addr: netip.AddrPortFrom(ip, uint16(o.ListeningPort))})
 		}
-		if rc.TLS != nil && o.TLSListeningPort != 0 {
-			rc.Listeners = append(rc.Listeners, relay.ListenerConfig{Network: relay.TLS, Addr: netip.AddrPortFrom(ip, uint16(o.TLSListeningPort))})
+		if withTLS && o.TLSListeningPort != 0 {
+			ls = append(ls, relay.ListenerConfig{Network: relay.TLS, Addr: netip.AddrPortFrom(ip, uint16(o.TLSListeningPort))})
 		}
 	}
 	for _, l := range o.Listen {
-		netw, addr, ok := strings.Cut(l, "/")
-		ap, err := netip.ParseAddrPort(addr)
-		if !ok || err != nil {
-			return nil, bad("listen", "%q: want transport/ip:port, e.g. tcp/0.0.0.0:443 or udp/[::1]:3478", l)
+		extra, err := parseListen(l, withTLS, host)
+		if err != nil {
+			return nil, err
 		}
-		n := relay.Network(netw)
-		if n != relay.UDP && n != relay.TCP && n != relay.TLS {
-			return nil, bad("listen", "%q: transport %q is not udp, tcp or tls", l, netw)
-		}
-		if n == relay.TLS && rc.TLS == nil {
-			return nil, bad("listen", "%q: a TLS listener needs cert and pkey", l)
-		}
-		if n == relay.UDP {
-			udpIPs, err := expandWildcard(ap.Addr().Unmap())
-			if err != nil {
-				return nil, bad("listen", "%q: %v", l, err)
-			}
-			for _, u := range udpIPs {
-				rc.Listeners = append(rc.Listeners, relay.ListenerConfig{Network: n, Addr: netip.AddrPortFrom(u, ap.Port())})
-			}
-			continue
-		}
-		rc.Listeners = append(rc.Listeners, relay.ListenerConfig{Network: n, Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())})
+		ls = append(ls, extra...)
 	}
-	if len(rc.Listeners) == 0 {
+	if len(ls) == 0 {
 		return nil, bad("no-udp/no-tcp", "every listener is turned off")
 	}
+	return ls, nil
+}
+
+// parseListen reads one listen entry, transport/ip:port.
+func parseListen(l string, withTLS bool, host hostAddrs) ([]relay.ListenerConfig, error) {
+	netw, addr, ok := strings.Cut(l, "/")
+	ap, err := netip.ParseAddrPort(addr)
+	if !ok || err != nil {
+		return nil, bad("listen", "%q: want transport/ip:port, e.g. tcp/0.0.0.0:443 or udp/[::1]:3478", l)
+	}
+	n := relay.Network(netw)
+	if n != relay.UDP && n != relay.TCP && n != relay.TLS {
+		return nil, bad("listen", "%q: transport %q is not udp, tcp or tls", l, netw)
+	}
+	if n == relay.TLS && !withTLS {
+		return nil, bad("listen", "%q: a TLS listener needs cert and pkey", l)
+	}
+	if n == relay.UDP {
+		udp, err := host.expand(ap.Addr().Unmap(), ap.Port())
+		if err != nil {
+			return nil, bad("listen", "%q: %v", l, err)
+		}
+		return udp, nil
+	}
+	return []relay.ListenerConfig{{Network: n, Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}}, nil
+}
+
+// relayAddresses derives the relay addresses (relay-ip, else the first listener of each
+// family), their advertised addresses (external-ip) and the port range.
+func (o Options) relayAddresses(rc *relay.Config) error {
+	rc.MinPort, rc.MaxPort = uint16(o.MinPort), uint16(o.MaxPort) // checked by derive
 	for _, s := range o.RelayIPs {
 		ip, err := netip.ParseAddr(s)
 		if err != nil {
-			return nil, bad("relay-ip", "%q is not an IP address", s)
+			return bad("relay-ip", "%q is not an IP address", s)
 		}
 		rc.RelayIPs = append(rc.RelayIPs, ip.Unmap())
 	}
 	if len(rc.RelayIPs) == 0 {
-		for _, ip := range ips {
-			if ip.IsUnspecified() {
-				return nil, bad("relay-ip", "listening on %s: name the address relay sockets bind to with relay-ip", ip)
+		for _, s := range o.ListeningIPs { // parsed by listeners
+			if ip, _ := netip.ParseAddr(s); ip.IsUnspecified() {
+				return bad("relay-ip", "listening on %s: name the address relay sockets bind to with relay-ip", ip.Unmap())
 			}
 		}
 		var seen [2]bool
@@ -141,108 +180,114 @@ func (o Options) Build() (*Settings, error) {
 				continue
 			}
 			if ip.IsUnspecified() {
-				return nil, bad("relay-ip", "listening on %s: name the address relay sockets bind to with relay-ip", ip)
+				return bad("relay-ip", "listening on %s: name the address relay sockets bind to with relay-ip", ip)
 			}
 			seen[f] = true
 			rc.RelayIPs = append(rc.RelayIPs, ip)
 		}
 	}
 	for _, s := range o.ExternalIPs {
-		pub, priv, hasPriv := strings.Cut(s, "/")
-		p, err := netip.ParseAddr(pub)
+		pub, priv, err := parseExternal(s, rc.RelayIPs)
 		if err != nil {
-			return nil, bad("external-ip", "%q: public address does not parse", s)
-		}
-		var q netip.Addr
-		if hasPriv {
-			if q, err = netip.ParseAddr(priv); err != nil {
-				return nil, bad("external-ip", "%q: private address does not parse", s)
-			}
-		} else {
-			if len(rc.RelayIPs) != 1 {
-				return nil, bad("external-ip", "%q: with several relay addresses write public/private", s)
-			}
-			q = rc.RelayIPs[0]
-		}
-		found := false
-		for _, r := range rc.RelayIPs {
-			found = found || r == q.Unmap()
-		}
-		if !found {
-			return nil, bad("external-ip", "%q: %s is not a relay-ip", s, q)
+			return err
 		}
 		if rc.ExternalIPs == nil {
 			rc.ExternalIPs = map[netip.Addr]netip.Addr{}
 		}
-		rc.ExternalIPs[q.Unmap()] = p.Unmap()
+		rc.ExternalIPs[priv] = pub
 	}
-	rc.MinPort, rc.MaxPort = uint16(o.MinPort), uint16(o.MaxPort)
+	return nil
+}
+
+// parseExternal reads one external-ip entry, public[/private]; private must be a relay address.
+func parseExternal(s string, relayIPs []netip.Addr) (pub, priv netip.Addr, err error) {
+	ps, qs, hasPriv := strings.Cut(s, "/")
+	p, err := netip.ParseAddr(ps)
+	if err != nil {
+		return pub, priv, bad("external-ip", "%q: public address does not parse", s)
+	}
+	var q netip.Addr
+	switch {
+	case hasPriv:
+		if q, err = netip.ParseAddr(qs); err != nil {
+			return pub, priv, bad("external-ip", "%q: private address does not parse", s)
+		}
+	case len(relayIPs) != 1:
+		return pub, priv, bad("external-ip", "%q: with several relay addresses write public/private", s)
+	default:
+		q = relayIPs[0]
+	}
+	for _, r := range relayIPs {
+		if r == q.Unmap() {
+			return p.Unmap(), q.Unmap(), nil
+		}
+	}
+	return pub, priv, bad("external-ip", "%q: %s is not a relay-ip", s, q)
+}
+
+// forwarding copies the forwarding loops' settings: their zero values mean what
+// relay.Config's mean.
+func (o Options) forwarding(rc *relay.Config) error {
 	rc.PortQuarantine = o.PortQuarantine
 	if o.Workers < 0 {
-		return nil, bad("workers", "%d: give 0 (one per two cores) or more", o.Workers)
+		return bad("workers", "%d: give 0 (one per two cores) or more", o.Workers)
 	}
 	rc.Workers = o.Workers
 	rc.IdleHold = o.IdleHold
-	dp, perr := relay.ParseDataPath(o.DataPath)
-	if perr != nil {
-		return nil, bad("data-path", "%v", perr)
+	dp, err := relay.ParseDataPath(o.DataPath)
+	if err != nil {
+		return bad("data-path", "%v", err)
 	}
 	rc.DataPath = dp
-	rc.Realm = o.Realm
-	if o.Realm == "" {
-		return nil, bad("realm", "must not be empty")
-	}
+	return nil
+}
 
-	// Credentials.
+// credentials derives the realm, the shared secrets (static-auth-secret, then the file's; a
+// generated one when there is neither a secret nor a user) and the static users (user, then
+// the file's over them).
+func (o Options) credentials(st *Settings, in *inputs) error {
+	st.Relay.Realm = o.Realm
+	if o.Realm == "" {
+		return bad("realm", "must not be empty")
+	}
 	var secrets []auth.Secret
 	for i, v := range o.StaticAuthSecrets {
 		if v == "" {
-			return nil, bad("static-auth-secret", "entry %d is empty", i+1)
+			return bad("static-auth-secret", "entry %d is empty", i+1)
 		}
 		secrets = append(secrets, auth.Secret{ID: auth.DefaultKeyID([]byte(v)), Value: []byte(v)})
 	}
-	if o.SecretFile != "" {
-		fs, err := auth.LoadSecretsFile(o.SecretFile)
-		if err != nil {
-			return nil, bad("static-auth-secret-file", "%v", err)
-		}
-		secrets = append(secrets, fs...)
-	}
+	secrets = append(secrets, in.fileSecrets...)
 	users := map[string]string{}
 	for _, u := range o.Users {
 		name, pw, ok := strings.Cut(u, ":")
 		if !ok || name == "" {
-			return nil, bad("user", "%q: want name:password", u)
+			return bad("user", "%q: want name:password", u)
 		}
 		users[name] = pw
 	}
-	if o.UsersFile != "" {
-		fu, err := auth.LoadUsersFile(o.UsersFile)
-		if err != nil {
-			return nil, bad("users-file", "%v", err)
-		}
-		for k, v := range fu {
-			users[k] = v
-		}
+	for k, v := range in.fileUsers {
+		users[k] = v
 	}
 	if len(secrets) == 0 && len(users) == 0 {
-		b := make([]byte, 24)
-		if _, err := rand.Read(b); err != nil {
-			return nil, fmt.Errorf("config: generate a secret: %w", err)
-		}
-		v := []byte(hex.EncodeToString(b))
+		v := []byte(in.randomSecret)
 		secrets = []auth.Secret{{ID: auth.DefaultKeyID(v), Value: v}}
 		st.GeneratedSecret = true
 	}
 	if err := auth.ValidateSecrets(secrets); err != nil {
-		return nil, bad("static-auth-secret", "%v", err)
+		return bad("static-auth-secret", "%v", err)
 	}
 	st.Keyring = auth.NewKeyring(secrets...)
 	st.Users = users
 	st.Validator = auth.NewValidator(auth.ValidatorConfig{Keyring: st.Keyring, Users: users, Separator: o.RESTSeparator, Skew: o.ClockSkew})
-	rc.Validator = st.Validator
+	return nil
+}
 
-	// Peers.
+// peersAndLimits derives the peer policy (loopback peers allowed by default only when every
+// listener and relay address is loopback), the quotas, lifetimes and rate limits, and the
+// alternate server.
+func (o Options) peersAndLimits(st *Settings) error {
+	rc := &st.Relay
 	allLoop := true
 	for _, l := range rc.Listeners {
 		allLoop = allLoop && l.Addr.Addr().IsLoopback()
@@ -257,117 +302,82 @@ func (o Options) Build() (*Settings, error) {
 	}
 	var err error
 	if rc.Peers.Allow, err = policy.ParsePrefixes(o.AllowedPeerIPs); err != nil {
-		return nil, bad("allowed-peer-ip", "%v", err)
+		return bad("allowed-peer-ip", "%v", err)
 	}
 	if rc.Peers.Deny, err = policy.ParsePrefixes(o.DeniedPeerIPs); err != nil {
-		return nil, bad("denied-peer-ip", "%v", err)
+		return bad("denied-peer-ip", "%v", err)
 	}
 	if o.TotalQuota < 0 || o.UserQuota < 0 || o.MaxBPS < 0 {
-		return nil, bad("total-quota/user-quota/max-bps", "must not be negative")
+		return bad("total-quota/user-quota/max-bps", "must not be negative")
 	}
 	rc.MaxAllocations, rc.UserQuota, rc.AllocationBandwidth = o.TotalQuota, o.UserQuota, o.MaxBPS
 	rc.ChannelLifetime, rc.PermissionLifetime, rc.AllocationLifetime = o.ChannelLifetime, o.PermissionLifetime, o.AllocationLifetime
-
 	rc.AllocateRate, rc.UnauthorizedRate = o.AllocateRate, o.UnauthorizedRate
 	if o.AllocateRate == 0 || o.UnauthorizedRate == 0 {
-		return nil, bad("allocate-rate/unauthorized-rate", "0 would refuse everything: give a rate, or -1 for unlimited")
+		return bad("allocate-rate/unauthorized-rate", "0 would refuse everything: give a rate, or -1 for unlimited")
 	}
 	if o.AlternateServer != "" {
 		ap, err := netip.ParseAddrPort(o.AlternateServer)
 		if err != nil {
-			return nil, bad("alternate-server", "%q: want ip:port of another relay", o.AlternateServer)
+			return bad("alternate-server", "%q: want ip:port of another relay", o.AlternateServer)
 		}
 		rc.AlternateServer = ap
 	}
+	return nil
+}
+
+// service checks metrics-listen and derives the credential service's settings (nil when
+// auth-listen is empty), with the API key generated for it when it needs one it was not
+// given.
+func (o Options) service(kr *auth.Keyring, in *inputs) (*auth.ServiceConfig, string, error) {
 	if o.MetricsListen != "" {
 		if _, err := netip.ParseAddrPort(o.MetricsListen); err != nil {
-			return nil, bad("metrics-listen", "%q: want ip:port, e.g. 127.0.0.1:9641", o.MetricsListen)
+			return nil, "", bad("metrics-listen", "%q: want ip:port, e.g. 127.0.0.1:9641", o.MetricsListen)
 		}
 	}
-	if o.AuthListen != "" {
-		if _, err := netip.ParseAddrPort(o.AuthListen); err != nil {
-			return nil, bad("auth-listen", "%q: want ip:port, e.g. 127.0.0.1:8443", o.AuthListen)
-		}
-		keys := append([]string(nil), o.AuthAPIKeys...)
-		if o.AuthAPIKeyFile != "" {
-			f, err := os.Open(o.AuthAPIKeyFile)
-			if err != nil {
-				return nil, bad("auth-api-key-file", "%v", err)
-			}
-			fk, err := auth.ReadAPIKeys(f)
-			f.Close()
-			if err != nil {
-				return nil, bad("auth-api-key-file", "%v", err)
-			}
-			keys = append(keys, fk...)
-		}
-		if len(keys) == 0 && !o.AuthAllowAnonymous {
-			ap, _ := netip.ParseAddrPort(o.AuthListen)
-			if !ap.Addr().IsLoopback() {
-				return nil, bad("auth-api-key", "the credential service on %s needs an API key (or auth-allow-anonymous on a trusted network)", o.AuthListen)
-			}
-			b := make([]byte, 18)
-			if _, err := rand.Read(b); err != nil {
-				return nil, fmt.Errorf("config: generate an API key: %w", err)
-			}
-			st.GeneratedAPIKey = hex.EncodeToString(b)
-			keys = []string{st.GeneratedAPIKey}
-		}
-		var relays []auth.RelayInfo
-		for _, r := range o.AuthRelays {
-			ri, err := auth.ParseRelay(r)
-			if err != nil {
-				return nil, bad("auth-relay", "%v", err)
-			}
-			relays = append(relays, ri)
-		}
-		// No auth-relay: Relays stays empty and the daemon lists itself as bound.
-		st.Service = &auth.ServiceConfig{Keyring: st.Keyring, Relays: relays, MaxDuration: o.AuthMaxDuration,
-			APIKeys: keys, AllowAnonymous: o.AuthAllowAnonymous}
+	if o.AuthListen == "" {
+		return nil, "", nil
 	}
+	ap, err := netip.ParseAddrPort(o.AuthListen)
+	if err != nil {
+		return nil, "", bad("auth-listen", "%q: want ip:port, e.g. 127.0.0.1:8443", o.AuthListen)
+	}
+	keys := append(append([]string(nil), o.AuthAPIKeys...), in.fileAPIKeys...)
+	generated := ""
+	if len(keys) == 0 && !o.AuthAllowAnonymous {
+		if !ap.Addr().IsLoopback() {
+			return nil, "", bad("auth-api-key", "the credential service on %s needs an API key (or auth-allow-anonymous on a trusted network)", o.AuthListen)
+		}
+		generated = in.randomAPIKey
+		keys = []string{generated}
+	}
+	var relays []auth.RelayInfo
+	for _, r := range o.AuthRelays {
+		ri, err := auth.ParseRelay(r)
+		if err != nil {
+			return nil, "", bad("auth-relay", "%v", err)
+		}
+		relays = append(relays, ri)
+	}
+	// No auth-relay: Relays stays empty and the daemon lists itself as bound.
+	return &auth.ServiceConfig{Keyring: kr, Relays: relays, MaxDuration: o.AuthMaxDuration,
+		APIKeys: keys, AllowAnonymous: o.AuthAllowAnonymous}, generated, nil
+}
+
+// checkProcess checks the settings of the process itself: logging and the drain.
+func (o Options) checkProcess() error {
 	switch o.LogFormat {
 	case "text", "json":
 	default:
-		return nil, bad("log-format", "%q: want text or json", o.LogFormat)
+		return bad("log-format", "%q: want text or json", o.LogFormat)
 	}
 	switch o.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		return nil, bad("log-level", "%q: want debug, info, warn or error", o.LogLevel)
+		return bad("log-level", "%q: want debug, info, warn or error", o.LogLevel)
 	}
 	if o.DrainTimeout < 0 {
-		return nil, bad("drain-timeout", "must not be negative")
+		return bad("drain-timeout", "must not be negative")
 	}
-	return st, nil
-}
-
-// expandWildcard turns a wildcard UDP listen address into the host's addresses of that family,
-// as coturn does when no listening address is given. A UDP socket bound to the wildcard
-// answers from whichever source address the route picks, which on a host with several
-// addresses is not always the one the client wrote to; one socket per address always answers
-// from the right one. (Addresses added after start are not listened on.)
-func expandWildcard(ip netip.Addr) ([]netip.Addr, error) {
-	if !ip.IsUnspecified() {
-		return []netip.Addr{ip}, nil
-	}
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return nil, fmt.Errorf("list interface addresses: %w", err)
-	}
-	var out []netip.Addr
-	for _, a := range addrs {
-		pfx, err := netip.ParsePrefix(a.String())
-		if err != nil {
-			continue
-		}
-		u := pfx.Addr().Unmap()
-		if u.Is4() != ip.Is4() || u.IsLinkLocalUnicast() || u.Zone() != "" {
-			continue
-		}
-		out = append(out, u)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no interface address of that family to listen on")
-	}
-	return out, nil
+	return nil
 }

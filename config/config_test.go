@@ -351,3 +351,42 @@ func TestYAMLMerge(t *testing.T) {
 		t.Fatalf("realm %q min-port %d max-port %d log-level %q; want own, 40000, 41000, debug", o.Realm, o.MinPort, o.MaxPort, o.LogLevel)
 	}
 }
+
+// TestDeriveWithoutIO derives settings from given host addresses and file contents: a UDP
+// wildcard becomes one listener per address of its family (not link-local), the host's
+// addresses are needed only for a wildcard, and the files' secrets and users are used.
+func TestDeriveWithoutIO(t *testing.T) {
+	host := hostAddrs{addrs: []netip.Addr{
+		netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("fe80::1"),
+		netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("192.0.2.7"),
+	}}
+	o := Defaults()
+	o.ListeningIPs, o.RelayIPs, o.Listen = []string{"0.0.0.0"}, []string{"10.0.0.1"}, []string{"udp/[::]:3479"}
+	in := &inputs{host: host, fileSecrets: []auth.Secret{{ID: "k1", Value: []byte("0123456789abcdef0123456789abcdef")}},
+		fileUsers: map[string]string{"bob": "pw"}, randomSecret: "unused", randomAPIKey: "generated"}
+	st, err := o.derive(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range st.Relay.Listeners {
+		got = append(got, string(l.Network)+"/"+l.Addr.String())
+	}
+	want := []string{"udp/10.0.0.1:3478", "udp/127.0.0.1:3478", "udp/192.0.2.7:3478", "tcp/0.0.0.0:3478", "udp/[2001:db8::1]:3479"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("listeners %v, want %v", got, want)
+	}
+	if st.GeneratedSecret || len(st.Keyring.Secrets()) != 1 || st.Users["bob"] != "pw" || st.GeneratedAPIKey != "generated" {
+		t.Fatalf("generated secret %v, secrets %d, users %v, generated API key %q", st.GeneratedSecret, len(st.Keyring.Secrets()), st.Users, st.GeneratedAPIKey)
+	}
+
+	broken := &inputs{host: hostAddrs{err: errors.New("no netlink")}, randomSecret: "0123456789abcdef0123456789abcdef", randomAPIKey: "k"}
+	o.ListeningIPs, o.Listen = []string{"127.0.0.1"}, nil
+	if _, err := o.derive(broken); err != nil {
+		t.Fatalf("no wildcard, yet the host's addresses were needed: %v", err)
+	}
+	o.ListeningIPs = []string{"0.0.0.0"}
+	if _, err := o.derive(broken); err == nil || !strings.Contains(err.Error(), "listening-ip: 0.0.0.0: no netlink") {
+		t.Fatalf("wildcard without the host's addresses: %v", err)
+	}
+}
