@@ -56,17 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		return 2
 	}
 	log := newLogger(stderr, opts.LogFormat, opts.LogLevel)
-	if os.Getenv("GOMAXPROCS") == "" {
-		// Each forwarding worker keeps its scheduler slot while it waits for packets (see
-		// relay.Config.IdleHold); give the rest of the program as many slots as there are cores.
-		workers := st.Relay.Workers
-		if workers <= 0 {
-			workers = relay.DefaultWorkers()
-		}
-		if want := runtime.NumCPU() + workers; runtime.GOMAXPROCS(0) < want {
-			runtime.GOMAXPROCS(want)
-		}
-	}
+	sizeGOMAXPROCS(st.Relay.Workers)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -87,64 +77,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		log.Warn("loopback peers are allowed (all-loopback setup); pass --allow-loopback-peers=false to refuse them")
 	}
 
-	// The HTTP servers and their Serve goroutines: stopHTTP shuts them down and waits for
-	// the goroutines, on every way out of run once they may have started.
-	var (
-		servers  []*http.Server
-		serving  sync.WaitGroup
-		authAddr string
-	)
-	stopHTTP := func() {
-		for _, hs := range servers {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_ = hs.Shutdown(ctx)
-			cancel()
-		}
-		serving.Wait()
-	}
-	serveHTTP := func(name, addr string, h http.Handler) error {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("%s: listen %s: %w (set --%s to another address, or empty to turn it off)", name, addr, err, map[string]string{"metrics": "metrics-listen", "credential service": "auth-listen"}[name])
-		}
-		if name == "credential service" {
-			authAddr = ln.Addr().String()
-		}
-		hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
-		servers = append(servers, hs)
-		serving.Go(func() {
-			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error(name+" stopped", "err", err)
-			}
-		})
-		log.Info(name+" listening", "addr", ln.Addr().String())
-		return nil
-	}
-	fail := func(err error) int {
+	endpoints := &httpServers{log: log}
+	authAddr, err := endpoints.start(st, reg, m, srv)
+	if err != nil {
 		fmt.Fprintf(stderr, "avedge: %v\n", err)
-		stopHTTP()
+		endpoints.stop()
 		_ = srv.Close()
 		return 1
-	}
-	if st.MetricsListen != "" {
-		if err := serveHTTP("metrics", st.MetricsListen, metrics.Handler(reg, srv.Ready)); err != nil {
-			return fail(err)
-		}
-	}
-	if st.Service != nil {
-		sc := *st.Service
-		sc.Logger = log
-		if len(sc.Relays) == 0 {
-			sc.Relays = relaysOf(srv)
-		}
-		sc.OnRequest = m.CredentialRequest
-		svc, err := auth.NewService(sc)
-		if err != nil {
-			return fail(err)
-		}
-		if err := serveHTTP("credential service", st.AuthListen, svc); err != nil {
-			return fail(err)
-		}
 	}
 	if st.GeneratedSecret || (opts.PrintCredentials != nil && *opts.PrintCredentials) {
 		printCredentials(stdout, st, srv)
@@ -160,9 +99,84 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		ready <- srv
 	}
 	waitAndStop(ctx, log, sigs, opts.DrainTimeout, func() { reload(log, args, st, srv) }, srv)
-	stopHTTP()
+	endpoints.stop()
 	log.Info("stopped")
 	return 0
+}
+
+// sizeGOMAXPROCS gives the program as many scheduler slots as there are cores beside the
+// forwarding workers (workers; 0: relay.DefaultWorkers()), which keep theirs while they wait
+// for packets (see relay.Config.IdleHold). The GOMAXPROCS environment variable wins.
+func sizeGOMAXPROCS(workers int) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return
+	}
+	if workers <= 0 {
+		workers = relay.DefaultWorkers()
+	}
+	if want := runtime.NumCPU() + workers; runtime.GOMAXPROCS(0) < want {
+		runtime.GOMAXPROCS(want)
+	}
+}
+
+// httpServers are the HTTP endpoints run starts: metrics and the credential service.
+type httpServers struct {
+	log     *slog.Logger
+	servers []*http.Server
+	serving sync.WaitGroup // the Serve goroutines
+}
+
+// start serves the endpoints st turns on and returns the credential service's address as
+// bound ("" when it is off). On error, what it started is still to be stopped.
+func (h *httpServers) start(st *config.Settings, reg *prometheus.Registry, m *metrics.Metrics, srv *relay.Server) (authAddr string, err error) {
+	if st.MetricsListen != "" {
+		if _, err := h.serve("metrics", "metrics-listen", st.MetricsListen, metrics.Handler(reg, srv.Ready)); err != nil {
+			return "", err
+		}
+	}
+	if st.Service == nil {
+		return "", nil
+	}
+	sc := *st.Service
+	sc.Logger = h.log
+	if len(sc.Relays) == 0 {
+		sc.Relays = relaysOf(srv)
+	}
+	sc.OnRequest = m.CredentialRequest
+	svc, err := auth.NewService(sc)
+	if err != nil {
+		return "", err
+	}
+	return h.serve("credential service", "auth-listen", st.AuthListen, svc)
+}
+
+// serve listens on addr (set by the option key) and serves handler there in a goroutine;
+// it returns the address as bound.
+func (h *httpServers) serve(name, key, addr string, handler http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("%s: listen %s: %w (set --%s to another address, or empty to turn it off)", name, addr, err, key)
+	}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	h.servers = append(h.servers, hs)
+	h.serving.Go(func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			h.log.Error(name+" stopped", "err", err)
+		}
+	})
+	h.log.Info(name+" listening", "addr", ln.Addr().String())
+	return ln.Addr().String(), nil
+}
+
+// stop shuts the servers down (2 s each for requests in flight) and waits for their Serve
+// goroutines.
+func (h *httpServers) stop() {
+	for _, hs := range h.servers {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = hs.Shutdown(ctx)
+		cancel()
+	}
+	h.serving.Wait()
 }
 
 // waitAndStop serves until SIGINT (or ctx is cancelled: the same) closes srv, or SIGTERM
