@@ -59,12 +59,12 @@ type Config struct {
 
 	// IdleHold is how long a worker keeps its scheduler slot (P) after its last packet before
 	// it parks through the Go runtime. Holding saves the runtime's park/unpark and the
-	// hand-offs that come with it on every wake-up at media packet rates (measured: 2x packets
-	// per CPU-second at 4 clients x 250 packets/s); parking lets an idle relay cost nothing
-	// (held, the runtime's 10 ms preemption of the worker and its monitor thread cost ~1 % of
-	// a core with no traffic). It is used only when GOMAXPROCS leaves at least one P for the
-	// rest of the program beside the workers (cmd/avedge raises GOMAXPROCS by the number of
-	// workers, and holds for 1 s). Zero: hold for as long as it takes; negative: never hold.
+	// hand-offs that come with it on every wake-up at media packet rates; parking lets an idle
+	// relay cost nothing (held, the runtime's 10 ms preemption of the worker and its monitor
+	// thread still cost a little; README, "Performance", has both measured). It is used only
+	// when GOMAXPROCS leaves at least one P for the rest of the program beside the workers
+	// (cmd/avedge raises GOMAXPROCS by the number of workers, and holds for 1 s). Zero: hold
+	// for as long as it takes; negative: never hold.
 	IdleHold time.Duration
 
 	// DataPath is how workers wait for and move packets: DataPathIOUring (one io_uring per
