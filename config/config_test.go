@@ -202,6 +202,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add("external-ip: [1.2.3.4/5.6.7.8]\n")
 	f.Add("listen: [tls/[::1]:443]\n")
 	f.Add("allow-loopback-peers: false\nallowed-peer-ip: [10.0.0.0/8]\n")
+	f.Add("&x\n<<: [*x, {realm: r}]\n")
+	f.Add("realm: a\n<<: [&m {log-level: debug, <<: {min-port: 40000}}, *m]\n")
 	f.Fuzz(func(t *testing.T, doc string) {
 		o := Defaults()
 		if err := o.Load(strings.NewReader(doc), "fuzz"); err != nil {
@@ -327,6 +329,7 @@ func TestYAMLErrorsNameTheKey(t *testing.T) {
 		{name: "type error below a list", doc: "relay-ip:\n  - 127.0.0.1\ndrain-timeout: soon\n", want: "key drain-timeout: yaml: unmarshal errors:\n  line 3: cannot unmarshal !!str `soon` into time.Duration"},
 		{name: "key given twice", doc: "realm: a\nmin-port: 50000\nrealm: b\n", want: `key realm: line 3: mapping key "realm" already defined at line 1`},
 		{name: "not a mapping", doc: "- realm\n", want: "line 1, column 1: want a mapping of keys to values, not !!seq"},
+		{name: "mapping merged into itself", doc: "&x\n<<: *x\nrealm: q\n", want: "line 1, column 1: a mapping merged into itself"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := Defaults()

@@ -103,13 +103,30 @@ func (o *Options) loadDocument(doc *yaml.Node) error {
 	case n.Kind != yaml.MappingNode:
 		return fmt.Errorf("line %d, column %d: want a mapping of keys to values, not %s", n.Line, n.Column, n.ShortTag())
 	}
-	return o.loadMapping(n, map[string]bool{})
+	l := loader{o: o, set: map[string]bool{}, mappings: map[*yaml.Node]bool{}}
+	return l.mapping(n)
 }
 
-// loadMapping sets the options m names and marks them in set, skipping those already in set.
-// Merged mappings (YAML's "<<") come after m's own keys and set only what is still unset, the
-// first merged mapping first, as yaml.v3 merges into a struct.
-func (o *Options) loadMapping(m *yaml.Node, set map[string]bool) error {
+// loader sets options from mappings: the document's, then those it merges (YAML's "<<"),
+// which set only what is still unset, the first merged mapping first, as yaml.v3 merges into
+// a struct.
+type loader struct {
+	o   *Options
+	set map[string]bool // options set so far
+	// mappings are those begun (false) or done (true): a mapping merged again, through
+	// another alias, sets nothing new and is skipped; one merged into itself is refused.
+	mappings map[*yaml.Node]bool
+}
+
+// mapping sets the options m names that are still unset, then applies m's merges.
+func (l *loader) mapping(m *yaml.Node) error {
+	if done, seen := l.mappings[m]; seen {
+		if done {
+			return nil
+		}
+		return fmt.Errorf("line %d, column %d: a mapping merged into itself", m.Line, m.Column)
+	}
+	l.mappings[m] = false
 	var merges []*yaml.Node
 	line := map[string]int{}
 	for i := 0; i+1 < len(m.Content); i += 2 {
@@ -129,24 +146,25 @@ func (o *Options) loadMapping(m *yaml.Node, set map[string]bool) error {
 		if !ok {
 			return &keyError{k.Value, fmt.Errorf("line %d, column %d: unknown key", k.Line, k.Column)}
 		}
-		if set[k.Value] {
+		if l.set[k.Value] {
 			continue
 		}
-		set[k.Value] = true
-		if err := v.Decode(op.field(o)); err != nil {
+		l.set[k.Value] = true
+		if err := v.Decode(op.field(l.o)); err != nil {
 			return &keyError{k.Value, err}
 		}
 	}
 	for _, mv := range merges {
-		if err := o.loadMerge(mv, set); err != nil {
+		if err := l.merge(mv); err != nil {
 			return err
 		}
 	}
+	l.mappings[m] = true
 	return nil
 }
 
-// loadMerge applies the value of a "<<" key: a mapping, an alias of one, or a sequence of them.
-func (o *Options) loadMerge(v *yaml.Node, set map[string]bool) error {
+// merge applies the value of a "<<" key: a mapping, an alias of one, or a sequence of them.
+func (l *loader) merge(v *yaml.Node) error {
 	items := []*yaml.Node{v}
 	if v.Kind == yaml.SequenceNode {
 		items = v.Content
@@ -158,7 +176,7 @@ func (o *Options) loadMerge(v *yaml.Node, set map[string]bool) error {
 		if it.Kind != yaml.MappingNode {
 			return fmt.Errorf("line %d, column %d: a merge (<<) takes a mapping or a sequence of mappings", it.Line, it.Column)
 		}
-		if err := o.loadMapping(it, set); err != nil {
+		if err := l.mapping(it); err != nil {
 			return err
 		}
 	}
