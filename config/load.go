@@ -135,6 +135,9 @@ func (l *loader) mapping(m *yaml.Node) error {
 			merges = append(merges, v)
 			continue
 		}
+		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!null" {
+			continue // a null key sets nothing, as in yaml.v3's decoding into a struct
+		}
 		if k.Kind != yaml.ScalarNode {
 			return fmt.Errorf("line %d, column %d: a key must be an option's name, not %s", k.Line, k.Column, k.ShortTag())
 		}
