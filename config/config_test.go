@@ -3,13 +3,23 @@ package config
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/pion/turn/v5"
+
+	"github.com/avedge/avedge/auth"
 	"github.com/avedge/avedge/relay"
 )
 
@@ -153,11 +163,35 @@ func TestHelpDocumentsEveryOption(t *testing.T) {
 			t.Errorf("flag %s has no usage", f.Name)
 		}
 	})
-	// Every YAML key is a flag of the same name.
-	for _, key := range yamlKeys() {
-		if fs.Lookup(key) == nil {
-			t.Errorf("yaml key %s has no flag", key)
+}
+
+// TestOptionTableCoversOptions checks that each field of Options is the field of exactly one
+// row of optionTable, so that it has a flag, a YAML key and a default.
+func TestOptionTableCoversOptions(t *testing.T) {
+	var o Options
+	base := reflect.ValueOf(&o).Pointer()
+	typ := reflect.TypeOf(o)
+	rows := map[uintptr][]string{}
+	names := map[string]bool{}
+	for _, op := range optionTable {
+		if names[op.name] {
+			t.Errorf("option %s: two rows", op.name)
 		}
+		names[op.name] = true
+		p := reflect.ValueOf(op.field(&o))
+		rows[p.Pointer()-base] = append(rows[p.Pointer()-base], op.name)
+		if op.usage == "" {
+			t.Errorf("option %s: no usage", op.name)
+		}
+	}
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		if got := rows[f.Offset]; len(got) != 1 {
+			t.Errorf("field %s is the field of options %q, want exactly one", f.Name, got)
+		}
+	}
+	if len(optionTable) != typ.NumField() {
+		t.Errorf("%d options for %d fields", len(optionTable), typ.NumField())
 	}
 }
 
@@ -168,6 +202,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add("external-ip: [1.2.3.4/5.6.7.8]\n")
 	f.Add("listen: [tls/[::1]:443]\n")
 	f.Add("allow-loopback-peers: false\nallowed-peer-ip: [10.0.0.0/8]\n")
+	f.Add("&x\n<<: [*x, {realm: r}]\n")
+	f.Add("realm: a\n<<: [&m {log-level: debug, <<: {min-port: 40000}}, *m]\n")
 	f.Fuzz(func(t *testing.T, doc string) {
 		o := Defaults()
 		if err := o.Load(strings.NewReader(doc), "fuzz"); err != nil {
@@ -197,5 +233,163 @@ func TestWildcardUDPListensOnEachAddress(t *testing.T) {
 	}
 	if !sawLoopback || !sawTCPWildcard {
 		t.Fatalf("listeners %v: want UDP per address (127.0.0.1 among them) and TCP on the wildcard", st.Relay.Listeners)
+	}
+}
+
+// TestZeroMeansTheSameInRelayConfig hands relay.New the Settings Build derives, with Workers
+// and PortQuarantine at Go's zero: the relay must read them as the options' zero values read
+// (workers 0: one per two cores; port-quarantine 0: none), so that Build copies them through.
+func TestZeroMeansTheSameInRelayConfig(t *testing.T) {
+	o, err := Parse([]string{"--listening-port", "0", "--no-tcp", "--min-port", "32200", "--max-port", "32209",
+		"--metrics-listen", "", "--auth-listen", "", "--workers", "0", "--port-quarantine", "0"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := o.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := st.Relay
+	if rc.Workers != 0 || rc.PortQuarantine != 0 {
+		t.Fatalf("Build turned workers 0 into %d and port-quarantine 0 into %v; want both copied through", rc.Workers, rc.PortQuarantine)
+	}
+	var logged lockedBuilder
+	rc.Logger = slog.New(slog.NewTextHandler(&logged, nil))
+	srv, err := relay.New(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	want := max(1, runtime.NumCPU()/2)
+	if !strings.Contains(logged.String(), fmt.Sprintf("workers=%d ", want)) {
+		t.Errorf("workers 0 on %d cores: want %d forwarding loops, log says:\n%s", runtime.NumCPU(), want, logged.String())
+	}
+
+	sec, _ := st.Keyring.Newest()
+	user, pass := auth.MintREST(sec.Value, "zero", time.Now().Add(time.Hour))
+	server := srv.Addrs()[0].Addr.String()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	c, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: server, TURNServerAddr: server, Conn: pc,
+		Username: user, Password: pass, Realm: rc.Realm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	alloc, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alloc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The relay releases the port after it has answered the Refresh: poll, bounded.
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(3 * time.Second); srv.Stats().Ports.Held != 0 && time.Now().Before(deadline); {
+		<-tick.C
+	}
+	if p := srv.Stats().Ports; p.Held != 0 || p.Quarantined != 0 {
+		t.Fatalf("after the allocation's release: %d ports held, %d in quarantine; want 0 and 0 (port-quarantine 0: none)", p.Held, p.Quarantined)
+	}
+}
+
+// lockedBuilder is a strings.Builder the relay's goroutines may log to while the test reads.
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestYAMLErrorsNameTheKey checks that a YAML error names the key whose value is wrong, from
+// the position yaml.v3 gives the key's node (several keys may share a line: a flow mapping).
+func TestYAMLErrorsNameTheKey(t *testing.T) {
+	for _, tc := range []struct {
+		name, doc, want string
+	}{
+		{name: "type error in a flow mapping", doc: "{min-port: abc, realm: x}\n", want: "key min-port: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!str `abc` into int"},
+		{name: "unknown key in a flow mapping", doc: "{realm: x, listening-prot: 1, min-port: 50000}\n", want: "key listening-prot: line 1, column 12: unknown key"},
+		{name: "type error below a list", doc: "relay-ip:\n  - 127.0.0.1\ndrain-timeout: soon\n", want: "key drain-timeout: yaml: unmarshal errors:\n  line 3: cannot unmarshal !!str `soon` into time.Duration"},
+		{name: "key given twice", doc: "realm: a\nmin-port: 50000\nrealm: b\n", want: `key realm: line 3: mapping key "realm" already defined at line 1`},
+		{name: "not a mapping", doc: "- realm\n", want: "line 1, column 1: want a mapping of keys to values, not !!seq"},
+		{name: "mapping merged into itself", doc: "&x\n<<: *x\nrealm: q\n", want: "line 1, column 1: a mapping merged into itself"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := Defaults()
+			err := o.Load(strings.NewReader(tc.doc), "test.yaml")
+			want := "config: test.yaml: " + tc.want + " (keys are the flag names of avedge --help)"
+			if err == nil || err.Error() != want {
+				t.Fatalf("error %q\nwant  %q", err, want)
+			}
+		})
+	}
+}
+
+// TestYAMLMerge checks that a merge key ("<<") sets what the mapping does not set itself, the
+// first merged mapping first, as yaml.v3 does for a struct.
+func TestYAMLMerge(t *testing.T) {
+	o := Defaults()
+	doc := "realm: own\n<<: [{realm: merged, min-port: 40000, max-port: 41000}, {min-port: 1, log-level: debug}]\n"
+	if err := o.Load(strings.NewReader(doc), "merge.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	if o.Realm != "own" || o.MinPort != 40000 || o.MaxPort != 41000 || o.LogLevel != "debug" {
+		t.Fatalf("realm %q min-port %d max-port %d log-level %q; want own, 40000, 41000, debug", o.Realm, o.MinPort, o.MaxPort, o.LogLevel)
+	}
+}
+
+// TestDeriveWithoutIO derives settings from given host addresses and file contents: a UDP
+// wildcard becomes one listener per address of its family (not link-local), the host's
+// addresses are needed only for a wildcard, and the files' secrets and users are used.
+func TestDeriveWithoutIO(t *testing.T) {
+	host := hostAddrs{addrs: []netip.Addr{
+		netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("fe80::1"),
+		netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("192.0.2.7"),
+	}}
+	o := Defaults()
+	o.ListeningIPs, o.RelayIPs, o.Listen = []string{"0.0.0.0"}, []string{"10.0.0.1"}, []string{"udp/[::]:3479"}
+	in := &inputs{host: host, fileSecrets: []auth.Secret{{ID: "k1", Value: []byte("0123456789abcdef0123456789abcdef")}},
+		fileUsers: map[string]string{"bob": "pw"}, randomSecret: "unused", randomAPIKey: "generated"}
+	st, err := o.derive(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range st.Relay.Listeners {
+		got = append(got, string(l.Network)+"/"+l.Addr.String())
+	}
+	want := []string{"udp/10.0.0.1:3478", "udp/127.0.0.1:3478", "udp/192.0.2.7:3478", "tcp/0.0.0.0:3478", "udp/[2001:db8::1]:3479"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("listeners %v, want %v", got, want)
+	}
+	if st.GeneratedSecret || len(st.Keyring.Secrets()) != 1 || st.Users["bob"] != "pw" || st.GeneratedAPIKey != "generated" {
+		t.Fatalf("generated secret %v, secrets %d, users %v, generated API key %q", st.GeneratedSecret, len(st.Keyring.Secrets()), st.Users, st.GeneratedAPIKey)
+	}
+
+	broken := &inputs{host: hostAddrs{err: errors.New("no netlink")}, randomSecret: "0123456789abcdef0123456789abcdef", randomAPIKey: "k"}
+	o.ListeningIPs, o.Listen = []string{"127.0.0.1"}, nil
+	if _, err := o.derive(broken); err != nil {
+		t.Fatalf("no wildcard, yet the host's addresses were needed: %v", err)
+	}
+	o.ListeningIPs = []string{"0.0.0.0"}
+	if _, err := o.derive(broken); err == nil || !strings.Contains(err.Error(), "listening-ip: 0.0.0.0: no netlink") {
+		t.Fatalf("wildcard without the host's addresses: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"time"
 
 	"github.com/avedge/avedge/auth"
@@ -42,8 +43,8 @@ type Config struct {
 	ExternalIPs map[netip.Addr]netip.Addr
 	// MinPort and MaxPort bound the edge range relay ports are drawn from. Zero: 50000–59999.
 	MinPort, MaxPort uint16
-	// PortQuarantine is how long a released relay port rests. Zero: portalloc's default (10 s);
-	// negative: no quarantine.
+	// PortQuarantine is how long a released relay port rests before it is handed out again.
+	// Zero or negative: not at all, as avedge's port-quarantine 0 (whose default is 10 s).
 	PortQuarantine time.Duration
 
 	// Realm is the long-term credential realm. Empty: "avedge".
@@ -53,17 +54,17 @@ type Config struct {
 	Validator *auth.Validator
 
 	// Workers is the number of forwarding loops (each with its own SO_REUSEPORT socket per UDP
-	// listen address). Zero: GOMAXPROCS.
+	// listen address). Zero or negative: DefaultWorkers(), as avedge's workers 0.
 	Workers int
 
 	// IdleHold is how long a worker keeps its scheduler slot (P) after its last packet before
 	// it parks through the Go runtime. Holding saves the runtime's park/unpark and the
-	// hand-offs that come with it on every wake-up at media packet rates (measured: 2x packets
-	// per CPU-second at 4 clients x 250 packets/s); parking lets an idle relay cost nothing
-	// (held, the runtime's 10 ms preemption of the worker and its monitor thread cost ~1 % of
-	// a core with no traffic). It is used only when GOMAXPROCS leaves at least one P for the
-	// rest of the program beside the workers (cmd/avedge raises GOMAXPROCS by the number of
-	// workers, and holds for 1 s). Zero: hold for as long as it takes; negative: never hold.
+	// hand-offs that come with it on every wake-up at media packet rates; parking lets an idle
+	// relay cost nothing (held, the runtime's 10 ms preemption of the worker and its monitor
+	// thread still cost a little; README, "Performance", has both measured). It is used only
+	// when GOMAXPROCS leaves at least one P for the rest of the program beside the workers
+	// (cmd/avedge raises GOMAXPROCS by the number of workers, and holds for 1 s). Zero: hold
+	// for as long as it takes; negative: never hold.
 	IdleHold time.Duration
 
 	// DataPath is how workers wait for and move packets: DataPathIOUring (one io_uring per
@@ -100,7 +101,8 @@ type Config struct {
 	AllocateRate float64
 	// UnauthorizedRate limits 401 answers per client address per second (burst: 5 seconds'
 	// worth), so the relay is neither a password oracle nor an amplifier. Zero: 100;
-	// negative: unlimited.
+	// negative: unlimited. (avedge refuses 0 for both rates: it reads to an operator as "no
+	// Allocate at all"; its defaults are these, 200 and 100.)
 	UnauthorizedRate float64
 	// AlternateServer, when set, is named in a 300 (Try Alternate) answer to Allocate requests
 	// while the relay drains (RFC 8489 §10 ALTERNATE-SERVER); unset, they get 508.
@@ -136,6 +138,12 @@ func (c *Config) withDefaults() Config {
 	if out.Realm == "" {
 		out.Realm = "avedge"
 	}
+	if out.PortQuarantine == 0 {
+		out.PortQuarantine = -1
+	}
+	if out.Workers <= 0 {
+		out.Workers = DefaultWorkers()
+	}
 	if out.AllocateRate == 0 {
 		out.AllocateRate = 200
 	}
@@ -147,6 +155,12 @@ func (c *Config) withDefaults() Config {
 	}
 	return out
 }
+
+// DefaultWorkers is the number of forwarding loops a zero Config.Workers runs: one per two
+// cores, at least one: the kernel's network stack (softirq, wake-ups) needs the other core,
+// and one worker per two cores relays more packets per CPU-second than one per core (README,
+// "Performance").
+func DefaultWorkers() int { return max(1, runtime.NumCPU()/2) }
 
 // DataPath names a forwarding loop implementation (see Config.DataPath).
 type DataPath string

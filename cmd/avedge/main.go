@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"syscall"
 	"time"
 
@@ -55,14 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		return 2
 	}
 	log := newLogger(stderr, opts.LogFormat, opts.LogLevel)
-	if os.Getenv("GOMAXPROCS") == "" {
-		// Each forwarding worker keeps its scheduler slot while it waits for packets (see
-		// relay.Config.IdleHold); give the rest of the program as many slots as there are cores.
-		workers := rc0Workers(st)
-		if want := runtime.NumCPU() + workers; runtime.GOMAXPROCS(0) < want {
-			runtime.GOMAXPROCS(want)
-		}
-	}
+	sizeGOMAXPROCS(st.Relay.Workers)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -72,7 +66,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		return 1
 	}
 	rc := st.Relay
-	rc.Workers = rc0Workers(st)
 	rc.Metrics = m
 	rc.Logger = log
 	srv, err := relay.New(rc)
@@ -84,50 +77,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		log.Warn("loopback peers are allowed (all-loopback setup); pass --allow-loopback-peers=false to refuse them")
 	}
 
-	var servers []*http.Server
-	var authAddr string
-	serveHTTP := func(name, addr string, h http.Handler) error {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("%s: listen %s: %w (set --%s to another address, or empty to turn it off)", name, addr, err, map[string]string{"metrics": "metrics-listen", "credential service": "auth-listen"}[name])
-		}
-		if name == "credential service" {
-			authAddr = ln.Addr().String()
-		}
-		hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
-		servers = append(servers, hs)
-		go func() {
-			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error(name+" stopped", "err", err)
-			}
-		}()
-		log.Info(name+" listening", "addr", ln.Addr().String())
-		return nil
-	}
-	fail := func(err error) int {
+	endpoints := &httpServers{log: log}
+	authAddr, err := endpoints.start(st, reg, m, srv)
+	if err != nil {
 		fmt.Fprintf(stderr, "avedge: %v\n", err)
+		endpoints.stop()
 		_ = srv.Close()
 		return 1
-	}
-	if st.MetricsListen != "" {
-		if err := serveHTTP("metrics", st.MetricsListen, metrics.Handler(reg, srv.Ready)); err != nil {
-			return fail(err)
-		}
-	}
-	if st.Service != nil {
-		sc := *st.Service
-		sc.Logger = log
-		if len(sc.Relays) == 0 {
-			sc.Relays = relaysOf(srv)
-		}
-		sc.OnRequest = m.CredentialRequest
-		svc, err := auth.NewService(sc)
-		if err != nil {
-			return fail(err)
-		}
-		if err := serveHTTP("credential service", st.AuthListen, svc); err != nil {
-			return fail(err)
-		}
 	}
 	if st.GeneratedSecret || (opts.PrintCredentials != nil && *opts.PrintCredentials) {
 		printCredentials(stdout, st, srv)
@@ -142,53 +98,142 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	if ready != nil {
 		ready <- srv
 	}
-	code := 0
-	go func() {
-		<-ctx.Done()
-		sigs <- syscall.SIGINT
-	}()
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
-			reload(log, args, st, srv)
-			continue
+	waitAndStop(ctx, log, sigs, opts.DrainTimeout, func() { reload(log, args, st, srv) }, srv)
+	endpoints.stop()
+	log.Info("stopped")
+	return 0
+}
+
+// sizeGOMAXPROCS gives the program as many scheduler slots as there are cores beside the
+// forwarding workers (workers; 0: relay.DefaultWorkers()), which keep theirs while they wait
+// for packets (see relay.Config.IdleHold). The GOMAXPROCS environment variable wins.
+func sizeGOMAXPROCS(workers int) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return
+	}
+	if workers <= 0 {
+		workers = relay.DefaultWorkers()
+	}
+	if want := runtime.NumCPU() + workers; runtime.GOMAXPROCS(0) < want {
+		runtime.GOMAXPROCS(want)
+	}
+}
+
+// httpServers are the HTTP endpoints run starts: metrics and the credential service.
+type httpServers struct {
+	log     *slog.Logger
+	servers []*http.Server
+	serving sync.WaitGroup // the Serve goroutines
+}
+
+// start serves the endpoints st turns on and returns the credential service's address as
+// bound ("" when it is off). On error, what it started is still to be stopped.
+func (h *httpServers) start(st *config.Settings, reg *prometheus.Registry, m *metrics.Metrics, srv *relay.Server) (authAddr string, err error) {
+	if st.MetricsListen != "" {
+		if _, err := h.serve("metrics", "metrics-listen", st.MetricsListen, metrics.Handler(reg, srv.Ready)); err != nil {
+			return "", err
 		}
-		if sig == syscall.SIGTERM {
-			log.Info("SIGTERM: draining", "timeout", opts.DrainTimeout.String())
-			ctx, cancel := context.WithTimeout(context.Background(), opts.DrainTimeout)
-			go func() {
-				// A second SIGTERM or SIGINT cuts the drain short; SIGHUP still reloads.
+	}
+	if st.Service == nil {
+		return "", nil
+	}
+	sc := *st.Service
+	sc.Logger = h.log
+	if len(sc.Relays) == 0 {
+		sc.Relays = relaysOf(srv)
+	}
+	sc.OnRequest = m.CredentialRequest
+	svc, err := auth.NewService(sc)
+	if err != nil {
+		return "", err
+	}
+	return h.serve("credential service", "auth-listen", st.AuthListen, svc)
+}
+
+// serve listens on addr (set by the option key) and serves handler there in a goroutine;
+// it returns the address as bound.
+func (h *httpServers) serve(name, key, addr string, handler http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("%s: listen %s: %w (set --%s to another address, or empty to turn it off)", name, addr, err, key)
+	}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	h.servers = append(h.servers, hs)
+	h.serving.Go(func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			h.log.Error(name+" stopped", "err", err)
+		}
+	})
+	h.log.Info(name+" listening", "addr", ln.Addr().String())
+	return ln.Addr().String(), nil
+}
+
+// stop shuts the servers down (2 s each for requests in flight) and waits for their Serve
+// goroutines.
+func (h *httpServers) stop() {
+	for _, hs := range h.servers {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = hs.Shutdown(ctx)
+		cancel()
+	}
+	h.serving.Wait()
+}
+
+// waitAndStop serves until SIGINT (or ctx is cancelled: the same) closes srv, or SIGTERM
+// drains it for up to drainTimeout; SIGHUP calls reload, also while draining. A second SIGTERM
+// or SIGINT cuts the drain short. It returns once srv is closed, with the goroutines it
+// started ended.
+func waitAndStop(ctx context.Context, log *slog.Logger, sigs chan os.Signal, drainTimeout time.Duration, reload func(), srv *relay.Server) {
+	stop := make(chan struct{})
+	var watching sync.WaitGroup
+	defer func() {
+		close(stop)
+		watching.Wait()
+	}()
+	watching.Go(func() {
+		select {
+		case <-ctx.Done():
+			select {
+			case sigs <- syscall.SIGINT:
+			case <-stop:
+			}
+		case <-stop:
+		}
+	})
+	for sig := range sigs {
+		switch sig {
+		case syscall.SIGHUP:
+			reload()
+			continue
+		case syscall.SIGTERM:
+			log.Info("SIGTERM: draining", "timeout", drainTimeout.String())
+			dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+			watching.Go(func() {
 				for {
 					select {
 					case s := <-sigs:
 						if s == syscall.SIGHUP {
-							reload(log, args, st, srv)
+							reload()
 							continue
 						}
 						cancel()
-					case <-ctx.Done():
+					case <-dctx.Done():
 					}
 					return
 				}
-			}()
-			if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			})
+			if err := srv.Shutdown(dctx); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 				log.Warn("shutdown", "err", err)
 			}
 			cancel()
-		} else {
+		default:
 			log.Info("SIGINT: closing")
 			if err := srv.Close(); err != nil {
 				log.Warn("close", "err", err)
 			}
 		}
-		break
+		return
 	}
-	for _, hs := range servers {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = hs.Shutdown(ctx)
-		cancel()
-	}
-	log.Info("stopped")
-	return code
 }
 
 // reload re-reads the configuration (flags and the --config file, with the secret and user
@@ -211,16 +256,6 @@ func reload(log *slog.Logger, args []string, st *config.Settings, srv *relay.Ser
 	st.Validator.SetUsers(nst.Users)
 	srv.SetPeerPolicy(nst.Relay.Peers)
 	log.Info("SIGHUP: reloaded secrets, users and peer policy", "secrets", len(st.Keyring.Secrets()), "users", len(nst.Users))
-}
-
-// rc0Workers is the number of forwarding workers: as configured, else one per two cores.
-// Measured on 2-core machines, one worker relays more packets per CPU-second than two at every
-// load up to saturation: the kernel's network stack (softirq, wake-ups) needs the other core.
-func rc0Workers(st *config.Settings) int {
-	if st.Relay.Workers > 0 {
-		return st.Relay.Workers
-	}
-	return max(1, runtime.NumCPU()/2)
 }
 
 // relaysOf lists this relay, as bound, for the credential service's default relay list.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -181,5 +182,34 @@ func TestEmbeddedDefaultWorksAsPrinted(t *testing.T) {
 	}
 	if held := srv.Stats().Ports.Held; held != 0 {
 		t.Fatalf("ports still held after exit: %d", held)
+	}
+}
+
+// TestFailedStartStopsWhatItStarted makes the credential service's listen fail after the
+// metrics endpoint is up: run must close the metrics listener and end its Serve goroutine
+// before it returns.
+func TestFailedStartStopsWhatItStarted(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	var stderr lockedBuffer
+	code := run(context.Background(), []string{"--listening-port", "0", "--metrics-listen", "127.0.0.1:0",
+		"--min-port", "32100", "--max-port", "32199", "--auth-listen", busy.Addr().String()}, io.Discard, &stderr, nil)
+	if code != 1 || !strings.Contains(stderr.String(), "credential service: listen") {
+		t.Fatalf("exit %d, want 1 with the credential service's listen error:\n%s", code, stderr.String())
+	}
+	m := regexp.MustCompile(`msg="metrics listening" addr=(\S+)`).FindStringSubmatch(stderr.String())
+	if m == nil {
+		t.Fatalf("metrics endpoint not started:\n%s", stderr.String())
+	}
+	if c, err := net.Dial("tcp", m[1]); err == nil {
+		c.Close()
+		t.Errorf("metrics endpoint %s still accepts connections after run returned", m[1])
+	}
+	buf := make([]byte, 1<<20)
+	if stacks := string(buf[:runtime.Stack(buf, true)]); strings.Contains(stacks, "net/http.(*Server).Serve(") {
+		t.Errorf("an HTTP Serve goroutine outlives run:\n%s", stacks)
 	}
 }

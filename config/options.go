@@ -1,0 +1,346 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Options is every setting avedge accepts. Each field is one option of the table below
+// (optionTable): its flag name, which is also its YAML key, is given first in its comment.
+// Defaults() is the embedded default; Build checks the whole and derives the settings.
+type Options struct {
+	// listening-ip: the addresses the UDP, TCP and TLS listeners bind, on ListeningPort and
+	// TLSListeningPort. A UDP wildcard becomes one socket per address of the host.
+	ListeningIPs []string
+	// listening-port: the UDP and TCP port of every listening-ip (0: any free port).
+	ListeningPort int
+	// tls-listening-port: the TLS port of every listening-ip, when Cert and PKey are set (0: none).
+	TLSListeningPort int
+	// listen: extra listeners, each "transport/ip:port" (udp, tcp or tls).
+	Listen []string
+	// no-udp: no UDP listener on ListeningPort.
+	NoUDP bool
+	// no-tcp: no TCP listener on ListeningPort.
+	NoTCP bool
+	// cert: the TLS certificate chain file (PEM); with PKey it enables TLS listeners.
+	Cert string
+	// pkey: the TLS private key file (PEM).
+	PKey string
+
+	// relay-ip: the addresses relay sockets bind to, at most one per family. Empty: the
+	// first listening address of each family (refused when that is a wildcard).
+	RelayIPs []string
+	// external-ip: "public[/private]" pairs; public is advertised in XOR-RELAYED-ADDRESS for
+	// relay address private (which may be left out when there is one relay address).
+	ExternalIPs []string
+	// min-port: the lowest relay port of the edge range (1024 or more).
+	MinPort int
+	// max-port: the highest relay port of the edge range (65535 or less).
+	MaxPort int
+	// port-quarantine: how long a released relay port rests before reuse. Zero or negative:
+	// not at all (relay.Config.PortQuarantine reads the same).
+	PortQuarantine time.Duration
+	// workers: the number of forwarding loops. Zero: relay.DefaultWorkers(), one per two
+	// cores (relay.Config.Workers reads the same); negative is refused.
+	Workers int
+	// idle-hold: how long an idle worker keeps its scheduler slot. Zero: indefinitely;
+	// negative: never (relay.Config.IdleHold reads the same).
+	IdleHold time.Duration
+	// data-path: the forwarding loop, "io_uring", "epoll", or "auto" or empty for io_uring
+	// when the kernel runs it.
+	DataPath string
+
+	// realm: the long-term credential realm; must not be empty.
+	Realm string
+	// static-auth-secret: TURN REST shared secrets, newest first. With none and no user, a
+	// secret is generated at start.
+	StaticAuthSecrets []string
+	// static-auth-secret-file: a file of shared secrets ("id secret" or "secret" per line),
+	// newest first, appended to StaticAuthSecrets.
+	SecretFile string
+	// user: static long-term users, each "name:password".
+	Users []string
+	// users-file: a file of static users, "name:password" per line; it wins over Users.
+	UsersFile string
+	// rest-api-separator: the separator between expiry and user in TURN REST usernames.
+	RESTSeparator string
+	// clock-skew: the clock skew tolerated when checking a credential's expiry.
+	ClockSkew time.Duration
+
+	// allow-loopback-peers: whether peers on loopback are allowed. Nil: only when every
+	// listener and relay address is on loopback.
+	AllowLoopbackPeers *bool
+	// allowed-peer-ip: CIDRs or addresses always allowed as peers, over the built-in deny list.
+	AllowedPeerIPs []string
+	// denied-peer-ip: CIDRs or addresses always refused as peers.
+	DeniedPeerIPs []string
+	// total-quota: the most live allocations in total. Zero: unlimited; negative is refused.
+	TotalQuota int
+	// user-quota: the most live allocations per user. Zero: unlimited; negative is refused.
+	UserQuota int
+	// max-bps: each allocation's bandwidth cap in bytes per second. Zero: unlimited;
+	// negative is refused.
+	MaxBPS int64
+	// channel-lifetime: the channel binding lifetime. Zero: 10 minutes (RFC 8656).
+	ChannelLifetime time.Duration
+	// permission-lifetime: the permission lifetime. Zero: 5 minutes (RFC 8656).
+	PermissionLifetime time.Duration
+	// allocation-lifetime: the lifetime granted when a client asks for none. Zero: 10 minutes.
+	AllocationLifetime time.Duration
+
+	// allocate-rate: Allocate requests per second per client address (IPv6: per /64), with
+	// 5 seconds' worth of burst. Negative: unlimited. Zero is refused: to an operator it reads
+	// as "no Allocate at all", which relay.Config would take for its default instead.
+	AllocateRate float64
+	// unauthorized-rate: 401 answers per second per client address, with 5 seconds' worth of
+	// burst. Negative: unlimited; zero is refused, as for AllocateRate.
+	UnauthorizedRate float64
+	// alternate-server: the ip:port named in 300 Try Alternate answers to Allocate while the
+	// relay drains. Empty: those get 508.
+	AlternateServer string
+
+	// metrics-listen: the ip:port of /metrics, /healthz and /readyz. Empty: off.
+	MetricsListen string
+
+	// auth-listen: the ip:port of the built-in credential service. Empty: off.
+	AuthListen string
+	// auth-api-key: the bearer tokens callers of the credential service present. With none
+	// (and no AuthAPIKeyFile), a key is generated when AuthListen is on loopback, and the
+	// service is refused elsewhere unless AuthAllowAnonymous.
+	AuthAPIKeys []string
+	// auth-api-key-file: a file of bearer tokens, one per line, added to AuthAPIKeys.
+	AuthAPIKeyFile string
+	// auth-allow-anonymous: serve credentials without an API key.
+	AuthAllowAnonymous bool
+	// auth-relay: the relays the credential service lists, each
+	// "location:host:udpPort:tcpPort". Empty: this relay, as bound.
+	AuthRelays []string
+	// auth-max-duration: the longest credential the service issues.
+	AuthMaxDuration time.Duration
+
+	// drain-timeout: on SIGTERM, how long live allocations may go on before exit; negative
+	// is refused.
+	DrainTimeout time.Duration
+	// log-format: "text" or "json".
+	LogFormat string
+	// log-level: "debug", "info", "warn" or "error".
+	LogLevel string
+	// print-credentials: whether a ready-to-use credential is printed at start. Nil: only
+	// when the secret was generated.
+	PrintCredentials *bool
+}
+
+// option is one row of optionTable: a setting's flag name (also its YAML key), the field of
+// Options it fills, its default and its usage text.
+type option struct {
+	name  string
+	usage string
+	// field returns a pointer to the option's field of o (*int, *string, *[]string, ...).
+	field func(o *Options) any
+	// setDefault writes the default into o.
+	setDefault func(o *Options)
+}
+
+// opt makes an option of a field of type T.
+func opt[T any](name string, field func(*Options) *T, def T, usage string) option {
+	return option{name: name, usage: usage,
+		field: func(o *Options) any { return field(o) },
+		setDefault: func(o *Options) {
+			v := def
+			if s, ok := any(v).([]string); ok { // no slice shared with the table
+				v = any(slices.Clone(s)).(T)
+			}
+			*field(o) = v
+		}}
+}
+
+// optionTable drives the flags, the YAML keys, the defaults and the usage text: one row per
+// field of Options (a test checks that each field has exactly one).
+var optionTable = []option{
+	opt("listening-ip", func(o *Options) *[]string { return &o.ListeningIPs }, []string{"127.0.0.1"},
+		"address to listen on, repeatable (default 127.0.0.1)"),
+	opt("listening-port", func(o *Options) *int { return &o.ListeningPort }, 3478,
+		"UDP and TCP port for STUN/TURN"),
+	opt("tls-listening-port", func(o *Options) *int { return &o.TLSListeningPort }, 5349,
+		"TLS port, used when cert and pkey are set"),
+	opt("listen", func(o *Options) *[]string { return &o.Listen }, nil,
+		"extra listener transport/ip:port, repeatable, e.g. tcp/0.0.0.0:443 or tls/[::]:443"),
+	opt("no-udp", func(o *Options) *bool { return &o.NoUDP }, false,
+		"do not listen on UDP listening-port"),
+	opt("no-tcp", func(o *Options) *bool { return &o.NoTCP }, false,
+		"do not listen on TCP listening-port"),
+	opt("cert", func(o *Options) *string { return &o.Cert }, "",
+		"TLS certificate chain file (PEM); enables TLS listeners"),
+	opt("pkey", func(o *Options) *string { return &o.PKey }, "",
+		"TLS private key file (PEM)"),
+	opt("relay-ip", func(o *Options) *[]string { return &o.RelayIPs }, nil,
+		"address relay sockets bind to, one per family (default: the first listening-ip of each family)"),
+	opt("external-ip", func(o *Options) *[]string { return &o.ExternalIPs }, nil,
+		"public[/private]: advertise public in XOR-RELAYED-ADDRESS for relay address private (coturn -X)"),
+	opt("min-port", func(o *Options) *int { return &o.MinPort }, 50000,
+		"lowest relay port of the edge range"),
+	opt("max-port", func(o *Options) *int { return &o.MaxPort }, 59999,
+		"highest relay port of the edge range"),
+	opt("port-quarantine", func(o *Options) *time.Duration { return &o.PortQuarantine }, 10*time.Second,
+		"how long a released relay port rests before reuse (0: none)"),
+	opt("workers", func(o *Options) *int { return &o.Workers }, 0,
+		"forwarding loops, each with its own SO_REUSEPORT socket (0: one per two cores)"),
+	opt("data-path", func(o *Options) *string { return &o.DataPath }, "",
+		"forwarding loop: io_uring, epoll, or auto (io_uring when the kernel runs it)"),
+	opt("idle-hold", func(o *Options) *time.Duration { return &o.IdleHold }, time.Second,
+		"how long a worker without packets keeps its scheduler slot before it parks through the Go runtime (held, a packet costs one wake-up; parked, an idle relay costs no CPU; 0: indefinitely; negative: never)"),
+	opt("realm", func(o *Options) *string { return &o.Realm }, "avedge",
+		"long-term credential realm"),
+	opt("static-auth-secret", func(o *Options) *[]string { return &o.StaticAuthSecrets }, nil,
+		"TURN REST shared secret, repeatable, newest first (default: generated at start and printed)"),
+	opt("static-auth-secret-file", func(o *Options) *string { return &o.SecretFile }, "",
+		"file of shared secrets, one per line (\"id secret\" or \"secret\"), newest first; re-read on SIGHUP"),
+	opt("user", func(o *Options) *[]string { return &o.Users }, nil,
+		"static long-term user name:password, repeatable"),
+	opt("users-file", func(o *Options) *string { return &o.UsersFile }, "",
+		"file of static users, name:password per line; re-read on SIGHUP"),
+	opt("rest-api-separator", func(o *Options) *string { return &o.RESTSeparator }, ":",
+		"separator between expiry and user in TURN REST usernames"),
+	opt("clock-skew", func(o *Options) *time.Duration { return &o.ClockSkew }, 30*time.Second,
+		"tolerated clock skew when checking credential expiry"),
+	opt("allow-loopback-peers", func(o *Options) **bool { return &o.AllowLoopbackPeers }, nil,
+		"allow peers on loopback (default: true only when every listener and relay address is loopback)"),
+	opt("allowed-peer-ip", func(o *Options) *[]string { return &o.AllowedPeerIPs }, nil,
+		"CIDR or address always allowed as a peer, repeatable (overrides the built-in deny list)"),
+	opt("denied-peer-ip", func(o *Options) *[]string { return &o.DeniedPeerIPs }, nil,
+		"CIDR or address always refused as a peer, repeatable"),
+	opt("total-quota", func(o *Options) *int { return &o.TotalQuota }, 0,
+		"maximum live allocations in total, 508 beyond (0: unlimited)"),
+	opt("user-quota", func(o *Options) *int { return &o.UserQuota }, 0,
+		"maximum live allocations per user, 486 beyond (0: unlimited)"),
+	opt("max-bps", func(o *Options) *int64 { return &o.MaxBPS }, 0,
+		"bandwidth cap per allocation in bytes per second (0: unlimited)"),
+	opt("channel-lifetime", func(o *Options) *time.Duration { return &o.ChannelLifetime }, 0,
+		"channel binding lifetime (0: 10m, RFC 8656)"),
+	opt("permission-lifetime", func(o *Options) *time.Duration { return &o.PermissionLifetime }, 0,
+		"permission lifetime (0: 5m, RFC 8656)"),
+	opt("allocation-lifetime", func(o *Options) *time.Duration { return &o.AllocationLifetime }, 0,
+		"lifetime granted when a client asks for none (0: 10m; a requested LIFETIME is granted up to 1h)"),
+	opt("allocate-rate", func(o *Options) *float64 { return &o.AllocateRate }, 200,
+		"Allocate requests per second per client address (IPv6: per /64), burst 5 s; excess dropped (-1: unlimited)"),
+	opt("unauthorized-rate", func(o *Options) *float64 { return &o.UnauthorizedRate }, 100,
+		"401 answers per second per client address, burst 5 s (-1: unlimited)"),
+	opt("alternate-server", func(o *Options) *string { return &o.AlternateServer }, "",
+		"ip:port named in 300 Try Alternate answers to Allocate while draining (empty: 508)"),
+	opt("metrics-listen", func(o *Options) *string { return &o.MetricsListen }, "127.0.0.1:9641",
+		"address of /metrics, /healthz, /readyz (empty: off)"),
+	opt("auth-listen", func(o *Options) *string { return &o.AuthListen }, "127.0.0.1:8443",
+		"address of the built-in credential service (empty: off); on loopback without auth-api-key a key is generated and printed"),
+	opt("auth-api-key", func(o *Options) *[]string { return &o.AuthAPIKeys }, nil,
+		"bearer token callers of the credential service present, repeatable"),
+	opt("auth-api-key-file", func(o *Options) *string { return &o.AuthAPIKeyFile }, "",
+		"file of bearer tokens, one per line"),
+	opt("auth-allow-anonymous", func(o *Options) *bool { return &o.AuthAllowAnonymous }, false,
+		"serve credentials without an API key (only on a trusted network)"),
+	opt("auth-relay", func(o *Options) *[]string { return &o.AuthRelays }, nil,
+		"relay listed by the credential service, location:host:udpPort:tcpPort, repeatable (default: this relay)"),
+	opt("auth-max-duration", func(o *Options) *time.Duration { return &o.AuthMaxDuration }, 480*time.Minute,
+		"longest credential the service issues"),
+	opt("drain-timeout", func(o *Options) *time.Duration { return &o.DrainTimeout }, 30*time.Second,
+		"on SIGTERM, how long live allocations may go on before exit"),
+	opt("log-format", func(o *Options) *string { return &o.LogFormat }, "text",
+		"text or json"),
+	opt("log-level", func(o *Options) *string { return &o.LogLevel }, "info",
+		"debug, info, warn or error"),
+	opt("print-credentials", func(o *Options) **bool { return &o.PrintCredentials }, nil,
+		"print a ready-to-use credential at start (default: true when the secret was generated)"),
+}
+
+// Defaults is the embedded default: everything on loopback, the A/V Edge's relay range.
+func Defaults() Options {
+	var o Options
+	for _, op := range optionTable {
+		op.setDefault(&o)
+	}
+	return o
+}
+
+// FlagSet binds every option to a flag of fs; the flag's default is the option's value in o
+// (what the defaults and the file set).
+func (o *Options) FlagSet(fs *flag.FlagSet) {
+	for _, op := range optionTable {
+		switch p := op.field(o).(type) {
+		case *int:
+			fs.IntVar(p, op.name, *p, op.usage)
+		case *int64:
+			fs.Int64Var(p, op.name, *p, op.usage)
+		case *float64:
+			fs.Float64Var(p, op.name, *p, op.usage)
+		case *string:
+			fs.StringVar(p, op.name, *p, op.usage)
+		case *bool:
+			fs.BoolVar(p, op.name, *p, op.usage)
+		case *time.Duration:
+			fs.DurationVar(p, op.name, *p, op.usage)
+		case *[]string:
+			fs.Var(&stringList{p: p}, op.name, op.usage)
+		case **bool:
+			fs.Var(optBool{p}, op.name, op.usage)
+		default:
+			panic(fmt.Sprintf("config: option %s: no flag for a field of type %T", op.name, p))
+		}
+	}
+}
+
+// lookupOption finds the option named name (a flag name or YAML key).
+func lookupOption(name string) (option, bool) {
+	for _, op := range optionTable {
+		if op.name == name {
+			return op, true
+		}
+	}
+	return option{}, false
+}
+
+// stringList is a repeatable flag; the first use on the command line replaces what the file
+// or the defaults set.
+type stringList struct {
+	p   *[]string
+	set bool
+}
+
+func (s *stringList) String() string {
+	if s.p == nil {
+		return ""
+	}
+	return strings.Join(*s.p, ",")
+}
+
+func (s *stringList) Set(v string) error {
+	if !s.set {
+		*s.p = nil
+		s.set = true
+	}
+	*s.p = append(*s.p, v)
+	return nil
+}
+
+// optBool is a flag for a *bool: nil until given ("auto").
+type optBool struct{ p **bool }
+
+func (b optBool) String() string {
+	if b.p == nil || *b.p == nil {
+		return "auto"
+	}
+	return strconv.FormatBool(**b.p)
+}
+
+func (b optBool) Set(v string) error {
+	x, err := strconv.ParseBool(v)
+	if err != nil {
+		return err
+	}
+	*b.p = &x
+	return nil
+}
+
+func (b optBool) IsBoolFlag() bool { return true }

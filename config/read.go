@@ -1,0 +1,126 @@
+package config
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+
+	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/relay"
+)
+
+// inputs is what Build reads outside Options: the files it names, the host's addresses and
+// random bytes. derive takes them from here and does no I/O.
+type inputs struct {
+	cert         *tls.Certificate  // cert and pkey, when both are set
+	fileSecrets  []auth.Secret     // static-auth-secret-file
+	fileUsers    map[string]string // users-file
+	fileAPIKeys  []string          // auth-api-key-file, read when auth-listen is set
+	host         hostAddrs
+	randomSecret string // the shared secret used when none is configured
+	randomAPIKey string // the credential service's key when it needs one and has none
+}
+
+// read reads what o names: each file only when the option that uses it is set.
+func (o Options) read() (*inputs, error) {
+	in := &inputs{}
+	if o.Cert != "" && o.PKey != "" {
+		for _, kf := range [][2]string{{"cert", o.Cert}, {"pkey", o.PKey}} {
+			if _, err := os.Stat(kf[1]); err != nil {
+				return nil, bad(kf[0], "%v", err)
+			}
+		}
+		c, err := tls.LoadX509KeyPair(o.Cert, o.PKey)
+		if err != nil {
+			return nil, bad("cert/pkey", "cannot load the key pair: %v", err)
+		}
+		in.cert = &c
+	}
+	var err error
+	if o.SecretFile != "" {
+		if in.fileSecrets, err = auth.LoadSecretsFile(o.SecretFile); err != nil {
+			return nil, bad("static-auth-secret-file", "%v", err)
+		}
+	}
+	if o.UsersFile != "" {
+		if in.fileUsers, err = auth.LoadUsersFile(o.UsersFile); err != nil {
+			return nil, bad("users-file", "%v", err)
+		}
+	}
+	if o.AuthListen != "" && o.AuthAPIKeyFile != "" {
+		f, err := os.Open(o.AuthAPIKeyFile)
+		if err != nil {
+			return nil, bad("auth-api-key-file", "%v", err)
+		}
+		in.fileAPIKeys, err = auth.ReadAPIKeys(f)
+		f.Close()
+		if err != nil {
+			return nil, bad("auth-api-key-file", "%v", err)
+		}
+	}
+	in.host = readHostAddrs()
+	if in.randomSecret, err = randomHex(24); err != nil {
+		return nil, fmt.Errorf("config: generate a secret: %w", err)
+	}
+	if in.randomAPIKey, err = randomHex(18); err != nil {
+		return nil, fmt.Errorf("config: generate an API key: %w", err)
+	}
+	return in, nil
+}
+
+func randomHex(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// hostAddrs is the host's interface addresses, or why they could not be listed.
+type hostAddrs struct {
+	addrs []netip.Addr
+	err   error
+}
+
+func readHostAddrs() hostAddrs {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return hostAddrs{err: fmt.Errorf("list interface addresses: %w", err)}
+	}
+	var h hostAddrs
+	for _, a := range addrs {
+		if pfx, err := netip.ParsePrefix(a.String()); err == nil {
+			h.addrs = append(h.addrs, pfx.Addr().Unmap())
+		}
+	}
+	return h
+}
+
+// expand makes the UDP listeners for ip:port: one, or for a wildcard one per address of the
+// host of that family, as coturn does when no listening address is given. A UDP socket bound
+// to the wildcard answers from whichever source address the route picks, which on a host with
+// several addresses is not always the one the client wrote to; one socket per address always
+// answers from the right one. (Addresses added after start are not listened on.)
+func (h hostAddrs) expand(ip netip.Addr, port uint16) ([]relay.ListenerConfig, error) {
+	if !ip.IsUnspecified() {
+		return []relay.ListenerConfig{{Network: relay.UDP, Addr: netip.AddrPortFrom(ip, port)}}, nil
+	}
+	if h.err != nil {
+		return nil, h.err
+	}
+	var out []relay.ListenerConfig
+	for _, u := range h.addrs {
+		if u.Is4() != ip.Is4() || u.IsLinkLocalUnicast() || u.Zone() != "" {
+			continue
+		}
+		out = append(out, relay.ListenerConfig{Network: relay.UDP, Addr: netip.AddrPortFrom(u, port)})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no interface address of that family to listen on")
+	}
+	return out, nil
+}
