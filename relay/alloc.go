@@ -13,6 +13,7 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/avedge/avedge/portalloc"
+	"github.com/avedge/avedge/relay/internal/sock"
 )
 
 // relayGen is our RelayAddressGenerator: relay sockets bound to ports drawn by portalloc from
@@ -56,9 +57,9 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 		// Test-bind the even port so that one held by another socket is skipped now rather
 		// than refused (508) by the request that follows.
 		probe := func(port uint16) error {
-			fd, err := openUDP(netip.AddrPortFrom(ip, port), false)
+			fd, err := sock.OpenUDP(netip.AddrPortFrom(ip, port), false)
 			if err == nil {
-				closeFD(fd)
+				sock.Close(fd)
 			}
 			return err
 		}
@@ -81,7 +82,7 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 	var fd int
 	bind := func(port uint16) error {
 		var err error
-		fd, err = openUDP(netip.AddrPortFrom(ip, port), false)
+		fd, err = sock.OpenUDP(netip.AddrPortFrom(ip, port), false)
 		return err
 	}
 	var port uint16
@@ -126,7 +127,7 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 		_ = rc.Close()
 		return nil, nil, errWorkerStopped
 	}
-	return rc, udpAddr(rc.advertised), nil
+	return rc, sock.UDPAddr(rc.advertised), nil
 }
 
 var errQuota = errors.New("relay: allocation quota reached")

@@ -12,6 +12,8 @@ import (
 
 	"github.com/pion/stun/v4"
 	"golang.org/x/sys/unix"
+
+	"github.com/avedge/avedge/relay/internal/sock"
 )
 
 // slowPkt carries a datagram from a worker to pion. Pooled: the slow path is not free of
@@ -119,7 +121,7 @@ func (l *listenerGroup) ReadFrom(b []byte) (int, net.Addr, error) {
 				continue
 			}
 		}
-		addr := udpAddr(from)
+		addr := sock.UDPAddr(from)
 		l.srv.checkRotation(b[:n], addr)
 		return n, addr, nil
 	}
@@ -136,9 +138,9 @@ func (l *listenerGroup) tryAlternate(req []byte, from, alt netip.AddrPort) {
 		return
 	}
 	defer l.endSend()
-	var to rawAddr
-	to.setAddrPort(from)
-	_ = sendTo(l.sendFD, resp, &to)
+	var to sock.RawAddr
+	to.Set(from)
+	_ = sock.SendTo(l.sendFD, resp, &to)
 	l.srv.countAttempt("draining")
 }
 
@@ -166,7 +168,7 @@ func (l *listenerGroup) WriteTo(b []byte, addr net.Addr) (int, error) {
 		return 0, net.ErrClosed
 	}
 	defer l.endSend()
-	ap, ok := addrPortOf(addr)
+	ap, ok := sock.AddrPortOf(addr)
 	if !ok {
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: unix.EAFNOSUPPORT}
 	}
@@ -176,9 +178,9 @@ func (l *listenerGroup) WriteTo(b []byte, addr net.Addr) (int, error) {
 		l.srv.slowStats.drop(dropRateLimited)
 		return n, nil
 	}
-	var to rawAddr
-	to.setAddrPort(ap)
-	if err := sendTo(l.sendFD, b, &to); err != nil {
+	var to sock.RawAddr
+	to.Set(ap)
+	if err := sock.SendTo(l.sendFD, b, &to); err != nil {
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: err}
 	}
 	if d, ok := dataIndicationPayload(b); ok {
@@ -192,7 +194,7 @@ func (l *listenerGroup) Close() error {
 	return nil
 }
 
-func (l *listenerGroup) LocalAddr() net.Addr              { return udpAddr(l.addr) }
+func (l *listenerGroup) LocalAddr() net.Addr              { return sock.UDPAddr(l.addr) }
 func (l *listenerGroup) SetDeadline(time.Time) error      { return nil }
 func (l *listenerGroup) SetReadDeadline(time.Time) error  { return nil }
 func (l *listenerGroup) SetWriteDeadline(time.Time) error { return nil }
@@ -265,7 +267,7 @@ func (r *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		}
 		r.srv.slowStats.count(dirPeerToClient, path, n)
 	}
-	return n, udpAddr(from), nil
+	return n, sock.UDPAddr(from), nil
 }
 
 // WriteTo sends a payload that pion relays to a peer (Send indication, or ChannelData from a
@@ -275,7 +277,7 @@ func (r *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		return 0, net.ErrClosed
 	}
 	defer r.endSend()
-	ap, ok := addrPortOf(addr)
+	ap, ok := sock.AddrPortOf(addr)
 	if !ok {
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: unix.EAFNOSUPPORT}
 	}
@@ -287,9 +289,9 @@ func (r *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		r.srv.slowStats.drop(dropQuota)
 		return len(b), nil
 	}
-	var to rawAddr
-	to.setAddrPort(ap)
-	if err := sendTo(r.fd, b, &to); err != nil {
+	var to sock.RawAddr
+	to.Set(ap)
+	if err := sock.SendTo(r.fd, b, &to); err != nil {
 		r.srv.slowStats.drop(dropSendError)
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: err}
 	}
@@ -313,7 +315,7 @@ func (r *relayConn) Close() error {
 	return nil
 }
 
-func (r *relayConn) LocalAddr() net.Addr              { return udpAddr(r.local) }
+func (r *relayConn) LocalAddr() net.Addr              { return sock.UDPAddr(r.local) }
 func (r *relayConn) SetDeadline(time.Time) error      { return nil }
 func (r *relayConn) SetReadDeadline(time.Time) error  { return nil }
 func (r *relayConn) SetWriteDeadline(time.Time) error { return nil }

@@ -4,11 +4,12 @@ package relay
 
 import (
 	"fmt"
-	"github.com/avedge/avedge/internal/testnet"
 	"net"
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/avedge/avedge/internal/testnet"
 )
 
 func TestBindingReturnsClientAddress(t *testing.T) {

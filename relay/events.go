@@ -10,6 +10,7 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/avedge/avedge/metrics"
+	"github.com/avedge/avedge/relay/internal/sock"
 )
 
 // eventHandler keeps the fast-path table and the gauges in step with what pion decided, and
@@ -70,12 +71,12 @@ func (s *Server) eventHandler() turn.EventHandler {
 			})
 		},
 		OnChannelCreated: func(src, dst net.Addr, _, _, _ string, _, peer net.Addr, num uint16) {
-			ap, ok := addrPortOf(peer)
+			ap, ok := sock.AddrPortOf(peer)
 			if !ok {
 				return
 			}
 			c := &fastChan{num: num, peer: ap, refused: !s.peerPortOK(ap)}
-			c.raw.setAddrPort(ap)
+			c.raw.Set(ap)
 			s.withAlloc(src, dst, func(a *fastAlloc) {
 				s.fast.updateLocked(a, func(st *allocState) {
 					st.chans = append(st.chans, c)
@@ -100,8 +101,8 @@ func (s *Server) eventHandler() turn.EventHandler {
 }
 
 func keyOf(src, dst net.Addr) (allocKey, bool) {
-	s, ok1 := addrPortOf(src)
-	d, ok2 := addrPortOf(dst)
+	s, ok1 := sock.AddrPortOf(src)
+	d, ok2 := sock.AddrPortOf(dst)
 	return allocKey{src: s, dst: d}, ok1 && ok2
 }
 
@@ -124,7 +125,7 @@ func (s *Server) withAlloc(src, dst net.Addr, f func(a *fastAlloc)) {
 
 func (s *Server) onAllocationCreated(src, dst net.Addr, protocol, userID, realm string, relayAddr net.Addr, requestedPort int) {
 	k, ok := keyOf(src, dst)
-	rap, ok2 := addrPortOf(relayAddr)
+	rap, ok2 := sock.AddrPortOf(relayAddr)
 	if !ok || !ok2 {
 		return
 	}
@@ -143,7 +144,7 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, protocol, userID, realm 
 		a.udp = true
 		a.transport = int(metrics.TransportUDP)
 		a.key = fastKey{lis: g.id, client: k.src}
-		a.clientRaw.setAddrPort(k.src)
+		a.clientRaw.Set(k.src)
 	case s.tlsAddrs[k.dst]:
 		a.transport = int(metrics.TransportTLS)
 	default:

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	"github.com/avedge/avedge/relay/internal/sock"
 )
 
 // The fast-path table. It mirrors, for every allocation made through one of our UDP
@@ -27,7 +29,7 @@ type fastKey struct {
 type fastChan struct {
 	num     uint16
 	peer    netip.AddrPort
-	raw     rawAddr
+	raw     sock.RawAddr
 	refused bool // peer is one of the relay's own service ports (see Server.peerPortOK)
 }
 
@@ -39,13 +41,13 @@ type allocState struct {
 
 // fastAlloc is an allocation as the workers see it.
 type fastAlloc struct {
-	key       fastKey    // Static after construction.
-	clientRaw rawAddr    // Static after construction.
-	relay     *relayConn // Static after construction.
-	udp       bool       // client reached us on a UDP listener we own. Static.
-	family    int        // metrics family index. Static.
-	transport int        // metrics transport index. Static.
-	userID    string     // Static after construction.
+	key       fastKey      // Static after construction.
+	clientRaw sock.RawAddr // Static after construction.
+	relay     *relayConn   // Static after construction.
+	udp       bool         // client reached us on a UDP listener we own. Static.
+	family    int          // metrics family index. Static.
+	transport int          // metrics transport index. Static.
+	userID    string       // Static after construction.
 	state     atomic.Pointer[allocState]
 }
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/avedge/avedge/relay/internal/sock"
 )
 
 // forwardRig is one worker, not running, wired by hand to real loopback sockets: a listener
@@ -18,7 +20,7 @@ import (
 type forwardRig struct {
 	srv    *Server
 	w      *worker
-	lis    *sock
+	lis    *loopSock
 	rc     *relayConn
 	a      *fastAlloc
 	client netip.AddrPort
@@ -33,19 +35,19 @@ func newForwardRig(t testing.TB) *forwardRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lfd, err := openUDP(netip.MustParseAddrPort("127.0.0.1:0"), false)
+	lfd, err := sock.OpenUDP(netip.MustParseAddrPort("127.0.0.1:0"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lap, _ := localAddrPort(lfd)
+	lap, _ := sock.LocalAddrPort(lfd)
 	g := &listenerGroup{id: 0, addr: lap, srv: srv, sendFD: lfd, handoffQueue: newHandoffQueue(8)}
-	lis := &sock{fd: lfd, kind: kindListener, lis: g}
-	w.lisSocks = []*sock{lis}
-	rfd, err := openUDP(netip.MustParseAddrPort("127.0.0.1:0"), false)
+	lis := &loopSock{fd: lfd, kind: kindListener, lis: g}
+	w.lisSocks = []*loopSock{lis}
+	rfd, err := sock.OpenUDP(netip.MustParseAddrPort("127.0.0.1:0"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rap, _ := localAddrPort(rfd)
+	rap, _ := sock.LocalAddrPort(rfd)
 	rc := &relayConn{srv: srv, fd: rfd, w: w, local: rap, advertised: rap, handoffQueue: newHandoffQueue(8)}
 	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -58,9 +60,9 @@ func newForwardRig(t testing.TB) *forwardRig {
 	client := cl.LocalAddr().(*net.UDPAddr).AddrPort()
 	peerAP := peer.LocalAddr().(*net.UDPAddr).AddrPort()
 	a := &fastAlloc{key: fastKey{lis: 0, client: client}, relay: rc, udp: true}
-	a.clientRaw.setAddrPort(client)
+	a.clientRaw.Set(client)
 	ch := &fastChan{num: 0x4001, peer: peerAP}
-	ch.raw.setAddrPort(peerAP)
+	ch.raw.Set(peerAP)
 	a.state.Store(&allocState{chans: []*fastChan{ch}, perms: []netip.Addr{peerAP.Addr()}})
 	srv.fast.insert(a)
 	rc.fa.Store(a)

@@ -4,11 +4,13 @@ package relay
 
 import (
 	"encoding/binary"
-	"github.com/avedge/avedge/metrics"
 	"net/netip"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/avedge/avedge/metrics"
+	"github.com/avedge/avedge/relay/internal/sock"
 )
 
 // dropReason is why a packet was not relayed. Its string doubles as the metric label.
@@ -44,7 +46,7 @@ const (
 )
 
 // readSock drains a ready socket in batches and handles each datagram.
-func (w *worker) readSock(s *sock) {
+func (w *worker) readSock(s *loopSock) {
 	for round := 0; round < maxReadsPerSocket; round++ {
 		if ringSize-w.next < batchSize {
 			w.flush()
@@ -73,7 +75,7 @@ func (w *worker) readSock(s *sock) {
 				w.stats.drops[dropTooLarge].Add(1)
 				continue
 			}
-			from := addrPortFromRaw(&w.rnames[i])
+			from := sock.Decode(&w.rnames[i])
 			switch s.kind {
 			case kindListener:
 				w.fromClient(s, buf, size, from)
@@ -93,7 +95,7 @@ func (w *worker) readSock(s *sock) {
 // RFC 8656 §12: the first two bits of a ChannelData message are 0b01 (channel numbers
 // 0x4000 through 0x4FFF), while those of a STUN message are 0b00, so one byte tells them
 // apart.
-func (w *worker) fromClient(s *sock, buf *[headroom + bufSize]byte, size int, from netip.AddrPort) {
+func (w *worker) fromClient(s *loopSock, buf *[headroom + bufSize]byte, size int, from netip.AddrPort) {
 	d := buf[headroom : headroom+size]
 	if size >= 4 && d[0]&0xC0 == 0x40 {
 		// RFC 8656 §12.5: "If the ChannelData message is received in a UDP datagram, and if

@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/avedge/avedge/relay/internal/sock"
 )
 
 // maxGSOSegments bounds the datagrams of one UDP_SEGMENT send (the kernel's UDP_MAX_SEGMENTS
@@ -21,7 +23,7 @@ var gsoCmsgSpace = unix.CmsgSpace(2)
 
 // queue adds a datagram to the round's sends. b must stay valid until the flush: it points
 // into the worker's ring, which is only reused after a flush.
-func (w *worker) queue(fd int, b []byte, to *rawAddr) {
+func (w *worker) queue(fd int, b []byte, to *sock.RawAddr) {
 	if w.u != nil {
 		w.uringSend(fd, b, to)
 		return
@@ -46,7 +48,7 @@ func (w *worker) flush() {
 			j++
 		}
 		if j-i == 1 {
-			if err := sendTo(out[i].fd, out[i].b, out[i].to); err != nil {
+			if err := sock.SendTo(out[i].fd, out[i].b, out[i].to); err != nil {
 				w.stats.drops[dropSendError].Add(1)
 			}
 		} else {
@@ -86,8 +88,8 @@ func (w *worker) sendBatch(pkts []outPkt) {
 		h := &w.smsgs[nmsg].Hdr
 		h.Iov = &w.siovs[i]
 		h.SetIovlen(j - i)
-		h.Name = &pkts[i].to.buf[0]
-		h.Namelen = pkts[i].to.len
+		h.Name = pkts[i].to.Ptr()
+		h.Namelen = pkts[i].to.Len()
 		if j-i > 1 {
 			c := w.cmsgs[nmsg][:]
 			ch := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))

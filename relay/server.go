@@ -20,6 +20,7 @@ import (
 
 	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/portalloc"
+	"github.com/avedge/avedge/relay/internal/sock"
 	"github.com/avedge/avedge/relay/policy"
 )
 
@@ -251,20 +252,20 @@ func (s *Server) listenUDP(addr netip.AddrPort) (*listenerGroup, error) {
 		if i > 0 {
 			bind = g.addr // port 0 resolved by the first socket
 		}
-		fd, err := openUDP(bind, true)
+		fd, err := sock.OpenUDP(bind, true)
 		if err != nil {
 			return nil, fmt.Errorf("relay: listen udp %s: %w", bind, err)
 		}
 		if i == 0 {
-			local, err := localAddrPort(fd)
+			local, err := sock.LocalAddrPort(fd)
 			if err != nil {
-				closeFD(fd)
+				sock.Close(fd)
 				return nil, fmt.Errorf("relay: listen udp %s: %w", bind, err)
 			}
 			g.addr = netip.AddrPortFrom(addr.Addr(), local.Port())
 			g.sendFD = fd
 		}
-		sk := &sock{fd: fd, kind: kindListener, lis: g}
+		sk := &loopSock{fd: fd, kind: kindListener, lis: g}
 		w.lisSocks = append(w.lisSocks, sk)
 		if err := w.register(sk); err != nil {
 			return nil, fmt.Errorf("relay: listen udp %s: epoll: %w", bind, err)
@@ -301,7 +302,7 @@ func (s *Server) Addrs() []ListenerConfig {
 			out = append(out, ListenerConfig{Network: UDP, Addr: s.listeners[u].addr})
 			u++
 		default:
-			ap, _ := addrPortOf(s.streams[t].Addr())
+			ap, _ := sock.AddrPortOf(s.streams[t].Addr())
 			out = append(out, ListenerConfig{Network: l.Network, Addr: ap})
 			t++
 		}
@@ -492,7 +493,7 @@ func (s *Server) peerPortOK(peer netip.AddrPort) bool {
 		}
 	}
 	for _, ln := range s.streams {
-		if ap, ok := addrPortOf(ln.Addr()); ok && ap.Port() == port {
+		if ap, ok := sock.AddrPortOf(ln.Addr()); ok && ap.Port() == port {
 			return false
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/avedge/avedge/relay/internal/sock"
 )
 
 // streamListener hands pion TCP and TLS connections through framedConn, so that the relay
@@ -22,7 +24,7 @@ func (l streamListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	ap, _ := addrPortOf(c.RemoteAddr())
+	ap, _ := sock.AddrPortOf(c.RemoteAddr())
 	return &framedConn{Conn: c, srv: l.srv, remote: ap}, nil
 }
 

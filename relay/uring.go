@@ -17,6 +17,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/avedge/avedge/relay/internal/sock"
 )
 
 const (
@@ -157,7 +159,7 @@ type uring struct {
 	recvMsg  unix.Msghdr // the template of every multishot recvmsg
 	sendMsgs [uringBufs]unix.Msghdr
 	sendIovs [uringBufs]unix.Iovec
-	sendTo   [uringBufs]rawAddr
+	sendTo   [uringBufs]sock.RawAddr
 }
 
 // newUring sets up a ring with its provided buffers. The caller's OS thread becomes its only
@@ -229,7 +231,7 @@ func newUring() (*uring, error) {
 	u.publishBufs()
 	u.recvMsg.Namelen = unix.SizeofSockaddrInet6
 	for i := range u.sendMsgs {
-		u.sendMsgs[i].Name = &u.sendTo[i].buf[0]
+		u.sendMsgs[i].Name = u.sendTo[i].Ptr()
 		u.sendMsgs[i].Iov = &u.sendIovs[i]
 		u.sendMsgs[i].Iovlen = 1
 	}
@@ -352,10 +354,10 @@ func (u *uring) prepCancelFD(s *ioSQE, fd int, userData uint64) {
 
 // prepSend sends b (which lies in buffer bid) to to through fd. The address is copied: the
 // fast-path entry it came from may go before the send completes.
-func (u *uring) prepSend(s *ioSQE, fd int, bid uint16, b []byte, to *rawAddr, userData uint64) {
+func (u *uring) prepSend(s *ioSQE, fd int, bid uint16, b []byte, to *sock.RawAddr, userData uint64) {
 	u.sendTo[bid] = *to
 	m := &u.sendMsgs[bid]
-	m.Namelen = to.len
+	m.Namelen = to.Len()
 	u.sendIovs[bid].Base = unsafe.SliceData(b) // an empty datagram is legal
 	u.sendIovs[bid].SetLen(len(b))
 	s.opcode = ioringOpSendmsg

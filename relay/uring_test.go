@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/avedge/avedge/relay/internal/sock"
 )
 
 // uringRig is a forwardRig whose worker runs the io_uring loop's pieces by hand, on the
@@ -35,7 +37,7 @@ func newUringRig(t *testing.T) *uringRig {
 		t.Fatal(err)
 	}
 	r.w.u = &uringState{ring: u, free: uringBufs}
-	rcs := &sock{fd: r.rc.fd, kind: kindRelay, rc: r.rc}
+	rcs := &loopSock{fd: r.rc.fd, kind: kindRelay, rc: r.rc}
 	r.w.socks[int32(r.lis.fd)] = r.lis
 	r.w.socks[int32(rcs.fd)] = rcs
 	r.w.arm(r.lis)
@@ -48,7 +50,7 @@ func newUringRig(t *testing.T) *uringRig {
 		r.w.u = nil
 		u.close()
 	})
-	lisA, _ := localAddrPort(r.lis.fd)
+	lisA, _ := sock.LocalAddrPort(r.lis.fd)
 	return &uringRig{forwardRig: r, ring: u, lisA: lisA}
 }
 
@@ -217,7 +219,7 @@ func TestUringStepAllocatesNothing(t *testing.T) {
 
 func openTestUDP(t *testing.T) int {
 	t.Helper()
-	fd, err := openUDP(netip.MustParseAddrPort("127.0.0.1:0"), false)
+	fd, err := sock.OpenUDP(netip.MustParseAddrPort("127.0.0.1:0"), false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/avedge/avedge/relay/internal/sock"
 )
 
 const (
@@ -31,8 +33,8 @@ const (
 	kindRelay
 )
 
-// sock is a socket registered with a worker's epoll. Static after construction.
-type sock struct {
+// loopSock is a socket registered with a worker's epoll. Static after construction.
+type loopSock struct {
 	fd   int
 	kind sockKind
 	lis  *listenerGroup // kindListener
@@ -52,7 +54,7 @@ const (
 
 type workerOp struct {
 	kind opKind
-	s    *sock
+	s    *loopSock
 	done chan struct{} // closed when the op has run (opClose)
 }
 
@@ -70,8 +72,8 @@ type worker struct {
 	ops     []workerOp // Guarded by mu.
 	stopped bool       // Guarded by mu.
 
-	socks    map[int32]*sock // Owned by the loop.
-	lisSocks []*sock         // this worker's socket per listen address, by listenerGroup.id. Static after start.
+	socks    map[int32]*loopSock // Owned by the loop.
+	lisSocks []*loopSock         // this worker's socket per listen address, by listenerGroup.id. Static after start.
 
 	// Receive and send state. Owned by the loop.
 	bufs   [ringSize][headroom + bufSize]byte
@@ -100,7 +102,7 @@ type worker struct {
 type outPkt struct {
 	fd int
 	b  []byte
-	to *rawAddr
+	to *sock.RawAddr
 }
 
 func newWorker(id int, srv *Server) (*worker, error) {
@@ -115,12 +117,12 @@ func newWorker(id int, srv *Server) (*worker, error) {
 	}
 	w := &worker{
 		id: id, srv: srv, epfd: epfd, wakefd: wfd,
-		socks: map[int32]*sock{},
+		socks: map[int32]*loopSock{},
 		out:   make([]outPkt, 0, ringSize),
 		segs:  make([]uint8, 0, ringSize),
 		done:  make(chan struct{}),
 	}
-	if err := w.register(&sock{fd: wfd, kind: kindWake}); err != nil {
+	if err := w.register(&loopSock{fd: wfd, kind: kindWake}); err != nil {
 		unix.Close(epfd)
 		unix.Close(wfd)
 		return nil, err
@@ -135,7 +137,7 @@ func newWorker(id int, srv *Server) (*worker, error) {
 }
 
 // register adds s to the loop's epoll and table. Before the loop starts or from the loop only.
-func (w *worker) register(s *sock) error {
+func (w *worker) register(s *loopSock) error {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(s.fd)}
 	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
 		return err
@@ -160,7 +162,7 @@ func (w *worker) submit(op workerOp) bool {
 
 // addRelay starts reading a relay socket.
 func (w *worker) addRelay(rc *relayConn) bool {
-	return w.submit(workerOp{kind: opAdd, s: &sock{fd: rc.fd, kind: kindRelay, rc: rc}})
+	return w.submit(workerOp{kind: opAdd, s: &loopSock{fd: rc.fd, kind: kindRelay, rc: rc}})
 }
 
 // closeRelay stops reading rc's socket and closes it, from the loop, so that no read can
@@ -168,7 +170,7 @@ func (w *worker) addRelay(rc *relayConn) bool {
 // the loop (or its shutdown) when the op was accepted, the caller when the worker had stopped.
 func (w *worker) closeRelay(rc *relayConn) {
 	done := make(chan struct{})
-	if !w.submit(workerOp{kind: opClose, s: &sock{fd: rc.fd, kind: kindRelay, rc: rc}, done: done}) {
+	if !w.submit(workerOp{kind: opClose, s: &loopSock{fd: rc.fd, kind: kindRelay, rc: rc}, done: done}) {
 		unix.Close(rc.fd)
 		return
 	}

@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/avedge/avedge/relay/internal/sock"
 )
 
 // The io_uring loop. Every socket of the worker has one multishot recvmsg armed: the kernel
@@ -39,14 +41,14 @@ type uringState struct {
 	armed    int    // multishot requests (recv and poll) not yet ended
 	inFlight int    // sends not yet completed
 	unsent   uint32 // sends prepared but not yet submitted
-	rearm    []*sock
+	rearm    []*loopSock
 	stopping bool
 }
 
 // runUring runs the loop on ring u until the worker is stopped; it tears the ring down
 // before it returns (every request ended, so no socket stays referenced by the ring).
 func (w *worker) runUring(u *uring) {
-	st := &uringState{ring: u, free: uringBufs, rearm: make([]*sock, 0, 16)}
+	st := &uringState{ring: u, free: uringBufs, rearm: make([]*loopSock, 0, 16)}
 	w.u = st
 	defer func() {
 		w.drainUring()
@@ -104,7 +106,7 @@ func (w *worker) nextSQE() *ioSQE {
 }
 
 // arm starts the multishot request that reads s.
-func (w *worker) arm(s *sock) {
+func (w *worker) arm(s *loopSock) {
 	if w.u.stopping {
 		return
 	}
@@ -218,7 +220,7 @@ func (w *worker) onRecv(fd int, res int32, flags uint32) {
 }
 
 // handleBuf relays or hands off the datagram in buffer bid.
-func (w *worker) handleBuf(s *sock, bid uint16) {
+func (w *worker) handleBuf(s *loopSock, bid uint16) {
 	st := w.u
 	b := st.ring.buf(bid)
 	out := (*ioRecvmsgOut)(unsafe.Pointer(&b[0]))
@@ -228,7 +230,7 @@ func (w *worker) handleBuf(s *sock, bid uint16) {
 		return
 	}
 	size := int(out.payloadlen)
-	from := addrPortFromRaw((*[unix.SizeofSockaddrInet6]byte)(unsafe.Pointer(&b[uringNameOff])))
+	from := sock.Decode((*[unix.SizeofSockaddrInet6]byte)(unsafe.Pointer(&b[uringNameOff])))
 	buf := (*[headroom + bufSize]byte)(unsafe.Pointer(&b[uringBufOff]))
 	st.cur, st.held = bid, false
 	switch s.kind {
@@ -244,7 +246,7 @@ func (w *worker) handleBuf(s *sock, bid uint16) {
 
 // uringSend queues a send of b, which lies in the current buffer; the buffer goes back to the
 // kernel when the send completes.
-func (w *worker) uringSend(fd int, b []byte, to *rawAddr) {
+func (w *worker) uringSend(fd int, b []byte, to *sock.RawAddr) {
 	st := w.u
 	sq := w.nextSQE()
 	if st.held || sq == nil {
@@ -314,7 +316,7 @@ func (w *worker) runUringOps() bool {
 }
 
 // closeSock closes a relay socket whose request has ended and tells closeRelay.
-func (w *worker) closeSock(s *sock) {
+func (w *worker) closeSock(s *loopSock) {
 	delete(w.socks, int32(s.fd))
 	unix.Close(s.fd)
 	close(s.closing)
