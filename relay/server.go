@@ -21,6 +21,7 @@ import (
 	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/portalloc"
 	"github.com/avedge/avedge/relay/internal/sock"
+	"github.com/avedge/avedge/relay/internal/uring"
 	"github.com/avedge/avedge/relay/policy"
 )
 
@@ -123,12 +124,12 @@ func New(cfg Config) (*Server, error) {
 	switch loop {
 	case DataPathAuto:
 		loop = DataPathIOUring
-		if err := uringUsable(); err != nil {
+		if err := uring.Usable(); err != nil {
 			s.log.Info("io_uring unavailable; forwarding with epoll", "reason", err)
 			loop = DataPathEpoll
 		}
 	case DataPathIOUring:
-		if err := uringUsable(); err != nil {
+		if err := uring.Usable(); err != nil {
 			return nil, fmt.Errorf("relay: data path io_uring: %w (use data path epoll or auto)", err)
 		}
 	}

@@ -14,29 +14,30 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/avedge/avedge/relay/internal/sock"
+	"github.com/avedge/avedge/relay/internal/uring"
 )
 
 // uringRig is a forwardRig whose worker runs the io_uring loop's pieces by hand, on the
 // test's locked OS thread (the ring's only submitter).
 type uringRig struct {
 	*forwardRig
-	ring *uring
+	ring *uring.Ring
 	lisA netip.AddrPort // the listener's address
 }
 
 func newUringRig(t *testing.T) *uringRig {
 	t.Helper()
-	if err := uringUsable(); err != nil {
+	if err := uring.Usable(); err != nil {
 		t.Skipf("this kernel does not run the io_uring loop: %v", err)
 	}
 	runtime.LockOSThread()
 	t.Cleanup(runtime.UnlockOSThread)
 	r := newForwardRig(t)
-	u, err := newUring()
+	u, err := uring.New(bufSize)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.w.u = &uringState{ring: u, free: uringBufs}
+	r.w.u = newUringState(r.w, u)
 	rcs := &loopSock{fd: r.rc.fd, kind: kindRelay, rc: r.rc}
 	r.w.socks[int32(r.lis.fd)] = r.lis
 	r.w.socks[int32(rcs.fd)] = rcs
@@ -48,7 +49,7 @@ func newUringRig(t *testing.T) *uringRig {
 			t.Errorf("%d requests still armed after the drain", a)
 		}
 		r.w.u = nil
-		u.close()
+		u.Close()
 	})
 	lisA, _ := sock.LocalAddrPort(r.lis.fd)
 	return &uringRig{forwardRig: r, ring: u, lisA: lisA}
@@ -56,7 +57,7 @@ func newUringRig(t *testing.T) *uringRig {
 
 // step submits what is queued, waits for a completion and handles every one that is ready.
 func (r *uringRig) step(t testing.TB) {
-	if e := r.ring.enter(1, true, 1000); e != 0 && e != unix.EINTR {
+	if e := r.ring.Enter(1, true, 1000); e != 0 && e != unix.EINTR {
 		t.Fatalf("io_uring_enter: %v", e)
 	}
 	r.w.reap()
@@ -106,8 +107,8 @@ func TestUringRelaysBothWays(t *testing.T) {
 			t.Fatalf("size %d: client got % x…, want % x…", size, buf[:min(n, 8)], want[:min(len(want), 8)])
 		}
 	}
-	if got := r.w.u.free; got != uringBufs {
-		t.Errorf("%d of %d buffers back with the kernel after all sends completed", got, uringBufs)
+	if got := r.w.u.free; got != uring.Bufs {
+		t.Errorf("%d of %d buffers back with the kernel after all sends completed", got, uring.Bufs)
 	}
 }
 
@@ -141,9 +142,8 @@ func TestUringRearmsAfterBuffersRunOut(t *testing.T) {
 	st := r.w.u
 	// Take every buffer away from the kernel, as sends still in flight would.
 	u := r.ring
-	saved := u.bufTail
-	u.bufTail -= uringBufs
-	u.publishBufs()
+	u.MoveBufTail(-uring.Bufs)
+	u.PublishBufs()
 	st.free = 0
 	const n = 5
 	for i := 0; i < n; i++ {
@@ -156,8 +156,8 @@ func TestUringRearmsAfterBuffersRunOut(t *testing.T) {
 		t.Fatalf("after ENOBUFS the listener should wait for buffers, unarmed: %d socks waiting, armed %v", len(st.rearm), r.lis.armed)
 	}
 	// Give the buffers back: the next reap re-arms, and the queued datagrams arrive.
-	u.bufTail = saved
-	st.free = uringBufs
+	u.MoveBufTail(uring.Bufs)
+	st.free = uring.Bufs
 	st.returned = true
 	r.w.reap()
 	got := 0
@@ -217,16 +217,6 @@ func TestUringStepAllocatesNothing(t *testing.T) {
 	}
 }
 
-func openTestUDP(t *testing.T) int {
-	t.Helper()
-	fd, err := sock.OpenUDP(netip.MustParseAddrPort("127.0.0.1:0"), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	return fd
-}
-
 func TestDataPathChoice(t *testing.T) {
 	lo := netip.MustParseAddrPort("127.0.0.1:0")
 	base := Config{Listeners: []ListenerConfig{{Network: UDP, Addr: lo}}, Logger: testLogger(t), Workers: 1}
@@ -247,7 +237,7 @@ func TestDataPathChoice(t *testing.T) {
 	}
 
 	for _, path := range []DataPath{DataPathAuto, DataPathEpoll, DataPathIOUring} {
-		if path == DataPathIOUring && uringUsable() != nil {
+		if path == DataPathIOUring && uring.Usable() != nil {
 			c := base
 			c.DataPath = path
 			if s, err := New(c); err == nil || !strings.Contains(err.Error(), "io_uring") {
@@ -259,7 +249,7 @@ func TestDataPathChoice(t *testing.T) {
 			continue
 		}
 		s := startServerOn(t, path, nil)
-		want := path == DataPathIOUring || (path == DataPathAuto && uringUsable() == nil)
+		want := path == DataPathIOUring || (path == DataPathAuto && uring.Usable() == nil)
 		if got := s.workers[0].useUring; got != want {
 			t.Errorf("data path %q: worker uses io_uring %v, want %v", path, got, want)
 		}
@@ -287,7 +277,7 @@ func TestUringWaitIsNotEndedByOwnSends(t *testing.T) {
 	start := time.Now()
 	// Through the runtime's syscall path: a raw wait would be cut short by the runtime's
 	// preemption signal, and a signal during a wait that also submitted is not reported.
-	if e := r.ring.enter(r.w.u.waitTarget(), false, int(timeout/time.Millisecond)); e != 0 && e != unix.ETIME {
+	if e := r.ring.Enter(r.w.u.waitTarget(), false, int(timeout/time.Millisecond)); e != 0 && e != unix.ETIME {
 		t.Fatalf("wait: %v", e)
 	}
 	if took := time.Since(start); took < timeout*9/10 {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/avedge/avedge/relay/internal/sock"
+	"github.com/avedge/avedge/relay/internal/uring"
 )
 
 const (
@@ -235,7 +236,7 @@ func (w *worker) run() {
 	defer w.shutdown()
 	if w.useUring {
 		// The ring is made here, on the thread that will be its only submitter.
-		u, err := newUring()
+		u, err := uring.New(bufSize)
 		if err == nil {
 			w.runUring(u)
 			return
