@@ -17,8 +17,8 @@ type exampleAllocation struct {
 	family    Family    // Static after construction.
 
 	// Written by the data path with atomic adds, read by Snapshot.
-	packets [numDirections][numPaths]atomic.Uint64
-	bytes   [numDirections][numPaths]atomic.Uint64
+	packets [NumDirections][NumPaths]atomic.Uint64
+	bytes   [NumDirections][NumPaths]atomic.Uint64
 }
 
 // count is all the forwarding step does for metrics: two atomic adds
@@ -32,7 +32,7 @@ func (a *exampleAllocation) count(d Direction, p Path, n int) {
 type exampleRelay struct {
 	mu    sync.Mutex                       // control plane only; never taken per packet
 	live  map[*exampleAllocation]struct{}  // Guarded by mu.
-	ended [numDirections][numPaths]Counter // Guarded by mu. Totals of ended allocations.
+	ended [NumDirections][NumPaths]Counter // Guarded by mu. Totals of ended allocations.
 }
 
 func newExampleRelay() *exampleRelay {
@@ -52,8 +52,8 @@ func (r *exampleRelay) end(a *exampleAllocation) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.live, a)
-	for d := range numDirections {
-		for p := range numPaths {
+	for d := range NumDirections {
+		for p := range NumPaths {
 			r.ended[d][p].Packets += a.packets[d][p].Load()
 			r.ended[d][p].Bytes += a.bytes[d][p].Load()
 		}
@@ -67,8 +67,8 @@ func (r *exampleRelay) Snapshot(s *Snapshot) {
 	s.Traffic = r.ended
 	for a := range r.live {
 		s.Allocations[a.transport][a.family]++
-		for d := range numDirections {
-			for p := range numPaths {
+		for d := range NumDirections {
+			for p := range NumPaths {
 				s.Traffic[d][p].Packets += a.packets[d][p].Load()
 				s.Traffic[d][p].Bytes += a.bytes[d][p].Load()
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/avedge/avedge/portalloc"
+	"github.com/avedge/avedge/relay/internal/dataplane"
 	"github.com/avedge/avedge/relay/internal/sock"
 )
 
@@ -108,22 +109,21 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 	w := s.workers[int(g.next.Add(1))%len(s.workers)]
 	user := c.UserID
 	rc := &relayConn{
-		srv: s, fd: fd, w: w,
-		local:        netip.AddrPortFrom(ip, port),
-		advertised:   netip.AddrPortFrom(s.advertise(ip), port),
-		created:      time.Now(),
-		handoffQueue: newHandoffQueue(256),
+		Relay: dataplane.NewRelay(fd, 256, s.cfg.AllocationBandwidth),
+		srv:   s, w: w,
+		local:      netip.AddrPortFrom(ip, port),
+		advertised: netip.AddrPortFrom(s.advertise(ip), port),
+		created:    time.Now(),
 	}
 	rc.release = func() {
 		pa.Release(port)
 		s.quota.Release(user)
 	}
-	rc.bucket.init(s.cfg.AllocationBandwidth)
 	s.mu.Lock()
 	s.relays[rc.advertised] = rc
 	s.mu.Unlock()
 	s.live.Add(1)
-	if !w.addRelay(rc) {
+	if !w.AddRelay(rc.Relay) {
 		_ = rc.Close()
 		return nil, nil, errWorkerStopped
 	}

@@ -6,114 +6,39 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pion/stun/v4"
 	"golang.org/x/sys/unix"
 
+	"github.com/avedge/avedge/metrics"
+	"github.com/avedge/avedge/relay/internal/dataplane"
 	"github.com/avedge/avedge/relay/internal/sock"
 )
-
-// slowPkt carries a datagram from a worker to pion. Pooled: the slow path is not free of
-// allocations (pion's own handling allocates), but the hand-off itself reuses its buffers.
-type slowPkt struct {
-	n    int
-	from netip.AddrPort
-	buf  [bufSize]byte
-}
-
-var slowPool = sync.Pool{New: func() any { return new(slowPkt) }}
-
-// handoffQueue is the bounded queue between the workers and one pion reader.
-type handoffQueue struct {
-	q      chan *slowPkt
-	closed chan struct{}
-	once   sync.Once
-	// sending is held (read) by pion's writes while they use the socket, and (write) by
-	// close, so that a socket is never written after it was closed and its number reused.
-	sending sync.RWMutex
-}
-
-func newHandoffQueue(n int) handoffQueue {
-	return handoffQueue{q: make(chan *slowPkt, n), closed: make(chan struct{})}
-}
-
-// push copies d for pion; false when pion is behind (the datagram is dropped) or gone.
-func (h *handoffQueue) push(d []byte, from netip.AddrPort) bool {
-	p := slowPool.Get().(*slowPkt)
-	p.n = copy(p.buf[:], d)
-	p.from = from
-	select {
-	case h.q <- p:
-		return true
-	default:
-		slowPool.Put(p)
-		return false
-	}
-}
-
-func (h *handoffQueue) pop(b []byte) (int, netip.AddrPort, error) {
-	select {
-	case p := <-h.q:
-		n := copy(b, p.buf[:p.n])
-		from := p.from
-		slowPool.Put(p)
-		return n, from, nil
-	case <-h.closed:
-		return 0, netip.AddrPort{}, net.ErrClosed
-	}
-}
-
-func (h *handoffQueue) close() bool {
-	h.sending.Lock()
-	defer h.sending.Unlock()
-	first := false
-	h.once.Do(func() { close(h.closed); first = true })
-	return first
-}
-
-// beginSend reports whether the socket may still be written; endSend must follow a true.
-func (h *handoffQueue) beginSend() bool {
-	h.sending.RLock()
-	select {
-	case <-h.closed:
-		h.sending.RUnlock()
-		return false
-	default:
-		return true
-	}
-}
-
-func (h *handoffQueue) endSend() { h.sending.RUnlock() }
 
 // listenerGroup is one UDP listen address: a SO_REUSEPORT socket in every worker, and the
 // net.PacketConn that pion reads STUN/TURN requests from and writes its answers to.
 type listenerGroup struct {
-	id     uint16         // index in Server.listeners. Static.
-	addr   netip.AddrPort // Static.
-	srv    *Server
-	sendFD int // the socket pion's answers leave from (worker 0's). Static after start.
-	handoffQueue
+	*dataplane.Listener                // the workers' side: ID (index in Server.listeners) and the queue. Static.
+	addr                netip.AddrPort // Static.
+	srv                 *Server        // Static.
+	sendFD              int            // the socket pion's answers leave from (worker 0's). Static after start.
 }
 
 var _ net.PacketConn = (*listenerGroup)(nil)
-
-func (l *listenerGroup) handoff(d []byte, from netip.AddrPort) bool { return l.push(d, from) }
 
 // ReadFrom returns the next STUN message for pion. Allocate requests over their source's
 // rate are dropped here, and while the relay drains with an alternate server configured they
 // are answered here with 300 (Try Alternate).
 func (l *listenerGroup) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
-		n, from, err := l.pop(b)
+		n, from, err := l.Pop(b)
 		if err != nil {
 			return 0, nil, err
 		}
 		if n >= 20 && b[0] == 0x00 && b[1] == 0x03 { // Allocate request
 			if lim := l.srv.allocLimit; lim != nil && !lim.Allow(from.Addr(), time.Now().UnixNano()) {
-				l.srv.slowStats.drop(dropRateLimited)
+				l.srv.slowStats.Drop(dataplane.DropRateLimited)
 				continue
 			}
 			if alt := l.srv.cfg.AlternateServer; alt.IsValid() && l.srv.draining.Load() {
@@ -134,10 +59,10 @@ func (l *listenerGroup) ReadFrom(b []byte) (int, net.Addr, error) {
 // request this way "if it wishes to redirect the client to a different server".
 func (l *listenerGroup) tryAlternate(req []byte, from, alt netip.AddrPort) {
 	resp := tryAlternateResponse(req, alt)
-	if resp == nil || !l.beginSend() {
+	if resp == nil || !l.BeginSend() {
 		return
 	}
-	defer l.endSend()
+	defer l.EndSend()
 	var to sock.RawAddr
 	to.Set(from)
 	_ = sock.SendTo(l.sendFD, resp, &to)
@@ -164,10 +89,10 @@ func tryAlternateResponse(req []byte, alt netip.AddrPort) []byte {
 
 // WriteTo sends pion's answer (or a Data indication) to a client.
 func (l *listenerGroup) WriteTo(b []byte, addr net.Addr) (int, error) {
-	if !l.beginSend() {
+	if !l.BeginSend() {
 		return 0, net.ErrClosed
 	}
-	defer l.endSend()
+	defer l.EndSend()
 	ap, ok := sock.AddrPortOf(addr)
 	if !ok {
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: unix.EAFNOSUPPORT}
@@ -175,7 +100,7 @@ func (l *listenerGroup) WriteTo(b []byte, addr net.Addr) (int, error) {
 	n := len(b)
 	b = l.srv.fixChannelBindRefusal(b, addr)
 	if lim := l.srv.authLimit; lim != nil && stunErrorCode(b) == 401 && !lim.Allow(ap.Addr(), time.Now().UnixNano()) {
-		l.srv.slowStats.drop(dropRateLimited)
+		l.srv.slowStats.Drop(dataplane.DropRateLimited)
 		return n, nil
 	}
 	var to sock.RawAddr
@@ -184,13 +109,13 @@ func (l *listenerGroup) WriteTo(b []byte, addr net.Addr) (int, error) {
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: err}
 	}
 	if d, ok := dataIndicationPayload(b); ok {
-		l.srv.slowStats.count(dirPeerToClient, pathIndication, d)
+		l.srv.slowStats.Count(metrics.PeerToClient, metrics.PathIndication, d)
 	}
 	return n, nil
 }
 
 func (l *listenerGroup) Close() error {
-	l.close()
+	l.HandoffQueue.Close()
 	return nil
 }
 
@@ -236,36 +161,29 @@ func stunErrorCode(b []byte) int {
 // are not on a bound channel (to send Data indications) and writes Send-indication and
 // TCP-client ChannelData payloads to peers. The socket itself is read by a worker.
 type relayConn struct {
-	srv        *Server
-	fd         int            // Static after construction.
-	local      netip.AddrPort // bound address. Static.
-	advertised netip.AddrPort // XOR-RELAYED-ADDRESS (external-ip mapping applied). Static.
-	w          *worker        // the worker reading fd. Static.
-	release    func()         // gives the port back. Static.
-	created    time.Time      // Static.
-
-	fa     atomic.Pointer[fastAlloc] // set when pion reports the allocation created
-	bucket bandwidth                 // per-allocation cap; zero: unlimited
-
-	handoffQueue
+	*dataplane.Relay                   // the workers' side: FD, the allocation, the cap, the queue. Static.
+	srv              *Server           // Static.
+	local            netip.AddrPort    // bound address. Static.
+	advertised       netip.AddrPort    // XOR-RELAYED-ADDRESS (external-ip mapping applied). Static.
+	w                *dataplane.Worker // the worker reading FD. Static.
+	release          func()            // gives the port back. Static.
+	created          time.Time         // Static.
 }
 
 var _ net.PacketConn = (*relayConn)(nil)
 
-func (r *relayConn) handoff(d []byte, from netip.AddrPort) bool { return r.push(d, from) }
-
 func (r *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	n, from, err := r.pop(b)
+	n, from, err := r.Pop(b)
 	if err != nil {
 		return 0, nil, err
 	}
-	if a := r.fa.Load(); a != nil && !a.udp {
+	if a := r.Relay.Alloc.Load(); a != nil && !a.UDP {
 		// TCP/TLS client: pion forwards it; count it the way pion will send it.
-		path := pathIndication
-		if a.chanByPeer(from) != nil {
-			path = pathChannel
+		path := metrics.PathIndication
+		if a.ChanByPeer(from) != nil {
+			path = metrics.PathChannel
 		}
-		r.srv.slowStats.count(dirPeerToClient, path, n)
+		r.srv.slowStats.Count(metrics.PeerToClient, path, n)
 	}
 	return n, sock.UDPAddr(from), nil
 }
@@ -273,43 +191,43 @@ func (r *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 // WriteTo sends a payload that pion relays to a peer (Send indication, or ChannelData from a
 // TCP/TLS client). The peer policy was applied when the permission was granted.
 func (r *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	if !r.beginSend() {
+	if !r.BeginSend() {
 		return 0, net.ErrClosed
 	}
-	defer r.endSend()
+	defer r.EndSend()
 	ap, ok := sock.AddrPortOf(addr)
 	if !ok {
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: unix.EAFNOSUPPORT}
 	}
 	if !r.srv.peerPortOK(ap) {
-		r.srv.slowStats.drop(dropPolicy)
+		r.srv.slowStats.Drop(dataplane.DropPolicy)
 		return len(b), nil
 	}
-	if r.limited(len(b)) {
-		r.srv.slowStats.drop(dropQuota)
+	if r.Limited(len(b)) {
+		r.srv.slowStats.Drop(dataplane.DropQuota)
 		return len(b), nil
 	}
 	var to sock.RawAddr
 	to.Set(ap)
-	if err := sock.SendTo(r.fd, b, &to); err != nil {
-		r.srv.slowStats.drop(dropSendError)
+	if err := sock.SendTo(r.FD, b, &to); err != nil {
+		r.srv.slowStats.Drop(dataplane.DropSendError)
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: err}
 	}
-	path := pathIndication
-	if a := r.fa.Load(); a != nil && !a.udp && a.chanByPeer(ap) != nil {
-		path = pathChannel
+	path := metrics.PathIndication
+	if a := r.Relay.Alloc.Load(); a != nil && !a.UDP && a.ChanByPeer(ap) != nil {
+		path = metrics.PathChannel
 	}
-	r.srv.slowStats.count(dirClientToPeer, path, len(b))
+	r.srv.slowStats.Count(metrics.ClientToPeer, path, len(b))
 	return len(b), nil
 }
 
 // Close stops the worker reading the socket, closes it and gives its port back to the edge
 // range. pion calls it when the allocation ends (expiry, Refresh 0, shutdown).
 func (r *relayConn) Close() error {
-	if !r.close() {
+	if !r.HandoffQueue.Close() {
 		return nil
 	}
-	r.w.closeRelay(r)
+	r.w.CloseRelay(r.Relay)
 	r.release()
 	r.srv.relayClosed(r)
 	return nil
@@ -319,20 +237,3 @@ func (r *relayConn) LocalAddr() net.Addr              { return sock.UDPAddr(r.lo
 func (r *relayConn) SetDeadline(time.Time) error      { return nil }
 func (r *relayConn) SetReadDeadline(time.Time) error  { return nil }
 func (r *relayConn) SetWriteDeadline(time.Time) error { return nil }
-
-// limited reports whether n more bytes exceed the allocation's bandwidth cap.
-func (r *relayConn) limited(n int) bool { return r.bucket.over(n) }
-
-// slowStats counts what pion relays (indications, TCP clients). Event rate is packet rate on
-// those paths, so these are atomics shared by the pion goroutines.
-type slowStats struct {
-	traffic [2][2]struct{ packets, bytes atomic.Uint64 }
-	drops   [numDropReasons]atomic.Uint64
-}
-
-func (s *slowStats) count(dir, path, n int) {
-	s.traffic[dir][path].packets.Add(1)
-	s.traffic[dir][path].bytes.Add(uint64(n))
-}
-
-func (s *slowStats) drop(r dropReason) { s.drops[r].Add(1) }

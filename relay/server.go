@@ -20,6 +20,7 @@ import (
 
 	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/portalloc"
+	"github.com/avedge/avedge/relay/internal/dataplane"
 	"github.com/avedge/avedge/relay/internal/sock"
 	"github.com/avedge/avedge/relay/internal/uring"
 	"github.com/avedge/avedge/relay/policy"
@@ -31,7 +32,7 @@ type Server struct {
 	log *slog.Logger // Static after construction.
 
 	turn       *turn.Server
-	workers    []*worker                           // Static after construction.
+	workers    []*dataplane.Worker                 // Static after construction.
 	listeners  []*listenerGroup                    // UDP listen addresses. Static after construction.
 	lisByAddr  map[netip.AddrPort]*listenerGroup   // Static after construction.
 	streams    []net.Listener                      // TCP and TLS listeners. Static after construction.
@@ -41,18 +42,18 @@ type Server struct {
 	peers      atomic.Pointer[policy.Policy]       // swapped by SetPeerPolicy
 	ownIPs     []netip.Addr                        // relay and advertised addresses. Static after construction.
 	quota      *policy.Quota                       // Static after construction.
-	fast       *fastTable
+	fast       *dataplane.Table
 	allocLimit *policy.Limiter // nil: unlimited. Static after construction.
 	authLimit  *policy.Limiter // nil: unlimited. Static after construction.
 
 	mu     sync.Mutex
 	relays map[netip.AddrPort]*relayConn // by advertised address. Guarded by mu.
-	allocs map[allocKey]*fastAlloc       // every live allocation. Guarded by mu.
+	allocs map[allocKey]*allocation      // every live allocation. Guarded by mu.
 	live   sync.WaitGroup                // one per open relayConn
 
 	precheck   precheckCache
 	bindKeys   keyCache
-	slowStats  slowStats
+	slowStats  dataplane.SlowStats
 	allocCount [3][2]atomic.Int64
 	permCount  atomic.Int64
 	chanCount  atomic.Int64
@@ -76,8 +77,8 @@ func New(cfg Config) (*Server, error) {
 		tlsAddrs:  map[netip.AddrPort]bool{},
 		ports:     map[netip.Addr]*portalloc.Allocator{},
 		relays:    map[netip.AddrPort]*relayConn{},
-		allocs:    map[allocKey]*fastAlloc{},
-		fast:      newFastTable(),
+		allocs:    map[allocKey]*allocation{},
+		fast:      dataplane.NewTable(),
 		quota:     policy.NewQuota(c.UserQuota, c.MaxAllocations),
 		done:      make(chan struct{}),
 	}
@@ -135,12 +136,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.log.Info("forwarding loops", "workers", n, "data-path", string(loop), "hold-scheduler-slot", hold != 0)
 	for i := 0; i < n; i++ {
-		w, err := newWorker(i, s)
+		w, err := dataplane.NewWorker(i, dataplane.Config{
+			Table: s.fast, Log: s.log, HoldMs: hold, UseUring: loop == DataPathIOUring,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("relay: worker %d: %w", i, err)
 		}
-		w.holdMs = hold
-		w.useUring = loop == DataPathIOUring
 		s.workers = append(s.workers, w)
 	}
 	turnCfg := turn.ServerConfig{
@@ -182,8 +183,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, ErrNoListeners
 	}
 	for _, w := range s.workers {
-		w.started.Store(true)
-		go w.run()
+		w.Start()
 	}
 	ts, err := turn.NewServer(turnCfg)
 	if err != nil {
@@ -247,7 +247,7 @@ func (s *Server) advertise(ip netip.Addr) netip.Addr {
 
 // listenUDP opens one SO_REUSEPORT socket per worker on addr.
 func (s *Server) listenUDP(addr netip.AddrPort) (*listenerGroup, error) {
-	g := &listenerGroup{id: uint16(len(s.listeners)), addr: addr, srv: s, handoffQueue: newHandoffQueue(1024)}
+	g := &listenerGroup{Listener: dataplane.NewListener(uint16(len(s.listeners)), 1024), addr: addr, srv: s}
 	for i, w := range s.workers {
 		bind := addr
 		if i > 0 {
@@ -266,9 +266,7 @@ func (s *Server) listenUDP(addr netip.AddrPort) (*listenerGroup, error) {
 			g.addr = netip.AddrPortFrom(addr.Addr(), local.Port())
 			g.sendFD = fd
 		}
-		sk := &loopSock{fd: fd, kind: kindListener, lis: g}
-		w.lisSocks = append(w.lisSocks, sk)
-		if err := w.register(sk); err != nil {
+		if err := w.AddListener(fd, g.Listener); err != nil {
 			return nil, fmt.Errorf("relay: listen udp %s: epoll: %w", bind, err)
 		}
 	}
@@ -408,18 +406,10 @@ func (s *Server) teardown() {
 		_ = ln.Close()
 	}
 	for _, g := range s.listeners {
-		g.close()
+		_ = g.Close()
 	}
 	for _, w := range s.workers {
-		select {
-		case <-w.done:
-		default:
-			if w.started.Load() {
-				w.stop()
-			} else {
-				w.shutdown()
-			}
-		}
+		w.Close()
 	}
 }
 
@@ -445,7 +435,7 @@ func (s *Server) permit(client net.Addr, peer net.IP) bool {
 		return false
 	}
 	if r := s.peers.Load().Check(ip.Unmap()); r != policy.Allowed {
-		s.slowStats.drop(dropPolicy)
+		s.slowStats.Drop(dataplane.DropPolicy)
 		s.log.Info("peer refused by policy", "client", client.String(), "peer", ip.String(), "reason", string(r))
 		return false
 	}
@@ -517,36 +507,10 @@ func (s *Server) snapshot(sn *metrics.Snapshot) {
 		sn.Ports.Reserved += st.Reserved
 		sn.Ports.Quarantined += st.Quarantined
 	}
-	add := func(dir, path int, p, b uint64) {
-		c := &sn.Traffic[dir][path]
-		c.Packets += p
-		c.Bytes += b
-	}
 	for _, w := range s.workers {
-		for d := 0; d < 2; d++ {
-			for p := 0; p < 2; p++ {
-				t := &w.stats.traffic[d][p]
-				add(d, p, t.packets.Load(), t.bytes.Load())
-			}
-		}
-		for r := dropReason(0); r < numDropReasons; r++ {
-			if v := w.stats.drops[r].Load(); v > 0 {
-				sn.Drops[r.String()] += v
-			}
-		}
-		sn.BindingRequests += w.stats.binding.Load()
+		w.Stats().AddTo(sn)
 	}
-	for d := 0; d < 2; d++ {
-		for p := 0; p < 2; p++ {
-			t := &s.slowStats.traffic[d][p]
-			add(d, p, t.packets.Load(), t.bytes.Load())
-		}
-	}
-	for r := dropReason(0); r < numDropReasons; r++ {
-		if v := s.slowStats.drops[r].Load(); v > 0 {
-			sn.Drops[r.String()] += v
-		}
-	}
+	s.slowStats.AddTo(sn)
 	sn.Draining = s.draining.Load()
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/avedge/avedge/relay/internal/dataplane"
 	"github.com/avedge/avedge/relay/internal/sock"
 )
 
@@ -114,7 +115,7 @@ func (c *framedConn) intercept(f []byte) bool {
 	}
 	s := c.srv
 	if lim := s.allocLimit; lim != nil && !lim.Allow(c.remote.Addr(), time.Now().UnixNano()) {
-		s.slowStats.drop(dropRateLimited)
+		s.slowStats.Drop(dataplane.DropRateLimited)
 		return true
 	}
 	if alt := s.cfg.AlternateServer; alt.IsValid() && s.draining.Load() {
@@ -133,7 +134,7 @@ func (c *framedConn) Write(b []byte) (int, error) {
 	n := len(b)
 	b = c.srv.fixChannelBindRefusal(b, c.Conn.RemoteAddr())
 	if lim := c.srv.authLimit; lim != nil && stunErrorCode(b) == 401 && !lim.Allow(c.remote.Addr(), time.Now().UnixNano()) {
-		c.srv.slowStats.drop(dropRateLimited)
+		c.srv.slowStats.Drop(dataplane.DropRateLimited)
 		return n, nil
 	}
 	if _, err := c.Conn.Write(b); err != nil {

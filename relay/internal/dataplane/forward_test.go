@@ -1,9 +1,11 @@
 //go:build linux
 
-package relay
+package dataplane
 
 import (
 	"encoding/binary"
+	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/relay/internal/sock"
 )
 
@@ -18,11 +21,12 @@ import (
 // socket, a relay socket and a peer, with one allocation and one channel in the fast-path
 // table. Tests drive the worker's receive handlers directly.
 type forwardRig struct {
-	srv    *Server
-	w      *worker
-	lis    *loopSock
-	rc     *relayConn
-	a      *fastAlloc
+	w      *Worker
+	lis    *loopSock // the worker's listener socket
+	rs     *loopSock // the relay socket, as the worker reads it
+	rc     *Relay
+	rcAddr netip.AddrPort // the relay socket's address
+	a      *Alloc
 	client netip.AddrPort
 	peer   *net.UDPConn
 	cl     *net.UDPConn
@@ -30,8 +34,7 @@ type forwardRig struct {
 
 func newForwardRig(t testing.TB) *forwardRig {
 	t.Helper()
-	srv := &Server{fast: newFastTable(), log: testLogger(t)}
-	w, err := newWorker(0, srv)
+	w, err := NewWorker(0, Config{Table: NewTable(), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,16 +42,15 @@ func newForwardRig(t testing.TB) *forwardRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lap, _ := sock.LocalAddrPort(lfd)
-	g := &listenerGroup{id: 0, addr: lap, srv: srv, sendFD: lfd, handoffQueue: newHandoffQueue(8)}
-	lis := &loopSock{fd: lfd, kind: kindListener, lis: g}
-	w.lisSocks = []*loopSock{lis}
+	if err := w.AddListener(lfd, NewListener(0, 8)); err != nil {
+		t.Fatal(err)
+	}
 	rfd, err := sock.OpenUDP(netip.MustParseAddrPort("127.0.0.1:0"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rap, _ := sock.LocalAddrPort(rfd)
-	rc := &relayConn{srv: srv, fd: rfd, w: w, local: rap, advertised: rap, handoffQueue: newHandoffQueue(8)}
+	rc := NewRelay(rfd, 8, 0)
 	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -59,22 +61,22 @@ func newForwardRig(t testing.TB) *forwardRig {
 	}
 	client := cl.LocalAddr().(*net.UDPAddr).AddrPort()
 	peerAP := peer.LocalAddr().(*net.UDPAddr).AddrPort()
-	a := &fastAlloc{key: fastKey{lis: 0, client: client}, relay: rc, udp: true}
-	a.clientRaw.Set(client)
-	ch := &fastChan{num: 0x4001, peer: peerAP}
-	ch.raw.Set(peerAP)
-	a.state.Store(&allocState{chans: []*fastChan{ch}, perms: []netip.Addr{peerAP.Addr()}})
-	srv.fast.insert(a)
-	rc.fa.Store(a)
+	a := NewAlloc(rc)
+	a.Key, a.UDP = Key{Lis: 0, Client: client}, true
+	a.ClientRaw.Set(client)
+	ch := &Chan{Num: 0x4001, Peer: peerAP}
+	ch.Raw.Set(peerAP)
+	a.state.Store(&AllocState{Chans: []*Chan{ch}, Perms: []netip.Addr{peerAP.Addr()}})
+	w.fast.Insert(a)
+	rc.Alloc.Store(a)
 	t.Cleanup(func() {
-		unix.Close(lfd)
+		w.Close()
 		unix.Close(rfd)
-		unix.Close(w.wakefd)
-		unix.Close(w.epfd)
 		peer.Close()
 		cl.Close()
 	})
-	return &forwardRig{srv: srv, w: w, lis: lis, rc: rc, a: a, client: client, peer: peer, cl: cl}
+	return &forwardRig{w: w, lis: w.lisSocks[0], rs: &loopSock{fd: rfd, kind: kindRelay, rc: rc}, rc: rc, rcAddr: rap,
+		a: a, client: client, peer: peer, cl: cl}
 }
 
 // channelData frames payload for channel num in the worker's ring slot i.
@@ -94,7 +96,7 @@ func TestForwardClientToPeerChannel(t *testing.T) {
 	r := newForwardRig(t)
 	payload := []byte("hello peer, byte exact")
 	n := r.put(0, frame(0x4001, payload))
-	r.w.fromClient(r.lis, &r.w.bufs[0], n, r.client)
+	r.w.handle(r.lis, &r.w.bufs[0], n, r.client)
 	r.w.flush()
 	buf := make([]byte, 2048)
 	m, from, err := r.peer.ReadFromUDP(buf)
@@ -104,10 +106,10 @@ func TestForwardClientToPeerChannel(t *testing.T) {
 	if string(buf[:m]) != string(payload) {
 		t.Fatalf("peer got %q, want %q", buf[:m], payload)
 	}
-	if from.AddrPort() != r.rc.local {
-		t.Fatalf("peer saw source %v, want relay address %v", from, r.rc.local)
+	if from.AddrPort() != r.rcAddr {
+		t.Fatalf("peer saw source %v, want relay address %v", from, r.rcAddr)
 	}
-	if got := r.w.stats.traffic[dirClientToPeer][pathChannel].bytes.Load(); got != uint64(len(payload)) {
+	if got := r.w.stats.traffic[metrics.ClientToPeer][metrics.PathChannel].bytes.Load(); got != uint64(len(payload)) {
 		t.Fatalf("counted %d bytes, want %d", got, len(payload))
 	}
 }
@@ -116,7 +118,7 @@ func TestForwardPeerToClientChannel(t *testing.T) {
 	r := newForwardRig(t)
 	payload := []byte("hello client")
 	n := r.put(0, payload)
-	r.w.fromPeer(r.rc, &r.w.bufs[0], n, r.peer.LocalAddr().(*net.UDPAddr).AddrPort())
+	r.w.handle(r.rs, &r.w.bufs[0], n, r.peer.LocalAddr().(*net.UDPAddr).AddrPort())
 	r.w.flush()
 	buf := make([]byte, 2048)
 	m, _, err := r.cl.ReadFromUDP(buf)
@@ -135,16 +137,16 @@ func TestForwardDrops(t *testing.T) {
 		client bool
 		data   []byte
 		from   func(r *forwardRig) netip.AddrPort
-		reason dropReason
+		reason DropReason
 	}{
-		{name: "unbound channel", client: true, data: frame(0x4002, []byte("x")), reason: dropNoChannel},
-		{name: "length past datagram", client: true, data: []byte{0x40, 0x01, 0x00, 0x10, 1, 2}, reason: dropMalformed},
-		{name: "neither STUN nor ChannelData", client: true, data: []byte{0xff, 0, 0, 0, 0}, reason: dropMalformed},
-		{name: "short STUN", client: true, data: []byte{0, 1, 0, 0}, reason: dropMalformed},
+		{name: "unbound channel", client: true, data: frame(0x4002, []byte("x")), reason: DropNoChannel},
+		{name: "length past datagram", client: true, data: []byte{0x40, 0x01, 0x00, 0x10, 1, 2}, reason: DropMalformed},
+		{name: "neither STUN nor ChannelData", client: true, data: []byte{0xff, 0, 0, 0, 0}, reason: DropMalformed},
+		{name: "short STUN", client: true, data: []byte{0, 1, 0, 0}, reason: DropMalformed},
 		{name: "unknown client", client: true, data: frame(0x4001, []byte("x")),
-			from: func(r *forwardRig) netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:9") }, reason: dropNoAllocation},
+			from: func(r *forwardRig) netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:9") }, reason: DropNoAllocation},
 		{name: "peer without permission", data: []byte("x"),
-			from: func(r *forwardRig) netip.AddrPort { return netip.MustParseAddrPort("127.0.0.2:9") }, reason: dropNoPermission},
+			from: func(r *forwardRig) netip.AddrPort { return netip.MustParseAddrPort("127.0.0.2:9") }, reason: DropNoPermission},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -158,9 +160,9 @@ func TestForwardDrops(t *testing.T) {
 			}
 			n := r.put(0, tc.data)
 			if tc.client {
-				r.w.fromClient(r.lis, &r.w.bufs[0], n, from)
+				r.w.handle(r.lis, &r.w.bufs[0], n, from)
 			} else {
-				r.w.fromPeer(r.rc, &r.w.bufs[0], n, from)
+				r.w.handle(r.rs, &r.w.bufs[0], n, from)
 			}
 			if len(r.w.out) != 0 {
 				t.Fatalf("queued %d sends, want none", len(r.w.out))
@@ -180,9 +182,9 @@ func TestForwardingStepAllocatesNothing(t *testing.T) {
 	peerAP := r.peer.LocalAddr().(*net.UDPAddr).AddrPort()
 	allocs := testing.AllocsPerRun(1000, func() {
 		n := r.put(0, data)
-		r.w.fromClient(r.lis, &r.w.bufs[0], n, r.client)
+		r.w.handle(r.lis, &r.w.bufs[0], n, r.client)
 		n = r.put(1, data[4:])
-		r.w.fromPeer(r.rc, &r.w.bufs[1], n, peerAP)
+		r.w.handle(r.rs, &r.w.bufs[1], n, peerAP)
 		r.w.flush()
 	})
 	if allocs != 0 {
@@ -197,7 +199,7 @@ func BenchmarkForwardChannelData(b *testing.B) {
 	b.SetBytes(160)
 	for i := 0; i < b.N; i++ {
 		n := r.put(0, data)
-		r.w.fromClient(r.lis, &r.w.bufs[0], n, r.client)
+		r.w.handle(r.lis, &r.w.bufs[0], n, r.client)
 		r.w.flush()
 	}
 }
@@ -209,7 +211,7 @@ func BenchmarkLookupOnly(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		n := r.put(0, data)
-		r.w.fromClient(r.lis, &r.w.bufs[0], n, r.client)
+		r.w.handle(r.lis, &r.w.bufs[0], n, r.client)
 		r.w.out = r.w.out[:0]
 	}
 }
@@ -230,9 +232,9 @@ func FuzzClassify(f *testing.F) {
 		}
 		n := r.put(0, data)
 		if client {
-			r.w.fromClient(r.lis, &r.w.bufs[0], n, r.client)
+			r.w.handle(r.lis, &r.w.bufs[0], n, r.client)
 		} else {
-			r.w.fromPeer(r.rc, &r.w.bufs[0], n, r.peer.LocalAddr().(*net.UDPAddr).AddrPort())
+			r.w.handle(r.rs, &r.w.bufs[0], n, r.peer.LocalAddr().(*net.UDPAddr).AddrPort())
 		}
 		r.w.out = r.w.out[:0]
 		// Drain what was handed to pion so the queues never fill.
@@ -250,7 +252,7 @@ func FuzzClassify(f *testing.F) {
 // shorter one that ends a group and a larger one that starts the next.
 func TestFlushGSOKeepsDatagrams(t *testing.T) {
 	r := newForwardRig(t)
-	ch := r.a.chanByNum(0x4001)
+	ch := r.a.ChanByNum(0x4001)
 	var want [][]byte
 	sizes := []int{100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 50, 120, 120, 120, 7}
 	for i, n := range sizes {
@@ -259,7 +261,7 @@ func TestFlushGSOKeepsDatagrams(t *testing.T) {
 			b[k] = byte(i*31 + k)
 		}
 		want = append(want, append([]byte(nil), b...))
-		r.w.queue(r.rc.fd, b, &ch.raw)
+		r.w.queue(r.rc.FD, b, &ch.Raw)
 	}
 	r.w.flush()
 	buf := make([]byte, 2048)
@@ -276,7 +278,7 @@ func TestFlushGSOKeepsDatagrams(t *testing.T) {
 	if r.w.noGSO {
 		t.Log("kernel refused UDP GSO; the plain path was used")
 	}
-	if got := r.w.stats.drops[dropSendError].Load(); got != 0 {
+	if got := r.w.stats.drops[DropSendError].Load(); got != 0 {
 		t.Fatalf("send errors: %d", got)
 	}
 }
@@ -287,7 +289,7 @@ func TestForwardEmptyChannelData(t *testing.T) {
 	r := newForwardRig(t)
 	for i := 0; i < 2; i++ {
 		n := r.put(i, frame(0x4001, nil))
-		r.w.fromClient(r.lis, &r.w.bufs[i], n, r.client)
+		r.w.handle(r.lis, &r.w.bufs[i], n, r.client)
 	}
 	r.w.flush()
 	_ = r.peer.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -297,8 +299,8 @@ func TestForwardEmptyChannelData(t *testing.T) {
 		if err != nil {
 			t.Fatalf("datagram %d: %v", i, err)
 		}
-		if m != 0 || from != r.rc.local {
-			t.Fatalf("datagram %d: %d bytes from %v, want an empty one from %v", i, m, from, r.rc.local)
+		if m != 0 || from != r.rcAddr {
+			t.Fatalf("datagram %d: %d bytes from %v, want an empty one from %v", i, m, from, r.rcAddr)
 		}
 	}
 }
@@ -307,7 +309,7 @@ func TestForwardEmptyChannelData(t *testing.T) {
 // ends raw waits every 10-20 ms, and a hold that restarted with each wait would never run
 // out (an idle relay kept its P, and sysmon and the preemption cost ~1 % of a core).
 func TestIdleHoldCountsFromLastPacket(t *testing.T) {
-	w := &worker{}
+	w := &Worker{}
 	for _, tc := range []struct {
 		holdMs int
 		idle   time.Duration

@@ -1,18 +1,18 @@
 //go:build linux
 
-package relay
+package dataplane
 
 import (
 	"bytes"
 	"net/netip"
 	"runtime"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/relay/internal/sock"
 	"github.com/avedge/avedge/relay/internal/uring"
 )
@@ -38,11 +38,9 @@ func newUringRig(t *testing.T) *uringRig {
 		t.Fatal(err)
 	}
 	r.w.u = newUringState(r.w, u)
-	rcs := &loopSock{fd: r.rc.fd, kind: kindRelay, rc: r.rc}
-	r.w.socks[int32(r.lis.fd)] = r.lis
-	r.w.socks[int32(rcs.fd)] = rcs
+	r.w.socks[int32(r.rs.fd)] = r.rs
 	r.w.arm(r.lis)
-	r.w.arm(rcs)
+	r.w.arm(r.rs)
 	t.Cleanup(func() {
 		r.w.drainUring()
 		if a := r.w.u.armed; a != 0 {
@@ -89,12 +87,12 @@ func TestUringRelaysBothWays(t *testing.T) {
 		if err != nil {
 			t.Fatalf("size %d: peer: %v", size, err)
 		}
-		if from != r.rc.local || !bytes.Equal(buf[:n], out) {
-			t.Fatalf("size %d: peer got %d bytes from %v, want %d from %v", size, n, from, size, r.rc.local)
+		if from != r.rcAddr || !bytes.Equal(buf[:n], out) {
+			t.Fatalf("size %d: peer got %d bytes from %v, want %d from %v", size, n, from, size, r.rcAddr)
 		}
 
 		back := bytes.Repeat([]byte{byte(i + 100)}, size)
-		if _, err := r.peer.WriteToUDPAddrPort(back, r.rc.local); err != nil {
+		if _, err := r.peer.WriteToUDPAddrPort(back, r.rcAddr); err != nil {
 			t.Fatal(err)
 		}
 		r.step(t)
@@ -120,7 +118,7 @@ func TestUringDropsTruncated(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.step(t)
-	if got := r.w.stats.drops[dropTooLarge].Load(); got != 1 {
+	if got := r.w.stats.drops[DropTooLarge].Load(); got != 1 {
 		t.Fatalf("drops[too_large] = %d, want 1", got)
 	}
 	if _, err := r.cl.WriteToUDPAddrPort(frame(0x4001, []byte("next")), r.lisA); err != nil {
@@ -198,7 +196,7 @@ func TestUringStepAllocatesNothing(t *testing.T) {
 		if _, _, err := r.peer.ReadFromUDPAddrPort(buf); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := r.peer.WriteToUDPAddrPort(data[4:], r.rc.local); err != nil {
+		if _, err := r.peer.WriteToUDPAddrPort(data[4:], r.rcAddr); err != nil {
 			t.Fatal(err)
 		}
 		r.step(t)
@@ -211,51 +209,8 @@ func TestUringStepAllocatesNothing(t *testing.T) {
 		t.Fatalf("io_uring forwarding step allocates %.1f times per packet pair, want 0", allocs)
 	}
 	for dir := range 2 {
-		if got := r.w.stats.traffic[dir][pathChannel].packets.Load(); got < 200 {
+		if got := r.w.stats.Packets(metrics.Direction(dir), metrics.PathChannel); got < 200 {
 			t.Fatalf("direction %d: %d packets relayed, want at least 200", dir, got)
-		}
-	}
-}
-
-func TestDataPathChoice(t *testing.T) {
-	lo := netip.MustParseAddrPort("127.0.0.1:0")
-	base := Config{Listeners: []ListenerConfig{{Network: UDP, Addr: lo}}, Logger: testLogger(t), Workers: 1}
-
-	for in, want := range map[string]DataPath{"": DataPathAuto, "auto": DataPathAuto, "epoll": DataPathEpoll, "io_uring": DataPathIOUring} {
-		if got, err := ParseDataPath(in); err != nil || got != want {
-			t.Errorf("ParseDataPath(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-
-	bad := base
-	bad.DataPath = "dpdk"
-	if s, err := New(bad); err == nil {
-		s.Close()
-		t.Fatal("New accepted data path \"dpdk\"")
-	} else if !strings.Contains(err.Error(), "dpdk") {
-		t.Fatalf("error %q does not name the bad data path", err)
-	}
-
-	for _, path := range []DataPath{DataPathAuto, DataPathEpoll, DataPathIOUring} {
-		if path == DataPathIOUring && uring.Usable() != nil {
-			c := base
-			c.DataPath = path
-			if s, err := New(c); err == nil || !strings.Contains(err.Error(), "io_uring") {
-				if s != nil {
-					s.Close()
-				}
-				t.Fatalf("io_uring forced on a kernel without it: err %v, want one naming io_uring", err)
-			}
-			continue
-		}
-		s := startServerOn(t, path, nil)
-		want := path == DataPathIOUring || (path == DataPathAuto && uring.Usable() == nil)
-		if got := s.workers[0].useUring; got != want {
-			t.Errorf("data path %q: worker uses io_uring %v, want %v", path, got, want)
-		}
-		// STUN is answered whichever loop runs (a Binding request goes through it to pion).
-		if _, err := newClient(t, s, "alice").SendBindingRequest(); err != nil {
-			t.Errorf("data path %q: binding: %v", path, err)
 		}
 	}
 }

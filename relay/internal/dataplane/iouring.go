@@ -1,6 +1,6 @@
 //go:build linux
 
-package relay
+package dataplane
 
 import (
 	"runtime"
@@ -16,10 +16,8 @@ import (
 // receives datagrams into the worker's provided buffers as they arrive, and the worker's
 // sends go into the same ring. One io_uring_enter per round submits the round's sends,
 // receives what has arrived, and waits when there is nothing: one system call where the
-// epoll loop makes up to three (epoll_wait, recvmmsg, sendmmsg). Measured on this project's
-// 2-core machines: a null system call costs ~1 µs; at saturation the loop makes 1.03 system
-// calls per relayed packet where the epoll loop makes 1.78, and it relays 2-13 % more packets
-// per CPU-second (most with many sockets, least with one busy flow).
+// epoll loop makes up to three (epoll_wait, recvmmsg, sendmmsg); see README for what that
+// buys. The loop reaps completions through uring.Ring.Reap and never reads the rings itself.
 
 // user_data of a request: what it is in the top byte, the fd or buffer below.
 const (
@@ -46,13 +44,13 @@ type uringState struct {
 	handle   func(uring.CQE) // w.onCQE, made once so that reaping allocates nothing
 }
 
-func newUringState(w *worker, u *uring.Ring) *uringState {
+func newUringState(w *Worker, u *uring.Ring) *uringState {
 	return &uringState{ring: u, free: uring.Bufs, rearm: make([]*loopSock, 0, 16), handle: w.onCQE}
 }
 
 // runUring runs the loop on ring u until the worker is stopped; it tears the ring down
 // before it returns (every request ended, so no socket stays referenced by the ring).
-func (w *worker) runUring(u *uring.Ring) {
+func (w *Worker) runUring(u *uring.Ring) {
 	st := newUringState(w, u)
 	w.u = st
 	defer func() {
@@ -71,7 +69,7 @@ func (w *worker) runUring(u *uring.Ring) {
 			return
 		}
 		// Raw for as long as the hold lasts (-1: no end), then through the runtime (see
-		// Config.IdleHold); a wait that times out comes back here and parks.
+		// Config.HoldMs); a wait that times out comes back here and parks.
 		min := st.waitTarget()
 		var e unix.Errno
 		if hold := w.holdFor(); hold == 0 {
@@ -87,10 +85,10 @@ func (w *worker) runUring(u *uring.Ring) {
 			// Completions are ready, or the kernel wants its completion queue reaped first.
 		case unix.EINTR:
 			// A signal: most likely the runtime asking this goroutine to yield. Yield here,
-			// at a safe point (see run).
+			// at a safe point (see runEpoll).
 			runtime.Gosched()
 		default:
-			w.srv.log.Error("relay: io_uring_enter failed; worker stops", "worker", w.id, "err", e)
+			w.log.Error("relay: io_uring_enter failed; worker stops", "worker", w.id, "err", e)
 			st.stopping = true
 			return
 		}
@@ -98,7 +96,7 @@ func (w *worker) runUring(u *uring.Ring) {
 }
 
 // nextSQE returns a free submission entry, submitting what is queued when the queue is full.
-func (w *worker) nextSQE() *uring.SQE {
+func (w *Worker) nextSQE() *uring.SQE {
 	u := w.u.ring
 	if s := u.SQE(); s != nil {
 		return s
@@ -111,7 +109,7 @@ func (w *worker) nextSQE() *uring.SQE {
 }
 
 // arm starts the multishot request that reads s.
-func (w *worker) arm(s *loopSock) {
+func (w *Worker) arm(s *loopSock) {
 	if w.u.stopping {
 		return
 	}
@@ -131,7 +129,7 @@ func (w *worker) arm(s *loopSock) {
 
 // reap handles every completion that is ready and says how many were receives or ops (the
 // worker's own send completions are not activity).
-func (w *worker) reap() int {
+func (w *Worker) reap() int {
 	st := w.u
 	u := st.ring
 	st.reaped = 0
@@ -154,7 +152,7 @@ func (w *worker) reap() int {
 }
 
 // onCQE handles one completion: a receive, the end of a send, or the wake-up eventfd.
-func (w *worker) onCQE(c uring.CQE) {
+func (w *Worker) onCQE(c uring.CQE) {
 	st := w.u
 	switch c.UserData & udTagMsk {
 	case udRecv:
@@ -164,7 +162,7 @@ func (w *worker) onCQE(c uring.CQE) {
 		st.inFlight--
 		w.putBuf(uint16(c.UserData))
 		if c.Res < 0 {
-			w.stats.drops[dropSendError].Add(1)
+			w.stats.drops[DropSendError].Add(1)
 		}
 	case udWake:
 		st.reaped++
@@ -188,7 +186,7 @@ func (w *worker) onCQE(c uring.CQE) {
 
 // onRecv handles a completion of a socket's multishot recvmsg: a datagram in a buffer, or
 // the end of the request.
-func (w *worker) onRecv(c uring.CQE) {
+func (w *Worker) onRecv(c uring.CQE) {
 	st := w.u
 	s := w.socks[int32(c.UserData)]
 	if bid, ok := c.Buffer(); ok {
@@ -224,23 +222,20 @@ func (w *worker) onRecv(c uring.CQE) {
 }
 
 // handleBuf relays or hands off the datagram in buffer bid.
-func (w *worker) handleBuf(s *loopSock, bid uint16) {
+func (w *Worker) handleBuf(s *loopSock, bid uint16) {
 	st := w.u
 	b := st.ring.Buf(bid)
 	size, truncated := uring.Recvmsg(b)
 	if truncated {
-		w.stats.drops[dropTooLarge].Add(1)
+		w.stats.drops[DropTooLarge].Add(1)
 		w.putBuf(bid)
 		return
 	}
 	from := sock.Decode((*[sock.SockaddrSize]byte)(b[uring.NameOff:]))
 	buf := (*[headroom + bufSize]byte)(b[uring.PayloadOff-headroom:])
 	st.cur, st.held = bid, false
-	switch s.kind {
-	case kindListener:
-		w.fromClient(s, buf, size, from)
-	case kindRelay:
-		w.fromPeer(s.rc, buf, size, from)
+	if fd, d, to := w.classify(s, buf, size, from); to != nil {
+		w.uringSend(fd, d, to)
 	}
 	if !st.held {
 		w.putBuf(bid)
@@ -249,11 +244,11 @@ func (w *worker) handleBuf(s *loopSock, bid uint16) {
 
 // uringSend queues a send of b, which lies in the current buffer; the buffer goes back to the
 // kernel when the send completes.
-func (w *worker) uringSend(fd int, b []byte, to *sock.RawAddr) {
+func (w *Worker) uringSend(fd int, b []byte, to *sock.RawAddr) {
 	st := w.u
 	sq := w.nextSQE()
 	if st.held || sq == nil {
-		w.stats.drops[dropSendError].Add(1)
+		w.stats.drops[DropSendError].Add(1)
 		return
 	}
 	st.ring.PrepSend(sq, fd, st.cur, b, to, udSend|uint64(st.cur))
@@ -273,7 +268,7 @@ func (st *uringState) waitTarget() uint32 {
 	return st.unsent + 1
 }
 
-func (w *worker) putBuf(bid uint16) {
+func (w *Worker) putBuf(bid uint16) {
 	w.u.ring.PutBuf(bid)
 	w.u.free++
 	w.u.returned = true
@@ -282,7 +277,7 @@ func (w *worker) putBuf(bid uint16) {
 // runUringOps runs the queued ops: a new relay socket is armed; a closing one has its
 // request cancelled and is closed when the request has ended (closeSock), so that the ring
 // never holds a descriptor that was reused. It reports false once the worker is stopped.
-func (w *worker) runUringOps() bool {
+func (w *Worker) runUringOps() bool {
 	ops, stopped := w.takeOps()
 	for _, op := range ops {
 		switch op.kind {
@@ -317,8 +312,8 @@ func (w *worker) runUringOps() bool {
 	return !stopped
 }
 
-// closeSock closes a relay socket whose request has ended and tells closeRelay.
-func (w *worker) closeSock(s *loopSock) {
+// closeSock closes a relay socket whose request has ended and tells CloseRelay.
+func (w *Worker) closeSock(s *loopSock) {
 	delete(w.socks, int32(s.fd))
 	unix.Close(s.fd)
 	close(s.closing)
@@ -327,7 +322,7 @@ func (w *worker) closeSock(s *loopSock) {
 
 // drainUring cancels every request and reaps until all have ended (bounded: 2 s), so that
 // closing the ring leaves no socket referenced by it.
-func (w *worker) drainUring() {
+func (w *Worker) drainUring() {
 	st := w.u
 	st.stopping = true
 	if sq := w.nextSQE(); sq != nil {
@@ -340,7 +335,7 @@ func (w *worker) drainUring() {
 		}
 		w.reap()
 		if time.Now().After(deadline) {
-			w.srv.log.Warn("relay: io_uring requests still pending at shutdown", "worker", w.id, "armed", st.armed, "sends", st.inFlight)
+			w.log.Warn("relay: io_uring requests still pending at shutdown", "worker", w.id, "armed", st.armed, "sends", st.inFlight)
 			break
 		}
 	}
