@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/logging"
 	"github.com/pion/turn/v5"
 
 	"github.com/avedge/avedge/metrics"
@@ -423,74 +422,6 @@ func (s *Server) relayClosed(rc *relayConn) {
 	s.live.Done()
 }
 
-// permit is pion's PermissionHandler: the peer policy, applied to CreatePermission and
-// ChannelBind (and so to Send indications, which need a permission).
-//
-// RFC 8656 §21 (Security Considerations) leaves it to the server operator which peers may be
-// reached; "the server MAY ... restrict ... to a set of allowed peers". A 403 is returned for
-// a refused one.
-func (s *Server) permit(client net.Addr, peer net.IP) bool {
-	ip, ok := netip.AddrFromSlice(peer)
-	if !ok {
-		return false
-	}
-	if r := s.peers.Load().Check(ip.Unmap()); r != policy.Allowed {
-		s.slowStats.Drop(dataplane.DropPolicy)
-		s.log.Info("peer refused by policy", "client", client.String(), "peer", ip.String(), "reason", string(r))
-		return false
-	}
-	return true
-}
-
-// SetPeerPolicy replaces the peer policy (reload). Permissions already granted stay; new
-// CreatePermission and ChannelBind requests are checked against p.
-func (s *Server) SetPeerPolicy(p PeerPolicy) {
-	s.peers.Store(policy.New(policy.Config{AllowLoopback: p.AllowLoopback, Allow: p.Allow, Deny: p.Deny}))
-}
-
-func newRateLimit(perSecond float64) *policy.Limiter {
-	if perSecond < 0 {
-		return nil
-	}
-	return policy.NewLimiter(perSecond, int(perSecond*5)+1, 65536)
-}
-
-// peerPortOK reports whether a client may send to peer. A peer on one of the relay's own
-// addresses must be a relay port of the edge range (another allocation's relayed address);
-// in the all-loopback setup, where every peer shares the address, anything but our own
-// listeners. This keeps a client from looping requests into the relay's own services.
-func (s *Server) peerPortOK(peer netip.AddrPort) bool {
-	ip := peer.Addr().Unmap()
-	own := false
-	for _, o := range s.ownIPs {
-		if o == ip {
-			own = true
-			break
-		}
-	}
-	if !own && !ip.IsLoopback() {
-		return true
-	}
-	port := peer.Port()
-	if port >= s.cfg.MinPort && port <= s.cfg.MaxPort {
-		return true
-	}
-	if !s.cfg.Peers.AllowLoopback {
-		return !own
-	}
-	for _, g := range s.listeners {
-		if g.addr.Port() == port {
-			return false
-		}
-	}
-	for _, ln := range s.streams {
-		if ap, ok := sock.AddrPortOf(ln.Addr()); ok && ap.Port() == port {
-			return false
-		}
-	}
-	return true
-}
-
 // snapshot is the metrics Source: it sums the workers' and the slow path's counters.
 func (s *Server) snapshot(sn *metrics.Snapshot) {
 	for t := range s.allocCount {
@@ -519,30 +450,4 @@ func (s *Server) Stats() metrics.Snapshot {
 	sn := metrics.Snapshot{Drops: map[string]uint64{}}
 	s.snapshot(&sn)
 	return sn
-}
-
-// pionLogger routes pion's logging to slog at Debug (pion logs per packet at Info and Debug
-// in places; we never want that at our Info level).
-type pionLogger struct{ log *slog.Logger }
-
-func (p pionLogger) NewLogger(scope string) logging.LeveledLogger {
-	return pionLeveled{log: p.log.With("pion", scope)}
-}
-
-type pionLeveled struct{ log *slog.Logger }
-
-func (l pionLeveled) Trace(msg string)                  {}
-func (l pionLeveled) Tracef(format string, args ...any) {}
-func (l pionLeveled) Debug(msg string)                  { l.log.Debug(msg) }
-func (l pionLeveled) Debugf(format string, args ...any) { l.dbg(format, args...) }
-func (l pionLeveled) Info(msg string)                   { l.log.Debug(msg) }
-func (l pionLeveled) Infof(format string, args ...any)  { l.dbg(format, args...) }
-func (l pionLeveled) Warn(msg string)                   { l.log.Warn(msg) }
-func (l pionLeveled) Warnf(format string, args ...any)  { l.log.Warn(fmt.Sprintf(format, args...)) }
-func (l pionLeveled) Error(msg string)                  { l.log.Warn(msg) }
-func (l pionLeveled) Errorf(format string, args ...any) { l.log.Warn(fmt.Sprintf(format, args...)) }
-func (l pionLeveled) dbg(format string, args ...any) {
-	if l.log.Enabled(context.Background(), slog.LevelDebug) {
-		l.log.Debug(fmt.Sprintf(format, args...))
-	}
 }
