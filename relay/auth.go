@@ -7,6 +7,7 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/metrics"
 )
 
 // authenticate is pion's AuthHandler: it looks the username up (expiry, key id, static user)
@@ -20,7 +21,7 @@ func (s *Server) authenticate(ra *turn.RequestAttributes) (string, []byte, bool)
 		if m := s.cfg.Metrics; m != nil {
 			m.AuthFailure(reason)
 			if ra.Method == stun.MethodAllocate {
-				m.AllocationAttempt("auth")
+				m.AllocationAttempt(metrics.AttemptAuth)
 			}
 		}
 		s.log.Info("authentication failed", "client", ra.SrcAddr.String(), "method", ra.Method.String(), "reason", reason)

@@ -26,12 +26,12 @@ func (s *Server) eventHandler() turn.EventHandler {
 			// Our AuthHandler knew the username, so the MESSAGE-INTEGRITY was made with
 			// another password: a forged or mistyped credential.
 			if m := s.cfg.Metrics; m != nil {
-				m.AuthFailure("forged")
+				m.AuthFailure(metrics.AuthForged)
 				if method == "Allocate" {
-					m.AllocationAttempt("auth")
+					m.AllocationAttempt(metrics.AttemptAuth)
 				}
 			}
-			s.log.Info("authentication failed", "client", src.String(), "method", method, "reason", "forged")
+			s.log.Info("authentication failed", "client", src.String(), "method", method, "reason", metrics.AuthForged)
 		},
 		OnAllocationCreated: s.onAllocationCreated,
 		OnAllocationDeleted: s.onAllocationDeleted,
@@ -160,7 +160,7 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, protocol, userID, realm 
 	rc.Relay.Alloc.Store(a.Alloc)
 	s.allocCount[a.transport][a.family].Add(1)
 	if m := s.cfg.Metrics; m != nil {
-		m.AllocationAttempt("ok")
+		m.AllocationAttempt(metrics.AttemptOK)
 	}
 	s.log.Info("allocation created", "client", k.src.String(), "transport", metrics.Transport(a.transport).String(),
 		"user", userID, "relay", rap.String())

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pion/turn/v5"
 
+	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/portalloc"
 	"github.com/avedge/avedge/relay/internal/dataplane"
 	"github.com/avedge/avedge/relay/internal/sock"
@@ -40,7 +41,7 @@ func (g *relayGen) Validate() error { return nil }
 func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
 	s := g.srv
 	if s.draining.Load() {
-		s.countAttempt("draining")
+		s.countAttempt(metrics.AttemptDraining)
 		return nil, nil, ErrDraining
 	}
 	fam := 0
@@ -49,7 +50,7 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 	}
 	ip := s.relayIPs[fam]
 	if !ip.IsValid() {
-		s.countAttempt("bad_request")
+		s.countAttempt(metrics.AttemptBadRequest)
 		return nil, nil, fmt.Errorf("relay: no relay address for %s (set relay-ip)", c.Network)
 	}
 	pa := s.ports[ip]
@@ -66,7 +67,7 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 		}
 		port, _, err := pa.AcquireEven(probe)
 		if err != nil {
-			s.countAttempt("capacity")
+			s.countAttempt(metrics.AttemptCapacity)
 			return nil, nil, err
 		}
 		pa.ReleaseUnused(port)
@@ -74,9 +75,9 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 	}
 	if ok, total := s.quota.Acquire(c.UserID); !ok {
 		if total {
-			s.countAttempt("capacity")
+			s.countAttempt(metrics.AttemptCapacity)
 		} else {
-			s.countAttempt("quota")
+			s.countAttempt(metrics.AttemptQuota)
 		}
 		return nil, nil, errQuota
 	}
@@ -103,7 +104,7 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 		if errors.Is(err, portalloc.ErrExhausted) {
 			s.log.Warn("relay range exhausted: allocation refused with 508", "ip", ip.String())
 		}
-		s.countAttempt("capacity")
+		s.countAttempt(metrics.AttemptCapacity)
 		return nil, nil, err
 	}
 	w := s.workers[int(g.next.Add(1))%len(s.workers)]
@@ -121,8 +122,8 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 	}
 	s.mu.Lock()
 	s.relays[rc.advertised] = rc
+	s.open++
 	s.mu.Unlock()
-	s.live.Add(1)
 	if !w.AddRelay(rc.Relay) {
 		_ = rc.Close()
 		return nil, nil, errWorkerStopped
@@ -135,7 +136,7 @@ var errQuota = errors.New("relay: allocation quota reached")
 // AllocateListener refuses RFC 6062 TCP allocations: avedge relays to peers over UDP only
 // (and a TCP relay is a way around peer policy that relays have been bitten by).
 func (g *relayGen) AllocateListener(turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
-	g.srv.countAttempt("bad_request")
+	g.srv.countAttempt(metrics.AttemptBadRequest)
 	return nil, nil, ErrTCPRelayUnsupported
 }
 

@@ -26,41 +26,56 @@ import (
 )
 
 // Server is a running relay: listeners, workers, and the pion/turn control plane.
+//
+// Who touches what. "Static" fields are written by New before it returns and only read
+// after. The control plane is pion's goroutines: its read loops (which call the facades,
+// the AuthHandler, the PermissionHandler and the RelayAddressGenerator) and its allocation
+// timers (which call the EventHandler and relayConn.Close). The data plane is the workers,
+// which see only s.fast and what the facades embed (dataplane.Listener, dataplane.Relay),
+// never the Server. Scrapes call snapshot from the metrics handler's goroutine.
+//
+// Locks: s.mu guards the maps of live relay sockets and allocations and the count of open
+// relay sockets; fast's own lock serialises the fast-path table's writers. The two are never
+// held together: the EventHandler looks an allocation up under s.mu, releases it, then
+// updates the table (updateAlloc). Neither is taken by a worker.
+//
+// Goroutines: New starts one per worker; Close stops each and waits for it (Worker.Close).
+// Close starts none.
 type Server struct {
-	cfg Config       // Static after construction.
-	log *slog.Logger // Static after construction.
+	cfg Config       // Static.
+	log *slog.Logger // Static.
 
-	turn       *turn.Server
-	workers    []*dataplane.Worker                 // Static after construction.
-	listeners  []*listenerGroup                    // UDP listen addresses. Static after construction.
-	lisByAddr  map[netip.AddrPort]*listenerGroup   // Static after construction.
-	streams    []net.Listener                      // TCP and TLS listeners. Static after construction.
-	tlsAddrs   map[netip.AddrPort]bool             // Static after construction.
-	ports      map[netip.Addr]*portalloc.Allocator // by relay IP. Static after construction.
+	turn       *turn.Server                        // Static (nil until New has started pion). Closed by Close.
+	workers    []*dataplane.Worker                 // Static. Read by Close and snapshot.
+	listeners  []*listenerGroup                    // UDP listen addresses. Static.
+	lisByAddr  map[netip.AddrPort]*listenerGroup   // Static. Read by the EventHandler.
+	streams    []net.Listener                      // TCP and TLS listeners. Static.
+	tlsAddrs   map[netip.AddrPort]bool             // Static. Read by the EventHandler.
+	ports      map[netip.Addr]*portalloc.Allocator // by relay IP. Static (the allocators lock themselves).
 	relayIPs   [2]netip.Addr                       // [family] relay IP (invalid: none). Static.
-	peers      atomic.Pointer[policy.Policy]       // swapped by SetPeerPolicy
-	ownIPs     []netip.Addr                        // relay and advertised addresses. Static after construction.
-	quota      *policy.Quota                       // Static after construction.
-	fast       *dataplane.Table
-	allocLimit *policy.Limiter // nil: unlimited. Static after construction.
-	authLimit  *policy.Limiter // nil: unlimited. Static after construction.
+	peers      atomic.Pointer[policy.Policy]       // Written by SetPeerPolicy (any goroutine); read by permit.
+	ownIPs     []netip.Addr                        // relay and advertised addresses. Static. Read by peerPortOK.
+	quota      *policy.Quota                       // Static (locks itself).
+	fast       *dataplane.Table                    // Static. Written by the EventHandler; read lock-free by workers.
+	allocLimit *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by admitRequest.
+	authLimit  *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by passAnswer.
 
-	mu     sync.Mutex
-	relays map[netip.AddrPort]*relayConn // by advertised address. Guarded by mu.
-	allocs map[allocKey]*allocation      // every live allocation. Guarded by mu.
-	live   sync.WaitGroup                // one per open relayConn
+	mu      sync.Mutex
+	relays  map[netip.AddrPort]*relayConn // by advertised address. Guarded by mu. Written by AllocatePacketConn and relayClosed.
+	allocs  map[allocKey]*allocation      // every live allocation. Guarded by mu. Written by the EventHandler.
+	open    int                           // relayConns not yet closed. Guarded by mu.
+	drained chan struct{}                 // made by Close, closed once open is 0. Guarded by mu.
 
-	precheck   precheckCache
-	bindKeys   keyCache
-	slowStats  dataplane.SlowStats
-	allocCount [3][2]atomic.Int64
-	permCount  atomic.Int64
-	chanCount  atomic.Int64
+	precheck   precheckCache       // locks itself. Written by admitRequest, taken by authenticate.
+	bindKeys   keyCache            // locks itself. Written by authenticate, taken by passAnswer.
+	slowStats  dataplane.SlowStats // atomics. Written by the facades and permit; read by snapshot.
+	allocCount [3][2]atomic.Int64  // [transport][family]. Written by the EventHandler; read by snapshot.
+	permCount  atomic.Int64        // Written by the EventHandler; read by snapshot.
+	chanCount  atomic.Int64        // Written by the EventHandler; read by snapshot.
 
-	draining  atomic.Bool
-	closed    atomic.Bool
+	draining  atomic.Bool // Set by Drain and Close; read by the facades, relaygen, Ready and snapshot.
+	closed    atomic.Bool // Set by Close; read by Ready.
 	closeOnce sync.Once
-	done      chan struct{}
 }
 
 // allocKey is pion's 5-tuple of an allocation (the protocol is implied by the listener).
@@ -79,7 +94,6 @@ func New(cfg Config) (*Server, error) {
 		allocs:    map[allocKey]*allocation{},
 		fast:      dataplane.NewTable(),
 		quota:     policy.NewQuota(c.UserQuota, c.MaxAllocations),
-		done:      make(chan struct{}),
 	}
 	s.precheck.init()
 	if err := s.setupRelayIPs(); err != nil {
@@ -177,9 +191,6 @@ func New(cfg Config) (*Server, error) {
 		default:
 			return nil, fmt.Errorf("relay: listener %s: unknown transport %q (want udp, tcp or tls)", l.Addr, l.Network)
 		}
-	}
-	if len(turnCfg.PacketConnConfigs)+len(turnCfg.ListenerConfigs) == 0 {
-		return nil, ErrNoListeners
 	}
 	for _, w := range s.workers {
 		w.Start()
@@ -308,28 +319,12 @@ func (s *Server) Addrs() []ListenerConfig {
 	return out
 }
 
-// Serve blocks until ctx is cancelled or the server is closed. On cancellation it drains for
-// at most drainTimeout (see Shutdown), then closes. It returns ErrServerClosed.
-func (s *Server) Serve(ctx context.Context, drainTimeout time.Duration) error {
-	select {
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-		defer cancel()
-		_ = s.Shutdown(sctx)
-	case <-s.done:
-	}
-	return ErrServerClosed
-}
-
 // Drain stops new allocations (they get 508) while live ones go on.
 func (s *Server) Drain() {
 	if !s.draining.Swap(true) {
 		s.log.Info("draining: new allocations refused, live ones continue", "live", s.liveAllocations())
 	}
 }
-
-// Draining reports whether Drain was called.
-func (s *Server) Draining() bool { return s.draining.Load() }
 
 // Ready reports whether the relay takes new allocations, with the reason when it does not.
 func (s *Server) Ready() (bool, string) {
@@ -378,10 +373,15 @@ func (s *Server) Close() error {
 			err = s.turn.Close()
 		}
 		// pion closes its allocations asynchronously, after its read loops end.
-		waited := make(chan struct{})
-		go func() { s.live.Wait(); close(waited) }()
+		s.mu.Lock()
+		s.drained = make(chan struct{})
+		if s.open == 0 {
+			close(s.drained)
+		}
+		drained := s.drained
+		s.mu.Unlock()
 		select {
-		case <-waited:
+		case <-drained:
 		case <-time.After(5 * time.Second):
 			s.log.Warn("relay: allocations still open 5s after close; closing their sockets")
 			s.mu.Lock()
@@ -395,7 +395,6 @@ func (s *Server) Close() error {
 			}
 		}
 		s.teardown()
-		close(s.done)
 	})
 	return err
 }
@@ -418,8 +417,15 @@ func (s *Server) relayClosed(rc *relayConn) {
 	if s.relays[rc.advertised] == rc {
 		delete(s.relays, rc.advertised)
 	}
+	s.open--
+	if s.open == 0 && s.drained != nil {
+		select {
+		case <-s.drained:
+		default:
+			close(s.drained)
+		}
+	}
 	s.mu.Unlock()
-	s.live.Done()
 }
 
 // snapshot is the metrics Source: it sums the workers' and the slow path's counters.

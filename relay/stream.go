@@ -37,13 +37,11 @@ type framedConn struct {
 	net.Conn
 	srv    *Server
 	remote netip.AddrPort
-	in     []byte // read, not yet framed; bounded by maxFrame
+	in     []byte // read, not yet framed: at most one partial frame (lengths are 16 bits)
 	out    []byte // framed and approved, not yet read by pion
 	lost   bool   // framing lost: pass bytes through
 	buf    [16 << 10]byte
 }
-
-const maxFrame = 4 + 65535 + 3
 
 func (c *framedConn) Read(p []byte) (int, error) {
 	for len(c.out) == 0 {
