@@ -217,7 +217,8 @@ func BenchmarkLookupOnly(b *testing.B) {
 }
 
 // FuzzClassify feeds arbitrary datagrams to both receive handlers: they must never panic,
-// and must either forward, hand to pion, or count a drop.
+// and must do exactly one of three things: forward (return a send, and count the traffic),
+// hand the datagram to pion (one more on a hand-off queue), or count one drop.
 func FuzzClassify(f *testing.F) {
 	f.Add([]byte{0x40, 0x01, 0x00, 0x03, 'a', 'b', 'c'}, true)
 	f.Add([]byte{0x40, 0x01, 0xff, 0xff}, true)
@@ -226,18 +227,53 @@ func FuzzClassify(f *testing.F) {
 	f.Add([]byte("payload from a peer"), false)
 	f.Add([]byte{}, false)
 	r := newForwardRig(f)
+	peer := r.peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	drops := func() (n uint64) {
+		for d := DropReason(0); d < numDropReasons; d++ {
+			n += r.w.stats.Drops(d)
+		}
+		return n
+	}
+	packets := func() (n uint64) {
+		for d := range metrics.NumDirections {
+			for p := range metrics.NumPaths {
+				n += r.w.stats.Packets(metrics.Direction(d), metrics.Path(p))
+			}
+		}
+		return n
+	}
 	f.Fuzz(func(t *testing.T, data []byte, client bool) {
 		if len(data) > bufSize {
 			data = data[:bufSize]
 		}
 		n := r.put(0, data)
+		drops0, packets0 := drops(), packets()
+		var to *sock.RawAddr
+		var sent []byte
 		if client {
-			r.w.handle(r.lis, &r.w.bufs[0], n, r.client)
+			_, sent, to = r.w.classify(r.lis, &r.w.bufs[0], n, r.client)
 		} else {
-			r.w.handle(r.rs, &r.w.bufs[0], n, r.peer.LocalAddr().(*net.UDPAddr).AddrPort())
+			_, sent, to = r.w.classify(r.rs, &r.w.bufs[0], n, peer)
 		}
-		r.w.out = r.w.out[:0]
-		// Drain what was handed to pion so the queues never fill.
+		handedOff := len(r.lis.lis.q) + len(r.rc.q)
+		forwarded := 0
+		if to != nil {
+			forwarded = 1
+			if packets() != packets0+1 {
+				t.Fatalf("forwarded % x without counting it", data)
+			}
+			if len(sent) > n+headroom {
+				t.Fatalf("forwarded %d bytes of a %d-byte datagram", len(sent), n)
+			}
+		} else if packets() != packets0 {
+			t.Fatalf("counted traffic for % x without forwarding it", data)
+		}
+		dropped := int(drops() - drops0)
+		if forwarded+handedOff+dropped != 1 {
+			t.Fatalf("datagram % x (from client %v): forwarded %d, handed off %d, dropped %d; want exactly one outcome",
+				data, client, forwarded, handedOff, dropped)
+		}
+		// Empty what was handed to pion so the queues never fill.
 		for len(r.lis.lis.q) > 0 {
 			slowPool.Put(<-r.lis.lis.q)
 		}
