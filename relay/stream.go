@@ -76,7 +76,7 @@ func (c *framedConn) frame() {
 		var size int
 		switch buf[0] & 0xC0 {
 		case 0x00:
-			size = 20 + int(binary.BigEndian.Uint16(buf[2:4]))
+			size = stunHeaderSize + int(binary.BigEndian.Uint16(buf[2:4]))
 		case 0x40:
 			size = (4 + int(binary.BigEndian.Uint16(buf[2:4])) + 3) &^ 3
 		default:

@@ -343,7 +343,7 @@ func TestForwardEmptyChannelData(t *testing.T) {
 
 // The hold (Config.HoldMs) counts from the last round that had packets: the runtime's
 // preemption ends raw waits every 10-20 ms, and a hold that restarted with each wait would
-// never run out, so an idle relay would keep its P (see README for what that costs).
+// never run out, so an idle relay would keep its P (README, "Performance": what that costs).
 func TestIdleHoldCountsFromLastPacket(t *testing.T) {
 	w := &Worker{}
 	for _, tc := range []struct {

@@ -16,8 +16,9 @@ import (
 // receives datagrams into the worker's provided buffers as they arrive, and the worker's
 // sends go into the same ring. One io_uring_enter per round submits the round's sends,
 // receives what has arrived, and waits when there is nothing: one system call where the
-// epoll loop makes up to three (epoll_wait, recvmmsg, sendmmsg); see README for what that
-// buys. The loop reaps completions through uring.Ring.Reap and never reads the rings itself.
+// epoll loop makes up to three (epoll_wait, recvmmsg, sendmmsg); what that buys is in the
+// README ("Performance"). The loop reaps completions through uring.Ring.Reap and never reads
+// the rings itself.
 
 // user_data of a request: what it is in the top byte, the fd or buffer below.
 const (

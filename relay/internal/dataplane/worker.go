@@ -241,7 +241,7 @@ func (w *Worker) wake() {
 func (w *Worker) run() {
 	// The loop owns its OS thread. Holding a P in a raw wait is only safe this way: an
 	// unlocked worker let a stop-the-world wait (and relaying with it) while it migrated
-	// between threads (see README, "Data path").
+	// between threads (measured: see README, "Performance").
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	defer w.shutdown()
