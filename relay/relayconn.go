@@ -80,11 +80,16 @@ func (r *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 
 // Close stops the worker reading the socket, closes it and gives its port back to the edge
 // range. pion calls it when the allocation ends (expiry, Refresh 0, shutdown).
+//
+// Before it does, pion has removed the allocation's channels (Allocation.Close calls
+// RemoveChannelBind, and so our OnChannelDeleted, for each first), so no worker finds this
+// socket in the fast-path table any more; CloseRelay then waits until every worker has sent
+// what it had looked up before, so that no datagram leaves through a reused fd number.
 func (r *relayConn) Close() error {
 	if !r.HandoffQueue.Close() {
 		return nil
 	}
-	r.w.CloseRelay(r.Relay)
+	r.w.CloseRelay(r.Relay, r.srv.workers)
 	r.release()
 	r.srv.relayClosed(r)
 	return nil
