@@ -1,0 +1,50 @@
+//go:build linux
+
+package relay
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/stun/v4"
+
+	"github.com/avedge/avedge/auth"
+)
+
+// RFC 8656 §7.2 checks EVEN-PORT (step 6) before the quota (step 7), and pion asks the
+// relay address generator for the even port at step 6: a user at quota must still not
+// reserve a port (the odd half of a pair is held for 30 s) with every refused Allocate.
+func TestUserAtQuotaReservesNoPort(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.UserQuota = 2 })
+	username, password := auth.MintREST(testSecret, "alice", time.Now().Add(time.Hour))
+	for i := 0; i < 2; i++ {
+		c := dialRaw(t, s.addrOf(UDP), username, password)
+		if err := c.allocate(); err != nil {
+			t.Fatalf("allocation %d: %v", i+1, err)
+		}
+	}
+	before := s.Stats().Ports
+	evenPortR := stun.RawAttribute{Type: stun.AttrEvenPort, Value: []byte{0x80}}
+	for i, extra := range [][]stun.Setter{{evenPortR}, {evenPortR}, nil} {
+		c := dialRaw(t, s.addrOf(UDP), username, password)
+		if err := c.allocate(extra...); errorCode(err) != stun.CodeAllocQuotaReached {
+			t.Fatalf("request %d at quota: %v (code %d), want 486", i, err, errorCode(err))
+		}
+	}
+	if after := s.Stats().Ports; after != before {
+		t.Fatalf("ports before the refused requests %+v, after %+v; want them unchanged", before, after)
+	}
+	// Under quota, EVEN-PORT still gets its pair.
+	u2, p2 := auth.MintREST(testSecret, "bob", time.Now().Add(time.Hour))
+	c := dialRaw(t, s.addrOf(UDP), u2, p2)
+	if err := c.allocate(evenPortR); err != nil {
+		t.Fatalf("bob's EVEN-PORT allocation: %v", err)
+	}
+	if p := c.relayed.Port(); p%2 != 0 {
+		t.Fatalf("bob's relayed port %d is odd", p)
+	}
+	if st := s.Stats().Ports; st.Held != before.Held+1 || st.Reserved != before.Reserved+1 {
+		t.Fatalf("after bob's EVEN-PORT allocation: %d held, %d reserved; want %d and %d", st.Held, st.Reserved,
+			before.Held+1, before.Reserved+1)
+	}
+}
