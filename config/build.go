@@ -307,8 +307,8 @@ func (o Options) peersAndLimits(st *Settings) error {
 	if rc.Peers.Deny, err = policy.ParsePrefixes(o.DeniedPeerIPs); err != nil {
 		return bad("denied-peer-ip", "%v", err)
 	}
-	if o.TotalQuota < 0 || o.UserQuota < 0 || o.MaxBPS < 0 {
-		return bad("total-quota/user-quota/max-bps", "must not be negative")
+	if o.UserQuota == 0 || o.MaxBPS == 0 {
+		return bad("user-quota/max-bps", "0 is refused: give a limit, or -1 for unlimited")
 	}
 	rc.MaxAllocations, rc.UserQuota, rc.AllocationBandwidth = o.TotalQuota, o.UserQuota, o.MaxBPS
 	rc.ChannelLifetime, rc.PermissionLifetime, rc.AllocationLifetime = o.ChannelLifetime, o.PermissionLifetime, o.AllocationLifetime

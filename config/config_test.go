@@ -59,6 +59,42 @@ func TestEmbeddedDefault(t *testing.T) {
 	if st.Service == nil || st.AuthListen != "127.0.0.1:8443" || st.GeneratedAPIKey == "" || len(st.Service.APIKeys) != 1 {
 		t.Fatalf("credential service not on by default on 127.0.0.1:8443 with a generated key: %+v", st.Service)
 	}
+	// Issue 14, item 8: caps a public edge can run with (total: 0, the range's size, as in
+	// relay.Config).
+	if rc := st.Relay; rc.UserQuota != relay.DefaultUserQuota || rc.AllocationBandwidth != relay.DefaultAllocationBandwidth || rc.MaxAllocations != 0 {
+		t.Fatalf("user-quota %d, max-bps %d, total-quota %d; want %d, %d, 0", rc.UserQuota, rc.AllocationBandwidth,
+			rc.MaxAllocations, relay.DefaultUserQuota, relay.DefaultAllocationBandwidth)
+	}
+}
+
+// The caps' defaults are shown by --help, and -1 lifts each, meaning unlimited in
+// relay.Config too.
+func TestQuotaDefaultsAndLifting(t *testing.T) {
+	var out strings.Builder
+	if _, err := Parse([]string{"--help"}, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err %v, want flag.ErrHelp", err)
+	}
+	help := strings.Join(strings.Fields(out.String()), " ")
+	for _, want := range []string{
+		fmt.Sprintf("(-1: unlimited) (default %d)", relay.DefaultUserQuota),
+		fmt.Sprintf("(-1: unlimited) (default %d)", relay.DefaultAllocationBandwidth),
+		"0: the relay range's size, max-port - min-port + 1; -1: unlimited",
+	} {
+		if !strings.Contains(help, want) {
+			t.Errorf("--help does not say %q", want)
+		}
+	}
+	o, err := Parse([]string{"--user-quota", "-1", "--total-quota", "-1", "--max-bps", "-1"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := o.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc := st.Relay; rc.UserQuota != -1 || rc.MaxAllocations != -1 || rc.AllocationBandwidth != -1 {
+		t.Fatalf("user-quota %d, total-quota %d, max-bps %d; want -1 (unlimited) for each", rc.UserQuota, rc.MaxAllocations, rc.AllocationBandwidth)
+	}
 }
 
 func TestEdgeFileAndFlagOverride(t *testing.T) {
@@ -121,6 +157,8 @@ func TestRefusedWithTheKeyNamed(t *testing.T) {
 		{name: "stray argument", args: []string{"serve"}, key: "serve"},
 		{name: "bad duration", yaml: "drain-timeout: soon\n", key: "drain-timeout"},
 		{name: "unknown data path", yaml: "data-path: dpdk\n", key: "data-path"},
+		{name: "user quota zero", args: []string{"--user-quota", "0"}, key: "user-quota"},
+		{name: "max-bps zero", yaml: "max-bps: 0\n", key: "max-bps"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

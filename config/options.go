@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/avedge/avedge/relay"
 )
 
 // Options is every setting avedge accepts. Each field is one option of the table below
@@ -78,12 +80,15 @@ type Options struct {
 	AllowedPeerIPs []string
 	// denied-peer-ip: CIDRs or addresses always refused as peers.
 	DeniedPeerIPs []string
-	// total-quota: the most live allocations in total. Zero: unlimited; negative is refused.
+	// total-quota: the most live allocations in total. Zero: the size of the relay port range
+	// (max-port − min-port + 1); negative: unlimited. The same meanings as in relay.Config.
 	TotalQuota int
-	// user-quota: the most live allocations per user. Zero: unlimited; negative is refused.
+	// user-quota: the most live allocations per user. Default relay.DefaultUserQuota;
+	// negative: unlimited. Zero is refused: to an operator it reads as "none" or as
+	// "unlimited" (coturn), while relay.Config would take it for the default.
 	UserQuota int
-	// max-bps: each allocation's bandwidth cap in bytes per second. Zero: unlimited;
-	// negative is refused.
+	// max-bps: each allocation's bandwidth cap in bytes per second. Default
+	// relay.DefaultAllocationBandwidth; negative: unlimited; zero is refused, as for UserQuota.
 	MaxBPS int64
 	// channel-lifetime: the channel binding lifetime. Zero: 10 minutes (RFC 8656).
 	ChannelLifetime time.Duration
@@ -214,11 +219,11 @@ var optionTable = []option{
 	opt("denied-peer-ip", func(o *Options) *[]string { return &o.DeniedPeerIPs }, nil,
 		"CIDR or address always refused as a peer, repeatable"),
 	opt("total-quota", func(o *Options) *int { return &o.TotalQuota }, 0,
-		"maximum live allocations in total, 508 beyond (0: unlimited)"),
-	opt("user-quota", func(o *Options) *int { return &o.UserQuota }, 0,
-		"maximum live allocations per user, 486 beyond (0: unlimited)"),
-	opt("max-bps", func(o *Options) *int64 { return &o.MaxBPS }, 0,
-		"bandwidth cap per allocation in bytes per second (0: unlimited)"),
+		"maximum live allocations in total, 508 beyond (0: the relay range's size, max-port - min-port + 1; -1: unlimited)"),
+	opt("user-quota", func(o *Options) *int { return &o.UserQuota }, relay.DefaultUserQuota,
+		"maximum live allocations per user, 486 beyond: one per ICE component and candidate, twice over for an ICE restart (-1: unlimited)"),
+	opt("max-bps", func(o *Options) *int64 { return &o.MaxBPS }, relay.DefaultAllocationBandwidth,
+		"bandwidth cap per allocation in bytes per second, both directions together, excess dropped; the default is 20 Mbit/s: HD video with headroom (-1: unlimited)"),
 	opt("channel-lifetime", func(o *Options) *time.Duration { return &o.ChannelLifetime }, 0,
 		"channel binding lifetime (0: 10m, RFC 8656)"),
 	opt("permission-lifetime", func(o *Options) *time.Duration { return &o.PermissionLifetime }, 0,

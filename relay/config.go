@@ -87,12 +87,15 @@ type Config struct {
 	// ChannelLifetime: zero means 10 minutes (RFC 8656 §12).
 	ChannelLifetime time.Duration
 
-	// MaxAllocations caps live allocations in total (508 beyond). Zero: unlimited.
+	// MaxAllocations caps live allocations in total (508 beyond). Zero: the size of the relay
+	// port range (MaxPort − MinPort + 1); negative: unlimited.
 	MaxAllocations int
-	// UserQuota caps live allocations per user (486 beyond). Zero: unlimited.
+	// UserQuota caps live allocations per user (486 beyond). Zero: DefaultUserQuota;
+	// negative: unlimited.
 	UserQuota int
 	// AllocationBandwidth caps each allocation's relayed bytes per second, both directions
-	// together; excess is dropped and counted. Zero: unlimited.
+	// together; excess is dropped and counted. Zero: DefaultAllocationBandwidth; negative:
+	// unlimited.
 	AllocationBandwidth int64
 
 	// AllocateRate limits Allocate requests per client IP address (IPv6: per /64) per second,
@@ -144,6 +147,15 @@ func (c *Config) withDefaults() Config {
 	if out.Workers <= 0 {
 		out.Workers = DefaultWorkers()
 	}
+	if out.MaxAllocations == 0 {
+		out.MaxAllocations = int(out.MaxPort) - int(out.MinPort) + 1
+	}
+	if out.UserQuota == 0 {
+		out.UserQuota = DefaultUserQuota
+	}
+	if out.AllocationBandwidth == 0 {
+		out.AllocationBandwidth = DefaultAllocationBandwidth
+	}
 	if out.AllocateRate == 0 {
 		out.AllocateRate = 200
 	}
@@ -155,6 +167,22 @@ func (c *Config) withDefaults() Config {
 	}
 	return out
 }
+
+// The caps a zero Config applies, sized for an A/V edge so that one credential cannot take
+// the relay range or its bandwidth (lift them with a negative value).
+const (
+	// DefaultUserQuota is the live allocations one user may hold. A client needs one per
+	// relay candidate it gathers (UDP, TCP and TLS, over IPv4 and IPv6: up to 6 for a
+	// bundled WebRTC session; RTP and RTCP of audio and video unbundled over three
+	// transports: 12), briefly twice that many across an ICE restart or a second call.
+	// 16 covers the common cases and holds one credential to 16 ports.
+	DefaultUserQuota = 16
+	// DefaultAllocationBandwidth is each allocation's cap in bytes per second, both
+	// directions together: 20 Mbit/s. An HD video call carries 4–8 Mbit/s each way over one
+	// bundled allocation (simulcast up, several streams down); the rest is headroom for key
+	// frames, screen sharing, retransmissions and FEC. A bulk transfer is held to it.
+	DefaultAllocationBandwidth = 2_500_000
+)
 
 // DefaultWorkers is the number of forwarding loops a zero Config.Workers runs: one per two
 // cores, at least one: the kernel's network stack (softirq, wake-ups) needs the other core,

@@ -29,7 +29,10 @@ func TestDeleteRacingChannelDataLeaksNothing(t *testing.T) {
 }
 
 func testDeleteRacingChannelDataLeaksNothing(t *testing.T, path DataPath) {
-	s := startServerOn(t, path, func(c *Config) { c.Workers = 4 })
+	s := startServerOn(t, path, func(c *Config) {
+		c.Workers = 4
+		c.AllocationBandwidth = -1 // every datagram through the race, none dropped by the cap
+	})
 	const (
 		clients = 4
 		iters   = 8
