@@ -23,21 +23,24 @@ import (
 // receive only its own client's payloads, from that client's relayed address. The natural
 // window is microseconds wide, so a pass here says little on its own:
 // dataplane.TestCloseRelayWaitsForQueuedSends holds the window open and fails without the
-// grace period; this test checks the whole server keeps the rule under -race.
+// grace period, and so does TestDeleteRacingChannelDataWidened (built with -tags
+// avedge_testhooks); this test checks the whole server keeps the rule under -race.
 func TestDeleteRacingChannelDataLeaksNothing(t *testing.T) {
-	forEachDataPath(t, testDeleteRacingChannelDataLeaksNothing)
+	forEachDataPath(t, func(t *testing.T, path DataPath) { testDeleteRacingChannelData(t, path, 8, 6*time.Second, nil) })
 }
 
-func testDeleteRacingChannelDataLeaksNothing(t *testing.T, path DataPath) {
+// testDeleteRacingChannelData runs the race, at most iters times and for about budget. widen,
+// if set, is called with true just before the deletes and with false once they are done
+// (fdreuse_hook_e2e_test.go widens the window between a worker's lookup and its send
+// meanwhile).
+func testDeleteRacingChannelData(t *testing.T, path DataPath, iters int, budget time.Duration, widen func(on bool)) {
 	s := startServerOn(t, path, func(c *Config) {
 		c.Workers = 4
 		c.AllocationBandwidth = -1 // every datagram through the race, none dropped by the cap
 	})
 	const (
 		clients = 4
-		iters   = 8
-		perIter = 20000 // datagrams a client sends at most per iteration (it stops after the deletes)
-		budget  = 6 * time.Second
+		perIter = 200000 // datagrams a client sends at most per iteration (it stops after the deletes)
 	)
 	start := time.Now()
 	var sent, leaked atomic.Int64
@@ -95,23 +98,14 @@ func testDeleteRacingChannelDataLeaksNothing(t *testing.T, path DataPath) {
 						return
 					}
 					sent.Add(1)
+					if widen != nil && j%16 == 15 {
+						// Paced: workers held up by the widened window must not drop the
+						// Refresh requests in a flood.
+						time.Sleep(100 * time.Microsecond)
+					}
 				}
 			}()
 		}
-		// The churner opens sockets while the allocations go, so that it takes their numbers.
-		ch := newChurner(t)
-		churned := make(chan struct{})
-		go func() {
-			defer close(churned)
-			for k := 0; k < 48; k++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				ch.open(t)
-			}
-		}()
 		// Let traffic flow through every allocation, then delete them all at once.
 		pollUntil(t, "traffic on every allocation", func() bool {
 			for i := range got {
@@ -121,6 +115,16 @@ func testDeleteRacingChannelDataLeaksNothing(t *testing.T, path DataPath) {
 			}
 			return true
 		})
+		// The churner opens sockets while the allocations go, so that it takes their numbers.
+		ch := newChurner(t)
+		churnStop, churned := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(churned)
+			ch.run(t, churnStop, 1000)
+		}()
+		if widen != nil {
+			widen(true)
+		}
 		var deleters sync.WaitGroup
 		for i, c := range cs {
 			deleters.Add(1)
@@ -132,16 +136,18 @@ func testDeleteRacingChannelDataLeaksNothing(t *testing.T, path DataPath) {
 			}()
 		}
 		deleters.Wait()
-		for k := 0; k < 8; k++ {
-			ch.open(t) // right after the deletes: the lowest free numbers
+		if widen != nil {
+			widen(false)
 		}
+		close(churnStop)
+		<-churned
 		close(stop)
 		senders.Wait()
-		<-churned
 		// Every send a worker looked up before a delete has left once each worker has
 		// passed a quiescent point after it.
 		dataplane.Quiesce(s.workers)
-		leaked.Add(ch.check(t))
+		ch.check(t, 0)
+		leaked.Add(ch.leaked)
 		for _, p := range peers {
 			p.conn.Close()
 		}
@@ -152,13 +158,14 @@ func testDeleteRacingChannelDataLeaksNothing(t *testing.T, path DataPath) {
 		time.Since(start).Round(time.Millisecond), leaked.Load())
 }
 
-// churner holds connected TCP pairs and UDP sockets opened by raw system calls, so that they
-// take the lowest free descriptor numbers.
+// churner opens connected TCP pairs and UDP sockets by raw system calls, so that they take
+// the lowest free descriptor numbers.
 type churner struct {
-	lfd int
-	sa  unix.Sockaddr
-	mu  sync.Mutex
-	fds []int // Guarded by mu.
+	lfd    int
+	sa     unix.Sockaddr
+	mu     sync.Mutex
+	fds    [][]int // the sockets of each open, oldest first. Guarded by mu.
+	leaked int64   // sockets found with bytes waiting. Guarded by mu.
 }
 
 func newChurner(t *testing.T) *churner {
@@ -181,14 +188,33 @@ func newChurner(t *testing.T) *churner {
 	return c
 }
 
+// run opens sockets until stop is closed, at most max times. It closes none meanwhile: a
+// number it freed itself would be the lowest free one and be taken before a relay socket's.
+func (c *churner) run(t *testing.T, stop <-chan struct{}, max int) {
+	for k := 0; k < max; k++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		c.open(t)
+	}
+}
+
 // open adds a TCP connection (both ends) and a UDP socket.
 func (c *churner) open(t *testing.T) {
+	var set []int
+	defer func() {
+		c.mu.Lock()
+		c.fds = append(c.fds, set)
+		c.mu.Unlock()
+	}()
 	cl, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Error(err)
 		return
 	}
-	c.add(cl)
+	set = append(set, cl)
 	if err := unix.Connect(cl, c.sa); err != nil {
 		t.Error(err)
 		return
@@ -198,45 +224,45 @@ func (c *churner) open(t *testing.T) {
 		t.Error(err)
 		return
 	}
-	c.add(sv)
+	set = append(set, sv)
 	u, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Error(err)
 		return
 	}
-	c.add(u)
+	set = append(set, u)
 	if err := unix.Bind(u, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 		t.Error(err)
 	}
 }
 
-func (c *churner) add(fd int) {
-	c.mu.Lock()
-	c.fds = append(c.fds, fd)
-	c.mu.Unlock()
-}
-
-// check counts (and reports) the sockets that have bytes waiting: a TCP end whose peer end
-// took a relay socket's number, or a UDP socket something was sent to. Loopback delivers
-// within the sending system call, so a look without waiting is exact.
-func (c *churner) check(t *testing.T) int64 {
+// check checks and closes the oldest sets until keep are left, and counts (and reports) the
+// sockets that have bytes waiting: a TCP end whose peer end took a relay socket's number, or
+// a UDP socket something was sent to. Loopback delivers within the sending system call, so
+// a look without waiting is exact once the send was made.
+func (c *churner) check(t *testing.T, keep int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var n int64
-	for _, fd := range c.fds {
-		if q, err := unix.IoctlGetInt(fd, unix.SIOCINQ); err == nil && q != 0 {
-			t.Errorf("socket fd %d, opened around the deletes, has %d bytes waiting", fd, q)
-			n++
+	for len(c.fds) > keep {
+		for _, fd := range c.fds[0] {
+			if q, err := unix.IoctlGetInt(fd, unix.SIOCINQ); err == nil && q != 0 {
+				t.Errorf("socket fd %d, opened around the deletes, has %d bytes waiting", fd, q)
+				c.leaked++
+			}
+			unix.Close(fd)
 		}
+		c.fds = c.fds[1:]
 	}
-	return n
 }
 
+// close closes what is left (the test has checked it).
 func (c *churner) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, fd := range c.fds {
-		unix.Close(fd)
+	for _, set := range c.fds {
+		for _, fd := range set {
+			unix.Close(fd)
+		}
 	}
 	c.fds = nil
 	unix.Close(c.lfd)

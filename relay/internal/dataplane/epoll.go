@@ -74,6 +74,9 @@ func (w *Worker) runEpoll() {
 			}
 			w.readSock(s)
 		}
+		if len(w.out) > 0 {
+			beforeSend()
+		}
 		w.flush()
 	}
 }

@@ -73,6 +73,9 @@ func (w *Worker) runUring(u *uring.Ring) {
 		if len(st.syncs) > 0 {
 			w.endSyncs()
 		}
+		if st.unsent > 0 {
+			beforeSend()
+		}
 		// Raw for as long as the hold lasts (-1: no end), then through the runtime (see
 		// Config.HoldMs); a wait that times out comes back here and parks.
 		min := st.waitTarget()
