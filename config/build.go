@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/avedge/avedge/auth"
@@ -23,6 +24,16 @@ type Settings struct {
 	Service         *auth.ServiceConfig // nil: no built-in credential service
 	MetricsListen   string
 	AuthListen      string
+	// NonLoopback names the first listener not on loopback: a TURN listener
+	// ("udp/192.0.2.1:3478"), the credential service ("auth-listen 0.0.0.0:8443") or the
+	// metrics endpoint; "" when every one is on loopback. While one is not, no secret and no
+	// credential is to be printed: what a daemon prints ends up in logs that others read, and
+	// the relay serves more than this host.
+	NonLoopback string
+	// Warnings are what is accepted but unsafe, one sentence each, for the log: secrets given
+	// on the command line or inline in a config file others can read, files of secrets others
+	// can read that allow-readable-secrets let through.
+	Warnings []string
 }
 
 // Build checks o and derives the relay and service settings. Errors name the key.
@@ -73,7 +84,25 @@ func (o Options) derive(in *inputs) (*Settings, error) {
 	if st.Service, st.GeneratedAPIKey, err = o.service(st.Keyring, in); err != nil {
 		return nil, err
 	}
+	st.NonLoopback = o.nonLoopback(rc.Listeners)
+	st.Warnings = append(slices.Clone(o.notes), in.warnings...)
 	return st, o.checkProcess()
+}
+
+// nonLoopback names the first of the listeners (TURN, then auth-listen and metrics-listen,
+// which service has checked) that is not on loopback; "" when every one is.
+func (o Options) nonLoopback(listeners []relay.ListenerConfig) string {
+	for _, l := range listeners {
+		if !l.Addr.Addr().IsLoopback() {
+			return string(l.Network) + "/" + l.Addr.String()
+		}
+	}
+	for _, kv := range [][2]string{{"auth-listen", o.AuthListen}, {"metrics-listen", o.MetricsListen}} {
+		if ap, err := netip.ParseAddrPort(kv[1]); err == nil && !ap.Addr().Unmap().IsLoopback() {
+			return kv[0] + " " + kv[1]
+		}
+	}
+	return ""
 }
 
 // listeners derives the listening addresses from listening-ip, the ports, no-udp/no-tcp and
