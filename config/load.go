@@ -51,7 +51,7 @@ func Parse(args []string, out io.Writer) (Options, error) {
 	}
 	fs.Visit(func(f *flag.Flag) {
 		if op, ok := lookupOption(f.Name); ok && op.secretFile != "" && op.given(&o) {
-			o.notes = append(o.notes, fmt.Sprintf("%s is given on the command line, which every user of this host can read (ps, /proc/PID/cmdline): put it in %s instead", op.name, op.secretFile))
+			o.notes = append(o.notes, secretfile.CommandLineWarning(op.name, op.secretFile))
 		}
 	})
 	return o, nil

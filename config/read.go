@@ -99,8 +99,7 @@ func (o Options) checkPrivate(key, path string, in *inputs) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &exposed) && o.AllowReadableSecrets:
-		in.warnings = append(in.warnings, fmt.Sprintf("%s: %s is mode %04o, owner uid %d: %s; read all the same (allow-readable-secrets); chmod 600 %s",
-			key, path, uint32(exposed.Mode), exposed.UID, exposed.Who(), path))
+		in.warnings = append(in.warnings, key+": "+exposed.Warning())
 		return nil
 	}
 	return bad(key, "%v", err)

@@ -111,7 +111,7 @@ func TestSecretsFileMode(t *testing.T) {
 			if err != nil {
 				t.Fatalf("0644 with --allow-readable-secrets: %v", err)
 			}
-			if len(st.Warnings) != 1 || !strings.Contains(st.Warnings[0], tc.key+": "+path+" is mode 0644") ||
+			if len(st.Warnings) != 1 || !strings.Contains(st.Warnings[0], tc.key+": "+path+" holds secrets and is mode 0644") ||
 				!strings.Contains(st.Warnings[0], "allow-readable-secrets") {
 				t.Errorf("0644 with --allow-readable-secrets: warnings %q, want one naming %s, the file and its mode", st.Warnings, tc.key)
 			}
@@ -148,7 +148,7 @@ func TestSecretsOnTheCommandLineWarned(t *testing.T) {
 	for opt, file := range want {
 		found := false
 		for _, w := range st.Warnings {
-			found = found || strings.HasPrefix(w, opt+" is given on the command line") && strings.Contains(w, "put it in "+file+" instead")
+			found = found || strings.HasPrefix(w, "--"+opt+" is given on the command line") && strings.Contains(w, "put it in a file named by --"+file+" instead")
 		}
 		if !found {
 			t.Errorf("no warning for --%s naming %s: %q", opt, file, st.Warnings)

@@ -82,7 +82,7 @@ func TestSecretWarningsLogged(t *testing.T) {
 	s := start(t, "--config", cfg, "--static-auth-secret", "0123456789abcdef0123456789abcdef")
 	logged := s.stderr.String()
 	for _, want := range []string{
-		`level=WARN msg="static-auth-secret is given on the command line, which every user of this host can read (ps, /proc/PID/cmdline): put it in static-auth-secret-file instead"`,
+		`level=WARN msg="--static-auth-secret is given on the command line, which every user of this host can read (ps, /proc/PID/cmdline): put it in a file named by --static-auth-secret-file instead"`,
 		`level=WARN msg="` + cfg + ` holds user inline and is mode 0644`,
 	} {
 		if !strings.Contains(logged, want) {
@@ -113,7 +113,7 @@ func TestReadableSecretsFileRefused(t *testing.T) {
 	}
 
 	s := start(t, "--static-auth-secret-file", secrets, "--allow-readable-secrets")
-	if !strings.Contains(s.stderr.String(), "level=WARN msg=\"static-auth-secret-file: "+secrets+" is mode 0644") {
+	if !strings.Contains(s.stderr.String(), "level=WARN msg=\"static-auth-secret-file: "+secrets+" holds secrets and is mode 0644") {
 		t.Errorf("no warning for the readable file read under --allow-readable-secrets:\n%s", s.stderr.String())
 	}
 	s.stop(t)

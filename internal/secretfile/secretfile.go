@@ -1,6 +1,7 @@
 // Package secretfile checks, before avedge's commands read a file of secrets (shared secrets,
 // static users' passwords, API keys, a TLS private key), that no one but its owner can read or
-// write it, and says what to do when others can.
+// write it, and says what to do when others can. It also words the warning for a secret given
+// on the command line, which every user of the host can read.
 //
 // The rule is PostgreSQL's for its key files: the file's mode gives its group and other users
 // no access (0600, 0400), except that a file root owns may be readable by its group (0640,
@@ -69,6 +70,18 @@ func (e *ExposedError) Error() string {
 	}
 	return fmt.Sprintf("%s holds secrets and is mode %04o, owner uid %d: %s; %s, or pass --%s to read it as it is",
 		e.Path, uint32(e.Mode), e.UID, e.Who(), fix, AllowFlag)
+}
+
+// Warning is what to log when the file is read all the same, under AllowFlag.
+func (e *ExposedError) Warning() string {
+	return fmt.Sprintf("%s holds secrets and is mode %04o, owner uid %d: %s; read all the same (--%s); chmod 600 %s",
+		e.Path, uint32(e.Mode), e.UID, e.Who(), AllowFlag, e.Path)
+}
+
+// CommandLineWarning is the warning for a secret given as the flag --name, which belongs in
+// the file that the flag --file names.
+func CommandLineWarning(name, file string) string {
+	return fmt.Sprintf("--%s is given on the command line, which every user of this host can read (ps, /proc/PID/cmdline): put it in a file named by --%s instead", name, file)
 }
 
 // Check returns an *ExposedError when users other than its owner can read or write the file at
