@@ -1,7 +1,9 @@
 // Command avedge-auth runs the avedge credential service (MRAS XML and TURN
 // REST JSON) on its own, for deployments that keep it apart from the relays.
 // It mints with the newest secret of --secret-file, the same file the relays
-// read; SIGHUP re-reads it; SIGINT or SIGTERM drain and stop.
+// read; SIGHUP re-reads it; SIGINT or SIGTERM drain and stop. A file of secrets
+// that users other than its owner can read is refused (internal/secretfile)
+// unless --allow-readable-secrets.
 //
 //	avedge-auth --secret-file /etc/avedge/secrets --api-key-file /etc/avedge/api-keys \
 //	    --relay internet:edge.example.com:3478:443 --listen 127.0.0.1:8443
@@ -23,6 +25,7 @@ import (
 	"time"
 
 	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/internal/secretfile"
 )
 
 func main() {
@@ -66,6 +69,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.
 	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM); with --tls-key serves HTTPS")
 	tlsKey := fs.String("tls-key", "", "TLS key file (PEM)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	allowReadable := fs.Bool(secretfile.AllowFlag, false, "read --secret-file, --api-key-file and --tls-key even when users other than their owner can read them (refused otherwise: chmod 600 them; root's 0640 and 0440 files are accepted)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: avedge-auth --secret-file F (--api-key-file F | --api-key K | --allow-anonymous) [flags]")
 		fs.PrintDefaults()
@@ -82,8 +86,31 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	if len(apiKeys) > 0 {
+		log.Warn(secretfile.CommandLineWarning("api-key", "api-key-file"))
+	}
+	// checkPrivate refuses a file of secrets others can read, or warns under --allow-readable-secrets.
+	checkPrivate := func(flagName, path string) error {
+		err := secretfile.Check(path)
+		var exposed *secretfile.ExposedError
+		if errors.As(err, &exposed) && *allowReadable {
+			log.Warn("--" + flagName + ": " + exposed.Warning())
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("--%s: %w", flagName, err)
+		}
+		return nil
+	}
 	if *secretFile == "" {
 		return errors.New("--secret-file is required")
+	}
+	for _, f := range [][2]string{{"secret-file", *secretFile}, {"api-key-file", *apiKeyFile}, {"tls-key", *tlsKey}} {
+		if f[1] != "" {
+			if err := checkPrivate(f[0], f[1]); err != nil {
+				return err
+			}
+		}
 	}
 	secrets, err := auth.LoadSecretsFile(*secretFile)
 	if err != nil {
@@ -166,7 +193,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.
 		case err := <-serveErr:
 			return fmt.Errorf("serve: %w", err)
 		case <-reload:
-			if err := ring.LoadFile(*secretFile); err != nil {
+			err := checkPrivate("secret-file", *secretFile)
+			if err == nil {
+				err = ring.LoadFile(*secretFile)
+			}
+			if err != nil {
 				log.Error("secrets not reloaded; keeping the current ones", "err", err)
 				continue
 			}

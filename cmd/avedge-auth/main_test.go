@@ -77,7 +77,7 @@ func TestRunFlagErrors(t *testing.T) {
 		if err := run(context.Background(), []string{"--help"}, &out, nil, nil); !errors.Is(err, flag.ErrHelp) {
 			t.Fatalf("err = %v", err)
 		}
-		for _, f := range []string{"-listen", "(default \"127.0.0.1:8443\")", "-max-duration", "(default 8h0m0s)", "-allow-anonymous", "-relay", "-tls-cert"} {
+		for _, f := range []string{"-listen", "(default \"127.0.0.1:8443\")", "-max-duration", "(default 8h0m0s)", "-allow-anonymous", "-relay", "-tls-cert", "-allow-readable-secrets"} {
 			if !strings.Contains(out.String(), f) {
 				t.Errorf("help lacks %q", f)
 			}
@@ -158,6 +158,22 @@ func TestRunServesReloadsAndStops(t *testing.T) {
 		t.Fatalf("after a failed reload, username %q", c.Username)
 	}
 
+	// A file every user can read keeps the current secrets, and says why.
+	if err := os.WriteFile(secrets, []byte("k3 third-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(secrets, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reload <- syscall.SIGHUP
+	reload <- syscall.SIGHUP
+	if _, c = get("key-a"); !strings.HasPrefix(c.Username, "mras1:k2:") {
+		t.Fatalf("after a reload of a 0644 file, username %q", c.Username)
+	}
+	if want := "--secret-file: " + secrets + " holds secrets and is mode 0644"; !strings.Contains(logs.String(), want) {
+		t.Errorf("logs lack %q:\n%s", want, logs.String())
+	}
+
 	cancel()
 	select {
 	case err := <-done:
@@ -169,5 +185,80 @@ func TestRunServesReloadsAndStops(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "shutting down") {
 		t.Errorf("logs lack shutdown:\n%s", logs.String())
+	}
+}
+
+// serve runs the command with args until it serves, and returns what it logged then; it stops
+// it when the test ends.
+func serve(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs syncBuffer
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, append([]string{"--listen", "127.0.0.1:0"}, args...), &logs, nil, func(net.Addr) { close(ready) })
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("run returned early: %v\n%s", err, logs.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("server not ready within 10s")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+	return logs.String()
+}
+
+// TestReadableSecretFiles checks --secret-file and --api-key-file at mode 0644: refused with a
+// message that names the flag, the file, its mode and both fixes; served, with a warning,
+// under --allow-readable-secrets.
+func TestReadableSecretFiles(t *testing.T) {
+	secrets := writeFile(t, "secrets", "k1 s1\n")
+	keys := writeFile(t, "keys", "key-a\n")
+	for _, f := range []struct{ flag, path string }{{"secret-file", secrets}, {"api-key-file", keys}} {
+		t.Run(f.flag, func(t *testing.T) {
+			if err := os.Chmod(f.path, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			defer os.Chmod(f.path, 0o600)
+			args := []string{"--secret-file", secrets, "--api-key-file", keys}
+			// Cancelled before: were the file accepted, run would return nil at once.
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			err := run(ctx, append([]string{"--listen", "127.0.0.1:0"}, args...), &syncBuffer{}, nil, nil)
+			for _, want := range []string{"--" + f.flag + ": " + f.path + " holds secrets and is mode 0644", "every user of this host can read it",
+				"chmod 600 " + f.path, "--allow-readable-secrets"} {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("err = %v, want it to say %q", err, want)
+				}
+			}
+			logs := serve(t, append(args, "--allow-readable-secrets")...)
+			if want := `level=WARN msg="--` + f.flag + ": " + f.path + ` holds secrets and is mode 0644`; !strings.Contains(logs, want) {
+				t.Errorf("logs lack %q:\n%s", want, logs)
+			}
+		})
+	}
+}
+
+// TestAPIKeyOnCommandLineWarned checks that --api-key is used, with a warning naming
+// --api-key-file, and that --api-key-file alone draws no warning.
+func TestAPIKeyOnCommandLineWarned(t *testing.T) {
+	secrets := writeFile(t, "secrets", "k1 s1\n")
+	logs := serve(t, "--secret-file", secrets, "--api-key", "key-a")
+	if want := `level=WARN msg="--api-key is given on the command line, which every user of this host can read (ps, /proc/PID/cmdline): put it in a file named by --api-key-file instead"`; !strings.Contains(logs, want) {
+		t.Errorf("logs lack %q:\n%s", want, logs)
+	}
+	logs = serve(t, "--secret-file", secrets, "--api-key-file", writeFile(t, "keys", "key-a\n"))
+	if strings.Contains(logs, "level=WARN") {
+		t.Errorf("a warning with the key in a 0600 file:\n%s", logs)
 	}
 }
