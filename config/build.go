@@ -288,10 +288,11 @@ func (o Options) credentials(st *Settings, in *inputs) error {
 	}
 	secrets = append(secrets, in.fileSecrets...)
 	users := map[string]string{}
-	for _, u := range o.Users {
+	for i, u := range o.Users {
 		name, pw, ok := strings.Cut(u, ":")
 		if !ok || name == "" {
-			return bad("user", "%q: want name:password", u)
+			// Not the entry itself: without its colon it may be all password.
+			return bad("user", "entry %d: want name:password", i+1)
 		}
 		users[name] = pw
 	}

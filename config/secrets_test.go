@@ -250,3 +250,16 @@ func TestNonLoopback(t *testing.T) {
 		})
 	}
 }
+
+// TestBadUserEntryNotEchoed checks that a user entry without its colon, which may be all
+// password, is not repeated in the error (which goes to logs).
+func TestBadUserEntryNotEchoed(t *testing.T) {
+	o, err := Parse([]string{"--user", "alice:pw", "--user", "s3cr3t-password"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = o.Build()
+	if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "config: user: entry 2: want name:password") {
+		t.Fatalf("error %v: want entry 2 named, not its text", err)
+	}
+}
