@@ -170,6 +170,9 @@ func New(cfg Config) (*Server, error) {
 		turnCfg.AuthHandler = s.authenticate
 	}
 	gen := &relayGen{srv: s}
+	if err := c.checkListenPorts(); err != nil {
+		return nil, err
+	}
 	for _, l := range c.Listeners {
 		switch l.Network {
 		case UDP:
