@@ -60,6 +60,7 @@ func pinnedImage(ref string) error {
 var authBinary, authBuildErr = "", error(nil)
 
 func TestMain(m *testing.M) {
+	runSandboxLauncher() // returns unless this binary was re-executed as the sandbox launcher
 	dir, err := os.MkdirTemp("", "avedge-deploy-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -1389,6 +1390,63 @@ func TestSystemdUnit(t *testing.T) {
 		}
 		if !slices.Contains(u[svc]["ExecReload"], "/bin/kill -HUP $MAINPID") {
 			t.Errorf("ExecReload=%q: want /bin/kill -HUP $MAINPID among them", u[svc]["ExecReload"])
+		}
+	})
+
+	// IPAddressDeny is a kernel backstop to the peer policy: the relay's sockets can neither
+	// send to nor hear from link-local and metadata addresses, whatever allowed-peer-ip says.
+	// It must not cut loopback (a dev setup's clients), the relay's own addresses, or the
+	// addresses clients and peers use.
+	t.Run("IPAddressDeny backstop", func(t *testing.T) {
+		var denied []netip.Prefix
+		for _, v := range u[svc]["IPAddressDeny"] {
+			for _, f := range strings.Fields(v) {
+				p, err := netip.ParsePrefix(f)
+				if err != nil {
+					a, err2 := netip.ParseAddr(f)
+					if err2 != nil {
+						t.Fatalf("IPAddressDeny entry %q: not an address or prefix (keywords like any or link-local are not used here)", f)
+					}
+					p = netip.PrefixFrom(a, a.BitLen())
+				}
+				denied = append(denied, p)
+			}
+		}
+		if len(u[svc]["IPAddressAllow"]) != 0 {
+			t.Errorf("IPAddressAllow=%q: systemd lets an allowed address through even when denied", u[svc]["IPAddressAllow"])
+		}
+		covered := func(a netip.Addr) bool {
+			for _, p := range denied {
+				if p.Contains(a) {
+					return true
+				}
+			}
+			return false
+		}
+		for _, a := range []string{"169.254.169.254", "169.254.0.1", "fe80::1", "168.63.129.16", "fd00:ec2::254"} {
+			if !covered(netip.MustParseAddr(a)) {
+				t.Errorf("IPAddressDeny does not cover %s", a)
+			}
+		}
+		must := []string{"127.0.0.1", "127.0.0.53", "::1", "10.0.0.1", "172.16.0.1", "192.168.1.1", "100.64.0.1",
+			"203.0.113.5", "198.51.100.7", "2001:db8::1", "8.8.8.8", "2606:4700::1111"}
+		o := loadSystemdConfig(t)
+		must = append(append(must, o.RelayIPs...), o.ListeningIPs...)
+		for _, e := range o.ExternalIPs {
+			pub, priv, _ := strings.Cut(e, "/")
+			must = append(must, pub)
+			if priv != "" {
+				must = append(must, priv)
+			}
+		}
+		for _, s := range must {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				t.Fatalf("address %q of the shipped config: %v", s, err)
+			}
+			if !a.IsUnspecified() && covered(a) {
+				t.Errorf("IPAddressDeny covers %s, which clients, peers or the relay itself use", a)
+			}
 		}
 	})
 
