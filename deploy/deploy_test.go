@@ -59,6 +59,9 @@ func pinnedImage(ref string) error {
 // does not build; tests that need it skip with the reason in authBuildErr).
 var authBinary, authBuildErr = "", error(nil)
 
+// testDir holds what TestMain and the tests build; removed when the tests end.
+var testDir string
+
 func TestMain(m *testing.M) {
 	runSandboxLauncher() // returns unless this binary was re-executed as the sandbox launcher
 	dir, err := os.MkdirTemp("", "avedge-deploy-test")
@@ -66,6 +69,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	testDir = dir
 	authBinary, authBuildErr = buildCommand(dir, "avedge-auth")
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -777,7 +781,8 @@ func TestRelayDaemonSet(t *testing.T) {
 
 	// The relay runs unprivileged. A capability added for a non-root user reaches the
 	// effective set only through a file capability on the binary (Kubernetes sets no ambient
-	// capabilities), so the image must carry one.
+	// capabilities), so the image must carry one. TestDaemonSetBindsLowPortUnprivileged runs
+	// avedge that way.
 	t.Run("unprivileged", func(t *testing.T) {
 		sc := c.SecurityContext
 		if sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -91,7 +92,12 @@ func runSandboxLauncher() {
 	if err != nil {
 		fail(err)
 	}
-	runtime.LockOSThread()
+	runtime.LockOSThread() // capabilities are per thread: this one execs
+	if os.Getenv(sandboxDropAmbientEnv) != "" {
+		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
+			fail(fmt.Errorf("PR_CAP_AMBIENT_CLEAR_ALL: %w", err))
+		}
+	}
 	// Without CAP_SYS_ADMIN a filter needs no_new_privs; the unit sets it anyway
 	// (NoNewPrivileges=yes).
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
@@ -102,7 +108,9 @@ func runSandboxLauncher() {
 		uintptr(unsafe.Pointer(&fprog))); errno != 0 {
 		fail(fmt.Errorf("seccomp: %w", errno))
 	}
-	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, sandboxEnv+"=") })
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, sandboxEnv+"=") || strings.HasPrefix(kv, sandboxDropAmbientEnv+"=")
+	})
 	fail(syscall.Exec(os.Args[1], os.Args[1:], env))
 }
 
@@ -159,17 +167,18 @@ var (
 	avedgeBuildError error
 )
 
-// sandboxDir returns a directory the unprivileged uid can read, holding the built avedge and
-// a copy of this test binary (the launcher); go test's own directories are private to root.
+// sandboxBinaries returns the built avedge and a copy of this test binary (the launcher), in
+// a directory the unprivileged users can read (go test's own directories are private to root).
 func sandboxBinaries(t *testing.T) (avedge, launcher string) {
 	t.Helper()
 	avedgeOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "avedge-unit")
-		if err != nil {
+		// Under TestMain's directory (removed at the end), opened to the other users.
+		dir := filepath.Join(testDir, "sandbox")
+		if err := os.Mkdir(dir, 0o755); err != nil {
 			avedgeBuildError = err
 			return
 		}
-		if err := os.Chmod(dir, 0o755); err != nil {
+		if err := os.Chmod(testDir, 0o755); err != nil {
 			avedgeBuildError = err
 			return
 		}
@@ -232,12 +241,32 @@ func freePort(t *testing.T, low bool) int {
 	return 0
 }
 
-// startSandboxed runs avedge as the unit would, with only fams allowed and the ambient
-// capabilities caps, and reports whether
-// it became ready (its /readyz answered 200) and everything it wrote.
-func startSandboxed(t *testing.T, execStart []string, fams []string, caps []uintptr) (ready bool, output string) {
+// sandboxRun says how startSandboxed runs avedge.
+type sandboxRun struct {
+	bin        string    // the avedge binary; "": the plain build
+	uid        uint32    // the user it runs as
+	configFile string    // the YAML it reads, copied to a file avedge can read
+	args       []string  // its arguments; "{config}" in one stands for the copied file
+	fams       []string  // address families socket() accepts
+	caps       []uintptr // ambient capabilities given to the launcher
+	// dropAmbient makes the launcher clear its ambient set before exec, keeping caps only
+	// in its permitted set, as container runtimes do (Kubernetes sets no ambient
+	// capabilities): avedge then gets a capability only through its file capability.
+	dropAmbient bool
+}
+
+// sandboxDropAmbientEnv asks the launcher to clear its ambient capabilities before exec.
+const sandboxDropAmbientEnv = "AVEDGE_TEST_SANDBOX_DROP_AMBIENT"
+
+// startSandboxed runs avedge as r says, with the listeners moved to free ports (the extra
+// listener to one below 1024) and metrics on loopback, and reports whether it became ready
+// (its /readyz answered 200) and everything it wrote.
+func startSandboxed(t *testing.T, r sandboxRun) (ready bool, output string) {
 	t.Helper()
 	bin, launcher := sandboxBinaries(t)
+	if r.bin != "" {
+		bin = r.bin
+	}
 	dir, err := os.MkdirTemp("", "avedge-unit-run")
 	if err != nil {
 		t.Fatal(err)
@@ -247,20 +276,20 @@ func startSandboxed(t *testing.T, execStart []string, fams []string, caps []uint
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "avedge.yaml")
-	if err := copyFile(filepath.Join(systemdDir, "avedge.yaml"), cfg, 0o644); err != nil {
+	if err := copyFile(r.configFile, cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	secrets := filepath.Join(dir, "static-auth-secrets")
 	if err := os.WriteFile(secrets, []byte("k1 0123456789abcdef0123456789abcdef\n"), 0o400); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chown(secrets, sandboxUID, sandboxUID); err != nil {
+	if err := os.Chown(secrets, int(r.uid), int(r.uid)); err != nil {
 		t.Fatal(err)
 	}
 	turnPort, lowPort, metricsPort := freePort(t, false), freePort(t, true), freePort(t, false)
 	var args []string
-	for _, a := range execStart[1:] {
-		args = append(args, strings.Replace(a, "=/etc/avedge/avedge.yaml", "="+cfg, 1))
+	for _, a := range r.args {
+		args = append(args, strings.ReplaceAll(a, "{config}", cfg))
 	}
 	args = append(args,
 		"--relay-ip=127.0.0.1",
@@ -270,10 +299,13 @@ func startSandboxed(t *testing.T, execStart []string, fams []string, caps []uint
 		"--static-auth-secret-file="+secrets,
 	)
 	cmd := exec.Command(launcher, append([]string{bin}, args...)...)
-	cmd.Env = append(os.Environ(), sandboxEnv+"="+strings.Join(fams, ","))
+	cmd.Env = append(os.Environ(), sandboxEnv+"="+strings.Join(r.fams, ","))
+	if r.dropAmbient {
+		cmd.Env = append(cmd.Env, sandboxDropAmbientEnv+"=1")
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential:  &syscall.Credential{Uid: sandboxUID, Gid: sandboxUID},
-		AmbientCaps: caps,
+		Credential:  &syscall.Credential{Uid: r.uid, Gid: r.uid},
+		AmbientCaps: r.caps,
 		Setpgid:     true,
 	}
 	stderr, err := cmd.StderrPipe()
@@ -298,7 +330,7 @@ func startSandboxed(t *testing.T, execStart []string, fams []string, caps []uint
 			mu.Lock()
 			out.WriteString(sc.Text() + "\n")
 			mu.Unlock()
-			if strings.Contains(sc.Text(), `msg="metrics listening"`) {
+			if strings.Contains(sc.Text(), `"metrics listening"`) { // text or JSON log
 				once.Do(func() { close(listening) })
 			}
 		}
@@ -368,9 +400,16 @@ func TestSystemdUnitStarts(t *testing.T) {
 		t.Fatalf("AmbientCapabilities=%s: this test grants CAP_NET_BIND_SERVICE only", got)
 	}
 	unitCaps := []uintptr{unix.CAP_NET_BIND_SERVICE}
+	unitRun := func(fams []string, caps []uintptr) sandboxRun {
+		var args []string
+		for _, a := range execStart[1:] {
+			args = append(args, strings.Replace(a, "=/etc/avedge/avedge.yaml", "={config}", 1))
+		}
+		return sandboxRun{uid: sandboxUID, configFile: filepath.Join(systemdDir, "avedge.yaml"), args: args, fams: fams, caps: caps}
+	}
 
 	t.Run("as shipped", func(t *testing.T) {
-		ready, out := startSandboxed(t, execStart, fams, unitCaps)
+		ready, out := startSandboxed(t, unitRun(fams, unitCaps))
 		if !ready {
 			t.Fatalf("avedge did not become ready under RestrictAddressFamilies=%s:\n%s", rafs, out)
 		}
@@ -380,7 +419,7 @@ func TestSystemdUnitStarts(t *testing.T) {
 			t.Skip("no wildcard listening address")
 		}
 		less := slices.DeleteFunc(slices.Clone(fams), func(f string) bool { return f == "AF_NETLINK" })
-		ready, out := startSandboxed(t, execStart, less, unitCaps)
+		ready, out := startSandboxed(t, unitRun(less, unitCaps))
 		if ready {
 			t.Fatalf("avedge became ready without AF_NETLINK (RestrictAddressFamilies=%s): the test proves nothing", strings.Join(less, " "))
 		}
@@ -390,9 +429,77 @@ func TestSystemdUnitStarts(t *testing.T) {
 	})
 	// The launcher really runs avedge unprivileged: without the capability the low port fails.
 	t.Run("without CAP_NET_BIND_SERVICE", func(t *testing.T) {
-		ready, out := startSandboxed(t, execStart, fams, nil)
+		ready, out := startSandboxed(t, unitRun(fams, nil))
 		if ready || !strings.Contains(out, "permission denied") {
 			t.Fatalf("ready %v without CAP_NET_BIND_SERVICE, want a refused bind of the low port:\n%s", ready, out)
+		}
+	})
+}
+
+// TestDaemonSetBindsLowPortUnprivileged runs avedge with the ConfigMap's avedge.yaml as the
+// DaemonSet's container would: as its runAsUser, with no_new_privs (allowPrivilegeEscalation:
+// false), the added capabilities in the permitted set but none ambient (Kubernetes sets no
+// ambient capabilities), and the binary carrying the file capability the Dockerfile sets. It
+// must become ready with its low-port listener; the same binary without the file capability
+// must fail to bind, which shows the file capability is what makes the unprivileged relay work.
+// (Not rebuilt: the runtime's own seccomp profile and bounding set, the read-only root.)
+func TestDaemonSetBindsLowPortUnprivileged(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run avedge as another user with a capability")
+	}
+	setcap, err := exec.LookPath("setcap")
+	if err != nil {
+		t.Skip("setcap not installed")
+	}
+	p := loadPool(t)
+	rs := loadRelay(t, p)
+	c := rs.c
+	if c.SecurityContext.RunAsUser == nil || *c.SecurityContext.RunAsUser == 0 {
+		t.Fatal("the relay container does not run as a non-root runAsUser")
+	}
+	var caps []uintptr
+	for _, name := range c.SecurityContext.Capabilities.Add {
+		if name != "NET_BIND_SERVICE" {
+			t.Fatalf("capability %s added: this test knows NET_BIND_SERVICE only", name)
+		}
+		caps = append(caps, unix.CAP_NET_BIND_SERVICE)
+	}
+	dockerfile, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`setcap (\S+) /out/avedge\b`).FindSubmatch(dockerfile)
+	if m == nil {
+		t.Fatal("the Dockerfile sets no file capability on /out/avedge")
+	}
+	cfg := filepath.Join(t.TempDir(), "avedge.yaml")
+	if err := os.WriteFile(cfg, []byte(rs.yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var fams []string
+	for f := range addressFamilies {
+		fams = append(fams, f)
+	}
+	plain, _ := sandboxBinaries(t)
+	withCap := filepath.Join(filepath.Dir(plain), "avedge-filecap")
+	if err := copyFile(plain, withCap, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(setcap, string(m[1]), withCap).CombinedOutput(); err != nil {
+		t.Skipf("setcap %s: %v: %s (file system without security xattrs?)", m[1], err, out)
+	}
+	run := func(bin string) sandboxRun {
+		return sandboxRun{bin: bin, uid: uint32(*c.SecurityContext.RunAsUser), configFile: cfg,
+			args: []string{"--config={config}"}, fams: fams, caps: caps, dropAmbient: true}
+	}
+	t.Run("with the image's file capability", func(t *testing.T) {
+		if ready, out := startSandboxed(t, run(withCap)); !ready {
+			t.Fatalf("avedge did not become ready:\n%s", out)
+		}
+	})
+	t.Run("without it", func(t *testing.T) {
+		if ready, out := startSandboxed(t, run(plain)); ready || !strings.Contains(out, "permission denied") {
+			t.Fatalf("ready %v: want the low port refused without the file capability:\n%s", ready, out)
 		}
 	})
 }
