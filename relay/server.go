@@ -96,6 +96,9 @@ func New(cfg Config) (*Server, error) {
 		quota:     policy.NewQuota(c.UserQuota, c.MaxAllocations),
 	}
 	s.precheck.init()
+	if err := c.checkDescriptors(); err != nil {
+		return nil, err
+	}
 	if err := s.setupRelayIPs(); err != nil {
 		return nil, err
 	}
