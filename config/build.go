@@ -84,6 +84,9 @@ func (o Options) derive(in *inputs) (*Settings, error) {
 	if st.Service, st.GeneratedAPIKey, err = o.service(st.Keyring, in); err != nil {
 		return nil, err
 	}
+	if err := o.portsOutsideRange(rc.Listeners); err != nil {
+		return nil, err
+	}
 	st.NonLoopback = o.nonLoopback(rc.Listeners)
 	st.Warnings = append(slices.Clone(o.notes), in.warnings...)
 	return st, o.checkProcess()
@@ -103,6 +106,28 @@ func (o Options) nonLoopback(listeners []relay.ListenerConfig) string {
 		}
 	}
 	return ""
+}
+
+// portsOutsideRange refuses a listener whose port lies in the relay range: portalloc would
+// find that port taken, and a client could name the listener as a peer on the relay's own
+// address, where only relay ports are let through.
+func (o Options) portsOutsideRange(turn []relay.ListenerConfig) error {
+	for _, l := range turn {
+		if p := int(l.Addr.Port()); p >= o.MinPort && p <= o.MaxPort {
+			return bad("listening-port/tls-listening-port/listen", "%s/%s: port %d is inside the relay range %d-%d (min-port/max-port): move the listener or the range",
+				l.Network, l.Addr, p, o.MinPort, o.MaxPort)
+		}
+	}
+	for _, l := range []struct{ key, addr string }{{"metrics-listen", o.MetricsListen}, {"auth-listen", o.AuthListen}} {
+		ap, err := netip.ParseAddrPort(l.addr)
+		if err != nil {
+			continue // empty, or refused above
+		}
+		if p := int(ap.Port()); p >= o.MinPort && p <= o.MaxPort {
+			return bad(l.key, "port %d is inside the relay range %d-%d (min-port/max-port): move the listener or the range", p, o.MinPort, o.MaxPort)
+		}
+	}
+	return nil
 }
 
 // listeners derives the listening addresses from listening-ip, the ports, no-udp/no-tcp and

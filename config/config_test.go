@@ -121,6 +121,9 @@ func TestRefusedWithTheKeyNamed(t *testing.T) {
 		{name: "stray argument", args: []string{"serve"}, key: "serve"},
 		{name: "bad duration", yaml: "drain-timeout: soon\n", key: "drain-timeout"},
 		{name: "unknown data path", yaml: "data-path: dpdk\n", key: "data-path"},
+		{name: "turn listener in relay range", args: []string{"--listening-port", "50001"}, key: "listening-port/tls-listening-port/listen"},
+		{name: "metrics listener in relay range", args: []string{"--metrics-listen", "127.0.0.1:59999"}, key: "metrics-listen"},
+		{name: "credential service in relay range", args: []string{"--auth-listen", "127.0.0.1:50000"}, key: "auth-listen"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

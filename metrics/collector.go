@@ -100,8 +100,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.portsDesc, prometheus.GaugeValue, float64(s.Ports.Held), PortsHeld)
 	ch <- prometheus.MustNewConstMetric(c.portsDesc, prometheus.GaugeValue, float64(s.Ports.Reserved), PortsReserved)
 	ch <- prometheus.MustNewConstMetric(c.portsDesc, prometheus.GaugeValue, float64(s.Ports.Quarantined), PortsQuarantined)
-	for d := range numDirections {
-		for p := range numPaths {
+	for d := range NumDirections {
+		for p := range NumPaths {
 			tr := s.Traffic[d][p]
 			ch <- prometheus.MustNewConstMetric(c.packetsDesc, prometheus.CounterValue,
 				float64(tr.Packets), directionLabels[d], pathLabels[p])

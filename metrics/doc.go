@@ -1,13 +1,18 @@
 // Package metrics owns avedge's Prometheus metrics and the HTTP endpoints for
 // scraping and health checks.
 //
-// The relay's data path never calls Prometheus. Per packet it does an atomic
-// add on a counter that belongs to the allocation (or socket) that carried the
-// packet; the relay keeps running totals that include ended allocations. At
-// scrape time the collector built by [New] asks the relay for a [Snapshot]
-// through the [Source] interface and turns it into constant metrics, so a
-// scrape during a call shows what has flowed so far and counters never go
-// backwards. Descriptors are built once, node_exporter style.
+// The relay's data path never calls Prometheus. Per packet a worker does two
+// atomic adds on counters it owns (one set per worker, each direction on its
+// own cache line); what pion relays itself (indications, stream clients) is
+// counted on shared atomics of the relay. These are running totals since the
+// process started, so nothing needs folding in when an allocation ends, and
+// the allocation, permission and channel gauges are atomics the relay keeps
+// in step with pion's events. At scrape time the collector built by [New]
+// asks the relay for a [Snapshot] through the [Source] interface, and the
+// relay sums its counters into it; the collector turns that into constant
+// metrics, so a scrape during a call shows what has flowed so far and
+// counters never go backwards. Descriptors are built once, node_exporter
+// style.
 //
 // Control-plane events (an allocation attempt, an authentication failure, a
 // credential request) are rare compared with packets; they are counted

@@ -55,15 +55,17 @@ func (f Family) String() string {
 // Direction indexes [Snapshot.Traffic] by the way the data flowed.
 type Direction uint8
 
-// Directions, in index order.
+// Directions, in index order. They index the relay's counters too: this is the one
+// definition of the direction indices.
 const (
 	ClientToPeer Direction = iota
 	PeerToClient
 
-	numDirections = 2
+	// NumDirections is how many directions there are.
+	NumDirections = 2
 )
 
-var directionLabels = [numDirections]string{"client_to_peer", "peer_to_client"}
+var directionLabels = [NumDirections]string{"client_to_peer", "peer_to_client"}
 
 // String returns the direction's label value: "client_to_peer" or
 // "peer_to_client".
@@ -78,15 +80,17 @@ func (d Direction) String() string {
 // ChannelData on a bound channel, or Send/Data indications.
 type Path uint8
 
-// Paths, in index order.
+// Paths, in index order. They index the relay's counters too: this is the one definition
+// of the path indices.
 const (
 	PathChannel Path = iota
 	PathIndication
 
-	numPaths = 2
+	// NumPaths is how many paths there are.
+	NumPaths = 2
 )
 
-var pathLabels = [numPaths]string{"channel", "indication"}
+var pathLabels = [NumPaths]string{"channel", "indication"}
 
 // String returns the path's label value: "channel" or "indication".
 func (p Path) String() string {

@@ -41,7 +41,7 @@ type Snapshot struct {
 	Ports PortStats
 	// Traffic relayed by [Direction] and [Path]. Bytes count application
 	// data: the UDP payload on the peer side, without TURN framing.
-	Traffic [numDirections][numPaths]Counter
+	Traffic [NumDirections][NumPaths]Counter
 	// Drops holds packets dropped by reason (the Drop… constants). A reason
 	// outside that set is counted under "other".
 	Drops map[string]uint64

@@ -4,11 +4,12 @@ package relay
 
 import (
 	"fmt"
-	"github.com/avedge/avedge/internal/testnet"
 	"net"
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/avedge/avedge/internal/testnet"
 )
 
 func TestBindingReturnsClientAddress(t *testing.T) {
@@ -59,8 +60,8 @@ func testHoldingWorkersYield(t *testing.T, path DataPath) {
 	runtime.GOMAXPROCS(prev + 2)
 	defer runtime.GOMAXPROCS(prev)
 	s := startServerOn(t, path, func(c *Config) { c.Workers = 2 })
-	if s.workers[0].holdMs != -1 {
-		t.Fatalf("holdMs = %d, want -1 (hold) with GOMAXPROCS %d and 2 workers", s.workers[0].holdMs, runtime.GOMAXPROCS(0))
+	if s.workers[0].HoldMs() != -1 {
+		t.Fatalf("holdMs = %d, want -1 (hold) with GOMAXPROCS %d and 2 workers", s.workers[0].HoldMs(), runtime.GOMAXPROCS(0))
 	}
 	for i := 0; i < 3; i++ {
 		done := make(chan struct{})

@@ -10,6 +10,8 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/avedge/avedge/metrics"
+	"github.com/avedge/avedge/relay/internal/dataplane"
+	"github.com/avedge/avedge/relay/internal/sock"
 )
 
 // eventHandler keeps the fast-path table and the gauges in step with what pion decided, and
@@ -24,12 +26,12 @@ func (s *Server) eventHandler() turn.EventHandler {
 			// Our AuthHandler knew the username, so the MESSAGE-INTEGRITY was made with
 			// another password: a forged or mistyped credential.
 			if m := s.cfg.Metrics; m != nil {
-				m.AuthFailure("forged")
+				m.AuthFailure(metrics.AuthForged)
 				if method == "Allocate" {
-					m.AllocationAttempt("auth")
+					m.AllocationAttempt(metrics.AttemptAuth)
 				}
 			}
-			s.log.Info("authentication failed", "client", src.String(), "method", method, "reason", "forged")
+			s.log.Info("authentication failed", "client", src.String(), "method", method, "reason", metrics.AuthForged)
 		},
 		OnAllocationCreated: s.onAllocationCreated,
 		OnAllocationDeleted: s.onAllocationDeleted,
@@ -39,16 +41,14 @@ func (s *Server) eventHandler() turn.EventHandler {
 				return
 			}
 			ip = ip.Unmap()
-			s.withAlloc(src, dst, func(a *fastAlloc) {
-				s.fast.updateLocked(a, func(st *allocState) {
-					for _, p := range st.perms {
-						if p == ip {
-							return
-						}
+			s.updateAlloc(src, dst, func(st *dataplane.AllocState) {
+				for _, p := range st.Perms {
+					if p == ip {
+						return
 					}
-					st.perms = append(st.perms, ip)
-					s.permCount.Add(1)
-				})
+				}
+				st.Perms = append(st.Perms, ip)
+				s.permCount.Add(1)
 			})
 		},
 		OnPermissionDeleted: func(src, dst net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
@@ -57,56 +57,61 @@ func (s *Server) eventHandler() turn.EventHandler {
 				return
 			}
 			ip = ip.Unmap()
-			s.withAlloc(src, dst, func(a *fastAlloc) {
-				s.fast.updateLocked(a, func(st *allocState) {
-					for i, p := range st.perms {
-						if p == ip {
-							st.perms = append(st.perms[:i], st.perms[i+1:]...)
-							s.permCount.Add(-1)
-							return
-						}
+			s.updateAlloc(src, dst, func(st *dataplane.AllocState) {
+				for i, p := range st.Perms {
+					if p == ip {
+						st.Perms = append(st.Perms[:i], st.Perms[i+1:]...)
+						s.permCount.Add(-1)
+						return
 					}
-				})
+				}
 			})
 		},
 		OnChannelCreated: func(src, dst net.Addr, _, _, _ string, _, peer net.Addr, num uint16) {
-			ap, ok := addrPortOf(peer)
+			ap, ok := sock.AddrPortOf(peer)
 			if !ok {
 				return
 			}
-			c := &fastChan{num: num, peer: ap, refused: !s.peerPortOK(ap)}
-			c.raw.setAddrPort(ap)
-			s.withAlloc(src, dst, func(a *fastAlloc) {
-				s.fast.updateLocked(a, func(st *allocState) {
-					st.chans = append(st.chans, c)
-					s.chanCount.Add(1)
-				})
+			c := &dataplane.Chan{Num: num, Peer: ap, Refused: !s.peerPortOK(ap)}
+			c.Raw.Set(ap)
+			s.updateAlloc(src, dst, func(st *dataplane.AllocState) {
+				st.Chans = append(st.Chans, c)
+				s.chanCount.Add(1)
 			})
 		},
 		OnChannelDeleted: func(src, dst net.Addr, _, _, _ string, _, _ net.Addr, num uint16) {
-			s.withAlloc(src, dst, func(a *fastAlloc) {
-				s.fast.updateLocked(a, func(st *allocState) {
-					for i, c := range st.chans {
-						if c.num == num {
-							st.chans = append(st.chans[:i], st.chans[i+1:]...)
-							s.chanCount.Add(-1)
-							return
-						}
+			s.updateAlloc(src, dst, func(st *dataplane.AllocState) {
+				for i, c := range st.Chans {
+					if c.Num == num {
+						st.Chans = append(st.Chans[:i], st.Chans[i+1:]...)
+						s.chanCount.Add(-1)
+						return
 					}
-				})
+				}
 			})
 		},
 	}
 }
 
+// allocation is one live allocation: the workers' view of it, its relay socket, and what
+// the gauges count it under. Static after construction (its data-plane state changes
+// through Table.Update).
+type allocation struct {
+	*dataplane.Alloc
+	rc        *relayConn
+	family    int // metrics family index
+	transport int // metrics transport index
+}
+
 func keyOf(src, dst net.Addr) (allocKey, bool) {
-	s, ok1 := addrPortOf(src)
-	d, ok2 := addrPortOf(dst)
+	s, ok1 := sock.AddrPortOf(src)
+	d, ok2 := sock.AddrPortOf(dst)
 	return allocKey{src: s, dst: d}, ok1 && ok2
 }
 
-// withAlloc runs f with the allocation of the 5-tuple, holding the table's write lock.
-func (s *Server) withAlloc(src, dst net.Addr, f func(a *fastAlloc)) {
+// updateAlloc applies f to the state of the allocation of the 5-tuple, if there is one
+// (Table.Update: under the table's lock, taken after s.mu is released).
+func (s *Server) updateAlloc(src, dst net.Addr, f func(st *dataplane.AllocState)) {
 	k, ok := keyOf(src, dst)
 	if !ok {
 		return
@@ -117,14 +122,12 @@ func (s *Server) withAlloc(src, dst net.Addr, f func(a *fastAlloc)) {
 	if a == nil {
 		return
 	}
-	s.fast.mu.Lock()
-	defer s.fast.mu.Unlock()
-	f(a)
+	s.fast.Update(a.Alloc, f)
 }
 
 func (s *Server) onAllocationCreated(src, dst net.Addr, protocol, userID, realm string, relayAddr net.Addr, requestedPort int) {
 	k, ok := keyOf(src, dst)
-	rap, ok2 := addrPortOf(relayAddr)
+	rap, ok2 := sock.AddrPortOf(relayAddr)
 	if !ok || !ok2 {
 		return
 	}
@@ -134,16 +137,15 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, protocol, userID, realm 
 	if rc == nil {
 		return
 	}
-	a := &fastAlloc{relay: rc, userID: userID, family: familyOf(rap.Addr())}
-	a.state.Store(&allocState{})
+	a := &allocation{Alloc: dataplane.NewAlloc(rc.Relay), rc: rc, family: familyOf(rap.Addr())}
 	_, isTCP := src.(*net.TCPAddr)
 	g := s.lisByAddr[k.dst]
 	switch {
 	case !isTCP && g != nil:
-		a.udp = true
+		a.UDP = true
 		a.transport = int(metrics.TransportUDP)
-		a.key = fastKey{lis: g.id, client: k.src}
-		a.clientRaw.setAddrPort(k.src)
+		a.Key = dataplane.Key{Lis: g.ID, Client: k.src}
+		a.ClientRaw.Set(k.src)
 	case s.tlsAddrs[k.dst]:
 		a.transport = int(metrics.TransportTLS)
 	default:
@@ -152,13 +154,13 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, protocol, userID, realm 
 	s.mu.Lock()
 	s.allocs[k] = a
 	s.mu.Unlock()
-	if a.udp {
-		s.fast.insert(a)
+	if a.UDP {
+		s.fast.Insert(a.Alloc)
 	}
-	rc.fa.Store(a)
+	rc.Relay.Alloc.Store(a.Alloc)
 	s.allocCount[a.transport][a.family].Add(1)
 	if m := s.cfg.Metrics; m != nil {
-		m.AllocationAttempt("ok")
+		m.AllocationAttempt(metrics.AttemptOK)
 	}
 	s.log.Info("allocation created", "client", k.src.String(), "transport", metrics.Transport(a.transport).String(),
 		"user", userID, "relay", rap.String())
@@ -176,20 +178,20 @@ func (s *Server) onAllocationDeleted(src, dst net.Addr, protocol, userID, realm 
 	if a == nil {
 		return
 	}
-	if a.udp {
-		s.fast.remove(a.key)
+	if a.UDP {
+		s.fast.Remove(a.Key)
 	}
 	// pion removed permissions and channels first (with their events); clear what is left.
-	s.fast.update(a, func(st *allocState) {
-		s.permCount.Add(-int64(len(st.perms)))
-		s.chanCount.Add(-int64(len(st.chans)))
-		st.perms, st.chans = nil, nil
+	s.fast.Update(a.Alloc, func(st *dataplane.AllocState) {
+		s.permCount.Add(-int64(len(st.Perms)))
+		s.chanCount.Add(-int64(len(st.Chans)))
+		st.Perms, st.Chans = nil, nil
 	})
 	s.allocCount[a.transport][a.family].Add(-1)
-	life := time.Since(a.relay.created)
+	life := time.Since(a.rc.created)
 	if m := s.cfg.Metrics; m != nil {
 		m.AllocationEnded(life)
 	}
 	s.log.Info("allocation deleted", "client", k.src.String(), "user", userID,
-		"relay", a.relay.advertised.String(), "lifetime", life.Round(time.Millisecond).String())
+		"relay", a.rc.advertised.String(), "lifetime", life.Round(time.Millisecond).String())
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/relay/internal/uring"
 )
 
 var testSecret = []byte("test-secret-0123456789")
@@ -71,7 +72,7 @@ func startServerOn(t testing.TB, path DataPath, mod func(c *Config)) *Server {
 func forEachDataPath(t *testing.T, test func(t *testing.T, path DataPath)) {
 	t.Run("epoll", func(t *testing.T) { test(t, DataPathEpoll) })
 	t.Run("io_uring", func(t *testing.T) {
-		if err := uringUsable(); err != nil {
+		if err := uring.Usable(); err != nil {
 			t.Skipf("this kernel does not run the io_uring loop: %v", err)
 		}
 		test(t, DataPathIOUring)

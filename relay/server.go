@@ -15,50 +15,67 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/logging"
 	"github.com/pion/turn/v5"
 
 	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/portalloc"
+	"github.com/avedge/avedge/relay/internal/dataplane"
+	"github.com/avedge/avedge/relay/internal/sock"
+	"github.com/avedge/avedge/relay/internal/uring"
 	"github.com/avedge/avedge/relay/policy"
 )
 
 // Server is a running relay: listeners, workers, and the pion/turn control plane.
+//
+// Who touches what. "Static" fields are written by New before it returns and only read
+// after. The control plane is pion's goroutines: its read loops (which call the facades,
+// the AuthHandler, the PermissionHandler and the RelayAddressGenerator) and its allocation
+// timers (which call the EventHandler and relayConn.Close). The data plane is the workers,
+// which see only s.fast and what the facades embed (dataplane.Listener, dataplane.Relay),
+// never the Server. Scrapes call snapshot from the metrics handler's goroutine.
+//
+// Locks: s.mu guards the maps of live relay sockets and allocations and the count of open
+// relay sockets; fast's own lock serialises the fast-path table's writers. The two are never
+// held together: the EventHandler looks an allocation up under s.mu, releases it, then
+// updates the table (updateAlloc). Neither is taken by a worker.
+//
+// Goroutines: New starts one per worker; Close stops each and waits for it (Worker.Close).
+// Close starts none.
 type Server struct {
-	cfg Config       // Static after construction.
-	log *slog.Logger // Static after construction.
+	cfg Config       // Static.
+	log *slog.Logger // Static.
 
-	turn       *turn.Server
-	workers    []*worker                           // Static after construction.
-	listeners  []*listenerGroup                    // UDP listen addresses. Static after construction.
-	lisByAddr  map[netip.AddrPort]*listenerGroup   // Static after construction.
-	streams    []net.Listener                      // TCP and TLS listeners. Static after construction.
-	tlsAddrs   map[netip.AddrPort]bool             // Static after construction.
-	ports      map[netip.Addr]*portalloc.Allocator // by relay IP. Static after construction.
+	turn       *turn.Server                        // Static (nil until New has started pion). Closed by Close.
+	workers    []*dataplane.Worker                 // Static. Read by Close and snapshot.
+	listeners  []*listenerGroup                    // UDP listen addresses. Static.
+	lisByAddr  map[netip.AddrPort]*listenerGroup   // Static. Read by the EventHandler.
+	streams    []net.Listener                      // TCP and TLS listeners. Static.
+	tlsAddrs   map[netip.AddrPort]bool             // Static. Read by the EventHandler.
+	ports      map[netip.Addr]*portalloc.Allocator // by relay IP. Static (the allocators lock themselves).
 	relayIPs   [2]netip.Addr                       // [family] relay IP (invalid: none). Static.
-	peers      atomic.Pointer[policy.Policy]       // swapped by SetPeerPolicy
-	ownIPs     []netip.Addr                        // relay and advertised addresses. Static after construction.
-	quota      *policy.Quota                       // Static after construction.
-	fast       *fastTable
-	allocLimit *policy.Limiter // nil: unlimited. Static after construction.
-	authLimit  *policy.Limiter // nil: unlimited. Static after construction.
+	peers      atomic.Pointer[policy.Policy]       // Written by SetPeerPolicy (any goroutine); read by permit.
+	ownIPs     []netip.Addr                        // relay and advertised addresses. Static. Read by peerPortOK.
+	quota      *policy.Quota                       // Static (locks itself).
+	fast       *dataplane.Table                    // Static. Written by the EventHandler; read lock-free by workers.
+	allocLimit *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by admitRequest.
+	authLimit  *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by passAnswer.
 
-	mu     sync.Mutex
-	relays map[netip.AddrPort]*relayConn // by advertised address. Guarded by mu.
-	allocs map[allocKey]*fastAlloc       // every live allocation. Guarded by mu.
-	live   sync.WaitGroup                // one per open relayConn
+	mu      sync.Mutex
+	relays  map[netip.AddrPort]*relayConn // by advertised address. Guarded by mu. Written by AllocatePacketConn and relayClosed.
+	allocs  map[allocKey]*allocation      // every live allocation. Guarded by mu. Written by the EventHandler.
+	open    int                           // relayConns not yet closed. Guarded by mu.
+	drained chan struct{}                 // made by Close, closed once open is 0. Guarded by mu.
 
-	precheck   precheckCache
-	bindKeys   keyCache
-	slowStats  slowStats
-	allocCount [3][2]atomic.Int64
-	permCount  atomic.Int64
-	chanCount  atomic.Int64
+	precheck   precheckCache       // locks itself. Written by admitRequest, taken by authenticate.
+	bindKeys   keyCache            // locks itself. Written by authenticate, taken by passAnswer.
+	slowStats  dataplane.SlowStats // atomics. Written by the facades and permit; read by snapshot.
+	allocCount [3][2]atomic.Int64  // [transport][family]. Written by the EventHandler; read by snapshot.
+	permCount  atomic.Int64        // Written by the EventHandler; read by snapshot.
+	chanCount  atomic.Int64        // Written by the EventHandler; read by snapshot.
 
-	draining  atomic.Bool
-	closed    atomic.Bool
+	draining  atomic.Bool // Set by Drain and Close; read by the facades, relaygen, Ready and snapshot.
+	closed    atomic.Bool // Set by Close; read by Ready.
 	closeOnce sync.Once
-	done      chan struct{}
 }
 
 // allocKey is pion's 5-tuple of an allocation (the protocol is implied by the listener).
@@ -74,12 +91,14 @@ func New(cfg Config) (*Server, error) {
 		tlsAddrs:  map[netip.AddrPort]bool{},
 		ports:     map[netip.Addr]*portalloc.Allocator{},
 		relays:    map[netip.AddrPort]*relayConn{},
-		allocs:    map[allocKey]*fastAlloc{},
-		fast:      newFastTable(),
+		allocs:    map[allocKey]*allocation{},
+		fast:      dataplane.NewTable(),
 		quota:     policy.NewQuota(c.UserQuota, c.MaxAllocations),
-		done:      make(chan struct{}),
 	}
 	s.precheck.init()
+	if err := c.checkDescriptors(); err != nil {
+		return nil, err
+	}
 	if err := s.setupRelayIPs(); err != nil {
 		return nil, err
 	}
@@ -122,23 +141,23 @@ func New(cfg Config) (*Server, error) {
 	switch loop {
 	case DataPathAuto:
 		loop = DataPathIOUring
-		if err := uringUsable(); err != nil {
+		if err := uring.Usable(); err != nil {
 			s.log.Info("io_uring unavailable; forwarding with epoll", "reason", err)
 			loop = DataPathEpoll
 		}
 	case DataPathIOUring:
-		if err := uringUsable(); err != nil {
+		if err := uring.Usable(); err != nil {
 			return nil, fmt.Errorf("relay: data path io_uring: %w (use data path epoll or auto)", err)
 		}
 	}
 	s.log.Info("forwarding loops", "workers", n, "data-path", string(loop), "hold-scheduler-slot", hold != 0)
 	for i := 0; i < n; i++ {
-		w, err := newWorker(i, s)
+		w, err := dataplane.NewWorker(i, dataplane.Config{
+			Table: s.fast, Log: s.log, HoldMs: hold, UseUring: loop == DataPathIOUring,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("relay: worker %d: %w", i, err)
 		}
-		w.holdMs = hold
-		w.useUring = loop == DataPathIOUring
 		s.workers = append(s.workers, w)
 	}
 	turnCfg := turn.ServerConfig{
@@ -154,6 +173,9 @@ func New(cfg Config) (*Server, error) {
 		turnCfg.AuthHandler = s.authenticate
 	}
 	gen := &relayGen{srv: s}
+	if err := c.checkListenPorts(); err != nil {
+		return nil, err
+	}
 	for _, l := range c.Listeners {
 		switch l.Network {
 		case UDP:
@@ -176,12 +198,8 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("relay: listener %s: unknown transport %q (want udp, tcp or tls)", l.Addr, l.Network)
 		}
 	}
-	if len(turnCfg.PacketConnConfigs)+len(turnCfg.ListenerConfigs) == 0 {
-		return nil, ErrNoListeners
-	}
 	for _, w := range s.workers {
-		w.started.Store(true)
-		go w.run()
+		w.Start()
 	}
 	ts, err := turn.NewServer(turnCfg)
 	if err != nil {
@@ -245,28 +263,26 @@ func (s *Server) advertise(ip netip.Addr) netip.Addr {
 
 // listenUDP opens one SO_REUSEPORT socket per worker on addr.
 func (s *Server) listenUDP(addr netip.AddrPort) (*listenerGroup, error) {
-	g := &listenerGroup{id: uint16(len(s.listeners)), addr: addr, srv: s, handoffQueue: newHandoffQueue(1024)}
+	g := &listenerGroup{Listener: dataplane.NewListener(uint16(len(s.listeners)), 1024), addr: addr, srv: s}
 	for i, w := range s.workers {
 		bind := addr
 		if i > 0 {
 			bind = g.addr // port 0 resolved by the first socket
 		}
-		fd, err := openUDP(bind, true)
+		fd, err := sock.OpenUDP(bind, true)
 		if err != nil {
 			return nil, fmt.Errorf("relay: listen udp %s: %w", bind, err)
 		}
 		if i == 0 {
-			local, err := localAddrPort(fd)
+			local, err := sock.LocalAddrPort(fd)
 			if err != nil {
-				closeFD(fd)
+				sock.Close(fd)
 				return nil, fmt.Errorf("relay: listen udp %s: %w", bind, err)
 			}
 			g.addr = netip.AddrPortFrom(addr.Addr(), local.Port())
 			g.sendFD = fd
 		}
-		sk := &sock{fd: fd, kind: kindListener, lis: g}
-		w.lisSocks = append(w.lisSocks, sk)
-		if err := w.register(sk); err != nil {
+		if err := w.AddListener(fd, g.Listener); err != nil {
 			return nil, fmt.Errorf("relay: listen udp %s: epoll: %w", bind, err)
 		}
 	}
@@ -301,25 +317,12 @@ func (s *Server) Addrs() []ListenerConfig {
 			out = append(out, ListenerConfig{Network: UDP, Addr: s.listeners[u].addr})
 			u++
 		default:
-			ap, _ := addrPortOf(s.streams[t].Addr())
+			ap, _ := sock.AddrPortOf(s.streams[t].Addr())
 			out = append(out, ListenerConfig{Network: l.Network, Addr: ap})
 			t++
 		}
 	}
 	return out
-}
-
-// Serve blocks until ctx is cancelled or the server is closed. On cancellation it drains for
-// at most drainTimeout (see Shutdown), then closes. It returns ErrServerClosed.
-func (s *Server) Serve(ctx context.Context, drainTimeout time.Duration) error {
-	select {
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-		defer cancel()
-		_ = s.Shutdown(sctx)
-	case <-s.done:
-	}
-	return ErrServerClosed
 }
 
 // Drain stops new allocations (they get 508) while live ones go on.
@@ -328,9 +331,6 @@ func (s *Server) Drain() {
 		s.log.Info("draining: new allocations refused, live ones continue", "live", s.liveAllocations())
 	}
 }
-
-// Draining reports whether Drain was called.
-func (s *Server) Draining() bool { return s.draining.Load() }
 
 // Ready reports whether the relay takes new allocations, with the reason when it does not.
 func (s *Server) Ready() (bool, string) {
@@ -379,10 +379,15 @@ func (s *Server) Close() error {
 			err = s.turn.Close()
 		}
 		// pion closes its allocations asynchronously, after its read loops end.
-		waited := make(chan struct{})
-		go func() { s.live.Wait(); close(waited) }()
+		s.mu.Lock()
+		s.drained = make(chan struct{})
+		if s.open == 0 {
+			close(s.drained)
+		}
+		drained := s.drained
+		s.mu.Unlock()
 		select {
-		case <-waited:
+		case <-drained:
 		case <-time.After(5 * time.Second):
 			s.log.Warn("relay: allocations still open 5s after close; closing their sockets")
 			s.mu.Lock()
@@ -396,7 +401,6 @@ func (s *Server) Close() error {
 			}
 		}
 		s.teardown()
-		close(s.done)
 	})
 	return err
 }
@@ -406,18 +410,10 @@ func (s *Server) teardown() {
 		_ = ln.Close()
 	}
 	for _, g := range s.listeners {
-		g.close()
+		_ = g.Close()
 	}
 	for _, w := range s.workers {
-		select {
-		case <-w.done:
-		default:
-			if w.started.Load() {
-				w.stop()
-			} else {
-				w.shutdown()
-			}
-		}
+		w.Close()
 	}
 }
 
@@ -427,76 +423,15 @@ func (s *Server) relayClosed(rc *relayConn) {
 	if s.relays[rc.advertised] == rc {
 		delete(s.relays, rc.advertised)
 	}
+	s.open--
+	if s.open == 0 && s.drained != nil {
+		select {
+		case <-s.drained:
+		default:
+			close(s.drained)
+		}
+	}
 	s.mu.Unlock()
-	s.live.Done()
-}
-
-// permit is pion's PermissionHandler: the peer policy, applied to CreatePermission and
-// ChannelBind (and so to Send indications, which need a permission).
-//
-// RFC 8656 §21 (Security Considerations) leaves it to the server operator which peers may be
-// reached; "the server MAY ... restrict ... to a set of allowed peers". A 403 is returned for
-// a refused one.
-func (s *Server) permit(client net.Addr, peer net.IP) bool {
-	ip, ok := netip.AddrFromSlice(peer)
-	if !ok {
-		return false
-	}
-	if r := s.peers.Load().Check(ip.Unmap()); r != policy.Allowed {
-		s.slowStats.drop(dropPolicy)
-		s.log.Info("peer refused by policy", "client", client.String(), "peer", ip.String(), "reason", string(r))
-		return false
-	}
-	return true
-}
-
-// SetPeerPolicy replaces the peer policy (reload). Permissions already granted stay; new
-// CreatePermission and ChannelBind requests are checked against p.
-func (s *Server) SetPeerPolicy(p PeerPolicy) {
-	s.peers.Store(policy.New(policy.Config{AllowLoopback: p.AllowLoopback, Allow: p.Allow, Deny: p.Deny}))
-}
-
-func newRateLimit(perSecond float64) *policy.Limiter {
-	if perSecond < 0 {
-		return nil
-	}
-	return policy.NewLimiter(perSecond, int(perSecond*5)+1, 65536)
-}
-
-// peerPortOK reports whether a client may send to peer. A peer on one of the relay's own
-// addresses must be a relay port of the edge range (another allocation's relayed address);
-// in the all-loopback setup, where every peer shares the address, anything but our own
-// listeners. This keeps a client from looping requests into the relay's own services.
-func (s *Server) peerPortOK(peer netip.AddrPort) bool {
-	ip := peer.Addr().Unmap()
-	own := false
-	for _, o := range s.ownIPs {
-		if o == ip {
-			own = true
-			break
-		}
-	}
-	if !own && !ip.IsLoopback() {
-		return true
-	}
-	port := peer.Port()
-	if port >= s.cfg.MinPort && port <= s.cfg.MaxPort {
-		return true
-	}
-	if !s.cfg.Peers.AllowLoopback {
-		return !own
-	}
-	for _, g := range s.listeners {
-		if g.addr.Port() == port {
-			return false
-		}
-	}
-	for _, ln := range s.streams {
-		if ap, ok := addrPortOf(ln.Addr()); ok && ap.Port() == port {
-			return false
-		}
-	}
-	return true
 }
 
 // snapshot is the metrics Source: it sums the workers' and the slow path's counters.
@@ -515,36 +450,10 @@ func (s *Server) snapshot(sn *metrics.Snapshot) {
 		sn.Ports.Reserved += st.Reserved
 		sn.Ports.Quarantined += st.Quarantined
 	}
-	add := func(dir, path int, p, b uint64) {
-		c := &sn.Traffic[dir][path]
-		c.Packets += p
-		c.Bytes += b
-	}
 	for _, w := range s.workers {
-		for d := 0; d < 2; d++ {
-			for p := 0; p < 2; p++ {
-				t := &w.stats.traffic[d][p]
-				add(d, p, t.packets.Load(), t.bytes.Load())
-			}
-		}
-		for r := dropReason(0); r < numDropReasons; r++ {
-			if v := w.stats.drops[r].Load(); v > 0 {
-				sn.Drops[r.String()] += v
-			}
-		}
-		sn.BindingRequests += w.stats.binding.Load()
+		w.Stats().AddTo(sn)
 	}
-	for d := 0; d < 2; d++ {
-		for p := 0; p < 2; p++ {
-			t := &s.slowStats.traffic[d][p]
-			add(d, p, t.packets.Load(), t.bytes.Load())
-		}
-	}
-	for r := dropReason(0); r < numDropReasons; r++ {
-		if v := s.slowStats.drops[r].Load(); v > 0 {
-			sn.Drops[r.String()] += v
-		}
-	}
+	s.slowStats.AddTo(sn)
 	sn.Draining = s.draining.Load()
 }
 
@@ -553,30 +462,4 @@ func (s *Server) Stats() metrics.Snapshot {
 	sn := metrics.Snapshot{Drops: map[string]uint64{}}
 	s.snapshot(&sn)
 	return sn
-}
-
-// pionLogger routes pion's logging to slog at Debug (pion logs per packet at Info and Debug
-// in places; we never want that at our Info level).
-type pionLogger struct{ log *slog.Logger }
-
-func (p pionLogger) NewLogger(scope string) logging.LeveledLogger {
-	return pionLeveled{log: p.log.With("pion", scope)}
-}
-
-type pionLeveled struct{ log *slog.Logger }
-
-func (l pionLeveled) Trace(msg string)                  {}
-func (l pionLeveled) Tracef(format string, args ...any) {}
-func (l pionLeveled) Debug(msg string)                  { l.log.Debug(msg) }
-func (l pionLeveled) Debugf(format string, args ...any) { l.dbg(format, args...) }
-func (l pionLeveled) Info(msg string)                   { l.log.Debug(msg) }
-func (l pionLeveled) Infof(format string, args ...any)  { l.dbg(format, args...) }
-func (l pionLeveled) Warn(msg string)                   { l.log.Warn(msg) }
-func (l pionLeveled) Warnf(format string, args ...any)  { l.log.Warn(fmt.Sprintf(format, args...)) }
-func (l pionLeveled) Error(msg string)                  { l.log.Warn(msg) }
-func (l pionLeveled) Errorf(format string, args ...any) { l.log.Warn(fmt.Sprintf(format, args...)) }
-func (l pionLeveled) dbg(format string, args ...any) {
-	if l.log.Enabled(context.Background(), slog.LevelDebug) {
-		l.log.Debug(fmt.Sprintf(format, args...))
-	}
 }

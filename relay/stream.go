@@ -6,12 +6,14 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
-	"time"
+
+	"github.com/avedge/avedge/relay/internal/sock"
 )
 
 // streamListener hands pion TCP and TLS connections through framedConn, so that the relay
-// applies to stream clients what it applies to UDP clients before pion sees a request: the
-// key-rotation check, the Allocate rate limit, and the 300 answer while draining.
+// applies to stream clients what it applies to UDP clients (intercept.go): the key-rotation
+// check, the Allocate rate limit and the 300 answer while draining on the way in, the 403
+// rewrite and the 401 rate limit on the way out.
 type streamListener struct {
 	net.Listener
 	srv *Server
@@ -22,7 +24,7 @@ func (l streamListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	ap, _ := addrPortOf(c.RemoteAddr())
+	ap, _ := sock.AddrPortOf(c.RemoteAddr())
 	return &framedConn{Conn: c, srv: l.srv, remote: ap}, nil
 }
 
@@ -35,13 +37,11 @@ type framedConn struct {
 	net.Conn
 	srv    *Server
 	remote netip.AddrPort
-	in     []byte // read, not yet framed; bounded by maxFrame
+	in     []byte // read, not yet framed: at most one partial frame (lengths are 16 bits)
 	out    []byte // framed and approved, not yet read by pion
 	lost   bool   // framing lost: pass bytes through
 	buf    [16 << 10]byte
 }
-
-const maxFrame = 4 + 65535 + 3
 
 func (c *framedConn) Read(p []byte) (int, error) {
 	for len(c.out) == 0 {
@@ -76,7 +76,7 @@ func (c *framedConn) frame() {
 		var size int
 		switch buf[0] & 0xC0 {
 		case 0x00:
-			size = 20 + int(binary.BigEndian.Uint16(buf[2:4]))
+			size = stunHeaderSize + int(binary.BigEndian.Uint16(buf[2:4]))
 		case 0x40:
 			size = (4 + int(binary.BigEndian.Uint16(buf[2:4])) + 3) &^ 3
 		default:
@@ -89,10 +89,7 @@ func (c *framedConn) frame() {
 			break
 		}
 		f := buf[:size]
-		if f[0]&0xC0 == 0 && !c.intercept(f) {
-			c.srv.checkRotation(f, c.Conn.RemoteAddr())
-			c.out = append(c.out, f...)
-		} else if f[0]&0xC0 != 0 {
+		if f[0]&0xC0 != 0 || c.srv.admitRequest(f, c.remote, c.Conn.RemoteAddr(), c) {
 			c.out = append(c.out, f...)
 		}
 		buf = buf[size:]
@@ -104,34 +101,19 @@ func (c *framedConn) frame() {
 	c.in = append(c.in[:0:0], buf...)
 }
 
-// intercept applies the Allocate rate limit and the draining redirect to a STUN frame; it
-// reports whether the frame was consumed.
-func (c *framedConn) intercept(f []byte) bool {
-	if len(f) < 20 || f[0] != 0x00 || f[1] != 0x03 { // Allocate request
-		return false
-	}
-	s := c.srv
-	if lim := s.allocLimit; lim != nil && !lim.Allow(c.remote.Addr(), time.Now().UnixNano()) {
-		s.slowStats.drop(dropRateLimited)
-		return true
-	}
-	if alt := s.cfg.AlternateServer; alt.IsValid() && s.draining.Load() {
-		if resp := tryAlternateResponse(f, alt); resp != nil {
-			_, _ = c.Conn.Write(resp)
-			s.countAttempt("draining")
-		}
-		return true
-	}
-	return false
+// reply writes an answer of the relay's own (a 300) to the client, ahead of whatever pion
+// writes next.
+func (c *framedConn) reply(_ netip.AddrPort, b []byte) bool {
+	_, _ = c.Conn.Write(b)
+	return true
 }
 
-// Write passes pion's answers on, except 401s over the client address's rate, with a
-// policy-refused ChannelBind answered 403 (fixChannelBindRefusal).
+// Write passes pion's answers on as passAnswer says: a policy-refused ChannelBind answered
+// 403, 401s over the client address's rate not at all.
 func (c *framedConn) Write(b []byte) (int, error) {
 	n := len(b)
-	b = c.srv.fixChannelBindRefusal(b, c.Conn.RemoteAddr())
-	if lim := c.srv.authLimit; lim != nil && stunErrorCode(b) == 401 && !lim.Allow(c.remote.Addr(), time.Now().UnixNano()) {
-		c.srv.slowStats.drop(dropRateLimited)
+	b, ok := c.srv.passAnswer(b, c.Conn.RemoteAddr(), c.remote.Addr())
+	if !ok {
 		return n, nil
 	}
 	if _, err := c.Conn.Write(b); err != nil {

@@ -82,7 +82,7 @@ func testManyClientsOverReusePortWorkers(t *testing.T, path DataPath) {
 	// The clients really were spread: more than one worker forwarded client→peer packets.
 	busy := 0
 	for _, w := range s.workers {
-		if w.stats.traffic[metrics.ClientToPeer][metrics.PathChannel].packets.Load() > 0 {
+		if w.Stats().Packets(metrics.ClientToPeer, metrics.PathChannel) > 0 {
 			busy++
 		}
 	}

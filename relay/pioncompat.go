@@ -3,43 +3,50 @@
 package relay
 
 import (
+	"encoding/binary"
 	"net"
 	"sync"
 
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
-
-	"github.com/avedge/avedge/auth"
 )
 
-// authenticate is pion's AuthHandler: it looks the username up (expiry, key id, static user)
-// and returns the long-term key, MD5(username ":" realm ":" password) (RFC 8489 §9.2.2),
-// that pion checks MESSAGE-INTEGRITY with. Unknown, expired and malformed usernames get 401
-// with a fresh nonce from pion and are counted by reason; they never reach an allocation.
-func (s *Server) authenticate(ra *turn.RequestAttributes) (string, []byte, bool) {
-	cred, err := s.cfg.Validator.Lookup(ra.Username)
-	if err != nil {
-		reason := auth.Reason(err)
-		if m := s.cfg.Metrics; m != nil {
-			m.AuthFailure(reason)
-			if ra.Method == stun.MethodAllocate {
-				m.AllocationAttempt("auth")
-			}
+// The places where the relay depends on how pion/turn v5 behaves rather than on what its API
+// promises, grouped here. Each is checked against the real pion server by a test in
+// pioncompat_test.go that fails if pion changes under it.
+//
+//  1. A ChannelBind whose peer the PermissionHandler refuses: pion answers 401 carrying
+//     MESSAGE-INTEGRITY where RFC 8656 §12.2 asks for 403, and the relay rewrites the answer
+//     (fixChannelBindRefusal). It relies on pion calling the AuthHandler for the ChannelBind,
+//     with the client's address as SrcAddr, before it writes the answer to that same address.
+//     Test: TestPionRefusesChannelBindWith401.
+//  2. Key rotation: pion's AuthHandler returns one key, so while shared secrets rotate the
+//     relay finds the one that signed a request just before pion reads it (checkRotation) and
+//     hands its index to the AuthHandler (rotationPassword). It relies on pion calling the
+//     AuthHandler for a message after reading it and before reading the next one from the same
+//     listener, with SrcAddr the address ReadFrom returned. Test: TestPionAuthenticatesInReadOrder.
+//  3. The lifetime cap: Config.AllocationLifetime is the default lifetime, and pion, not the
+//     relay, keeps a LIFETIME a client asks for within an hour (RFC 8656 §7.2's recommended
+//     maximum): it grants one shorter than an hour as asked and answers a longer one with the
+//     default. Test: TestPionCapsRequestedLifetime.
+
+// rotationPassword picks, of the live passwords of a username with more than one, the one
+// checkRotation found the request signed with (the first if it found none).
+func (s *Server) rotationPassword(ra *turn.RequestAttributes, passwords []string) string {
+	if len(passwords) > 1 {
+		if i, ok := s.precheck.take(ra.SrcAddr, ra.Username); ok && i < len(passwords) {
+			return passwords[i]
 		}
-		s.log.Info("authentication failed", "client", ra.SrcAddr.String(), "method", ra.Method.String(), "reason", reason)
-		return "", nil, false
 	}
-	pw := cred.Passwords[0]
-	if len(cred.Passwords) > 1 {
-		if i, ok := s.precheck.take(ra.SrcAddr, ra.Username); ok && i < len(cred.Passwords) {
-			pw = cred.Passwords[i]
-		}
-	}
-	key := turn.GenerateAuthKey(ra.Username, ra.Realm, pw)
+	return passwords[0]
+}
+
+// rememberBindKey keeps the key of a ChannelBind pion is authenticating, for
+// fixChannelBindRefusal.
+func (s *Server) rememberBindKey(ra *turn.RequestAttributes, key []byte) {
 	if ra.Method == stun.MethodChannelBind {
 		s.bindKeys.put(ra.SrcAddr, key)
 	}
-	return cred.UserID, key, true
 }
 
 // keyCache remembers the long-term key of the ChannelBind request pion is handling, per
@@ -73,7 +80,7 @@ func (k *keyCache) take(dst net.Addr) []byte {
 // MESSAGE-INTEGRITY, which its 401s for missing or bad credentials never carry, so the two are
 // told apart exactly). The answer is rebuilt as 403 and signed with the same key.
 func (s *Server) fixChannelBindRefusal(b []byte, dst net.Addr) []byte {
-	if len(b) < 20 || b[0] != 0x01 || b[1] != 0x19 || stunErrorCode(b) != 401 {
+	if len(b) < stunHeaderSize || binary.BigEndian.Uint16(b[0:2]) != channelBindError || stunErrorCode(b) != int(stun.CodeUnauthorized) {
 		return b
 	}
 	m := &stun.Message{Raw: append([]byte(nil), b...)}

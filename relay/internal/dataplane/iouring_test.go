@@ -1,60 +1,61 @@
 //go:build linux
 
-package relay
+package dataplane
 
 import (
 	"bytes"
 	"net/netip"
 	"runtime"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/avedge/avedge/metrics"
+	"github.com/avedge/avedge/relay/internal/sock"
+	"github.com/avedge/avedge/relay/internal/uring"
 )
 
 // uringRig is a forwardRig whose worker runs the io_uring loop's pieces by hand, on the
 // test's locked OS thread (the ring's only submitter).
 type uringRig struct {
 	*forwardRig
-	ring *uring
+	ring *uring.Ring
 	lisA netip.AddrPort // the listener's address
 }
 
 func newUringRig(t *testing.T) *uringRig {
 	t.Helper()
-	if err := uringUsable(); err != nil {
+	if err := uring.Usable(); err != nil {
 		t.Skipf("this kernel does not run the io_uring loop: %v", err)
 	}
 	runtime.LockOSThread()
 	t.Cleanup(runtime.UnlockOSThread)
 	r := newForwardRig(t)
-	u, err := newUring()
+	u, err := uring.New(bufSize)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.w.u = &uringState{ring: u, free: uringBufs}
-	rcs := &sock{fd: r.rc.fd, kind: kindRelay, rc: r.rc}
-	r.w.socks[int32(r.lis.fd)] = r.lis
-	r.w.socks[int32(rcs.fd)] = rcs
+	r.w.u = newUringState(r.w, u)
+	r.w.socks[int32(r.rs.fd)] = r.rs
 	r.w.arm(r.lis)
-	r.w.arm(rcs)
+	r.w.arm(r.rs)
 	t.Cleanup(func() {
 		r.w.drainUring()
 		if a := r.w.u.armed; a != 0 {
 			t.Errorf("%d requests still armed after the drain", a)
 		}
 		r.w.u = nil
-		u.close()
+		u.Close()
 	})
-	lisA, _ := localAddrPort(r.lis.fd)
+	lisA, _ := sock.LocalAddrPort(r.lis.fd)
 	return &uringRig{forwardRig: r, ring: u, lisA: lisA}
 }
 
 // step submits what is queued, waits for a completion and handles every one that is ready.
 func (r *uringRig) step(t testing.TB) {
-	if e := r.ring.enter(1, true, 1000); e != 0 && e != unix.EINTR {
+	if e := r.ring.Enter(1, true, 1000); e != 0 && e != unix.EINTR {
 		t.Fatalf("io_uring_enter: %v", e)
 	}
 	r.w.reap()
@@ -86,12 +87,12 @@ func TestUringRelaysBothWays(t *testing.T) {
 		if err != nil {
 			t.Fatalf("size %d: peer: %v", size, err)
 		}
-		if from != r.rc.local || !bytes.Equal(buf[:n], out) {
-			t.Fatalf("size %d: peer got %d bytes from %v, want %d from %v", size, n, from, size, r.rc.local)
+		if from != r.rcAddr || !bytes.Equal(buf[:n], out) {
+			t.Fatalf("size %d: peer got %d bytes from %v, want %d from %v", size, n, from, size, r.rcAddr)
 		}
 
 		back := bytes.Repeat([]byte{byte(i + 100)}, size)
-		if _, err := r.peer.WriteToUDPAddrPort(back, r.rc.local); err != nil {
+		if _, err := r.peer.WriteToUDPAddrPort(back, r.rcAddr); err != nil {
 			t.Fatal(err)
 		}
 		r.step(t)
@@ -104,8 +105,8 @@ func TestUringRelaysBothWays(t *testing.T) {
 			t.Fatalf("size %d: client got % x…, want % x…", size, buf[:min(n, 8)], want[:min(len(want), 8)])
 		}
 	}
-	if got := r.w.u.free; got != uringBufs {
-		t.Errorf("%d of %d buffers back with the kernel after all sends completed", got, uringBufs)
+	if got := r.w.u.free; got != uring.Bufs {
+		t.Errorf("%d of %d buffers back with the kernel after all sends completed", got, uring.Bufs)
 	}
 }
 
@@ -117,7 +118,7 @@ func TestUringDropsTruncated(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.step(t)
-	if got := r.w.stats.drops[dropTooLarge].Load(); got != 1 {
+	if got := r.w.stats.drops[DropTooLarge].Load(); got != 1 {
 		t.Fatalf("drops[too_large] = %d, want 1", got)
 	}
 	if _, err := r.cl.WriteToUDPAddrPort(frame(0x4001, []byte("next")), r.lisA); err != nil {
@@ -139,9 +140,8 @@ func TestUringRearmsAfterBuffersRunOut(t *testing.T) {
 	st := r.w.u
 	// Take every buffer away from the kernel, as sends still in flight would.
 	u := r.ring
-	saved := u.bufTail
-	u.bufTail -= uringBufs
-	u.publishBufs()
+	u.MoveBufTail(-uring.Bufs)
+	u.PublishBufs()
 	st.free = 0
 	const n = 5
 	for i := 0; i < n; i++ {
@@ -154,8 +154,8 @@ func TestUringRearmsAfterBuffersRunOut(t *testing.T) {
 		t.Fatalf("after ENOBUFS the listener should wait for buffers, unarmed: %d socks waiting, armed %v", len(st.rearm), r.lis.armed)
 	}
 	// Give the buffers back: the next reap re-arms, and the queued datagrams arrive.
-	u.bufTail = saved
-	st.free = uringBufs
+	u.MoveBufTail(uring.Bufs)
+	st.free = uring.Bufs
 	st.returned = true
 	r.w.reap()
 	got := 0
@@ -196,7 +196,7 @@ func TestUringStepAllocatesNothing(t *testing.T) {
 		if _, _, err := r.peer.ReadFromUDPAddrPort(buf); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := r.peer.WriteToUDPAddrPort(data[4:], r.rc.local); err != nil {
+		if _, err := r.peer.WriteToUDPAddrPort(data[4:], r.rcAddr); err != nil {
 			t.Fatal(err)
 		}
 		r.step(t)
@@ -209,61 +209,8 @@ func TestUringStepAllocatesNothing(t *testing.T) {
 		t.Fatalf("io_uring forwarding step allocates %.1f times per packet pair, want 0", allocs)
 	}
 	for dir := range 2 {
-		if got := r.w.stats.traffic[dir][pathChannel].packets.Load(); got < 200 {
+		if got := r.w.stats.Packets(metrics.Direction(dir), metrics.PathChannel); got < 200 {
 			t.Fatalf("direction %d: %d packets relayed, want at least 200", dir, got)
-		}
-	}
-}
-
-func openTestUDP(t *testing.T) int {
-	t.Helper()
-	fd, err := openUDP(netip.MustParseAddrPort("127.0.0.1:0"), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	return fd
-}
-
-func TestDataPathChoice(t *testing.T) {
-	lo := netip.MustParseAddrPort("127.0.0.1:0")
-	base := Config{Listeners: []ListenerConfig{{Network: UDP, Addr: lo}}, Logger: testLogger(t), Workers: 1}
-
-	for in, want := range map[string]DataPath{"": DataPathAuto, "auto": DataPathAuto, "epoll": DataPathEpoll, "io_uring": DataPathIOUring} {
-		if got, err := ParseDataPath(in); err != nil || got != want {
-			t.Errorf("ParseDataPath(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-
-	bad := base
-	bad.DataPath = "dpdk"
-	if s, err := New(bad); err == nil {
-		s.Close()
-		t.Fatal("New accepted data path \"dpdk\"")
-	} else if !strings.Contains(err.Error(), "dpdk") {
-		t.Fatalf("error %q does not name the bad data path", err)
-	}
-
-	for _, path := range []DataPath{DataPathAuto, DataPathEpoll, DataPathIOUring} {
-		if path == DataPathIOUring && uringUsable() != nil {
-			c := base
-			c.DataPath = path
-			if s, err := New(c); err == nil || !strings.Contains(err.Error(), "io_uring") {
-				if s != nil {
-					s.Close()
-				}
-				t.Fatalf("io_uring forced on a kernel without it: err %v, want one naming io_uring", err)
-			}
-			continue
-		}
-		s := startServerOn(t, path, nil)
-		want := path == DataPathIOUring || (path == DataPathAuto && uringUsable() == nil)
-		if got := s.workers[0].useUring; got != want {
-			t.Errorf("data path %q: worker uses io_uring %v, want %v", path, got, want)
-		}
-		// STUN is answered whichever loop runs (a Binding request goes through it to pion).
-		if _, err := newClient(t, s, "alice").SendBindingRequest(); err != nil {
-			t.Errorf("data path %q: binding: %v", path, err)
 		}
 	}
 }
@@ -285,7 +232,7 @@ func TestUringWaitIsNotEndedByOwnSends(t *testing.T) {
 	start := time.Now()
 	// Through the runtime's syscall path: a raw wait would be cut short by the runtime's
 	// preemption signal, and a signal during a wait that also submitted is not reported.
-	if e := r.ring.enter(r.w.u.waitTarget(), false, int(timeout/time.Millisecond)); e != 0 && e != unix.ETIME {
+	if e := r.ring.Enter(r.w.u.waitTarget(), false, int(timeout/time.Millisecond)); e != 0 && e != unix.ETIME {
 		t.Fatalf("wait: %v", e)
 	}
 	if took := time.Since(start); took < timeout*9/10 {

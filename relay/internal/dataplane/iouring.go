@@ -1,24 +1,24 @@
 //go:build linux
 
-package relay
+package dataplane
 
 import (
 	"runtime"
-	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/avedge/avedge/relay/internal/sock"
+	"github.com/avedge/avedge/relay/internal/uring"
 )
 
 // The io_uring loop. Every socket of the worker has one multishot recvmsg armed: the kernel
 // receives datagrams into the worker's provided buffers as they arrive, and the worker's
 // sends go into the same ring. One io_uring_enter per round submits the round's sends,
 // receives what has arrived, and waits when there is nothing: one system call where the
-// epoll loop makes up to three (epoll_wait, recvmmsg, sendmmsg). Measured on this project's
-// 2-core machines: a null system call costs ~1 µs; at saturation the loop makes 1.03 system
-// calls per relayed packet where the epoll loop makes 1.78, and it relays 2-13 % more packets
-// per CPU-second (most with many sockets, least with one busy flow).
+// epoll loop makes up to three (epoll_wait, recvmmsg, sendmmsg); what that buys is in the
+// README ("Performance"). The loop reaps completions through uring.Ring.Reap and never reads
+// the rings itself.
 
 // user_data of a request: what it is in the top byte, the fd or buffer below.
 const (
@@ -31,7 +31,7 @@ const (
 
 // uringState is the io_uring loop's bookkeeping. Owned by the loop.
 type uringState struct {
-	ring     *uring
+	ring     *uring.Ring
 	cur      uint16 // the buffer of the datagram being handled
 	held     bool   // a send took the current buffer
 	free     int    // buffers the kernel may fill
@@ -39,19 +39,25 @@ type uringState struct {
 	armed    int    // multishot requests (recv and poll) not yet ended
 	inFlight int    // sends not yet completed
 	unsent   uint32 // sends prepared but not yet submitted
-	rearm    []*sock
+	rearm    []*loopSock
 	stopping bool
+	reaped   int             // receives and ops of the current reap
+	handle   func(uring.CQE) // w.onCQE, made once so that reaping allocates nothing
+}
+
+func newUringState(w *Worker, u *uring.Ring) *uringState {
+	return &uringState{ring: u, free: uring.Bufs, rearm: make([]*loopSock, 0, 16), handle: w.onCQE}
 }
 
 // runUring runs the loop on ring u until the worker is stopped; it tears the ring down
 // before it returns (every request ended, so no socket stays referenced by the ring).
-func (w *worker) runUring(u *uring) {
-	st := &uringState{ring: u, free: uringBufs, rearm: make([]*sock, 0, 16)}
+func (w *Worker) runUring(u *uring.Ring) {
+	st := newUringState(w, u)
 	w.u = st
 	defer func() {
 		w.drainUring()
 		w.u = nil
-		u.close()
+		u.Close()
 	}()
 	for _, s := range w.socks {
 		w.arm(s)
@@ -64,15 +70,15 @@ func (w *worker) runUring(u *uring) {
 			return
 		}
 		// Raw for as long as the hold lasts (-1: no end), then through the runtime (see
-		// Config.IdleHold); a wait that times out comes back here and parks.
+		// Config.HoldMs); a wait that times out comes back here and parks.
 		min := st.waitTarget()
 		var e unix.Errno
 		if hold := w.holdFor(); hold == 0 {
-			e = u.enter(min, false, 0)
+			e = u.Enter(min, false, 0)
 		} else {
-			e = u.enter(min, true, max(hold, 0))
+			e = u.Enter(min, true, max(hold, 0))
 		}
-		if u.pending() == 0 {
+		if u.Pending() == 0 {
 			st.unsent = 0
 		}
 		switch e {
@@ -80,10 +86,10 @@ func (w *worker) runUring(u *uring) {
 			// Completions are ready, or the kernel wants its completion queue reaped first.
 		case unix.EINTR:
 			// A signal: most likely the runtime asking this goroutine to yield. Yield here,
-			// at a safe point (see run).
+			// at a safe point (see runEpoll).
 			runtime.Gosched()
 		default:
-			w.srv.log.Error("relay: io_uring_enter failed; worker stops", "worker", w.id, "err", e)
+			w.log.Error("relay: io_uring_enter failed; worker stops", "worker", w.id, "err", e)
 			st.stopping = true
 			return
 		}
@@ -91,20 +97,20 @@ func (w *worker) runUring(u *uring) {
 }
 
 // nextSQE returns a free submission entry, submitting what is queued when the queue is full.
-func (w *worker) nextSQE() *ioSQE {
+func (w *Worker) nextSQE() *uring.SQE {
 	u := w.u.ring
-	if s := u.sqe(); s != nil {
+	if s := u.SQE(); s != nil {
 		return s
 	}
-	_ = u.enter(0, true, 0)
-	if u.pending() == 0 {
+	_ = u.Enter(0, true, 0)
+	if u.Pending() == 0 {
 		w.u.unsent = 0
 	}
-	return u.sqe()
+	return u.SQE()
 }
 
 // arm starts the multishot request that reads s.
-func (w *worker) arm(s *sock) {
+func (w *Worker) arm(s *loopSock) {
 	if w.u.stopping {
 		return
 	}
@@ -114,9 +120,9 @@ func (w *worker) arm(s *sock) {
 		return
 	}
 	if s.kind == kindWake {
-		w.u.ring.prepPoll(sq, s.fd, udWake|uint64(s.fd))
+		w.u.ring.PrepPoll(sq, s.fd, udWake|uint64(s.fd))
 	} else {
-		w.u.ring.prepRecv(sq, s.fd, udRecv|uint64(s.fd))
+		w.u.ring.PrepRecv(sq, s.fd, udRecv|uint64(s.fd))
 	}
 	s.armed = true
 	w.u.armed++
@@ -124,46 +130,13 @@ func (w *worker) arm(s *sock) {
 
 // reap handles every completion that is ready and says how many were receives or ops (the
 // worker's own send completions are not activity).
-func (w *worker) reap() int {
+func (w *Worker) reap() int {
 	st := w.u
 	u := st.ring
-	head := *u.cqHead
-	tail := atomic.LoadUint32(u.cqTail)
-	n := 0
-	for ; head != tail; head++ {
-		c := u.cqes[head&u.cqMask]
-		switch c.userData & udTagMsk {
-		case udRecv:
-			n++
-			w.onRecv(int(int32(c.userData)), c.res, c.flags)
-		case udSend:
-			st.inFlight--
-			w.putBuf(uint16(c.userData))
-			if c.res < 0 {
-				w.stats.drops[dropSendError].Add(1)
-			}
-		case udWake:
-			n++
-			s := w.socks[int32(c.userData)]
-			if c.flags&ioringCQEFMore == 0 {
-				st.armed--
-				if s != nil {
-					s.armed = false
-					if !st.stopping {
-						w.arm(s)
-					}
-				}
-			}
-			var b [8]byte
-			_, _ = unix.Read(w.wakefd, b[:])
-			if !w.runUringOps() {
-				st.stopping = true
-			}
-		}
-	}
-	atomic.StoreUint32(u.cqHead, head)
+	st.reaped = 0
+	u.Reap(st.handle)
 	if st.returned {
-		u.publishBufs()
+		u.PublishBufs()
 		st.returned = false
 	}
 	if len(st.rearm) > 0 && st.free > 0 && !st.stopping {
@@ -176,24 +149,56 @@ func (w *worker) reap() int {
 			}
 		}
 	}
-	return n
+	return st.reaped
+}
+
+// onCQE handles one completion: a receive, the end of a send, or the wake-up eventfd.
+func (w *Worker) onCQE(c uring.CQE) {
+	st := w.u
+	switch c.UserData & udTagMsk {
+	case udRecv:
+		st.reaped++
+		w.onRecv(c)
+	case udSend:
+		st.inFlight--
+		w.putBuf(uint16(c.UserData))
+		if c.Res < 0 {
+			w.stats.drops[DropSendError].Add(1)
+		}
+	case udWake:
+		st.reaped++
+		s := w.socks[int32(c.UserData)]
+		if !c.More() {
+			st.armed--
+			if s != nil {
+				s.armed = false
+				if !st.stopping {
+					w.arm(s)
+				}
+			}
+		}
+		var b [8]byte
+		_, _ = unix.Read(w.wakefd, b[:])
+		if !w.runUringOps() {
+			st.stopping = true
+		}
+	}
 }
 
 // onRecv handles a completion of a socket's multishot recvmsg: a datagram in a buffer, or
 // the end of the request.
-func (w *worker) onRecv(fd int, res int32, flags uint32) {
+func (w *Worker) onRecv(c uring.CQE) {
 	st := w.u
-	s := w.socks[int32(fd)]
-	if flags&ioringCQEFBuffer != 0 {
-		bid := uint16(flags >> ioringCQEBufferShift)
+	s := w.socks[int32(c.UserData)]
+	if bid, ok := c.Buffer(); ok {
 		st.free--
-		if res >= 0 && s != nil && s.closing == nil {
+		if c.Res >= 0 && s != nil && s.closing == nil {
 			w.handleBuf(s, bid)
 		} else {
 			w.putBuf(bid)
 		}
 	}
-	if flags&ioringCQEFMore != 0 {
+	if c.More() {
 		return
 	}
 	// The request ended: cancelled (closing or stopping), out of buffers (ENOBUFS), or an
@@ -210,7 +215,7 @@ func (w *worker) onRecv(fd int, res int32, flags uint32) {
 	if st.stopping {
 		return
 	}
-	if res == -int32(unix.ENOBUFS) && st.free == 0 {
+	if c.Res == -int32(unix.ENOBUFS) && st.free == 0 {
 		st.rearm = append(st.rearm, s) // when buffers come back
 		return
 	}
@@ -218,24 +223,20 @@ func (w *worker) onRecv(fd int, res int32, flags uint32) {
 }
 
 // handleBuf relays or hands off the datagram in buffer bid.
-func (w *worker) handleBuf(s *sock, bid uint16) {
+func (w *Worker) handleBuf(s *loopSock, bid uint16) {
 	st := w.u
-	b := st.ring.buf(bid)
-	out := (*ioRecvmsgOut)(unsafe.Pointer(&b[0]))
-	if out.flags&unix.MSG_TRUNC != 0 {
-		w.stats.drops[dropTooLarge].Add(1)
+	b := st.ring.Buf(bid)
+	size, truncated := uring.Recvmsg(b)
+	if truncated {
+		w.stats.drops[DropTooLarge].Add(1)
 		w.putBuf(bid)
 		return
 	}
-	size := int(out.payloadlen)
-	from := addrPortFromRaw((*[unix.SizeofSockaddrInet6]byte)(unsafe.Pointer(&b[uringNameOff])))
-	buf := (*[headroom + bufSize]byte)(unsafe.Pointer(&b[uringBufOff]))
+	from := sock.Decode((*[sock.SockaddrSize]byte)(b[uring.NameOff:]))
+	buf := (*[headroom + bufSize]byte)(b[uring.PayloadOff-headroom:])
 	st.cur, st.held = bid, false
-	switch s.kind {
-	case kindListener:
-		w.fromClient(s, buf, size, from)
-	case kindRelay:
-		w.fromPeer(s.rc, buf, size, from)
+	if fd, d, to := w.classify(s, buf, size, from); to != nil {
+		w.uringSend(fd, d, to)
 	}
 	if !st.held {
 		w.putBuf(bid)
@@ -244,14 +245,14 @@ func (w *worker) handleBuf(s *sock, bid uint16) {
 
 // uringSend queues a send of b, which lies in the current buffer; the buffer goes back to the
 // kernel when the send completes.
-func (w *worker) uringSend(fd int, b []byte, to *rawAddr) {
+func (w *Worker) uringSend(fd int, b []byte, to *sock.RawAddr) {
 	st := w.u
 	sq := w.nextSQE()
 	if st.held || sq == nil {
-		w.stats.drops[dropSendError].Add(1)
+		w.stats.drops[DropSendError].Add(1)
 		return
 	}
-	st.ring.prepSend(sq, fd, st.cur, b, to, udSend|uint64(st.cur))
+	st.ring.PrepSend(sq, fd, st.cur, b, to, udSend|uint64(st.cur))
 	st.held = true
 	st.inFlight++
 	st.unsent++
@@ -262,15 +263,14 @@ func (w *worker) uringSend(fd int, b []byte, to *rawAddr) {
 // completes or fails inline), so that the wait ends on a packet or an op, not on the loop's
 // own sends. With completions already waiting, the wait must not wait.
 func (st *uringState) waitTarget() uint32 {
-	u := st.ring
-	if atomic.LoadUint32(u.cqTail) != *u.cqHead {
+	if st.ring.Ready() {
 		return 1
 	}
 	return st.unsent + 1
 }
 
-func (w *worker) putBuf(bid uint16) {
-	w.u.ring.putBuf(bid)
+func (w *Worker) putBuf(bid uint16) {
+	w.u.ring.PutBuf(bid)
 	w.u.free++
 	w.u.returned = true
 }
@@ -278,7 +278,7 @@ func (w *worker) putBuf(bid uint16) {
 // runUringOps runs the queued ops: a new relay socket is armed; a closing one has its
 // request cancelled and is closed when the request has ended (closeSock), so that the ring
 // never holds a descriptor that was reused. It reports false once the worker is stopped.
-func (w *worker) runUringOps() bool {
+func (w *Worker) runUringOps() bool {
 	ops, stopped := w.takeOps()
 	for _, op := range ops {
 		switch op.kind {
@@ -307,14 +307,14 @@ func (w *worker) runUringOps() bool {
 				w.wake()
 				continue
 			}
-			w.u.ring.prepCancelFD(sq, s.fd, udCancel)
+			w.u.ring.PrepCancelFD(sq, s.fd, udCancel)
 		}
 	}
 	return !stopped
 }
 
-// closeSock closes a relay socket whose request has ended and tells closeRelay.
-func (w *worker) closeSock(s *sock) {
+// closeSock closes a relay socket whose request has ended and tells CloseRelay.
+func (w *Worker) closeSock(s *loopSock) {
 	delete(w.socks, int32(s.fd))
 	unix.Close(s.fd)
 	close(s.closing)
@@ -323,20 +323,20 @@ func (w *worker) closeSock(s *sock) {
 
 // drainUring cancels every request and reaps until all have ended (bounded: 2 s), so that
 // closing the ring leaves no socket referenced by it.
-func (w *worker) drainUring() {
+func (w *Worker) drainUring() {
 	st := w.u
 	st.stopping = true
 	if sq := w.nextSQE(); sq != nil {
-		st.ring.prepCancelFD(sq, -1, udCancel)
+		st.ring.PrepCancelFD(sq, -1, udCancel)
 	}
 	deadline := time.Now().Add(2 * time.Second)
 	for st.armed > 0 || st.inFlight > 0 {
-		if e := st.ring.enter(1, true, 100); e != 0 && e != unix.ETIME && e != unix.EINTR && e != unix.EAGAIN && e != unix.EBUSY {
+		if e := st.ring.Enter(1, true, 100); e != 0 && e != unix.ETIME && e != unix.EINTR && e != unix.EAGAIN && e != unix.EBUSY {
 			break
 		}
 		w.reap()
 		if time.Now().After(deadline) {
-			w.srv.log.Warn("relay: io_uring requests still pending at shutdown", "worker", w.id, "armed", st.armed, "sends", st.inFlight)
+			w.log.Warn("relay: io_uring requests still pending at shutdown", "worker", w.id, "armed", st.armed, "sends", st.inFlight)
 			break
 		}
 	}

@@ -1,26 +1,32 @@
 //go:build linux
 
-package relay
+package dataplane
 
 import (
 	"encoding/binary"
+	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/avedge/avedge/metrics"
+	"github.com/avedge/avedge/relay/internal/sock"
 )
 
 // forwardRig is one worker, not running, wired by hand to real loopback sockets: a listener
 // socket, a relay socket and a peer, with one allocation and one channel in the fast-path
 // table. Tests drive the worker's receive handlers directly.
 type forwardRig struct {
-	srv    *Server
-	w      *worker
-	lis    *sock
-	rc     *relayConn
-	a      *fastAlloc
+	w      *Worker
+	lis    *loopSock // the worker's listener socket
+	rs     *loopSock // the relay socket, as the worker reads it
+	rc     *Relay
+	rcAddr netip.AddrPort // the relay socket's address
+	a      *Alloc
 	client netip.AddrPort
 	peer   *net.UDPConn
 	cl     *net.UDPConn
@@ -28,25 +34,23 @@ type forwardRig struct {
 
 func newForwardRig(t testing.TB) *forwardRig {
 	t.Helper()
-	srv := &Server{fast: newFastTable(), log: testLogger(t)}
-	w, err := newWorker(0, srv)
+	w, err := NewWorker(0, Config{Table: NewTable(), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	lfd, err := openUDP(netip.MustParseAddrPort("127.0.0.1:0"), false)
+	lfd, err := sock.OpenUDP(netip.MustParseAddrPort("127.0.0.1:0"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lap, _ := localAddrPort(lfd)
-	g := &listenerGroup{id: 0, addr: lap, srv: srv, sendFD: lfd, handoffQueue: newHandoffQueue(8)}
-	lis := &sock{fd: lfd, kind: kindListener, lis: g}
-	w.lisSocks = []*sock{lis}
-	rfd, err := openUDP(netip.MustParseAddrPort("127.0.0.1:0"), false)
+	if err := w.AddListener(lfd, NewListener(0, 8)); err != nil {
+		t.Fatal(err)
+	}
+	rfd, err := sock.OpenUDP(netip.MustParseAddrPort("127.0.0.1:0"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rap, _ := localAddrPort(rfd)
-	rc := &relayConn{srv: srv, fd: rfd, w: w, local: rap, advertised: rap, handoffQueue: newHandoffQueue(8)}
+	rap, _ := sock.LocalAddrPort(rfd)
+	rc := NewRelay(rfd, 8, 0)
 	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -57,22 +61,22 @@ func newForwardRig(t testing.TB) *forwardRig {
 	}
 	client := cl.LocalAddr().(*net.UDPAddr).AddrPort()
 	peerAP := peer.LocalAddr().(*net.UDPAddr).AddrPort()
-	a := &fastAlloc{key: fastKey{lis: 0, client: client}, relay: rc, udp: true}
-	a.clientRaw.setAddrPort(client)
-	ch := &fastChan{num: 0x4001, peer: peerAP}
-	ch.raw.setAddrPort(peerAP)
-	a.state.Store(&allocState{chans: []*fastChan{ch}, perms: []netip.Addr{peerAP.Addr()}})
-	srv.fast.insert(a)
-	rc.fa.Store(a)
+	a := NewAlloc(rc)
+	a.Key, a.UDP = Key{Lis: 0, Client: client}, true
+	a.ClientRaw.Set(client)
+	ch := &Chan{Num: 0x4001, Peer: peerAP}
+	ch.Raw.Set(peerAP)
+	a.state.Store(&AllocState{Chans: []*Chan{ch}, Perms: []netip.Addr{peerAP.Addr()}})
+	w.fast.Insert(a)
+	rc.Alloc.Store(a)
 	t.Cleanup(func() {
-		unix.Close(lfd)
+		w.Close()
 		unix.Close(rfd)
-		unix.Close(w.wakefd)
-		unix.Close(w.epfd)
 		peer.Close()
 		cl.Close()
 	})
-	return &forwardRig{srv: srv, w: w, lis: lis, rc: rc, a: a, client: client, peer: peer, cl: cl}
+	return &forwardRig{w: w, lis: w.lisSocks[0], rs: &loopSock{fd: rfd, kind: kindRelay, rc: rc}, rc: rc, rcAddr: rap,
+		a: a, client: client, peer: peer, cl: cl}
 }
 
 // channelData frames payload for channel num in the worker's ring slot i.
@@ -92,7 +96,7 @@ func TestForwardClientToPeerChannel(t *testing.T) {
 	r := newForwardRig(t)
 	payload := []byte("hello peer, byte exact")
 	n := r.put(0, frame(0x4001, payload))
-	r.w.fromClient(r.lis, &r.w.bufs[0], n, r.client)
+	r.w.handle(r.lis, &r.w.bufs[0], n, r.client)
 	r.w.flush()
 	buf := make([]byte, 2048)
 	m, from, err := r.peer.ReadFromUDP(buf)
@@ -102,10 +106,10 @@ func TestForwardClientToPeerChannel(t *testing.T) {
 	if string(buf[:m]) != string(payload) {
 		t.Fatalf("peer got %q, want %q", buf[:m], payload)
 	}
-	if from.AddrPort() != r.rc.local {
-		t.Fatalf("peer saw source %v, want relay address %v", from, r.rc.local)
+	if from.AddrPort() != r.rcAddr {
+		t.Fatalf("peer saw source %v, want relay address %v", from, r.rcAddr)
 	}
-	if got := r.w.stats.traffic[dirClientToPeer][pathChannel].bytes.Load(); got != uint64(len(payload)) {
+	if got := r.w.stats.traffic[metrics.ClientToPeer][metrics.PathChannel].bytes.Load(); got != uint64(len(payload)) {
 		t.Fatalf("counted %d bytes, want %d", got, len(payload))
 	}
 }
@@ -114,7 +118,7 @@ func TestForwardPeerToClientChannel(t *testing.T) {
 	r := newForwardRig(t)
 	payload := []byte("hello client")
 	n := r.put(0, payload)
-	r.w.fromPeer(r.rc, &r.w.bufs[0], n, r.peer.LocalAddr().(*net.UDPAddr).AddrPort())
+	r.w.handle(r.rs, &r.w.bufs[0], n, r.peer.LocalAddr().(*net.UDPAddr).AddrPort())
 	r.w.flush()
 	buf := make([]byte, 2048)
 	m, _, err := r.cl.ReadFromUDP(buf)
@@ -133,16 +137,16 @@ func TestForwardDrops(t *testing.T) {
 		client bool
 		data   []byte
 		from   func(r *forwardRig) netip.AddrPort
-		reason dropReason
+		reason DropReason
 	}{
-		{name: "unbound channel", client: true, data: frame(0x4002, []byte("x")), reason: dropNoChannel},
-		{name: "length past datagram", client: true, data: []byte{0x40, 0x01, 0x00, 0x10, 1, 2}, reason: dropMalformed},
-		{name: "neither STUN nor ChannelData", client: true, data: []byte{0xff, 0, 0, 0, 0}, reason: dropMalformed},
-		{name: "short STUN", client: true, data: []byte{0, 1, 0, 0}, reason: dropMalformed},
+		{name: "unbound channel", client: true, data: frame(0x4002, []byte("x")), reason: DropNoChannel},
+		{name: "length past datagram", client: true, data: []byte{0x40, 0x01, 0x00, 0x10, 1, 2}, reason: DropMalformed},
+		{name: "neither STUN nor ChannelData", client: true, data: []byte{0xff, 0, 0, 0, 0}, reason: DropMalformed},
+		{name: "short STUN", client: true, data: []byte{0, 1, 0, 0}, reason: DropMalformed},
 		{name: "unknown client", client: true, data: frame(0x4001, []byte("x")),
-			from: func(r *forwardRig) netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:9") }, reason: dropNoAllocation},
+			from: func(r *forwardRig) netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:9") }, reason: DropNoAllocation},
 		{name: "peer without permission", data: []byte("x"),
-			from: func(r *forwardRig) netip.AddrPort { return netip.MustParseAddrPort("127.0.0.2:9") }, reason: dropNoPermission},
+			from: func(r *forwardRig) netip.AddrPort { return netip.MustParseAddrPort("127.0.0.2:9") }, reason: DropNoPermission},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -156,9 +160,9 @@ func TestForwardDrops(t *testing.T) {
 			}
 			n := r.put(0, tc.data)
 			if tc.client {
-				r.w.fromClient(r.lis, &r.w.bufs[0], n, from)
+				r.w.handle(r.lis, &r.w.bufs[0], n, from)
 			} else {
-				r.w.fromPeer(r.rc, &r.w.bufs[0], n, from)
+				r.w.handle(r.rs, &r.w.bufs[0], n, from)
 			}
 			if len(r.w.out) != 0 {
 				t.Fatalf("queued %d sends, want none", len(r.w.out))
@@ -178,9 +182,9 @@ func TestForwardingStepAllocatesNothing(t *testing.T) {
 	peerAP := r.peer.LocalAddr().(*net.UDPAddr).AddrPort()
 	allocs := testing.AllocsPerRun(1000, func() {
 		n := r.put(0, data)
-		r.w.fromClient(r.lis, &r.w.bufs[0], n, r.client)
+		r.w.handle(r.lis, &r.w.bufs[0], n, r.client)
 		n = r.put(1, data[4:])
-		r.w.fromPeer(r.rc, &r.w.bufs[1], n, peerAP)
+		r.w.handle(r.rs, &r.w.bufs[1], n, peerAP)
 		r.w.flush()
 	})
 	if allocs != 0 {
@@ -195,7 +199,7 @@ func BenchmarkForwardChannelData(b *testing.B) {
 	b.SetBytes(160)
 	for i := 0; i < b.N; i++ {
 		n := r.put(0, data)
-		r.w.fromClient(r.lis, &r.w.bufs[0], n, r.client)
+		r.w.handle(r.lis, &r.w.bufs[0], n, r.client)
 		r.w.flush()
 	}
 }
@@ -207,13 +211,14 @@ func BenchmarkLookupOnly(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		n := r.put(0, data)
-		r.w.fromClient(r.lis, &r.w.bufs[0], n, r.client)
+		r.w.handle(r.lis, &r.w.bufs[0], n, r.client)
 		r.w.out = r.w.out[:0]
 	}
 }
 
 // FuzzClassify feeds arbitrary datagrams to both receive handlers: they must never panic,
-// and must either forward, hand to pion, or count a drop.
+// and must do exactly one of three things: forward (return a send, and count the traffic),
+// hand the datagram to pion (one more on a hand-off queue), or count one drop.
 func FuzzClassify(f *testing.F) {
 	f.Add([]byte{0x40, 0x01, 0x00, 0x03, 'a', 'b', 'c'}, true)
 	f.Add([]byte{0x40, 0x01, 0xff, 0xff}, true)
@@ -222,18 +227,53 @@ func FuzzClassify(f *testing.F) {
 	f.Add([]byte("payload from a peer"), false)
 	f.Add([]byte{}, false)
 	r := newForwardRig(f)
+	peer := r.peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	drops := func() (n uint64) {
+		for d := DropReason(0); d < numDropReasons; d++ {
+			n += r.w.stats.Drops(d)
+		}
+		return n
+	}
+	packets := func() (n uint64) {
+		for d := range metrics.NumDirections {
+			for p := range metrics.NumPaths {
+				n += r.w.stats.Packets(metrics.Direction(d), metrics.Path(p))
+			}
+		}
+		return n
+	}
 	f.Fuzz(func(t *testing.T, data []byte, client bool) {
 		if len(data) > bufSize {
 			data = data[:bufSize]
 		}
 		n := r.put(0, data)
+		drops0, packets0 := drops(), packets()
+		var to *sock.RawAddr
+		var sent []byte
 		if client {
-			r.w.fromClient(r.lis, &r.w.bufs[0], n, r.client)
+			_, sent, to = r.w.classify(r.lis, &r.w.bufs[0], n, r.client)
 		} else {
-			r.w.fromPeer(r.rc, &r.w.bufs[0], n, r.peer.LocalAddr().(*net.UDPAddr).AddrPort())
+			_, sent, to = r.w.classify(r.rs, &r.w.bufs[0], n, peer)
 		}
-		r.w.out = r.w.out[:0]
-		// Drain what was handed to pion so the queues never fill.
+		handedOff := len(r.lis.lis.q) + len(r.rc.q)
+		forwarded := 0
+		if to != nil {
+			forwarded = 1
+			if packets() != packets0+1 {
+				t.Fatalf("forwarded % x without counting it", data)
+			}
+			if len(sent) > n+headroom {
+				t.Fatalf("forwarded %d bytes of a %d-byte datagram", len(sent), n)
+			}
+		} else if packets() != packets0 {
+			t.Fatalf("counted traffic for % x without forwarding it", data)
+		}
+		dropped := int(drops() - drops0)
+		if forwarded+handedOff+dropped != 1 {
+			t.Fatalf("datagram % x (from client %v): forwarded %d, handed off %d, dropped %d; want exactly one outcome",
+				data, client, forwarded, handedOff, dropped)
+		}
+		// Empty what was handed to pion so the queues never fill.
 		for len(r.lis.lis.q) > 0 {
 			slowPool.Put(<-r.lis.lis.q)
 		}
@@ -248,7 +288,7 @@ func FuzzClassify(f *testing.F) {
 // shorter one that ends a group and a larger one that starts the next.
 func TestFlushGSOKeepsDatagrams(t *testing.T) {
 	r := newForwardRig(t)
-	ch := r.a.chanByNum(0x4001)
+	ch := r.a.ChanByNum(0x4001)
 	var want [][]byte
 	sizes := []int{100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 50, 120, 120, 120, 7}
 	for i, n := range sizes {
@@ -257,7 +297,7 @@ func TestFlushGSOKeepsDatagrams(t *testing.T) {
 			b[k] = byte(i*31 + k)
 		}
 		want = append(want, append([]byte(nil), b...))
-		r.w.queue(r.rc.fd, b, &ch.raw)
+		r.w.queue(r.rc.FD, b, &ch.Raw)
 	}
 	r.w.flush()
 	buf := make([]byte, 2048)
@@ -274,7 +314,7 @@ func TestFlushGSOKeepsDatagrams(t *testing.T) {
 	if r.w.noGSO {
 		t.Log("kernel refused UDP GSO; the plain path was used")
 	}
-	if got := r.w.stats.drops[dropSendError].Load(); got != 0 {
+	if got := r.w.stats.drops[DropSendError].Load(); got != 0 {
 		t.Fatalf("send errors: %d", got)
 	}
 }
@@ -285,7 +325,7 @@ func TestForwardEmptyChannelData(t *testing.T) {
 	r := newForwardRig(t)
 	for i := 0; i < 2; i++ {
 		n := r.put(i, frame(0x4001, nil))
-		r.w.fromClient(r.lis, &r.w.bufs[i], n, r.client)
+		r.w.handle(r.lis, &r.w.bufs[i], n, r.client)
 	}
 	r.w.flush()
 	_ = r.peer.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -295,17 +335,17 @@ func TestForwardEmptyChannelData(t *testing.T) {
 		if err != nil {
 			t.Fatalf("datagram %d: %v", i, err)
 		}
-		if m != 0 || from != r.rc.local {
-			t.Fatalf("datagram %d: %d bytes from %v, want an empty one from %v", i, m, from, r.rc.local)
+		if m != 0 || from != r.rcAddr {
+			t.Fatalf("datagram %d: %d bytes from %v, want an empty one from %v", i, m, from, r.rcAddr)
 		}
 	}
 }
 
-// Config.IdleHold counts from the last round that had packets: the runtime's preemption
-// ends raw waits every 10-20 ms, and a hold that restarted with each wait would never run
-// out (an idle relay kept its P, and sysmon and the preemption cost ~1 % of a core).
+// The hold (Config.HoldMs) counts from the last round that had packets: the runtime's
+// preemption ends raw waits every 10-20 ms, and a hold that restarted with each wait would
+// never run out, so an idle relay would keep its P (README, "Performance": what that costs).
 func TestIdleHoldCountsFromLastPacket(t *testing.T) {
-	w := &worker{}
+	w := &Worker{}
 	for _, tc := range []struct {
 		holdMs int
 		idle   time.Duration

@@ -1,6 +1,6 @@
 //go:build linux
 
-package relay
+package sock
 
 import (
 	"net"
@@ -10,17 +10,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// rawAddr is a socket address in the kernel's own layout, built once per peer or client so
+// SockaddrSize is the room a raw address needs: sockaddr_in6, the larger family.
+const SockaddrSize = unix.SizeofSockaddrInet6
+
+// RawAddr is a socket address in the kernel's own layout, built once per peer or client so
 // that sending needs no conversion and no allocation. It is large enough for sockaddr_in6.
-type rawAddr struct {
-	buf [unix.SizeofSockaddrInet6]byte
+type RawAddr struct {
+	buf [SockaddrSize]byte
 	len uint32
 }
 
-// setAddrPort fills r with ap in sockaddr_in or sockaddr_in6 form (IPv4-mapped addresses are
+// Set fills r with ap in sockaddr_in or sockaddr_in6 form (IPv4-mapped addresses are
 // unmapped so that they can be sent from an AF_INET socket).
-func (r *rawAddr) setAddrPort(ap netip.AddrPort) {
-	r.buf = [unix.SizeofSockaddrInet6]byte{}
+func (r *RawAddr) Set(ap netip.AddrPort) {
+	r.buf = [SockaddrSize]byte{}
 	addr := ap.Addr().Unmap()
 	port := ap.Port()
 	if addr.Is4() {
@@ -38,9 +41,15 @@ func (r *rawAddr) setAddrPort(ap netip.AddrPort) {
 	r.len = unix.SizeofSockaddrInet6
 }
 
-// addrPortFromRaw decodes a sockaddr filled by the kernel. It allocates nothing; an unknown
-// family yields the zero AddrPort.
-func addrPortFromRaw(b *[unix.SizeofSockaddrInet6]byte) netip.AddrPort {
+// Ptr is the address of the sockaddr, for a msghdr's msg_name.
+func (r *RawAddr) Ptr() *byte { return &r.buf[0] }
+
+// Len is the sockaddr's length, for a msghdr's msg_namelen.
+func (r *RawAddr) Len() uint32 { return r.len }
+
+// Decode decodes a sockaddr filled by the kernel. It allocates nothing; an unknown family
+// yields the zero AddrPort.
+func Decode(b *[SockaddrSize]byte) netip.AddrPort {
 	switch *(*uint16)(unsafe.Pointer(&b[0])) {
 	case unix.AF_INET:
 		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&b[0]))
@@ -55,11 +64,11 @@ func addrPortFromRaw(b *[unix.SizeofSockaddrInet6]byte) netip.AddrPort {
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 func ntohs(v uint16) uint16 { return v<<8 | v>>8 }
 
-// udpAddr converts for pion, which wants *net.UDPAddr (slow path only: it allocates).
-func udpAddr(ap netip.AddrPort) *net.UDPAddr { return net.UDPAddrFromAddrPort(ap) }
+// UDPAddr converts for pion, which wants *net.UDPAddr (slow path only: it allocates).
+func UDPAddr(ap netip.AddrPort) *net.UDPAddr { return net.UDPAddrFromAddrPort(ap) }
 
-// addrPortOf converts a net.Addr handed to us by pion.
-func addrPortOf(a net.Addr) (netip.AddrPort, bool) {
+// AddrPortOf converts a net.Addr handed to us by pion, unmapping IPv4-mapped addresses.
+func AddrPortOf(a net.Addr) (netip.AddrPort, bool) {
 	switch v := a.(type) {
 	case *net.UDPAddr:
 		ap := v.AddrPort()
@@ -78,9 +87,9 @@ func addrPortOf(a net.Addr) (netip.AddrPort, bool) {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
 }
 
-// openUDP creates a non-blocking UDP socket bound to ap. reusePort sets SO_REUSEPORT so that
+// OpenUDP creates a non-blocking UDP socket bound to ap. reusePort sets SO_REUSEPORT so that
 // one listen address can have a socket per worker.
-func openUDP(ap netip.AddrPort, reusePort bool) (int, error) {
+func OpenUDP(ap netip.AddrPort, reusePort bool) (int, error) {
 	family := unix.AF_INET
 	if ap.Addr().Is6() {
 		family = unix.AF_INET6
@@ -114,8 +123,8 @@ func openUDP(ap netip.AddrPort, reusePort bool) (int, error) {
 	return fd, nil
 }
 
-// localAddrPort reads back the address a socket is bound to.
-func localAddrPort(fd int) (netip.AddrPort, error) {
+// LocalAddrPort reads back the address a socket is bound to.
+func LocalAddrPort(fd int) (netip.AddrPort, error) {
 	sa, err := unix.Getsockname(fd)
 	if err != nil {
 		return netip.AddrPort{}, err
@@ -129,9 +138,9 @@ func localAddrPort(fd int) (netip.AddrPort, error) {
 	return netip.AddrPort{}, unix.EAFNOSUPPORT
 }
 
-// sendTo sends one datagram without allocating (the slow path and the flush of a single
+// SendTo sends one datagram without allocating (the slow path and the flush of a single
 // packet use it). It never blocks: a full socket buffer drops the datagram, as UDP may.
-func sendTo(fd int, b []byte, to *rawAddr) error {
+func SendTo(fd int, b []byte, to *RawAddr) error {
 	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)),
 		unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&to.buf[0])), uintptr(to.len))
 	if e != 0 {
@@ -140,4 +149,5 @@ func sendTo(fd int, b []byte, to *rawAddr) error {
 	return nil
 }
 
-func closeFD(fd int) { _ = unix.Close(fd) }
+// Close closes fd, ignoring the error (a UDP socket's close reports nothing worth acting on).
+func Close(fd int) { _ = unix.Close(fd) }

@@ -12,7 +12,10 @@ import (
 
 	"github.com/pion/turn/v5"
 
+	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/portalloc"
+	"github.com/avedge/avedge/relay/internal/dataplane"
+	"github.com/avedge/avedge/relay/internal/sock"
 )
 
 // relayGen is our RelayAddressGenerator: relay sockets bound to ports drawn by portalloc from
@@ -38,7 +41,7 @@ func (g *relayGen) Validate() error { return nil }
 func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
 	s := g.srv
 	if s.draining.Load() {
-		s.countAttempt("draining")
+		s.countAttempt(metrics.AttemptDraining)
 		return nil, nil, ErrDraining
 	}
 	fam := 0
@@ -47,7 +50,7 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 	}
 	ip := s.relayIPs[fam]
 	if !ip.IsValid() {
-		s.countAttempt("bad_request")
+		s.countAttempt(metrics.AttemptBadRequest)
 		return nil, nil, fmt.Errorf("relay: no relay address for %s (set relay-ip)", c.Network)
 	}
 	pa := s.ports[ip]
@@ -56,15 +59,15 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 		// Test-bind the even port so that one held by another socket is skipped now rather
 		// than refused (508) by the request that follows.
 		probe := func(port uint16) error {
-			fd, err := openUDP(netip.AddrPortFrom(ip, port), false)
+			fd, err := sock.OpenUDP(netip.AddrPortFrom(ip, port), false)
 			if err == nil {
-				closeFD(fd)
+				sock.Close(fd)
 			}
 			return err
 		}
 		port, _, err := pa.AcquireEven(probe)
 		if err != nil {
-			s.countAttempt("capacity")
+			s.countAttempt(metrics.AttemptCapacity)
 			return nil, nil, err
 		}
 		pa.ReleaseUnused(port)
@@ -72,16 +75,16 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 	}
 	if ok, total := s.quota.Acquire(c.UserID); !ok {
 		if total {
-			s.countAttempt("capacity")
+			s.countAttempt(metrics.AttemptCapacity)
 		} else {
-			s.countAttempt("quota")
+			s.countAttempt(metrics.AttemptQuota)
 		}
 		return nil, nil, errQuota
 	}
 	var fd int
 	bind := func(port uint16) error {
 		var err error
-		fd, err = openUDP(netip.AddrPortFrom(ip, port), false)
+		fd, err = sock.OpenUDP(netip.AddrPortFrom(ip, port), false)
 		return err
 	}
 	var port uint16
@@ -101,32 +104,31 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 		if errors.Is(err, portalloc.ErrExhausted) {
 			s.log.Warn("relay range exhausted: allocation refused with 508", "ip", ip.String())
 		}
-		s.countAttempt("capacity")
+		s.countAttempt(metrics.AttemptCapacity)
 		return nil, nil, err
 	}
 	w := s.workers[int(g.next.Add(1))%len(s.workers)]
 	user := c.UserID
 	rc := &relayConn{
-		srv: s, fd: fd, w: w,
-		local:        netip.AddrPortFrom(ip, port),
-		advertised:   netip.AddrPortFrom(s.advertise(ip), port),
-		created:      time.Now(),
-		handoffQueue: newHandoffQueue(256),
+		Relay: dataplane.NewRelay(fd, 256, s.cfg.AllocationBandwidth),
+		srv:   s, w: w,
+		local:      netip.AddrPortFrom(ip, port),
+		advertised: netip.AddrPortFrom(s.advertise(ip), port),
+		created:    time.Now(),
 	}
 	rc.release = func() {
 		pa.Release(port)
 		s.quota.Release(user)
 	}
-	rc.bucket.init(s.cfg.AllocationBandwidth)
 	s.mu.Lock()
 	s.relays[rc.advertised] = rc
+	s.open++
 	s.mu.Unlock()
-	s.live.Add(1)
-	if !w.addRelay(rc) {
+	if !w.AddRelay(rc.Relay) {
 		_ = rc.Close()
 		return nil, nil, errWorkerStopped
 	}
-	return rc, udpAddr(rc.advertised), nil
+	return rc, sock.UDPAddr(rc.advertised), nil
 }
 
 var errQuota = errors.New("relay: allocation quota reached")
@@ -134,7 +136,7 @@ var errQuota = errors.New("relay: allocation quota reached")
 // AllocateListener refuses RFC 6062 TCP allocations: avedge relays to peers over UDP only
 // (and a TCP relay is a way around peer policy that relays have been bitten by).
 func (g *relayGen) AllocateListener(turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
-	g.srv.countAttempt("bad_request")
+	g.srv.countAttempt(metrics.AttemptBadRequest)
 	return nil, nil, ErrTCPRelayUnsupported
 }
 

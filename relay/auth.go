@@ -1,0 +1,33 @@
+//go:build linux
+
+package relay
+
+import (
+	"github.com/pion/stun/v4"
+	"github.com/pion/turn/v5"
+
+	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/metrics"
+)
+
+// authenticate is pion's AuthHandler: it looks the username up (expiry, key id, static user)
+// and returns the long-term key, MD5(username ":" realm ":" password) (RFC 8489 §9.2.2),
+// that pion checks MESSAGE-INTEGRITY with. Unknown, expired and malformed usernames get 401
+// with a fresh nonce from pion and are counted by reason; they never reach an allocation.
+func (s *Server) authenticate(ra *turn.RequestAttributes) (string, []byte, bool) {
+	cred, err := s.cfg.Validator.Lookup(ra.Username)
+	if err != nil {
+		reason := auth.Reason(err)
+		if m := s.cfg.Metrics; m != nil {
+			m.AuthFailure(reason)
+			if ra.Method == stun.MethodAllocate {
+				m.AllocationAttempt(metrics.AttemptAuth)
+			}
+		}
+		s.log.Info("authentication failed", "client", ra.SrcAddr.String(), "method", ra.Method.String(), "reason", reason)
+		return "", nil, false
+	}
+	key := turn.GenerateAuthKey(ra.Username, ra.Realm, s.rotationPassword(ra, cred.Passwords))
+	s.rememberBindKey(ra, key)
+	return cred.UserID, key, true
+}

@@ -1,0 +1,296 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/avedge/avedge/relay/internal/sock"
+	"github.com/avedge/avedge/relay/internal/uring"
+)
+
+const (
+	batchSize = 32   // datagrams per recvmmsg
+	ringSize  = 256  // buffers per worker: forwarded packets wait here until the round's flush
+	headroom  = 4    // room for the ChannelData header, written in place
+	bufSize   = 2048 // largest datagram we accept (media is ≤ 1500; pion's inbound MTU is 1600)
+	maxEvents = 128
+	// maxReadsPerSocket bounds how many recvmmsg calls one ready socket gets per round, so that
+	// one busy socket cannot starve the others of a worker.
+	maxReadsPerSocket = 4
+)
+
+// The io_uring loop writes the ChannelData header into the end of the source address that
+// precedes the payload in its buffers.
+const _ = uint(uring.PayloadOff - uring.NameOff - headroom)
+
+type opKind uint8
+
+const (
+	opAdd opKind = iota
+	opClose
+)
+
+type workerOp struct {
+	kind opKind
+	s    *loopSock
+	done chan struct{} // closed when the op has run (opClose)
+}
+
+// Config is what a worker needs from the relay. Every field is read once, by NewWorker.
+type Config struct {
+	// Table is the fast-path table the worker looks packets up in.
+	Table *Table
+	// Log receives the worker's rare errors (never one per packet).
+	Log *slog.Logger
+	// HoldMs is how long an idle wait keeps the worker's scheduler slot (P), in milliseconds:
+	// -1 for as long as it takes, 0 never (park through the runtime).
+	HoldMs int
+	// UseUring runs the io_uring loop (uring.Usable must have said yes) instead of epoll.
+	UseUring bool
+}
+
+// Worker is one forwarding loop: a locked OS thread with its own epoll instance (or
+// io_uring), its own SO_REUSEPORT socket for every listen address, and a share of the relay
+// sockets.
+type Worker struct {
+	id       int
+	log      *slog.Logger // Static after construction.
+	fast     *Table       // Static after construction.
+	epfd     int          // Static after construction.
+	holdMs   int          // see Config.HoldMs. Static after construction.
+	useUring bool         // Static after construction.
+	wakefd   int          // eventfd. Static after construction.
+	active   time.Time    // the last round that had packets, when holdMs > 0. Owned by the loop.
+
+	mu      sync.Mutex
+	ops     []workerOp // Guarded by mu.
+	stopped bool       // Guarded by mu.
+
+	socks    map[int32]*loopSock // Owned by the loop (written before Start by AddListener).
+	lisSocks []*loopSock         // this worker's socket per listen address, by Listener.ID. Static after Start.
+
+	// The epoll loop's receive and send state. Owned by the loop.
+	bufs   [ringSize][headroom + bufSize]byte
+	next   int // first free buffer of the ring
+	rmsgs  [batchSize]unix.Mmsghdr
+	riovs  [batchSize]unix.Iovec
+	rnames [batchSize][sock.SockaddrSize]byte
+	out    []outPkt // queued sends, flushed at the end of a round (cap ringSize)
+	smsgs  [ringSize]unix.Mmsghdr
+	siovs  [ringSize]unix.Iovec
+	cmsgs  [ringSize][32]byte // UDP_SEGMENT control messages
+	segs   []uint8            // datagrams per message of a sendmmsg (cap ringSize)
+	noGSO  bool               // the kernel refused UDP_SEGMENT once
+	events [maxEvents]unix.EpollEvent
+
+	u *uringState // the io_uring loop's state while it runs. Owned by the loop.
+
+	stats Stats // written by the loop, read by scrapes
+
+	started atomic.Bool   // Start was called (else Close tears down without the loop)
+	done    chan struct{} // closed when the loop (or Close, if never started) has torn down
+}
+
+// NewWorker makes worker id. It does not run until Start.
+func NewWorker(id int, cfg Config) (*Worker, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	wfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	w := &Worker{
+		id: id, log: cfg.Log, fast: cfg.Table, epfd: epfd, wakefd: wfd,
+		holdMs: cfg.HoldMs, useUring: cfg.UseUring,
+		socks: map[int32]*loopSock{},
+		out:   make([]outPkt, 0, ringSize),
+		segs:  make([]uint8, 0, ringSize),
+		done:  make(chan struct{}),
+	}
+	if w.log == nil {
+		w.log = slog.Default()
+	}
+	if err := w.register(&loopSock{fd: wfd, kind: kindWake}); err != nil {
+		unix.Close(epfd)
+		unix.Close(wfd)
+		return nil, err
+	}
+	for i := range w.rmsgs {
+		w.rmsgs[i].Hdr.Iov = &w.riovs[i]
+		w.rmsgs[i].Hdr.Iovlen = 1
+		w.rmsgs[i].Hdr.Name = &w.rnames[i][0]
+	}
+	return w, nil
+}
+
+// AddListener makes fd this worker's socket of listen address l. Before Start only, in the
+// order of l.ID. The worker closes fd when it stops.
+func (w *Worker) AddListener(fd int, l *Listener) error {
+	sk := &loopSock{fd: fd, kind: kindListener, lis: l}
+	w.lisSocks = append(w.lisSocks, sk)
+	return w.register(sk)
+}
+
+// Start runs the loop on its own goroutine.
+func (w *Worker) Start() {
+	w.started.Store(true)
+	go w.run()
+}
+
+// Close stops the loop (or, if it never ran, tears down what NewWorker and AddListener made)
+// and waits for it; every listener socket is closed. Relay sockets belong to their owners,
+// who close them through CloseRelay. Safe to call more than once, not concurrently.
+func (w *Worker) Close() {
+	select {
+	case <-w.done:
+	default:
+		if w.started.Load() {
+			w.stop()
+		} else {
+			w.shutdown()
+		}
+	}
+}
+
+// Stats returns the worker's counters.
+func (w *Worker) Stats() *Stats { return &w.stats }
+
+// UsesUring reports whether the worker runs the io_uring loop (Config.UseUring).
+func (w *Worker) UsesUring() bool { return w.useUring }
+
+// HoldMs is Config.HoldMs.
+func (w *Worker) HoldMs() int { return w.holdMs }
+
+// register adds s to the loop's epoll and table. Before the loop starts or from the loop only.
+func (w *Worker) register(s *loopSock) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(s.fd)}
+	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
+		return err
+	}
+	w.socks[int32(s.fd)] = s
+	return nil
+}
+
+// submit hands an op to the loop. It reports false if the worker has stopped (the caller
+// then does the work itself: nothing reads the socket any more).
+func (w *Worker) submit(op workerOp) bool {
+	w.mu.Lock()
+	if w.stopped {
+		w.mu.Unlock()
+		return false
+	}
+	w.ops = append(w.ops, op)
+	w.mu.Unlock()
+	w.wake()
+	return true
+}
+
+// AddRelay starts reading relay socket r. It reports false if the worker has stopped.
+func (w *Worker) AddRelay(r *Relay) bool {
+	return w.submit(workerOp{kind: opAdd, s: &loopSock{fd: r.FD, kind: kindRelay, rc: r}})
+}
+
+// CloseRelay stops reading r's socket and closes it, from the loop, so that no read can race
+// with the descriptor's reuse. It waits for the loop. Exactly one side closes the fd: the
+// loop (or its shutdown) when the op was accepted, the caller when the worker had stopped.
+func (w *Worker) CloseRelay(r *Relay) {
+	done := make(chan struct{})
+	if !w.submit(workerOp{kind: opClose, s: &loopSock{fd: r.FD, kind: kindRelay, rc: r}, done: done}) {
+		unix.Close(r.FD)
+		return
+	}
+	<-done
+}
+
+// stop ends the loop and waits for it; every socket it owned is closed.
+func (w *Worker) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
+	w.wake()
+	<-w.done
+}
+
+// takeOps empties the op queue and tells whether the worker was stopped.
+func (w *Worker) takeOps() ([]workerOp, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ops := w.ops
+	w.ops = nil
+	return ops, w.stopped
+}
+
+// wake interrupts the loop's wait (its eventfd becomes readable).
+func (w *Worker) wake() {
+	var one = [8]byte{1}
+	_, _ = unix.Write(w.wakefd, one[:])
+}
+
+// run is the loop's goroutine. It owns its OS thread: readiness is waited for here, not in
+// Go's netpoller, so a packet costs one wake-up of this thread and no goroutine switch.
+func (w *Worker) run() {
+	// The loop owns its OS thread. Holding a P in a raw wait is only safe this way: an
+	// unlocked worker let a stop-the-world wait (and relaying with it) while it migrated
+	// between threads (measured: see README, "Performance").
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer w.shutdown()
+	if w.useUring {
+		// The ring is made here, on the thread that will be its only submitter.
+		u, err := uring.New(bufSize)
+		if err == nil {
+			w.runUring(u)
+			return
+		}
+		w.log.Error("relay: worker cannot set up io_uring; it runs the epoll loop", "worker", w.id, "err", err)
+	}
+	w.runEpoll()
+}
+
+func (w *Worker) shutdown() {
+	w.flush()
+	w.mu.Lock()
+	w.stopped = true
+	ops := w.ops
+	w.ops = nil
+	w.mu.Unlock()
+	// Relay sockets belong to their owners, which close them themselves once they find the
+	// worker stopped; only a close that was already asked of the loop is done here.
+	for _, op := range ops {
+		if op.kind == opClose {
+			unix.Close(op.s.fd)
+			close(op.done)
+		}
+	}
+	for _, s := range w.lisSocks {
+		unix.Close(s.fd)
+	}
+	unix.Close(w.wakefd)
+	unix.Close(w.epfd)
+	close(w.done)
+}
+
+// holdFor is how long the next wait may hold the P: -1 for as long as it takes, 0 not at
+// all (park through the runtime), else the milliseconds left of the hold since the last
+// round that had packets. It counts from that round, not from the wait, because the
+// runtime's preemption (every 10-20 ms) ends a raw wait early, and a hold restarted on each
+// of those would never run out.
+func (w *Worker) holdFor() int {
+	if w.holdMs <= 0 {
+		return w.holdMs
+	}
+	if rem := w.holdMs - int(time.Since(w.active)/time.Millisecond); rem > 0 {
+		return rem
+	}
+	return 0
+}

@@ -1,0 +1,94 @@
+//go:build linux
+
+package relay
+
+import (
+	"net"
+	"net/netip"
+
+	"github.com/avedge/avedge/relay/internal/dataplane"
+	"github.com/avedge/avedge/relay/internal/sock"
+	"github.com/avedge/avedge/relay/policy"
+)
+
+// permit is pion's PermissionHandler: the peer policy, applied to CreatePermission and
+// ChannelBind (and so to Send indications, which need a permission).
+//
+// RFC 8656 §21 (Security Considerations) leaves it to the server operator which peers may be
+// reached; "the server MAY ... restrict ... to a set of allowed peers". A 403 is returned for
+// a refused one.
+func (s *Server) permit(client net.Addr, peer net.IP) bool {
+	ip, ok := netip.AddrFromSlice(peer)
+	if !ok {
+		return false
+	}
+	if r := s.peers.Load().Check(ip.Unmap()); r != policy.Allowed {
+		s.slowStats.Drop(dataplane.DropPolicy)
+		s.log.Info("peer refused by policy", "client", client.String(), "peer", ip.String(), "reason", string(r))
+		return false
+	}
+	return true
+}
+
+// SetPeerPolicy replaces the peer policy (reload). Permissions already granted stay; new
+// CreatePermission and ChannelBind requests are checked against p.
+//
+// The host's own addresses are read again from the kernel each time (routes of type local:
+// every interface, secondary and virtual address), so a reload also picks up an address
+// added since the start. They are refused as peers (a client must not reach a service on
+// the relay's host through the relay), except the relay's own relayed addresses, whose
+// ports peerPortOK checks per packet. When they cannot be read, only those addresses and
+// the built-in ranges are known, and that is logged.
+func (s *Server) SetPeerPolicy(p PeerPolicy) {
+	local, err := sock.LocalPrefixes()
+	if err != nil {
+		s.log.Warn("cannot read the host's own addresses; peers on them are not refused unless the built-in ranges or denied-peer-ip cover them", "err", err)
+	}
+	s.peers.Store(policy.New(policy.Config{
+		AllowLoopback: p.AllowLoopback, Allow: p.Allow, Deny: p.Deny,
+		Local: local, Own: s.ownIPs,
+	}))
+}
+
+func newRateLimit(perSecond float64) *policy.Limiter {
+	if perSecond < 0 {
+		return nil
+	}
+	return policy.NewLimiter(perSecond, int(perSecond*5)+1, 65536)
+}
+
+// peerPortOK reports whether a client may send to peer. A peer on one of the relay's own
+// addresses must be a relay port of the edge range (another allocation's relayed address);
+// in the all-loopback setup, where every peer shares the address, anything but our own
+// listeners. This keeps a client from looping requests into the relay's own services.
+func (s *Server) peerPortOK(peer netip.AddrPort) bool {
+	ip := peer.Addr().Unmap()
+	own := false
+	for _, o := range s.ownIPs {
+		if o == ip {
+			own = true
+			break
+		}
+	}
+	if !own && !ip.IsLoopback() {
+		return true
+	}
+	port := peer.Port()
+	if port >= s.cfg.MinPort && port <= s.cfg.MaxPort {
+		return true
+	}
+	if !s.cfg.Peers.AllowLoopback {
+		return !own
+	}
+	for _, g := range s.listeners {
+		if g.addr.Port() == port {
+			return false
+		}
+	}
+	for _, ln := range s.streams {
+		if ap, ok := sock.AddrPortOf(ln.Addr()); ok && ap.Port() == port {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,96 @@
+//go:build linux
+
+package relay
+
+import (
+	"net"
+	"net/netip"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/avedge/avedge/metrics"
+	"github.com/avedge/avedge/relay/internal/dataplane"
+	"github.com/avedge/avedge/relay/internal/sock"
+)
+
+// relayConn is one allocation's relay socket as pion sees it: pion reads the peer packets that
+// are not on a bound channel (to send Data indications) and writes Send-indication and
+// TCP-client ChannelData payloads to peers. The socket itself is read by a worker.
+type relayConn struct {
+	*dataplane.Relay                   // the workers' side: FD, the allocation, the cap, the queue. Static.
+	srv              *Server           // Static.
+	local            netip.AddrPort    // bound address. Static.
+	advertised       netip.AddrPort    // XOR-RELAYED-ADDRESS (external-ip mapping applied). Static.
+	w                *dataplane.Worker // the worker reading FD. Static.
+	release          func()            // gives the port back. Static.
+	created          time.Time         // Static.
+}
+
+var _ net.PacketConn = (*relayConn)(nil)
+
+func (r *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, from, err := r.Pop(b)
+	if err != nil {
+		return 0, nil, err
+	}
+	if a := r.Relay.Alloc.Load(); a != nil && !a.UDP {
+		// TCP/TLS client: pion forwards it; count it the way pion will send it.
+		path := metrics.PathIndication
+		if a.ChanByPeer(from) != nil {
+			path = metrics.PathChannel
+		}
+		r.srv.slowStats.Count(metrics.PeerToClient, path, n)
+	}
+	return n, sock.UDPAddr(from), nil
+}
+
+// WriteTo sends a payload that pion relays to a peer (Send indication, or ChannelData from a
+// TCP/TLS client). The peer policy was applied when the permission was granted.
+func (r *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if !r.BeginSend() {
+		return 0, net.ErrClosed
+	}
+	defer r.EndSend()
+	ap, ok := sock.AddrPortOf(addr)
+	if !ok {
+		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: unix.EAFNOSUPPORT}
+	}
+	if !r.srv.peerPortOK(ap) {
+		r.srv.slowStats.Drop(dataplane.DropPolicy)
+		return len(b), nil
+	}
+	if r.Limited(len(b)) {
+		r.srv.slowStats.Drop(dataplane.DropQuota)
+		return len(b), nil
+	}
+	var to sock.RawAddr
+	to.Set(ap)
+	if err := sock.SendTo(r.FD, b, &to); err != nil {
+		r.srv.slowStats.Drop(dataplane.DropSendError)
+		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: err}
+	}
+	path := metrics.PathIndication
+	if a := r.Relay.Alloc.Load(); a != nil && !a.UDP && a.ChanByPeer(ap) != nil {
+		path = metrics.PathChannel
+	}
+	r.srv.slowStats.Count(metrics.ClientToPeer, path, len(b))
+	return len(b), nil
+}
+
+// Close stops the worker reading the socket, closes it and gives its port back to the edge
+// range. pion calls it when the allocation ends (expiry, Refresh 0, shutdown).
+func (r *relayConn) Close() error {
+	if !r.HandoffQueue.Close() {
+		return nil
+	}
+	r.w.CloseRelay(r.Relay)
+	r.release()
+	r.srv.relayClosed(r)
+	return nil
+}
+
+func (r *relayConn) LocalAddr() net.Addr              { return sock.UDPAddr(r.local) }
+func (r *relayConn) SetDeadline(time.Time) error      { return nil }
+func (r *relayConn) SetReadDeadline(time.Time) error  { return nil }
+func (r *relayConn) SetWriteDeadline(time.Time) error { return nil }
