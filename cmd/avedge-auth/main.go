@@ -239,7 +239,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.
 			if cert == nil {
 				continue
 			}
-			if err := cert.Reload(); err != nil {
+			err = checkPrivate("tls-key", *tlsKey)
+			if err == nil {
+				err = cert.Reload()
+			}
+			if err != nil {
 				log.Error("TLS certificate not reloaded; keeping the current pair", append([]any{"err", err}, certAttrs(cert)...)...)
 				continue
 			}

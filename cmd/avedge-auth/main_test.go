@@ -442,6 +442,19 @@ func TestRunTLS(t *testing.T) {
 		t.Errorf("logs do not say the bad pair was refused:\n%s", logs.String())
 	}
 
+	// A new key every user can read is refused; B stays.
+	copyTo(t, crtA, crt)
+	copyTo(t, keyA, key)
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hup()
+	if cn, _ := get(newClient()); cn != "cert-b" {
+		t.Fatalf("after a 0644 key, server presented %q, want cert-b kept", cn)
+	}
+	if want := "--tls-key: " + key + " holds secrets and is mode 0644"; !strings.Contains(logs.String(), want) {
+		t.Errorf("logs lack %q:\n%s", want, logs.String())
+	}
 	if err := stop(); err != nil {
 		t.Fatalf("run: %v", err)
 	}
