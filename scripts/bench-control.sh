@@ -19,6 +19,9 @@
 # what is measured (every Allocate begins with a 401 challenge, which --unauthorized-rate
 # counts). SERVERS=avedge-limits adds avedge with its default limits, to show that cost.
 #
+# avedge refuses to start when RLIMIT_NOFILE cannot hold one socket per port of its range
+# (55 001 here), so it gets --total-quota N + 16, which bounds what it may need.
+#
 # File descriptors: every server holds one relay socket per allocation, and the client one
 # socket per allocation, so a run of N needs N + ~100 descriptors per process. The script
 # raises the soft limit to the hard one (ulimit -Hn) and skips, saying so, any N above it.
@@ -98,7 +101,7 @@ start_server() {
 		[[ $name == avedge-limits ]] && limits=()
 		"$work/avedge" --listening-ip 127.0.0.1 --listening-port "$port" --min-port "$MIN_PORT" --max-port "$MAX_PORT" \
 			--static-auth-secret "$SECRET" --realm "$REALM" --relay-ip "$RELAY_IP" --allow-loopback-peers \
-			"${limits[@]}" --metrics-listen '' --auth-listen '' \
+			"${limits[@]}" --metrics-listen '' --auth-listen '' --total-quota "$((n + 16))" \
 			>"$work/avedge.log" 2>&1 &
 		;;
 	pion)
