@@ -225,7 +225,7 @@ func FuzzLoad(f *testing.F) {
 		if err := o.Load(strings.NewReader(doc), "fuzz"); err != nil {
 			return
 		}
-		o.SecretFile, o.UsersFile, o.Cert, o.PKey, o.AuthAPIKeyFile = "", "", "", "", ""
+		o.SecretFile, o.UsersFile, o.Cert, o.PKey, o.AuthAPIKeyFile, o.AuthTLSCert, o.AuthTLSKey = "", "", "", "", "", "", ""
 		_, _ = o.Build()
 	})
 }
