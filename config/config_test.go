@@ -92,6 +92,7 @@ func TestEdgeFileAndFlagOverride(t *testing.T) {
 
 func TestRefusedWithTheKeyNamed(t *testing.T) {
 	dir := t.TempDir()
+	_, keyFile := writeKeyPair(t, t.TempDir())
 	cases := []struct {
 		name string
 		args []string
@@ -115,6 +116,10 @@ func TestRefusedWithTheKeyNamed(t *testing.T) {
 		{name: "bad user", args: []string{"--user", "alice"}, key: "user"},
 		{name: "missing secret file", args: []string{"--static-auth-secret-file", filepath.Join(dir, "nope")}, key: "static-auth-secret-file"},
 		{name: "exposed service without api key", args: []string{"--auth-listen", "0.0.0.0:8443"}, key: "auth-api-key"},
+		{name: "service cert without key", args: []string{"--auth-tls-cert", "x.pem"}, key: "auth-tls-cert/auth-tls-key"},
+		{name: "service key without cert", yaml: "auth-tls-key: x.key\n", key: "auth-tls-cert/auth-tls-key"},
+		{name: "missing service cert file", args: []string{"--auth-tls-cert", filepath.Join(dir, "none.pem"), "--auth-tls-key", keyFile}, key: "config: auth-tls-cert: "},
+		{name: "anonymous service off loopback", args: []string{"--auth-listen", "0.0.0.0:8443", "--auth-allow-anonymous"}, key: "auth-insecure-anonymous"},
 		{name: "bad metrics address", args: []string{"--metrics-listen", "localhost"}, key: "metrics-listen"},
 		{name: "bad log format", args: []string{"--log-format", "xml"}, key: "log-format"},
 		{name: "everything off", args: []string{"--no-udp", "--no-tcp"}, key: "no-udp/no-tcp"},
@@ -220,7 +225,7 @@ func FuzzLoad(f *testing.F) {
 		if err := o.Load(strings.NewReader(doc), "fuzz"); err != nil {
 			return
 		}
-		o.SecretFile, o.UsersFile, o.Cert, o.PKey, o.AuthAPIKeyFile = "", "", "", "", ""
+		o.SecretFile, o.UsersFile, o.Cert, o.PKey, o.AuthAPIKeyFile, o.AuthTLSCert, o.AuthTLSKey = "", "", "", "", "", "", ""
 		_, _ = o.Build()
 	})
 }

@@ -111,17 +111,29 @@ type Options struct {
 	AuthListen string
 	// auth-api-key: the bearer tokens callers of the credential service present. With none
 	// (and no AuthAPIKeyFile), a key is generated when AuthListen is on loopback, and the
-	// service is refused elsewhere unless AuthAllowAnonymous. Warned about as
+	// service is refused elsewhere unless AuthInsecureAnonymous. Warned about as
 	// StaticAuthSecrets.
 	AuthAPIKeys []string
 	// auth-api-key-file: a file of bearer tokens, one per line, added to AuthAPIKeys.
 	AuthAPIKeyFile string
 	// allow-readable-secrets: read the files of secrets (static-auth-secret-file, users-file,
-	// auth-api-key-file, pkey) even when users other than their owner can read or write them,
-	// with a warning. False: such a file is refused (see internal/secretfile for the rule).
+	// auth-api-key-file, pkey, auth-tls-key) even when users other than their owner can read
+	// or write them, with a warning. False: such a file is refused (see internal/secretfile
+	// for the rule).
 	AllowReadableSecrets bool
-	// auth-allow-anonymous: serve credentials without an API key.
+	// auth-allow-anonymous: serve credentials without an API key; refused when AuthListen
+	// is not a loopback address, unless AuthInsecureAnonymous.
 	AuthAllowAnonymous bool
+	// auth-insecure-anonymous: serve credentials without an API key on any address, loopback
+	// or not (implies AuthAllowAnonymous), with a warning.
+	AuthInsecureAnonymous bool
+	// auth-tls-cert: the credential service's TLS certificate file (PEM, the chain after the
+	// leaf); with AuthTLSKey the service speaks HTTPS, and SIGHUP re-reads both. Empty (with
+	// AuthTLSKey): plain HTTP.
+	AuthTLSCert string
+	// auth-tls-key: the credential service's TLS private key file (PEM), a file of secrets
+	// like PKey.
+	AuthTLSKey string
 	// auth-relay: the relays the credential service lists, each
 	// "location:host:udpPort:tcpPort". Empty: this relay, as bound.
 	AuthRelays []string
@@ -274,9 +286,15 @@ var optionTable = []option{
 	opt("auth-api-key-file", func(o *Options) *string { return &o.AuthAPIKeyFile }, "",
 		"file of bearer tokens, one per line; only its owner may read it"),
 	opt("allow-readable-secrets", func(o *Options) *bool { return &o.AllowReadableSecrets }, false,
-		"read static-auth-secret-file, users-file, auth-api-key-file and pkey even when users other than their owner can read them (refused otherwise: chmod 600 them; root's 0640 and 0440 files are accepted)"),
+		"read static-auth-secret-file, users-file, auth-api-key-file, pkey and auth-tls-key even when users other than their owner can read them (refused otherwise: chmod 600 them; root's 0640 and 0440 files are accepted)"),
 	opt("auth-allow-anonymous", func(o *Options) *bool { return &o.AuthAllowAnonymous }, false,
-		"serve credentials without an API key (only on a trusted network)"),
+		"serve credentials without an API key; only when auth-listen is a loopback address (see auth-insecure-anonymous)"),
+	opt("auth-insecure-anonymous", func(o *Options) *bool { return &o.AuthInsecureAnonymous }, false,
+		"serve credentials without an API key on any auth-listen address, loopback or not: anyone who reaches it gets credentials"),
+	opt("auth-tls-cert", func(o *Options) *string { return &o.AuthTLSCert }, "",
+		"credential service's TLS certificate file (PEM, chain after the leaf); with auth-tls-key it serves HTTPS; re-read on SIGHUP"),
+	opt("auth-tls-key", func(o *Options) *string { return &o.AuthTLSKey }, "",
+		"credential service's TLS private key file (PEM); re-read on SIGHUP; only its owner may read it (see allow-readable-secrets)"),
 	opt("auth-relay", func(o *Options) *[]string { return &o.AuthRelays }, nil,
 		"relay listed by the credential service, location:host:udpPort:tcpPort, repeatable (default: this relay)"),
 	opt("auth-max-duration", func(o *Options) *time.Duration { return &o.AuthMaxDuration }, 480*time.Minute,
