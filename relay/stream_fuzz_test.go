@@ -5,6 +5,7 @@ package relay
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -38,8 +39,8 @@ func (c *chunkConn) RemoteAddr() net.Addr {
 	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5000}
 }
 
-// readAll reads through a framedConn over chunks until EOF, as pion would, and returns what
-// pion got and the conn.
+// readAll reads through a framedConn over chunks until EOF or a frame too long to pass
+// (framedConn.err then says so), as pion would, and returns what pion got and the conn.
 func readAll(t *testing.T, chunks ...[]byte) ([]byte, *framedConn) {
 	t.Helper()
 	c := &framedConn{
@@ -52,7 +53,7 @@ func readAll(t *testing.T, chunks ...[]byte) ([]byte, *framedConn) {
 	for i := 0; ; i++ {
 		n, err := c.Read(p)
 		got = append(got, p[:n]...)
-		if err == io.EOF {
+		if err == io.EOF || errors.Is(err, errFrameTooLarge) {
 			return got, c
 		}
 		if err != nil || i > 1<<20 {
@@ -82,8 +83,16 @@ func FuzzFramedConnFrame(f *testing.F) {
 		if !bytes.Equal(append(append([]byte(nil), whole...), c.in...), data) {
 			t.Fatalf("pion got % x and % x is held back; together they are not the stream % x", whole, c.in, data)
 		}
-		if len(c.in) > 0 && (c.lost || len(c.in) >= 4 && len(c.in) >= frameSize(c.in)) {
+		switch {
+		case c.err != nil:
+			// A frame longer than pion reads ends the stream: it is held back whole or not.
+			if c.lost || len(c.in) < 4 || frameSize(c.in) <= maxStreamFrame {
+				t.Fatalf("%v, holding back % x (framing lost: %v): want a frame longer than %d", c.err, c.in, c.lost, maxStreamFrame)
+			}
+		case len(c.in) > 0 && (c.lost || len(c.in) >= 4 && len(c.in) >= frameSize(c.in)):
 			t.Fatalf("held back % x (framing lost: %v): want at most one incomplete frame", c.in, c.lost)
+		case len(c.in) >= 4 && frameSize(c.in) > maxStreamFrame:
+			t.Fatalf("held back % x without an error: a frame longer than %d must end the stream", c.in, maxStreamFrame)
 		}
 		k := int(cut) % (len(data) + 1)
 		split, _ := readAll(t, data[:k], data[k:])
