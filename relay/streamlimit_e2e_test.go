@@ -247,7 +247,9 @@ func TestStreamConnectionCaps(t *testing.T) {
 		}
 	})
 	// Source i is 127.1.i/250.i%250+1: none is 127.0.0.1, the served clients' source.
-	src := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{127, 1 + byte(i/62500), byte(i / 250 % 250), byte(i%250 + 1)}) }
+	src := func(i int) netip.Addr {
+		return netip.AddrFrom4([4]byte{127, 1 + byte(i/62500), byte(i / 250 % 250), byte(i%250 + 1)})
+	}
 	refused := func() uint64 { return s.streamStats.overSource.Load() + s.streamStats.overTotal.Load() }
 	// flood opens n connections from each source of [from, to), a round of sources at a time.
 	// Once the relay has accepted a round's connections and its closes have arrived, check
