@@ -309,14 +309,15 @@ func TestTCPLimitOptions(t *testing.T) {
 		args              []string
 		total, perSource  int
 		first, idle, hand time.Duration
+		write             time.Duration
 	}{
-		{name: "defaults", total: 10000, perSource: 256, first: 10 * time.Second, hand: 10 * time.Second},
+		{name: "defaults", total: 10000, perSource: 256, first: 10 * time.Second, hand: 10 * time.Second, write: 30 * time.Second},
 		{name: "unlimited and none", args: []string{"--max-tcp-connections", "0", "--max-tcp-connections-per-source", "0",
-			"--tcp-first-message-timeout", "-1s", "--tcp-idle-timeout", "-1s", "--tls-handshake-timeout", "-1s"},
-			total: -1, perSource: -1, first: -time.Second, idle: -time.Second, hand: -time.Second},
+			"--tcp-first-message-timeout", "-1s", "--tcp-idle-timeout", "-1s", "--tls-handshake-timeout", "-1s", "--tcp-write-timeout", "-1s"},
+			total: -1, perSource: -1, first: -time.Second, idle: -time.Second, hand: -time.Second, write: -time.Second},
 		{name: "set", args: []string{"--max-tcp-connections", "500", "--max-tcp-connections-per-source", "8",
-			"--tcp-first-message-timeout", "3s", "--tcp-idle-timeout", "2h", "--tls-handshake-timeout", "4s"},
-			total: 500, perSource: 8, first: 3 * time.Second, idle: 2 * time.Hour, hand: 4 * time.Second},
+			"--tcp-first-message-timeout", "3s", "--tcp-idle-timeout", "2h", "--tls-handshake-timeout", "4s", "--tcp-write-timeout", "5s"},
+			total: 500, perSource: 8, first: 3 * time.Second, idle: 2 * time.Hour, hand: 4 * time.Second, write: 5 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o, err := Parse(append([]string{"--metrics-listen", "", "--auth-listen", ""}, tc.args...), io.Discard)
@@ -330,6 +331,9 @@ func TestTCPLimitOptions(t *testing.T) {
 			rc := st.Relay
 			if rc.MaxStreamConns != tc.total || rc.MaxStreamConnsPerSource != tc.perSource {
 				t.Errorf("caps %d, %d per source; want %d, %d", rc.MaxStreamConns, rc.MaxStreamConnsPerSource, tc.total, tc.perSource)
+			}
+			if rc.StreamWriteTimeout != tc.write {
+				t.Errorf("write timeout %v, want %v", rc.StreamWriteTimeout, tc.write)
 			}
 			if rc.StreamFirstMessageTimeout != tc.first || rc.StreamIdleTimeout != tc.idle || rc.TLSHandshakeTimeout != tc.hand {
 				t.Errorf("timeouts first %v, idle %v, handshake %v; want %v, %v, %v",

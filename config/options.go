@@ -112,6 +112,9 @@ type Options struct {
 	// long is closed. Zero: the longer of allocation-lifetime and 1 hour, plus 1 minute (a
 	// live allocation is refreshed within its lifetime); negative: no limit.
 	TCPIdleTimeout time.Duration
+	// tcp-write-timeout: a TCP or TLS connection whose client takes nothing the relay writes
+	// for this long is closed. Zero: 30 s; negative: no limit.
+	TCPWriteTimeout time.Duration
 	// tls-handshake-timeout: how long a TLS client has to finish its handshake. Zero: 10 s;
 	// negative: no limit.
 	TLSHandshakeTimeout time.Duration
@@ -253,6 +256,8 @@ var optionTable = []option{
 		"a TCP or TLS client that sends no complete STUN message or ChannelData this long after connecting (TLS: after the handshake) is closed (0: 10s; -1: no limit)"),
 	opt("tcp-idle-timeout", func(o *Options) *time.Duration { return &o.TCPIdleTimeout }, 0,
 		"a TCP or TLS connection the client sends nothing on for this long is closed (0: the longer of allocation-lifetime and 1h, plus 1m, so a refreshed allocation is never cut; -1: no limit)"),
+	opt("tcp-write-timeout", func(o *Options) *time.Duration { return &o.TCPWriteTimeout }, 30*time.Second,
+		"a TCP or TLS connection whose client takes nothing the relay writes for this long is closed (0: 30s; -1: no limit)"),
 	opt("tls-handshake-timeout", func(o *Options) *time.Duration { return &o.TLSHandshakeTimeout }, 10*time.Second,
 		"a TLS client that has not finished its handshake this long after connecting is closed (0: 10s; -1: no limit)"),
 	opt("alternate-server", func(o *Options) *string { return &o.AlternateServer }, "",

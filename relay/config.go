@@ -123,6 +123,11 @@ type Config struct {
 	// allocation is never idle for longer. Zero: the longer of AllocationLifetime and an
 	// hour, plus a minute; negative: no limit.
 	StreamIdleTimeout time.Duration
+	// StreamWriteTimeout closes a TCP or TLS connection whose client has not taken what the
+	// relay writes to it for that long (its receive window stays shut), so that a client
+	// that stops reading cannot hold the connection, and pion's goroutine writing to it,
+	// past the idle timeout. Zero: 30 seconds; negative: no limit.
+	StreamWriteTimeout time.Duration
 	// TLSHandshakeTimeout bounds a TLS client's handshake, from the connection. Zero: 10
 	// seconds (pion's, which does not apply to the relay's wrapped connections); negative: no
 	// limit.
@@ -185,6 +190,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.StreamIdleTimeout == 0 {
 		out.StreamIdleTimeout = max(out.AllocationLifetime, time.Hour) + time.Minute
+	}
+	if out.StreamWriteTimeout == 0 {
+		out.StreamWriteTimeout = 30 * time.Second
 	}
 	if out.TLSHandshakeTimeout == 0 {
 		out.TLSHandshakeTimeout = 10 * time.Second

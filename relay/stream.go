@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/avedge/avedge/relay/internal/sock"
@@ -158,7 +159,8 @@ type framedConn struct {
 	buf      []byte    // read buffer: made once the connection is valid
 	head     [64]byte  // read buffer until then
 
-	closeOnce sync.Once // Close gives back the connection's slot of the caps once.
+	writeArmed atomic.Int64 // unix nanoseconds the write deadline was last pushed back. Any writer.
+	closeOnce  sync.Once    // Close gives back the connection's slot of the caps once.
 }
 
 func (c *framedConn) Read(p []byte) (int, error) {
@@ -221,6 +223,7 @@ func (c *framedConn) start() error {
 			return fmt.Errorf("relay: tls handshake: %w", err)
 		}
 		_ = c.Conn.SetDeadline(time.Time{})
+		c.writeArmed.Store(0) // the next write sets its deadline afresh
 	}
 	if d := cfg.StreamFirstMessageTimeout; d > 0 {
 		_ = c.Conn.SetReadDeadline(time.Now().Add(d))
@@ -311,7 +314,7 @@ func validFrame(f []byte) bool {
 // reply writes an answer of the relay's own (a 300) to the client, ahead of whatever pion
 // writes next.
 func (c *framedConn) reply(_ netip.AddrPort, b []byte) bool {
-	_, _ = c.Conn.Write(b)
+	_ = c.write(b)
 	return true
 }
 
@@ -323,10 +326,31 @@ func (c *framedConn) Write(b []byte) (int, error) {
 	if !ok {
 		return n, nil
 	}
-	if _, err := c.Conn.Write(b); err != nil {
+	if err := c.write(b); err != nil {
 		return 0, err
 	}
 	return n, nil
+}
+
+// write writes b within StreamWriteTimeout (the deadline is pushed back when an eighth of it
+// has gone by, as arm does for reads). A write that fails may have sent part of a frame, and
+// a *tls.Conn is unusable after a timeout: the connection is closed, which ends pion's read
+// loop and the allocation.
+func (c *framedConn) write(b []byte) error {
+	if d := c.srv.cfg.StreamWriteTimeout; d > 0 {
+		now := time.Now()
+		if last := c.writeArmed.Load(); now.UnixNano()-last >= int64(d/8) && c.writeArmed.CompareAndSwap(last, now.UnixNano()) {
+			_ = c.Conn.SetWriteDeadline(now.Add(d + d/8))
+		}
+	}
+	_, err := c.Conn.Write(b)
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.srv.streamStats.writeTimeout.Add(1)
+		}
+		_ = c.Conn.Close()
+	}
+	return err
 }
 
 // Close closes the connection and gives its slot of the caps back.

@@ -89,6 +89,7 @@ type streamStats struct {
 	handshake    atomic.Uint64 // closed: TLS handshake failed or timed out
 	firstTimeout atomic.Uint64 // closed: no complete valid frame within StreamFirstMessageTimeout
 	idleTimeout  atomic.Uint64 // closed: nothing received for StreamIdleTimeout
+	writeTimeout atomic.Uint64 // closed: a write blocked for StreamWriteTimeout
 	tooLarge     atomic.Uint64 // closed: a frame longer than pion reads
 	lastLog      atomic.Int64  // unix nanoseconds of the last refusal logged
 }

@@ -4,6 +4,7 @@ package relay
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -131,6 +132,38 @@ func TestStreamTimeouts(t *testing.T) {
 		if n := s.conns.live(); n != 0 {
 			t.Fatalf("%d connections still counted after the close", n)
 		}
+	})
+
+	t.Run("client not reading", func(t *testing.T) {
+		s := start(t, func(c *Config) { c.StreamWriteTimeout = 300 * time.Millisecond })
+		// A small receive buffer shuts the client's window after a few answers; the requests
+		// go on until the relay stops reading them, blocked writing its answers.
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 2048)
+		dst := netip.MustParseAddrPort(s.addrOf(TCP))
+		if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: dst.Addr().As4(), Port: int(dst.Port())}); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.SetNonblock(fd, true); err != nil {
+			t.Fatal(err)
+		}
+		reqs := bytes.Repeat(bindingRequest(t), 1000)
+		deadline := time.Now().Add(10 * time.Second)
+		for s.streamStats.writeTimeout.Load() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the relay still writes to a client that reads nothing after 10s")
+			}
+			if _, err := unix.Write(fd, reqs); err != nil && err != unix.EAGAIN {
+				break // the relay closed the connection
+			}
+			time.Sleep(time.Millisecond) // bounded poll, as pollUntil
+		}
+		pollUntil(t, "the write timeout counted", func() bool { return s.streamStats.writeTimeout.Load() == 1 })
+		pollUntil(t, "the connection's slot given back", func() bool { return s.conns.live() == 0 })
 	})
 
 	t.Run("tls handshake", func(t *testing.T) {
