@@ -80,8 +80,9 @@ func frameSize(b []byte) int {
 func FuzzFramedConnFrame(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, cut uint16) {
 		whole, c := readAll(t, data)
-		if !bytes.Equal(append(append([]byte(nil), whole...), c.in...), data) {
-			t.Fatalf("pion got % x and % x is held back; together they are not the stream % x", whole, c.in, data)
+		// Reading stops at a frame too long to pass: then what was read is a prefix.
+		if seen := append(append([]byte(nil), whole...), c.in...); !bytes.Equal(seen, data) && (c.err == nil || !bytes.HasPrefix(data, seen)) {
+			t.Fatalf("pion got % x and % x is held back (%v); together they are not the stream % x", whole, c.in, c.err, data)
 		}
 		switch {
 		case c.err != nil:
