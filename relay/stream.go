@@ -29,15 +29,19 @@ import (
 // with a backoff, as net/http's Server.Serve does: pion's accept loop returns on the first
 // error, which would stop the listener for good.
 type streamListener struct {
-	net.Listener             // the TCP listener. Static.
-	srv          *Server     // Static.
-	tls          *tls.Config // nil: plain TCP. Static.
-	done         chan struct{}
+	net.Listener               // the TCP listener. Static.
+	srv          *Server       // Static.
+	tls          *tls.Config   // nil: plain TCP. Static.
+	done         chan struct{} // closed by Close
 	closeOnce    sync.Once
+
+	mu     sync.Mutex
+	conns  map[*framedConn]struct{} // connections handed to pion and not yet closed. Guarded by mu.
+	closed bool                     // Guarded by mu.
 }
 
 func newStreamListener(ln net.Listener, srv *Server, cfg *tls.Config) *streamListener {
-	return &streamListener{Listener: ln, srv: srv, tls: cfg, done: make(chan struct{})}
+	return &streamListener{Listener: ln, srv: srv, tls: cfg, done: make(chan struct{}), conns: map[*framedConn]struct{}{}}
 }
 
 // Accept returns the next connection within the caps. It returns an error only once the
@@ -92,10 +96,20 @@ func (l *streamListener) admit(c net.Conn) *framedConn {
 		_ = c.Close()
 		return nil
 	}
-	fc := &framedConn{Conn: c, srv: s, remote: ap}
+	fc := &framedConn{Conn: c, srv: s, remote: ap, lis: l}
 	if l.tls != nil {
 		fc.tls = tls.Server(c, l.tls)
 		fc.Conn = fc.tls
+	}
+	l.mu.Lock()
+	closed := l.closed
+	if !closed {
+		l.conns[fc] = struct{}{}
+	}
+	l.mu.Unlock()
+	if closed {
+		_ = fc.Close()
+		return nil
 	}
 	return fc
 }
@@ -112,12 +126,21 @@ func (s *Server) logStreamRefusal(limit string, from netip.AddrPort) {
 		"live", s.conns.live(), "refused-total", s.streamStats.overTotal.Load(), "refused-per-source", s.streamStats.overSource.Load())
 }
 
-// Close closes the listener; an Accept waiting to retry returns at once.
+// Close closes the listener and every connection it accepted (which ends pion's read loop
+// of each); an Accept waiting to retry returns at once.
 func (l *streamListener) Close() error {
 	err := net.ErrClosed
 	l.closeOnce.Do(func() {
 		close(l.done)
 		err = l.Listener.Close()
+		l.mu.Lock()
+		l.closed = true
+		conns := l.conns
+		l.conns = nil
+		l.mu.Unlock()
+		for fc := range conns {
+			_ = fc.Close()
+		}
 	})
 	return err
 }
@@ -143,10 +166,11 @@ var errFrameTooLarge = errors.New("relay: stream frame longer than the relay rea
 // allocation goroutines; Close by pion's read loop when it ends. Fields below are owned by
 // the reader unless they say otherwise.
 type framedConn struct {
-	net.Conn                // the client's connection (the *tls.Conn for TLS). Static.
-	srv      *Server        // Static.
-	remote   netip.AddrPort // Static.
-	tls      *tls.Conn      // nil: plain TCP. Static.
+	net.Conn                 // the client's connection (the *tls.Conn for TLS). Static.
+	srv      *Server         // Static.
+	lis      *streamListener // nil in tests of the framing alone. Static.
+	remote   netip.AddrPort  // Static.
+	tls      *tls.Conn       // nil: plain TCP. Static.
 
 	started  bool      // handshake done and the first-message deadline set
 	deadline bool      // a read deadline is set
@@ -356,8 +380,11 @@ func (c *framedConn) write(b []byte) error {
 // Close closes the connection and gives its slot of the caps back.
 func (c *framedConn) Close() error {
 	c.closeOnce.Do(func() {
-		if c.srv.conns != nil {
+		if c.lis != nil {
 			c.srv.conns.release(c.remote.Addr())
+			c.lis.mu.Lock()
+			delete(c.lis.conns, c)
+			c.lis.mu.Unlock()
 		}
 	})
 	return c.Conn.Close()

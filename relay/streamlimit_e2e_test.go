@@ -166,6 +166,29 @@ func TestStreamTimeouts(t *testing.T) {
 		pollUntil(t, "the connection's slot given back", func() bool { return s.conns.live() == 0 })
 	})
 
+	t.Run("relay closed", func(t *testing.T) {
+		// Close ends every connection, not only the listeners (pion's read loop of each
+		// would wait for its client otherwise).
+		s := start(t, func(*Config) {})
+		c := dial(t, s.addrOf(TCP))
+		if _, err := c.Write(bindingRequest(t)); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := readSTUN(c); err != nil || m.Type != stun.BindingSuccess {
+			t.Fatalf("Binding: %v %v", m, err)
+		}
+		silent := dial(t, s.addrOf(TLS))
+		pollUntil(t, "both connections accepted", func() bool { return s.conns.live() == 2 })
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		waitClosed(t, c, 5*time.Second)
+		waitClosed(t, silent, 5*time.Second)
+		if n := s.conns.live(); n != 0 {
+			t.Fatalf("%d connections counted after Close", n)
+		}
+	})
+
 	t.Run("tls handshake", func(t *testing.T) {
 		s := start(t, func(c *Config) { c.TLSHandshakeTimeout = 200 * time.Millisecond })
 		c := dial(t, s.addrOf(TLS))
