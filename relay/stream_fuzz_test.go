@@ -105,3 +105,31 @@ func FuzzFramedConnFrame(f *testing.F) {
 		}
 	})
 }
+
+// A connection gets its 16 KB read buffer only once a complete STUN message or ChannelData
+// on a valid channel has arrived: until then a few small reads do, so that silent or garbage
+// connections cost little.
+func TestFramedConnBufferAfterValidFrame(t *testing.T) {
+	binding := []byte{0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
+	noCookie := append([]byte(nil), binding...)
+	noCookie[4] = 0
+	for _, tc := range []struct {
+		name   string
+		stream []byte
+		want   bool
+	}{
+		{name: "nothing", want: false},
+		{name: "half a header", stream: binding[:10], want: false},
+		{name: "STUN without the magic cookie", stream: noCookie, want: false},
+		{name: "ChannelData outside 0x4000-0x4FFF", stream: []byte{0x50, 0x00, 0x00, 0x04, 1, 2, 3, 4}, want: false},
+		{name: "Binding request", stream: binding, want: true},
+		{name: "ChannelData", stream: []byte{0x40, 0x00, 0x00, 0x04, 1, 2, 3, 4}, want: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, c := readAll(t, tc.stream)
+			if got := c.buf != nil; got != tc.want {
+				t.Fatalf("read buffer made: %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
