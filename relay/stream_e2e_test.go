@@ -135,12 +135,24 @@ func TestAllocateOverStreams(t *testing.T) {
 				echoThrough(t, relay, peer.LocalAddr(), 1, size)
 				k++
 			}
+			// A packet is counted once the relay has sent it, so its echo can come back
+			// first: wait for the counts of every packet sent so far.
+			counted := func(want int) func() bool {
+				return func() bool {
+					st := s.Stats().Traffic
+					for dir := metrics.ClientToPeer; dir <= metrics.PeerToClient; dir++ {
+						if st[dir][metrics.PathChannel].Packets+st[dir][metrics.PathIndication].Packets < uint64(want) {
+							return false
+						}
+					}
+					return true
+				}
+			}
+			pollUntil(t, "the first packets counted", counted(k))
 			// Once the channel is bound every further packet takes it, both ways.
 			st0 := s.Stats().Traffic
 			echoThrough(t, relay, peer.LocalAddr(), n, size)
-			pollUntil(t, "all counted", func() bool {
-				return traffic(s, metrics.PeerToClient, metrics.PathChannel).Packets >= st0[metrics.PeerToClient][metrics.PathChannel].Packets+n
-			})
+			pollUntil(t, "all counted", counted(k+n))
 			st := s.Stats().Traffic
 			all := uint64(k + n)
 			for dir := metrics.ClientToPeer; dir <= metrics.PeerToClient; dir++ {
