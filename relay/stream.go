@@ -25,7 +25,7 @@ import (
 // It also bounds what connections can cost before and after they prove to be TURN clients:
 // MaxStreamConns and MaxStreamConnsPerSource are enforced as connections are accepted (one
 // beyond a cap is closed at once), and each framedConn enforces the TLS handshake, first
-// message and idle timeouts. A failed Accept (EMFILE, ENFILE, ECONNABORTED, ...) is retried
+// message, idle and write timeouts. A failed Accept (EMFILE, ENFILE, ECONNABORTED, ...) is retried
 // with a backoff, as net/http's Server.Serve does: pion's accept loop returns on the first
 // error, which would stop the listener for good.
 type streamListener struct {
