@@ -100,6 +100,9 @@ func New(cfg Config) (*Server, error) {
 		conns:     newConnLimit(c.MaxStreamConns, c.MaxStreamConnsPerSource),
 	}
 	s.precheck.init()
+	if err := c.checkDescriptors(); err != nil {
+		return nil, err
+	}
 	if err := s.setupRelayIPs(); err != nil {
 		return nil, err
 	}
@@ -174,6 +177,9 @@ func New(cfg Config) (*Server, error) {
 		turnCfg.AuthHandler = s.authenticate
 	}
 	gen := &relayGen{srv: s}
+	if err := c.checkListenPorts(); err != nil {
+		return nil, err
+	}
 	for _, l := range c.Listeners {
 		switch l.Network {
 		case UDP:
