@@ -377,6 +377,12 @@ func (o Options) peersAndLimits(st *Settings) error {
 	if o.AllocateRate == 0 || o.UnauthorizedRate == 0 {
 		return bad("allocate-rate/unauthorized-rate", "0 would refuse everything: give a rate, or -1 for unlimited")
 	}
+	if o.MaxTCPConnections < 0 || o.MaxTCPConnectionsPerSource < 0 {
+		return bad("max-tcp-connections/max-tcp-connections-per-source", "must not be negative (0: unlimited)")
+	}
+	rc.MaxStreamConns, rc.MaxStreamConnsPerSource = unlimitedIfZero(o.MaxTCPConnections), unlimitedIfZero(o.MaxTCPConnectionsPerSource)
+	rc.StreamFirstMessageTimeout, rc.StreamIdleTimeout, rc.TLSHandshakeTimeout = o.TCPFirstMessageTimeout, o.TCPIdleTimeout, o.TLSHandshakeTimeout
+	rc.StreamWriteTimeout = o.TCPWriteTimeout
 	if o.AlternateServer != "" {
 		ap, err := netip.ParseAddrPort(o.AlternateServer)
 		if err != nil {
@@ -461,4 +467,13 @@ func (o Options) checkProcess() error {
 		return bad("drain-timeout", "must not be negative")
 	}
 	return nil
+}
+
+// unlimitedIfZero maps an option's 0 (unlimited) to relay.Config's negative (unlimited; its
+// zero is a default).
+func unlimitedIfZero(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

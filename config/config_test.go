@@ -126,6 +126,7 @@ func TestRefusedWithTheKeyNamed(t *testing.T) {
 		{name: "stray argument", args: []string{"serve"}, key: "serve"},
 		{name: "bad duration", yaml: "drain-timeout: soon\n", key: "drain-timeout"},
 		{name: "unknown data path", yaml: "data-path: dpdk\n", key: "data-path"},
+		{name: "negative tcp cap", args: []string{"--max-tcp-connections-per-source", "-1"}, key: "max-tcp-connections"},
 		{name: "turn listener in relay range", args: []string{"--listening-port", "50001"}, key: "listening-port/tls-listening-port/listen"},
 		{name: "metrics listener in relay range", args: []string{"--metrics-listen", "127.0.0.1:59999"}, key: "metrics-listen"},
 		{name: "credential service in relay range", args: []string{"--auth-listen", "127.0.0.1:50000"}, key: "auth-listen"},
@@ -313,6 +314,48 @@ func TestZeroMeansTheSameInRelayConfig(t *testing.T) {
 	}
 	if p := srv.Stats().Ports; p.Held != 0 || p.Quarantined != 0 {
 		t.Fatalf("after the allocation's release: %d ports held, %d in quarantine; want 0 and 0 (port-quarantine 0: none)", p.Held, p.Quarantined)
+	}
+}
+
+// The TCP/TLS bounds reach relay.Config: the defaults as documented, an option's 0 (unlimited)
+// as relay.Config's negative, timeouts copied through (0: relay.Config's default, -1: none).
+func TestTCPLimitOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		args              []string
+		total, perSource  int
+		first, idle, hand time.Duration
+		write             time.Duration
+	}{
+		{name: "defaults", total: 10000, perSource: 256, first: 10 * time.Second, hand: 10 * time.Second, write: 30 * time.Second},
+		{name: "unlimited and none", args: []string{"--max-tcp-connections", "0", "--max-tcp-connections-per-source", "0",
+			"--tcp-first-message-timeout", "-1s", "--tcp-idle-timeout", "-1s", "--tls-handshake-timeout", "-1s", "--tcp-write-timeout", "-1s"},
+			total: -1, perSource: -1, first: -time.Second, idle: -time.Second, hand: -time.Second, write: -time.Second},
+		{name: "set", args: []string{"--max-tcp-connections", "500", "--max-tcp-connections-per-source", "8",
+			"--tcp-first-message-timeout", "3s", "--tcp-idle-timeout", "2h", "--tls-handshake-timeout", "4s", "--tcp-write-timeout", "5s"},
+			total: 500, perSource: 8, first: 3 * time.Second, idle: 2 * time.Hour, hand: 4 * time.Second, write: 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := Parse(append([]string{"--metrics-listen", "", "--auth-listen", ""}, tc.args...), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := o.Build()
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc := st.Relay
+			if rc.MaxStreamConns != tc.total || rc.MaxStreamConnsPerSource != tc.perSource {
+				t.Errorf("caps %d, %d per source; want %d, %d", rc.MaxStreamConns, rc.MaxStreamConnsPerSource, tc.total, tc.perSource)
+			}
+			if rc.StreamWriteTimeout != tc.write {
+				t.Errorf("write timeout %v, want %v", rc.StreamWriteTimeout, tc.write)
+			}
+			if rc.StreamFirstMessageTimeout != tc.first || rc.StreamIdleTimeout != tc.idle || rc.TLSHandshakeTimeout != tc.hand {
+				t.Errorf("timeouts first %v, idle %v, handshake %v; want %v, %v, %v",
+					rc.StreamFirstMessageTimeout, rc.StreamIdleTimeout, rc.TLSHandshakeTimeout, tc.first, tc.idle, tc.hand)
+			}
+		})
 	}
 }
 

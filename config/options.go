@@ -100,6 +100,25 @@ type Options struct {
 	// unauthorized-rate: 401 answers per second per client address, with 5 seconds' worth of
 	// burst. Negative: unlimited; zero is refused, as for AllocateRate.
 	UnauthorizedRate float64
+	// max-tcp-connections: the most live TCP and TLS client connections; one beyond is closed
+	// as accepted. Zero: unlimited; negative is refused.
+	MaxTCPConnections int
+	// max-tcp-connections-per-source: the most live TCP and TLS client connections per client
+	// address (IPv6: per /64). Zero: unlimited; negative is refused.
+	MaxTCPConnectionsPerSource int
+	// tcp-first-message-timeout: how long a TCP or TLS client has to send its first complete
+	// STUN message or ChannelData (TLS: after the handshake). Zero: 10 s; negative: no limit.
+	TCPFirstMessageTimeout time.Duration
+	// tcp-idle-timeout: a TCP or TLS connection on which the client sends nothing for this
+	// long is closed. Zero: the longer of allocation-lifetime and 1 hour, plus 1 minute (a
+	// live allocation is refreshed within its lifetime); negative: no limit.
+	TCPIdleTimeout time.Duration
+	// tcp-write-timeout: a TCP or TLS connection whose client takes nothing the relay writes
+	// for this long is closed. Zero: 30 s; negative: no limit.
+	TCPWriteTimeout time.Duration
+	// tls-handshake-timeout: how long a TLS client has to finish its handshake. Zero: 10 s;
+	// negative: no limit.
+	TLSHandshakeTimeout time.Duration
 	// alternate-server: the ip:port named in 300 Try Alternate answers to Allocate while the
 	// relay drains. Empty: those get 508.
 	AlternateServer string
@@ -275,6 +294,18 @@ var optionTable = []option{
 		"Allocate requests per second per client address (IPv6: per /64), burst 5 s; excess dropped (-1: unlimited)"),
 	opt("unauthorized-rate", func(o *Options) *float64 { return &o.UnauthorizedRate }, 100,
 		"401 answers per second per client address, burst 5 s (-1: unlimited)"),
+	opt("max-tcp-connections", func(o *Options) *int { return &o.MaxTCPConnections }, 10000,
+		"maximum live TCP and TLS client connections; one beyond is closed at once (0: unlimited)"),
+	opt("max-tcp-connections-per-source", func(o *Options) *int { return &o.MaxTCPConnectionsPerSource }, 256,
+		"maximum live TCP and TLS client connections per client address, IPv6 per /64 (0: unlimited)"),
+	opt("tcp-first-message-timeout", func(o *Options) *time.Duration { return &o.TCPFirstMessageTimeout }, 10*time.Second,
+		"a TCP or TLS client that sends no complete STUN message or ChannelData this long after connecting (TLS: after the handshake) is closed (0: 10s; -1: no limit)"),
+	opt("tcp-idle-timeout", func(o *Options) *time.Duration { return &o.TCPIdleTimeout }, 0,
+		"a TCP or TLS connection the client sends nothing on for this long is closed (0: the longer of allocation-lifetime and 1h, plus 1m, so a refreshed allocation is never cut; -1: no limit)"),
+	opt("tcp-write-timeout", func(o *Options) *time.Duration { return &o.TCPWriteTimeout }, 30*time.Second,
+		"a TCP or TLS connection whose client takes nothing the relay writes for this long is closed (0: 30s; -1: no limit)"),
+	opt("tls-handshake-timeout", func(o *Options) *time.Duration { return &o.TLSHandshakeTimeout }, 10*time.Second,
+		"a TLS client that has not finished its handshake this long after connecting is closed (0: 10s; -1: no limit)"),
 	opt("alternate-server", func(o *Options) *string { return &o.AlternateServer }, "",
 		"ip:port named in 300 Try Alternate answers to Allocate while draining (empty: 508)"),
 	opt("metrics-listen", func(o *Options) *string { return &o.MetricsListen }, "127.0.0.1:9641",

@@ -104,6 +104,35 @@ type Config struct {
 	// negative: unlimited. (avedge refuses 0 for both rates: it reads to an operator as "no
 	// Allocate at all"; its defaults are these, 200 and 100.)
 	UnauthorizedRate float64
+	// MaxStreamConns caps live TCP and TLS client connections, all stream listeners together;
+	// a connection beyond it is closed as soon as it is accepted. Zero: 10 000; negative:
+	// unlimited. Every connection holds a file descriptor and a goroutine, whether or not it
+	// ever sends a valid message.
+	MaxStreamConns int
+	// MaxStreamConnsPerSource caps live TCP and TLS client connections per client IP address
+	// (IPv6: per /64), so that one host cannot take the whole of MaxStreamConns. Zero: 256
+	// (clients behind one NAT share an address); negative: unlimited.
+	MaxStreamConnsPerSource int
+	// StreamFirstMessageTimeout is how long a TCP or TLS client has, from the connection
+	// (TLS: from the end of the handshake), to send its first complete STUN message or
+	// ChannelData before the connection is closed. Zero: 10 seconds; negative: no limit.
+	StreamFirstMessageTimeout time.Duration
+	// StreamIdleTimeout closes a TCP or TLS connection on which the client has sent nothing
+	// for that long. A client must Refresh its allocation within the allocation's lifetime
+	// (at most an hour when it asks for one, AllocationLifetime when it does not), so a live
+	// allocation is never idle for longer. Zero: the longer of AllocationLifetime and an
+	// hour, plus a minute; negative: no limit.
+	StreamIdleTimeout time.Duration
+	// StreamWriteTimeout closes a TCP or TLS connection whose client has not taken what the
+	// relay writes to it for that long (its receive window stays shut), so that a client
+	// that stops reading cannot hold the connection, and pion's goroutine writing to it,
+	// past the idle timeout. Zero: 30 seconds; negative: no limit.
+	StreamWriteTimeout time.Duration
+	// TLSHandshakeTimeout bounds a TLS client's handshake, from the connection. Zero: 10
+	// seconds (pion's, which does not apply to the relay's wrapped connections); negative: no
+	// limit.
+	TLSHandshakeTimeout time.Duration
+
 	// AlternateServer, when set, is named in a 300 (Try Alternate) answer to Allocate requests
 	// while the relay drains (RFC 8489 §10 ALTERNATE-SERVER); unset, they get 508.
 	AlternateServer netip.AddrPort
@@ -149,6 +178,24 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.UnauthorizedRate == 0 {
 		out.UnauthorizedRate = 100
+	}
+	if out.MaxStreamConns == 0 {
+		out.MaxStreamConns = 10000
+	}
+	if out.MaxStreamConnsPerSource == 0 {
+		out.MaxStreamConnsPerSource = 256
+	}
+	if out.StreamFirstMessageTimeout == 0 {
+		out.StreamFirstMessageTimeout = 10 * time.Second
+	}
+	if out.StreamIdleTimeout == 0 {
+		out.StreamIdleTimeout = max(out.AllocationLifetime, time.Hour) + time.Minute
+	}
+	if out.StreamWriteTimeout == 0 {
+		out.StreamWriteTimeout = 30 * time.Second
+	}
+	if out.TLSHandshakeTimeout == 0 {
+		out.TLSHandshakeTimeout = 10 * time.Second
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()

@@ -49,7 +49,8 @@ type Server struct {
 	workers    []*dataplane.Worker                 // Static. Read by Close and snapshot.
 	listeners  []*listenerGroup                    // UDP listen addresses. Static.
 	lisByAddr  map[netip.AddrPort]*listenerGroup   // Static. Read by the EventHandler.
-	streams    []net.Listener                      // TCP and TLS listeners. Static.
+	streams    []*streamListener                   // TCP and TLS listeners. Static.
+	conns      *connLimit                          // caps on TCP and TLS connections. Static (locks itself).
 	tlsAddrs   map[netip.AddrPort]bool             // Static. Read by the EventHandler.
 	ports      map[netip.Addr]*portalloc.Allocator // by relay IP. Static (the allocators lock themselves).
 	relayIPs   [2]netip.Addr                       // [family] relay IP (invalid: none). Static.
@@ -73,6 +74,8 @@ type Server struct {
 	permCount  atomic.Int64        // Written by the EventHandler; read by snapshot.
 	chanCount  atomic.Int64        // Written by the EventHandler; read by snapshot.
 
+	streamStats streamStats // atomics. Written by the stream listeners and their connections.
+
 	draining  atomic.Bool // Set by Drain and Close; read by the facades, relaygen, Ready and snapshot.
 	closed    atomic.Bool // Set by Close; read by Ready.
 	closeOnce sync.Once
@@ -94,6 +97,7 @@ func New(cfg Config) (*Server, error) {
 		allocs:    map[allocKey]*allocation{},
 		fast:      dataplane.NewTable(),
 		quota:     policy.NewQuota(c.UserQuota, c.MaxAllocations),
+		conns:     newConnLimit(c.MaxStreamConns, c.MaxStreamConnsPerSource),
 	}
 	s.precheck.init()
 	if err := c.checkDescriptors(); err != nil {
@@ -296,15 +300,18 @@ func (s *Server) listenStream(l ListenerConfig) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: listen %s %s: %w", l.Network, l.Addr, err)
 	}
-	s.streams = append(s.streams, ln)
+	var cfg *tls.Config
 	if l.Network == TLS {
 		if s.cfg.TLS == nil {
+			_ = ln.Close()
 			return nil, fmt.Errorf("relay: listen tls %s: no certificate configured (set cert and pkey)", l.Addr)
 		}
 		s.tlsAddrs[netip.MustParseAddrPort(ln.Addr().String())] = true
-		return streamListener{Listener: tls.NewListener(ln, s.cfg.TLS), srv: s}, nil
+		cfg = s.cfg.TLS
 	}
-	return streamListener{Listener: ln, srv: s}, nil
+	sl := newStreamListener(ln, s, cfg)
+	s.streams = append(s.streams, sl)
+	return sl, nil
 }
 
 // Addrs returns the bound listener addresses (ports resolved), in configuration order.
