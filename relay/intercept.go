@@ -23,13 +23,15 @@ import (
 // facade is closed.
 type replier interface {
 	reply(to netip.AddrPort, b []byte) bool
+	tupleEnd
 }
 
 // admitRequest reports whether pion should read STUN message m, which client from sent (src
 // is the address pion will be given for it). An Allocate request over its source's rate is
 // dropped and counted; while the relay drains with an alternate server configured, an
 // Allocate request is answered 300 (Try Alternate) through r instead. Every message pion
-// will read goes through the key-rotation check (pioncompat.go).
+// will read goes through the nonce check (nonce.go) and the key-rotation check
+// (pioncompat.go).
 func (s *Server) admitRequest(m []byte, from netip.AddrPort, src net.Addr, r replier) bool {
 	if isAllocateRequest(m) {
 		if lim := s.allocLimit; lim != nil && !lim.Allow(from.Addr(), time.Now().UnixNano()) {
@@ -43,18 +45,25 @@ func (s *Server) admitRequest(m []byte, from netip.AddrPort, src net.Addr, r rep
 			return false
 		}
 	}
-	s.checkRotation(m, src)
+	if !s.bindRequestNonce(m, from, src, r) {
+		s.checkRotation(m, src)
+	}
 	return true
 }
 
-// passAnswer returns what to send client to (at address ip) in place of b, which pion wrote:
-// a ChannelBind refused by the peer policy is answered 403 (fixChannelBindRefusal), and a 401
-// over the client address's rate is not sent at all (ok false; counted).
-func (s *Server) passAnswer(b []byte, to net.Addr, ip netip.Addr) (out []byte, ok bool) {
+// passAnswer returns what to send client to (at address ap, over r) in place of b, which
+// pion wrote: a ChannelBind refused by the peer policy is answered 403
+// (fixChannelBindRefusal), a 401 over the client address's rate is not sent at all (ok
+// false; counted), and a NONCE pion issues leaves bound to the client's 5-tuple (nonce.go).
+func (s *Server) passAnswer(b []byte, to net.Addr, ap netip.AddrPort, r tupleEnd) (out []byte, ok bool) {
 	b = s.fixChannelBindRefusal(b, to)
-	if lim := s.authLimit; lim != nil && stunErrorCode(b) == int(stun.CodeUnauthorized) && !lim.Allow(ip, time.Now().UnixNano()) {
+	code := stunErrorCode(b)
+	if lim := s.authLimit; lim != nil && code == int(stun.CodeUnauthorized) && !lim.Allow(ap.Addr(), time.Now().UnixNano()) {
 		s.slowStats.Drop(dataplane.DropRateLimited)
 		return nil, false
+	}
+	if code != 0 {
+		b = s.bindAnswerNonce(b, ap, r)
 	}
 	return b, true
 }

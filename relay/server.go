@@ -59,6 +59,8 @@ type Server struct {
 	fast       *dataplane.Table                    // Static. Written by the EventHandler; read lock-free by workers.
 	allocLimit *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by admitRequest.
 	authLimit  *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by passAnswer.
+	nonces     nonceSigner                         // Static. Used by the facades (nonce.go).
+	pionNonce  atomic.Pointer[pionNonce]           // the last nonce pion issued. Written by passAnswer, read by admitRequest.
 
 	mu      sync.Mutex
 	relays  map[netip.AddrPort]*relayConn // by advertised address. Guarded by mu. Written by AllocatePacketConn and relayClosed.
@@ -96,6 +98,7 @@ func New(cfg Config) (*Server, error) {
 		quota:     policy.NewQuota(c.UserQuota, c.MaxAllocations),
 	}
 	s.precheck.init()
+	s.nonces = newNonceSigner(nil)
 	if err := s.setupRelayIPs(); err != nil {
 		return nil, err
 	}
