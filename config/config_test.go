@@ -121,6 +121,10 @@ func TestRefusedWithTheKeyNamed(t *testing.T) {
 		{name: "stray argument", args: []string{"serve"}, key: "serve"},
 		{name: "bad duration", yaml: "drain-timeout: soon\n", key: "drain-timeout"},
 		{name: "unknown data path", yaml: "data-path: dpdk\n", key: "data-path"},
+		{name: "zero error rate", args: []string{"--error-rate", "0"}, key: "error-rate"},
+		{name: "zero binding rate", yaml: "binding-rate: 0\n", key: "binding-rate"},
+		{name: "zero lockout failures", args: []string{"--user-lockout-failures", "0"}, key: "user-lockout-failures"},
+		{name: "zero lockout time", args: []string{"--user-lockout-time", "0s"}, key: "user-lockout-time"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/relay/internal/dataplane"
+	"github.com/avedge/avedge/relay/policy"
 )
 
 // The interception both client facades apply between a client and pion, written once: the
@@ -53,12 +54,13 @@ func (s *Server) admitRequest(m []byte, from netip.AddrPort, src net.Addr, r rep
 
 // passAnswer returns what to send client to (at address ap, over r) in place of b, which
 // pion wrote: a ChannelBind refused by the peer policy is answered 403
-// (fixChannelBindRefusal), a 401 over the client address's rate is not sent at all (ok
-// false; counted), and a NONCE pion issues leaves bound to the client's 5-tuple (nonce.go).
+// (fixChannelBindRefusal), an error or Binding answer over the client address's rate is not
+// sent at all (ok false; counted: answerLimiter), and a NONCE pion issues leaves bound to the
+// client's 5-tuple (nonce.go).
 func (s *Server) passAnswer(b []byte, to net.Addr, ap netip.AddrPort, r tupleEnd) (out []byte, ok bool) {
 	b = s.fixChannelBindRefusal(b, to)
 	code := stunErrorCode(b)
-	if lim := s.authLimit; lim != nil && code == int(stun.CodeUnauthorized) && !lim.Allow(ap.Addr(), time.Now().UnixNano()) {
+	if lim := s.answerLimiter(b, code); lim != nil && !lim.Allow(ap.Addr(), time.Now().UnixNano()) {
 		s.slowStats.Drop(dataplane.DropRateLimited)
 		return nil, false
 	}
@@ -66,6 +68,24 @@ func (s *Server) passAnswer(b []byte, to net.Addr, ap netip.AddrPort, r tupleEnd
 		b = s.bindAnswerNonce(b, ap, r)
 	}
 	return b, true
+}
+
+// answerLimiter returns the per-source limit answer b (with error code code, 0 if it is not
+// an error) counts against, or nil. Every answer a spoofed request can draw is limited, so
+// the relay reflects at most a bounded rate at any one address: 401 (UnauthorizedRate, also
+// the password-guessing rate), every other error (ErrorRate), Binding successes
+// (BindingRate). Success answers to TURN requests (which need a nonce bound to the client's
+// 5-tuple, nonce.go) and Data indications are not limited.
+func (s *Server) answerLimiter(b []byte, code int) *policy.Limiter {
+	switch {
+	case code == int(stun.CodeUnauthorized):
+		return s.authLimit
+	case code != 0:
+		return s.errLimit
+	case isBindingSuccess(b):
+		return s.bindLimit
+	}
+	return nil
 }
 
 // tryAlternateResponse builds the 300 (Try Alternate) answer to an Allocate request, or nil

@@ -231,8 +231,10 @@ func (s *Server) bindRequestNonce(m []byte, client netip.AddrPort, src net.Addr,
 
 // requestKey finds the long-term key (RFC 8489 §9.2.2) that m's MESSAGE-INTEGRITY, at miOff,
 // was made with: of the username's live passwords, the one that verifies, with its index
-// and the number of passwords. It returns a nil key when the username is unknown or no
-// password verifies.
+// and the number of passwords. It returns a nil key when the username is unknown, is a
+// locked-out static user, or no password verifies; a static user's wrong password counts
+// towards its lockout (s.lockout). Only requests whose nonce is bound to their 5-tuple get
+// here, so a spoofed source can neither guess nor lock.
 func (s *Server) requestKey(m []byte, miOff int, user, realm string) (key []byte, index, passwords int) {
 	if user == "" {
 		return nil, 0, 0
@@ -241,12 +243,19 @@ func (s *Server) requestKey(m []byte, miOff int, user, realm string) (key []byte
 	if err != nil {
 		return nil, 0, 0
 	}
+	static := isStaticUser(cred)
+	if static && s.lockout.Locked(user, time.Now().UnixNano()) {
+		return nil, 0, 0 // authenticate refuses it, whatever the password
+	}
 	got := m[miOff+4 : miOff+24]
 	for i, pw := range cred.Passwords {
 		k := turn.GenerateAuthKey(user, realm, pw)
 		if hmac.Equal(messageIntegrity(m, miOff, k), got) {
 			return k, i, len(cred.Passwords)
 		}
+	}
+	if static {
+		s.lockout.Fail(user, time.Now().UnixNano())
 	}
 	return nil, 0, len(cred.Passwords)
 }

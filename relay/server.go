@@ -59,6 +59,9 @@ type Server struct {
 	fast       *dataplane.Table                    // Static. Written by the EventHandler; read lock-free by workers.
 	allocLimit *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by admitRequest.
 	authLimit  *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by passAnswer.
+	errLimit   *policy.Limiter                     // other error answers; nil: unlimited. Static (locks itself). Used by passAnswer.
+	bindLimit  *policy.Limiter                     // Binding answers; nil: unlimited. Static (locks itself). Used by passAnswer.
+	lockout    *policy.Lockout                     // static users. Static (locks itself). Used by admitRequest and authenticate.
 	nonces     nonceSigner                         // Static. Used by the facades (nonce.go).
 	pionNonce  atomic.Pointer[pionNonce]           // the last nonce pion issued. Written by passAnswer, read by admitRequest.
 
@@ -114,6 +117,9 @@ func New(cfg Config) (*Server, error) {
 	s.SetPeerPolicy(c.Peers)
 	s.allocLimit = newRateLimit(c.AllocateRate)
 	s.authLimit = newRateLimit(c.UnauthorizedRate)
+	s.errLimit = newRateLimit(c.ErrorRate)
+	s.bindLimit = newRateLimit(c.BindingRate)
+	s.lockout = policy.NewLockout(c.StaticUserFailures, c.StaticUserLockout, 65536)
 
 	n := c.Workers
 	if n <= 0 {
