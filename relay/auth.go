@@ -27,7 +27,7 @@ func (s *Server) authenticate(ra *turn.RequestAttributes) (string, []byte, bool)
 				m.AllocationAttempt(metrics.AttemptAuth)
 			}
 		}
-		s.log.Info("authentication failed", "client", ra.SrcAddr.String(), "method", ra.Method.String(), "reason", reason)
+		s.logInput(reason, "authentication failed", "client", ra.SrcAddr.String(), "method", ra.Method.String())
 		return "", nil, false
 	}
 	if isStaticUser(cred) && s.lockout.Locked(ra.Username, time.Now().UnixNano()) {
@@ -40,7 +40,7 @@ func (s *Server) authenticate(ra *turn.RequestAttributes) (string, []byte, bool)
 				m.AllocationAttempt(metrics.AttemptAuth)
 			}
 		}
-		s.log.Info("authentication failed", "client", ra.SrcAddr.String(), "method", ra.Method.String(), "reason", metrics.AuthLockedOut)
+		s.logInput(metrics.AuthLockedOut, "authentication failed", "client", ra.SrcAddr.String(), "method", ra.Method.String())
 		return "", nil, false
 	}
 	key := turn.GenerateAuthKey(ra.Username, ra.Realm, s.rotationPassword(ra, cred.Passwords))

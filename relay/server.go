@@ -62,6 +62,7 @@ type Server struct {
 	errLimit   *policy.Limiter                     // other error answers; nil: unlimited. Static (locks itself). Used by passAnswer.
 	bindLimit  *policy.Limiter                     // Binding answers; nil: unlimited. Static (locks itself). Used by passAnswer.
 	lockout    *policy.Lockout                     // static users. Static (locks itself). Used by admitRequest and authenticate.
+	logs       *logSampler                         // lines input causes (logInput). Static (locks itself).
 	nonces     nonceSigner                         // Static. Used by the facades (nonce.go).
 	pionNonce  atomic.Pointer[pionNonce]           // the last nonce pion issued. Written by passAnswer, read by admitRequest.
 
@@ -91,7 +92,7 @@ type allocKey struct{ src, dst netip.AddrPort }
 func New(cfg Config) (*Server, error) {
 	c := cfg.withDefaults()
 	s := &Server{
-		cfg: c, log: c.Logger,
+		cfg: c, log: c.Logger, logs: newLogSampler(nil),
 		lisByAddr: map[netip.AddrPort]*listenerGroup{},
 		tlsAddrs:  map[netip.AddrPort]bool{},
 		ports:     map[netip.Addr]*portalloc.Allocator{},
@@ -168,7 +169,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	turnCfg := turn.ServerConfig{
 		Realm:              c.Realm,
-		LoggerFactory:      pionLogger{log: s.log},
+		LoggerFactory:      pionLogger{log: s.log, sample: s.logs},
 		EventHandler:       s.eventHandler(),
 		ChannelBindTimeout: c.ChannelLifetime,
 		PermissionTimeout:  c.PermissionLifetime,
