@@ -25,27 +25,26 @@ import (
 
 // Nonces bound to the client's 5-tuple.
 //
-// RFC 8489 §9.2: the nonce "is selected by the server such that the nonce is valid only for a
-// particular 5-tuple"... (§9.2.2: "the server MAY encode additional information in the nonce,
-// such as the client's IP address"); §9.2.4: a request whose nonce is no longer valid is
-// rejected with 438 (Stale Nonce) and a new NONCE. pion's nonce is the same for every client
-// within a minute, so a credential holder could take one from its own address and send
-// Allocate, CreatePermission and ChannelBind from a spoofed victim address, making the relay
-// a reflector. pion takes no nonce generator, so the relay puts its own nonce in place of
-// pion's on the way out and checks it on the way in:
+// The NONCE of the long-term credential mechanism (RFC 8489 §9.2) is the server's to choose
+// and to revoke; RFC 8489 §9.2.4: "If the NONCE is no longer valid, the server MUST generate
+// an error response with an error code of 438 (Stale Nonce)." pion's nonce is the same for
+// every client within a minute, so a credential holder could take one from its own address
+// and send Allocate, CreatePermission and ChannelBind from a spoofed victim address, making
+// the relay a reflector. pion takes no nonce generator, so the relay puts its own nonce in
+// place of pion's on the way out and checks it on the way in:
 //
 //   - out (passAnswer → bindAnswerNonce): every error answer pion writes with a NONCE (401,
 //     438) leaves with a nonce of ours, an HMAC over the issue time, the transport, the
 //     listener address and the client address under a per-process key. pion's own nonce
-//     is kept (latestPionNonce) for the way in.
+//     is kept (Server.pionNonce) for the way in.
 //   - in (admitRequest → bindRequestNonce): an authenticated request (MESSAGE-INTEGRITY and
 //     NONCE) whose nonce is not ours for this 5-tuple, or is older than nonceLifetime, has its
 //     NONCE spoiled so that pion answers 438 with a fresh nonce, which goes out bound to this
 //     5-tuple. A request whose nonce is ours has it replaced by pion's (left-padded to the
 //     same length, so the message keeps its size and is rewritten in place) and, when its
 //     MESSAGE-INTEGRITY verifies with the user's key, is signed again with that key so that
-//     pion's own check passes. A request whose MESSAGE-INTEGRITY does not verify is passed
-//     unsigned: pion answers it 401, as before.
+//     pion's own check passes. A request whose MESSAGE-INTEGRITY verifies with no key keeps
+//     the client's: pion answers it 401, as before.
 //
 // What this relies on in pion is listed in pioncompat.go (item 4).
 

@@ -10,6 +10,10 @@ import (
 
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
+
+	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/relay/internal/sock"
+	"github.com/avedge/avedge/relay/policy"
 )
 
 // A nonce is valid for the 5-tuple it was minted for, and for nonceLifetime.
@@ -101,3 +105,56 @@ func TestResign(t *testing.T) {
 		}
 	}
 }
+
+// FuzzNonceRewrite feeds arbitrary bytes to both rewrites as a client's request and as
+// pion's answer: neither panics, a request keeps its length, and a request that carries a
+// nonce of ours for its 5-tuple and a MESSAGE-INTEGRITY made with a live key leaves
+// verifying with that key and carrying pion's nonce.
+func FuzzNonceRewrite(f *testing.F) {
+	key := turn.GenerateAuthKey("alice", "avedge", "alice-pw")
+	s := &Server{
+		cfg:     Config{Validator: auth.NewValidator(auth.ValidatorConfig{Users: map[string]string{"alice": "alice-pw"}})},
+		nonces:  newNonceSigner(nil),
+		lockout: policy.NewLockout(-1, time.Minute, 1),
+	}
+	s.precheck.init()
+	const pionPadded = "000000000000abcdefghijklmnopqrst"
+	s.pionNonce.Store(&pionNonce{padded: pionPadded, at: time.Now()})
+	client := netip.MustParseAddrPort("127.0.0.1:40000")
+	end := fakeEnd{local: netip.MustParseAddrPort("127.0.0.1:3478")}
+	ours := s.nonces.mint(false, end.local, client)
+	good := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest), requestedTransportUDP,
+		stun.NewUsername("alice"), stun.NewRealm("avedge"), stun.NewNonce(ours), stun.MessageIntegrity(key), stun.Fingerprint)
+	f.Add(good.Raw)
+	f.Add(good.Raw[:len(good.Raw)-8])
+	f.Add(stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassErrorResponse),
+		&stun.ErrorCodeAttribute{Code: stun.CodeUnauthorized}, stun.NewNonce("abc"), stun.NewRealm("avedge")).Raw)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_ = s.bindAnswerNonce(b, client, end)
+		m := append([]byte(nil), b...)
+		s.bindRequestNonce(m, client, sock.UDPAddr(client), end)
+		if len(m) != len(b) {
+			t.Fatalf("request length %d → %d", len(b), len(m))
+		}
+		in := &stun.Message{Raw: append([]byte(nil), b...)}
+		var n stun.Nonce
+		if in.Decode() != nil || n.GetFrom(in) != nil || string(n) != ours || stun.MessageIntegrity(key).Check(in) != nil ||
+			!isAuthenticatedTURNRequest(b) {
+			return
+		}
+		out := &stun.Message{Raw: m}
+		if err := out.Decode(); err != nil {
+			t.Fatalf("rewritten request does not decode: %v", err)
+		}
+		if n.GetFrom(out) != nil || string(n) != pionPadded {
+			t.Fatalf("rewritten NONCE %q, want pion's", n)
+		}
+		if err := stun.MessageIntegrity(key).Check(out); err != nil {
+			t.Fatalf("rewritten request does not verify: %v", err)
+		}
+	})
+}
+
+type fakeEnd struct{ local netip.AddrPort }
+
+func (e fakeEnd) tupleEnd() (bool, netip.AddrPort) { return false, e.local }
