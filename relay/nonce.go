@@ -37,10 +37,10 @@ import (
 //     438) leaves with a nonce of ours, an HMAC over the issue time, the transport, the
 //     listener address and the client address under a per-process key. pion's own nonce
 //     is kept (Server.pionNonce) for the way in.
-//   - in (admitRequest → bindRequestNonce): an authenticated request (MESSAGE-INTEGRITY and
-//     NONCE) whose nonce is not ours for this 5-tuple, or is older than nonceLifetime, has its
-//     NONCE spoiled so that pion answers 438 with a fresh nonce, which goes out bound to this
-//     5-tuple. A request whose nonce is ours has it replaced by pion's (left-padded to the
+//   - in (admitRequest → bindRequestNonce): a TURN request whose NONCE is not ours for this
+//     5-tuple, or is older than nonceLifetime, has it spoiled so that pion answers 438 with a
+//     fresh nonce, which goes out bound to this 5-tuple (signed or not: the relay does not
+//     rely on pion's nonce staying secret). A request whose nonce is ours has it replaced by pion's (left-padded to the
 //     same length, so the message keeps its size and is rewritten in place) and, when its
 //     MESSAGE-INTEGRITY verifies with the user's key, is signed again with that key so that
 //     pion's own check passes. A request whose MESSAGE-INTEGRITY verifies with no key keeps
@@ -195,10 +195,7 @@ func (s *Server) bindRequestNonce(m []byte, client netip.AddrPort, src net.Addr,
 	if !ok {
 		return false
 	}
-	miOff, _, ok := findAttrHeader(m, stun.AttrMessageIntegrity)
-	if !ok {
-		return false
-	}
+	miOff, _, signed := findAttrHeader(m, stun.AttrMessageIntegrity)
 	stream, local := end.tupleEnd()
 	pn := s.pionNonce.Load()
 	if !s.nonces.valid(m[nOff:nOff+nLen], stream, local, client) || pn == nil || s.nonces.now().Sub(pn.at) > pionNonceMaxAge {
@@ -208,9 +205,14 @@ func (s *Server) bindRequestNonce(m []byte, client netip.AddrPort, src net.Addr,
 		for i := nOff; i < nOff+nLen; i++ {
 			m[i] = '-'
 		}
-		if mt := s.cfg.Metrics; mt != nil {
+		if mt := s.cfg.Metrics; mt != nil && signed {
 			mt.AuthFailure(metrics.AuthStaleNonce)
 		}
+		return true
+	}
+	if !signed {
+		// pion answers 401 (no MESSAGE-INTEGRITY) or 438/400 (one it cannot use) anyway.
+		copy(m[nOff:nOff+nLen], pn.padded)
 		return true
 	}
 	// Found before the NONCE changes: the client signed the nonce it sent.
