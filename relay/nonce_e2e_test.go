@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/metrics"
 )
 
 // authedWith sends one authenticated request with the given NONCE (no retry on 438).
@@ -46,7 +48,12 @@ func staleNonce(t *testing.T, what string, err error, old stun.Nonce) stun.Nonce
 // nothing is created; the nonce still works from its own address, and a client that moved
 // recovers with the nonce the 438 carries.
 func TestNonceBoundToFiveTuple(t *testing.T) {
-	s := startServer(t, nil)
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg, metrics.Options{Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, func(c *Config) { c.Metrics = m })
 	username, password := auth.MintREST(testSecret, "mallory", time.Now().Add(time.Hour))
 	attacker := dialRaw(t, s.addrOf(UDP), username, password)
 	if err := attacker.allocate(); err != nil {
@@ -63,6 +70,7 @@ func TestNonceBoundToFiveTuple(t *testing.T) {
 		return stun.RawAttribute{Type: stun.AttrChannelNumber, Value: v}
 	}
 
+	refused := 0 // 438s received
 	for _, local := range []string{"127.0.0.1:0", "127.0.0.2:0"} {
 		t.Run("from "+local, func(t *testing.T) {
 			victim := newUDPPeer(t, local) // skips if 127.0.0.2 is not usable
@@ -72,6 +80,7 @@ func TestNonceBoundToFiveTuple(t *testing.T) {
 
 			_, err := spoofed.authedWith(taken, allocate, requestedTransportUDP)
 			fresh := staleNonce(t, "Allocate with a nonce of another 5-tuple", err, taken)
+			refused++
 			if st := s.Stats(); st.Ports.Held != before.Ports.Held {
 				t.Fatalf("an allocation was created: ports held %d → %d", before.Ports.Held, st.Ports.Held)
 			}
@@ -85,8 +94,10 @@ func TestNonceBoundToFiveTuple(t *testing.T) {
 			// and no channel for this 5-tuple.
 			_, err = spoofed.authedWith(taken, createPermission, peerAttr(peer.addr()))
 			staleNonce(t, "CreatePermission with a nonce of another 5-tuple", err, taken)
+			refused++
 			_, err = spoofed.authedWith(taken, channelBind, chanNum(0x4001), peerAttr(peer.addr()))
 			staleNonce(t, "ChannelBind with a nonce of another 5-tuple", err, taken)
+			refused++
 			if st := s.Stats(); st.Permissions != before.Permissions || st.Channels != before.Channels {
 				t.Fatalf("permissions %d → %d, channels %d → %d: created with a foreign nonce",
 					before.Permissions, st.Permissions, before.Channels, st.Channels)
@@ -98,6 +109,10 @@ func TestNonceBoundToFiveTuple(t *testing.T) {
 				t.Fatalf("Refresh 0: %v", err)
 			}
 		})
+	}
+	// Each refusal is counted.
+	if got, want := authFailures(t, reg, metrics.AuthStaleNonce), float64(refused); got != want {
+		t.Fatalf("stale_nonce counted %v times, want %v", got, want)
 	}
 	// The attacker's nonce works from its own 5-tuple.
 	if _, err := attacker.authedWith(taken, createPermission, peerAttr(peer.addr())); err != nil {
