@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/avedge/avedge/auth"
@@ -23,6 +24,16 @@ type Settings struct {
 	Service         *auth.ServiceConfig // nil: no built-in credential service
 	MetricsListen   string
 	AuthListen      string
+	// NonLoopback names the first listener not on loopback: a TURN listener
+	// ("udp/192.0.2.1:3478"), the credential service ("auth-listen 0.0.0.0:8443") or the
+	// metrics endpoint; "" when every one is on loopback. While one is not, no secret and no
+	// credential is to be printed: what a daemon prints ends up in logs that others read, and
+	// the relay serves more than this host.
+	NonLoopback string
+	// Warnings are what is accepted but unsafe, one sentence each, for the log: secrets given
+	// on the command line or inline in a config file others can read, files of secrets others
+	// can read that allow-readable-secrets let through.
+	Warnings []string
 }
 
 // Build checks o and derives the relay and service settings. Errors name the key.
@@ -73,7 +84,50 @@ func (o Options) derive(in *inputs) (*Settings, error) {
 	if st.Service, st.GeneratedAPIKey, err = o.service(st.Keyring, in); err != nil {
 		return nil, err
 	}
+	if err := o.portsOutsideRange(rc.Listeners); err != nil {
+		return nil, err
+	}
+	st.NonLoopback = o.nonLoopback(rc.Listeners)
+	st.Warnings = append(slices.Clone(o.notes), in.warnings...)
 	return st, o.checkProcess()
+}
+
+// nonLoopback names the first of the listeners (TURN, then auth-listen and metrics-listen,
+// which service has checked) that is not on loopback; "" when every one is.
+func (o Options) nonLoopback(listeners []relay.ListenerConfig) string {
+	for _, l := range listeners {
+		if !l.Addr.Addr().IsLoopback() {
+			return string(l.Network) + "/" + l.Addr.String()
+		}
+	}
+	for _, kv := range [][2]string{{"auth-listen", o.AuthListen}, {"metrics-listen", o.MetricsListen}} {
+		if ap, err := netip.ParseAddrPort(kv[1]); err == nil && !ap.Addr().Unmap().IsLoopback() {
+			return kv[0] + " " + kv[1]
+		}
+	}
+	return ""
+}
+
+// portsOutsideRange refuses a listener whose port lies in the relay range: portalloc would
+// find that port taken, and a client could name the listener as a peer on the relay's own
+// address, where only relay ports are let through.
+func (o Options) portsOutsideRange(turn []relay.ListenerConfig) error {
+	for _, l := range turn {
+		if p := int(l.Addr.Port()); p >= o.MinPort && p <= o.MaxPort {
+			return bad("listening-port/tls-listening-port/listen", "%s/%s: port %d is inside the relay range %d-%d (min-port/max-port): move the listener or the range",
+				l.Network, l.Addr, p, o.MinPort, o.MaxPort)
+		}
+	}
+	for _, l := range []struct{ key, addr string }{{"metrics-listen", o.MetricsListen}, {"auth-listen", o.AuthListen}} {
+		ap, err := netip.ParseAddrPort(l.addr)
+		if err != nil {
+			continue // empty, or refused above
+		}
+		if p := int(ap.Port()); p >= o.MinPort && p <= o.MaxPort {
+			return bad(l.key, "port %d is inside the relay range %d-%d (min-port/max-port): move the listener or the range", p, o.MinPort, o.MaxPort)
+		}
+	}
+	return nil
 }
 
 // listeners derives the listening addresses from listening-ip, the ports, no-udp/no-tcp and
@@ -259,10 +313,11 @@ func (o Options) credentials(st *Settings, in *inputs) error {
 	}
 	secrets = append(secrets, in.fileSecrets...)
 	users := map[string]string{}
-	for _, u := range o.Users {
+	for i, u := range o.Users {
 		name, pw, ok := strings.Cut(u, ":")
 		if !ok || name == "" {
-			return bad("user", "%q: want name:password", u)
+			// Not the entry itself: without its colon it may be all password.
+			return bad("user", "entry %d: want name:password", i+1)
 		}
 		users[name] = pw
 	}

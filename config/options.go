@@ -57,12 +57,13 @@ type Options struct {
 	// realm: the long-term credential realm; must not be empty.
 	Realm string
 	// static-auth-secret: TURN REST shared secrets, newest first. With none and no user, a
-	// secret is generated at start.
+	// secret is generated at start. Given on the command line or inline in a file others can
+	// read, it is used with a warning (Settings.Warnings).
 	StaticAuthSecrets []string
 	// static-auth-secret-file: a file of shared secrets ("id secret" or "secret" per line),
 	// newest first, appended to StaticAuthSecrets.
 	SecretFile string
-	// user: static long-term users, each "name:password".
+	// user: static long-term users, each "name:password" (warned about as StaticAuthSecrets).
 	Users []string
 	// users-file: a file of static users, "name:password" per line; it wins over Users.
 	UsersFile string
@@ -123,10 +124,15 @@ type Options struct {
 	AuthListen string
 	// auth-api-key: the bearer tokens callers of the credential service present. With none
 	// (and no AuthAPIKeyFile), a key is generated when AuthListen is on loopback, and the
-	// service is refused elsewhere unless AuthAllowAnonymous.
+	// service is refused elsewhere unless AuthAllowAnonymous. Warned about as
+	// StaticAuthSecrets.
 	AuthAPIKeys []string
 	// auth-api-key-file: a file of bearer tokens, one per line, added to AuthAPIKeys.
 	AuthAPIKeyFile string
+	// allow-readable-secrets: read the files of secrets (static-auth-secret-file, users-file,
+	// auth-api-key-file, pkey) even when users other than their owner can read or write them,
+	// with a warning. False: such a file is refused (see internal/secretfile for the rule).
+	AllowReadableSecrets bool
 	// auth-allow-anonymous: serve credentials without an API key.
 	AuthAllowAnonymous bool
 	// auth-relay: the relays the credential service lists, each
@@ -143,8 +149,14 @@ type Options struct {
 	// log-level: "debug", "info", "warn" or "error".
 	LogLevel string
 	// print-credentials: whether a ready-to-use credential is printed at start. Nil: only
-	// when the secret was generated.
+	// when the secret was generated. Never printed while a listener is not on loopback
+	// (Settings.NonLoopback): avedge writes it to a file only its user can read instead.
 	PrintCredentials *bool
+
+	// notes are Parse's warnings about where secrets were given: on the command line, or
+	// inline in a config file others can read. Build passes them on in Settings.Warnings.
+	// Not an option: no row of optionTable.
+	notes []string
 }
 
 // option is one row of optionTable: a setting's flag name (also its YAML key), the field of
@@ -152,6 +164,10 @@ type Options struct {
 type option struct {
 	name  string
 	usage string
+	// secretFile, for an option whose value is a secret, names the option of the file that
+	// should hold it instead (a warning says so when the secret is given on the command line
+	// or in a config file others can read); "" for the other options.
+	secretFile string
 	// field returns a pointer to the option's field of o (*int, *string, *[]string, ...).
 	field func(o *Options) any
 	// setDefault writes the default into o.
@@ -169,6 +185,24 @@ func opt[T any](name string, field func(*Options) *T, def T, usage string) optio
 			}
 			*field(o) = v
 		}}
+}
+
+// secret marks op as carrying a secret that belongs in the file of option file.
+func secret(file string, op option) option {
+	op.secretFile = file
+	return op
+}
+
+// given reports whether the field op fills holds a value that is not empty (a string or a
+// list: what secret options are).
+func (op option) given(o *Options) bool {
+	switch p := op.field(o).(type) {
+	case *string:
+		return *p != ""
+	case *[]string:
+		return len(*p) > 0
+	}
+	return true
 }
 
 // optionTable drives the flags, the YAML keys, the defaults and the usage text: one row per
@@ -189,7 +223,7 @@ var optionTable = []option{
 	opt("cert", func(o *Options) *string { return &o.Cert }, "",
 		"TLS certificate chain file (PEM); enables TLS listeners"),
 	opt("pkey", func(o *Options) *string { return &o.PKey }, "",
-		"TLS private key file (PEM)"),
+		"TLS private key file (PEM); only its owner may read it (see allow-readable-secrets)"),
 	opt("relay-ip", func(o *Options) *[]string { return &o.RelayIPs }, nil,
 		"address relay sockets bind to, one per family (default: the first listening-ip of each family)"),
 	opt("external-ip", func(o *Options) *[]string { return &o.ExternalIPs }, nil,
@@ -208,14 +242,14 @@ var optionTable = []option{
 		"how long a worker without packets keeps its scheduler slot before it parks through the Go runtime (held, a packet costs one wake-up; parked, an idle relay costs no CPU; 0: indefinitely; negative: never)"),
 	opt("realm", func(o *Options) *string { return &o.Realm }, "avedge",
 		"long-term credential realm"),
-	opt("static-auth-secret", func(o *Options) *[]string { return &o.StaticAuthSecrets }, nil,
-		"TURN REST shared secret, repeatable, newest first (default: generated at start and printed)"),
+	secret("static-auth-secret-file", opt("static-auth-secret", func(o *Options) *[]string { return &o.StaticAuthSecrets }, nil,
+		"TURN REST shared secret, repeatable, newest first; every user of the host can read the command line: prefer static-auth-secret-file (default: generated at start, and printed while every listener is on loopback)")),
 	opt("static-auth-secret-file", func(o *Options) *string { return &o.SecretFile }, "",
-		"file of shared secrets, one per line (\"id secret\" or \"secret\"), newest first; re-read on SIGHUP"),
-	opt("user", func(o *Options) *[]string { return &o.Users }, nil,
-		"static long-term user name:password, repeatable"),
+		"file of shared secrets, one per line (\"id secret\" or \"secret\"), newest first; re-read on SIGHUP; only its owner may read it (see allow-readable-secrets)"),
+	secret("users-file", opt("user", func(o *Options) *[]string { return &o.Users }, nil,
+		"static long-term user name:password, repeatable; every user of the host can read the command line: prefer users-file")),
 	opt("users-file", func(o *Options) *string { return &o.UsersFile }, "",
-		"file of static users, name:password per line; re-read on SIGHUP"),
+		"file of static users, name:password per line; re-read on SIGHUP; only its owner may read it"),
 	opt("rest-api-separator", func(o *Options) *string { return &o.RESTSeparator }, ":",
 		"separator between expiry and user in TURN REST usernames"),
 	opt("clock-skew", func(o *Options) *time.Duration { return &o.ClockSkew }, 30*time.Second,
@@ -255,11 +289,13 @@ var optionTable = []option{
 	opt("metrics-listen", func(o *Options) *string { return &o.MetricsListen }, "127.0.0.1:9641",
 		"address of /metrics, /healthz, /readyz (empty: off)"),
 	opt("auth-listen", func(o *Options) *string { return &o.AuthListen }, "127.0.0.1:8443",
-		"address of the built-in credential service (empty: off); on loopback without auth-api-key a key is generated and printed"),
-	opt("auth-api-key", func(o *Options) *[]string { return &o.AuthAPIKeys }, nil,
-		"bearer token callers of the credential service present, repeatable"),
+		"address of the built-in credential service (empty: off); on loopback without auth-api-key a key is generated (and printed while every listener is on loopback)"),
+	secret("auth-api-key-file", opt("auth-api-key", func(o *Options) *[]string { return &o.AuthAPIKeys }, nil,
+		"bearer token callers of the credential service present, repeatable; every user of the host can read the command line: prefer auth-api-key-file")),
 	opt("auth-api-key-file", func(o *Options) *string { return &o.AuthAPIKeyFile }, "",
-		"file of bearer tokens, one per line"),
+		"file of bearer tokens, one per line; only its owner may read it"),
+	opt("allow-readable-secrets", func(o *Options) *bool { return &o.AllowReadableSecrets }, false,
+		"read static-auth-secret-file, users-file, auth-api-key-file and pkey even when users other than their owner can read them (refused otherwise: chmod 600 them; root's 0640 and 0440 files are accepted)"),
 	opt("auth-allow-anonymous", func(o *Options) *bool { return &o.AuthAllowAnonymous }, false,
 		"serve credentials without an API key (only on a trusted network)"),
 	opt("auth-relay", func(o *Options) *[]string { return &o.AuthRelays }, nil,
@@ -273,7 +309,7 @@ var optionTable = []option{
 	opt("log-level", func(o *Options) *string { return &o.LogLevel }, "info",
 		"debug, info, warn or error"),
 	opt("print-credentials", func(o *Options) **bool { return &o.PrintCredentials }, nil,
-		"print a ready-to-use credential at start (default: true when the secret was generated)"),
+		"print a ready-to-use credential at start (default: true when the secret was generated); while a listener is not on loopback it is written to a file only this user can read, and its name printed"),
 }
 
 // Defaults is the embedded default: everything on loopback, the A/V Edge's relay range.

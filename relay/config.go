@@ -213,3 +213,16 @@ func ParseDataPath(s string) (DataPath, error) {
 	}
 	return "", fmt.Errorf("data path %q: want %s, %s or auto", s, DataPathIOUring, DataPathEpoll)
 }
+
+// checkListenPorts refuses a listener whose port lies in the relay range: portalloc would
+// hand that port to an allocation on the same address only to find it taken, and on a
+// relay address a client could name the listener as a peer port that peerPortOK accepts.
+func (c *Config) checkListenPorts() error {
+	for _, l := range c.Listeners {
+		if p := l.Addr.Port(); p != 0 && p >= c.MinPort && p <= c.MaxPort {
+			return fmt.Errorf("relay: listener %s/%s: port %d is inside the relay range %d-%d (min-port/max-port): move the listener or the range",
+				l.Network, l.Addr, p, c.MinPort, c.MaxPort)
+		}
+	}
+	return nil
+}

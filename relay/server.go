@@ -103,6 +103,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.precheck.init()
 	s.nonces = newNonceSigner(nil)
+	if err := c.checkDescriptors(); err != nil {
+		return nil, err
+	}
 	if err := s.setupRelayIPs(); err != nil {
 		return nil, err
 	}
@@ -180,6 +183,9 @@ func New(cfg Config) (*Server, error) {
 		turnCfg.AuthHandler = s.authenticate
 	}
 	gen := &relayGen{srv: s}
+	if err := c.checkListenPorts(); err != nil {
+		return nil, err
+	}
 	for _, l := range c.Listeners {
 		switch l.Network {
 		case UDP:

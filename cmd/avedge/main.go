@@ -2,7 +2,8 @@
 // ports from the edge range, time-limited shared-secret credentials, Prometheus metrics.
 //
 // With no flags it runs the embedded default: everything on loopback, a generated secret,
-// and a credential printed so that a client can use the relay at once.
+// and a credential printed so that a client can use the relay at once. A credential or secret
+// is printed only while every listener is on loopback (see announce).
 package main
 
 import (
@@ -19,6 +20,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -56,6 +58,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		return 2
 	}
 	log := newLogger(stderr, opts.LogFormat, opts.LogLevel)
+	for _, w := range st.Warnings {
+		log.Warn(w)
+	}
 	sizeGOMAXPROCS(st.Relay.Workers)
 
 	reg := prometheus.NewRegistry()
@@ -85,12 +90,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		_ = srv.Close()
 		return 1
 	}
-	if st.GeneratedSecret || (opts.PrintCredentials != nil && *opts.PrintCredentials) {
-		printCredentials(stdout, st, srv)
-	}
-	if st.GeneratedAPIKey != "" && authAddr != "" {
-		fmt.Fprintf(stdout, "Credential service (MRAS XML on /mras, JSON on /credentials), API key generated for this run:\n  curl -s -H 'Authorization: Bearer %s' 'http://%s/credentials?username=alice'\n\n", st.GeneratedAPIKey, authAddr)
-	}
+	removeCredentials := announce(stdout, st, opts.PrintCredentials, srv.Addrs(), authAddr)
+	defer removeCredentials()
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
@@ -250,6 +251,9 @@ func reload(log *slog.Logger, args []string, st *config.Settings, srv *relay.Ser
 		log.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
 		return
 	}
+	for _, w := range nst.Warnings {
+		log.Warn("SIGHUP: " + w)
+	}
 	if !nst.GeneratedSecret {
 		st.Keyring.Set(nst.Keyring.Secrets())
 	}
@@ -298,16 +302,67 @@ func pionVersion() string {
 	return ""
 }
 
+// announce prints what lets a user try the relay at once: a credential (when the secret was
+// generated, or print-credentials asks for one) and the credential service's generated API key
+// (authAddr: the service as bound, "" when off). While a listener is not on loopback
+// (st.NonLoopback) it prints neither: what a daemon prints ends up in logs others read, and the
+// relay then serves more than this host. It writes them instead to a file only this user can
+// read and prints where that file is. The function it returns removes the file (at exit: a
+// generated secret dies with the process).
+func announce(stdout io.Writer, st *config.Settings, printCreds *bool, addrs []relay.ListenerConfig, authAddr string) (remove func()) {
+	var b strings.Builder
+	if st.GeneratedSecret || (printCreds != nil && *printCreds) {
+		printCredentials(&b, st, addrs)
+	}
+	if st.GeneratedAPIKey != "" && authAddr != "" {
+		fmt.Fprintf(&b, "Credential service (MRAS XML on /mras, JSON on /credentials), API key generated for this run:\n  curl -s -H 'Authorization: Bearer %s' 'http://%s/credentials?username=alice'\n\n", st.GeneratedAPIKey, authAddr)
+	}
+	switch {
+	case b.Len() == 0:
+		return func() {}
+	case st.NonLoopback == "":
+		io.WriteString(stdout, b.String())
+		return func() {}
+	}
+	path, err := writePrivate(b.String())
+	if err != nil {
+		fmt.Fprintf(stdout, "avedge is ready. Credentials are not printed: %s is not on loopback; writing them to a file failed (%v).\n"+
+			"Give static-auth-secret-file (and auth-api-key-file) and mint credentials with avedge-token --secret-file FILE.\n", st.NonLoopback, err)
+		return func() {}
+	}
+	fmt.Fprintf(stdout, "avedge is ready. Credentials are not printed: %s is not on loopback.\n"+
+		"They are in %s, which only this user can read (removed when avedge stops).\n", st.NonLoopback, path)
+	return func() { _ = os.Remove(path) }
+}
+
+// writePrivate writes text to a new file in the temporary directory ($TMPDIR) that only this
+// user can read (os.CreateTemp makes it mode 0600), and returns its name.
+func writePrivate(text string) (string, error) {
+	f, err := os.CreateTemp("", "avedge-credentials-*.txt")
+	if err != nil {
+		return "", err
+	}
+	_, err = f.WriteString(text)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
 // printCredentials prints a credential valid for 8 hours, an iceServers snippet and a
-// turnutils_uclient command line that work against this relay as printed.
-func printCredentials(w io.Writer, st *config.Settings, srv *relay.Server) {
+// turnutils_uclient command line that work against this relay (listening on addrs) as printed.
+func printCredentials(w io.Writer, st *config.Settings, addrs []relay.ListenerConfig) {
 	sec, ok := st.Keyring.Newest()
 	if !ok {
 		return
 	}
 	user, pass := auth.MintREST(sec.Value, "avedge-demo", time.Now().Add(8*time.Hour))
 	var udp, tcp string
-	for _, l := range srv.Addrs() {
+	for _, l := range addrs {
 		switch {
 		case l.Network == relay.UDP && udp == "":
 			udp = l.Addr.String()
