@@ -132,6 +132,9 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// Logger: nil means slog.Default().
 	Logger *slog.Logger
+
+	// nonceClock is the clock nonces are issued and aged by (tests). Nil: time.Now.
+	nonceClock func() time.Time
 }
 
 // PeerPolicy says which peers a client may reach through the relay.

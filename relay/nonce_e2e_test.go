@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/internal/testnet"
 	"github.com/avedge/avedge/metrics"
 )
 
@@ -235,4 +237,38 @@ func netUDPAddr(t *testing.T, s string) *net.UDPAddr {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// A nonce expires after nonceLifetime; pion's client, whose next request then carries an
+// expired nonce, gets 438 with a fresh one and goes on: the permission for a new peer is
+// created and data flows to it.
+func TestNonceExpiryWithPionClient(t *testing.T) {
+	var offset atomic.Int64 // added to the relay's nonce clock
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg, metrics.Options{Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, func(c *Config) {
+		c.Metrics = m
+		c.nonceClock = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	})
+	c := newClient(t, s, "alice")
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatalf("allocate: %v", err)
+	}
+	defer relay.Close()
+	first := testnet.Echo(t, "udp4", "127.0.0.1:0")
+	roundTrip(t, relay, first.LocalAddr(), []byte("before"))
+	if got := authFailures(t, reg, metrics.AuthStaleNonce); got != 0 {
+		t.Fatalf("stale_nonce counted %v times before the nonce expired", got)
+	}
+
+	offset.Store(int64(nonceLifetime + time.Minute))
+	second := testnet.Echo(t, "udp4", "127.0.0.1:0")
+	roundTrip(t, relay, second.LocalAddr(), []byte("after")) // a new permission, asked with the expired nonce
+	if got := authFailures(t, reg, metrics.AuthStaleNonce); got < 1 {
+		t.Fatal("no 438 counted for the expired nonce")
+	}
 }

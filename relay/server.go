@@ -102,7 +102,7 @@ func New(cfg Config) (*Server, error) {
 		quota:     policy.NewQuota(c.UserQuota, c.MaxAllocations),
 	}
 	s.precheck.init()
-	s.nonces = newNonceSigner(nil)
+	s.nonces = newNonceSigner(c.nonceClock)
 	if err := c.checkDescriptors(); err != nil {
 		return nil, err
 	}
