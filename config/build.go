@@ -383,6 +383,17 @@ func (o Options) peersAndLimits(st *Settings) error {
 	rc.MaxStreamConns, rc.MaxStreamConnsPerSource = unlimitedIfZero(o.MaxTCPConnections), unlimitedIfZero(o.MaxTCPConnectionsPerSource)
 	rc.StreamFirstMessageTimeout, rc.StreamIdleTimeout, rc.TLSHandshakeTimeout = o.TCPFirstMessageTimeout, o.TCPIdleTimeout, o.TLSHandshakeTimeout
 	rc.StreamWriteTimeout = o.TCPWriteTimeout
+	rc.ErrorRate, rc.BindingRate = o.ErrorRate, o.BindingRate
+	if o.ErrorRate == 0 || o.BindingRate == 0 {
+		return bad("error-rate/binding-rate", "0 would refuse everything: give a rate, or -1 for unlimited")
+	}
+	rc.StaticUserFailures, rc.StaticUserLockout = o.UserLockoutFailures, o.UserLockoutTime
+	if o.UserLockoutFailures == 0 {
+		return bad("user-lockout-failures", "0 would refuse every static user: give a count, or -1 for no lockout")
+	}
+	if o.UserLockoutTime <= 0 {
+		return bad("user-lockout-time", "must be positive")
+	}
 	if o.AlternateServer != "" {
 		ap, err := netip.ParseAddrPort(o.AlternateServer)
 		if err != nil {

@@ -119,6 +119,19 @@ type Options struct {
 	// tls-handshake-timeout: how long a TLS client has to finish its handshake. Zero: 10 s;
 	// negative: no limit.
 	TLSHandshakeTimeout time.Duration
+	// error-rate: error answers other than 401 per second per client address (IPv6: per
+	// /64), with 5 seconds' worth of burst. Negative: unlimited; zero is refused, as for
+	// AllocateRate.
+	ErrorRate float64
+	// binding-rate: Binding answers per second per client address (IPv6: per /64), with 5
+	// seconds' worth of burst. Negative: unlimited; zero is refused, as for AllocateRate.
+	BindingRate float64
+	// user-lockout-failures: wrong passwords for one static user within UserLockoutTime
+	// that refuse the user for UserLockoutTime. Negative: no lockout; zero is refused.
+	UserLockoutFailures int
+	// user-lockout-time: the window static-user failures are counted in, and how long the
+	// user is then refused; must be positive.
+	UserLockoutTime time.Duration
 	// alternate-server: the ip:port named in 300 Try Alternate answers to Allocate while the
 	// relay drains. Empty: those get 508.
 	AlternateServer string
@@ -306,6 +319,14 @@ var optionTable = []option{
 		"a TCP or TLS connection whose client takes nothing the relay writes for this long is closed (0: 30s; -1: no limit)"),
 	opt("tls-handshake-timeout", func(o *Options) *time.Duration { return &o.TLSHandshakeTimeout }, 10*time.Second,
 		"a TLS client that has not finished its handshake this long after connecting is closed (0: 10s; -1: no limit)"),
+	opt("error-rate", func(o *Options) *float64 { return &o.ErrorRate }, 200,
+		"error answers other than 401 per second per client address (IPv6: per /64), burst 5 s; excess dropped (-1: unlimited)"),
+	opt("binding-rate", func(o *Options) *float64 { return &o.BindingRate }, 500,
+		"Binding answers per second per client address (IPv6: per /64), burst 5 s; excess dropped (-1: unlimited)"),
+	opt("user-lockout-failures", func(o *Options) *int { return &o.UserLockoutFailures }, 10,
+		"wrong passwords for one static user within user-lockout-time that refuse it for user-lockout-time (-1: never)"),
+	opt("user-lockout-time", func(o *Options) *time.Duration { return &o.UserLockoutTime }, 5*time.Minute,
+		"window of user-lockout-failures, and how long the static user is then refused"),
 	opt("alternate-server", func(o *Options) *string { return &o.AlternateServer }, "",
 		"ip:port named in 300 Try Alternate answers to Allocate while draining (empty: 508)"),
 	opt("metrics-listen", func(o *Options) *string { return &o.MetricsListen }, "127.0.0.1:9641",

@@ -133,6 +133,25 @@ type Config struct {
 	// limit.
 	TLSHandshakeTimeout time.Duration
 
+	// ErrorRate limits every other error answer (400, 403, 420, 437, 438, 486, 508, ...) per
+	// client IP address (IPv6: per /64) per second, burst 5 seconds' worth; excess answers
+	// are dropped and counted, so a spoofed source cannot make the relay a reflector. Zero:
+	// 200; negative: unlimited.
+	ErrorRate float64
+	// BindingRate limits Binding success answers per client IP address (IPv6: per /64) per
+	// second, burst 5 seconds' worth; excess answers are dropped and counted. It is per
+	// address, not per address and port, because a reflection aims at an address and a
+	// spoofer picks the ports; the default leaves room for thousands of clients behind one
+	// NAT. Zero: 500; negative: unlimited.
+	BindingRate float64
+	// StaticUserFailures is how many wrong passwords for one static user (Validator's Users)
+	// within StaticUserLockout refuse that user for StaticUserLockout, whatever the password
+	// (401, counted as auth failure "locked_out"). TURN REST and MRAS usernames, whose
+	// passwords are HMACs, are not counted. Zero: 10; negative: no lockout.
+	StaticUserFailures int
+	// StaticUserLockout is the window failures are counted in and how long the user is then
+	// refused. Zero: 5 minutes.
+	StaticUserLockout time.Duration
 	// AlternateServer, when set, is named in a 300 (Try Alternate) answer to Allocate requests
 	// while the relay drains (RFC 8489 §10 ALTERNATE-SERVER); unset, they get 508.
 	AlternateServer netip.AddrPort
@@ -142,6 +161,9 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// Logger: nil means slog.Default().
 	Logger *slog.Logger
+
+	// nonceClock is the clock nonces are issued and aged by (tests). Nil: time.Now.
+	nonceClock func() time.Time
 }
 
 // PeerPolicy says which peers a client may reach through the relay.
@@ -196,6 +218,18 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.TLSHandshakeTimeout == 0 {
 		out.TLSHandshakeTimeout = 10 * time.Second
+	}
+	if out.ErrorRate == 0 {
+		out.ErrorRate = 200
+	}
+	if out.BindingRate == 0 {
+		out.BindingRate = 500
+	}
+	if out.StaticUserFailures == 0 {
+		out.StaticUserFailures = 10
+	}
+	if out.StaticUserLockout <= 0 {
+		out.StaticUserLockout = 5 * time.Minute
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()

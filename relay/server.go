@@ -60,6 +60,12 @@ type Server struct {
 	fast       *dataplane.Table                    // Static. Written by the EventHandler; read lock-free by workers.
 	allocLimit *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by admitRequest.
 	authLimit  *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by passAnswer.
+	errLimit   *policy.Limiter                     // other error answers; nil: unlimited. Static (locks itself). Used by passAnswer.
+	bindLimit  *policy.Limiter                     // Binding answers; nil: unlimited. Static (locks itself). Used by passAnswer.
+	lockout    *policy.Lockout                     // static users. Static (locks itself). Used by admitRequest and authenticate.
+	logs       *logSampler                         // lines input causes (logInput). Static (locks itself).
+	nonces     nonceSigner                         // Static. Used by the facades (nonce.go).
+	pionNonce  atomic.Pointer[pionNonce]           // the last nonce pion issued. Written by passAnswer, read by admitRequest.
 
 	mu      sync.Mutex
 	relays  map[netip.AddrPort]*relayConn // by advertised address. Guarded by mu. Written by AllocatePacketConn and relayClosed.
@@ -89,7 +95,7 @@ type allocKey struct{ src, dst netip.AddrPort }
 func New(cfg Config) (*Server, error) {
 	c := cfg.withDefaults()
 	s := &Server{
-		cfg: c, log: c.Logger,
+		cfg: c, log: c.Logger, logs: newLogSampler(nil),
 		lisByAddr: map[netip.AddrPort]*listenerGroup{},
 		tlsAddrs:  map[netip.AddrPort]bool{},
 		ports:     map[netip.Addr]*portalloc.Allocator{},
@@ -100,6 +106,7 @@ func New(cfg Config) (*Server, error) {
 		conns:     newConnLimit(c.MaxStreamConns, c.MaxStreamConnsPerSource),
 	}
 	s.precheck.init()
+	s.nonces = newNonceSigner(c.nonceClock)
 	if err := c.checkDescriptors(); err != nil {
 		return nil, err
 	}
@@ -118,6 +125,9 @@ func New(cfg Config) (*Server, error) {
 	s.SetPeerPolicy(c.Peers)
 	s.allocLimit = newRateLimit(c.AllocateRate)
 	s.authLimit = newRateLimit(c.UnauthorizedRate)
+	s.errLimit = newRateLimit(c.ErrorRate)
+	s.bindLimit = newRateLimit(c.BindingRate)
+	s.lockout = policy.NewLockout(c.StaticUserFailures, c.StaticUserLockout, 65536)
 
 	n := c.Workers
 	if n <= 0 {
@@ -166,7 +176,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	turnCfg := turn.ServerConfig{
 		Realm:              c.Realm,
-		LoggerFactory:      pionLogger{log: s.log},
+		LoggerFactory:      pionLogger{log: s.log, sample: s.logs},
 		EventHandler:       s.eventHandler(),
 		ChannelBindTimeout: c.ChannelLifetime,
 		PermissionTimeout:  c.PermissionLifetime,

@@ -346,7 +346,7 @@ func (c *framedConn) reply(_ netip.AddrPort, b []byte) bool {
 // 403, 401s over the client address's rate not at all.
 func (c *framedConn) Write(b []byte) (int, error) {
 	n := len(b)
-	b, ok := c.srv.passAnswer(b, c.Conn.RemoteAddr(), c.remote.Addr())
+	b, ok := c.srv.passAnswer(b, c.Conn.RemoteAddr(), c.remote, c)
 	if !ok {
 		return n, nil
 	}
