@@ -331,3 +331,33 @@ func waitClosed(t *testing.T, closed <-chan struct{}) {
 		t.Fatal("CloseRelay did not return after the sender's round ended")
 	}
 }
+
+// BenchmarkQuiesce is the grace period a relay socket's close waits for when the workers are
+// idle: a wake-up and a round of every worker.
+func BenchmarkQuiesce(b *testing.B) {
+	for _, useUring := range []bool{false, true} {
+		name := "epoll"
+		if useUring {
+			name = "io_uring"
+			if uring.Usable() != nil {
+				continue
+			}
+		}
+		b.Run(name, func(b *testing.B) {
+			ws := make([]*Worker, 4)
+			for i := range ws {
+				w, err := NewWorker(i, Config{Table: NewTable(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), UseUring: useUring})
+				if err != nil {
+					b.Fatal(err)
+				}
+				w.Start()
+				b.Cleanup(w.Close)
+				ws[i] = w
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				Quiesce(ws)
+			}
+		})
+	}
+}
