@@ -78,7 +78,7 @@ func TestQuotaDefaultsAndLifting(t *testing.T) {
 	for _, want := range []string{
 		fmt.Sprintf("(-1: unlimited) (default %d)", relay.DefaultUserQuota),
 		fmt.Sprintf("(-1: unlimited) (default %d)", relay.DefaultAllocationBandwidth),
-		"0: the relay range's size, max-port - min-port + 1; -1: unlimited",
+		"0: every port, the relay range's size times the relay-ip addresses; -1: unlimited",
 	} {
 		if !strings.Contains(help, want) {
 			t.Errorf("--help does not say %q", want)

@@ -33,8 +33,9 @@ type Options struct {
 	// pkey: the TLS private key file (PEM).
 	PKey string
 
-	// relay-ip: the addresses relay sockets bind to, at most one per family. Empty: the
-	// first listening address of each family (refused when that is a wildcard).
+	// relay-ip: the addresses relay sockets bind to, any number per family (each adds the
+	// relay range's ports). Empty: the first listening address of each family (refused when
+	// that is a wildcard).
 	RelayIPs []string
 	// external-ip: "public[/private]" pairs; public is advertised in XOR-RELAYED-ADDRESS for
 	// relay address private (which may be left out when there is one relay address).
@@ -81,8 +82,9 @@ type Options struct {
 	AllowedPeerIPs []string
 	// denied-peer-ip: CIDRs or addresses always refused as peers.
 	DeniedPeerIPs []string
-	// total-quota: the most live allocations in total. Zero: the size of the relay port range
-	// (max-port − min-port + 1); negative: unlimited. The same meanings as in relay.Config.
+	// total-quota: the most live allocations in total. Zero: every port, the size of the relay
+	// port range (max-port − min-port + 1) times the relay addresses; negative: unlimited.
+	// The same meanings as in relay.Config.
 	TotalQuota int
 	// user-quota: the most live allocations per user. Default relay.DefaultUserQuota;
 	// negative: unlimited. Zero is refused: to an operator it reads as "none" or as
@@ -261,7 +263,7 @@ var optionTable = []option{
 	opt("pkey", func(o *Options) *string { return &o.PKey }, "",
 		"TLS private key file (PEM); only its owner may read it (see allow-readable-secrets)"),
 	opt("relay-ip", func(o *Options) *[]string { return &o.RelayIPs }, nil,
-		"address relay sockets bind to, one per family (default: the first listening-ip of each family)"),
+		"address relay sockets bind to, repeatable: several per family multiply the relay range (default: the first listening-ip of each family)"),
 	opt("external-ip", func(o *Options) *[]string { return &o.ExternalIPs }, nil,
 		"public[/private]: advertise public in XOR-RELAYED-ADDRESS for relay address private (coturn -X)"),
 	opt("min-port", func(o *Options) *int { return &o.MinPort }, 50000,
@@ -297,7 +299,7 @@ var optionTable = []option{
 	opt("denied-peer-ip", func(o *Options) *[]string { return &o.DeniedPeerIPs }, nil,
 		"CIDR or address always refused as a peer, repeatable"),
 	opt("total-quota", func(o *Options) *int { return &o.TotalQuota }, 0,
-		"maximum live allocations in total, 508 beyond (0: the relay range's size, max-port - min-port + 1; -1: unlimited)"),
+		"maximum live allocations in total, 508 beyond (0: every port, the relay range's size times the relay-ip addresses; -1: unlimited)"),
 	opt("user-quota", func(o *Options) *int { return &o.UserQuota }, relay.DefaultUserQuota,
 		"maximum live allocations per user, 486 beyond: one per ICE component and candidate, twice over for an ICE restart (-1: unlimited)"),
 	opt("max-bps", func(o *Options) *int64 { return &o.MaxBPS }, relay.DefaultAllocationBandwidth,

@@ -35,8 +35,9 @@ type Config struct {
 	// TLS is used by TLS listeners; required when one is configured.
 	TLS *tls.Config
 
-	// RelayIPs are the addresses relay sockets bind to, at most one per family. Empty:
-	// 127.0.0.1.
+	// RelayIPs are the addresses relay sockets bind to, any number per family: an allocation
+	// gets a port on the next address of its family that has one free (EVEN-PORT and
+	// RESERVATION-TOKEN pairs: on the family's first address). Empty: 127.0.0.1.
 	RelayIPs []netip.Addr
 	// ExternalIPs maps a relay IP to the address advertised in XOR-RELAYED-ADDRESS, for an
 	// edge behind a NAT (coturn's external-ip public/private). Empty: advertise the relay IP.
@@ -87,8 +88,9 @@ type Config struct {
 	// ChannelLifetime: zero means 10 minutes (RFC 8656 §12).
 	ChannelLifetime time.Duration
 
-	// MaxAllocations caps live allocations in total (508 beyond). Zero: the size of the relay
-	// port range (MaxPort − MinPort + 1); negative: unlimited.
+	// MaxAllocations caps live allocations in total (508 beyond). Zero: every port the relay
+	// has, the range's size (MaxPort − MinPort + 1) times the relay addresses; negative:
+	// unlimited.
 	MaxAllocations int
 	// UserQuota caps live allocations per user (486 beyond). Zero: DefaultUserQuota;
 	// negative: unlimited.
@@ -199,7 +201,7 @@ func (c *Config) withDefaults() Config {
 		out.Workers = DefaultWorkers()
 	}
 	if out.MaxAllocations == 0 {
-		out.MaxAllocations = int(out.MaxPort) - int(out.MinPort) + 1
+		out.MaxAllocations = (int(out.MaxPort) - int(out.MinPort) + 1) * len(out.RelayIPs)
 	}
 	if out.UserQuota == 0 {
 		out.UserQuota = DefaultUserQuota

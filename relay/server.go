@@ -53,7 +53,8 @@ type Server struct {
 	conns      *connLimit                          // caps on TCP and TLS connections. Static (locks itself).
 	tlsAddrs   map[netip.AddrPort]bool             // Static. Read by the EventHandler.
 	ports      map[netip.Addr]*portalloc.Allocator // by relay IP. Static (the allocators lock themselves).
-	relayIPs   [2]netip.Addr                       // [family] relay IP (invalid: none). Static.
+	relayIPs   [2][]netip.Addr                     // [family] relay IPs, in the order given (none: empty). Static.
+	relayNext  [2]atomic.Uint32                    // [family] where the next allocation's search for a port starts
 	peers      atomic.Pointer[policy.Policy]       // Written by SetPeerPolicy (any goroutine); read by permit.
 	ownIPs     []netip.Addr                        // relay and advertised addresses. Static. Read by peerPortOK.
 	quota      *policy.Quota                       // Static (locks itself).
@@ -238,8 +239,8 @@ func (s *Server) setupRelayIPs() error {
 	for _, ip := range s.cfg.RelayIPs {
 		ip = ip.Unmap()
 		fam := familyOf(ip)
-		if s.relayIPs[fam].IsValid() {
-			return fmt.Errorf("relay: relay-ip %s: only one relay address per address family (already %s)", ip, s.relayIPs[fam])
+		if _, dup := s.ports[ip]; dup {
+			return fmt.Errorf("relay: relay-ip %s: given twice", ip)
 		}
 		if ip.IsUnspecified() {
 			return fmt.Errorf("relay: relay-ip %s: give the address relay sockets bind to, not the wildcard", ip)
@@ -255,7 +256,7 @@ func (s *Server) setupRelayIPs() error {
 		if err != nil {
 			return fmt.Errorf("relay: relay range: %w", err)
 		}
-		s.relayIPs[fam] = ip
+		s.relayIPs[fam] = append(s.relayIPs[fam], ip)
 		s.ports[ip] = a
 	}
 	return nil
