@@ -104,6 +104,17 @@ type Config struct {
 	// negative: unlimited. (avedge refuses 0 for both rates: it reads to an operator as "no
 	// Allocate at all"; its defaults are these, 200 and 100.)
 	UnauthorizedRate float64
+	// RequestRate limits, per client IP address (IPv6: per /64) per second, with a burst of 5
+	// seconds' worth, the Binding requests the relay answers and the STUN requests of clients
+	// without an allocation; excess requests are dropped unanswered before they are queued
+	// for the control plane. Requests of clients with a live allocation are not limited. Zero:
+	// 1000 (several Allocate rounds and Bindings for each of the clients behind one NAT at
+	// AllocateRate); negative: unlimited.
+	RequestRate float64
+	// ControlShards is the number of pion read loops (each with its own allocation manager
+	// and hand-off queue) per UDP listen address; a client's requests always go to the same
+	// one, chosen by its address. Zero or negative: 4.
+	ControlShards int
 	// AlternateServer, when set, is named in a 300 (Try Alternate) answer to Allocate requests
 	// while the relay drains (RFC 8489 §10 ALTERNATE-SERVER); unset, they get 508.
 	AlternateServer netip.AddrPort
@@ -149,6 +160,12 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.UnauthorizedRate == 0 {
 		out.UnauthorizedRate = 100
+	}
+	if out.RequestRate == 0 {
+		out.RequestRate = 1000
+	}
+	if out.ControlShards <= 0 {
+		out.ControlShards = 4
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()

@@ -21,8 +21,14 @@ var slowPool = sync.Pool{New: func() any { return new(slowPkt) }}
 
 // HandoffQueue is the bounded queue between the workers and one reader of the control plane
 // (pion, through a net.PacketConn facade), and the guard of the facade's writes to the socket.
+//
+// A queue may have a second, priority lane (NewPriorityQueue): what is pushed there
+// (PushLive) is read before anything waiting in the ordinary one. The listeners' queues use
+// it so that the requests of clients with a live allocation (Refresh, CreatePermission,
+// ChannelBind) never wait behind a flood of new work.
 type HandoffQueue struct {
 	q      chan *slowPkt
+	live   chan *slowPkt // the priority lane; nil: none
 	closed chan struct{}
 	once   sync.Once
 	// sending is held (read) by the facade's writes while they use the socket, and (write) by
@@ -35,14 +41,29 @@ func NewHandoffQueue(n int) HandoffQueue {
 	return HandoffQueue{q: make(chan *slowPkt, n), closed: make(chan struct{})}
 }
 
+// NewPriorityQueue returns a queue of n datagrams with a priority lane of live more.
+func NewPriorityQueue(n, live int) HandoffQueue {
+	return HandoffQueue{q: make(chan *slowPkt, n), live: make(chan *slowPkt, live), closed: make(chan struct{})}
+}
+
 // Push copies d for the reader; false when the reader is behind (the datagram is dropped)
 // or gone.
-func (h *HandoffQueue) Push(d []byte, from netip.AddrPort) bool {
+func (h *HandoffQueue) Push(d []byte, from netip.AddrPort) bool { return push(h.q, d, from) }
+
+// PushLive is Push onto the priority lane (Push if the queue has none).
+func (h *HandoffQueue) PushLive(d []byte, from netip.AddrPort) bool {
+	if h.live == nil {
+		return push(h.q, d, from)
+	}
+	return push(h.live, d, from)
+}
+
+func push(q chan *slowPkt, d []byte, from netip.AddrPort) bool {
 	p := slowPool.Get().(*slowPkt)
 	p.n = copy(p.buf[:], d)
 	p.from = from
 	select {
-	case h.q <- p:
+	case q <- p:
 		return true
 	default:
 		slowPool.Put(p)
@@ -50,17 +71,27 @@ func (h *HandoffQueue) Push(d []byte, from netip.AddrPort) bool {
 	}
 }
 
-// Pop waits for the next datagram and copies it into b; after Close it returns net.ErrClosed.
+// Len is the number of datagrams waiting, in both lanes.
+func (h *HandoffQueue) Len() int { return len(h.q) + len(h.live) }
+
+// Pop waits for the next datagram, from the priority lane first, and copies it into b; after
+// Close it returns net.ErrClosed.
 func (h *HandoffQueue) Pop(b []byte) (int, netip.AddrPort, error) {
+	var p *slowPkt
 	select {
-	case p := <-h.q:
-		n := copy(b, p.buf[:p.n])
-		from := p.from
-		slowPool.Put(p)
-		return n, from, nil
-	case <-h.closed:
-		return 0, netip.AddrPort{}, net.ErrClosed
+	case p = <-h.live: // a nil lane is never ready
+	default:
+		select {
+		case p = <-h.live:
+		case p = <-h.q:
+		case <-h.closed:
+			return 0, netip.AddrPort{}, net.ErrClosed
+		}
 	}
+	n := copy(b, p.buf[:p.n])
+	from := p.from
+	slowPool.Put(p)
+	return n, from, nil
 }
 
 // Close ends Pop and BeginSend; it waits for writes in progress. It reports whether this was
