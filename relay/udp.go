@@ -26,7 +26,8 @@ type listenerGroup struct {
 
 // listenerShard is one shard of a listen address: the net.PacketConn of one pion read loop
 // and allocation manager, fed by its own hand-off queue. The workers send each client's
-// requests to the same shard (dataplane.Listener.Shard), so a busy shard (a flood from some
+// requests, and those of every port of its IP address, to the same shard
+// (dataplane.Listener.Shard), so a busy shard (a flood from some
 // addresses) stalls no other, and each keeps pion's guarantee that one client's requests are
 // handled in order on one goroutine (pioncompat.go relies on it).
 type listenerShard struct {

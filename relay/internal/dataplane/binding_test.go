@@ -201,14 +201,16 @@ func TestRequestLimit(t *testing.T) {
 	}
 }
 
-// A client's shard depends on its address only; clients spread over the shards.
+// A client's shard depends on its IP address only (every port of it, mapped or not); clients
+// spread over the shards.
 func TestShardOfClient(t *testing.T) {
 	l := NewListener(0, 4, 8)
 	seen := map[*HandoffQueue]int{}
 	for i := 0; i < 400; i++ {
 		ap := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, byte(i >> 8), byte(i)}), uint16(40000+i))
 		q := l.Shard(ap)
-		if l.Shard(ap) != q || l.Shard(netip.AddrPortFrom(netip.AddrFrom16(ap.Addr().As16()), ap.Port())) != q {
+		if l.Shard(ap) != q || l.Shard(netip.AddrPortFrom(netip.AddrFrom16(ap.Addr().As16()), ap.Port())) != q ||
+			l.Shard(netip.AddrPortFrom(ap.Addr(), 1)) != q {
 			t.Fatalf("%v: shard not stable", ap)
 		}
 		seen[q]++

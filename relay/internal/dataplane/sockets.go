@@ -32,26 +32,26 @@ func NewListener(id uint16, shards, n int) *Listener {
 }
 
 // Shard returns the queue of the shard that handles client from. The choice depends on the
-// address alone, so it is the same in every worker and for the allocation's whole life.
+// client's IP address alone, so it is the same in every worker and for the allocation's
+// whole life, and all the ports of one address share a shard: pion keeps EVEN-PORT
+// reservations per allocation manager, and the RTCP socket that redeems a RESERVATION-TOKEN
+// is another port of the RTP socket's address.
 func (l *Listener) Shard(from netip.AddrPort) *HandoffQueue {
 	if len(l.Shards) == 1 {
 		return l.Shards[0]
 	}
-	return l.Shards[shardHash(from)%uint32(len(l.Shards))]
+	return l.Shards[shardHash(from.Addr())%uint32(len(l.Shards))]
 }
 
-// shardHash mixes a client address (FNV-1a over its 16 bytes and port, then murmur3's
-// finaliser, since FNV's low bits alone are poorly mixed): cheap, allocation free, and stable
-// across workers and restarts.
-func shardHash(ap netip.AddrPort) uint32 {
-	a := ap.Addr().Unmap().As16()
+// shardHash mixes a client address (FNV-1a over its 16 bytes, then murmur3's finaliser,
+// since FNV's low bits alone are poorly mixed): cheap, allocation free, and stable across
+// workers and restarts.
+func shardHash(ip netip.Addr) uint32 {
+	a := ip.Unmap().As16()
 	h := uint32(2166136261)
 	for _, c := range a {
 		h = (h ^ uint32(c)) * 16777619
 	}
-	p := ap.Port()
-	h = (h ^ uint32(p>>8)) * 16777619
-	h = (h ^ uint32(p&0xff)) * 16777619
 	h ^= h >> 16
 	h *= 0x85ebca6b
 	h ^= h >> 13
