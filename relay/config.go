@@ -115,6 +115,11 @@ type Config struct {
 	// and hand-off queue) per UDP listen address; a client's requests always go to the same
 	// one, chosen by its address. Zero or negative: 4.
 	ControlShards int
+	// NewWorkShards is how many shards, of every UDP listener together, may handle requests
+	// of clients without an allocation (Allocates, floods) at once; the requests of live
+	// allocations are not held back. It bounds the cores a flood of new work can take from
+	// the workers and from live calls. Zero or negative: DefaultWorkers().
+	NewWorkShards int
 	// AlternateServer, when set, is named in a 300 (Try Alternate) answer to Allocate requests
 	// while the relay drains (RFC 8489 §10 ALTERNATE-SERVER); unset, they get 508.
 	AlternateServer netip.AddrPort
@@ -166,6 +171,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.ControlShards <= 0 {
 		out.ControlShards = 4
+	}
+	if out.NewWorkShards <= 0 {
+		out.NewWorkShards = DefaultWorkers()
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()

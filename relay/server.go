@@ -59,6 +59,7 @@ type Server struct {
 	fast         *dataplane.Table                    // Static. Written by the EventHandler; read lock-free by workers.
 	allocLimit   *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by admitRequest.
 	authLimit    *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by passAnswer.
+	newWork      chan struct{}                       // tokens: shards handling new work at once (udp.go). Static.
 	requestLimit *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by the workers (dataplane.Config.RequestLimit).
 
 	mu      sync.Mutex
@@ -116,6 +117,7 @@ func New(cfg Config) (*Server, error) {
 	s.allocLimit = newRateLimit(c.AllocateRate)
 	s.authLimit = newRateLimit(c.UnauthorizedRate)
 	s.requestLimit = newRateLimit(c.RequestRate)
+	s.newWork = make(chan struct{}, c.NewWorkShards)
 
 	n := c.Workers
 	if n <= 0 {

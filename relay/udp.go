@@ -30,9 +30,17 @@ type listenerGroup struct {
 // (dataplane.Listener.Shard), so a busy shard (a flood from some
 // addresses) stalls no other, and each keeps pion's guarantee that one client's requests are
 // handled in order on one goroutine (pioncompat.go relies on it).
+//
+// The requests of clients without an allocation (new work: Allocates, and whatever a flood
+// sends) are handled by at most Server.newWork shards at a time, all listeners together: the
+// shard holds one of its tokens from reading such a request until it comes back for the next
+// one, which is when pion has handled it. A flood of new work thus takes at most that many
+// cores, and the rest stay with the workers and the requests of live allocations, which
+// need no token.
 type listenerShard struct {
 	*dataplane.HandoffQueue // Static.
 	g                       *listenerGroup
+	holding                 bool // holds a newWork token. Owned by pion's read loop of this shard.
 }
 
 var _ net.PacketConn = (*listenerShard)(nil)
@@ -41,10 +49,15 @@ var _ net.PacketConn = (*listenerShard)(nil)
 // itself (admitRequest).
 func (l *listenerShard) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
-		n, from, err := l.Pop(b)
+		if l.holding {
+			<-l.g.srv.newWork
+			l.holding = false
+		}
+		n, from, took, err := l.PopGated(b, l.g.srv.newWork)
 		if err != nil {
 			return 0, nil, err
 		}
+		l.holding = took
 		addr := sock.UDPAddr(from)
 		if l.g.srv.admitRequest(b[:n], from, addr, l) {
 			return n, addr, nil

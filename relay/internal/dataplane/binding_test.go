@@ -239,3 +239,47 @@ func TestBindingAnswerAllocatesNothing(t *testing.T) {
 		t.Fatalf("Binding answer allocates %.1f times per request, want 0", allocs)
 	}
 }
+
+// A reader that needs a token for new work keeps serving the priority lane while it waits for
+// one: a live allocation's request never waits for another shard's flood.
+func TestPopGatedServesLiveWhileWaiting(t *testing.T) {
+	q := NewPriorityQueue(4, 4)
+	gate := make(chan struct{}, 1)
+	gate <- struct{}{} // another shard holds the only token
+	fresh := netip.MustParseAddrPort("127.0.0.9:1")
+	live := netip.MustParseAddrPort("127.0.0.1:2")
+	if !q.Push(stunMsg(0x0003, 1), fresh) {
+		t.Fatal("push")
+	}
+	type popped struct {
+		from netip.AddrPort
+		took bool
+		err  error
+	}
+	got := make(chan popped)
+	pop := func() {
+		b := make([]byte, 2048)
+		_, from, took, err := q.PopGated(b, gate)
+		got <- popped{from, took, err}
+	}
+	go pop()
+	if !q.PushLive(stunMsg(0x0004, 2), live) {
+		t.Fatal("push live")
+	}
+	if p := <-got; p.err != nil || p.from != live || p.took {
+		t.Fatalf("first pop: %+v, want the live request without a token", p)
+	}
+	go pop()
+	<-gate // the other shard is done: the token is free
+	if p := <-got; p.err != nil || p.from != fresh || !p.took {
+		t.Fatalf("second pop: %+v, want the new request with the token", p)
+	}
+	if len(gate) != 1 {
+		t.Fatalf("tokens taken: %d, want 1", len(gate))
+	}
+	q.Close()
+	go pop()
+	if p := <-got; p.err == nil {
+		t.Fatalf("pop after close: %+v, want net.ErrClosed", p)
+	}
+}

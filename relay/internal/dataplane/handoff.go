@@ -29,6 +29,7 @@ var slowPool = sync.Pool{New: func() any { return new(slowPkt) }}
 type HandoffQueue struct {
 	q      chan *slowPkt
 	live   chan *slowPkt // the priority lane; nil: none
+	stash  *slowPkt      // taken from q, waiting for a gate token (PopGated). Owned by the reader.
 	closed chan struct{}
 	once   sync.Once
 	// sending is held (read) by the facade's writes while they use the socket, and (write) by
@@ -77,21 +78,64 @@ func (h *HandoffQueue) Len() int { return len(h.q) + len(h.live) }
 // Pop waits for the next datagram, from the priority lane first, and copies it into b; after
 // Close it returns net.ErrClosed.
 func (h *HandoffQueue) Pop(b []byte) (int, netip.AddrPort, error) {
+	n, from, _, err := h.PopLane(b)
+	return n, from, err
+}
+
+// PopLane is Pop, and tells whether the datagram came from the priority lane.
+func (h *HandoffQueue) PopLane(b []byte) (n int, from netip.AddrPort, live bool, err error) {
 	var p *slowPkt
 	select {
 	case p = <-h.live: // a nil lane is never ready
+		live = true
 	default:
 		select {
 		case p = <-h.live:
+			live = true
 		case p = <-h.q:
 		case <-h.closed:
-			return 0, netip.AddrPort{}, net.ErrClosed
+			return 0, netip.AddrPort{}, false, net.ErrClosed
 		}
 	}
-	n := copy(b, p.buf[:p.n])
-	from := p.from
+	n = copy(b, p.buf[:p.n])
+	from = p.from
 	slowPool.Put(p)
-	return n, from, nil
+	return n, from, live, nil
+}
+
+// PopGated is PopLane for a reader that may handle a datagram of the ordinary lane only with
+// a token of gate (a send on it; the caller gives it back, <-gate, once it has handled the
+// datagram). While it waits for a token it keeps watching the priority lane, and what comes
+// there is returned first, without a token: a wait for a token never holds up a live
+// allocation's request. took reports whether a token was taken.
+func (h *HandoffQueue) PopGated(b []byte, gate chan struct{}) (n int, from netip.AddrPort, took bool, err error) {
+	if h.stash == nil {
+		n, from, live, err := h.PopLane(b)
+		if err != nil || live {
+			return n, from, false, err
+		}
+		// Put it back aside: copy it out again below once a token is ours.
+		p := slowPool.Get().(*slowPkt)
+		p.n = copy(p.buf[:], b[:n])
+		p.from = from
+		h.stash = p
+	}
+	var p *slowPkt
+	select {
+	case p = <-h.live:
+	default:
+		select {
+		case p = <-h.live:
+		case gate <- struct{}{}:
+			p, h.stash, took = h.stash, nil, true
+		case <-h.closed:
+			return 0, netip.AddrPort{}, false, net.ErrClosed
+		}
+	}
+	n = copy(b, p.buf[:p.n])
+	from = p.from
+	slowPool.Put(p)
+	return n, from, took, nil
 }
 
 // Close ends Pop and BeginSend; it waits for writes in progress. It reports whether this was
