@@ -100,6 +100,15 @@ type Options struct {
 	// unauthorized-rate: 401 answers per second per client address, with 5 seconds' worth of
 	// burst. Negative: unlimited; zero is refused, as for AllocateRate.
 	UnauthorizedRate float64
+	// request-rate: per client address (IPv6: per /64) per second, burst 5 s: Binding answers
+	// and STUN requests of clients without an allocation, dropped before they are queued for
+	// the control plane. Negative: unlimited; zero is refused, as for AllocateRate.
+	RequestRate float64
+	// control-shards: pion read loops per UDP listen address. Zero: 4.
+	ControlShards int
+	// new-work-shards: shards that may handle requests of clients without an allocation at
+	// once. Zero: one per two cores.
+	NewWorkShards int
 	// alternate-server: the ip:port named in 300 Try Alternate answers to Allocate while the
 	// relay drains. Empty: those get 508.
 	AlternateServer string
@@ -263,6 +272,12 @@ var optionTable = []option{
 		"Allocate requests per second per client address (IPv6: per /64), burst 5 s; excess dropped (-1: unlimited)"),
 	opt("unauthorized-rate", func(o *Options) *float64 { return &o.UnauthorizedRate }, 100,
 		"401 answers per second per client address, burst 5 s (-1: unlimited)"),
+	opt("request-rate", func(o *Options) *float64 { return &o.RequestRate }, 1000,
+		"Binding answers and STUN requests of clients without an allocation, per second per client address, burst 5 s; excess dropped before it is queued (-1: unlimited)"),
+	opt("control-shards", func(o *Options) *int { return &o.ControlShards }, 4,
+		"pion read loops per UDP listen address; a client's requests always reach the same one"),
+	opt("new-work-shards", func(o *Options) *int { return &o.NewWorkShards }, 0,
+		"shards that may handle requests of clients without an allocation at once, so a flood leaves cores to live calls (0: one per two cores)"),
 	opt("alternate-server", func(o *Options) *string { return &o.AlternateServer }, "",
 		"ip:port named in 300 Try Alternate answers to Allocate while draining (empty: 508)"),
 	opt("metrics-listen", func(o *Options) *string { return &o.MetricsListen }, "127.0.0.1:9641",
