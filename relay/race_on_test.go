@@ -7,4 +7,4 @@ package relay
 // workers can read off the listener sockets on this machine's two cores (past that the
 // kernel drops at the socket, flood and live packets alike, which no design inside the relay
 // avoids); it still saturates pion's shards, which is what the test is about.
-const floodRate = 8_000
+const floodRate = 5_000

@@ -109,27 +109,30 @@ func (h *HandoffQueue) PopLane(b []byte) (n int, from netip.AddrPort, live bool,
 // there is returned first, without a token: a wait for a token never holds up a live
 // allocation's request. took reports whether a token was taken.
 func (h *HandoffQueue) PopGated(b []byte, gate chan struct{}) (n int, from netip.AddrPort, took bool, err error) {
-	if h.stash == nil {
-		n, from, live, err := h.PopLane(b)
-		if err != nil || live {
-			return n, from, false, err
-		}
-		// Put it back aside: copy it out again below once a token is ours.
-		p := slowPool.Get().(*slowPkt)
-		p.n = copy(p.buf[:], b[:n])
-		p.from = from
-		h.stash = p
-	}
 	var p *slowPkt
-	select {
-	case p = <-h.live:
-	default:
+	if h.stash == nil {
 		select {
 		case p = <-h.live:
-		case gate <- struct{}{}:
-			p, h.stash, took = h.stash, nil, true
-		case <-h.closed:
-			return 0, netip.AddrPort{}, false, net.ErrClosed
+		default:
+			select {
+			case p = <-h.live:
+			case h.stash = <-h.q:
+			case <-h.closed:
+				return 0, netip.AddrPort{}, false, net.ErrClosed
+			}
+		}
+	}
+	if p == nil {
+		select {
+		case p = <-h.live:
+		default:
+			select {
+			case p = <-h.live:
+			case gate <- struct{}{}:
+				p, h.stash, took = h.stash, nil, true
+			case <-h.closed:
+				return 0, netip.AddrPort{}, false, net.ErrClosed
+			}
 		}
 	}
 	n = copy(b, p.buf[:p.n])
