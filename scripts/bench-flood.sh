@@ -7,7 +7,7 @@
 # from 1 024 source addresses of 127.1.0.0/16, on one thread, as fast as it sends (or at
 # FLOOD_RATE). Reported per server: the flood's rate, the refreshes made during the run and
 # how many failed, the clients with a failed refresh (an upper bound on allocations lost),
-# and the live calls' packets lost.
+# the live calls' packets lost, and the server's CPU time over the send window.
 #
 # Environment: LIVE (default 1000), DURATION (send window, default 20s), FLOOD_SECONDS
 # (default 15), FLOOD_RATE (0: as fast as one core sends), SERVERS (subset of: avedge
@@ -111,13 +111,14 @@ done
 
 echo
 echo "bench-flood: $(nproc) cores, $LIVE live allocations × 50 pps × 160 B, refreshed every 2 s; flood from 1 024 sources on one thread"
-printf '%-8s %12s %10s %10s %9s %9s %12s %12s %9s\n' server flood/s flood-sent Bindings Allocates refreshes refresh-fail clients-lost loss-%
+printf '%-8s %10s %10s %10s %9s %9s %12s %12s %9s %10s\n' server flood/s flood-sent Bindings Allocates refreshes refresh-fail clients-lost loss-% server-cpu
 while IFS=$'\t' read -r srv json; do
 	python3 - "$srv" "$json" <<'PY'
 import json, sys
 srv, r = sys.argv[1], json.loads(sys.argv[2])
 f = r.get("flood") or {}
-print(f"{srv:<8} {f.get('per_second', 0):12.0f} {f.get('sent', 0):10d} {f.get('bindings', 0):10d} {f.get('allocates', 0):9d} "
-      f"{r['refreshes']:9d} {r['refresh_errors']:12d} {r.get('refresh_failed_clients', 0):12d} {r['loss_percent']:9.4f}")
+print(f"{srv:<8} {f.get('per_second', 0):10.0f} {f.get('sent', 0):10d} {f.get('bindings', 0):10d} {f.get('allocates', 0):9d} "
+      f"{r['refreshes']:9d} {r['refresh_errors']:12d} {r.get('refresh_failed_clients', 0):12d} {r['loss_percent']:9.4f} "
+      f"{r.get('server_cpu_seconds', 0):9.2f}s")
 PY
 done <"$results"
