@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # bench-flood.sh — `make bench-flood`: floods kept off live calls (issue 13), avedge and
-# coturn's turnserver (if installed) side by side. Each server is started fresh; avedge-load
-# makes LIVE allocations (default 1 000) relaying audio on channels (50 packets/s of 160 B
-# each way, refreshed every 2 s), and from the start of its send window floods the server
-# with spoofed Binding requests and Allocates signed with a wrong password (half and half),
-# from 1 024 source addresses of 127.1.0.0/16, on one thread, as fast as it sends (or at
-# FLOOD_RATE). Reported per server: the flood's rate, the refreshes made during the run and
-# how many failed, the clients with a failed refresh (an upper bound on allocations lost),
-# the live calls' packets lost, and the server's CPU time over the send window.
+# coturn's turnserver (if installed) side by side. Each server is started fresh. One
+# avedge-load process floods it with spoofed Binding requests and Allocates signed with a
+# wrong password (half and half; FLOOD_ALLOCATE_EVERY), from 1 024 source addresses of
+# 127.1.0.0/16, on one thread as fast as it sends (or at FLOOD_RATE), for FLOOD_SECONDS; a
+# second one, started with it, makes LIVE allocations (default 1 000) relaying audio on
+# channels (50 packets/s of 160 B each way, refreshed every 2 s) for DURATION. Two processes,
+# so that the live calls' client is not the flood's thread's neighbour in one runtime.
+# Reported per server: the flood's rate, the refreshes made during the run and how many
+# failed, the clients with a failed refresh (an upper bound on allocations lost), the live
+# calls' packets lost, and the server's CPU time over the send window.
 #
-# Environment: LIVE (default 1000), DURATION (send window, default 20s), FLOOD_SECONDS
-# (default 15), FLOOD_RATE (0: as fast as one core sends), SERVERS (subset of: avedge
+# Environment: LIVE (default 1000), DURATION (live send window, default 20s), FLOOD_SECONDS
+# (default 25: the live setup and window), FLOOD_RATE (0: as fast as one core sends),
+# FLOOD_ALLOCATE_EVERY (default 2; -1: Binding requests only), SERVERS (subset of: avedge
 # coturn), OUT (results dir, default bench/out).
 #
 # avedge runs with --allocate-rate -1 --unauthorized-rate -1: the live clients all come from
@@ -22,8 +25,9 @@ cd "$(dirname "$0")/.."
 
 LIVE=${LIVE:-1000}
 DURATION=${DURATION:-20s}
-FLOOD_SECONDS=${FLOOD_SECONDS:-15}
+FLOOD_SECONDS=${FLOOD_SECONDS:-25}
 FLOOD_RATE=${FLOOD_RATE:-0}
+FLOOD_ALLOCATE_EVERY=${FLOOD_ALLOCATE_EVERY:-2}
 SECRET=bench-flood-secret
 REALM=avedge.bench
 OUT=${OUT:-bench/out}
@@ -99,24 +103,29 @@ log "servers: ${servers[*]}; $LIVE live allocations; $(nproc) cores"
 for srv in "${servers[@]}"; do
 	log "$srv"
 	start_server "$srv" || { stop_server; continue; }
+	"$work/avedge-load" --server "127.0.0.1:$PORT" --secret "$SECRET" --clients 1 --rate 1 \
+		--duration "$((FLOOD_SECONDS + 2))s" --flood 100000000 --flood-duration "${FLOOD_SECONDS}s" \
+		--flood-rate "$FLOOD_RATE" --flood-allocate-every "$FLOOD_ALLOCATE_EVERY" --json >"$work/flood.json" &
+	flood_pid=$!
 	if json=$(timeout 300 "$work/avedge-load" --server "127.0.0.1:$PORT" --secret "$SECRET" --clients "$LIVE" \
-		--rate 50 --size 160 --duration "$DURATION" --refresh 2s --server-pid "$server_pid" \
-		--flood 100000000 --flood-duration "${FLOOD_SECONDS}s" --flood-rate "$FLOOD_RATE" --json); then
-		printf '%s\t%s\n' "$srv" "$json" >>"$results"
+		--rate 50 --size 160 --duration "$DURATION" --refresh 2s --server-pid "$server_pid" --json) &&
+		wait "$flood_pid"; then
+		printf '%s\t%s\t%s\n' "$srv" "$json" "$(cat "$work/flood.json")" >>"$results"
 	else
 		log "$srv: run failed"
+		wait "$flood_pid" || true
 	fi
 	stop_server
 done
 
 echo
-echo "bench-flood: $(nproc) cores, $LIVE live allocations × 50 pps × 160 B, refreshed every 2 s; flood from 1 024 sources on one thread"
+echo "bench-flood: $(nproc) cores, $LIVE live allocations × 50 pps × 160 B, refreshed every 2 s; flood from 1 024 sources on one thread of another process (every ${FLOOD_ALLOCATE_EVERY}th an Allocate)"
 printf '%-8s %10s %10s %10s %9s %9s %12s %12s %9s %10s\n' server flood/s flood-sent Bindings Allocates refreshes refresh-fail clients-lost loss-% server-cpu
-while IFS=$'\t' read -r srv json; do
-	python3 - "$srv" "$json" <<'PY'
+while IFS=$'\t' read -r srv json flood; do
+	python3 - "$srv" "$json" "$flood" <<'PY'
 import json, sys
 srv, r = sys.argv[1], json.loads(sys.argv[2])
-f = r.get("flood") or {}
+f = json.loads(sys.argv[3]).get("flood") or {}
 print(f"{srv:<8} {f.get('per_second', 0):10.0f} {f.get('sent', 0):10d} {f.get('bindings', 0):10d} {f.get('allocates', 0):9d} "
       f"{r['refreshes']:9d} {r['refresh_errors']:12d} {r.get('refresh_failed_clients', 0):12d} {r['loss_percent']:9.4f} "
       f"{r.get('server_cpu_seconds', 0):9.2f}s")
