@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -24,6 +25,11 @@ type Settings struct {
 	Service         *auth.ServiceConfig // nil: no built-in credential service
 	MetricsListen   string
 	AuthListen      string
+	// AuthTLS is the credential service's certificate and key, read from AuthTLSCert and
+	// AuthTLSKey (auth-tls-cert, auth-tls-key) at Build; its Reload re-reads the same files.
+	// Nil (and both names ""): the service speaks plain HTTP.
+	AuthTLS                 *auth.Certificate
+	AuthTLSCert, AuthTLSKey string
 	// NonLoopback names the first listener not on loopback: a TURN listener
 	// ("udp/192.0.2.1:3478"), the credential service ("auth-listen 0.0.0.0:8443") or the
 	// metrics endpoint; "" when every one is on loopback. While one is not, no secret and no
@@ -81,14 +87,14 @@ func (o Options) derive(in *inputs) (*Settings, error) {
 	if err := o.peersAndLimits(st); err != nil {
 		return nil, err
 	}
-	if st.Service, st.GeneratedAPIKey, err = o.service(st.Keyring, in); err != nil {
+	if err := o.service(st, in); err != nil {
 		return nil, err
 	}
 	if err := o.portsOutsideRange(rc.Listeners); err != nil {
 		return nil, err
 	}
 	st.NonLoopback = o.nonLoopback(rc.Listeners)
-	st.Warnings = append(slices.Clone(o.notes), in.warnings...)
+	st.Warnings = append(append(slices.Clone(o.notes), in.warnings...), st.Warnings...)
 	return st, o.checkProcess()
 }
 
@@ -372,6 +378,23 @@ func (o Options) peersAndLimits(st *Settings) error {
 	if o.AllocateRate == 0 || o.UnauthorizedRate == 0 || o.RequestRate == 0 {
 		return bad("allocate-rate/unauthorized-rate/request-rate", "0 would refuse everything: give a rate, or -1 for unlimited")
 	}
+	if o.MaxTCPConnections < 0 || o.MaxTCPConnectionsPerSource < 0 {
+		return bad("max-tcp-connections/max-tcp-connections-per-source", "must not be negative (0: unlimited)")
+	}
+	rc.MaxStreamConns, rc.MaxStreamConnsPerSource = unlimitedIfZero(o.MaxTCPConnections), unlimitedIfZero(o.MaxTCPConnectionsPerSource)
+	rc.StreamFirstMessageTimeout, rc.StreamIdleTimeout, rc.TLSHandshakeTimeout = o.TCPFirstMessageTimeout, o.TCPIdleTimeout, o.TLSHandshakeTimeout
+	rc.StreamWriteTimeout = o.TCPWriteTimeout
+	rc.ErrorRate, rc.BindingRate = o.ErrorRate, o.BindingRate
+	if o.ErrorRate == 0 || o.BindingRate == 0 {
+		return bad("error-rate/binding-rate", "0 would refuse everything: give a rate, or -1 for unlimited")
+	}
+	rc.StaticUserFailures, rc.StaticUserLockout = o.UserLockoutFailures, o.UserLockoutTime
+	if o.UserLockoutFailures == 0 {
+		return bad("user-lockout-failures", "0 would refuse every static user: give a count, or -1 for no lockout")
+	}
+	if o.UserLockoutTime <= 0 {
+		return bad("user-lockout-time", "must be positive")
+	}
 	if o.AlternateServer != "" {
 		ap, err := netip.ParseAddrPort(o.AlternateServer)
 		if err != nil {
@@ -382,42 +405,62 @@ func (o Options) peersAndLimits(st *Settings) error {
 	return nil
 }
 
-// service checks metrics-listen and derives the credential service's settings (nil when
-// auth-listen is empty), with the API key generated for it when it needs one it was not
-// given.
-func (o Options) service(kr *auth.Keyring, in *inputs) (*auth.ServiceConfig, string, error) {
+// service checks metrics-listen and derives the credential service's settings (st.Service
+// stays nil when auth-listen is empty): its API keys, with one generated when it needs one it
+// was not given, anonymous mode (only on loopback unless auth-insecure-anonymous, which draws
+// a warning), and its TLS pair as read.
+func (o Options) service(st *Settings, in *inputs) error {
 	if o.MetricsListen != "" {
 		if _, err := netip.ParseAddrPort(o.MetricsListen); err != nil {
-			return nil, "", bad("metrics-listen", "%q: want ip:port, e.g. 127.0.0.1:9641", o.MetricsListen)
+			return bad("metrics-listen", "%q: want ip:port, e.g. 127.0.0.1:9641", o.MetricsListen)
 		}
 	}
 	if o.AuthListen == "" {
-		return nil, "", nil
+		return nil
 	}
 	ap, err := netip.ParseAddrPort(o.AuthListen)
 	if err != nil {
-		return nil, "", bad("auth-listen", "%q: want ip:port, e.g. 127.0.0.1:8443", o.AuthListen)
+		return bad("auth-listen", "%q: want ip:port, e.g. 127.0.0.1:8443", o.AuthListen)
+	}
+	if (o.AuthTLSCert == "") != (o.AuthTLSKey == "") {
+		return bad("auth-tls-cert/auth-tls-key", "give both the certificate and the key file, or neither")
+	}
+	st.AuthTLS = in.authCert
+	if st.AuthTLS != nil {
+		st.AuthTLSCert, st.AuthTLSKey = o.AuthTLSCert, o.AuthTLSKey
+	}
+	anonymous := o.AuthAllowAnonymous || o.AuthInsecureAnonymous
+	if anonymous {
+		err := auth.CheckAnonymousListen(net.TCPAddrFromAddrPort(ap))
+		switch {
+		case err != nil && !o.AuthInsecureAnonymous:
+			return bad("auth-allow-anonymous", "auth-listen %s is not a loopback address: anyone who reaches it would get credentials; "+
+				"give auth-api-key-file, listen on loopback, or force it with auth-insecure-anonymous", o.AuthListen)
+		case err != nil:
+			st.Warnings = append(st.Warnings, fmt.Sprintf("auth-insecure-anonymous: the credential service on %s, not a loopback address, "+
+				"hands credentials without an API key to anyone who reaches it", o.AuthListen))
+		}
 	}
 	keys := append(append([]string(nil), o.AuthAPIKeys...), in.fileAPIKeys...)
-	generated := ""
-	if len(keys) == 0 && !o.AuthAllowAnonymous {
+	if len(keys) == 0 && !anonymous {
 		if !ap.Addr().IsLoopback() {
-			return nil, "", bad("auth-api-key", "the credential service on %s needs an API key (or auth-allow-anonymous on a trusted network)", o.AuthListen)
+			return bad("auth-api-key", "the credential service on %s needs an API key: give auth-api-key-file, or listen on loopback", o.AuthListen)
 		}
-		generated = in.randomAPIKey
-		keys = []string{generated}
+		st.GeneratedAPIKey = in.randomAPIKey
+		keys = []string{st.GeneratedAPIKey}
 	}
 	var relays []auth.RelayInfo
 	for _, r := range o.AuthRelays {
 		ri, err := auth.ParseRelay(r)
 		if err != nil {
-			return nil, "", bad("auth-relay", "%v", err)
+			return bad("auth-relay", "%v", err)
 		}
 		relays = append(relays, ri)
 	}
 	// No auth-relay: Relays stays empty and the daemon lists itself as bound.
-	return &auth.ServiceConfig{Keyring: kr, Relays: relays, MaxDuration: o.AuthMaxDuration,
-		APIKeys: keys, AllowAnonymous: o.AuthAllowAnonymous}, generated, nil
+	st.Service = &auth.ServiceConfig{Keyring: st.Keyring, Relays: relays, MaxDuration: o.AuthMaxDuration,
+		APIKeys: keys, AllowAnonymous: anonymous}
+	return nil
 }
 
 // checkProcess checks the settings of the process itself: logging and the drain.
@@ -436,4 +479,13 @@ func (o Options) checkProcess() error {
 		return bad("drain-timeout", "must not be negative")
 	}
 	return nil
+}
+
+// unlimitedIfZero maps an option's 0 (unlimited) to relay.Config's negative (unlimited; its
+// zero is a default).
+func unlimitedIfZero(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

@@ -92,6 +92,7 @@ func TestEdgeFileAndFlagOverride(t *testing.T) {
 
 func TestRefusedWithTheKeyNamed(t *testing.T) {
 	dir := t.TempDir()
+	_, keyFile := writeKeyPair(t, t.TempDir())
 	cases := []struct {
 		name string
 		args []string
@@ -115,12 +116,21 @@ func TestRefusedWithTheKeyNamed(t *testing.T) {
 		{name: "bad user", args: []string{"--user", "alice"}, key: "user"},
 		{name: "missing secret file", args: []string{"--static-auth-secret-file", filepath.Join(dir, "nope")}, key: "static-auth-secret-file"},
 		{name: "exposed service without api key", args: []string{"--auth-listen", "0.0.0.0:8443"}, key: "auth-api-key"},
+		{name: "service cert without key", args: []string{"--auth-tls-cert", "x.pem"}, key: "auth-tls-cert/auth-tls-key"},
+		{name: "service key without cert", yaml: "auth-tls-key: x.key\n", key: "auth-tls-cert/auth-tls-key"},
+		{name: "missing service cert file", args: []string{"--auth-tls-cert", filepath.Join(dir, "none.pem"), "--auth-tls-key", keyFile}, key: "config: auth-tls-cert: "},
+		{name: "anonymous service off loopback", args: []string{"--auth-listen", "0.0.0.0:8443", "--auth-allow-anonymous"}, key: "auth-insecure-anonymous"},
 		{name: "bad metrics address", args: []string{"--metrics-listen", "localhost"}, key: "metrics-listen"},
 		{name: "bad log format", args: []string{"--log-format", "xml"}, key: "log-format"},
 		{name: "everything off", args: []string{"--no-udp", "--no-tcp"}, key: "no-udp/no-tcp"},
 		{name: "stray argument", args: []string{"serve"}, key: "serve"},
 		{name: "bad duration", yaml: "drain-timeout: soon\n", key: "drain-timeout"},
 		{name: "unknown data path", yaml: "data-path: dpdk\n", key: "data-path"},
+		{name: "negative tcp cap", args: []string{"--max-tcp-connections-per-source", "-1"}, key: "max-tcp-connections"},
+		{name: "zero error rate", args: []string{"--error-rate", "0"}, key: "error-rate"},
+		{name: "zero binding rate", yaml: "binding-rate: 0\n", key: "binding-rate"},
+		{name: "zero lockout failures", args: []string{"--user-lockout-failures", "0"}, key: "user-lockout-failures"},
+		{name: "zero lockout time", args: []string{"--user-lockout-time", "0s"}, key: "user-lockout-time"},
 		{name: "turn listener in relay range", args: []string{"--listening-port", "50001"}, key: "listening-port/tls-listening-port/listen"},
 		{name: "metrics listener in relay range", args: []string{"--metrics-listen", "127.0.0.1:59999"}, key: "metrics-listen"},
 		{name: "credential service in relay range", args: []string{"--auth-listen", "127.0.0.1:50000"}, key: "auth-listen"},
@@ -220,7 +230,7 @@ func FuzzLoad(f *testing.F) {
 		if err := o.Load(strings.NewReader(doc), "fuzz"); err != nil {
 			return
 		}
-		o.SecretFile, o.UsersFile, o.Cert, o.PKey, o.AuthAPIKeyFile = "", "", "", "", ""
+		o.SecretFile, o.UsersFile, o.Cert, o.PKey, o.AuthAPIKeyFile, o.AuthTLSCert, o.AuthTLSKey = "", "", "", "", "", "", ""
 		_, _ = o.Build()
 	})
 }
@@ -308,6 +318,48 @@ func TestZeroMeansTheSameInRelayConfig(t *testing.T) {
 	}
 	if p := srv.Stats().Ports; p.Held != 0 || p.Quarantined != 0 {
 		t.Fatalf("after the allocation's release: %d ports held, %d in quarantine; want 0 and 0 (port-quarantine 0: none)", p.Held, p.Quarantined)
+	}
+}
+
+// The TCP/TLS bounds reach relay.Config: the defaults as documented, an option's 0 (unlimited)
+// as relay.Config's negative, timeouts copied through (0: relay.Config's default, -1: none).
+func TestTCPLimitOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		args              []string
+		total, perSource  int
+		first, idle, hand time.Duration
+		write             time.Duration
+	}{
+		{name: "defaults", total: 10000, perSource: 256, first: 10 * time.Second, hand: 10 * time.Second, write: 30 * time.Second},
+		{name: "unlimited and none", args: []string{"--max-tcp-connections", "0", "--max-tcp-connections-per-source", "0",
+			"--tcp-first-message-timeout", "-1s", "--tcp-idle-timeout", "-1s", "--tls-handshake-timeout", "-1s", "--tcp-write-timeout", "-1s"},
+			total: -1, perSource: -1, first: -time.Second, idle: -time.Second, hand: -time.Second, write: -time.Second},
+		{name: "set", args: []string{"--max-tcp-connections", "500", "--max-tcp-connections-per-source", "8",
+			"--tcp-first-message-timeout", "3s", "--tcp-idle-timeout", "2h", "--tls-handshake-timeout", "4s", "--tcp-write-timeout", "5s"},
+			total: 500, perSource: 8, first: 3 * time.Second, idle: 2 * time.Hour, hand: 4 * time.Second, write: 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := Parse(append([]string{"--metrics-listen", "", "--auth-listen", ""}, tc.args...), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := o.Build()
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc := st.Relay
+			if rc.MaxStreamConns != tc.total || rc.MaxStreamConnsPerSource != tc.perSource {
+				t.Errorf("caps %d, %d per source; want %d, %d", rc.MaxStreamConns, rc.MaxStreamConnsPerSource, tc.total, tc.perSource)
+			}
+			if rc.StreamWriteTimeout != tc.write {
+				t.Errorf("write timeout %v, want %v", rc.StreamWriteTimeout, tc.write)
+			}
+			if rc.StreamFirstMessageTimeout != tc.first || rc.StreamIdleTimeout != tc.idle || rc.TLSHandshakeTimeout != tc.hand {
+				t.Errorf("timeouts first %v, idle %v, handshake %v; want %v, %v, %v",
+					rc.StreamFirstMessageTimeout, rc.StreamIdleTimeout, rc.TLSHandshakeTimeout, tc.first, tc.idle, tc.hand)
+			}
+		})
 	}
 }
 

@@ -100,9 +100,41 @@ type Options struct {
 	// unauthorized-rate: 401 answers per second per client address, with 5 seconds' worth of
 	// burst. Negative: unlimited; zero is refused, as for AllocateRate.
 	UnauthorizedRate float64
-	// request-rate: per client address (IPv6: per /64) per second, burst 5 s: Binding answers
-	// and STUN requests of clients without an allocation, dropped before they are queued for
-	// the control plane. Negative: unlimited; zero is refused, as for AllocateRate.
+	// max-tcp-connections: the most live TCP and TLS client connections; one beyond is closed
+	// as accepted. Zero: unlimited; negative is refused.
+	MaxTCPConnections int
+	// max-tcp-connections-per-source: the most live TCP and TLS client connections per client
+	// address (IPv6: per /64). Zero: unlimited; negative is refused.
+	MaxTCPConnectionsPerSource int
+	// tcp-first-message-timeout: how long a TCP or TLS client has to send its first complete
+	// STUN message or ChannelData (TLS: after the handshake). Zero: 10 s; negative: no limit.
+	TCPFirstMessageTimeout time.Duration
+	// tcp-idle-timeout: a TCP or TLS connection on which the client sends nothing for this
+	// long is closed. Zero: the longer of allocation-lifetime and 1 hour, plus 1 minute (a
+	// live allocation is refreshed within its lifetime); negative: no limit.
+	TCPIdleTimeout time.Duration
+	// tcp-write-timeout: a TCP or TLS connection whose client takes nothing the relay writes
+	// for this long is closed. Zero: 30 s; negative: no limit.
+	TCPWriteTimeout time.Duration
+	// tls-handshake-timeout: how long a TLS client has to finish its handshake. Zero: 10 s;
+	// negative: no limit.
+	TLSHandshakeTimeout time.Duration
+	// error-rate: error answers other than 401 per second per client address (IPv6: per
+	// /64), with 5 seconds' worth of burst. Negative: unlimited; zero is refused, as for
+	// AllocateRate.
+	ErrorRate float64
+	// binding-rate: Binding answers per second per client address (IPv6: per /64), with 5
+	// seconds' worth of burst. Negative: unlimited; zero is refused, as for AllocateRate.
+	BindingRate float64
+	// user-lockout-failures: wrong passwords for one static user within UserLockoutTime
+	// that refuse the user for UserLockoutTime. Negative: no lockout; zero is refused.
+	UserLockoutFailures int
+	// user-lockout-time: the window static-user failures are counted in, and how long the
+	// user is then refused; must be positive.
+	UserLockoutTime time.Duration
+	// request-rate: STUN requests of clients without an allocation per second per client
+	// address (IPv6: per /64), burst 5 s, dropped before they are queued for the control
+	// plane. Negative: unlimited; zero is refused, as for AllocateRate.
 	RequestRate float64
 	// control-shards: pion read loops per UDP listen address. Zero: 4.
 	ControlShards int
@@ -120,17 +152,29 @@ type Options struct {
 	AuthListen string
 	// auth-api-key: the bearer tokens callers of the credential service present. With none
 	// (and no AuthAPIKeyFile), a key is generated when AuthListen is on loopback, and the
-	// service is refused elsewhere unless AuthAllowAnonymous. Warned about as
+	// service is refused elsewhere unless AuthInsecureAnonymous. Warned about as
 	// StaticAuthSecrets.
 	AuthAPIKeys []string
 	// auth-api-key-file: a file of bearer tokens, one per line, added to AuthAPIKeys.
 	AuthAPIKeyFile string
 	// allow-readable-secrets: read the files of secrets (static-auth-secret-file, users-file,
-	// auth-api-key-file, pkey) even when users other than their owner can read or write them,
-	// with a warning. False: such a file is refused (see internal/secretfile for the rule).
+	// auth-api-key-file, pkey, auth-tls-key) even when users other than their owner can read
+	// or write them, with a warning. False: such a file is refused (see internal/secretfile
+	// for the rule).
 	AllowReadableSecrets bool
-	// auth-allow-anonymous: serve credentials without an API key.
+	// auth-allow-anonymous: serve credentials without an API key; refused when AuthListen
+	// is not a loopback address, unless AuthInsecureAnonymous.
 	AuthAllowAnonymous bool
+	// auth-insecure-anonymous: serve credentials without an API key on any address, loopback
+	// or not (implies AuthAllowAnonymous), with a warning.
+	AuthInsecureAnonymous bool
+	// auth-tls-cert: the credential service's TLS certificate file (PEM, the chain after the
+	// leaf); with AuthTLSKey the service speaks HTTPS, and SIGHUP re-reads both. Empty (with
+	// AuthTLSKey): plain HTTP.
+	AuthTLSCert string
+	// auth-tls-key: the credential service's TLS private key file (PEM), a file of secrets
+	// like PKey.
+	AuthTLSKey string
 	// auth-relay: the relays the credential service lists, each
 	// "location:host:udpPort:tcpPort". Empty: this relay, as bound.
 	AuthRelays []string
@@ -272,8 +316,28 @@ var optionTable = []option{
 		"Allocate requests per second per client address (IPv6: per /64), burst 5 s; excess dropped (-1: unlimited)"),
 	opt("unauthorized-rate", func(o *Options) *float64 { return &o.UnauthorizedRate }, 100,
 		"401 answers per second per client address, burst 5 s (-1: unlimited)"),
+	opt("max-tcp-connections", func(o *Options) *int { return &o.MaxTCPConnections }, 10000,
+		"maximum live TCP and TLS client connections; one beyond is closed at once (0: unlimited)"),
+	opt("max-tcp-connections-per-source", func(o *Options) *int { return &o.MaxTCPConnectionsPerSource }, 256,
+		"maximum live TCP and TLS client connections per client address, IPv6 per /64 (0: unlimited)"),
+	opt("tcp-first-message-timeout", func(o *Options) *time.Duration { return &o.TCPFirstMessageTimeout }, 10*time.Second,
+		"a TCP or TLS client that sends no complete STUN message or ChannelData this long after connecting (TLS: after the handshake) is closed (0: 10s; -1: no limit)"),
+	opt("tcp-idle-timeout", func(o *Options) *time.Duration { return &o.TCPIdleTimeout }, 0,
+		"a TCP or TLS connection the client sends nothing on for this long is closed (0: the longer of allocation-lifetime and 1h, plus 1m, so a refreshed allocation is never cut; -1: no limit)"),
+	opt("tcp-write-timeout", func(o *Options) *time.Duration { return &o.TCPWriteTimeout }, 30*time.Second,
+		"a TCP or TLS connection whose client takes nothing the relay writes for this long is closed (0: 30s; -1: no limit)"),
+	opt("tls-handshake-timeout", func(o *Options) *time.Duration { return &o.TLSHandshakeTimeout }, 10*time.Second,
+		"a TLS client that has not finished its handshake this long after connecting is closed (0: 10s; -1: no limit)"),
+	opt("error-rate", func(o *Options) *float64 { return &o.ErrorRate }, 200,
+		"error answers other than 401 per second per client address (IPv6: per /64), burst 5 s; excess dropped (-1: unlimited)"),
+	opt("binding-rate", func(o *Options) *float64 { return &o.BindingRate }, 500,
+		"Binding answers per second per client address (IPv6: per /64), burst 5 s; excess dropped (-1: unlimited)"),
+	opt("user-lockout-failures", func(o *Options) *int { return &o.UserLockoutFailures }, 10,
+		"wrong passwords for one static user within user-lockout-time that refuse it for user-lockout-time (-1: never)"),
+	opt("user-lockout-time", func(o *Options) *time.Duration { return &o.UserLockoutTime }, 5*time.Minute,
+		"window of user-lockout-failures, and how long the static user is then refused"),
 	opt("request-rate", func(o *Options) *float64 { return &o.RequestRate }, 1000,
-		"Binding answers and STUN requests of clients without an allocation, per second per client address, burst 5 s; excess dropped before it is queued (-1: unlimited)"),
+		"STUN requests of clients without an allocation, per second per client address, burst 5 s; excess dropped before it is queued (-1: unlimited)"),
 	opt("control-shards", func(o *Options) *int { return &o.ControlShards }, 4,
 		"pion read loops per UDP listen address; a client's requests always reach the same one"),
 	opt("new-work-shards", func(o *Options) *int { return &o.NewWorkShards }, 0,
@@ -289,9 +353,15 @@ var optionTable = []option{
 	opt("auth-api-key-file", func(o *Options) *string { return &o.AuthAPIKeyFile }, "",
 		"file of bearer tokens, one per line; only its owner may read it"),
 	opt("allow-readable-secrets", func(o *Options) *bool { return &o.AllowReadableSecrets }, false,
-		"read static-auth-secret-file, users-file, auth-api-key-file and pkey even when users other than their owner can read them (refused otherwise: chmod 600 them; root's 0640 and 0440 files are accepted)"),
+		"read static-auth-secret-file, users-file, auth-api-key-file, pkey and auth-tls-key even when users other than their owner can read them (refused otherwise: chmod 600 them; root's 0640 and 0440 files are accepted)"),
 	opt("auth-allow-anonymous", func(o *Options) *bool { return &o.AuthAllowAnonymous }, false,
-		"serve credentials without an API key (only on a trusted network)"),
+		"serve credentials without an API key; only when auth-listen is a loopback address (see auth-insecure-anonymous)"),
+	opt("auth-insecure-anonymous", func(o *Options) *bool { return &o.AuthInsecureAnonymous }, false,
+		"serve credentials without an API key on any auth-listen address, loopback or not: anyone who reaches it gets credentials"),
+	opt("auth-tls-cert", func(o *Options) *string { return &o.AuthTLSCert }, "",
+		"credential service's TLS certificate file (PEM, chain after the leaf); with auth-tls-key it serves HTTPS; re-read on SIGHUP"),
+	opt("auth-tls-key", func(o *Options) *string { return &o.AuthTLSKey }, "",
+		"credential service's TLS private key file (PEM); re-read on SIGHUP; only its owner may read it (see allow-readable-secrets)"),
 	opt("auth-relay", func(o *Options) *[]string { return &o.AuthRelays }, nil,
 		"relay listed by the credential service, location:host:udpPort:tcpPort, repeatable (default: this relay)"),
 	opt("auth-max-duration", func(o *Options) *time.Duration { return &o.AuthMaxDuration }, 480*time.Minute,

@@ -22,6 +22,7 @@ type inputs struct {
 	fileSecrets  []auth.Secret     // static-auth-secret-file
 	fileUsers    map[string]string // users-file
 	fileAPIKeys  []string          // auth-api-key-file, read when auth-listen is set
+	authCert     *auth.Certificate // auth-tls-cert and auth-tls-key, when auth-listen and both are set
 	host         hostAddrs
 	randomSecret string // the shared secret used when none is configured
 	randomAPIKey string // the credential service's key when it needs one and has none
@@ -78,6 +79,14 @@ func (o Options) read() (*inputs, error) {
 		f.Close()
 		if err != nil {
 			return nil, bad("auth-api-key-file", "%v", err)
+		}
+	}
+	if o.AuthListen != "" && o.AuthTLSCert != "" && o.AuthTLSKey != "" {
+		if err := o.checkPrivate("auth-tls-key", o.AuthTLSKey, in); err != nil {
+			return nil, err
+		}
+		if in.authCert, err = auth.LoadCertificate(o.AuthTLSCert, o.AuthTLSKey); err != nil {
+			return nil, bad("auth-tls-cert", "%v", err)
 		}
 	}
 	in.host = readHostAddrs()

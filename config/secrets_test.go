@@ -69,6 +69,8 @@ func TestSecretsFileMode(t *testing.T) {
 			func(p string) []string { return []string{"--auth-api-key-file", p} }},
 		{"pkey", "",
 			func(p string) []string { return []string{"--cert", cert, "--pkey", p} }},
+		{"auth-tls-key", "",
+			func(p string) []string { return []string{"--auth-tls-cert", cert, "--auth-tls-key", p} }},
 	} {
 		t.Run(tc.key, func(t *testing.T) {
 			path := key

@@ -104,12 +104,61 @@ type Config struct {
 	// negative: unlimited. (avedge refuses 0 for both rates: it reads to an operator as "no
 	// Allocate at all"; its defaults are these, 200 and 100.)
 	UnauthorizedRate float64
+	// MaxStreamConns caps live TCP and TLS client connections, all stream listeners together;
+	// a connection beyond it is closed as soon as it is accepted. Zero: 10 000; negative:
+	// unlimited. Every connection holds a file descriptor and a goroutine, whether or not it
+	// ever sends a valid message.
+	MaxStreamConns int
+	// MaxStreamConnsPerSource caps live TCP and TLS client connections per client IP address
+	// (IPv6: per /64), so that one host cannot take the whole of MaxStreamConns. Zero: 256
+	// (clients behind one NAT share an address); negative: unlimited.
+	MaxStreamConnsPerSource int
+	// StreamFirstMessageTimeout is how long a TCP or TLS client has, from the connection
+	// (TLS: from the end of the handshake), to send its first complete STUN message or
+	// ChannelData before the connection is closed. Zero: 10 seconds; negative: no limit.
+	StreamFirstMessageTimeout time.Duration
+	// StreamIdleTimeout closes a TCP or TLS connection on which the client has sent nothing
+	// for that long. A client must Refresh its allocation within the allocation's lifetime
+	// (at most an hour when it asks for one, AllocationLifetime when it does not), so a live
+	// allocation is never idle for longer. Zero: the longer of AllocationLifetime and an
+	// hour, plus a minute; negative: no limit.
+	StreamIdleTimeout time.Duration
+	// StreamWriteTimeout closes a TCP or TLS connection whose client has not taken what the
+	// relay writes to it for that long (its receive window stays shut), so that a client
+	// that stops reading cannot hold the connection, and pion's goroutine writing to it,
+	// past the idle timeout. Zero: 30 seconds; negative: no limit.
+	StreamWriteTimeout time.Duration
+	// TLSHandshakeTimeout bounds a TLS client's handshake, from the connection. Zero: 10
+	// seconds (pion's, which does not apply to the relay's wrapped connections); negative: no
+	// limit.
+	TLSHandshakeTimeout time.Duration
+
+	// ErrorRate limits every other error answer (400, 403, 420, 437, 438, 486, 508, ...) per
+	// client IP address (IPv6: per /64) per second, burst 5 seconds' worth; excess answers
+	// are dropped and counted, so a spoofed source cannot make the relay a reflector. Zero:
+	// 200; negative: unlimited.
+	ErrorRate float64
+	// BindingRate limits Binding success answers per client IP address (IPv6: per /64) per
+	// second, burst 5 seconds' worth; excess answers are dropped and counted. It is per
+	// address, not per address and port, because a reflection aims at an address and a
+	// spoofer picks the ports; the default leaves room for thousands of clients behind one
+	// NAT. Zero: 500; negative: unlimited.
+	BindingRate float64
+	// StaticUserFailures is how many wrong passwords for one static user (Validator's Users)
+	// within StaticUserLockout refuse that user for StaticUserLockout, whatever the password
+	// (401, counted as auth failure "locked_out"). TURN REST and MRAS usernames, whose
+	// passwords are HMACs, are not counted. Zero: 10; negative: no lockout.
+	StaticUserFailures int
+	// StaticUserLockout is the window failures are counted in and how long the user is then
+	// refused. Zero: 5 minutes.
+	StaticUserLockout time.Duration
 	// RequestRate limits, per client IP address (IPv6: per /64) per second, with a burst of 5
-	// seconds' worth, the Binding requests the relay answers and the STUN requests of clients
-	// without an allocation; excess requests are dropped unanswered before they are queued
-	// for the control plane. Requests of clients with a live allocation are not limited. Zero:
-	// 1000 (several Allocate rounds and Bindings for each of the clients behind one NAT at
-	// AllocateRate); negative: unlimited.
+	// seconds' worth, the STUN requests of clients without an allocation; excess requests are
+	// dropped unanswered by the workers before they are queued for the control plane. The
+	// requests of clients with a live allocation are not limited, and Binding requests the
+	// workers answer themselves count against BindingRate instead. Zero: 1000 (several
+	// Allocate rounds for each of the clients behind one NAT at AllocateRate); negative:
+	// unlimited.
 	RequestRate float64
 	// ControlShards is the number of pion read loops (each with its own allocation manager
 	// and hand-off queue) per UDP listen address; a client's requests always go to the same
@@ -129,6 +178,9 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// Logger: nil means slog.Default().
 	Logger *slog.Logger
+
+	// nonceClock is the clock nonces are issued and aged by (tests). Nil: time.Now.
+	nonceClock func() time.Time
 }
 
 // PeerPolicy says which peers a client may reach through the relay.
@@ -165,6 +217,36 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.UnauthorizedRate == 0 {
 		out.UnauthorizedRate = 100
+	}
+	if out.MaxStreamConns == 0 {
+		out.MaxStreamConns = 10000
+	}
+	if out.MaxStreamConnsPerSource == 0 {
+		out.MaxStreamConnsPerSource = 256
+	}
+	if out.StreamFirstMessageTimeout == 0 {
+		out.StreamFirstMessageTimeout = 10 * time.Second
+	}
+	if out.StreamIdleTimeout == 0 {
+		out.StreamIdleTimeout = max(out.AllocationLifetime, time.Hour) + time.Minute
+	}
+	if out.StreamWriteTimeout == 0 {
+		out.StreamWriteTimeout = 30 * time.Second
+	}
+	if out.TLSHandshakeTimeout == 0 {
+		out.TLSHandshakeTimeout = 10 * time.Second
+	}
+	if out.ErrorRate == 0 {
+		out.ErrorRate = 200
+	}
+	if out.BindingRate == 0 {
+		out.BindingRate = 500
+	}
+	if out.StaticUserFailures == 0 {
+		out.StaticUserFailures = 10
+	}
+	if out.StaticUserLockout <= 0 {
+		out.StaticUserLockout = 5 * time.Minute
 	}
 	if out.RequestRate == 0 {
 		out.RequestRate = 1000

@@ -25,8 +25,8 @@ func (c *Config) descriptorsNeeded() uint64 {
 }
 
 // checkDescriptors makes sure the process may open every descriptor the configuration can
-// ask for, so that a full relay answers 508 instead of failing on EMFILE (which would also
-// stop the TCP listeners from accepting). It raises the soft RLIMIT_NOFILE as far as the hard
+// ask for, so that a full relay answers 508 instead of failing on EMFILE (the TCP listeners
+// retry an accept that fails so, stream.go). It raises the soft RLIMIT_NOFILE as far as the hard
 // limit allows (the Go runtime already raises it to the hard limit at start) and refuses to
 // start when that is still too low, saying what to change.
 func (c *Config) checkDescriptors() error {

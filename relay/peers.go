@@ -24,7 +24,7 @@ func (s *Server) permit(client net.Addr, peer net.IP) bool {
 	}
 	if r := s.peers.Load().Check(ip.Unmap()); r != policy.Allowed {
 		s.slowStats.Drop(dataplane.DropPolicy)
-		s.log.Info("peer refused by policy", "client", client.String(), "peer", ip.String(), "reason", string(r))
+		s.logInput(string(r), "peer refused by policy", "client", client.String(), "peer", ip.String())
 		return false
 	}
 	return true

@@ -49,7 +49,8 @@ type Server struct {
 	workers      []*dataplane.Worker                 // Static. Read by Close and snapshot.
 	listeners    []*listenerGroup                    // UDP listen addresses. Static.
 	lisByAddr    map[netip.AddrPort]*listenerGroup   // Static. Read by the EventHandler.
-	streams      []net.Listener                      // TCP and TLS listeners. Static.
+	streams      []*streamListener                   // TCP and TLS listeners. Static.
+	conns        *connLimit                          // caps on TCP and TLS connections. Static (locks itself).
 	tlsAddrs     map[netip.AddrPort]bool             // Static. Read by the EventHandler.
 	ports        map[netip.Addr]*portalloc.Allocator // by relay IP. Static (the allocators lock themselves).
 	relayIPs     [2]netip.Addr                       // [family] relay IP (invalid: none). Static.
@@ -59,8 +60,14 @@ type Server struct {
 	fast         *dataplane.Table                    // Static. Written by the EventHandler; read lock-free by workers.
 	allocLimit   *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by admitRequest.
 	authLimit    *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by passAnswer.
+	errLimit     *policy.Limiter                     // other error answers; nil: unlimited. Static (locks itself). Used by passAnswer.
+	bindLimit    *policy.Limiter                     // Binding answers; nil: unlimited. Static (locks itself). Used by passAnswer.
+	lockout      *policy.Lockout                     // static users. Static (locks itself). Used by admitRequest and authenticate.
+	logs         *logSampler                         // lines input causes (logInput). Static (locks itself).
+	nonces       nonceSigner                         // Static. Used by the facades (nonce.go).
+	pionNonce    atomic.Pointer[pionNonce]           // the last nonce pion issued. Written by passAnswer, read by admitRequest.
 	newWork      chan struct{}                       // tokens: shards handling new work at once (udp.go). Static.
-	requestLimit *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by the workers (dataplane.Config.RequestLimit).
+	requestLimit *policy.Limiter                     // STUN requests of clients without an allocation; nil: unlimited. Static (locks itself). Used by the workers.
 
 	mu      sync.Mutex
 	relays  map[netip.AddrPort]*relayConn // by advertised address. Guarded by mu. Written by AllocatePacketConn and relayClosed.
@@ -75,6 +82,8 @@ type Server struct {
 	permCount  atomic.Int64        // Written by the EventHandler; read by snapshot.
 	chanCount  atomic.Int64        // Written by the EventHandler; read by snapshot.
 
+	streamStats streamStats // atomics. Written by the stream listeners and their connections.
+
 	draining  atomic.Bool // Set by Drain and Close; read by the facades, relaygen, Ready and snapshot.
 	closed    atomic.Bool // Set by Close; read by Ready.
 	closeOnce sync.Once
@@ -88,7 +97,7 @@ type allocKey struct{ src, dst netip.AddrPort }
 func New(cfg Config) (*Server, error) {
 	c := cfg.withDefaults()
 	s := &Server{
-		cfg: c, log: c.Logger,
+		cfg: c, log: c.Logger, logs: newLogSampler(nil),
 		lisByAddr: map[netip.AddrPort]*listenerGroup{},
 		tlsAddrs:  map[netip.AddrPort]bool{},
 		ports:     map[netip.Addr]*portalloc.Allocator{},
@@ -96,8 +105,10 @@ func New(cfg Config) (*Server, error) {
 		allocs:    map[allocKey]*allocation{},
 		fast:      dataplane.NewTable(),
 		quota:     policy.NewQuota(c.UserQuota, c.MaxAllocations),
+		conns:     newConnLimit(c.MaxStreamConns, c.MaxStreamConnsPerSource),
 	}
 	s.precheck.init()
+	s.nonces = newNonceSigner(c.nonceClock)
 	if err := c.checkDescriptors(); err != nil {
 		return nil, err
 	}
@@ -116,6 +127,9 @@ func New(cfg Config) (*Server, error) {
 	s.SetPeerPolicy(c.Peers)
 	s.allocLimit = newRateLimit(c.AllocateRate)
 	s.authLimit = newRateLimit(c.UnauthorizedRate)
+	s.errLimit = newRateLimit(c.ErrorRate)
+	s.bindLimit = newRateLimit(c.BindingRate)
+	s.lockout = policy.NewLockout(c.StaticUserFailures, c.StaticUserLockout, 65536)
 	s.requestLimit = newRateLimit(c.RequestRate)
 	s.newWork = make(chan struct{}, c.NewWorkShards)
 
@@ -158,7 +172,7 @@ func New(cfg Config) (*Server, error) {
 	for i := 0; i < n; i++ {
 		w, err := dataplane.NewWorker(i, dataplane.Config{
 			Table: s.fast, Log: s.log, HoldMs: hold, UseUring: loop == DataPathIOUring,
-			RequestLimit: s.requestLimit,
+			RequestLimit: s.requestLimit, BindingLimit: s.bindLimit,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("relay: worker %d: %w", i, err)
@@ -167,7 +181,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	turnCfg := turn.ServerConfig{
 		Realm:              c.Realm,
-		LoggerFactory:      pionLogger{log: s.log},
+		LoggerFactory:      pionLogger{log: s.log, sample: s.logs},
 		EventHandler:       s.eventHandler(),
 		ChannelBindTimeout: c.ChannelLifetime,
 		PermissionTimeout:  c.PermissionLifetime,
@@ -312,15 +326,18 @@ func (s *Server) listenStream(l ListenerConfig) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: listen %s %s: %w", l.Network, l.Addr, err)
 	}
-	s.streams = append(s.streams, ln)
+	var cfg *tls.Config
 	if l.Network == TLS {
 		if s.cfg.TLS == nil {
+			_ = ln.Close()
 			return nil, fmt.Errorf("relay: listen tls %s: no certificate configured (set cert and pkey)", l.Addr)
 		}
 		s.tlsAddrs[netip.MustParseAddrPort(ln.Addr().String())] = true
-		return streamListener{Listener: tls.NewListener(ln, s.cfg.TLS), srv: s}, nil
+		cfg = s.cfg.TLS
 	}
-	return streamListener{Listener: ln, srv: s}, nil
+	sl := newStreamListener(ln, s, cfg)
+	s.streams = append(s.streams, sl)
+	return sl, nil
 }
 
 // Addrs returns the bound listener addresses (ports resolved), in configuration order.

@@ -9,16 +9,19 @@ import (
 	"time"
 
 	"github.com/avedge/avedge/relay/internal/sock"
+	"github.com/avedge/avedge/relay/policy"
 )
 
 // STUN requests from clients: what the workers do before (and instead of) queueing them for
 // the control plane, so that floods stay off live calls.
 //
-//   - A plain Binding request is answered here, statelessly, as pion would answer it.
+//   - A plain Binding request is answered here, statelessly, as pion would answer it, within
+//     the client address's Binding answer limit (Config.BindingLimit, the limiter pion's
+//     Binding answers count against too).
 //   - A request from a client with a live allocation (the fast-path table knows its 5-tuple)
 //     goes to its shard's priority lane, ahead of new work.
-//   - Anything else from a client without an allocation, and every Binding answer, spends a
-//     token of the client address's request limit first (Config.RequestLimit).
+//   - Anything else from a client without an allocation spends a token of the client
+//     address's request limit first (Config.RequestLimit).
 
 // stunFromClient handles a STUN message (size ≥ 20 bytes, first two bits 0) that client from
 // sent to listen address lis.
@@ -28,17 +31,20 @@ func (w *Worker) stunFromClient(lis *Listener, buf *[headroom + bufSize]byte, si
 	if binding {
 		w.stats.binding.Add(1)
 	}
-	live := w.fast.Lookup(Key{Lis: lis.ID, Client: from}) != nil
-	if (binding || !live) && !w.allow(from.Addr()) {
-		return w.drop(DropRateLimited)
-	}
 	if binding && isPlainBinding(d) {
+		if !allow(w.bindLim, from.Addr()) {
+			return w.drop(DropRateLimited)
+		}
 		n := writeBindingSuccess(buf[headroom:], from)
 		to := &w.replyTo[w.replyNext]
 		w.replyNext = (w.replyNext + 1) % len(w.replyTo)
 		to.Set(from)
 		w.stats.bindingAnswers.Add(1)
 		return w.lisSocks[lis.ID].fd, buf[headroom : headroom+n], to
+	}
+	live := w.fast.Lookup(Key{Lis: lis.ID, Client: from}) != nil
+	if !live && !allow(w.limit, from.Addr()) {
+		return w.drop(DropRateLimited)
 	}
 	q := lis.Shard(from)
 	if live {
@@ -50,9 +56,9 @@ func (w *Worker) stunFromClient(lis *Listener, buf *[headroom + bufSize]byte, si
 	return w.handoff(q, d, from)
 }
 
-// allow spends one of ip's request tokens.
-func (w *Worker) allow(ip netip.Addr) bool {
-	return w.limit == nil || w.limit.Allow(ip, time.Now().UnixNano())
+// allow spends one of ip's tokens of lim (nil: unlimited).
+func allow(lim *policy.Limiter, ip netip.Addr) bool {
+	return lim == nil || lim.Allow(ip, time.Now().UnixNano())
 }
 
 // STUN constants (RFC 8489 §5, §14).

@@ -171,8 +171,9 @@ func TestLiveClientsFirst(t *testing.T) {
 	drainQueue(q)
 }
 
-// Over the per-source limit, an unknown client's requests and Binding answers are dropped
-// before anything is queued; a live client's requests are not limited.
+// Over the per-source limit, an unknown client's requests are dropped before anything is
+// queued; a live client's requests are not limited; Binding answers have a limit of their
+// own (the control plane's BindingRate limiter).
 func TestRequestLimit(t *testing.T) {
 	r := newForwardRig(t)
 	r.w.limit = policy.NewLimiter(1, 2, 16) // burst 2, one more per second
@@ -193,12 +194,22 @@ func TestRequestLimit(t *testing.T) {
 		t.Fatalf("rate-limited drops %d, want 3", d)
 	}
 	drainQueue(q)
-	// The stranger's port differs but its address is the same: still limited, Bindings too.
-	n := r.put(0, stunMsg(BindingRequest, 9))
+	// The stranger's port differs but its address is the same: still limited.
+	n := r.put(0, stunMsg(0x0003, 9))
 	r.w.handle(r.lis, &r.w.bufs[0], n, netip.AddrPortFrom(stranger.Addr(), 5001))
-	if len(r.w.out) != 0 || r.w.stats.Drops(DropRateLimited) != 4 {
-		t.Fatalf("Binding over the limit: %d sends queued, %d drops; want none and 4", len(r.w.out), r.w.stats.Drops(DropRateLimited))
+	if q.Len() != 0 || r.w.stats.Drops(DropRateLimited) != 4 {
+		t.Fatalf("Allocate over the limit from another port: %d queued, %d drops; want none and 4", q.Len(), r.w.stats.Drops(DropRateLimited))
 	}
+	// Binding answers count against their own limit, live client or not.
+	r.w.bindLim = policy.NewLimiter(1, 1, 16)
+	for _, from := range []netip.AddrPort{r.client, r.client} {
+		n := r.put(0, stunMsg(BindingRequest, 9))
+		r.w.handle(r.lis, &r.w.bufs[0], n, from)
+	}
+	if len(r.w.out) != 1 || r.w.stats.Drops(DropRateLimited) != 5 {
+		t.Fatalf("two Bindings at a limit of one: %d answers queued, %d drops; want 1 and 5", len(r.w.out), r.w.stats.Drops(DropRateLimited))
+	}
+	r.w.flush()
 }
 
 // A client's shard depends on its IP address only (every port of it, mapped or not); clients
@@ -228,7 +239,7 @@ func TestShardOfClient(t *testing.T) {
 // The Binding answer allocates nothing, like the forwarding step.
 func TestBindingAnswerAllocatesNothing(t *testing.T) {
 	r := newForwardRig(t)
-	r.w.limit = policy.NewLimiter(1e9, 1e9, 16)
+	r.w.bindLim = policy.NewLimiter(1e9, 1e9, 16)
 	req := stunMsg(BindingRequest, 3)
 	allocs := testing.AllocsPerRun(1000, func() {
 		n := r.put(0, req)

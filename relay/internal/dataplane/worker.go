@@ -55,11 +55,13 @@ type Config struct {
 	HoldMs int
 	// UseUring runs the io_uring loop (uring.Usable must have said yes) instead of epoll.
 	UseUring bool
-	// RequestLimit, per client IP address, limits the Binding requests the worker answers
-	// itself and the STUN requests of clients without an allocation it hands to the control
-	// plane (binding.go); excess is dropped (DropRateLimited). It may be shared by every
-	// worker (it locks itself). Nil: unlimited.
+	// RequestLimit, per client IP address, limits the STUN requests of clients without an
+	// allocation that the worker hands to the control plane (binding.go); excess is dropped
+	// (DropRateLimited). It may be shared by every worker (it locks itself). Nil: unlimited.
 	RequestLimit *policy.Limiter
+	// BindingLimit, per client IP address, limits the Binding answers the worker sends itself:
+	// the same limiter the control plane's Binding answers count against. Nil: unlimited.
+	BindingLimit *policy.Limiter
 }
 
 // Worker is one forwarding loop: a locked OS thread with its own epoll instance (or
@@ -73,6 +75,7 @@ type Worker struct {
 	holdMs   int             // see Config.HoldMs. Static after construction.
 	useUring bool            // Static after construction.
 	limit    *policy.Limiter // Config.RequestLimit. Static after construction.
+	bindLim  *policy.Limiter // Config.BindingLimit. Static after construction.
 	wakefd   int             // eventfd. Static after construction.
 	active   time.Time       // the last round that had packets, when holdMs > 0. Owned by the loop.
 
@@ -126,7 +129,7 @@ func NewWorker(id int, cfg Config) (*Worker, error) {
 	}
 	w := &Worker{
 		id: id, log: cfg.Log, fast: cfg.Table, epfd: epfd, wakefd: wfd,
-		holdMs: cfg.HoldMs, useUring: cfg.UseUring, limit: cfg.RequestLimit,
+		holdMs: cfg.HoldMs, useUring: cfg.UseUring, limit: cfg.RequestLimit, bindLim: cfg.BindingLimit,
 		socks: map[int32]*loopSock{},
 		out:   make([]outPkt, 0, ringSize),
 		segs:  make([]uint8, 0, ringSize),
