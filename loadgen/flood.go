@@ -48,8 +48,13 @@ type FloodConfig struct {
 	// makes the server look up its key and check the HMAC. Zero: "flood".
 	Username string
 	// Realm and Nonce go into the Allocate requests. Zero: the flood asks the server for them
-	// first (an Allocate without credentials, answered 401) from its first source.
+	// first (an Allocate without credentials, answered 401) from its first source, or from
+	// every source with NoncePerSource.
 	Realm, Nonce string
+	// NoncePerSource asks every source for a nonce of its own before the flood starts, for a
+	// server that binds nonces to the client's address (avedge does): its Allocates then
+	// reach the MESSAGE-INTEGRITY check instead of a cheap 438.
+	NoncePerSource bool
 }
 
 // FloodReport is what a flood sent.
@@ -120,16 +125,24 @@ func Flood(ctx context.Context, cfg FloodConfig) (FloodReport, error) {
 		conns = append(conns, c)
 		ip = ip.Next()
 	}
-	var alloc []byte
+	var allocs [][]byte // by source (one shared unless NoncePerSource)
 	if cfg.AllocateEvery > 0 {
-		if cfg.Nonce == "" {
-			if cfg.Realm, cfg.Nonce, err = askNonce(conns[0], cfg.Server); err != nil {
+		asks := 1
+		if cfg.NoncePerSource && cfg.Nonce == "" {
+			asks = len(conns)
+		}
+		for i := 0; i < asks; i++ {
+			realm, nonce := cfg.Realm, cfg.Nonce
+			if nonce == "" {
+				if realm, nonce, err = askNonce(conns[i], cfg.Server); err != nil {
+					return FloodReport{}, err
+				}
+			}
+			a, err := floodAllocate(cfg.Username, realm, nonce)
+			if err != nil {
 				return FloodReport{}, err
 			}
-		}
-		alloc, err = floodAllocate(cfg.Username, cfg.Realm, cfg.Nonce)
-		if err != nil {
-			return FloodReport{}, err
+			allocs = append(allocs, a)
 		}
 	}
 	binding, err := stun.Build(stun.TransactionID, stun.BindingRequest)
@@ -159,14 +172,15 @@ func Flood(ctx context.Context, cfg FloodConfig) (FloodReport, error) {
 			}
 		}
 		m := bind
+		src := i % len(conns)
 		isAlloc := cfg.AllocateEvery > 0 && i%cfg.AllocateEvery == 0
 		if isAlloc {
-			m = alloc
+			m = allocs[src%len(allocs)]
 		}
 		// A fresh transaction ID per request: the server keeps no transaction state for
 		// any of them, but nothing should look like a retransmission either.
 		binary.BigEndian.PutUint64(m[12:20], uint64(i))
-		if _, err := conns[i%len(conns)].WriteToUDPAddrPort(m, cfg.Server); err != nil {
+		if _, err := conns[src].WriteToUDPAddrPort(m, cfg.Server); err != nil {
 			rep.SendErrors++
 			continue
 		}

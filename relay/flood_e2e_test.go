@@ -71,7 +71,7 @@ func TestFloodKeptOffLiveCalls(t *testing.T) {
 				defer close(done)
 				res.rep, res.err = loadgen.Flood(ctx, loadgen.FloodConfig{
 					Server: server, Sources: 1000, Count: 200_000, Duration: 20 * time.Second, Rate: floodRate,
-					Username: floodUser,
+					Username: floodUser, NoncePerSource: true, // nonces are bound to the client
 				})
 			}()
 			// The round starts once the server has seen the flood (bounded: 10 s).

@@ -2,7 +2,8 @@
 # bench-flood.sh — `make bench-flood`: floods kept off live calls (issue 13), avedge and
 # coturn's turnserver (if installed) side by side. Each server is started fresh. One
 # avedge-load process floods it with spoofed Binding requests and Allocates signed with a
-# wrong password (half and half; FLOOD_ALLOCATE_EVERY), from 1 024 source addresses of
+# wrong password (half and half; FLOOD_ALLOCATE_EVERY; each source asks for its own nonce
+# first, so that the Allocates reach the MESSAGE-INTEGRITY check), from 1 024 source addresses of
 # 127.1.0.0/16, on one thread as fast as it sends (or at FLOOD_RATE), for FLOOD_SECONDS; a
 # second one, started with it, makes LIVE allocations (default 1 000) relaying audio on
 # channels (50 packets/s of 160 B each way, refreshed every 2 s) for DURATION. Two processes,
@@ -105,7 +106,7 @@ for srv in "${servers[@]}"; do
 	start_server "$srv" || { stop_server; continue; }
 	"$work/avedge-load" --server "127.0.0.1:$PORT" --secret "$SECRET" --clients 1 --rate 1 \
 		--duration "$((FLOOD_SECONDS + 2))s" --flood 100000000 --flood-duration "${FLOOD_SECONDS}s" \
-		--flood-rate "$FLOOD_RATE" --flood-allocate-every "$FLOOD_ALLOCATE_EVERY" --json >"$work/flood.json" &
+		--flood-rate "$FLOOD_RATE" --flood-allocate-every "$FLOOD_ALLOCATE_EVERY" --flood-nonce-per-source --json >"$work/flood.json" &
 	flood_pid=$!
 	if json=$(timeout 300 "$work/avedge-load" --server "127.0.0.1:$PORT" --secret "$SECRET" --clients "$LIVE" \
 		--rate 50 --size 160 --duration "$DURATION" --refresh 2s --server-pid "$server_pid" --json) &&

@@ -66,6 +66,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	floodRate := fs.Int("flood-rate", 0, "flood datagrams per second (0: as fast as one core sends)")
 	floodSources := fs.Int("flood-sources", 1024, "flood source addresses, counted up from --flood-source")
 	floodSource := fs.String("flood-source", "127.1.0.1", "first flood source address")
+	floodNonces := fs.Bool("flood-nonce-per-source", false, "every flood source asks for a nonce of its own first (for servers that bind nonces to the client)")
 	floodAllocEvery := fs.Int("flood-allocate-every", 2, "every n-th flood datagram is an Allocate with a wrong password, the rest Binding requests (-1: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -86,7 +87,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		fcfg = loadgen.FloodConfig{
 			Count: *floodN, Duration: *floodDur, Rate: *floodRate, Sources: *floodSources, SourceBase: base,
-			AllocateEvery: *floodAllocEvery,
+			AllocateEvery: *floodAllocEvery, NoncePerSource: *floodNonces,
 		}
 		if *secret != "" {
 			// A live username, so that the server looks its key up and checks the HMAC.
