@@ -373,9 +373,10 @@ func (o Options) peersAndLimits(st *Settings) error {
 	}
 	rc.MaxAllocations, rc.UserQuota, rc.AllocationBandwidth = o.TotalQuota, o.UserQuota, o.MaxBPS
 	rc.ChannelLifetime, rc.PermissionLifetime, rc.AllocationLifetime = o.ChannelLifetime, o.PermissionLifetime, o.AllocationLifetime
-	rc.AllocateRate, rc.UnauthorizedRate = o.AllocateRate, o.UnauthorizedRate
-	if o.AllocateRate == 0 || o.UnauthorizedRate == 0 {
-		return bad("allocate-rate/unauthorized-rate", "0 would refuse everything: give a rate, or -1 for unlimited")
+	rc.AllocateRate, rc.UnauthorizedRate, rc.RequestRate = o.AllocateRate, o.UnauthorizedRate, o.RequestRate
+	rc.ControlShards, rc.NewWorkShards = o.ControlShards, o.NewWorkShards
+	if o.AllocateRate == 0 || o.UnauthorizedRate == 0 || o.RequestRate == 0 {
+		return bad("allocate-rate/unauthorized-rate/request-rate", "0 would refuse everything: give a rate, or -1 for unlimited")
 	}
 	if o.MaxTCPConnections < 0 || o.MaxTCPConnectionsPerSource < 0 {
 		return bad("max-tcp-connections/max-tcp-connections-per-source", "must not be negative (0: unlimited)")

@@ -139,6 +139,15 @@ type Options struct {
 	// user-lockout-time: the window static-user failures are counted in, and how long the
 	// user is then refused; must be positive.
 	UserLockoutTime time.Duration
+	// request-rate: STUN requests of clients without an allocation per second per client
+	// address (IPv6: per /64), burst 5 s, dropped before they are queued for the control
+	// plane. Negative: unlimited; zero is refused, as for AllocateRate.
+	RequestRate float64
+	// control-shards: pion read loops per UDP listen address. Zero: 4.
+	ControlShards int
+	// new-work-shards: shards that may handle requests of clients without an allocation at
+	// once. Zero: one per two cores.
+	NewWorkShards int
 	// alternate-server: the ip:port named in 300 Try Alternate answers to Allocate while the
 	// relay drains. Empty: those get 508.
 	AlternateServer string
@@ -334,6 +343,12 @@ var optionTable = []option{
 		"wrong passwords for one static user within user-lockout-time that refuse it for user-lockout-time (-1: never)"),
 	opt("user-lockout-time", func(o *Options) *time.Duration { return &o.UserLockoutTime }, 5*time.Minute,
 		"window of user-lockout-failures, and how long the static user is then refused"),
+	opt("request-rate", func(o *Options) *float64 { return &o.RequestRate }, 1000,
+		"STUN requests of clients without an allocation, per second per client address, burst 5 s; excess dropped before it is queued (-1: unlimited)"),
+	opt("control-shards", func(o *Options) *int { return &o.ControlShards }, 4,
+		"pion read loops per UDP listen address; a client's requests always reach the same one"),
+	opt("new-work-shards", func(o *Options) *int { return &o.NewWorkShards }, 0,
+		"shards that may handle requests of clients without an allocation at once, so a flood leaves cores to live calls (0: one per two cores)"),
 	opt("alternate-server", func(o *Options) *string { return &o.AlternateServer }, "",
 		"ip:port named in 300 Try Alternate answers to Allocate while draining (empty: 508)"),
 	opt("metrics-listen", func(o *Options) *string { return &o.MetricsListen }, "127.0.0.1:9641",

@@ -26,6 +26,8 @@ type client struct {
 	pattern []byte  // the payload template: header with id, then the pattern
 	ctrl    chan []byte
 
+	refreshFailed atomic.Bool // a refresh of this client failed (Report.RefreshFailedClients)
+
 	// Set during setup, read-only once traffic starts.
 	relayed netip.AddrPort
 	peer    netip.AddrPort // echo peer, or partner's relayed address

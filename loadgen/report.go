@@ -50,6 +50,9 @@ type Report struct {
 
 	Refreshes     uint64 `json:"refreshes"`
 	RefreshErrors uint64 `json:"refresh_errors"`
+	// RefreshFailedClients counts the clients with at least one failed refresh: an upper
+	// bound on the allocations the server lost.
+	RefreshFailedClients uint64 `json:"refresh_failed_clients"`
 }
 
 // Percentiles of the round trip, in microseconds.

@@ -34,6 +34,7 @@ type runner struct {
 
 	refreshes     atomic.Uint64
 	refreshErrors atomic.Uint64
+	refreshLost   atomic.Uint64 // clients with at least one failed refresh
 }
 
 // now is the monotonic time since the run began, in nanoseconds.
@@ -397,6 +398,9 @@ func (r *runner) refreshLoop() {
 					return // the run ended mid-transaction
 				}
 				r.refreshErrors.Add(1)
+				if !c.refreshFailed.Swap(true) {
+					r.refreshLost.Add(1)
+				}
 				r.cfg.Logger.Warn("loadgen: refresh failed", "client", c.id, "err", err)
 				continue
 			}
@@ -418,10 +422,11 @@ func (r *runner) report(setup, elapsed time.Duration) Report {
 	cfg := r.cfg
 	rep := Report{
 		Mode: cfg.Mode, Clients: cfg.Clients, Rate: cfg.Rate, Size: cfg.Size,
-		SetupSeconds:  setup.Seconds(),
-		WindowSeconds: elapsed.Seconds(),
-		Refreshes:     r.refreshes.Load(),
-		RefreshErrors: r.refreshErrors.Load(),
+		SetupSeconds:         setup.Seconds(),
+		WindowSeconds:        elapsed.Seconds(),
+		Refreshes:            r.refreshes.Load(),
+		RefreshErrors:        r.refreshErrors.Load(),
+		RefreshFailedClients: r.refreshLost.Load(),
 	}
 	if cfg.Rate == 0 {
 		rep.Window = cfg.Window

@@ -157,6 +157,23 @@ type Config struct {
 	// StaticUserLockout is the window failures are counted in and how long the user is then
 	// refused. Zero: 5 minutes.
 	StaticUserLockout time.Duration
+	// RequestRate limits, per client IP address (IPv6: per /64) per second, with a burst of 5
+	// seconds' worth, the STUN requests of clients without an allocation; excess requests are
+	// dropped unanswered by the workers before they are queued for the control plane. The
+	// requests of clients with a live allocation are not limited, and Binding requests the
+	// workers answer themselves count against BindingRate instead. Zero: 1000 (several
+	// Allocate rounds for each of the clients behind one NAT at AllocateRate); negative:
+	// unlimited.
+	RequestRate float64
+	// ControlShards is the number of pion read loops (each with its own allocation manager
+	// and hand-off queue) per UDP listen address; a client's requests always go to the same
+	// one, chosen by its address. Zero or negative: 4.
+	ControlShards int
+	// NewWorkShards is how many shards, of every UDP listener together, may handle requests
+	// of clients without an allocation (Allocates, floods) at once; the requests of live
+	// allocations are not held back. It bounds the cores a flood of new work can take from
+	// the workers and from live calls. Zero or negative: DefaultWorkers().
+	NewWorkShards int
 	// AlternateServer, when set, is named in a 300 (Try Alternate) answer to Allocate requests
 	// while the relay drains (RFC 8489 §10 ALTERNATE-SERVER); unset, they get 508.
 	AlternateServer netip.AddrPort
@@ -244,6 +261,15 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.StaticUserLockout <= 0 {
 		out.StaticUserLockout = 5 * time.Minute
+	}
+	if out.RequestRate == 0 {
+		out.RequestRate = 1000
+	}
+	if out.ControlShards <= 0 {
+		out.ControlShards = 4
+	}
+	if out.NewWorkShards <= 0 {
+		out.NewWorkShards = DefaultWorkers()
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()

@@ -6,9 +6,10 @@
 // SO_REUSEPORT socket per worker for every UDP listen address (listenUDP) and starts the
 // workers; a worker (dataplane.Worker) reads each datagram and classifies it (fromClient,
 // fromPeer in dataplane/classify.go); ChannelData on a bound channel and peer data for one go
-// straight out again through the fast-path table (dataplane/table.go), everything else is
-// handed to pion through the facades: listenerGroup (udp.go) for STUN from clients, relayConn
-// (relayconn.go) for peer data without a channel. Both facades and the stream one
+// straight out again through the fast-path table (dataplane/table.go); a plain Binding
+// request is answered by the worker itself (dataplane/binding.go); everything else is handed
+// to pion through the facades: the shards of a listenerGroup (udp.go) for STUN from clients,
+// relayConn (relayconn.go) for peer data without a channel. Both facades and the stream one
 // (framedConn, stream.go) pass STUN through intercept.go on its way to and from pion. pion's
 // decisions come back through the EventHandler (events.go), which keeps the fast-path table
 // in step; relay sockets are made by relayGen (relaygen.go).
@@ -19,14 +20,19 @@
 // SO_REUSEPORT listener socket per worker for every listen address, and one relay socket per
 // allocation, its port drawn from portalloc) and the workers that read them.
 //
-//	client ──UDP──▶ listener socket (one per worker) ──┬─ STUN/TURN ──▶ listenerGroup ─▶ pion
+//	client ──UDP──▶ listener socket (one per worker) ──┬─ Binding ─────▶ answered by the worker
+//	                                                  ├─ STUN/TURN ──▶ listenerShard ─▶ pion (one per shard)
 //	                                                  └─ ChannelData ─▶ relay socket ─▶ peer
 //	peer ──▶ relay socket (port from portalloc) ──┬─ bound channel ─▶ ChannelData ─▶ client
 //	                                              └─ otherwise ─────▶ relayConn ─▶ pion (Data indication)
 //
 // pion sees only what it must: STUN requests and indications arriving on a listener, and peer
-// packets that are not on a bound channel, through the net.PacketConn facades listenerGroup
-// and relayConn. TCP and TLS clients are served by pion over ordinary net.Conns (framedConn);
+// packets that are not on a bound channel, through the net.PacketConn facades listenerShard
+// and relayConn. Floods are kept off live calls: each UDP listen address has several pion
+// read loops (shards; a client's IP address picks its shard), the requests of clients with a
+// live allocation go ahead of new work in their shard's queue, new work is handled by a
+// bounded number of shards at once, and a per-source limit drops the excess of Binding
+// answers and of requests from clients without an allocation before anything is queued. TCP and TLS clients are served by pion over ordinary net.Conns (framedConn);
 // their relay sockets are still ours. The few places where the relay relies on how pion
 // behaves, rather than on its API, are listed in pioncompat.go, each with a test against pion
 // itself.

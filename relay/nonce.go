@@ -85,7 +85,7 @@ type tupleEnd interface {
 	tupleEnd() (stream bool, local netip.AddrPort)
 }
 
-func (l *listenerGroup) tupleEnd() (bool, netip.AddrPort) { return false, l.addr }
+func (l *listenerShard) tupleEnd() (bool, netip.AddrPort) { return false, l.g.addr }
 
 func (c *framedConn) tupleEnd() (bool, netip.AddrPort) {
 	ap, _ := sock.AddrPortOf(c.Conn.LocalAddr())

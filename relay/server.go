@@ -45,28 +45,30 @@ type Server struct {
 	cfg Config       // Static.
 	log *slog.Logger // Static.
 
-	turn       *turn.Server                        // Static (nil until New has started pion). Closed by Close.
-	workers    []*dataplane.Worker                 // Static. Read by Close and snapshot.
-	listeners  []*listenerGroup                    // UDP listen addresses. Static.
-	lisByAddr  map[netip.AddrPort]*listenerGroup   // Static. Read by the EventHandler.
-	streams    []*streamListener                   // TCP and TLS listeners. Static.
-	conns      *connLimit                          // caps on TCP and TLS connections. Static (locks itself).
-	tlsAddrs   map[netip.AddrPort]bool             // Static. Read by the EventHandler.
-	ports      map[netip.Addr]*portalloc.Allocator // by relay IP. Static (the allocators lock themselves).
-	relayIPs   [2][]netip.Addr                     // [family] relay IPs, in the order given (none: empty). Static.
-	relayNext  [2]atomic.Uint32                    // [family] where the next allocation's search for a port starts
-	peers      atomic.Pointer[policy.Policy]       // Written by SetPeerPolicy (any goroutine); read by permit.
-	ownIPs     []netip.Addr                        // relay and advertised addresses. Static. Read by peerPortOK.
-	quota      *policy.Quota                       // Static (locks itself).
-	fast       *dataplane.Table                    // Static. Written by the EventHandler; read lock-free by workers.
-	allocLimit *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by admitRequest.
-	authLimit  *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by passAnswer.
-	errLimit   *policy.Limiter                     // other error answers; nil: unlimited. Static (locks itself). Used by passAnswer.
-	bindLimit  *policy.Limiter                     // Binding answers; nil: unlimited. Static (locks itself). Used by passAnswer.
-	lockout    *policy.Lockout                     // static users. Static (locks itself). Used by admitRequest and authenticate.
-	logs       *logSampler                         // lines input causes (logInput). Static (locks itself).
-	nonces     nonceSigner                         // Static. Used by the facades (nonce.go).
-	pionNonce  atomic.Pointer[pionNonce]           // the last nonce pion issued. Written by passAnswer, read by admitRequest.
+	turn         *turn.Server                        // Static (nil until New has started pion). Closed by Close.
+	workers      []*dataplane.Worker                 // Static. Read by Close and snapshot.
+	listeners    []*listenerGroup                    // UDP listen addresses. Static.
+	lisByAddr    map[netip.AddrPort]*listenerGroup   // Static. Read by the EventHandler.
+	streams      []*streamListener                   // TCP and TLS listeners. Static.
+	conns        *connLimit                          // caps on TCP and TLS connections. Static (locks itself).
+	tlsAddrs     map[netip.AddrPort]bool             // Static. Read by the EventHandler.
+	ports        map[netip.Addr]*portalloc.Allocator // by relay IP. Static (the allocators lock themselves).
+	relayIPs     [2][]netip.Addr                     // [family] relay IPs, in the order given (none: empty). Static.
+	relayNext    [2]atomic.Uint32                    // [family] where the next allocation's search for a port starts
+	peers        atomic.Pointer[policy.Policy]       // Written by SetPeerPolicy (any goroutine); read by permit.
+	ownIPs       []netip.Addr                        // relay and advertised addresses. Static. Read by peerPortOK.
+	quota        *policy.Quota                       // Static (locks itself).
+	fast         *dataplane.Table                    // Static. Written by the EventHandler; read lock-free by workers.
+	allocLimit   *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by admitRequest.
+	authLimit    *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by passAnswer.
+	errLimit     *policy.Limiter                     // other error answers; nil: unlimited. Static (locks itself). Used by passAnswer.
+	bindLimit    *policy.Limiter                     // Binding answers; nil: unlimited. Static (locks itself). Used by passAnswer.
+	lockout      *policy.Lockout                     // static users. Static (locks itself). Used by admitRequest and authenticate.
+	logs         *logSampler                         // lines input causes (logInput). Static (locks itself).
+	nonces       nonceSigner                         // Static. Used by the facades (nonce.go).
+	pionNonce    atomic.Pointer[pionNonce]           // the last nonce pion issued. Written by passAnswer, read by admitRequest.
+	newWork      chan struct{}                       // tokens: shards handling new work at once (udp.go). Static.
+	requestLimit *policy.Limiter                     // STUN requests of clients without an allocation; nil: unlimited. Static (locks itself). Used by the workers.
 
 	mu      sync.Mutex
 	relays  map[netip.AddrPort]*relayConn // by advertised address. Guarded by mu. Written by AllocatePacketConn and relayClosed.
@@ -129,6 +131,8 @@ func New(cfg Config) (*Server, error) {
 	s.errLimit = newRateLimit(c.ErrorRate)
 	s.bindLimit = newRateLimit(c.BindingRate)
 	s.lockout = policy.NewLockout(c.StaticUserFailures, c.StaticUserLockout, 65536)
+	s.requestLimit = newRateLimit(c.RequestRate)
+	s.newWork = make(chan struct{}, c.NewWorkShards)
 
 	n := c.Workers
 	if n <= 0 {
@@ -169,6 +173,7 @@ func New(cfg Config) (*Server, error) {
 	for i := 0; i < n; i++ {
 		w, err := dataplane.NewWorker(i, dataplane.Config{
 			Table: s.fast, Log: s.log, HoldMs: hold, UseUring: loop == DataPathIOUring,
+			RequestLimit: s.requestLimit, BindingLimit: s.bindLimit,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("relay: worker %d: %w", i, err)
@@ -198,9 +203,13 @@ func New(cfg Config) (*Server, error) {
 			if err != nil {
 				return nil, err
 			}
-			turnCfg.PacketConnConfigs = append(turnCfg.PacketConnConfigs, turn.PacketConnConfig{
-				PacketConn: g, RelayAddressGenerator: gen, PermissionHandler: s.permit,
-			})
+			// One pion read loop and allocation manager per shard, all on the same address:
+			// pion's nonces are server-wide, and a client always reaches the same shard.
+			for _, sh := range g.shards {
+				turnCfg.PacketConnConfigs = append(turnCfg.PacketConnConfigs, turn.PacketConnConfig{
+					PacketConn: sh, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+				})
+			}
 		case TCP, TLS:
 			ln, err := s.listenStream(l)
 			if err != nil {
@@ -276,9 +285,16 @@ func (s *Server) advertise(ip netip.Addr) netip.Addr {
 	return ip
 }
 
+// handoffQueueLen is the length of each listener shard's hand-off queue (and of its priority
+// lane).
+const handoffQueueLen = 1024
+
 // listenUDP opens one SO_REUSEPORT socket per worker on addr.
 func (s *Server) listenUDP(addr netip.AddrPort) (*listenerGroup, error) {
-	g := &listenerGroup{Listener: dataplane.NewListener(uint16(len(s.listeners)), 1024), addr: addr, srv: s}
+	g := &listenerGroup{Listener: dataplane.NewListener(uint16(len(s.listeners)), s.cfg.ControlShards, handoffQueueLen), addr: addr, srv: s}
+	for _, q := range g.Shards {
+		g.shards = append(g.shards, &listenerShard{HandoffQueue: q, g: g})
+	}
 	for i, w := range s.workers {
 		bind := addr
 		if i > 0 {

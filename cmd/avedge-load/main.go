@@ -11,6 +11,11 @@
 // and would count as loss. Start the relay under test with --user-quota -1 --max-bps -1 (and
 // a range of at least --clients ports) for such runs; make bench-relay does. --secret mints
 // a username per client and needs no override for the user quota.
+// With --flood N it also floods the server, from the start of the send window, with N spoofed
+// Binding requests and Allocates signed with a wrong password (loadgen.Flood), from
+// --flood-sources addresses of 127.0.0.0/8, on one goroutine locked to its own thread (so at
+// what one core reaches, or --flood-rate), and reports the flood beside the live calls'
+// loss, refreshes and failed refreshes (scripts/bench-flood.sh).
 package main
 
 import (
@@ -24,7 +29,9 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -59,6 +66,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 	pid := fs.Int("server-pid", 0, "measure this process's CPU time over the run")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
 	verbose := fs.Bool("v", false, "log setup and refresh events to stderr")
+	refresh := fs.Duration("refresh", 2*time.Minute, "refresh allocations, permissions and channels this often")
+	floodN := fs.Int("flood", 0, "flood the server with this many datagrams from the start of the send window (0: no flood)")
+	floodDur := fs.Duration("flood-duration", 10*time.Second, "bound on the flood's time")
+	floodRate := fs.Int("flood-rate", 0, "flood datagrams per second (0: as fast as one core sends)")
+	floodSources := fs.Int("flood-sources", 1024, "flood source addresses, counted up from --flood-source")
+	floodSource := fs.String("flood-source", "127.1.0.1", "first flood source address")
+	floodNonces := fs.Bool("flood-nonce-per-source", false, "every flood source asks for a nonce of its own first (for servers that bind nonces to the client)")
+	floodAllocEvery := fs.Int("flood-allocate-every", 2, "every n-th flood datagram is an Allocate with a wrong password, the rest Binding requests (-1: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -68,7 +83,22 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 	cfg := loadgen.Config{
 		Mode: loadgen.Mode(*mode), Clients: *clients, Rate: *rate, Size: *size,
-		Duration: *duration, Window: *window, Groups: *groups, ServerPID: *pid,
+		Duration: *duration, Window: *window, Groups: *groups, ServerPID: *pid, RefreshInterval: *refresh,
+	}
+	var fcfg loadgen.FloodConfig
+	if *floodN > 0 {
+		base, err := netip.ParseAddr(*floodSource)
+		if err != nil {
+			return fmt.Errorf("--flood-source: %w", err)
+		}
+		fcfg = loadgen.FloodConfig{
+			Count: *floodN, Duration: *floodDur, Rate: *floodRate, Sources: *floodSources, SourceBase: base,
+			AllocateEvery: *floodAllocEvery, NoncePerSource: *floodNonces,
+		}
+		if *secret != "" {
+			// A live username, so that the server looks its key up and checks the HMAC.
+			fcfg.Username, _ = auth.MintREST([]byte(*secret), "flood", time.Now().Add(time.Hour))
+		}
 	}
 	if *verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
@@ -105,18 +135,90 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var fl *flood
+	if *floodN > 0 {
+		fcfg.Server = cfg.Server
+		fl = startFloodOnProgress(ctx, &cfg, fcfg)
+	}
 	rep, err := loadgen.Run(ctx, cfg)
 	if cfg.Progress != nil {
 		fmt.Fprintln(stderr)
+	}
+	out := result{Report: rep}
+	if fl != nil {
+		fr, ferr := fl.wait()
+		if ferr != nil && err == nil {
+			err = fmt.Errorf("flood: %w", ferr)
+		}
+		out.Flood = fr
 	}
 	if err != nil {
 		return err
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
-		return enc.Encode(rep)
+		return enc.Encode(out)
 	}
-	return printReport(stdout, rep)
+	if err := printReport(stdout, rep); err != nil {
+		return err
+	}
+	if f := out.Flood; f != nil {
+		_, err = fmt.Fprintf(stdout, "flood       %d datagrams (%d Binding, %d Allocate) from %d sources in %.2f s: %.0f/s  send errors %d\n"+
+			"under flood refreshes %d, failed %d, clients with a failed refresh %d; probes lost %d of %d (%.4f%%)\n",
+			f.Sent, f.Bindings, f.Allocates, f.Sources, f.Seconds, f.PerSecond, f.SendErrors,
+			rep.Refreshes, rep.RefreshErrors, rep.RefreshFailedClients, rep.Lost, rep.Sent, rep.LossPercent)
+	}
+	return err
+}
+
+// result is the JSON report: the load run's fields, and the flood's.
+type result struct {
+	loadgen.Report
+	Flood *loadgen.FloodReport `json:"flood,omitempty"`
+}
+
+// flood is a flood started with the send window.
+type flood struct {
+	cancel  context.CancelFunc
+	started atomic.Bool
+	done    chan struct{} // closed when the flood's goroutine has ended
+	rep     *loadgen.FloodReport
+	err     error
+}
+
+// startFloodOnProgress arranges for fcfg's flood to start at the run's first progress call
+// (the send window has begun: every allocation is made), on a goroutine locked to its own OS
+// thread.
+func startFloodOnProgress(ctx context.Context, cfg *loadgen.Config, fcfg loadgen.FloodConfig) *flood {
+	ctx, cancel := context.WithCancel(ctx)
+	f := &flood{cancel: cancel, done: make(chan struct{})}
+	prev := cfg.Progress
+	cfg.Progress = func(p loadgen.Progress) {
+		if !f.started.Swap(true) {
+			go func() {
+				defer close(f.done)
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				rep, err := loadgen.Flood(ctx, fcfg)
+				f.rep, f.err = &rep, err
+			}()
+		}
+		if prev != nil {
+			prev(p)
+		}
+	}
+	return f
+}
+
+// wait ends the flood if it still runs and returns its report (nil if it never started).
+// Call it once the run has returned.
+func (f *flood) wait() (*loadgen.FloodReport, error) {
+	f.cancel()
+	if !f.started.Load() {
+		return nil, nil
+	}
+	<-f.done
+	return f.rep, f.err
 }
 
 func printReport(w io.Writer, r loadgen.Report) error {

@@ -74,3 +74,28 @@ func TestRunRejectsArgs(t *testing.T) {
 		})
 	}
 }
+
+// --flood floods the server from the start of the send window and reports the flood beside
+// the run in the JSON report.
+func TestRunFlood(t *testing.T) {
+	server := testnet.PionTURN(t, "s3cret").String()
+	var out, errOut bytes.Buffer
+	args := []string{"--server", server, "--secret", "s3cret", "--clients", "2", "--rate", "50", "--duration", "1500ms",
+		"--refresh", "500ms", "--flood", "2000", "--flood-sources", "4", "--flood-source", "127.4.0.1", "--flood-rate", "20000", "--json"}
+	if err := run(args, &out, &errOut); err != nil {
+		t.Fatalf("%v (stderr %q)", err, errOut.String())
+	}
+	var rep struct {
+		loadgen.Report
+		Flood *loadgen.FloodReport `json:"flood"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not one JSON report: %v\n%s", err, out.String())
+	}
+	if rep.Flood == nil || rep.Flood.Sent != 2000 || rep.Flood.Sources != 4 || rep.Flood.Allocates != 1000 {
+		t.Fatalf("flood report %+v, want 2000 datagrams from 4 sources, half Allocates", rep.Flood)
+	}
+	if rep.Sent == 0 || rep.RefreshErrors != 0 {
+		t.Errorf("run under flood: %+v", rep.Report)
+	}
+}

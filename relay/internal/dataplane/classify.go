@@ -68,11 +68,7 @@ func (w *Worker) fromClient(lis *Listener, buf *[headroom + bufSize]byte, size i
 		return a.Relay.FD, d[4 : 4+length], &ch.Raw
 	}
 	if size >= 20 && d[0]&0xC0 == 0 {
-		// STUN: the control plane's. Count Binding requests on the way.
-		if isBindingRequest(d) {
-			w.stats.binding.Add(1)
-		}
-		return w.handoff(&lis.HandoffQueue, d, from)
+		return w.stunFromClient(lis, buf, size, from) // binding.go
 	}
 	return w.drop(DropMalformed)
 }

@@ -50,7 +50,7 @@ func newGraceRig(t *testing.T, ownerUring bool) *graceRig {
 		t.Fatal(err)
 	}
 	lisAddr, _ := sock.LocalAddrPort(lfd)
-	if err := sender.AddListener(lfd, NewListener(0, 8)); err != nil {
+	if err := sender.AddListener(lfd, NewListener(0, 1, 8)); err != nil {
 		t.Fatal(err)
 	}
 	rfd, err := sock.OpenUDP(netip.MustParseAddrPort("127.0.0.1:0"), false)

@@ -21,8 +21,15 @@ var slowPool = sync.Pool{New: func() any { return new(slowPkt) }}
 
 // HandoffQueue is the bounded queue between the workers and one reader of the control plane
 // (pion, through a net.PacketConn facade), and the guard of the facade's writes to the socket.
+//
+// A queue may have a second, priority lane (NewPriorityQueue): what is pushed there
+// (PushLive) is read before anything waiting in the ordinary one. The listeners' queues use
+// it so that the requests of clients with a live allocation (Refresh, CreatePermission,
+// ChannelBind) never wait behind a flood of new work.
 type HandoffQueue struct {
 	q      chan *slowPkt
+	live   chan *slowPkt // the priority lane; nil: none
+	stash  *slowPkt      // taken from q, waiting for a gate token (PopGated). Owned by the reader.
 	closed chan struct{}
 	once   sync.Once
 	// sending is held (read) by the facade's writes while they use the socket, and (write) by
@@ -35,14 +42,29 @@ func NewHandoffQueue(n int) HandoffQueue {
 	return HandoffQueue{q: make(chan *slowPkt, n), closed: make(chan struct{})}
 }
 
+// NewPriorityQueue returns a queue of n datagrams with a priority lane of live more.
+func NewPriorityQueue(n, live int) HandoffQueue {
+	return HandoffQueue{q: make(chan *slowPkt, n), live: make(chan *slowPkt, live), closed: make(chan struct{})}
+}
+
 // Push copies d for the reader; false when the reader is behind (the datagram is dropped)
 // or gone.
-func (h *HandoffQueue) Push(d []byte, from netip.AddrPort) bool {
+func (h *HandoffQueue) Push(d []byte, from netip.AddrPort) bool { return push(h.q, d, from) }
+
+// PushLive is Push onto the priority lane (Push if the queue has none).
+func (h *HandoffQueue) PushLive(d []byte, from netip.AddrPort) bool {
+	if h.live == nil {
+		return push(h.q, d, from)
+	}
+	return push(h.live, d, from)
+}
+
+func push(q chan *slowPkt, d []byte, from netip.AddrPort) bool {
 	p := slowPool.Get().(*slowPkt)
 	p.n = copy(p.buf[:], d)
 	p.from = from
 	select {
-	case h.q <- p:
+	case q <- p:
 		return true
 	default:
 		slowPool.Put(p)
@@ -50,17 +72,73 @@ func (h *HandoffQueue) Push(d []byte, from netip.AddrPort) bool {
 	}
 }
 
-// Pop waits for the next datagram and copies it into b; after Close it returns net.ErrClosed.
+// Len is the number of datagrams waiting, in both lanes.
+func (h *HandoffQueue) Len() int { return len(h.q) + len(h.live) }
+
+// Pop waits for the next datagram, from the priority lane first, and copies it into b; after
+// Close it returns net.ErrClosed.
 func (h *HandoffQueue) Pop(b []byte) (int, netip.AddrPort, error) {
+	n, from, _, err := h.PopLane(b)
+	return n, from, err
+}
+
+// PopLane is Pop, and tells whether the datagram came from the priority lane.
+func (h *HandoffQueue) PopLane(b []byte) (n int, from netip.AddrPort, live bool, err error) {
+	var p *slowPkt
 	select {
-	case p := <-h.q:
-		n := copy(b, p.buf[:p.n])
-		from := p.from
-		slowPool.Put(p)
-		return n, from, nil
-	case <-h.closed:
-		return 0, netip.AddrPort{}, net.ErrClosed
+	case p = <-h.live: // a nil lane is never ready
+		live = true
+	default:
+		select {
+		case p = <-h.live:
+			live = true
+		case p = <-h.q:
+		case <-h.closed:
+			return 0, netip.AddrPort{}, false, net.ErrClosed
+		}
 	}
+	n = copy(b, p.buf[:p.n])
+	from = p.from
+	slowPool.Put(p)
+	return n, from, live, nil
+}
+
+// PopGated is PopLane for a reader that may handle a datagram of the ordinary lane only with
+// a token of gate (a send on it; the caller gives it back, <-gate, once it has handled the
+// datagram). While it waits for a token it keeps watching the priority lane, and what comes
+// there is returned first, without a token: a wait for a token never holds up a live
+// allocation's request. took reports whether a token was taken.
+func (h *HandoffQueue) PopGated(b []byte, gate chan struct{}) (n int, from netip.AddrPort, took bool, err error) {
+	var p *slowPkt
+	if h.stash == nil {
+		select {
+		case p = <-h.live:
+		default:
+			select {
+			case p = <-h.live:
+			case h.stash = <-h.q:
+			case <-h.closed:
+				return 0, netip.AddrPort{}, false, net.ErrClosed
+			}
+		}
+	}
+	if p == nil {
+		select {
+		case p = <-h.live:
+		default:
+			select {
+			case p = <-h.live:
+			case gate <- struct{}{}:
+				p, h.stash, took = h.stash, nil, true
+			case <-h.closed:
+				return 0, netip.AddrPort{}, false, net.ErrClosed
+			}
+		}
+	}
+	n = copy(b, p.buf[:p.n])
+	from = p.from
+	slowPool.Put(p)
+	return n, from, took, nil
 }
 
 // Close ends Pop and BeginSend; it waits for writes in progress. It reports whether this was

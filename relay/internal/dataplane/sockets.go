@@ -3,6 +3,7 @@
 package dataplane
 
 import (
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -10,16 +11,53 @@ import (
 )
 
 // Listener is one UDP listen address as the workers see it: every worker has a
-// SO_REUSEPORT socket on it (Worker.AddListener), and STUN messages that arrive there are
-// handed to the control plane through its queue.
+// SO_REUSEPORT socket on it (Worker.AddListener). STUN messages that arrive there are handed
+// to the control plane through the queue of one of its shards, chosen by the client's address
+// (Shard): each shard is read by its own pion read loop and allocation manager, so a busy
+// shard stalls no other, and a client's requests always reach the same one.
 type Listener struct {
-	ID uint16 // index of the listen address, the same in every worker. Static.
-	HandoffQueue
+	ID     uint16          // index of the listen address, the same in every worker. Static.
+	Shards []*HandoffQueue // Static. Each has a priority lane for clients with an allocation.
 }
 
-// NewListener returns listen address id with a hand-off queue of n datagrams.
-func NewListener(id uint16, n int) *Listener {
-	return &Listener{ID: id, HandoffQueue: NewHandoffQueue(n)}
+// NewListener returns listen address id with shards shards (at least one), each with a
+// hand-off queue of n datagrams and a priority lane of as many.
+func NewListener(id uint16, shards, n int) *Listener {
+	l := &Listener{ID: id, Shards: make([]*HandoffQueue, max(shards, 1))}
+	for i := range l.Shards {
+		l.Shards[i] = &HandoffQueue{}
+		*l.Shards[i] = NewPriorityQueue(n, n)
+	}
+	return l
+}
+
+// Shard returns the queue of the shard that handles client from. The choice depends on the
+// client's IP address alone, so it is the same in every worker and for the allocation's
+// whole life, and all the ports of one address share a shard: pion keeps EVEN-PORT
+// reservations per allocation manager, and the RTCP socket that redeems a RESERVATION-TOKEN
+// is another port of the RTP socket's address.
+func (l *Listener) Shard(from netip.AddrPort) *HandoffQueue {
+	if len(l.Shards) == 1 {
+		return l.Shards[0]
+	}
+	return l.Shards[shardHash(from.Addr())%uint32(len(l.Shards))]
+}
+
+// shardHash mixes a client address (FNV-1a over its 16 bytes, then murmur3's finaliser,
+// since FNV's low bits alone are poorly mixed): cheap, allocation free, and stable across
+// workers and restarts.
+func shardHash(ip netip.Addr) uint32 {
+	a := ip.Unmap().As16()
+	h := uint32(2166136261)
+	for _, c := range a {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	h ^= h >> 16
+	h *= 0x85ebca6b
+	h ^= h >> 13
+	h *= 0xc2b2ae35
+	h ^= h >> 16
+	return h
 }
 
 // Relay is one allocation's relay socket as the workers see it. One worker reads it

@@ -22,7 +22,7 @@ const (
 	DropSendError                      // the kernel refused the send (buffer full, unreachable)
 	DropPolicy                         // peer refused by the peer policy
 	DropQuota                          // bandwidth cap
-	DropRateLimited                    // Allocate request or 401 answer over its per-source rate
+	DropRateLimited                    // Allocate request, 401 answer, Binding answer or STUN request of a client without allocation over its per-source rate
 	numDropReasons
 )
 
@@ -43,8 +43,9 @@ type Stats struct {
 		bytes   atomic.Uint64
 		_       [48]byte // keep directions on their own cache lines
 	}
-	drops   [numDropReasons]atomic.Uint64
-	binding atomic.Uint64
+	drops          [numDropReasons]atomic.Uint64
+	binding        atomic.Uint64
+	bindingAnswers atomic.Uint64 // Binding requests the worker answered itself (binding.go)
 }
 
 func (s *Stats) count(d metrics.Direction, p metrics.Path, n int) {
@@ -60,6 +61,9 @@ func (s *Stats) Packets(d metrics.Direction, p metrics.Path) uint64 {
 
 // Drops is how many packets were dropped for r.
 func (s *Stats) Drops(r DropReason) uint64 { return s.drops[r].Load() }
+
+// BindingAnswers is how many Binding requests the worker answered itself.
+func (s *Stats) BindingAnswers() uint64 { return s.bindingAnswers.Load() }
 
 // AddTo adds the counters to sn's Traffic, Drops and BindingRequests.
 func (s *Stats) AddTo(sn *metrics.Snapshot) {

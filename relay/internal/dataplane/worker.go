@@ -13,6 +13,7 @@ import (
 
 	"github.com/avedge/avedge/relay/internal/sock"
 	"github.com/avedge/avedge/relay/internal/uring"
+	"github.com/avedge/avedge/relay/policy"
 )
 
 const (
@@ -55,6 +56,13 @@ type Config struct {
 	HoldMs int
 	// UseUring runs the io_uring loop (uring.Usable must have said yes) instead of epoll.
 	UseUring bool
+	// RequestLimit, per client IP address, limits the STUN requests of clients without an
+	// allocation that the worker hands to the control plane (binding.go); excess is dropped
+	// (DropRateLimited). It may be shared by every worker (it locks itself). Nil: unlimited.
+	RequestLimit *policy.Limiter
+	// BindingLimit, per client IP address, limits the Binding answers the worker sends itself:
+	// the same limiter the control plane's Binding answers count against. Nil: unlimited.
+	BindingLimit *policy.Limiter
 }
 
 // Worker is one forwarding loop: a locked OS thread with its own epoll instance (or
@@ -62,13 +70,15 @@ type Config struct {
 // sockets.
 type Worker struct {
 	id       int
-	log      *slog.Logger // Static after construction.
-	fast     *Table       // Static after construction.
-	epfd     int          // Static after construction.
-	holdMs   int          // see Config.HoldMs. Static after construction.
-	useUring bool         // Static after construction.
-	wakefd   int          // eventfd. Static after construction.
-	active   time.Time    // the last round that had packets, when holdMs > 0. Owned by the loop.
+	log      *slog.Logger    // Static after construction.
+	fast     *Table          // Static after construction.
+	epfd     int             // Static after construction.
+	holdMs   int             // see Config.HoldMs. Static after construction.
+	useUring bool            // Static after construction.
+	limit    *policy.Limiter // Config.RequestLimit. Static after construction.
+	bindLim  *policy.Limiter // Config.BindingLimit. Static after construction.
+	wakefd   int             // eventfd. Static after construction.
+	active   time.Time       // the last round that had packets, when holdMs > 0. Owned by the loop.
 
 	mu      sync.Mutex
 	ops     []workerOp // Guarded by mu.
@@ -91,6 +101,14 @@ type Worker struct {
 	noGSO  bool               // the kernel refused UDP_SEGMENT once
 	events [maxEvents]unix.EpollEvent
 
+	// Destinations of the Binding answers the worker sends (binding.go), used in turn. A send
+	// the epoll loop queued keeps a pointer to its destination until the round's flush, and
+	// at most ringSize sends are queued at once, so a slot is free again long before it comes
+	// round. (The io_uring loop copies the address when it prepares the send.) Owned by the
+	// loop.
+	replyTo   [2 * ringSize]sock.RawAddr
+	replyNext int
+
 	u *uringState // the io_uring loop's state while it runs. Owned by the loop.
 
 	stats Stats // written by the loop, read by scrapes
@@ -112,7 +130,7 @@ func NewWorker(id int, cfg Config) (*Worker, error) {
 	}
 	w := &Worker{
 		id: id, log: cfg.Log, fast: cfg.Table, epfd: epfd, wakefd: wfd,
-		holdMs: cfg.HoldMs, useUring: cfg.UseUring,
+		holdMs: cfg.HoldMs, useUring: cfg.UseUring, limit: cfg.RequestLimit, bindLim: cfg.BindingLimit,
 		socks: map[int32]*loopSock{},
 		out:   make([]outPkt, 0, ringSize),
 		segs:  make([]uint8, 0, ringSize),
