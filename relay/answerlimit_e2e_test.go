@@ -3,6 +3,7 @@
 package relay
 
 import (
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -105,4 +106,44 @@ func TestAnswerRateLimits(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The 401 that challenges an unsigned request (every TURN client's first Allocate draws one)
+// is not limited per source: the clients behind one NAT share an address, and limiting their
+// challenges capped their allocations at the 401 rate (~100/s with the defaults). A 401 to
+// a signed request — a wrong password, an unknown user — stays limited: that is the
+// password-guessing rate.
+func TestChallengesNotLimited(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.UnauthorizedRate = 1 })
+	c := dialRaw(t, s.addrOf(UDP), "", "")
+	allocate := stun.NewType(stun.MethodAllocate, stun.ClassRequest)
+	unsigned := func() []stun.Setter { return []stun.Setter{allocate, requestedTransportUDP, stun.Fingerprint} }
+
+	const n, burst = 16, 6 // burst: int(1*5)+1 tokens
+	if got := sendBuilt(t, c.conn, c.server, n, unsigned); got != n {
+		t.Fatalf("%d of %d unsigned Allocates were challenged, want all", got, n)
+	}
+
+	// A nonce of this client's, then signed requests with a password that does not verify.
+	_, err := c.transact(unsigned()...)
+	var se *stunError
+	if !errors.As(err, &se) || se.code != stun.CodeUnauthorized {
+		t.Fatalf("challenge: %v, want 401", err)
+	}
+	var realm stun.Realm
+	var nonce stun.Nonce
+	if realm.GetFrom(se.msg) != nil || nonce.GetFrom(se.msg) != nil {
+		t.Fatal("challenge without REALM or NONCE")
+	}
+	integrity := stun.NewLongTermIntegrity("someone", realm.String(), "wrong")
+	signed := func() []stun.Setter {
+		return []stun.Setter{allocate, requestedTransportUDP, stun.NewUsername("someone"), realm, nonce, integrity, stun.Fingerprint}
+	}
+	answered := sendBuilt(t, c.conn, c.server, n, signed)
+	if answered > burst {
+		t.Fatalf("%d of %d signed requests with a wrong password were answered, want at most the burst, %d", answered, n, burst)
+	}
+	pollUntil(t, "rate_limited drops", func() bool {
+		return s.Stats().Drops[metrics.DropRateLimited] == uint64(n-answered)
+	})
 }

@@ -25,6 +25,38 @@ import (
 type replier interface {
 	reply(to netip.AddrPort, b []byte) bool
 	tupleEnd
+	// request is the facade's record of the request its pion read loop is handling.
+	request() *pendingRequest
+}
+
+// pendingRequest is what passAnswer needs to know of the request pion is answering: its
+// transaction ID and whether it carried MESSAGE-INTEGRITY. pion reads a request and writes
+// its answer on one goroutine, the facade's read loop (one per UDP shard, one per stream
+// connection), before it reads the next: admitRequest notes each request there and
+// passAnswer reads the note there. Owned by that read loop.
+type pendingRequest struct {
+	txid     [stun.TransactionIDSize]byte
+	unsigned bool
+}
+
+// note records m, a request pion is about to read.
+func (p *pendingRequest) note(m []byte) {
+	if len(m) < stunHeaderSize {
+		*p = pendingRequest{}
+		return
+	}
+	copy(p.txid[:], m[8:stunHeaderSize])
+	_, _, signed := findAttrHeader(m, stun.AttrMessageIntegrity)
+	p.unsigned = !signed
+}
+
+// challenge reports whether answer (a 401) answers the noted request and that request
+// carried no MESSAGE-INTEGRITY: the challenge every TURN client's first request draws (RFC
+// 8489 §9.2.4: "If the message does not contain a MESSAGE-INTEGRITY ... attribute, the server
+// MUST generate an error response with an error code of 401"), not an authentication
+// failure.
+func (p *pendingRequest) challenge(answer []byte) bool {
+	return p.unsigned && len(answer) >= stunHeaderSize && [stun.TransactionIDSize]byte(answer[8:stunHeaderSize]) == p.txid
 }
 
 // admitRequest reports whether pion should read STUN message m, which client from sent (src
@@ -49,6 +81,7 @@ func (s *Server) admitRequest(m []byte, from netip.AddrPort, src net.Addr, r rep
 	if !s.bindRequestNonce(m, from, src, r) {
 		s.checkRotation(m, src)
 	}
+	r.request().note(m)
 	return true
 }
 
@@ -57,10 +90,10 @@ func (s *Server) admitRequest(m []byte, from netip.AddrPort, src net.Addr, r rep
 // (fixChannelBindRefusal), an error or Binding answer over the client address's rate is not
 // sent at all (ok false; counted: answerLimiter), and a NONCE pion issues leaves bound to the
 // client's 5-tuple (nonce.go).
-func (s *Server) passAnswer(b []byte, to net.Addr, ap netip.AddrPort, r tupleEnd) (out []byte, ok bool) {
+func (s *Server) passAnswer(b []byte, to net.Addr, ap netip.AddrPort, r replier) (out []byte, ok bool) {
 	b = s.fixChannelBindRefusal(b, to)
 	code := stunErrorCode(b)
-	if lim := s.answerLimiter(b, code); lim != nil && !lim.Allow(ap.Addr(), time.Now().UnixNano()) {
+	if lim := s.answerLimiter(b, code, r.request()); lim != nil && !lim.Allow(ap.Addr(), time.Now().UnixNano()) {
 		s.slowStats.Drop(dataplane.DropRateLimited)
 		return nil, false
 	}
@@ -72,13 +105,20 @@ func (s *Server) passAnswer(b []byte, to net.Addr, ap netip.AddrPort, r tupleEnd
 
 // answerLimiter returns the per-source limit answer b (with error code code, 0 if it is not
 // an error) counts against, or nil. Every answer a spoofed request can draw is limited, so
-// the relay reflects at most a bounded rate at any one address: 401 (UnauthorizedRate, also
-// the password-guessing rate), every other error (ErrorRate), Binding successes
-// (BindingRate). Success answers to TURN requests (which need a nonce bound to the client's
-// 5-tuple, nonce.go) and Data indications are not limited.
-func (s *Server) answerLimiter(b []byte, code int) *policy.Limiter {
+// the relay reflects at most a bounded rate at any one address: a 401 to a signed request
+// (UnauthorizedRate: the password-guessing rate), every other error (ErrorRate), Binding
+// successes (BindingRate). The 401 challenge to an unsigned request is not limited here:
+// every allocation begins with one, so a limit per source address would cap how fast the
+// clients behind one NAT can allocate (it did: ~100 allocations/s), and the requests that
+// draw it are already limited per source on the way in (AllocateRate, RequestRate). Success
+// answers to TURN requests (which need a nonce bound to the client's 5-tuple, nonce.go) and
+// Data indications are not limited.
+func (s *Server) answerLimiter(b []byte, code int, req *pendingRequest) *policy.Limiter {
 	switch {
 	case code == int(stun.CodeUnauthorized):
+		if req.challenge(b) {
+			return nil
+		}
 		return s.authLimit
 	case code != 0:
 		return s.errLimit

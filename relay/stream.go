@@ -172,20 +172,23 @@ type framedConn struct {
 	remote   netip.AddrPort  // Static.
 	tls      *tls.Conn       // nil: plain TCP. Static.
 
-	started  bool      // handshake done and the first-message deadline set
-	deadline bool      // a read deadline is set
-	valid    bool      // a complete STUN message or ChannelData has arrived
-	armed    time.Time // when the idle deadline was last pushed back
-	err      error     // returned once out is empty
-	in       []byte    // read, not yet framed: at most one partial frame
-	out      []byte    // framed and approved, not yet read by pion
-	lost     bool      // framing lost: pass bytes through
-	buf      []byte    // read buffer: made once the connection is valid
-	head     [64]byte  // read buffer until then
+	started  bool           // handshake done and the first-message deadline set
+	deadline bool           // a read deadline is set
+	valid    bool           // a complete STUN message or ChannelData has arrived
+	armed    time.Time      // when the idle deadline was last pushed back
+	err      error          // returned once out is empty
+	in       []byte         // read, not yet framed: at most one partial frame
+	out      []byte         // framed and approved, not yet read by pion
+	lost     bool           // framing lost: pass bytes through
+	buf      []byte         // read buffer: made once the connection is valid
+	head     [64]byte       // read buffer until then
+	pending  pendingRequest // the request pion handles now (intercept.go). Owned by pion's read loop of this connection.
 
 	writeArmed atomic.Int64 // unix nanoseconds the write deadline was last pushed back. Any writer.
 	closeOnce  sync.Once    // Close gives back the connection's slot of the caps once.
 }
+
+func (c *framedConn) request() *pendingRequest { return &c.pending }
 
 func (c *framedConn) Read(p []byte) (int, error) {
 	if !c.started {

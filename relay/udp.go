@@ -40,8 +40,11 @@ type listenerGroup struct {
 type listenerShard struct {
 	*dataplane.HandoffQueue // Static.
 	g                       *listenerGroup
-	holding                 bool // holds a newWork token. Owned by pion's read loop of this shard.
+	holding                 bool           // holds a newWork token. Owned by pion's read loop of this shard.
+	pending                 pendingRequest // the request pion handles now (intercept.go). Owned by pion's read loop of this shard.
 }
+
+func (l *listenerShard) request() *pendingRequest { return &l.pending }
 
 var _ net.PacketConn = (*listenerShard)(nil)
 
