@@ -104,8 +104,9 @@ type Options struct {
 	// 5 seconds' worth of burst. Negative: unlimited. Zero is refused: to an operator it reads
 	// as "no Allocate at all", which relay.Config would take for its default instead.
 	AllocateRate float64
-	// unauthorized-rate: 401 answers per second per client address, with 5 seconds' worth of
-	// burst. Negative: unlimited; zero is refused, as for AllocateRate.
+	// unauthorized-rate: 401 answers to signed requests (not the challenge to an unsigned one)
+	// per second per client address, with 5 seconds' worth of burst. Negative: unlimited;
+	// zero is refused, as for AllocateRate.
 	UnauthorizedRate float64
 	// max-tcp-connections: the most live TCP and TLS client connections; one beyond is closed
 	// as accepted. Zero: unlimited; negative is refused.
@@ -322,7 +323,7 @@ var optionTable = []option{
 	opt("allocate-rate", func(o *Options) *float64 { return &o.AllocateRate }, 200,
 		"Allocate requests per second per client address (IPv6: per /64), burst 5 s; excess dropped (-1: unlimited)"),
 	opt("unauthorized-rate", func(o *Options) *float64 { return &o.UnauthorizedRate }, 100,
-		"401 answers per second per client address, burst 5 s (-1: unlimited)"),
+		"401 answers to signed requests (wrong password, unknown user) per second per client address, burst 5 s; the challenge to an unsigned request is not counted (-1: unlimited)"),
 	opt("max-tcp-connections", func(o *Options) *int { return &o.MaxTCPConnections }, 10000,
 		"maximum live TCP and TLS client connections; one beyond is closed at once (0: unlimited)"),
 	opt("max-tcp-connections-per-source", func(o *Options) *int { return &o.MaxTCPConnectionsPerSource }, 256,

@@ -104,8 +104,9 @@ type Config struct {
 	// with a burst of 5 seconds' worth; excess requests are dropped unanswered. Zero: 200;
 	// negative: unlimited.
 	AllocateRate float64
-	// UnauthorizedRate limits 401 answers per client address per second (burst: 5 seconds'
-	// worth), so the relay is neither a password oracle nor an amplifier. Zero: 100;
+	// UnauthorizedRate limits 401 answers to signed requests per client address per second
+	// (burst: 5 seconds' worth), so the relay is neither a password oracle nor an amplifier.
+	// The challenge to an unsigned request is not counted (intercept.go). Zero: 100;
 	// negative: unlimited. (avedge refuses 0 for both rates: it reads to an operator as "no
 	// Allocate at all"; its defaults are these, 200 and 100.)
 	UnauthorizedRate float64
