@@ -35,9 +35,9 @@ import (
 // never the Server. Scrapes call snapshot from the metrics handler's goroutine.
 //
 // Locks: s.mu guards the maps of live relay sockets and allocations and the count of open
-// relay sockets; fast's own lock serialises the fast-path table's writers. The two are never
-// held together: the EventHandler looks an allocation up under s.mu, releases it, then
-// updates the table (updateAlloc). Neither is taken by a worker.
+// relay sockets; each allocation's own lock serialises the fast-path table's writers for it.
+// The two are never held together: the EventHandler looks an allocation up under s.mu,
+// releases it, then updates the table (allocOf). Neither is taken by a worker.
 //
 // Goroutines: New starts one per worker; Close stops each and waits for it (Worker.Close).
 // Close starts none.

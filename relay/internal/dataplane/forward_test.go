@@ -61,12 +61,13 @@ func newForwardRig(t testing.TB) *forwardRig {
 	}
 	client := cl.LocalAddr().(*net.UDPAddr).AddrPort()
 	peerAP := peer.LocalAddr().(*net.UDPAddr).AddrPort()
-	a := NewAlloc(rc)
+	a := w.fast.NewAlloc(rc)
 	a.Key, a.UDP = Key{Lis: 0, Client: client}, true
 	a.ClientRaw.Set(client)
 	ch := &Chan{Num: 0x4001, Peer: peerAP}
 	ch.Raw.Set(peerAP)
-	a.state.Store(&AllocState{Chans: []*Chan{ch}, Perms: []netip.Addr{peerAP.Addr()}})
+	w.fast.Permit(a, peerAP.Addr())
+	w.fast.Bind(a, ch)
 	w.fast.Insert(a)
 	rc.Alloc.Store(a)
 	t.Cleanup(func() {
