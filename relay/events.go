@@ -5,6 +5,7 @@ package relay
 import (
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/turn/v5"
@@ -12,6 +13,7 @@ import (
 	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/relay/internal/dataplane"
 	"github.com/avedge/avedge/relay/internal/sock"
+	"github.com/avedge/avedge/relay/policy"
 )
 
 // eventHandler keeps the fast-path table and the gauges in step with what pion decided, and
@@ -73,8 +75,10 @@ func (s *Server) eventHandler() turn.EventHandler {
 type allocation struct {
 	*dataplane.Alloc
 	rc        *relayConn
-	family    int // metrics family index
-	transport int // metrics transport index
+	family    int            // metrics family index
+	transport int            // metrics transport index
+	requests  *policy.Bucket // CreatePermission and ChannelBind requests (caps.go); nil: unlimited. Locks itself.
+	capLogged atomic.Bool    // a refusal by the caps was logged (caps.go)
 }
 
 func keyOf(src, dst net.Addr) (allocKey, bool) {
@@ -107,7 +111,7 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, protocol, userID, realm 
 	if rc == nil {
 		return
 	}
-	a := &allocation{Alloc: s.fast.NewAlloc(rc.Relay), rc: rc, family: familyOf(rap.Addr())}
+	a := &allocation{Alloc: s.fast.NewAlloc(rc.Relay), rc: rc, family: familyOf(rap.Addr()), requests: s.newRequestBucket()}
 	_, isTCP := src.(*net.TCPAddr)
 	g := s.lisByAddr[k.dst]
 	switch {

@@ -29,7 +29,8 @@ type replier interface {
 // is the address pion will be given for it). An Allocate request over its source's rate is
 // dropped and counted; while the relay drains with an alternate server configured, an
 // Allocate request is answered 300 (Try Alternate) through r instead. Every message pion
-// will read goes through the key-rotation check (pioncompat.go).
+// will read goes through the key-rotation check (pioncompat.go) and, if it is a
+// CreatePermission or ChannelBind, is noted for the per-allocation caps (caps.go).
 func (s *Server) admitRequest(m []byte, from netip.AddrPort, src net.Addr, r replier) bool {
 	if isAllocateRequest(m) {
 		if lim := s.allocLimit; lim != nil && !lim.Allow(from.Addr(), time.Now().UnixNano()) {
@@ -44,14 +45,17 @@ func (s *Server) admitRequest(m []byte, from netip.AddrPort, src net.Addr, r rep
 		}
 	}
 	s.checkRotation(m, src)
+	s.noteCapRequest(m, src, r)
 	return true
 }
 
 // passAnswer returns what to send client to (at address ip) in place of b, which pion wrote:
-// a ChannelBind refused by the peer policy is answered 403 (fixChannelBindRefusal), and a 401
-// over the client address's rate is not sent at all (ok false; counted).
+// a ChannelBind refused by the peer policy is answered 403 (fixChannelBindRefusal), a
+// CreatePermission or ChannelBind refused by the per-allocation caps 508 (capAnswer), and a
+// 401 over the client address's rate is not sent at all (ok false; counted).
 func (s *Server) passAnswer(b []byte, to net.Addr, ip netip.Addr) (out []byte, ok bool) {
 	b = s.fixChannelBindRefusal(b, to)
+	b = s.capAnswer(b, to)
 	if lim := s.authLimit; lim != nil && stunErrorCode(b) == int(stun.CodeUnauthorized) && !lim.Allow(ip, time.Now().UnixNano()) {
 		s.slowStats.Drop(dataplane.DropRateLimited)
 		return nil, false

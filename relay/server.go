@@ -68,6 +68,7 @@ type Server struct {
 
 	precheck   precheckCache       // locks itself. Written by admitRequest, taken by authenticate.
 	bindKeys   keyCache            // locks itself. Written by authenticate, taken by passAnswer.
+	caps       capGate             // locks itself. Written by admitRequest and authenticate, read by permitPeer, taken by passAnswer.
 	slowStats  dataplane.SlowStats // atomics. Written by the facades and permit; read by snapshot.
 	allocCount [3][2]atomic.Int64  // [transport][family]. Written by the EventHandler; read by snapshot.
 	permCount  atomic.Int64        // Written by the EventHandler; read by snapshot.
@@ -178,7 +179,7 @@ func New(cfg Config) (*Server, error) {
 				return nil, err
 			}
 			turnCfg.PacketConnConfigs = append(turnCfg.PacketConnConfigs, turn.PacketConnConfig{
-				PacketConn: g, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+				PacketConn: g, RelayAddressGenerator: gen, PermissionHandler: s.permitPeer,
 			})
 		case TCP, TLS:
 			ln, err := s.listenStream(l)
@@ -186,7 +187,7 @@ func New(cfg Config) (*Server, error) {
 				return nil, err
 			}
 			turnCfg.ListenerConfigs = append(turnCfg.ListenerConfigs, turn.ListenerConfig{
-				Listener: ln, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+				Listener: ln, RelayAddressGenerator: gen, PermissionHandler: s.permitPeer,
 			})
 		default:
 			return nil, fmt.Errorf("relay: listener %s: unknown transport %q (want udp, tcp or tls)", l.Addr, l.Network)
