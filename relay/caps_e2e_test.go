@@ -317,7 +317,7 @@ func TestCapsCountsStayExact(t *testing.T) {
 			}
 		}
 		tp, tc := s.fast.Counts()
-		ta, lp, lc := s.fast.Len()
+		ta, lp, lc := s.fast.Len() // every channel's peer IP has a permission here: IPs == permissions
 		if live != allocs || st.Permissions != perms || st.Channels != chans || int(tp) != perms || int(tc) != chans ||
 			ta != allocs || lp != perms || lc != chans || s.liveAllocations() != allocs {
 			t.Fatalf("%s: gauges %d allocations, %d permissions, %d channels; table %d, %d, %d (counted %d, %d); want %d, %d, %d",

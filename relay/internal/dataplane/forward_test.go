@@ -217,6 +217,19 @@ func BenchmarkLookupOnly(b *testing.B) {
 	}
 }
 
+// BenchmarkLookupOnlyFromPeer is the same for a datagram from the peer on a bound channel.
+func BenchmarkLookupOnlyFromPeer(b *testing.B) {
+	r := newForwardRig(b)
+	data := make([]byte, 160)
+	peerAP := r.peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		n := r.put(0, data)
+		r.w.handle(r.rs, &r.w.bufs[0], n, peerAP)
+		r.w.out = r.w.out[:0]
+	}
+}
+
 // FuzzClassify feeds arbitrary datagrams to both receive handlers: they must never panic,
 // and must do exactly one of three things: forward (return a send, and count the traffic),
 // hand the datagram to pion (one more on a hand-off queue), or count one drop.

@@ -16,7 +16,7 @@ import (
 // 5-tuple (of the relay's UDP listeners) it belongs to, which peer IPs have a permission,
 // which channels are bound to which peers. It is four flat maps:
 //
-//	(listener, client address)  → allocation   UDP allocations only
+//	(listener, client address)  → allocation   UDP allocations only (IPv4 and IPv6 apart)
 //	(allocation, peer IP)       → permission
 //	(allocation, channel)       → channel
 //	(allocation, peer address)  → channel
@@ -36,16 +36,27 @@ type Key struct {
 	Client netip.AddrPort
 }
 
-// clientKey is Key as the table stores it. IPv4 addresses are in their IPv4-mapped IPv6 form
-// (so that a mapped and a plain address name the same client); zones are not kept.
-type clientKey struct {
+// Key as the table stores it: an IPv4 client (or an IPv4-mapped one) as one integer, address
+// << 32 | port << 16 | listener, which xsync hashes without maphash; an IPv6 client as a
+// clientKey6 (zones are not kept).
+func (k Key) v4() (uint64, bool) {
+	ip := k.Client.Addr()
+	if !ip.Is4() && !ip.Is4In6() {
+		return 0, false
+	}
+	b := ip.As16()
+	return uint64(b[12])<<56 | uint64(b[13])<<48 | uint64(b[14])<<40 | uint64(b[15])<<32 |
+		uint64(k.Client.Port())<<16 | uint64(k.Lis), true
+}
+
+type clientKey6 struct {
 	ip   [16]byte
 	port uint16
 	lis  uint16
 }
 
-func (k Key) flat() clientKey {
-	return clientKey{ip: k.Client.Addr().As16(), port: k.Client.Port(), lis: k.Lis}
+func (k Key) v6() clientKey6 {
+	return clientKey6{ip: k.Client.Addr().As16(), port: k.Client.Port(), lis: k.Lis}
 }
 
 // addrKey names a peer IP (port 0) or a peer address of an allocation: tag is the allocation's
@@ -60,19 +71,33 @@ func (a *Alloc) addrKey(ip netip.Addr, port uint16) addrKey {
 }
 
 // chanKey names a channel of an allocation: the allocation's id in the upper 48 bits, the
-// channel number in the lower 16. An integer key: xsync hashes it without maphash.
-type chanKey uint64
+// channel number in the lower 16. A plain uint64, which xsync hashes without maphash.
+func (a *Alloc) chanKey(num uint16) uint64 { return a.id<<16 | uint64(num) }
 
-func (a *Alloc) chanKey(num uint16) chanKey { return chanKey(a.id<<16 | uint64(num)) }
+// ipCell is an allocation's entry for one peer IP. Workers read permitted (a channel through
+// its Chan, a peer packet through the table); the control plane keeps the cell while a
+// permission or a channel refers to it.
+type ipCell struct {
+	permitted atomic.Bool
+	ip        [16]byte // Static.
+	idx       int32    // index in the allocation's perms while permitted. Guarded by the allocation's mu.
+	refs      int32    // channels to this IP, and one while permitted. Guarded by the allocation's mu.
+}
 
-// Chan is one channel binding. Static after construction but for idx.
+// Chan is one channel binding. Static after construction but for idx; cell is set by
+// Table.Bind before the channel is published.
 type Chan struct {
 	Num     uint16
 	Peer    netip.AddrPort
 	Raw     sock.RawAddr // Peer, ready to send to
 	Refused bool         // the peer is one of the relay's own service ports: drop (policy)
+	cell    *ipCell      // the peer IP's entry of the allocation
 	idx     int32        // index in its allocation's chans. Guarded by the allocation's mu; workers never read it.
 }
+
+// Permitted reports whether the channel's peer IP has a permission (RFC 8656 §12.4: ChannelData
+// needs both). Lock-free; one atomic load.
+func (c *Chan) Permitted() bool { return c.cell != nil && c.cell.permitted.Load() }
 
 // Alloc is an allocation as the workers see it. Its exported fields are set before it is
 // published (Table.Insert, Relay.Alloc) and static after; its permissions and channels change
@@ -88,9 +113,9 @@ type Alloc struct {
 	// The control plane's own record of the allocation's entries, so that Clear removes
 	// them all and the caps can count them. Workers never read these.
 	mu    sync.Mutex
-	perms [][16]byte // permitted peer IPs; entry i is the one whose perms value is i. Guarded by mu.
-	chans []*Chan    // bound channels; chans[c.idx] == c. Guarded by mu.
-	dead  bool       // set by Clear: nothing is added after. Guarded by mu.
+	perms []*ipCell // permitted peer IPs; perms[c.idx] == c. Guarded by mu.
+	chans []*Chan   // bound channels; chans[c.idx] == c. Guarded by mu.
+	dead  bool      // set by Clear: nothing is added after. Guarded by mu.
 }
 
 // maxAllocID bounds allocation ids to the 48 bits the keys give them.
@@ -116,8 +141,8 @@ func (a *Alloc) ChanByPeer(peer netip.AddrPort) *Chan {
 
 // Permitted reports whether ip has a permission. Lock-free; allocates nothing.
 func (a *Alloc) Permitted(ip netip.Addr) bool {
-	_, ok := a.t.perms.Load(a.addrKey(ip, 0))
-	return ok
+	c, ok := a.t.ips.Load(a.addrKey(ip, 0))
+	return ok && c.permitted.Load()
 }
 
 // Counts returns how many permissions and channels a has.
@@ -128,12 +153,14 @@ func (a *Alloc) Counts() (perms, chans int) {
 }
 
 // Table holds every live allocation's permissions and channels, and the UDP allocations by
-// Key. Readers: Lookup and the Alloc lookups (any worker, lock-free). Writers: the control
-// plane; changes to one allocation are serialised by its mu, and the maps lock themselves.
+// Key. Readers: Lookup and the Alloc and Chan lookups (any worker, lock-free). Writers: the
+// control plane; changes to one allocation are serialised by its mu, and the maps lock
+// themselves.
 type Table struct {
-	byCl   *xsync.Map[clientKey, *Alloc]
-	perms  *xsync.Map[addrKey, int32] // value: index in the allocation's perms
-	chans  *xsync.Map[chanKey, *Chan]
+	byCl4  *xsync.Map[uint64, *Alloc] // by Key.v4
+	byCl6  *xsync.Map[clientKey6, *Alloc]
+	ips    *xsync.Map[addrKey, *ipCell] // peer IPs with a permission or a channel
+	chans  *xsync.Map[uint64, *Chan]
 	peers  *xsync.Map[addrKey, *Chan]
 	nextID atomic.Uint64
 	nPerms atomic.Int64 // permissions in the table
@@ -143,36 +170,72 @@ type Table struct {
 // NewTable returns an empty table.
 func NewTable() *Table {
 	return &Table{
-		byCl:  xsync.NewMap[clientKey, *Alloc](),
-		perms: xsync.NewMap[addrKey, int32](),
-		chans: xsync.NewMap[chanKey, *Chan](),
+		byCl4: xsync.NewMap[uint64, *Alloc](),
+		byCl6: xsync.NewMap[clientKey6, *Alloc](),
+		ips:   xsync.NewMap[addrKey, *ipCell](),
+		chans: xsync.NewMap[uint64, *Chan](),
 		peers: xsync.NewMap[addrKey, *Chan](),
 	}
 }
 
 // Lookup returns the UDP allocation of k, or nil. Lock-free; allocates nothing.
 func (t *Table) Lookup(k Key) *Alloc {
-	a, _ := t.byCl.Load(k.flat())
+	if k4, ok := k.v4(); ok {
+		a, _ := t.byCl4.Load(k4)
+		return a
+	}
+	a, _ := t.byCl6.Load(k.v6())
 	return a
 }
 
 // Insert publishes a under a.Key (UDP allocations), replacing any allocation there.
 func (t *Table) Insert(a *Alloc) {
-	t.byCl.Store(a.Key.flat(), a)
+	if k4, ok := a.Key.v4(); ok {
+		t.byCl4.Store(k4, a)
+		return
+	}
+	t.byCl6.Store(a.Key.v6(), a)
 }
 
 // Remove takes a out of the table's allocations by Key, if it is the one there. It reports
 // whether it was.
 func (t *Table) Remove(a *Alloc) bool {
 	removed := false
-	t.byCl.Compute(a.Key.flat(), func(old *Alloc, loaded bool) (*Alloc, xsync.ComputeOp) {
+	if k4, ok := a.Key.v4(); ok {
+		t.byCl4.Compute(k4, removeIf(a, &removed))
+	} else {
+		t.byCl6.Compute(a.Key.v6(), removeIf(a, &removed))
+	}
+	return removed
+}
+
+func removeIf(a *Alloc, removed *bool) func(old *Alloc, loaded bool) (*Alloc, xsync.ComputeOp) {
+	return func(old *Alloc, loaded bool) (*Alloc, xsync.ComputeOp) {
 		if loaded && old == a {
-			removed = true
+			*removed = true
 			return nil, xsync.DeleteOp
 		}
 		return old, xsync.CancelOp
-	})
-	return removed
+	}
+}
+
+// cellLocked returns a's cell for ip, made (and published, not permitted) if there is none.
+// Callers hold a.mu, which serialises every write of a's keys.
+func (t *Table) cellLocked(a *Alloc, ip netip.Addr) *ipCell {
+	k := a.addrKey(ip, 0)
+	if c, ok := t.ips.Load(k); ok {
+		return c
+	}
+	c := &ipCell{ip: k.ip}
+	t.ips.Store(k, c)
+	return c
+}
+
+// releaseLocked drops one reference to c, and c itself with the last. Callers hold a.mu.
+func (t *Table) releaseLocked(a *Alloc, c *ipCell) {
+	if c.refs--; c.refs == 0 {
+		t.ips.Delete(addrKey{tag: a.id << 16, ip: c.ip})
+	}
 }
 
 // Permit installs a permission for ip on a. It reports whether it is new (false: a had one,
@@ -183,11 +246,14 @@ func (t *Table) Permit(a *Alloc, ip netip.Addr) bool {
 	if a.dead {
 		return false
 	}
-	k := a.addrKey(ip, 0)
-	if _, loaded := t.perms.LoadOrStore(k, int32(len(a.perms))); loaded {
+	c := t.cellLocked(a, ip)
+	if c.permitted.Load() {
 		return false
 	}
-	a.perms = append(a.perms, k.ip)
+	c.refs++
+	c.idx = int32(len(a.perms))
+	a.perms = append(a.perms, c)
+	c.permitted.Store(true)
 	t.nPerms.Add(1)
 	return true
 }
@@ -196,21 +262,24 @@ func (t *Table) Permit(a *Alloc, ip netip.Addr) bool {
 func (t *Table) Revoke(a *Alloc, ip netip.Addr) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	i, ok := t.perms.LoadAndDelete(a.addrKey(ip, 0))
-	if !ok {
+	c, ok := t.ips.Load(a.addrKey(ip, 0))
+	if !ok || !c.permitted.Load() {
 		return false
 	}
-	// The last entry takes the removed one's place (and its index in the map).
+	c.permitted.Store(false)
+	// The last entry takes the removed one's place.
 	last := int32(len(a.perms) - 1)
-	if i != last {
+	if c.idx != last {
 		moved := a.perms[last]
-		a.perms[i] = moved
-		t.perms.Store(addrKey{tag: a.id << 16, ip: moved}, i)
+		moved.idx = c.idx
+		a.perms[c.idx] = moved
 	}
+	a.perms[last] = nil
 	a.perms = a.perms[:last]
 	if last == 0 {
 		a.perms = nil
 	}
+	t.releaseLocked(a, c)
 	t.nPerms.Add(-1)
 	return true
 }
@@ -220,12 +289,13 @@ func (t *Table) Revoke(a *Alloc, ip netip.Addr) bool {
 func (t *Table) Bind(a *Alloc, c *Chan) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.dead {
+	k := a.chanKey(c.Num)
+	if _, bound := t.chans.Load(k); bound || a.dead {
 		return false
 	}
-	if _, loaded := t.chans.LoadOrStore(a.chanKey(c.Num), c); loaded {
-		return false
-	}
+	c.cell = t.cellLocked(a, c.Peer.Addr())
+	c.cell.refs++
+	t.chans.Store(k, c)
 	t.peers.Store(a.addrKey(c.Peer.Addr(), c.Peer.Port()), c)
 	c.idx = int32(len(a.chans))
 	a.chans = append(a.chans, c)
@@ -253,6 +323,7 @@ func (t *Table) Unbind(a *Alloc, num uint16) bool {
 	if last == 0 {
 		a.chans = nil
 	}
+	t.releaseLocked(a, c.cell)
 	t.nChans.Add(-1)
 	return true
 }
@@ -273,12 +344,14 @@ func (t *Table) Clear(a *Alloc) (perms, chans int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.dead = true
-	for _, ip := range a.perms {
-		t.perms.Delete(addrKey{tag: a.id << 16, ip: ip})
+	for _, c := range a.perms {
+		c.permitted.Store(false)
+		t.ips.Delete(addrKey{tag: a.id << 16, ip: c.ip})
 	}
 	for _, c := range a.chans {
 		t.chans.Delete(a.chanKey(c.Num))
 		t.unbindLocked(a, c)
+		t.ips.Delete(addrKey{tag: a.id << 16, ip: c.cell.ip})
 	}
 	perms, chans = len(a.perms), len(a.chans)
 	a.perms, a.chans = nil, nil
@@ -287,10 +360,10 @@ func (t *Table) Clear(a *Alloc) (perms, chans int) {
 	return perms, chans
 }
 
-// Len returns the number of UDP allocations, permissions and channels in the table, as the
-// maps count them.
-func (t *Table) Len() (allocs, perms, chans int) {
-	return t.byCl.Size(), t.perms.Size(), t.chans.Size()
+// Len returns the number of UDP allocations, peer IPs (with a permission or a channel) and
+// channels in the table, as the maps count them.
+func (t *Table) Len() (allocs, ips, chans int) {
+	return t.byCl4.Size() + t.byCl6.Size(), t.ips.Size(), t.chans.Size()
 }
 
 // Counts returns the permissions and channels in the table, as Permit, Revoke, Bind, Unbind

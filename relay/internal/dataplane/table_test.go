@@ -50,7 +50,7 @@ func TestTableModel(t *testing.T) {
 	peer := func(j int) netip.AddrPort { return netip.AddrPortFrom(addrN(100+j%nIPs), uint16(5000+j)) }
 	check := func(step int) {
 		t.Helper()
-		wantAllocs, wantPerms, wantChans := 0, 0, 0
+		wantAllocs, wantPerms, wantChans, wantIPs := 0, 0, 0, 0
 		for i, a := range allocs {
 			if a == nil {
 				continue
@@ -84,11 +84,23 @@ func TestTableModel(t *testing.T) {
 			}
 			wantPerms += len(m.perms)
 			wantChans += len(m.chans)
+			ips := map[netip.Addr]bool{}
+			for ip := range m.perms {
+				ips[ip] = true
+			}
+			for _, p := range m.chans {
+				ips[p.Addr()] = true
+				if c := a.ChanByPeer(p); c.Permitted() != m.perms[p.Addr()] {
+					t.Fatalf("step %d: alloc %d: channel to %v: Permitted = %v, want %v", step, i, p, c.Permitted(), m.perms[p.Addr()])
+				}
+			}
+			wantIPs += len(ips)
 		}
 		gotA, gotP, gotC := tab.Len()
 		cp, cc := tab.Counts()
-		if gotA != wantAllocs || gotP != wantPerms || gotC != wantChans || int(cp) != wantPerms || int(cc) != wantChans {
-			t.Fatalf("step %d: Len = %d, %d, %d; Counts = %d, %d; want %d, %d, %d", step, gotA, gotP, gotC, cp, cc, wantAllocs, wantPerms, wantChans)
+		if gotA != wantAllocs || gotP != wantIPs || gotC != wantChans || int(cp) != wantPerms || int(cc) != wantChans {
+			t.Fatalf("step %d: Len = %d, %d, %d; Counts = %d, %d; want %d allocations, %d peer IPs, %d channels, %d permissions",
+				step, gotA, gotP, gotC, cp, cc, wantAllocs, wantIPs, wantChans, wantPerms)
 		}
 		if n := tab.peers.Size(); n != wantChans {
 			t.Fatalf("step %d: %d channels by peer, want %d", step, n, wantChans)
@@ -311,7 +323,7 @@ func BenchmarkTableLookup(b *testing.B) {
 				k := allocs[i%n].Key
 				a := tab.Lookup(k)
 				c := a.ChanByNum(0x4000)
-				if !a.Permitted(c.Peer.Addr()) {
+				if !c.Permitted() {
 					b.Fatal("no permission")
 				}
 			}
