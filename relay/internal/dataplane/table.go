@@ -103,12 +103,12 @@ func (c *Chan) Permitted() bool { return c.cell != nil && c.cell.permitted.Load(
 // published (Table.Insert, Relay.Alloc) and static after; its permissions and channels change
 // through Table.Permit, Revoke, Bind, Unbind and Clear.
 type Alloc struct {
-	Key       Key          // UDP allocations only.
-	ClientRaw sock.RawAddr // Key.Client, ready to send to. UDP allocations only.
+	t         *Table       // Static. (First: every lookup through the allocation reads t and id.)
+	id        uint64       // names it in the table's keys; never reused. Static.
 	Relay     *Relay       // its relay socket.
 	UDP       bool         // the client reached us on a UDP listener we own.
-	id        uint64       // names it in the table's keys; never reused. Static.
-	t         *Table       // Static.
+	Key       Key          // UDP allocations only.
+	ClientRaw sock.RawAddr // Key.Client, ready to send to. UDP allocations only.
 
 	// The control plane's own record of the allocation's entries, so that Clear removes
 	// them all and the caps can count them. Workers never read these.

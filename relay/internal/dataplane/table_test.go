@@ -312,7 +312,8 @@ func BenchmarkTableControl(b *testing.B) {
 }
 
 // BenchmarkTableLookup is a worker's lookups for one ChannelData from a client (allocation,
-// channel, permission) with n allocations live.
+// channel, the channel's permission) with n allocations live, taken in turn (so with many
+// live, most are cache misses).
 func BenchmarkTableLookup(b *testing.B) {
 	for _, n := range append([]int{1}, liveSizes...) {
 		tab := NewTable()
