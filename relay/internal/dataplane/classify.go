@@ -93,7 +93,7 @@ func (w *Worker) fromPeer(rc *Relay, buf *[headroom + bufSize]byte, size int, fr
 		return w.handoff(&rc.HandoffQueue, buf[headroom:headroom+size], from)
 	}
 	// A bound channel carries its peer IP's permission: one lookup for the common case.
-	ch := a.ChanByPeer(from)
+	ch := a.ChanFromPeer(from)
 	if ch == nil {
 		if !a.Permitted(from.Addr()) {
 			return w.drop(DropNoPermission)

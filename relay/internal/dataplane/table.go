@@ -92,6 +92,7 @@ type Chan struct {
 	Raw     sock.RawAddr // Peer, ready to send to
 	Refused bool         // the peer is one of the relay's own service ports: drop (policy)
 	cell    *ipCell      // the peer IP's entry of the allocation
+	gone    atomic.Bool  // set when it is unbound (for Alloc.ChanFromPeer's hint)
 	idx     int32        // index in its allocation's chans. Guarded by the allocation's mu; workers never read it.
 }
 
@@ -103,12 +104,13 @@ func (c *Chan) Permitted() bool { return c.cell != nil && c.cell.permitted.Load(
 // published (Table.Insert, Relay.Alloc) and static after; its permissions and channels change
 // through Table.Permit, Revoke, Bind, Unbind and Clear.
 type Alloc struct {
-	t         *Table       // Static. (First: every lookup through the allocation reads t and id.)
-	id        uint64       // names it in the table's keys; never reused. Static.
-	Relay     *Relay       // its relay socket.
-	UDP       bool         // the client reached us on a UDP listener we own.
-	Key       Key          // UDP allocations only.
-	ClientRaw sock.RawAddr // Key.Client, ready to send to. UDP allocations only.
+	t         *Table               // Static. (First: every lookup through the allocation reads t and id.)
+	id        uint64               // names it in the table's keys; never reused. Static.
+	Relay     *Relay               // its relay socket.
+	UDP       bool                 // the client reached us on a UDP listener we own.
+	hint      atomic.Pointer[Chan] // the channel ChanFromPeer found last
+	Key       Key                  // UDP allocations only.
+	ClientRaw sock.RawAddr         // Key.Client, ready to send to. UDP allocations only.
 
 	// The control plane's own record of the allocation's entries, so that Clear removes
 	// them all and the caps can count them. Workers never read these.
@@ -136,6 +138,20 @@ func (a *Alloc) ChanByNum(num uint16) *Chan {
 // ChanByPeer returns the channel bound to peer, or nil. Lock-free; allocates nothing.
 func (a *Alloc) ChanByPeer(peer netip.AddrPort) *Chan {
 	c, _ := a.t.peers.Load(a.addrKey(peer.Addr(), peer.Port()))
+	return c
+}
+
+// ChanFromPeer is ChanByPeer for the worker that reads the allocation's relay socket: a call's
+// media comes from one peer address at a time, so the channel found last is tried first (an
+// atomic load and a compare) before the table. Lock-free; allocates nothing.
+func (a *Alloc) ChanFromPeer(peer netip.AddrPort) *Chan {
+	if c := a.hint.Load(); c != nil && c.Peer == peer && !c.gone.Load() {
+		return c
+	}
+	c := a.ChanByPeer(peer)
+	if c != nil {
+		a.hint.Store(c)
+	}
 	return c
 }
 
@@ -311,6 +327,7 @@ func (t *Table) Unbind(a *Alloc, num uint16) bool {
 	if !ok {
 		return false
 	}
+	c.gone.Store(true)
 	t.unbindLocked(a, c)
 	last := len(a.chans) - 1
 	if int(c.idx) != last {
@@ -349,6 +366,7 @@ func (t *Table) Clear(a *Alloc) (perms, chans int) {
 		t.ips.Delete(addrKey{tag: a.id << 16, ip: c.ip})
 	}
 	for _, c := range a.chans {
+		c.gone.Store(true)
 		t.chans.Delete(a.chanKey(c.Num))
 		t.unbindLocked(a, c)
 		t.ips.Delete(addrKey{tag: a.id << 16, ip: c.cell.ip})

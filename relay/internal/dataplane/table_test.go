@@ -68,14 +68,26 @@ func TestTableModel(t *testing.T) {
 					t.Fatalf("step %d: alloc %d: Permitted(%v) = %v, want %v", step, i, ip, !m.perms[ip], m.perms[ip])
 				}
 			}
+			for j := 0; j < 2*nChans; j++ {
+				p := peer(j)
+				var want *Chan
+				for num, q := range m.chans {
+					if q == p {
+						want = a.ChanByNum(num)
+					}
+				}
+				if got := a.ChanFromPeer(p); got != want {
+					t.Fatalf("step %d: alloc %d: ChanFromPeer(%v) = %v, want %v", step, i, p, got, want)
+				}
+			}
 			for n := uint16(0); n < nChans; n++ {
 				c := a.ChanByNum(0x4000 + n)
 				p, ok := m.chans[0x4000+n]
 				if (c != nil) != ok || (ok && c.Peer != p) {
 					t.Fatalf("step %d: alloc %d: ChanByNum(%#x) = %v, want %v (%v)", step, i, 0x4000+n, c, p, ok)
 				}
-				if ok && a.ChanByPeer(p) != c {
-					t.Fatalf("step %d: alloc %d: ChanByPeer(%v) != ChanByNum", step, i, p)
+				if ok && (a.ChanByPeer(p) != c || a.ChanFromPeer(p) != c) {
+					t.Fatalf("step %d: alloc %d: ChanByPeer or ChanFromPeer(%v) != ChanByNum", step, i, p)
 				}
 			}
 			np, nc := a.Counts()
