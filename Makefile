@@ -1,7 +1,7 @@
 # avedge — each target is one line; `make test` is the command the README and .ci/run use.
 GO ?= go
 
-.PHONY: build test race bench fuzz lint cover bench-relay
+.PHONY: build test race bench fuzz lint cover bench-relay bench-control
 build: ; $(GO) build ./...
 test: ; $(GO) test -race -count=1 -timeout 20m ./...
 race: test
@@ -10,3 +10,4 @@ fuzz: ; ./scripts/fuzz.sh
 lint: ; gofmt -l . | (! grep .) && $(GO) vet ./...
 cover: ; $(GO) test -count=1 -coverprofile=cover.out ./... && $(GO) tool cover -func=cover.out | tail -1
 bench-relay: ; ./scripts/bench-relay.sh
+bench-control: ; ./scripts/bench-control.sh

@@ -70,4 +70,8 @@ var (
 	ErrBadRelay     = errors.New("auth: bad relay")
 	ErrBadDuration  = errors.New("auth: bad duration")
 	ErrUnauthorized = errors.New("auth: missing or wrong API key")
+	// ErrAnonymousNotLoopback: anonymous mode asked for on an address that is not loopback.
+	ErrAnonymousNotLoopback = errors.New("auth: anonymous credential service on a non-loopback address")
+	// ErrCertExpired: the TLS certificate's NotAfter has passed.
+	ErrCertExpired = errors.New("auth: certificate expired")
 )

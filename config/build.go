@@ -3,7 +3,9 @@ package config
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/avedge/avedge/auth"
@@ -23,6 +25,21 @@ type Settings struct {
 	Service         *auth.ServiceConfig // nil: no built-in credential service
 	MetricsListen   string
 	AuthListen      string
+	// AuthTLS is the credential service's certificate and key, read from AuthTLSCert and
+	// AuthTLSKey (auth-tls-cert, auth-tls-key) at Build; its Reload re-reads the same files.
+	// Nil (and both names ""): the service speaks plain HTTP.
+	AuthTLS                 *auth.Certificate
+	AuthTLSCert, AuthTLSKey string
+	// NonLoopback names the first listener not on loopback: a TURN listener
+	// ("udp/192.0.2.1:3478"), the credential service ("auth-listen 0.0.0.0:8443") or the
+	// metrics endpoint; "" when every one is on loopback. While one is not, no secret and no
+	// credential is to be printed: what a daemon prints ends up in logs that others read, and
+	// the relay serves more than this host.
+	NonLoopback string
+	// Warnings are what is accepted but unsafe, one sentence each, for the log: secrets given
+	// on the command line or inline in a config file others can read, files of secrets others
+	// can read that allow-readable-secrets let through.
+	Warnings []string
 }
 
 // Build checks o and derives the relay and service settings. Errors name the key.
@@ -70,10 +87,53 @@ func (o Options) derive(in *inputs) (*Settings, error) {
 	if err := o.peersAndLimits(st); err != nil {
 		return nil, err
 	}
-	if st.Service, st.GeneratedAPIKey, err = o.service(st.Keyring, in); err != nil {
+	if err := o.service(st, in); err != nil {
 		return nil, err
 	}
+	if err := o.portsOutsideRange(rc.Listeners); err != nil {
+		return nil, err
+	}
+	st.NonLoopback = o.nonLoopback(rc.Listeners)
+	st.Warnings = append(append(slices.Clone(o.notes), in.warnings...), st.Warnings...)
 	return st, o.checkProcess()
+}
+
+// nonLoopback names the first of the listeners (TURN, then auth-listen and metrics-listen,
+// which service has checked) that is not on loopback; "" when every one is.
+func (o Options) nonLoopback(listeners []relay.ListenerConfig) string {
+	for _, l := range listeners {
+		if !l.Addr.Addr().IsLoopback() {
+			return string(l.Network) + "/" + l.Addr.String()
+		}
+	}
+	for _, kv := range [][2]string{{"auth-listen", o.AuthListen}, {"metrics-listen", o.MetricsListen}} {
+		if ap, err := netip.ParseAddrPort(kv[1]); err == nil && !ap.Addr().Unmap().IsLoopback() {
+			return kv[0] + " " + kv[1]
+		}
+	}
+	return ""
+}
+
+// portsOutsideRange refuses a listener whose port lies in the relay range: portalloc would
+// find that port taken, and a client could name the listener as a peer on the relay's own
+// address, where only relay ports are let through.
+func (o Options) portsOutsideRange(turn []relay.ListenerConfig) error {
+	for _, l := range turn {
+		if p := int(l.Addr.Port()); p >= o.MinPort && p <= o.MaxPort {
+			return bad("listening-port/tls-listening-port/listen", "%s/%s: port %d is inside the relay range %d-%d (min-port/max-port): move the listener or the range",
+				l.Network, l.Addr, p, o.MinPort, o.MaxPort)
+		}
+	}
+	for _, l := range []struct{ key, addr string }{{"metrics-listen", o.MetricsListen}, {"auth-listen", o.AuthListen}} {
+		ap, err := netip.ParseAddrPort(l.addr)
+		if err != nil {
+			continue // empty, or refused above
+		}
+		if p := int(ap.Port()); p >= o.MinPort && p <= o.MaxPort {
+			return bad(l.key, "port %d is inside the relay range %d-%d (min-port/max-port): move the listener or the range", p, o.MinPort, o.MaxPort)
+		}
+	}
+	return nil
 }
 
 // listeners derives the listening addresses from listening-ip, the ports, no-udp/no-tcp and
@@ -259,10 +319,11 @@ func (o Options) credentials(st *Settings, in *inputs) error {
 	}
 	secrets = append(secrets, in.fileSecrets...)
 	users := map[string]string{}
-	for _, u := range o.Users {
+	for i, u := range o.Users {
 		name, pw, ok := strings.Cut(u, ":")
 		if !ok || name == "" {
-			return bad("user", "%q: want name:password", u)
+			// Not the entry itself: without its colon it may be all password.
+			return bad("user", "entry %d: want name:password", i+1)
 		}
 		users[name] = pw
 	}
@@ -307,8 +368,8 @@ func (o Options) peersAndLimits(st *Settings) error {
 	if rc.Peers.Deny, err = policy.ParsePrefixes(o.DeniedPeerIPs); err != nil {
 		return bad("denied-peer-ip", "%v", err)
 	}
-	if o.TotalQuota < 0 || o.UserQuota < 0 || o.MaxBPS < 0 {
-		return bad("total-quota/user-quota/max-bps", "must not be negative")
+	if o.UserQuota == 0 || o.MaxBPS == 0 {
+		return bad("user-quota/max-bps", "0 is refused: give a limit, or -1 for unlimited")
 	}
 	rc.MaxAllocations, rc.UserQuota, rc.AllocationBandwidth = o.TotalQuota, o.UserQuota, o.MaxBPS
 	rc.ChannelLifetime, rc.PermissionLifetime, rc.AllocationLifetime = o.ChannelLifetime, o.PermissionLifetime, o.AllocationLifetime
@@ -320,6 +381,23 @@ func (o Options) peersAndLimits(st *Settings) error {
 	if o.AllocateRate == 0 || o.UnauthorizedRate == 0 {
 		return bad("allocate-rate/unauthorized-rate", "0 would refuse everything: give a rate, or -1 for unlimited")
 	}
+	if o.MaxTCPConnections < 0 || o.MaxTCPConnectionsPerSource < 0 {
+		return bad("max-tcp-connections/max-tcp-connections-per-source", "must not be negative (0: unlimited)")
+	}
+	rc.MaxStreamConns, rc.MaxStreamConnsPerSource = unlimitedIfZero(o.MaxTCPConnections), unlimitedIfZero(o.MaxTCPConnectionsPerSource)
+	rc.StreamFirstMessageTimeout, rc.StreamIdleTimeout, rc.TLSHandshakeTimeout = o.TCPFirstMessageTimeout, o.TCPIdleTimeout, o.TLSHandshakeTimeout
+	rc.StreamWriteTimeout = o.TCPWriteTimeout
+	rc.ErrorRate, rc.BindingRate = o.ErrorRate, o.BindingRate
+	if o.ErrorRate == 0 || o.BindingRate == 0 {
+		return bad("error-rate/binding-rate", "0 would refuse everything: give a rate, or -1 for unlimited")
+	}
+	rc.StaticUserFailures, rc.StaticUserLockout = o.UserLockoutFailures, o.UserLockoutTime
+	if o.UserLockoutFailures == 0 {
+		return bad("user-lockout-failures", "0 would refuse every static user: give a count, or -1 for no lockout")
+	}
+	if o.UserLockoutTime <= 0 {
+		return bad("user-lockout-time", "must be positive")
+	}
 	if o.AlternateServer != "" {
 		ap, err := netip.ParseAddrPort(o.AlternateServer)
 		if err != nil {
@@ -330,42 +408,62 @@ func (o Options) peersAndLimits(st *Settings) error {
 	return nil
 }
 
-// service checks metrics-listen and derives the credential service's settings (nil when
-// auth-listen is empty), with the API key generated for it when it needs one it was not
-// given.
-func (o Options) service(kr *auth.Keyring, in *inputs) (*auth.ServiceConfig, string, error) {
+// service checks metrics-listen and derives the credential service's settings (st.Service
+// stays nil when auth-listen is empty): its API keys, with one generated when it needs one it
+// was not given, anonymous mode (only on loopback unless auth-insecure-anonymous, which draws
+// a warning), and its TLS pair as read.
+func (o Options) service(st *Settings, in *inputs) error {
 	if o.MetricsListen != "" {
 		if _, err := netip.ParseAddrPort(o.MetricsListen); err != nil {
-			return nil, "", bad("metrics-listen", "%q: want ip:port, e.g. 127.0.0.1:9641", o.MetricsListen)
+			return bad("metrics-listen", "%q: want ip:port, e.g. 127.0.0.1:9641", o.MetricsListen)
 		}
 	}
 	if o.AuthListen == "" {
-		return nil, "", nil
+		return nil
 	}
 	ap, err := netip.ParseAddrPort(o.AuthListen)
 	if err != nil {
-		return nil, "", bad("auth-listen", "%q: want ip:port, e.g. 127.0.0.1:8443", o.AuthListen)
+		return bad("auth-listen", "%q: want ip:port, e.g. 127.0.0.1:8443", o.AuthListen)
+	}
+	if (o.AuthTLSCert == "") != (o.AuthTLSKey == "") {
+		return bad("auth-tls-cert/auth-tls-key", "give both the certificate and the key file, or neither")
+	}
+	st.AuthTLS = in.authCert
+	if st.AuthTLS != nil {
+		st.AuthTLSCert, st.AuthTLSKey = o.AuthTLSCert, o.AuthTLSKey
+	}
+	anonymous := o.AuthAllowAnonymous || o.AuthInsecureAnonymous
+	if anonymous {
+		err := auth.CheckAnonymousListen(net.TCPAddrFromAddrPort(ap))
+		switch {
+		case err != nil && !o.AuthInsecureAnonymous:
+			return bad("auth-allow-anonymous", "auth-listen %s is not a loopback address: anyone who reaches it would get credentials; "+
+				"give auth-api-key-file, listen on loopback, or force it with auth-insecure-anonymous", o.AuthListen)
+		case err != nil:
+			st.Warnings = append(st.Warnings, fmt.Sprintf("auth-insecure-anonymous: the credential service on %s, not a loopback address, "+
+				"hands credentials without an API key to anyone who reaches it", o.AuthListen))
+		}
 	}
 	keys := append(append([]string(nil), o.AuthAPIKeys...), in.fileAPIKeys...)
-	generated := ""
-	if len(keys) == 0 && !o.AuthAllowAnonymous {
+	if len(keys) == 0 && !anonymous {
 		if !ap.Addr().IsLoopback() {
-			return nil, "", bad("auth-api-key", "the credential service on %s needs an API key (or auth-allow-anonymous on a trusted network)", o.AuthListen)
+			return bad("auth-api-key", "the credential service on %s needs an API key: give auth-api-key-file, or listen on loopback", o.AuthListen)
 		}
-		generated = in.randomAPIKey
-		keys = []string{generated}
+		st.GeneratedAPIKey = in.randomAPIKey
+		keys = []string{st.GeneratedAPIKey}
 	}
 	var relays []auth.RelayInfo
 	for _, r := range o.AuthRelays {
 		ri, err := auth.ParseRelay(r)
 		if err != nil {
-			return nil, "", bad("auth-relay", "%v", err)
+			return bad("auth-relay", "%v", err)
 		}
 		relays = append(relays, ri)
 	}
 	// No auth-relay: Relays stays empty and the daemon lists itself as bound.
-	return &auth.ServiceConfig{Keyring: kr, Relays: relays, MaxDuration: o.AuthMaxDuration,
-		APIKeys: keys, AllowAnonymous: o.AuthAllowAnonymous}, generated, nil
+	st.Service = &auth.ServiceConfig{Keyring: st.Keyring, Relays: relays, MaxDuration: o.AuthMaxDuration,
+		APIKeys: keys, AllowAnonymous: anonymous}
+	return nil
 }
 
 // checkProcess checks the settings of the process itself: logging and the drain.
@@ -384,4 +482,13 @@ func (o Options) checkProcess() error {
 		return bad("drain-timeout", "must not be negative")
 	}
 	return nil
+}
+
+// unlimitedIfZero maps an option's 0 (unlimited) to relay.Config's negative (unlimited; its
+// zero is a default).
+func unlimitedIfZero(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

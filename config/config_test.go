@@ -59,6 +59,42 @@ func TestEmbeddedDefault(t *testing.T) {
 	if st.Service == nil || st.AuthListen != "127.0.0.1:8443" || st.GeneratedAPIKey == "" || len(st.Service.APIKeys) != 1 {
 		t.Fatalf("credential service not on by default on 127.0.0.1:8443 with a generated key: %+v", st.Service)
 	}
+	// Issue 14, item 8: caps a public edge can run with (total: 0, the range's size, as in
+	// relay.Config).
+	if rc := st.Relay; rc.UserQuota != relay.DefaultUserQuota || rc.AllocationBandwidth != relay.DefaultAllocationBandwidth || rc.MaxAllocations != 0 {
+		t.Fatalf("user-quota %d, max-bps %d, total-quota %d; want %d, %d, 0", rc.UserQuota, rc.AllocationBandwidth,
+			rc.MaxAllocations, relay.DefaultUserQuota, relay.DefaultAllocationBandwidth)
+	}
+}
+
+// The caps' defaults are shown by --help, and -1 lifts each, meaning unlimited in
+// relay.Config too.
+func TestQuotaDefaultsAndLifting(t *testing.T) {
+	var out strings.Builder
+	if _, err := Parse([]string{"--help"}, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err %v, want flag.ErrHelp", err)
+	}
+	help := strings.Join(strings.Fields(out.String()), " ")
+	for _, want := range []string{
+		fmt.Sprintf("(-1: unlimited) (default %d)", relay.DefaultUserQuota),
+		fmt.Sprintf("(-1: unlimited) (default %d)", relay.DefaultAllocationBandwidth),
+		"0: every port, the relay range's size times the relay-ip addresses; -1: unlimited",
+	} {
+		if !strings.Contains(help, want) {
+			t.Errorf("--help does not say %q", want)
+		}
+	}
+	o, err := Parse([]string{"--user-quota", "-1", "--total-quota", "-1", "--max-bps", "-1"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := o.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc := st.Relay; rc.UserQuota != -1 || rc.MaxAllocations != -1 || rc.AllocationBandwidth != -1 {
+		t.Fatalf("user-quota %d, total-quota %d, max-bps %d; want -1 (unlimited) for each", rc.UserQuota, rc.MaxAllocations, rc.AllocationBandwidth)
+	}
 }
 
 func TestEdgeFileAndFlagOverride(t *testing.T) {
@@ -92,6 +128,7 @@ func TestEdgeFileAndFlagOverride(t *testing.T) {
 
 func TestRefusedWithTheKeyNamed(t *testing.T) {
 	dir := t.TempDir()
+	_, keyFile := writeKeyPair(t, t.TempDir())
 	cases := []struct {
 		name string
 		args []string
@@ -115,6 +152,10 @@ func TestRefusedWithTheKeyNamed(t *testing.T) {
 		{name: "bad user", args: []string{"--user", "alice"}, key: "user"},
 		{name: "missing secret file", args: []string{"--static-auth-secret-file", filepath.Join(dir, "nope")}, key: "static-auth-secret-file"},
 		{name: "exposed service without api key", args: []string{"--auth-listen", "0.0.0.0:8443"}, key: "auth-api-key"},
+		{name: "service cert without key", args: []string{"--auth-tls-cert", "x.pem"}, key: "auth-tls-cert/auth-tls-key"},
+		{name: "service key without cert", yaml: "auth-tls-key: x.key\n", key: "auth-tls-cert/auth-tls-key"},
+		{name: "missing service cert file", args: []string{"--auth-tls-cert", filepath.Join(dir, "none.pem"), "--auth-tls-key", keyFile}, key: "config: auth-tls-cert: "},
+		{name: "anonymous service off loopback", args: []string{"--auth-listen", "0.0.0.0:8443", "--auth-allow-anonymous"}, key: "auth-insecure-anonymous"},
 		{name: "bad metrics address", args: []string{"--metrics-listen", "localhost"}, key: "metrics-listen"},
 		{name: "bad log format", args: []string{"--log-format", "xml"}, key: "log-format"},
 		{name: "everything off", args: []string{"--no-udp", "--no-tcp"}, key: "no-udp/no-tcp"},
@@ -124,6 +165,16 @@ func TestRefusedWithTheKeyNamed(t *testing.T) {
 		{name: "no permission at all", args: []string{"--max-permissions", "0"}, key: "max-permissions"},
 		{name: "no channel at all", yaml: "max-channels: 0\n", key: "max-channels"},
 		{name: "permission rate zero", args: []string{"--permission-rate", "0"}, key: "permission-rate"},
+		{name: "user quota zero", args: []string{"--user-quota", "0"}, key: "user-quota"},
+		{name: "max-bps zero", yaml: "max-bps: 0\n", key: "max-bps"},
+		{name: "negative tcp cap", args: []string{"--max-tcp-connections-per-source", "-1"}, key: "max-tcp-connections"},
+		{name: "zero error rate", args: []string{"--error-rate", "0"}, key: "error-rate"},
+		{name: "zero binding rate", yaml: "binding-rate: 0\n", key: "binding-rate"},
+		{name: "zero lockout failures", args: []string{"--user-lockout-failures", "0"}, key: "user-lockout-failures"},
+		{name: "zero lockout time", args: []string{"--user-lockout-time", "0s"}, key: "user-lockout-time"},
+		{name: "turn listener in relay range", args: []string{"--listening-port", "50001"}, key: "listening-port/tls-listening-port/listen"},
+		{name: "metrics listener in relay range", args: []string{"--metrics-listen", "127.0.0.1:59999"}, key: "metrics-listen"},
+		{name: "credential service in relay range", args: []string{"--auth-listen", "127.0.0.1:50000"}, key: "auth-listen"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -187,14 +238,22 @@ func TestOptionTableCoversOptions(t *testing.T) {
 			t.Errorf("option %s: no usage", op.name)
 		}
 	}
+	exported := 0
 	for i := range typ.NumField() {
 		f := typ.Field(i)
+		if !f.IsExported() { // bookkeeping of Parse's, not an option
+			if got := rows[f.Offset]; len(got) != 0 {
+				t.Errorf("unexported field %s is the field of options %q", f.Name, got)
+			}
+			continue
+		}
+		exported++
 		if got := rows[f.Offset]; len(got) != 1 {
 			t.Errorf("field %s is the field of options %q, want exactly one", f.Name, got)
 		}
 	}
-	if len(optionTable) != typ.NumField() {
-		t.Errorf("%d options for %d fields", len(optionTable), typ.NumField())
+	if len(optionTable) != exported {
+		t.Errorf("%d options for %d fields", len(optionTable), exported)
 	}
 }
 
@@ -212,7 +271,7 @@ func FuzzLoad(f *testing.F) {
 		if err := o.Load(strings.NewReader(doc), "fuzz"); err != nil {
 			return
 		}
-		o.SecretFile, o.UsersFile, o.Cert, o.PKey, o.AuthAPIKeyFile = "", "", "", "", ""
+		o.SecretFile, o.UsersFile, o.Cert, o.PKey, o.AuthAPIKeyFile, o.AuthTLSCert, o.AuthTLSKey = "", "", "", "", "", "", ""
 		_, _ = o.Build()
 	})
 }
@@ -327,6 +386,48 @@ func TestZeroMeansTheSameInRelayConfig(t *testing.T) {
 	}
 	if p := srv.Stats().Ports; p.Held != 0 || p.Quarantined != 0 {
 		t.Fatalf("after the allocation's release: %d ports held, %d in quarantine; want 0 and 0 (port-quarantine 0: none)", p.Held, p.Quarantined)
+	}
+}
+
+// The TCP/TLS bounds reach relay.Config: the defaults as documented, an option's 0 (unlimited)
+// as relay.Config's negative, timeouts copied through (0: relay.Config's default, -1: none).
+func TestTCPLimitOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		args              []string
+		total, perSource  int
+		first, idle, hand time.Duration
+		write             time.Duration
+	}{
+		{name: "defaults", total: 10000, perSource: 256, first: 10 * time.Second, hand: 10 * time.Second, write: 30 * time.Second},
+		{name: "unlimited and none", args: []string{"--max-tcp-connections", "0", "--max-tcp-connections-per-source", "0",
+			"--tcp-first-message-timeout", "-1s", "--tcp-idle-timeout", "-1s", "--tls-handshake-timeout", "-1s", "--tcp-write-timeout", "-1s"},
+			total: -1, perSource: -1, first: -time.Second, idle: -time.Second, hand: -time.Second, write: -time.Second},
+		{name: "set", args: []string{"--max-tcp-connections", "500", "--max-tcp-connections-per-source", "8",
+			"--tcp-first-message-timeout", "3s", "--tcp-idle-timeout", "2h", "--tls-handshake-timeout", "4s", "--tcp-write-timeout", "5s"},
+			total: 500, perSource: 8, first: 3 * time.Second, idle: 2 * time.Hour, hand: 4 * time.Second, write: 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := Parse(append([]string{"--metrics-listen", "", "--auth-listen", ""}, tc.args...), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := o.Build()
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc := st.Relay
+			if rc.MaxStreamConns != tc.total || rc.MaxStreamConnsPerSource != tc.perSource {
+				t.Errorf("caps %d, %d per source; want %d, %d", rc.MaxStreamConns, rc.MaxStreamConnsPerSource, tc.total, tc.perSource)
+			}
+			if rc.StreamWriteTimeout != tc.write {
+				t.Errorf("write timeout %v, want %v", rc.StreamWriteTimeout, tc.write)
+			}
+			if rc.StreamFirstMessageTimeout != tc.first || rc.StreamIdleTimeout != tc.idle || rc.TLSHandshakeTimeout != tc.hand {
+				t.Errorf("timeouts first %v, idle %v, handshake %v; want %v, %v, %v",
+					rc.StreamFirstMessageTimeout, rc.StreamIdleTimeout, rc.TLSHandshakeTimeout, tc.first, tc.idle, tc.hand)
+			}
+		})
 	}
 }
 

@@ -9,10 +9,14 @@ import (
 	"os"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/avedge/avedge/internal/secretfile"
 )
 
 // Parse reads args (without the program name): --config FILE first, then every flag over it.
-// It returns flag.ErrHelp for -h/--help after printing usage to out.
+// It returns flag.ErrHelp for -h/--help after printing usage to out. A secret given on the
+// command line, or inline in a config file that users other than its owner can read, is used;
+// Build's Settings.Warnings say where it should go instead.
 func Parse(args []string, out io.Writer) (Options, error) {
 	o := Defaults()
 	// A first pass finds --config (knowing every flag, so that their values are skipped);
@@ -36,7 +40,7 @@ func Parse(args []string, out io.Writer) (Options, error) {
 	fs.String("config", "", "YAML file with the same keys as these flags (flags given here override it)")
 	o.FlagSet(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(out, "avedge: audio/video edge relay (STUN/TURN)\n\nUsage: avedge [flags]\n\nWith no flags it serves on 127.0.0.1 (UDP+TCP 3478), relays from 127.0.0.1:50000-59999,\ngenerates a shared secret and prints a credential that works at once.\n\nFlags:\n")
+		fmt.Fprintf(out, "avedge: audio/video edge relay (STUN/TURN)\n\nUsage: avedge [flags]\n\nWith no flags it serves on 127.0.0.1 (UDP+TCP 3478), relays from 127.0.0.1:50000-59999,\ngenerates a shared secret and prints a credential that works at once (printed only while\nevery listener is on loopback).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -45,37 +49,64 @@ func Parse(args []string, out io.Writer) (Options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("config: unexpected argument %q (flags start with --)", fs.Arg(0))
 	}
+	fs.Visit(func(f *flag.Flag) {
+		if op, ok := lookupOption(f.Name); ok && op.secretFile != "" && op.given(&o) {
+			o.notes = append(o.notes, secretfile.CommandLineWarning(op.name, op.secretFile))
+		}
+	})
 	return o, nil
 }
 
-// LoadFile merges a YAML file over o, refusing unknown keys.
+// LoadFile merges a YAML file over o, refusing unknown keys. A secret written in it inline
+// while users other than its owner can read it is noted for Settings.Warnings.
 func (o *Options) LoadFile(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
-	return o.Load(f, path)
+	set, err := o.load(f, path)
+	if err != nil {
+		return err
+	}
+	var exposed *secretfile.ExposedError
+	if fi, err := f.Stat(); err != nil || !errors.As(secretfile.CheckInfo(path, fi), &exposed) {
+		return nil
+	}
+	for _, op := range optionTable {
+		if op.secretFile != "" && set[op.name] && op.given(o) {
+			o.notes = append(o.notes, fmt.Sprintf("%s holds %s inline and is mode %04o, owner uid %d: %s; chmod 600 %s, or put it in %s",
+				path, op.name, uint32(exposed.Mode), exposed.UID, exposed.Who(), path, op.secretFile))
+		}
+	}
+	return nil
 }
 
 // Load merges YAML from r over o, refusing unknown keys; name is used in errors, which name
 // the key at fault. Only the first document of r is read.
 func (o *Options) Load(r io.Reader, name string) error {
+	_, err := o.load(r, name)
+	return err
+}
+
+// load is Load; it returns the keys the document set.
+func (o *Options) load(r io.Reader, name string) (map[string]bool, error) {
 	data, err := io.ReadAll(io.LimitReader(r, 1<<20))
 	if err != nil {
-		return fmt.Errorf("config: %s: %w", name, err)
+		return nil, fmt.Errorf("config: %s: %w", name, err)
 	}
 	var doc yaml.Node
 	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil
+			return nil, nil
 		}
-		return fmt.Errorf("config: %s: %w (keys are the flag names of avedge --help)", name, err)
+		return nil, fmt.Errorf("config: %s: %w (keys are the flag names of avedge --help)", name, err)
 	}
-	if err := o.loadDocument(&doc); err != nil {
-		return fmt.Errorf("config: %s: %w (keys are the flag names of avedge --help)", name, err)
+	set, err := o.loadDocument(&doc)
+	if err != nil {
+		return nil, fmt.Errorf("config: %s: %w (keys are the flag names of avedge --help)", name, err)
 	}
-	return nil
+	return set, nil
 }
 
 // keyError is an error in the value of a YAML key.
@@ -87,9 +118,9 @@ type keyError struct {
 func (e *keyError) Error() string { return "key " + e.key + ": " + e.err.Error() }
 func (e *keyError) Unwrap() error { return e.err }
 
-// loadDocument sets the options a YAML document's top-level mapping names. A null document
-// sets nothing.
-func (o *Options) loadDocument(doc *yaml.Node) error {
+// loadDocument sets the options a YAML document's top-level mapping names, and returns them.
+// A null document sets nothing.
+func (o *Options) loadDocument(doc *yaml.Node) (map[string]bool, error) {
 	n := doc
 	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
 		n = n.Content[0]
@@ -99,12 +130,12 @@ func (o *Options) loadDocument(doc *yaml.Node) error {
 	}
 	switch {
 	case n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null":
-		return nil
+		return nil, nil
 	case n.Kind != yaml.MappingNode:
-		return fmt.Errorf("line %d, column %d: want a mapping of keys to values, not %s", n.Line, n.Column, n.ShortTag())
+		return nil, fmt.Errorf("line %d, column %d: want a mapping of keys to values, not %s", n.Line, n.Column, n.ShortTag())
 	}
 	l := loader{o: o, set: map[string]bool{}, mappings: map[*yaml.Node]bool{}}
-	return l.mapping(n)
+	return l.set, l.mapping(n)
 }
 
 // loader sets options from mappings: the document's, then those it merges (YAML's "<<"),

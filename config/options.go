@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/avedge/avedge/relay"
 )
 
 // Options is every setting avedge accepts. Each field is one option of the table below
@@ -31,8 +33,9 @@ type Options struct {
 	// pkey: the TLS private key file (PEM).
 	PKey string
 
-	// relay-ip: the addresses relay sockets bind to, at most one per family. Empty: the
-	// first listening address of each family (refused when that is a wildcard).
+	// relay-ip: the addresses relay sockets bind to, any number per family (each adds the
+	// relay range's ports). Empty: the first listening address of each family (refused when
+	// that is a wildcard).
 	RelayIPs []string
 	// external-ip: "public[/private]" pairs; public is advertised in XOR-RELAYED-ADDRESS for
 	// relay address private (which may be left out when there is one relay address).
@@ -57,12 +60,13 @@ type Options struct {
 	// realm: the long-term credential realm; must not be empty.
 	Realm string
 	// static-auth-secret: TURN REST shared secrets, newest first. With none and no user, a
-	// secret is generated at start.
+	// secret is generated at start. Given on the command line or inline in a file others can
+	// read, it is used with a warning (Settings.Warnings).
 	StaticAuthSecrets []string
 	// static-auth-secret-file: a file of shared secrets ("id secret" or "secret" per line),
 	// newest first, appended to StaticAuthSecrets.
 	SecretFile string
-	// user: static long-term users, each "name:password".
+	// user: static long-term users, each "name:password" (warned about as StaticAuthSecrets).
 	Users []string
 	// users-file: a file of static users, "name:password" per line; it wins over Users.
 	UsersFile string
@@ -78,12 +82,16 @@ type Options struct {
 	AllowedPeerIPs []string
 	// denied-peer-ip: CIDRs or addresses always refused as peers.
 	DeniedPeerIPs []string
-	// total-quota: the most live allocations in total. Zero: unlimited; negative is refused.
+	// total-quota: the most live allocations in total. Zero: every port, the size of the relay
+	// port range (max-port − min-port + 1) times the relay addresses; negative: unlimited.
+	// The same meanings as in relay.Config.
 	TotalQuota int
-	// user-quota: the most live allocations per user. Zero: unlimited; negative is refused.
+	// user-quota: the most live allocations per user. Default relay.DefaultUserQuota;
+	// negative: unlimited. Zero is refused: to an operator it reads as "none" or as
+	// "unlimited" (coturn), while relay.Config would take it for the default.
 	UserQuota int
-	// max-bps: each allocation's bandwidth cap in bytes per second. Zero: unlimited;
-	// negative is refused.
+	// max-bps: each allocation's bandwidth cap in bytes per second. Default
+	// relay.DefaultAllocationBandwidth; negative: unlimited; zero is refused, as for UserQuota.
 	MaxBPS int64
 	// channel-lifetime: the channel binding lifetime. Zero: 10 minutes (RFC 8656).
 	ChannelLifetime time.Duration
@@ -109,6 +117,38 @@ type Options struct {
 	// unauthorized-rate: 401 answers per second per client address, with 5 seconds' worth of
 	// burst. Negative: unlimited; zero is refused, as for AllocateRate.
 	UnauthorizedRate float64
+	// max-tcp-connections: the most live TCP and TLS client connections; one beyond is closed
+	// as accepted. Zero: unlimited; negative is refused.
+	MaxTCPConnections int
+	// max-tcp-connections-per-source: the most live TCP and TLS client connections per client
+	// address (IPv6: per /64). Zero: unlimited; negative is refused.
+	MaxTCPConnectionsPerSource int
+	// tcp-first-message-timeout: how long a TCP or TLS client has to send its first complete
+	// STUN message or ChannelData (TLS: after the handshake). Zero: 10 s; negative: no limit.
+	TCPFirstMessageTimeout time.Duration
+	// tcp-idle-timeout: a TCP or TLS connection on which the client sends nothing for this
+	// long is closed. Zero: the longer of allocation-lifetime and 1 hour, plus 1 minute (a
+	// live allocation is refreshed within its lifetime); negative: no limit.
+	TCPIdleTimeout time.Duration
+	// tcp-write-timeout: a TCP or TLS connection whose client takes nothing the relay writes
+	// for this long is closed. Zero: 30 s; negative: no limit.
+	TCPWriteTimeout time.Duration
+	// tls-handshake-timeout: how long a TLS client has to finish its handshake. Zero: 10 s;
+	// negative: no limit.
+	TLSHandshakeTimeout time.Duration
+	// error-rate: error answers other than 401 per second per client address (IPv6: per
+	// /64), with 5 seconds' worth of burst. Negative: unlimited; zero is refused, as for
+	// AllocateRate.
+	ErrorRate float64
+	// binding-rate: Binding answers per second per client address (IPv6: per /64), with 5
+	// seconds' worth of burst. Negative: unlimited; zero is refused, as for AllocateRate.
+	BindingRate float64
+	// user-lockout-failures: wrong passwords for one static user within UserLockoutTime
+	// that refuse the user for UserLockoutTime. Negative: no lockout; zero is refused.
+	UserLockoutFailures int
+	// user-lockout-time: the window static-user failures are counted in, and how long the
+	// user is then refused; must be positive.
+	UserLockoutTime time.Duration
 	// alternate-server: the ip:port named in 300 Try Alternate answers to Allocate while the
 	// relay drains. Empty: those get 508.
 	AlternateServer string
@@ -120,12 +160,29 @@ type Options struct {
 	AuthListen string
 	// auth-api-key: the bearer tokens callers of the credential service present. With none
 	// (and no AuthAPIKeyFile), a key is generated when AuthListen is on loopback, and the
-	// service is refused elsewhere unless AuthAllowAnonymous.
+	// service is refused elsewhere unless AuthInsecureAnonymous. Warned about as
+	// StaticAuthSecrets.
 	AuthAPIKeys []string
 	// auth-api-key-file: a file of bearer tokens, one per line, added to AuthAPIKeys.
 	AuthAPIKeyFile string
-	// auth-allow-anonymous: serve credentials without an API key.
+	// allow-readable-secrets: read the files of secrets (static-auth-secret-file, users-file,
+	// auth-api-key-file, pkey, auth-tls-key) even when users other than their owner can read
+	// or write them, with a warning. False: such a file is refused (see internal/secretfile
+	// for the rule).
+	AllowReadableSecrets bool
+	// auth-allow-anonymous: serve credentials without an API key; refused when AuthListen
+	// is not a loopback address, unless AuthInsecureAnonymous.
 	AuthAllowAnonymous bool
+	// auth-insecure-anonymous: serve credentials without an API key on any address, loopback
+	// or not (implies AuthAllowAnonymous), with a warning.
+	AuthInsecureAnonymous bool
+	// auth-tls-cert: the credential service's TLS certificate file (PEM, the chain after the
+	// leaf); with AuthTLSKey the service speaks HTTPS, and SIGHUP re-reads both. Empty (with
+	// AuthTLSKey): plain HTTP.
+	AuthTLSCert string
+	// auth-tls-key: the credential service's TLS private key file (PEM), a file of secrets
+	// like PKey.
+	AuthTLSKey string
 	// auth-relay: the relays the credential service lists, each
 	// "location:host:udpPort:tcpPort". Empty: this relay, as bound.
 	AuthRelays []string
@@ -140,8 +197,14 @@ type Options struct {
 	// log-level: "debug", "info", "warn" or "error".
 	LogLevel string
 	// print-credentials: whether a ready-to-use credential is printed at start. Nil: only
-	// when the secret was generated.
+	// when the secret was generated. Never printed while a listener is not on loopback
+	// (Settings.NonLoopback): avedge writes it to a file only its user can read instead.
 	PrintCredentials *bool
+
+	// notes are Parse's warnings about where secrets were given: on the command line, or
+	// inline in a config file others can read. Build passes them on in Settings.Warnings.
+	// Not an option: no row of optionTable.
+	notes []string
 }
 
 // option is one row of optionTable: a setting's flag name (also its YAML key), the field of
@@ -149,6 +212,10 @@ type Options struct {
 type option struct {
 	name  string
 	usage string
+	// secretFile, for an option whose value is a secret, names the option of the file that
+	// should hold it instead (a warning says so when the secret is given on the command line
+	// or in a config file others can read); "" for the other options.
+	secretFile string
 	// field returns a pointer to the option's field of o (*int, *string, *[]string, ...).
 	field func(o *Options) any
 	// setDefault writes the default into o.
@@ -166,6 +233,24 @@ func opt[T any](name string, field func(*Options) *T, def T, usage string) optio
 			}
 			*field(o) = v
 		}}
+}
+
+// secret marks op as carrying a secret that belongs in the file of option file.
+func secret(file string, op option) option {
+	op.secretFile = file
+	return op
+}
+
+// given reports whether the field op fills holds a value that is not empty (a string or a
+// list: what secret options are).
+func (op option) given(o *Options) bool {
+	switch p := op.field(o).(type) {
+	case *string:
+		return *p != ""
+	case *[]string:
+		return len(*p) > 0
+	}
+	return true
 }
 
 // optionTable drives the flags, the YAML keys, the defaults and the usage text: one row per
@@ -186,9 +271,9 @@ var optionTable = []option{
 	opt("cert", func(o *Options) *string { return &o.Cert }, "",
 		"TLS certificate chain file (PEM); enables TLS listeners"),
 	opt("pkey", func(o *Options) *string { return &o.PKey }, "",
-		"TLS private key file (PEM)"),
+		"TLS private key file (PEM); only its owner may read it (see allow-readable-secrets)"),
 	opt("relay-ip", func(o *Options) *[]string { return &o.RelayIPs }, nil,
-		"address relay sockets bind to, one per family (default: the first listening-ip of each family)"),
+		"address relay sockets bind to, repeatable: several per family multiply the relay range (default: the first listening-ip of each family)"),
 	opt("external-ip", func(o *Options) *[]string { return &o.ExternalIPs }, nil,
 		"public[/private]: advertise public in XOR-RELAYED-ADDRESS for relay address private (coturn -X)"),
 	opt("min-port", func(o *Options) *int { return &o.MinPort }, 50000,
@@ -205,14 +290,14 @@ var optionTable = []option{
 		"how long a worker without packets keeps its scheduler slot before it parks through the Go runtime (held, a packet costs one wake-up; parked, an idle relay costs no CPU; 0: indefinitely; negative: never)"),
 	opt("realm", func(o *Options) *string { return &o.Realm }, "avedge",
 		"long-term credential realm"),
-	opt("static-auth-secret", func(o *Options) *[]string { return &o.StaticAuthSecrets }, nil,
-		"TURN REST shared secret, repeatable, newest first (default: generated at start and printed)"),
+	secret("static-auth-secret-file", opt("static-auth-secret", func(o *Options) *[]string { return &o.StaticAuthSecrets }, nil,
+		"TURN REST shared secret, repeatable, newest first; every user of the host can read the command line: prefer static-auth-secret-file (default: generated at start, and printed while every listener is on loopback)")),
 	opt("static-auth-secret-file", func(o *Options) *string { return &o.SecretFile }, "",
-		"file of shared secrets, one per line (\"id secret\" or \"secret\"), newest first; re-read on SIGHUP"),
-	opt("user", func(o *Options) *[]string { return &o.Users }, nil,
-		"static long-term user name:password, repeatable"),
+		"file of shared secrets, one per line (\"id secret\" or \"secret\"), newest first; re-read on SIGHUP; only its owner may read it (see allow-readable-secrets)"),
+	secret("users-file", opt("user", func(o *Options) *[]string { return &o.Users }, nil,
+		"static long-term user name:password, repeatable; every user of the host can read the command line: prefer users-file")),
 	opt("users-file", func(o *Options) *string { return &o.UsersFile }, "",
-		"file of static users, name:password per line; re-read on SIGHUP"),
+		"file of static users, name:password per line; re-read on SIGHUP; only its owner may read it"),
 	opt("rest-api-separator", func(o *Options) *string { return &o.RESTSeparator }, ":",
 		"separator between expiry and user in TURN REST usernames"),
 	opt("clock-skew", func(o *Options) *time.Duration { return &o.ClockSkew }, 30*time.Second,
@@ -224,11 +309,11 @@ var optionTable = []option{
 	opt("denied-peer-ip", func(o *Options) *[]string { return &o.DeniedPeerIPs }, nil,
 		"CIDR or address always refused as a peer, repeatable"),
 	opt("total-quota", func(o *Options) *int { return &o.TotalQuota }, 0,
-		"maximum live allocations in total, 508 beyond (0: unlimited)"),
-	opt("user-quota", func(o *Options) *int { return &o.UserQuota }, 0,
-		"maximum live allocations per user, 486 beyond (0: unlimited)"),
-	opt("max-bps", func(o *Options) *int64 { return &o.MaxBPS }, 0,
-		"bandwidth cap per allocation in bytes per second (0: unlimited)"),
+		"maximum live allocations in total, 508 beyond (0: every port, the relay range's size times the relay-ip addresses; -1: unlimited)"),
+	opt("user-quota", func(o *Options) *int { return &o.UserQuota }, relay.DefaultUserQuota,
+		"maximum live allocations per user, 486 beyond: one per ICE component and candidate, twice over for an ICE restart (-1: unlimited)"),
+	opt("max-bps", func(o *Options) *int64 { return &o.MaxBPS }, relay.DefaultAllocationBandwidth,
+		"bandwidth cap per allocation in bytes per second, both directions together, excess dropped; the default is 20 Mbit/s: HD video with headroom (-1: unlimited)"),
 	opt("channel-lifetime", func(o *Options) *time.Duration { return &o.ChannelLifetime }, 0,
 		"channel binding lifetime (0: 10m, RFC 8656)"),
 	opt("permission-lifetime", func(o *Options) *time.Duration { return &o.PermissionLifetime }, 0,
@@ -245,18 +330,46 @@ var optionTable = []option{
 		"Allocate requests per second per client address (IPv6: per /64), burst 5 s; excess dropped (-1: unlimited)"),
 	opt("unauthorized-rate", func(o *Options) *float64 { return &o.UnauthorizedRate }, 100,
 		"401 answers per second per client address, burst 5 s (-1: unlimited)"),
+	opt("max-tcp-connections", func(o *Options) *int { return &o.MaxTCPConnections }, 10000,
+		"maximum live TCP and TLS client connections; one beyond is closed at once (0: unlimited)"),
+	opt("max-tcp-connections-per-source", func(o *Options) *int { return &o.MaxTCPConnectionsPerSource }, 256,
+		"maximum live TCP and TLS client connections per client address, IPv6 per /64 (0: unlimited)"),
+	opt("tcp-first-message-timeout", func(o *Options) *time.Duration { return &o.TCPFirstMessageTimeout }, 10*time.Second,
+		"a TCP or TLS client that sends no complete STUN message or ChannelData this long after connecting (TLS: after the handshake) is closed (0: 10s; -1: no limit)"),
+	opt("tcp-idle-timeout", func(o *Options) *time.Duration { return &o.TCPIdleTimeout }, 0,
+		"a TCP or TLS connection the client sends nothing on for this long is closed (0: the longer of allocation-lifetime and 1h, plus 1m, so a refreshed allocation is never cut; -1: no limit)"),
+	opt("tcp-write-timeout", func(o *Options) *time.Duration { return &o.TCPWriteTimeout }, 30*time.Second,
+		"a TCP or TLS connection whose client takes nothing the relay writes for this long is closed (0: 30s; -1: no limit)"),
+	opt("tls-handshake-timeout", func(o *Options) *time.Duration { return &o.TLSHandshakeTimeout }, 10*time.Second,
+		"a TLS client that has not finished its handshake this long after connecting is closed (0: 10s; -1: no limit)"),
+	opt("error-rate", func(o *Options) *float64 { return &o.ErrorRate }, 200,
+		"error answers other than 401 per second per client address (IPv6: per /64), burst 5 s; excess dropped (-1: unlimited)"),
+	opt("binding-rate", func(o *Options) *float64 { return &o.BindingRate }, 500,
+		"Binding answers per second per client address (IPv6: per /64), burst 5 s; excess dropped (-1: unlimited)"),
+	opt("user-lockout-failures", func(o *Options) *int { return &o.UserLockoutFailures }, 10,
+		"wrong passwords for one static user within user-lockout-time that refuse it for user-lockout-time (-1: never)"),
+	opt("user-lockout-time", func(o *Options) *time.Duration { return &o.UserLockoutTime }, 5*time.Minute,
+		"window of user-lockout-failures, and how long the static user is then refused"),
 	opt("alternate-server", func(o *Options) *string { return &o.AlternateServer }, "",
 		"ip:port named in 300 Try Alternate answers to Allocate while draining (empty: 508)"),
 	opt("metrics-listen", func(o *Options) *string { return &o.MetricsListen }, "127.0.0.1:9641",
 		"address of /metrics, /healthz, /readyz (empty: off)"),
 	opt("auth-listen", func(o *Options) *string { return &o.AuthListen }, "127.0.0.1:8443",
-		"address of the built-in credential service (empty: off); on loopback without auth-api-key a key is generated and printed"),
-	opt("auth-api-key", func(o *Options) *[]string { return &o.AuthAPIKeys }, nil,
-		"bearer token callers of the credential service present, repeatable"),
+		"address of the built-in credential service (empty: off); on loopback without auth-api-key a key is generated (and printed while every listener is on loopback)"),
+	secret("auth-api-key-file", opt("auth-api-key", func(o *Options) *[]string { return &o.AuthAPIKeys }, nil,
+		"bearer token callers of the credential service present, repeatable; every user of the host can read the command line: prefer auth-api-key-file")),
 	opt("auth-api-key-file", func(o *Options) *string { return &o.AuthAPIKeyFile }, "",
-		"file of bearer tokens, one per line"),
+		"file of bearer tokens, one per line; only its owner may read it"),
+	opt("allow-readable-secrets", func(o *Options) *bool { return &o.AllowReadableSecrets }, false,
+		"read static-auth-secret-file, users-file, auth-api-key-file, pkey and auth-tls-key even when users other than their owner can read them (refused otherwise: chmod 600 them; root's 0640 and 0440 files are accepted)"),
 	opt("auth-allow-anonymous", func(o *Options) *bool { return &o.AuthAllowAnonymous }, false,
-		"serve credentials without an API key (only on a trusted network)"),
+		"serve credentials without an API key; only when auth-listen is a loopback address (see auth-insecure-anonymous)"),
+	opt("auth-insecure-anonymous", func(o *Options) *bool { return &o.AuthInsecureAnonymous }, false,
+		"serve credentials without an API key on any auth-listen address, loopback or not: anyone who reaches it gets credentials"),
+	opt("auth-tls-cert", func(o *Options) *string { return &o.AuthTLSCert }, "",
+		"credential service's TLS certificate file (PEM, chain after the leaf); with auth-tls-key it serves HTTPS; re-read on SIGHUP"),
+	opt("auth-tls-key", func(o *Options) *string { return &o.AuthTLSKey }, "",
+		"credential service's TLS private key file (PEM); re-read on SIGHUP; only its owner may read it (see allow-readable-secrets)"),
 	opt("auth-relay", func(o *Options) *[]string { return &o.AuthRelays }, nil,
 		"relay listed by the credential service, location:host:udpPort:tcpPort, repeatable (default: this relay)"),
 	opt("auth-max-duration", func(o *Options) *time.Duration { return &o.AuthMaxDuration }, 480*time.Minute,
@@ -268,7 +381,7 @@ var optionTable = []option{
 	opt("log-level", func(o *Options) *string { return &o.LogLevel }, "info",
 		"debug, info, warn or error"),
 	opt("print-credentials", func(o *Options) **bool { return &o.PrintCredentials }, nil,
-		"print a ready-to-use credential at start (default: true when the secret was generated)"),
+		"print a ready-to-use credential at start (default: true when the secret was generated); while a listener is not on loopback it is written to a file only this user can read, and its name printed"),
 }
 
 // Defaults is the embedded default: everything on loopback, the A/V Edge's relay range.

@@ -4,12 +4,14 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 
 	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/internal/secretfile"
 	"github.com/avedge/avedge/relay"
 )
 
@@ -20,12 +22,17 @@ type inputs struct {
 	fileSecrets  []auth.Secret     // static-auth-secret-file
 	fileUsers    map[string]string // users-file
 	fileAPIKeys  []string          // auth-api-key-file, read when auth-listen is set
+	authCert     *auth.Certificate // auth-tls-cert and auth-tls-key, when auth-listen and both are set
 	host         hostAddrs
 	randomSecret string // the shared secret used when none is configured
 	randomAPIKey string // the credential service's key when it needs one and has none
+	// warnings name the files of secrets others can read that allow-readable-secrets let
+	// through.
+	warnings []string
 }
 
-// read reads what o names: each file only when the option that uses it is set.
+// read reads what o names: each file only when the option that uses it is set. A file of
+// secrets is read only when no one but its owner can read it, or allow-readable-secrets.
 func (o Options) read() (*inputs, error) {
 	in := &inputs{}
 	if o.Cert != "" && o.PKey != "" {
@@ -33,6 +40,9 @@ func (o Options) read() (*inputs, error) {
 			if _, err := os.Stat(kf[1]); err != nil {
 				return nil, bad(kf[0], "%v", err)
 			}
+		}
+		if err := o.checkPrivate("pkey", o.PKey, in); err != nil {
+			return nil, err
 		}
 		c, err := tls.LoadX509KeyPair(o.Cert, o.PKey)
 		if err != nil {
@@ -42,16 +52,25 @@ func (o Options) read() (*inputs, error) {
 	}
 	var err error
 	if o.SecretFile != "" {
+		if err := o.checkPrivate("static-auth-secret-file", o.SecretFile, in); err != nil {
+			return nil, err
+		}
 		if in.fileSecrets, err = auth.LoadSecretsFile(o.SecretFile); err != nil {
 			return nil, bad("static-auth-secret-file", "%v", err)
 		}
 	}
 	if o.UsersFile != "" {
+		if err := o.checkPrivate("users-file", o.UsersFile, in); err != nil {
+			return nil, err
+		}
 		if in.fileUsers, err = auth.LoadUsersFile(o.UsersFile); err != nil {
 			return nil, bad("users-file", "%v", err)
 		}
 	}
 	if o.AuthListen != "" && o.AuthAPIKeyFile != "" {
+		if err := o.checkPrivate("auth-api-key-file", o.AuthAPIKeyFile, in); err != nil {
+			return nil, err
+		}
 		f, err := os.Open(o.AuthAPIKeyFile)
 		if err != nil {
 			return nil, bad("auth-api-key-file", "%v", err)
@@ -62,6 +81,14 @@ func (o Options) read() (*inputs, error) {
 			return nil, bad("auth-api-key-file", "%v", err)
 		}
 	}
+	if o.AuthListen != "" && o.AuthTLSCert != "" && o.AuthTLSKey != "" {
+		if err := o.checkPrivate("auth-tls-key", o.AuthTLSKey, in); err != nil {
+			return nil, err
+		}
+		if in.authCert, err = auth.LoadCertificate(o.AuthTLSCert, o.AuthTLSKey); err != nil {
+			return nil, bad("auth-tls-cert", "%v", err)
+		}
+	}
 	in.host = readHostAddrs()
 	if in.randomSecret, err = randomHex(24); err != nil {
 		return nil, fmt.Errorf("config: generate a secret: %w", err)
@@ -70,6 +97,21 @@ func (o Options) read() (*inputs, error) {
 		return nil, fmt.Errorf("config: generate an API key: %w", err)
 	}
 	return in, nil
+}
+
+// checkPrivate refuses the file of secrets path (the value of option key) when users other
+// than its owner can read or write it, unless allow-readable-secrets: then it adds a warning.
+func (o Options) checkPrivate(key, path string, in *inputs) error {
+	err := secretfile.Check(path)
+	var exposed *secretfile.ExposedError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &exposed) && o.AllowReadableSecrets:
+		in.warnings = append(in.warnings, key+": "+exposed.Warning())
+		return nil
+	}
+	return bad(key, "%v", err)
 }
 
 func randomHex(n int) (string, error) {

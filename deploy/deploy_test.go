@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,19 +30,46 @@ import (
 const (
 	k8sDir     = "kubernetes"
 	systemdDir = "systemd"
-	wantImage  = "ghcr.io/avedge/avedge:latest"
+	// imageRepo is the one image of the relay and the credential service.
+	imageRepo = "ghcr.io/avedge/avedge"
+	// placeholderDigest is the digest the manifests ship with: it names no image, so nothing
+	// runs until the operator pins a real one (docs/operator-guide.md, "Pinning the image").
+	placeholderDigest = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
 )
+
+var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// pinnedImage checks that ref names imageRepo by digest only ("repo@sha256:<64 hex>"): a tag
+// ("repo:latest", "repo:1.2") can be moved to other content under the pods' feet, and a tag
+// next to the digest ("repo:1.2@sha256:…") reads as if the tag mattered.
+func pinnedImage(ref string) error {
+	name, digest, ok := strings.Cut(ref, "@")
+	switch {
+	case !ok:
+		return fmt.Errorf("image %q is not pinned: want %s@sha256:<digest>", ref, imageRepo)
+	case name != imageRepo:
+		return fmt.Errorf("image %q: want %s@sha256:<digest> (no tag, one image for relay and credential service)", ref, imageRepo)
+	case !digestRE.MatchString(digest):
+		return fmt.Errorf("image %q: digest %q is not sha256:<64 lowercase hex digits>", ref, digest)
+	}
+	return nil
+}
 
 // authBinary is cmd/avedge-auth built once by TestMain ("" when the command does not exist or
 // does not build; tests that need it skip with the reason in authBuildErr).
 var authBinary, authBuildErr = "", error(nil)
 
+// testDir holds what TestMain and the tests build; removed when the tests end.
+var testDir string
+
 func TestMain(m *testing.M) {
+	runSandboxLauncher() // returns unless this binary was re-executed as the sandbox launcher
 	dir, err := os.MkdirTemp("", "avedge-deploy-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	testDir = dir
 	authBinary, authBuildErr = buildCommand(dir, "avedge-auth")
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -69,9 +97,26 @@ type object struct {
 	APIVersion string            `yaml:"apiVersion"`
 	Kind       string            `yaml:"kind"`
 	Metadata   meta              `yaml:"metadata"`
+	Type       string            `yaml:"type"`
 	Data       map[string]string `yaml:"data"`
 	StringData map[string]string `yaml:"stringData"`
 	Spec       struct {
+		// NetworkPolicy.
+		PodSelector labelSelector `yaml:"podSelector"`
+		PolicyTypes []string      `yaml:"policyTypes"`
+		Ingress     []struct {
+			From []struct {
+				NamespaceSelector *labelSelector `yaml:"namespaceSelector"`
+				PodSelector       *labelSelector `yaml:"podSelector"`
+				IPBlock           *yaml.Node     `yaml:"ipBlock"`
+			} `yaml:"from"`
+			Ports []struct {
+				Protocol string      `yaml:"protocol"`
+				Port     intOrString `yaml:"port"`
+			} `yaml:"ports"`
+		} `yaml:"ingress"`
+		Egress []yaml.Node `yaml:"egress"`
+
 		Selector  yaml.Node `yaml:"selector"` // a map (Service) or {matchLabels} (workloads)
 		ClusterIP string    `yaml:"clusterIP"`
 		Ports     []struct {
@@ -131,6 +176,11 @@ func (o object) selector(t *testing.T) map[string]string {
 	return ml.MatchLabels
 }
 
+type labelSelector struct {
+	MatchLabels      map[string]string `yaml:"matchLabels"`
+	MatchExpressions []yaml.Node       `yaml:"matchExpressions"`
+}
+
 type meta struct {
 	Name        string            `yaml:"name"`
 	Namespace   string            `yaml:"namespace"`
@@ -139,6 +189,10 @@ type meta struct {
 }
 
 type podSpec struct {
+	AutomountServiceAccountToken *bool `yaml:"automountServiceAccountToken"`
+	SecurityContext              struct {
+		FSGroup *int64 `yaml:"fsGroup"`
+	} `yaml:"securityContext"`
 	HostNetwork                   bool              `yaml:"hostNetwork"`
 	NodeSelector                  map[string]string `yaml:"nodeSelector"`
 	DNSPolicy                     string            `yaml:"dnsPolicy"`
@@ -148,8 +202,9 @@ type podSpec struct {
 	Volumes                       []struct {
 		Name   string `yaml:"name"`
 		Secret *struct {
-			SecretName string    `yaml:"secretName"`
-			Items      []keyPath `yaml:"items"`
+			SecretName  string    `yaml:"secretName"`
+			DefaultMode *int      `yaml:"defaultMode"`
+			Items       []keyPath `yaml:"items"`
 		} `yaml:"secret"`
 		ConfigMap *struct {
 			Name  string    `yaml:"name"`
@@ -198,8 +253,10 @@ type container struct {
 		SubPath   string `yaml:"subPath"`
 	} `yaml:"volumeMounts"`
 	SecurityContext struct {
-		RunAsUser    *int64 `yaml:"runAsUser"`
-		Capabilities struct {
+		RunAsUser                *int64 `yaml:"runAsUser"`
+		RunAsNonRoot             *bool  `yaml:"runAsNonRoot"`
+		AllowPrivilegeEscalation *bool  `yaml:"allowPrivilegeEscalation"`
+		Capabilities             struct {
 			Add  []string `yaml:"add"`
 			Drop []string `yaml:"drop"`
 		} `yaml:"capabilities"`
@@ -273,6 +330,7 @@ type kustomization struct {
 		Name    string `yaml:"name"`
 		NewName string `yaml:"newName"`
 		NewTag  string `yaml:"newTag"`
+		Digest  string `yaml:"digest"`
 	} `yaml:"images"`
 }
 
@@ -476,7 +534,9 @@ func loadRelay(t *testing.T, p pool) relaySetup {
 		case strings.HasPrefix(a, "--static-auth-secret-file="):
 			a = "--static-auth-secret-file=" + secretPath
 		}
-		real = append(real, strings.ReplaceAll(a, "$(POD_IP)", "127.0.0.1"))
+		// Under hostNetwork the pod IP is the node's (internal) IP: both become loopback here.
+		a = strings.ReplaceAll(a, "$(POD_IP)", "127.0.0.1")
+		real = append(real, strings.ReplaceAll(a, "$(HOST_IP)", "127.0.0.1"))
 	}
 	real = append(real, "--static-auth-secret-file="+secretPath)
 	opts, err := config.Parse(real, io.Discard)
@@ -551,8 +611,8 @@ func TestKustomization(t *testing.T) {
 			got = append(got, o.Kind+"/"+o.Metadata.Name)
 			if o.isWorkload() {
 				for _, c := range o.Spec.Template.Spec.Containers {
-					if c.Image != wantImage {
-						t.Errorf("rendered %s container %s: image %q, want %q", o.Kind, c.Name, c.Image, wantImage)
+					if err := pinnedImage(c.Image); err != nil {
+						t.Errorf("rendered %s container %s: %v", o.Kind, c.Name, err)
 					}
 				}
 			}
@@ -575,13 +635,12 @@ func TestImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo, _, _ := strings.Cut(wantImage, ":")
 	for _, o := range p.workloads() {
 		pod := o.Spec.Template.Spec
 		for _, c := range append(append([]container(nil), pod.InitContainers...), pod.Containers...) {
 			t.Run(o.Metadata.Name+"/"+c.Name, func(t *testing.T) {
-				if c.Image != wantImage {
-					t.Errorf("image %q, want %q (one image for the relay and the credential service)", c.Image, wantImage)
+				if err := pinnedImage(c.Image); err != nil {
+					t.Error(err)
 				}
 				if len(c.Command) == 0 {
 					t.Fatal("no command: name the binary of the image it runs")
@@ -597,8 +656,33 @@ func TestImages(t *testing.T) {
 		}
 	}
 	t.Run("kustomize images", func(t *testing.T) {
-		if len(p.kust.Images) != 1 || p.kust.Images[0].Name != repo {
-			t.Errorf("kustomization images %+v, want one entry named %s", p.kust.Images, repo)
+		if len(p.kust.Images) != 1 || p.kust.Images[0].Name != imageRepo {
+			t.Fatalf("kustomization images %+v, want one entry named %s", p.kust.Images, imageRepo)
+		}
+		im := p.kust.Images[0]
+		if im.NewTag != "" || im.NewName != "" {
+			t.Errorf("kustomization image %+v: pin by digest only (no newTag, no newName)", im)
+		}
+		if err := pinnedImage(imageRepo + "@" + im.Digest); err != nil {
+			t.Errorf("kustomization image digest: %v", err)
+		}
+	})
+	// The shipped digest is the documented placeholder, the same everywhere, so that one
+	// `kustomize edit set image` (or one search and replace) pins every workload.
+	t.Run("placeholder documented", func(t *testing.T) {
+		for _, o := range p.workloads() {
+			for _, c := range o.Spec.Template.Spec.Containers {
+				if c.Image != imageRepo+"@"+placeholderDigest {
+					t.Errorf("%s container %s: image %q, want the documented placeholder %s@%s", o, c.Name, c.Image, imageRepo, placeholderDigest)
+				}
+			}
+		}
+		guide, err := os.ReadFile(filepath.Join("..", "docs", "operator-guide.md"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(guide, []byte("kustomize edit set image "+imageRepo+"@sha256:")) {
+			t.Error("the operator guide does not say how to pin the image (kustomize edit set image …@sha256:<digest>)")
 		}
 	})
 }
@@ -686,14 +770,58 @@ func TestRelayDaemonSet(t *testing.T) {
 		if !mapsEqual(got, want) {
 			t.Errorf("container ports %v, want the listeners and metrics-listen of avedge.yaml: %v", keysOf(got), keysOf(want))
 		}
-		if low && !slices.Contains(c.SecurityContext.Capabilities.Add, "NET_BIND_SERVICE") {
-			t.Error("a listener port below 1024 needs capability NET_BIND_SERVICE")
+		sc := c.SecurityContext
+		if low && !slices.Equal(sc.Capabilities.Add, []string{"NET_BIND_SERVICE"}) || !low && len(sc.Capabilities.Add) != 0 {
+			t.Errorf("capabilities added %v: want exactly NET_BIND_SERVICE when a listener port is below 1024 (low port: %v), else none", sc.Capabilities.Add, low)
 		}
-		if low && (c.SecurityContext.RunAsUser == nil || *c.SecurityContext.RunAsUser != 0) {
-			t.Error("a capability added to a non-root container is not effective (no ambient capabilities): run as uid 0 with the rest dropped")
+		if !slices.Equal(sc.Capabilities.Drop, []string{"ALL"}) {
+			t.Errorf("capabilities dropped %v: drop ALL", sc.Capabilities.Drop)
 		}
-		if !slices.Contains(c.SecurityContext.Capabilities.Drop, "ALL") {
-			t.Error("capabilities are not dropped: drop ALL, add only NET_BIND_SERVICE")
+	})
+
+	// The relay runs unprivileged. A capability added for a non-root user reaches the
+	// effective set only through a file capability on the binary (Kubernetes sets no ambient
+	// capabilities), so the image must carry one. TestDaemonSetBindsLowPortUnprivileged runs
+	// avedge that way.
+	t.Run("unprivileged", func(t *testing.T) {
+		sc := c.SecurityContext
+		if sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+			t.Error("runAsNonRoot is not true")
+		}
+		if sc.RunAsUser == nil || *sc.RunAsUser == 0 {
+			t.Errorf("runAsUser %v: want a non-zero uid (the image's 65532)", sc.RunAsUser)
+		}
+		if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+			t.Error("allowPrivilegeEscalation is not false")
+		}
+		if slices.Contains(sc.Capabilities.Add, "NET_BIND_SERVICE") {
+			dockerfile, err := os.ReadFile("Dockerfile")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !regexp.MustCompile(`(?m)setcap cap_net_bind_service=\+ep /out/` + regexp.QuoteMeta(filepath.Base(c.Command[0])) + `\b`).Match(dockerfile) {
+				t.Errorf("NET_BIND_SERVICE is added for a non-root user, but the Dockerfile puts no file capability cap_net_bind_service=+ep on %s: the bind would fail", c.Command[0])
+			}
+		}
+	})
+
+	t.Run("metrics on the node's internal address", func(t *testing.T) {
+		args := c.flagArgs(t, o)
+		want := fmt.Sprintf("$(HOST_IP):%d", metricsPort(t, rs.opts))
+		if !slices.Equal(args["metrics-listen"], []string{want}) {
+			t.Errorf("--metrics-listen %q, want %q: metrics on the node's internal address, not on every address", args["metrics-listen"], want)
+		}
+		found := false
+		for _, e := range c.Env {
+			if e.Name == "HOST_IP" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.hostIP" {
+				found = true
+			}
+		}
+		if !found {
+			t.Error("HOST_IP does not come from the downward API status.hostIP")
+		}
+		if ap, _ := netip.ParseAddrPort(rs.opts.MetricsListen); !ap.Addr().IsLoopback() {
+			t.Errorf("metrics-listen as loaded (HOST_IP as 127.0.0.1) is %s: the ConfigMap or a later flag overrides it", rs.opts.MetricsListen)
 		}
 	})
 
@@ -778,10 +906,119 @@ func metricsPort(t *testing.T, o config.Options) int {
 	if err != nil {
 		t.Fatalf("metrics-listen %q: %v", o.MetricsListen, err)
 	}
-	if !ap.Addr().IsUnspecified() {
-		t.Errorf("metrics-listen %s: the kubelet probes the pod address; listen on 0.0.0.0", ap)
-	}
 	return int(ap.Port())
+}
+
+func TestPinnedImage(t *testing.T) {
+	for _, tc := range []struct {
+		ref string
+		ok  bool
+	}{
+		{imageRepo + "@" + placeholderDigest, true},
+		{imageRepo + "@sha256:3f1c2a0b9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b", true},
+		{imageRepo + ":latest", false},
+		{imageRepo + ":1.2.3", false},
+		{imageRepo, false},
+		{imageRepo + ":1.2.3@" + placeholderDigest, false},
+		{imageRepo + "@sha256:abc", false},
+		{imageRepo + "@sha256:3F1C2A0B9E8D7C6B5A4F3E2D1C0B9A8F7E6D5C4B3A2F1E0D9C8B7A6F5E4D3C2B", false},
+		{imageRepo + "@sha512:" + strings.Repeat("0", 128), false},
+		{"docker.io/library/busybox@" + placeholderDigest, false},
+	} {
+		t.Run(tc.ref, func(t *testing.T) {
+			if err := pinnedImage(tc.ref); (err == nil) != tc.ok {
+				t.Errorf("pinnedImage(%q) = %v, want ok=%v", tc.ref, err, tc.ok)
+			}
+		})
+	}
+}
+
+// TestPods checks what every pod of the kustomization must do whatever it runs.
+func TestPods(t *testing.T) {
+	p := loadPool(t)
+	for _, o := range p.workloads() {
+		t.Run(o.Metadata.Name, func(t *testing.T) {
+			pod := o.Spec.Template.Spec
+			// Neither the relay nor the credential service calls the Kubernetes API.
+			if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
+				t.Error("automountServiceAccountToken is not false: the pod would carry an API token it never uses")
+			}
+			for _, c := range append(append([]container(nil), pod.InitContainers...), pod.Containers...) {
+				sc := c.SecurityContext
+				if sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser == nil || *sc.RunAsUser == 0 {
+					t.Errorf("container %s: want runAsNonRoot true and a non-zero runAsUser", c.Name)
+				}
+				if !slices.Contains(sc.Capabilities.Drop, "ALL") {
+					t.Errorf("container %s: capabilities not dropped (drop ALL)", c.Name)
+				}
+			}
+			// A non-root user reads the Secret's files through fsGroup: group-readable mode.
+			for _, v := range pod.Volumes {
+				if v.Secret == nil {
+					continue
+				}
+				mode := 0o644
+				if v.Secret.DefaultMode != nil {
+					mode = *v.Secret.DefaultMode
+				}
+				if pod.SecurityContext.FSGroup == nil || mode&0o040 == 0 || mode&0o007 != 0 {
+					t.Errorf("volume %s: defaultMode %#o with fsGroup %v: want fsGroup set, group-readable and nothing for others", v.Name, mode, pod.SecurityContext.FSGroup)
+				}
+			}
+		})
+	}
+}
+
+func TestNetworkPolicy(t *testing.T) {
+	p := loadPool(t)
+	o, c := p.container(t, "avedge-auth")
+	var pols []object
+	for _, np := range p.objects {
+		if np.Kind == "NetworkPolicy" && matches(np.Spec.PodSelector.MatchLabels, o.Spec.Template.Metadata.Labels) {
+			pols = append(pols, np)
+		}
+	}
+	if len(pols) != 1 {
+		t.Fatalf("%d NetworkPolicies select the credential service's pods, want 1", len(pols))
+	}
+	np := pols[0]
+	if np.APIVersion != "networking.k8s.io/v1" {
+		t.Errorf("%s: apiVersion %q", np, np.APIVersion)
+	}
+	if !slices.Contains(np.Spec.PolicyTypes, "Ingress") {
+		t.Errorf("%s: policyTypes %v lacks Ingress: the policy would not restrict callers", np, np.Spec.PolicyTypes)
+	}
+	if slices.Contains(np.Spec.PolicyTypes, "Egress") && len(np.Spec.Egress) != 0 {
+		t.Errorf("%s: egress rules %d: the credential service calls nothing", np, len(np.Spec.Egress))
+	}
+	if len(np.Spec.Ingress) != 1 {
+		t.Fatalf("%s: %d ingress rules, want 1 (the callers)", np, len(np.Spec.Ingress))
+	}
+	in := np.Spec.Ingress[0]
+	const callerLabel = "avedge.io/credentials-client"
+	for _, f := range in.From {
+		// Every peer must be a pod carrying the caller label: no ipBlock, no namespace-wide
+		// peer without a pod selector, no empty pod selector.
+		if f.IPBlock != nil || f.PodSelector == nil || f.PodSelector.MatchLabels[callerLabel] != "true" || len(f.PodSelector.MatchExpressions) != 0 {
+			t.Errorf("%s: ingress peer %+v: want only pods labelled %s: \"true\"", np, f, callerLabel)
+		}
+	}
+	if len(in.From) == 0 {
+		t.Errorf("%s: ingress without from admits everyone", np)
+	}
+	if len(in.Ports) != 1 {
+		t.Fatalf("%s: ports %+v, want the credential service's one port", np, in.Ports)
+	}
+	if n, ok := c.port(in.Ports[0].Port); !ok || len(c.Ports) != 1 || n != c.Ports[0].ContainerPort || in.Ports[0].Protocol != "TCP" {
+		t.Errorf("%s: port %+v is not the container port %+v", np, in.Ports[0], c.Ports)
+	}
+	guide, err := os.ReadFile(filepath.Join("..", "docs", "operator-guide.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(guide, []byte(callerLabel+`: "true"`)) {
+		t.Errorf("the operator guide does not document the label %s: \"true\" callers need", callerLabel)
+	}
 }
 
 func TestReferences(t *testing.T) {
@@ -984,6 +1221,31 @@ func TestCredentialService(t *testing.T) {
 		}
 	})
 
+	t.Run("TLS from a TLS Secret", func(t *testing.T) {
+		pem := map[string][]byte{}
+		for _, name := range []string{"tls-cert", "tls-key"} {
+			if len(args[name]) != 1 {
+				t.Errorf("want one --%s, got %q: the credential service must serve TLS", name, args[name])
+				continue
+			}
+			text, src := p.mountedContent(t, o, c, args[name][0])
+			if src.Kind != "Secret" || src.Type != "kubernetes.io/tls" {
+				t.Errorf("--%s=%s comes from %s (type %q), want a Secret of type kubernetes.io/tls", name, args[name][0], src, src.Type)
+			}
+			pem[name] = []byte(text)
+		}
+		// As shipped the pair is a placeholder that does not load: the service must not
+		// start on it (nor on a key published in this repository).
+		if _, err := tls.X509KeyPair(pem["tls-cert"], pem["tls-key"]); err == nil {
+			t.Error("the shipped TLS Secret holds a usable pair; ship a placeholder")
+		}
+		for _, name := range []string{"allow-anonymous", "insecure-anonymous"} {
+			if len(args[name]) != 0 {
+				t.Errorf("--%s set: the credential service in the cluster takes API keys", name)
+			}
+		}
+	})
+
 	t.Run("files come from the Secret", func(t *testing.T) {
 		for _, name := range []string{"secret-file", "api-key-file"} {
 			if len(args[name]) != 1 {
@@ -1133,6 +1395,63 @@ func TestSystemdUnit(t *testing.T) {
 		}
 		if !slices.Contains(u[svc]["ExecReload"], "/bin/kill -HUP $MAINPID") {
 			t.Errorf("ExecReload=%q: want /bin/kill -HUP $MAINPID among them", u[svc]["ExecReload"])
+		}
+	})
+
+	// IPAddressDeny is a kernel backstop to the peer policy: the relay's sockets can neither
+	// send to nor hear from link-local and metadata addresses, whatever allowed-peer-ip says.
+	// It must not cut loopback (a dev setup's clients), the relay's own addresses, or the
+	// addresses clients and peers use.
+	t.Run("IPAddressDeny backstop", func(t *testing.T) {
+		var denied []netip.Prefix
+		for _, v := range u[svc]["IPAddressDeny"] {
+			for _, f := range strings.Fields(v) {
+				p, err := netip.ParsePrefix(f)
+				if err != nil {
+					a, err2 := netip.ParseAddr(f)
+					if err2 != nil {
+						t.Fatalf("IPAddressDeny entry %q: not an address or prefix (keywords like any or link-local are not used here)", f)
+					}
+					p = netip.PrefixFrom(a, a.BitLen())
+				}
+				denied = append(denied, p)
+			}
+		}
+		if len(u[svc]["IPAddressAllow"]) != 0 {
+			t.Errorf("IPAddressAllow=%q: systemd lets an allowed address through even when denied", u[svc]["IPAddressAllow"])
+		}
+		covered := func(a netip.Addr) bool {
+			for _, p := range denied {
+				if p.Contains(a) {
+					return true
+				}
+			}
+			return false
+		}
+		for _, a := range []string{"169.254.169.254", "169.254.0.1", "fe80::1", "168.63.129.16", "fd00:ec2::254"} {
+			if !covered(netip.MustParseAddr(a)) {
+				t.Errorf("IPAddressDeny does not cover %s", a)
+			}
+		}
+		must := []string{"127.0.0.1", "127.0.0.53", "::1", "10.0.0.1", "172.16.0.1", "192.168.1.1", "100.64.0.1",
+			"203.0.113.5", "198.51.100.7", "2001:db8::1", "8.8.8.8", "2606:4700::1111"}
+		o := loadSystemdConfig(t)
+		must = append(append(must, o.RelayIPs...), o.ListeningIPs...)
+		for _, e := range o.ExternalIPs {
+			pub, priv, _ := strings.Cut(e, "/")
+			must = append(must, pub)
+			if priv != "" {
+				must = append(must, priv)
+			}
+		}
+		for _, s := range must {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				t.Fatalf("address %q of the shipped config: %v", s, err)
+			}
+			if !a.IsUnspecified() && covered(a) {
+				t.Errorf("IPAddressDeny covers %s, which clients, peers or the relay itself use", a)
+			}
 		}
 	})
 

@@ -12,8 +12,9 @@ import (
 // Linux fixes at 100 for every architecture's user-visible interface.
 const userHZ = 100
 
-// readCPU returns the CPU time (user+system, all threads) of process pid.
-func readCPU(pid int) (time.Duration, error) {
+// ProcessCPU returns the CPU time (user+system, all threads) of process pid, from
+// /proc/PID/stat.
+func ProcessCPU(pid int) (time.Duration, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, fmt.Errorf("loadgen: cpu of pid %d: %w", pid, err)

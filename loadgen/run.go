@@ -213,11 +213,11 @@ func (r *runner) traffic(ctx context.Context, setup time.Duration) (Report, erro
 	var srv0, gen0 time.Duration
 	var err error
 	if cfg.ServerPID != 0 {
-		if srv0, err = readCPU(cfg.ServerPID); err != nil {
+		if srv0, err = ProcessCPU(cfg.ServerPID); err != nil {
 			return Report{}, err
 		}
 	}
-	gen0, _ = readCPU(os.Getpid()) // informational only
+	gen0, _ = ProcessCPU(os.Getpid()) // informational only
 
 	start := time.Now()
 	end := start.Add(cfg.Duration)
@@ -260,11 +260,11 @@ send:
 	elapsed := time.Since(start)
 	var srv1, gen1 time.Duration
 	if cfg.ServerPID != 0 {
-		if srv1, err = readCPU(cfg.ServerPID); err != nil {
+		if srv1, err = ProcessCPU(cfg.ServerPID); err != nil {
 			return Report{}, err
 		}
 	}
-	gen1, _ = readCPU(os.Getpid())
+	gen1, _ = ProcessCPU(os.Getpid())
 	r.halt()
 	r.workers.Wait()
 	rep := r.report(setup, elapsed)

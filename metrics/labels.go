@@ -149,13 +149,15 @@ var attemptResults = []string{
 const (
 	AuthExpired     = "expired"      // the credential's expiry has passed
 	AuthForged      = "forged"       // MESSAGE-INTEGRITY does not match the derived key
+	AuthLockedOut   = "locked_out"   // a static user refused after too many wrong passwords
 	AuthMalformed   = "malformed"    // the username does not parse
+	AuthStaleNonce  = "stale_nonce"  // the NONCE was issued to another 5-tuple, has expired, or is not the relay's
 	AuthUnknownKey  = "unknown_key"  // the key id names no live secret
 	AuthUnknownUser = "unknown_user" // no such user
 )
 
 var authReasons = []string{
-	AuthExpired, AuthForged, AuthMalformed, AuthUnknownKey, AuthUnknownUser,
+	AuthExpired, AuthForged, AuthLockedOut, AuthMalformed, AuthStaleNonce, AuthUnknownKey, AuthUnknownUser,
 	LabelOther,
 }
 

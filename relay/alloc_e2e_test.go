@@ -287,3 +287,57 @@ func echoThrough(t testing.TB, relay net.PacketConn, peer net.Addr, n, size int)
 		}
 	}
 }
+
+// Several relay addresses of one family multiply the relay range: allocations are spread
+// over them, the relay answers 508 only once every address's range is full, and a port
+// freed on any address is used again. (Relay ports 19900-19903 on 127.0.0.2 and 127.0.0.3:
+// another package's range must not overlap; these addresses are this test's own.)
+func TestSeveralRelayAddresses(t *testing.T) {
+	ips := []netip.Addr{netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.3")}
+	s := startServer(t, func(c *Config) {
+		c.RelayIPs = ips
+		c.MinPort, c.MaxPort = 19900, 19903
+		c.PortQuarantine = -1
+		c.UserQuota = -1
+	})
+	if st := s.Stats(); st.Ports.Capacity != 8 {
+		t.Fatalf("port capacity %d, want 8 (4 ports on each of 2 addresses)", st.Ports.Capacity)
+	}
+	perIP := map[netip.Addr]int{}
+	var clients []*rawClient
+	for i := 0; i < 8; i++ {
+		c := newRawAllocation(t, s, fmt.Sprintf("multi%d", i))
+		perIP[c.relayed.Addr()]++
+		clients = append(clients, c)
+	}
+	for _, ip := range ips {
+		if perIP[ip] != 4 {
+			t.Fatalf("allocations per relay address %v, want 4 on each of %v", perIP, ips)
+		}
+	}
+	username, password := auth.MintREST(testSecret, "multi-extra", time.Now().Add(time.Hour))
+	extra := dialRaw(t, s.addrOf(UDP), username, password)
+	if err := extra.allocate(); errorCode(err) != stun.CodeInsufficientCapacity {
+		t.Fatalf("ninth allocation: %v, want 508", err)
+	}
+	// Free one on the second address: the next allocation takes that port, wherever the
+	// search starts.
+	var freed netip.AddrPort
+	for _, c := range clients {
+		if c.relayed.Addr() == ips[1] {
+			freed = c.relayed
+			if err := c.refresh(0); err != nil {
+				t.Fatalf("Refresh(0): %v", err)
+			}
+			break
+		}
+	}
+	pollUntil(t, "the port to be released", func() bool { return s.Stats().Ports.Held == 7 })
+	again := dialRaw(t, s.addrOf(UDP), username, password)
+	if err := again.allocate(); err != nil {
+		t.Fatalf("allocation after a port was freed: %v", err)
+	}
+	if again.relayed != freed {
+		t.Fatalf("got relayed address %s, want the freed %s", again.relayed, freed)
+	}
+}

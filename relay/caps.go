@@ -31,10 +31,11 @@ import (
 // or 401 (ChannelBind). So the relay decides in three steps, each keyed by the source address
 // as pion passes it along: the very net.Addr the facade gave pion for the request (a new one
 // per UDP datagram; the connection's own for a stream, whose requests pion handles in order),
-// so two requests in flight never share an entry (pioncompat.go, item 4):
+// so two requests in flight never share an entry (pioncompat.go, item 5):
 //
-//  1. noteCapRequest (from admitRequest, before pion reads the request) finds the allocation
-//     of the 5-tuple and the peer IPs and channel the request names.
+//  1. noteCapRequest (from admitRequest, before pion reads the request, after the nonce
+//     check) finds the allocation of the 5-tuple and the peer IPs and channel the request
+//     names.
 //  2. pion authenticates the request and asks the PermissionHandler about each peer:
 //     capAllows decides for the whole request at the first call — a token from the
 //     allocation's bucket, then the IPs new to it against the cap — and answers every call
@@ -105,9 +106,9 @@ var (
 )
 
 // noteCapRequest is step 1: called by admitRequest for every message pion will read, it notes
-// a CreatePermission or ChannelBind request on a live allocation under src. r is the facade
-// the request came through; its local address is the 5-tuple's.
-func (s *Server) noteCapRequest(m []byte, src net.Addr, r replier) {
+// a CreatePermission or ChannelBind request that client sent over end on a live allocation,
+// under src (the address pion will be given for it).
+func (s *Server) noteCapRequest(m []byte, client netip.AddrPort, src net.Addr, end tupleEnd) {
 	if len(m) < stunHeaderSize || !s.capsOn() {
 		return
 	}
@@ -115,11 +116,10 @@ func (s *Server) noteCapRequest(m []byte, src net.Addr, r replier) {
 	if t != createPermissionRequest && t != channelBindRequest {
 		return
 	}
-	la, ok := r.(interface{ LocalAddr() net.Addr })
-	if !ok {
-		return
-	}
-	a := s.allocOf(src, la.LocalAddr())
+	_, local := end.tupleEnd()
+	s.mu.Lock()
+	a := s.allocs[allocKey{src: client, dst: local}]
+	s.mu.Unlock()
 	if a == nil {
 		return // pion answers 437 (or 401 first)
 	}

@@ -35,8 +35,9 @@ type Config struct {
 	// TLS is used by TLS listeners; required when one is configured.
 	TLS *tls.Config
 
-	// RelayIPs are the addresses relay sockets bind to, at most one per family. Empty:
-	// 127.0.0.1.
+	// RelayIPs are the addresses relay sockets bind to, any number per family: an allocation
+	// gets a port on the next address of its family that has one free (EVEN-PORT and
+	// RESERVATION-TOKEN pairs: on the family's first address). Empty: 127.0.0.1.
 	RelayIPs []netip.Addr
 	// ExternalIPs maps a relay IP to the address advertised in XOR-RELAYED-ADDRESS, for an
 	// edge behind a NAT (coturn's external-ip public/private). Empty: advertise the relay IP.
@@ -87,12 +88,16 @@ type Config struct {
 	// ChannelLifetime: zero means 10 minutes (RFC 8656 §12).
 	ChannelLifetime time.Duration
 
-	// MaxAllocations caps live allocations in total (508 beyond). Zero: unlimited.
+	// MaxAllocations caps live allocations in total (508 beyond). Zero: every port the relay
+	// has, the range's size (MaxPort − MinPort + 1) times the relay addresses; negative:
+	// unlimited.
 	MaxAllocations int
-	// UserQuota caps live allocations per user (486 beyond). Zero: unlimited.
+	// UserQuota caps live allocations per user (486 beyond). Zero: DefaultUserQuota;
+	// negative: unlimited.
 	UserQuota int
 	// AllocationBandwidth caps each allocation's relayed bytes per second, both directions
-	// together; excess is dropped and counted. Zero: unlimited.
+	// together; excess is dropped and counted. Zero: DefaultAllocationBandwidth; negative:
+	// unlimited.
 	AllocationBandwidth int64
 
 	// MaxPermissions caps the permissions (distinct peer IP addresses) of one allocation; a
@@ -117,6 +122,54 @@ type Config struct {
 	// negative: unlimited. (avedge refuses 0 for both rates: it reads to an operator as "no
 	// Allocate at all"; its defaults are these, 200 and 100.)
 	UnauthorizedRate float64
+	// MaxStreamConns caps live TCP and TLS client connections, all stream listeners together;
+	// a connection beyond it is closed as soon as it is accepted. Zero: 10 000; negative:
+	// unlimited. Every connection holds a file descriptor and a goroutine, whether or not it
+	// ever sends a valid message.
+	MaxStreamConns int
+	// MaxStreamConnsPerSource caps live TCP and TLS client connections per client IP address
+	// (IPv6: per /64), so that one host cannot take the whole of MaxStreamConns. Zero: 256
+	// (clients behind one NAT share an address); negative: unlimited.
+	MaxStreamConnsPerSource int
+	// StreamFirstMessageTimeout is how long a TCP or TLS client has, from the connection
+	// (TLS: from the end of the handshake), to send its first complete STUN message or
+	// ChannelData before the connection is closed. Zero: 10 seconds; negative: no limit.
+	StreamFirstMessageTimeout time.Duration
+	// StreamIdleTimeout closes a TCP or TLS connection on which the client has sent nothing
+	// for that long. A client must Refresh its allocation within the allocation's lifetime
+	// (at most an hour when it asks for one, AllocationLifetime when it does not), so a live
+	// allocation is never idle for longer. Zero: the longer of AllocationLifetime and an
+	// hour, plus a minute; negative: no limit.
+	StreamIdleTimeout time.Duration
+	// StreamWriteTimeout closes a TCP or TLS connection whose client has not taken what the
+	// relay writes to it for that long (its receive window stays shut), so that a client
+	// that stops reading cannot hold the connection, and pion's goroutine writing to it,
+	// past the idle timeout. Zero: 30 seconds; negative: no limit.
+	StreamWriteTimeout time.Duration
+	// TLSHandshakeTimeout bounds a TLS client's handshake, from the connection. Zero: 10
+	// seconds (pion's, which does not apply to the relay's wrapped connections); negative: no
+	// limit.
+	TLSHandshakeTimeout time.Duration
+
+	// ErrorRate limits every other error answer (400, 403, 420, 437, 438, 486, 508, ...) per
+	// client IP address (IPv6: per /64) per second, burst 5 seconds' worth; excess answers
+	// are dropped and counted, so a spoofed source cannot make the relay a reflector. Zero:
+	// 200; negative: unlimited.
+	ErrorRate float64
+	// BindingRate limits Binding success answers per client IP address (IPv6: per /64) per
+	// second, burst 5 seconds' worth; excess answers are dropped and counted. It is per
+	// address, not per address and port, because a reflection aims at an address and a
+	// spoofer picks the ports; the default leaves room for thousands of clients behind one
+	// NAT. Zero: 500; negative: unlimited.
+	BindingRate float64
+	// StaticUserFailures is how many wrong passwords for one static user (Validator's Users)
+	// within StaticUserLockout refuse that user for StaticUserLockout, whatever the password
+	// (401, counted as auth failure "locked_out"). TURN REST and MRAS usernames, whose
+	// passwords are HMACs, are not counted. Zero: 10; negative: no lockout.
+	StaticUserFailures int
+	// StaticUserLockout is the window failures are counted in and how long the user is then
+	// refused. Zero: 5 minutes.
+	StaticUserLockout time.Duration
 	// AlternateServer, when set, is named in a 300 (Try Alternate) answer to Allocate requests
 	// while the relay drains (RFC 8489 §10 ALTERNATE-SERVER); unset, they get 508.
 	AlternateServer netip.AddrPort
@@ -126,6 +179,9 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// Logger: nil means slog.Default().
 	Logger *slog.Logger
+
+	// nonceClock is the clock nonces are issued and aged by (tests). Nil: time.Now.
+	nonceClock func() time.Time
 
 	// now is the clock of the per-allocation request rate (tests only). Nil: time.Now.
 	now func() time.Time
@@ -176,6 +232,15 @@ func (c *Config) withDefaults() Config {
 	if out.Workers <= 0 {
 		out.Workers = DefaultWorkers()
 	}
+	if out.MaxAllocations == 0 {
+		out.MaxAllocations = (int(out.MaxPort) - int(out.MinPort) + 1) * len(out.RelayIPs)
+	}
+	if out.UserQuota == 0 {
+		out.UserQuota = DefaultUserQuota
+	}
+	if out.AllocationBandwidth == 0 {
+		out.AllocationBandwidth = DefaultAllocationBandwidth
+	}
 	if out.AllocateRate == 0 {
 		out.AllocateRate = 200
 	}
@@ -194,11 +259,57 @@ func (c *Config) withDefaults() Config {
 	if out.now == nil {
 		out.now = time.Now
 	}
+	if out.MaxStreamConns == 0 {
+		out.MaxStreamConns = 10000
+	}
+	if out.MaxStreamConnsPerSource == 0 {
+		out.MaxStreamConnsPerSource = 256
+	}
+	if out.StreamFirstMessageTimeout == 0 {
+		out.StreamFirstMessageTimeout = 10 * time.Second
+	}
+	if out.StreamIdleTimeout == 0 {
+		out.StreamIdleTimeout = max(out.AllocationLifetime, time.Hour) + time.Minute
+	}
+	if out.StreamWriteTimeout == 0 {
+		out.StreamWriteTimeout = 30 * time.Second
+	}
+	if out.TLSHandshakeTimeout == 0 {
+		out.TLSHandshakeTimeout = 10 * time.Second
+	}
+	if out.ErrorRate == 0 {
+		out.ErrorRate = 200
+	}
+	if out.BindingRate == 0 {
+		out.BindingRate = 500
+	}
+	if out.StaticUserFailures == 0 {
+		out.StaticUserFailures = 10
+	}
+	if out.StaticUserLockout <= 0 {
+		out.StaticUserLockout = 5 * time.Minute
+	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}
 	return out
 }
+
+// The caps a zero Config applies, sized for an A/V edge so that one credential cannot take
+// the relay range or its bandwidth (lift them with a negative value).
+const (
+	// DefaultUserQuota is the live allocations one user may hold. A client needs one per
+	// relay candidate it gathers (UDP, TCP and TLS, over IPv4 and IPv6: up to 6 for a
+	// bundled WebRTC session; RTP and RTCP of audio and video unbundled over three
+	// transports: 12), briefly twice that many across an ICE restart or a second call.
+	// 16 covers the common cases and holds one credential to 16 ports.
+	DefaultUserQuota = 16
+	// DefaultAllocationBandwidth is each allocation's cap in bytes per second, both
+	// directions together: 20 Mbit/s. An HD video call carries 4–8 Mbit/s each way over one
+	// bundled allocation (simulcast up, several streams down); the rest is headroom for key
+	// frames, screen sharing, retransmissions and FEC. A bulk transfer is held to it.
+	DefaultAllocationBandwidth = 2_500_000
+)
 
 // DefaultWorkers is the number of forwarding loops a zero Config.Workers runs: one per two
 // cores, at least one: the kernel's network stack (softirq, wake-ups) needs the other core,
@@ -225,4 +336,17 @@ func ParseDataPath(s string) (DataPath, error) {
 		return DataPathAuto, nil
 	}
 	return "", fmt.Errorf("data path %q: want %s, %s or auto", s, DataPathIOUring, DataPathEpoll)
+}
+
+// checkListenPorts refuses a listener whose port lies in the relay range: portalloc would
+// hand that port to an allocation on the same address only to find it taken, and on a
+// relay address a client could name the listener as a peer port that peerPortOK accepts.
+func (c *Config) checkListenPorts() error {
+	for _, l := range c.Listeners {
+		if p := l.Addr.Port(); p != 0 && p >= c.MinPort && p <= c.MaxPort {
+			return fmt.Errorf("relay: listener %s/%s: port %d is inside the relay range %d-%d (min-port/max-port): move the listener or the range",
+				l.Network, l.Addr, p, c.MinPort, c.MaxPort)
+		}
+	}
+	return nil
 }

@@ -34,5 +34,7 @@
 // Files: server.go (the Server and its lifecycle), relaygen.go (pion's RelayAddressGenerator),
 // events.go (pion's EventHandler), auth.go (pion's AuthHandler), peers.go (the peer policy),
 // pionlog.go (pion's logger), udp.go, relayconn.go and stream.go (the facades), intercept.go
-// (what the facades do to STUN), stunwire.go (byte-level STUN checks), pioncompat.go.
+// (what the facades do to STUN), nonce.go (nonces bound to the client's 5-tuple, swapped
+// for pion's on the way in), logsample.go (log lines input causes, sampled), stunwire.go
+// (byte-level STUN checks), pioncompat.go.
 package relay

@@ -33,7 +33,7 @@ func (s *Server) eventHandler() turn.EventHandler {
 					m.AllocationAttempt(metrics.AttemptAuth)
 				}
 			}
-			s.log.Info("authentication failed", "client", src.String(), "method", method, "reason", metrics.AuthForged)
+			s.logInput(metrics.AuthForged, "authentication failed", "client", src.String(), "method", method)
 		},
 		OnAllocationCreated: s.onAllocationCreated,
 		OnAllocationDeleted: s.onAllocationDeleted,

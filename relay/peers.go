@@ -24,7 +24,7 @@ func (s *Server) permit(client net.Addr, peer net.IP) bool {
 	}
 	if r := s.peers.Load().Check(ip.Unmap()); r != policy.Allowed {
 		s.slowStats.Drop(dataplane.DropPolicy)
-		s.log.Info("peer refused by policy", "client", client.String(), "peer", ip.String(), "reason", string(r))
+		s.logInput(string(r), "peer refused by policy", "client", client.String(), "peer", ip.String())
 		return false
 	}
 	return true
@@ -32,8 +32,22 @@ func (s *Server) permit(client net.Addr, peer net.IP) bool {
 
 // SetPeerPolicy replaces the peer policy (reload). Permissions already granted stay; new
 // CreatePermission and ChannelBind requests are checked against p.
+//
+// The host's own addresses are read again from the kernel each time (routes of type local:
+// every interface, secondary and virtual address), so a reload also picks up an address
+// added since the start. They are refused as peers (a client must not reach a service on
+// the relay's host through the relay), except the relay's own relayed addresses, whose
+// ports peerPortOK checks per packet. When they cannot be read, only those addresses and
+// the built-in ranges are known, and that is logged.
 func (s *Server) SetPeerPolicy(p PeerPolicy) {
-	s.peers.Store(policy.New(policy.Config{AllowLoopback: p.AllowLoopback, Allow: p.Allow, Deny: p.Deny}))
+	local, err := sock.LocalPrefixes()
+	if err != nil {
+		s.log.Warn("cannot read the host's own addresses; peers on them are not refused unless the built-in ranges or denied-peer-ip cover them", "err", err)
+	}
+	s.peers.Store(policy.New(policy.Config{
+		AllowLoopback: p.AllowLoopback, Allow: p.Allow, Deny: p.Deny,
+		Local: local, Own: s.ownIPs,
+	}))
 }
 
 func newRateLimit(perSecond float64) *policy.Limiter {

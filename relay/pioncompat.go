@@ -29,7 +29,13 @@ import (
 //     relay, keeps a LIFETIME a client asks for within an hour (RFC 8656 §7.2's recommended
 //     maximum): it grants one shorter than an hour as asked and answers a longer one with the
 //     default. Test: TestPionCapsRequestedLifetime.
-//  4. The per-allocation caps (caps.go) follow one request from the facade to pion's answer by
+//  4. Nonces bound to the 5-tuple (nonce.go): pion takes no nonce generator, so the relay
+//     swaps nonces on the way out and back. It relies on pion's 401 and 438 answers carrying
+//     a NONCE of at most nonceLen characters and no MESSAGE-INTEGRITY (so the NONCE can be
+//     replaced), on pion accepting its nonce left-padded with '0' (so a request keeps its
+//     size when its NONCE is put back), and on pion answering a NONCE it cannot read with 438
+//     before it calls the AuthHandler. Test: TestPionNonceShape.
+//  5. The per-allocation caps (caps.go) follow one request from the facade to pion's answer by
 //     the net.Addr pion was given for it: they rely on pion passing the very value ReadFrom
 //     returned (UDP: a new *net.UDPAddr per datagram; stream: the connection's RemoteAddr) as
 //     SrcAddr to the AuthHandler and the PermissionHandler and as the destination of its

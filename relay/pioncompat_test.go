@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -237,6 +238,48 @@ func TestPionCapsRequestedLifetime(t *testing.T) {
 	}
 	if got := granted(res); got <= 0 || got > time.Hour {
 		t.Fatalf("pion granted %v for a requested 5h; Config.AllocationLifetime's doc says at most one hour", got)
+	}
+}
+
+// pioncompat.go, 4: pion's 401 carries a NONCE of at most nonceLen characters and no
+// MESSAGE-INTEGRITY; pion accepts its nonce left-padded with '0' to nonceLen, and answers a
+// NONCE of '-' characters with 438 (Stale Nonce) before it asks the AuthHandler.
+func TestPionNonceShape(t *testing.T) {
+	addr, log := startPlainPion(t, nil)
+	c := dialRaw(t, addr, "alice", compatUsers["alice"])
+	allocate := stun.NewType(stun.MethodAllocate, stun.ClassRequest)
+	_, err := c.transact(allocate, requestedTransportUDP)
+	var se *stunError
+	if !errors.As(err, &se) || se.code != stun.CodeUnauthorized {
+		t.Fatalf("allocate without credentials: %v, want 401", err)
+	}
+	if se.msg.Contains(stun.AttrMessageIntegrity) {
+		t.Fatal("pion's 401 carries MESSAGE-INTEGRITY")
+	}
+	if err := c.nonce.GetFrom(se.msg); err != nil || len(c.nonce) == 0 || len(c.nonce) > nonceLen {
+		t.Fatalf("pion's NONCE %q (%v): want 1 to %d characters", c.nonce, err, nonceLen)
+	}
+	if err := c.realm.GetFrom(se.msg); err != nil {
+		t.Fatal(err)
+	}
+	c.integrity = stun.NewLongTermIntegrity(c.username, c.realm.String(), c.password)
+
+	spoiled := stun.NewNonce(strings.Repeat("-", nonceLen))
+	_, err = c.authedWith(spoiled, allocate, requestedTransportUDP)
+	if !errors.As(err, &se) || se.code != stun.CodeStaleNonce {
+		t.Fatalf("NONCE of '-': %v, want 438", err)
+	}
+	if se.msg.Contains(stun.AttrMessageIntegrity) || !se.msg.Contains(stun.AttrNonce) {
+		t.Fatal("pion's 438 carries MESSAGE-INTEGRITY or lacks NONCE")
+	}
+	for _, e := range log.snapshot() {
+		if e.what == "auth" {
+			t.Fatal("pion asked the AuthHandler about a request with a NONCE it refused")
+		}
+	}
+	padded := stun.NewNonce(strings.Repeat("0", nonceLen-len(c.nonce)) + string(c.nonce))
+	if _, err := c.authedWith(padded, allocate, requestedTransportUDP); err != nil {
+		t.Fatalf("pion refused its own nonce left-padded with '0': %v", err)
 	}
 }
 

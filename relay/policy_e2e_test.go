@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,6 +100,9 @@ func dualStackServer(t *testing.T, v6 bool, mod func(c *Config)) *Server {
 			lo6 := netip.MustParseAddrPort("[::1]:0")
 			c.Listeners = append(c.Listeners, ListenerConfig{Network: UDP, Addr: lo6}, ListenerConfig{Network: TCP, Addr: lo6})
 			c.RelayIPs = append(c.RelayIPs, netip.MustParseAddr("::1"))
+			// Two relay addresses of 10 000 ports each would need more descriptors than a
+			// 20 000 RLIMIT_NOFILE allows; these tests hold a handful of allocations.
+			c.MaxAllocations = 1000
 		}
 		c.Peers = PeerPolicy{}
 		if mod != nil {
@@ -300,6 +304,23 @@ func TestPeerPolicyOverrides(t *testing.T) {
 				{name: "public elsewhere", peer: "9.9.9.9"},
 			},
 		},
+		{
+			// The host's own addresses (routes of type local: all of 127.0.0.0/8 here) stay
+			// refused when an allow entry lifts their built-in range, except the relayed
+			// address (127.0.0.1, whose ports are checked per packet) and an address the
+			// allow list names by itself.
+			name: "allow lifts a range, not the host's own addresses",
+			policy: PeerPolicy{
+				Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("127.0.0.9/32")},
+			},
+			cases: []peerCase{
+				{name: "own relayed address", peer: "127.0.0.1"},
+				{name: "local address", peer: "127.0.0.5", want: stun.CodeForbidden},
+				{name: "local address, mapped", peer: "::ffff:127.0.0.5", mappedOn4: true, want: stun.CodeForbidden},
+				{name: "local address via nat64", peer: "64:ff9b::7f00:5", want: stun.CodeForbidden},
+				{name: "local address named by itself", peer: "127.0.0.9"},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := dualStackServer(t, v6, func(c *Config) { c.Peers = tc.policy })
@@ -417,5 +438,25 @@ func TestPeerPolicyOwnListenerPort(t *testing.T) {
 	from, data, err := d.recvData()
 	if err != nil || from != c.relayed || string(data) != "hello bob" {
 		t.Fatalf("bob got %q from %v (%v)", data, from, err)
+	}
+}
+
+// A listener on a port of the relay range is refused at start (issue: a client could name
+// it as a peer port on the relay's own address, and portalloc would find the port taken).
+func TestListenerInRelayRangeRefused(t *testing.T) {
+	cfg := Config{
+		Listeners: []ListenerConfig{{Network: UDP, Addr: netip.MustParseAddrPort("127.0.0.1:20007")}},
+		RelayIPs:  []netip.Addr{netip.MustParseAddr("127.0.0.1")},
+		MinPort:   20000, MaxPort: 20010,
+		Workers: 1,
+		Logger:  testLogger(t),
+	}
+	s, err := New(cfg)
+	if err == nil {
+		s.Close()
+		t.Fatal("New accepted a listener inside the relay range")
+	}
+	if !strings.Contains(err.Error(), "20007 is inside the relay range 20000-20010") {
+		t.Fatalf("error does not say what is wrong: %v", err)
 	}
 }

@@ -47,6 +47,12 @@ func (r *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 
 // WriteTo sends a payload that pion relays to a peer (Send indication, or ChannelData from a
 // TCP/TLS client). The peer policy was applied when the permission was granted.
+//
+// RFC 8656 §12.4: for ChannelData "the server MUST also check that there is a permission
+// installed for the peer's IP address; if not, the message is silently discarded." pion
+// checks the permission of a Send indication but forwards a stream client's ChannelData on
+// the channel alone, which outlives its permission unless the client refreshes it; so the
+// permission is checked here, against the same table the UDP data path checks.
 func (r *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if !r.BeginSend() {
 		return 0, net.ErrClosed
@@ -55,6 +61,10 @@ func (r *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	ap, ok := sock.AddrPortOf(addr)
 	if !ok {
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: unix.EAFNOSUPPORT}
+	}
+	if a := r.Relay.Alloc.Load(); a != nil && !a.Permitted(ap.Addr()) {
+		r.srv.slowStats.Drop(dataplane.DropNoPermission)
+		return len(b), nil
 	}
 	if !r.srv.peerPortOK(ap) {
 		r.srv.slowStats.Drop(dataplane.DropPolicy)
@@ -80,11 +90,16 @@ func (r *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 
 // Close stops the worker reading the socket, closes it and gives its port back to the edge
 // range. pion calls it when the allocation ends (expiry, Refresh 0, shutdown).
+//
+// Before it does, pion has removed the allocation's channels (Allocation.Close calls
+// RemoveChannelBind, and so our OnChannelDeleted, for each first), so no worker finds this
+// socket in the fast-path table any more; CloseRelay then waits until every worker has sent
+// what it had looked up before, so that no datagram leaves through a reused fd number.
 func (r *relayConn) Close() error {
 	if !r.HandoffQueue.Close() {
 		return nil
 	}
-	r.w.CloseRelay(r.Relay)
+	r.w.CloseRelay(r.Relay, r.srv.workers)
 	r.release()
 	r.srv.relayClosed(r)
 	return nil

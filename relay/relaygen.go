@@ -34,10 +34,11 @@ func (g *relayGen) Validate() error { return nil }
 // pion asks in three shapes. A plain Allocate: any free port. EVEN-PORT (RFC 8656 §7.2:
 // "the server checks that it can satisfy the request (i.e., can allocate a relayed transport
 // address as described below)"): pion first probes for an even port with an empty UserID and
-// closes what it got, then asks for that port; we answer the probe from AcquireEven, which
-// also reserves the next port for 30 s, and hand the even port back unused so that the request
-// that follows can take it. RESERVATION-TOKEN: pion asks for the reserved odd port, which
-// RedeemPort hands out once.
+// closes what it got, then — after its quota check (QuotaHandler, 486) — asks for that port;
+// we answer the probe without touching a port and take a pair (the even port held, the next
+// one reserved for 30 s) only for the request that follows, after our own quota check, so
+// that a refused Allocate reserves nothing. RESERVATION-TOKEN: pion asks for the reserved odd
+// port, which RedeemPort hands out once.
 func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
 	s := g.srv
 	if s.draining.Load() {
@@ -48,29 +49,25 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 	if c.Network == "udp6" {
 		fam = 1
 	}
-	ip := s.relayIPs[fam]
-	if !ip.IsValid() {
+	ips := s.relayIPs[fam]
+	if len(ips) == 0 {
 		s.countAttempt(metrics.AttemptBadRequest)
 		return nil, nil, fmt.Errorf("relay: no relay address for %s (set relay-ip)", c.Network)
 	}
+	// EVEN-PORT and RESERVATION-TOKEN pairs live on the family's first relay address: pion
+	// names the reserved port only, not its address.
+	ip := ips[0]
 	pa := s.ports[ip]
 	if c.UserID == "" {
-		// pion's EVEN-PORT probe: nothing is bound, nothing will be relayed.
-		// Test-bind the even port so that one held by another socket is skipped now rather
-		// than refused (508) by the request that follows.
-		probe := func(port uint16) error {
-			fd, err := sock.OpenUDP(netip.AddrPortFrom(ip, port), false)
-			if err == nil {
-				sock.Close(fd)
-			}
-			return err
-		}
-		port, _, err := pa.AcquireEven(probe)
-		if err != nil {
+		// pion's EVEN-PORT probe, before pion's quota check: it touches no port. Any even
+		// port of the range tells the request that follows to take a pair; whether one is
+		// free is decided there (508 if none), after the quota checks.
+		lo, hi := pa.Range()
+		port := lo + lo%2
+		if port == 0 || port >= hi { // no pair fits in the range
 			s.countAttempt(metrics.AttemptCapacity)
-			return nil, nil, err
+			return nil, nil, portalloc.ErrExhausted
 		}
-		pa.ReleaseUnused(port)
 		return probeConn{}, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, port)), nil
 	}
 	if ok, total := s.quota.Acquire(c.UserID); !ok {
@@ -82,22 +79,26 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 		return nil, nil, errQuota
 	}
 	var fd int
-	bind := func(port uint16) error {
-		var err error
-		fd, err = sock.OpenUDP(netip.AddrPortFrom(ip, port), false)
-		return err
+	bindOn := func(ip netip.Addr) func(port uint16) error {
+		return func(port uint16) error {
+			var err error
+			fd, err = sock.OpenUDP(netip.AddrPortFrom(ip, port), false)
+			return err
+		}
 	}
 	var port uint16
 	var err error
 	switch {
 	case c.RequestedPort == 0:
-		port, err = pa.Acquire(bind)
+		ip, pa, port, err = s.acquireAny(fam, bindOn)
 	case c.RequestedPort%2 == 1:
 		port = uint16(c.RequestedPort)
-		err = pa.RedeemPort(port, bind)
+		err = pa.RedeemPort(port, bindOn(ip))
 	default:
-		port = uint16(c.RequestedPort)
-		err = pa.AcquirePort(port, bind)
+		// EVEN-PORT (the probe's even port): a pair now, any free one — the probe kept
+		// nothing, and pion reserves the port after the one we return. AcquireEven skips
+		// ports held by other processes.
+		port, _, err = pa.AcquireEven(bindOn(ip))
 	}
 	if err != nil {
 		s.quota.Release(c.UserID)
@@ -155,3 +156,22 @@ func (s *Server) countAttempt(result string) {
 type probeConn struct{ net.PacketConn }
 
 func (probeConn) Close() error { return nil }
+
+// acquireAny takes a free port on one of the family's relay addresses: the search starts at
+// the address after the one the previous allocation started at and moves on only when an
+// address's range is exhausted, so allocations spread evenly over the addresses and a full
+// address costs one ErrExhausted. bindOn(ip) binds the socket on ip.
+func (s *Server) acquireAny(fam int, bindOn func(netip.Addr) func(uint16) error) (netip.Addr, *portalloc.Allocator, uint16, error) {
+	ips := s.relayIPs[fam]
+	start := int(s.relayNext[fam].Add(1)) % len(ips)
+	var err error
+	for i := range ips {
+		ip := ips[(start+i)%len(ips)]
+		pa := s.ports[ip]
+		var port uint16
+		if port, err = pa.Acquire(bindOn(ip)); err == nil || !errors.Is(err, portalloc.ErrExhausted) {
+			return ip, pa, port, err
+		}
+	}
+	return ips[start], s.ports[ips[start]], 0, err
+}

@@ -49,16 +49,24 @@ type Server struct {
 	workers    []*dataplane.Worker                 // Static. Read by Close and snapshot.
 	listeners  []*listenerGroup                    // UDP listen addresses. Static.
 	lisByAddr  map[netip.AddrPort]*listenerGroup   // Static. Read by the EventHandler.
-	streams    []net.Listener                      // TCP and TLS listeners. Static.
+	streams    []*streamListener                   // TCP and TLS listeners. Static.
+	conns      *connLimit                          // caps on TCP and TLS connections. Static (locks itself).
 	tlsAddrs   map[netip.AddrPort]bool             // Static. Read by the EventHandler.
 	ports      map[netip.Addr]*portalloc.Allocator // by relay IP. Static (the allocators lock themselves).
-	relayIPs   [2]netip.Addr                       // [family] relay IP (invalid: none). Static.
+	relayIPs   [2][]netip.Addr                     // [family] relay IPs, in the order given (none: empty). Static.
+	relayNext  [2]atomic.Uint32                    // [family] where the next allocation's search for a port starts
 	peers      atomic.Pointer[policy.Policy]       // Written by SetPeerPolicy (any goroutine); read by permit.
 	ownIPs     []netip.Addr                        // relay and advertised addresses. Static. Read by peerPortOK.
 	quota      *policy.Quota                       // Static (locks itself).
 	fast       *dataplane.Table                    // Static. Written by the EventHandler; read lock-free by workers.
 	allocLimit *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by admitRequest.
 	authLimit  *policy.Limiter                     // nil: unlimited. Static (locks itself). Used by passAnswer.
+	errLimit   *policy.Limiter                     // other error answers; nil: unlimited. Static (locks itself). Used by passAnswer.
+	bindLimit  *policy.Limiter                     // Binding answers; nil: unlimited. Static (locks itself). Used by passAnswer.
+	lockout    *policy.Lockout                     // static users. Static (locks itself). Used by admitRequest and authenticate.
+	logs       *logSampler                         // lines input causes (logInput). Static (locks itself).
+	nonces     nonceSigner                         // Static. Used by the facades (nonce.go).
+	pionNonce  atomic.Pointer[pionNonce]           // the last nonce pion issued. Written by passAnswer, read by admitRequest.
 
 	mu      sync.Mutex
 	relays  map[netip.AddrPort]*relayConn // by advertised address. Guarded by mu. Written by AllocatePacketConn and relayClosed.
@@ -74,6 +82,8 @@ type Server struct {
 	permCount  atomic.Int64        // Written by the EventHandler; read by snapshot.
 	chanCount  atomic.Int64        // Written by the EventHandler; read by snapshot.
 
+	streamStats streamStats // atomics. Written by the stream listeners and their connections.
+
 	draining  atomic.Bool // Set by Drain and Close; read by the facades, relaygen, Ready and snapshot.
 	closed    atomic.Bool // Set by Close; read by Ready.
 	closeOnce sync.Once
@@ -87,7 +97,7 @@ type allocKey struct{ src, dst netip.AddrPort }
 func New(cfg Config) (*Server, error) {
 	c := cfg.withDefaults()
 	s := &Server{
-		cfg: c, log: c.Logger,
+		cfg: c, log: c.Logger, logs: newLogSampler(nil),
 		lisByAddr: map[netip.AddrPort]*listenerGroup{},
 		tlsAddrs:  map[netip.AddrPort]bool{},
 		ports:     map[netip.Addr]*portalloc.Allocator{},
@@ -95,8 +105,13 @@ func New(cfg Config) (*Server, error) {
 		allocs:    map[allocKey]*allocation{},
 		fast:      dataplane.NewTable(),
 		quota:     policy.NewQuota(c.UserQuota, c.MaxAllocations),
+		conns:     newConnLimit(c.MaxStreamConns, c.MaxStreamConnsPerSource),
 	}
 	s.precheck.init()
+	s.nonces = newNonceSigner(c.nonceClock)
+	if err := c.checkDescriptors(); err != nil {
+		return nil, err
+	}
 	if err := s.setupRelayIPs(); err != nil {
 		return nil, err
 	}
@@ -112,6 +127,9 @@ func New(cfg Config) (*Server, error) {
 	s.SetPeerPolicy(c.Peers)
 	s.allocLimit = newRateLimit(c.AllocateRate)
 	s.authLimit = newRateLimit(c.UnauthorizedRate)
+	s.errLimit = newRateLimit(c.ErrorRate)
+	s.bindLimit = newRateLimit(c.BindingRate)
+	s.lockout = policy.NewLockout(c.StaticUserFailures, c.StaticUserLockout, 65536)
 
 	n := c.Workers
 	if n <= 0 {
@@ -160,7 +178,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	turnCfg := turn.ServerConfig{
 		Realm:              c.Realm,
-		LoggerFactory:      pionLogger{log: s.log},
+		LoggerFactory:      pionLogger{log: s.log, sample: s.logs},
 		EventHandler:       s.eventHandler(),
 		ChannelBindTimeout: c.ChannelLifetime,
 		PermissionTimeout:  c.PermissionLifetime,
@@ -171,6 +189,9 @@ func New(cfg Config) (*Server, error) {
 		turnCfg.AuthHandler = s.authenticate
 	}
 	gen := &relayGen{srv: s}
+	if err := c.checkListenPorts(); err != nil {
+		return nil, err
+	}
 	for _, l := range c.Listeners {
 		switch l.Network {
 		case UDP:
@@ -219,8 +240,8 @@ func (s *Server) setupRelayIPs() error {
 	for _, ip := range s.cfg.RelayIPs {
 		ip = ip.Unmap()
 		fam := familyOf(ip)
-		if s.relayIPs[fam].IsValid() {
-			return fmt.Errorf("relay: relay-ip %s: only one relay address per address family (already %s)", ip, s.relayIPs[fam])
+		if _, dup := s.ports[ip]; dup {
+			return fmt.Errorf("relay: relay-ip %s: given twice", ip)
 		}
 		if ip.IsUnspecified() {
 			return fmt.Errorf("relay: relay-ip %s: give the address relay sockets bind to, not the wildcard", ip)
@@ -236,7 +257,7 @@ func (s *Server) setupRelayIPs() error {
 		if err != nil {
 			return fmt.Errorf("relay: relay range: %w", err)
 		}
-		s.relayIPs[fam] = ip
+		s.relayIPs[fam] = append(s.relayIPs[fam], ip)
 		s.ports[ip] = a
 	}
 	return nil
@@ -291,15 +312,18 @@ func (s *Server) listenStream(l ListenerConfig) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: listen %s %s: %w", l.Network, l.Addr, err)
 	}
-	s.streams = append(s.streams, ln)
+	var cfg *tls.Config
 	if l.Network == TLS {
 		if s.cfg.TLS == nil {
+			_ = ln.Close()
 			return nil, fmt.Errorf("relay: listen tls %s: no certificate configured (set cert and pkey)", l.Addr)
 		}
 		s.tlsAddrs[netip.MustParseAddrPort(ln.Addr().String())] = true
-		return streamListener{Listener: tls.NewListener(ln, s.cfg.TLS), srv: s}, nil
+		cfg = s.cfg.TLS
 	}
-	return streamListener{Listener: ln, srv: s}, nil
+	sl := newStreamListener(ln, s, cfg)
+	s.streams = append(s.streams, sl)
+	return sl, nil
 }
 
 // Addrs returns the bound listener addresses (ports resolved), in configuration order.

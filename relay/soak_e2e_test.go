@@ -108,6 +108,7 @@ func TestSoakChurn(t *testing.T) {
 		c.ChannelLifetime = 500 * time.Millisecond
 		c.AllocateRate = -1 // every client is 127.0.0.1: the churn is not an attack
 		c.PortQuarantine = -1
+		c.UserQuota = -1 // seven users share the churn, with expiring allocations lingering
 	})
 	peer := testnet.Echo(t, "udp4", "127.0.0.1:0")
 	peerAddr := peer.LocalAddr().(*net.UDPAddr).AddrPort()

@@ -135,12 +135,24 @@ func TestAllocateOverStreams(t *testing.T) {
 				echoThrough(t, relay, peer.LocalAddr(), 1, size)
 				k++
 			}
+			// A packet is counted once the relay has sent it, so its echo can come back
+			// first: wait for the counts of every packet sent so far.
+			counted := func(want int) func() bool {
+				return func() bool {
+					st := s.Stats().Traffic
+					for dir := metrics.ClientToPeer; dir <= metrics.PeerToClient; dir++ {
+						if st[dir][metrics.PathChannel].Packets+st[dir][metrics.PathIndication].Packets < uint64(want) {
+							return false
+						}
+					}
+					return true
+				}
+			}
+			pollUntil(t, "the first packets counted", counted(k))
 			// Once the channel is bound every further packet takes it, both ways.
 			st0 := s.Stats().Traffic
 			echoThrough(t, relay, peer.LocalAddr(), n, size)
-			pollUntil(t, "all counted", func() bool {
-				return traffic(s, metrics.PeerToClient, metrics.PathChannel).Packets >= st0[metrics.PeerToClient][metrics.PathChannel].Packets+n
-			})
+			pollUntil(t, "all counted", counted(k+n))
 			st := s.Stats().Traffic
 			all := uint64(k + n)
 			for dir := metrics.ClientToPeer; dir <= metrics.PeerToClient; dir++ {
@@ -154,5 +166,58 @@ func TestAllocateOverStreams(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// RFC 8656 §12.4: on receiving ChannelData "the server MUST also check that there is a
+// permission installed for the peer's IP address; if not, the message is silently
+// discarded." A channel (10 minutes) outlives its permission (here 1 s) unless the client
+// refreshes the permission; pion forwards a stream client's ChannelData on the channel alone,
+// so the relay checks the permission itself, as the UDP data path does.
+func TestStreamChannelDataNeedsPermission(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.PermissionLifetime = time.Second })
+	username, password := auth.MintREST(testSecret, "alice", time.Now().Add(time.Hour))
+	c := newStreamClient(t, s.addrOf(TCP), nil, username, password)
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatalf("allocate over tcp: %v", err)
+	}
+	t.Cleanup(func() { relay.Close() })
+	peer := newUDPPeer(t, "127.0.0.1:0")
+	peerAddr := net.UDPAddrFromAddrPort(peer.addr())
+	relayed := relay.LocalAddr().(*net.UDPAddr).AddrPort()
+
+	// pion's client sends Send indications until its ChannelBind succeeds, then ChannelData.
+	for i := 0; traffic(s, metrics.ClientToPeer, metrics.PathChannel).Packets == 0; i++ {
+		if i == 100 {
+			t.Fatal("no ChannelData after 100 packets")
+		}
+		msg := payload(1, i, 64)
+		if _, err := relay.WriteTo(msg, peerAddr); err != nil {
+			t.Fatal(err)
+		}
+		peer.expect(t, i, relayed, msg)
+	}
+	if st := s.Stats(); st.Channels != 1 {
+		t.Fatalf("channels %d, want 1", st.Channels)
+	}
+
+	// The permission expires; the channel stays (pion's client refreshes neither so soon).
+	pollUntil(t, "the permission to expire", func() bool { return s.Stats().Permissions == 0 })
+	if st := s.Stats(); st.Channels != 1 {
+		t.Fatalf("channels %d after the permission expired, want 1", st.Channels)
+	}
+	before := s.Stats()
+	if _, err := relay.WriteTo([]byte("no permission"), peerAddr); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, "a no-permission drop", func() bool {
+		return s.Stats().Drops[metrics.DropNoPermission] > before.Drops[metrics.DropNoPermission]
+	})
+	if got, from, err := peer.recv(100 * time.Millisecond); err == nil {
+		t.Fatalf("peer got %q from %v without a permission", got, from)
+	}
+	if tr := traffic(s, metrics.ClientToPeer, metrics.PathChannel); tr.Packets != before.Traffic[metrics.ClientToPeer][metrics.PathChannel].Packets {
+		t.Fatalf("a dropped packet was counted as relayed: %+v", tr)
 	}
 }

@@ -17,6 +17,7 @@ var (
 	allocateRequest    = stun.NewType(stun.MethodAllocate, stun.ClassRequest).Value()
 	channelBindError   = stun.NewType(stun.MethodChannelBind, stun.ClassErrorResponse).Value()
 	dataIndicationType = stun.NewType(stun.MethodData, stun.ClassIndication).Value()
+	bindingSuccess     = stun.BindingSuccess.Value()
 )
 
 // stunHeaderSize is the size of a STUN message header (RFC 8489 §5).
@@ -25,6 +26,11 @@ const stunHeaderSize = 20
 // isAllocateRequest reports whether b is a STUN Allocate request.
 func isAllocateRequest(b []byte) bool {
 	return len(b) >= stunHeaderSize && binary.BigEndian.Uint16(b[0:2]) == allocateRequest
+}
+
+// isBindingSuccess reports whether b is a STUN Binding success response.
+func isBindingSuccess(b []byte) bool {
+	return len(b) >= stunHeaderSize && binary.BigEndian.Uint16(b[0:2]) == bindingSuccess
 }
 
 // dataIndicationPayload reports the DATA length of a STUN Data indication, for the

@@ -63,7 +63,7 @@ func (l *listenerGroup) WriteTo(b []byte, addr net.Addr) (int, error) {
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: unix.EAFNOSUPPORT}
 	}
 	n := len(b)
-	b, ok = l.srv.passAnswer(b, addr, ap.Addr())
+	b, ok = l.srv.passAnswer(b, addr, ap, l)
 	if !ok {
 		return n, nil
 	}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/avedge/avedge/bench/benchstat"
 	"github.com/avedge/avedge/loadgen"
 )
 
@@ -76,62 +77,24 @@ func run(in io.Reader, out io.Writer) error {
 				continue
 			}
 			perCPU := "-"
-			if m := median(r.perCPU); m > 0 {
+			if m := benchstat.Median(r.perCPU); m > 0 {
 				perCPU = fmt.Sprintf("%.0f", m)
 			}
 			vsCoturn, vsPion := "", ""
 			if srv == "avedge" && ave != nil {
-				vsCoturn = ratio(ave, results[[2]string{load, "coturn"}])
-				vsPion = ratio(ave, results[[2]string{load, "pion"}])
+				vsCoturn = benchstat.Ratio(ave.perCPU, perCPUOf(results[[2]string{load, "coturn"}]))
+				vsPion = benchstat.Ratio(ave.perCPU, perCPUOf(results[[2]string{load, "pion"}]))
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.4f\t%.0f\t%s\t%s\t\n",
-				load, srv, len(r.perCPU), perCPU, median(r.loss), median(r.p99), vsCoturn, vsPion)
+				load, srv, len(r.perCPU), perCPU, benchstat.Median(r.loss), benchstat.Median(r.p99), vsCoturn, vsPion)
 		}
 	}
 	return tw.Flush()
 }
 
-// ratio is the ratio of the medians and, when both servers ran every round, the range of
-// the per-round ratios (rounds alternate the servers, so round i of one is run beside round
-// i of the other): on a noisy machine the spread says how far to trust the median.
-func ratio(a, b *runs) string {
-	if a == nil || b == nil {
-		return "-"
+func perCPUOf(r *runs) []float64 {
+	if r == nil {
+		return nil
 	}
-	x, y := median(a.perCPU), median(b.perCPU)
-	if x <= 0 || y <= 0 {
-		return "-"
-	}
-	s := fmt.Sprintf("%.2f×", x/y)
-	if len(a.perCPU) < 2 || len(a.perCPU) != len(b.perCPU) {
-		return s
-	}
-	lo, hi := 0.0, 0.0
-	for i := range a.perCPU {
-		if b.perCPU[i] <= 0 {
-			return s
-		}
-		r := a.perCPU[i] / b.perCPU[i]
-		if i == 0 || r < lo {
-			lo = r
-		}
-		if i == 0 || r > hi {
-			hi = r
-		}
-	}
-	return fmt.Sprintf("%s (%.2f–%.2f)", s, lo, hi)
-}
-
-// median of v; the mean of the middle two for an even count.
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
+	return r.perCPU
 }

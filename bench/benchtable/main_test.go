@@ -6,26 +6,6 @@ import (
 	"testing"
 )
 
-func TestMedian(t *testing.T) {
-	tests := []struct {
-		name string
-		in   []float64
-		want float64
-	}{
-		{"empty", nil, 0},
-		{"one", []float64{3}, 3},
-		{"odd", []float64{5, 1, 3}, 3},
-		{"even", []float64{4, 1, 2, 3}, 2.5},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := median(tt.in); got != tt.want {
-				t.Errorf("median(%v) = %v, want %v", tt.in, got, tt.want)
-			}
-		})
-	}
-}
-
 func TestTable(t *testing.T) {
 	in := strings.Join([]string{
 		"audio\tavedge\t" + `{"relayed_per_cpu_second":30000,"loss_percent":0,"rtt_us":{"p99":100}}`,

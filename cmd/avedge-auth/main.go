@@ -1,10 +1,18 @@
 // Command avedge-auth runs the avedge credential service (MRAS XML and TURN
 // REST JSON) on its own, for deployments that keep it apart from the relays.
 // It mints with the newest secret of --secret-file, the same file the relays
-// read; SIGHUP re-reads it; SIGINT or SIGTERM drain and stop.
+// read; with --tls-cert and --tls-key it serves HTTPS. SIGHUP re-reads the
+// secrets and the TLS pair (a pair that does not load is refused and the
+// current one stays); SIGINT or SIGTERM drain and stop. A file of secrets
+// (--secret-file, --api-key-file, --tls-key) that users other than its owner
+// can read is refused (internal/secretfile) unless --allow-readable-secrets.
 //
 //	avedge-auth --secret-file /etc/avedge/secrets --api-key-file /etc/avedge/api-keys \
-//	    --relay internet:edge.example.com:3478:443 --listen 127.0.0.1:8443
+//	    --tls-cert /etc/avedge/tls/tls.crt --tls-key /etc/avedge/tls/tls.key \
+//	    --relay internet:edge.example.com:3478:443 --listen 10.0.0.5:8443
+//
+// Without an API key (--allow-anonymous) it serves only on a loopback address;
+// --insecure-anonymous forces anonymous mode on any address.
 package main
 
 import (
@@ -23,6 +31,7 @@ import (
 	"time"
 
 	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/internal/secretfile"
 )
 
 func main() {
@@ -50,7 +59,7 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 const shutdownTimeout = 10 * time.Second
 
 // run serves until ctx is done. Each value on reload re-reads the secrets
-// file. ready, if set, is called with the bound address once serving.
+// file and the TLS pair. ready, if set, is called with the bound address once serving.
 func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.Signal, ready func(net.Addr)) error {
 	fs := flag.NewFlagSet("avedge-auth", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -59,15 +68,17 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.
 	apiKeyFile := fs.String("api-key-file", "", "file of accepted API keys (bearer tokens), one per line")
 	var apiKeys, relays, uris listFlag
 	fs.Var(&apiKeys, "api-key", "accepted API key (bearer token); repeatable (prefer --api-key-file)")
-	allowAnon := fs.Bool("allow-anonymous", false, "serve callers without an API key")
+	allowAnon := fs.Bool("allow-anonymous", false, "serve callers without an API key; only on a loopback --listen address")
+	insecureAnon := fs.Bool("insecure-anonymous", false, "serve callers without an API key on any address, loopback or not: anyone who reaches it gets credentials")
 	fs.Var(&relays, "relay", "relay listed to clients, location:host:udpPort:tcpPort (port 0: none); repeatable")
 	fs.Var(&uris, "uri", "TURN URI for the JSON answer; repeatable (default: derived from --relay)")
 	maxDur := fs.Duration("max-duration", auth.DefaultMaxDuration, "cap on the credential lifetime a client may ask for")
-	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM); with --tls-key serves HTTPS")
-	tlsKey := fs.String("tls-key", "", "TLS key file (PEM)")
+	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM, chain after the leaf); with --tls-key serves HTTPS; re-read on SIGHUP")
+	tlsKey := fs.String("tls-key", "", "TLS key file (PEM); re-read on SIGHUP")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	allowReadable := fs.Bool(secretfile.AllowFlag, false, "read --secret-file, --api-key-file and --tls-key even when users other than their owner can read them (refused otherwise: chmod 600 them; root's 0640 and 0440 files are accepted)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: avedge-auth --secret-file F (--api-key-file F | --api-key K | --allow-anonymous) [flags]")
+		fmt.Fprintln(fs.Output(), "usage: avedge-auth --secret-file F (--api-key-file F | --api-key K | --allow-anonymous | --insecure-anonymous) [--tls-cert F --tls-key F] [flags]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -82,8 +93,31 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	if len(apiKeys) > 0 {
+		log.Warn(secretfile.CommandLineWarning("api-key", "api-key-file"))
+	}
+	// checkPrivate refuses a file of secrets others can read, or warns under --allow-readable-secrets.
+	checkPrivate := func(flagName, path string) error {
+		err := secretfile.Check(path)
+		var exposed *secretfile.ExposedError
+		if errors.As(err, &exposed) && *allowReadable {
+			log.Warn("--" + flagName + ": " + exposed.Warning())
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("--%s: %w", flagName, err)
+		}
+		return nil
+	}
 	if *secretFile == "" {
 		return errors.New("--secret-file is required")
+	}
+	for _, f := range [][2]string{{"secret-file", *secretFile}, {"api-key-file", *apiKeyFile}, {"tls-key", *tlsKey}} {
+		if f[1] != "" {
+			if err := checkPrivate(f[0], f[1]); err != nil {
+				return err
+			}
+		}
 	}
 	secrets, err := auth.LoadSecretsFile(*secretFile)
 	if err != nil {
@@ -116,18 +150,25 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key: give both or neither")
 	}
+	var cert *auth.Certificate
+	if *tlsCert != "" {
+		if cert, err = auth.LoadCertificate(*tlsCert, *tlsKey); err != nil {
+			return fmt.Errorf("--tls-cert, --tls-key: %w", err)
+		}
+	}
+	anonymous := *allowAnon || *insecureAnon
 	svc, err := auth.NewService(auth.ServiceConfig{
 		Keyring:        ring,
 		Relays:         relayInfo,
 		URIs:           uris,
 		MaxDuration:    *maxDur,
 		APIKeys:        apiKeys,
-		AllowAnonymous: *allowAnon,
+		AllowAnonymous: anonymous,
 		Logger:         log,
 	})
 	switch {
 	case errors.Is(err, auth.ErrNoAPIKeys):
-		return errors.New("--api-key-file or --api-key is required (or --allow-anonymous)")
+		return errors.New("--api-key-file or --api-key is required (or --allow-anonymous on a loopback address)")
 	case errors.Is(err, auth.ErrBadDuration):
 		return fmt.Errorf("--max-duration: %w", err)
 	case errors.Is(err, auth.ErrBadAPIKey):
@@ -140,6 +181,22 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
+	if anonymous {
+		err := auth.CheckAnonymousListen(ln.Addr())
+		switch {
+		case err != nil && !*insecureAnon:
+			ln.Close()
+			return fmt.Errorf("--allow-anonymous on --listen=%s, which is not a loopback address: anyone who reaches it would get credentials; "+
+				"give --api-key-file, listen on loopback, or force it with --insecure-anonymous", *listen)
+		case err != nil:
+			log.Warn("anonymous credential service on a non-loopback address (--insecure-anonymous): anyone who reaches it gets credentials", "addr", ln.Addr().String())
+		}
+	}
+	if cert == nil {
+		if ap, ok := ln.Addr().(*net.TCPAddr); !ok || !ap.IP.IsLoopback() {
+			log.Warn("serving without TLS on a non-loopback address: API keys and credentials cross the network in clear; give --tls-cert and --tls-key", "addr", ln.Addr().String())
+		}
+	}
 	srv := &http.Server{
 		Handler:           svc,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -150,14 +207,17 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	serveErr := make(chan error, 1)
+	if cert != nil {
+		srv.TLSConfig = cert.TLSConfig()
+	}
 	go func() {
-		if *tlsCert != "" {
-			serveErr <- srv.ServeTLS(ln, *tlsCert, *tlsKey)
+		if cert != nil {
+			serveErr <- srv.ServeTLS(ln, "", "")
 		} else {
 			serveErr <- srv.Serve(ln)
 		}
 	}()
-	log.Info("serving credentials", "addr", ln.Addr().String(), "tls", *tlsCert != "", "keys", len(secrets), "relays", len(relayInfo), "anonymous", *allowAnon)
+	log.Info("serving credentials", append([]any{"addr", ln.Addr().String(), "tls", cert != nil, "keys", len(secrets), "relays", len(relayInfo), "anonymous", anonymous}, certAttrs(cert)...)...)
 	if ready != nil {
 		ready(ln.Addr())
 	}
@@ -166,12 +226,28 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.
 		case err := <-serveErr:
 			return fmt.Errorf("serve: %w", err)
 		case <-reload:
-			if err := ring.LoadFile(*secretFile); err != nil {
+			err := checkPrivate("secret-file", *secretFile)
+			if err == nil {
+				err = ring.LoadFile(*secretFile)
+			}
+			if err != nil {
 				log.Error("secrets not reloaded; keeping the current ones", "err", err)
+			} else {
+				newest, _ := ring.Newest()
+				log.Info("secrets reloaded", "keys", len(ring.Secrets()), "newest", newest.ID)
+			}
+			if cert == nil {
 				continue
 			}
-			newest, _ := ring.Newest()
-			log.Info("secrets reloaded", "keys", len(ring.Secrets()), "newest", newest.ID)
+			err = checkPrivate("tls-key", *tlsKey)
+			if err == nil {
+				err = cert.Reload()
+			}
+			if err != nil {
+				log.Error("TLS certificate not reloaded; keeping the current pair", append([]any{"err", err}, certAttrs(cert)...)...)
+				continue
+			}
+			log.Info("TLS certificate reloaded", certAttrs(cert)...)
 		case <-ctx.Done():
 			log.Info("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
@@ -185,4 +261,13 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.
 			return nil
 		}
 	}
+}
+
+// certAttrs describes the pair cert serves, for the log ("" when not serving TLS).
+func certAttrs(cert *auth.Certificate) []any {
+	if cert == nil {
+		return nil
+	}
+	leaf := cert.Current().Leaf
+	return []any{"subject", leaf.Subject.String(), "dns", leaf.DNSNames, "notAfter", leaf.NotAfter.UTC().Format(time.RFC3339)}
 }

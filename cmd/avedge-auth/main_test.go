@@ -3,11 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
+	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,6 +70,7 @@ func TestRunFlagErrors(t *testing.T) {
 		{name: "bad relay", args: []string{"--secret-file", secrets, "--allow-anonymous", "--relay", "moon:h:1:2"}, wantErr: "--relay"},
 		{name: "bad listen", args: []string{"--secret-file", secrets, "--allow-anonymous", "--listen", "256.0.0.1:x"}, wantErr: "--listen"},
 		{name: "half tls", args: []string{"--secret-file", secrets, "--allow-anonymous", "--tls-cert", "c.pem"}, wantErr: "--tls-cert and --tls-key"},
+		{name: "bad tls pair", args: []string{"--secret-file", secrets, "--allow-anonymous", "--tls-cert", secrets, "--tls-key", secrets}, wantErr: "--tls-cert, --tls-key"},
 		{name: "bad log level", args: []string{"--secret-file", secrets, "--allow-anonymous", "--log-level", "loud"}, wantErr: "--log-level"},
 		{name: "tiny max duration", args: []string{"--secret-file", secrets, "--allow-anonymous", "--max-duration", "1s"}, wantErr: "--max-duration"},
 	}
@@ -77,7 +88,7 @@ func TestRunFlagErrors(t *testing.T) {
 		if err := run(context.Background(), []string{"--help"}, &out, nil, nil); !errors.Is(err, flag.ErrHelp) {
 			t.Fatalf("err = %v", err)
 		}
-		for _, f := range []string{"-listen", "(default \"127.0.0.1:8443\")", "-max-duration", "(default 8h0m0s)", "-allow-anonymous", "-relay", "-tls-cert"} {
+		for _, f := range []string{"-listen", "(default \"127.0.0.1:8443\")", "-max-duration", "(default 8h0m0s)", "-allow-anonymous", "-insecure-anonymous", "-relay", "-tls-cert", "-allow-readable-secrets"} {
 			if !strings.Contains(out.String(), f) {
 				t.Errorf("help lacks %q", f)
 			}
@@ -158,6 +169,22 @@ func TestRunServesReloadsAndStops(t *testing.T) {
 		t.Fatalf("after a failed reload, username %q", c.Username)
 	}
 
+	// A file every user can read keeps the current secrets, and says why.
+	if err := os.WriteFile(secrets, []byte("k3 third-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(secrets, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reload <- syscall.SIGHUP
+	reload <- syscall.SIGHUP
+	if _, c = get("key-a"); !strings.HasPrefix(c.Username, "mras1:k2:") {
+		t.Fatalf("after a reload of a 0644 file, username %q", c.Username)
+	}
+	if want := "--secret-file: " + secrets + " holds secrets and is mode 0644"; !strings.Contains(logs.String(), want) {
+		t.Errorf("logs lack %q:\n%s", want, logs.String())
+	}
+
 	cancel()
 	select {
 	case err := <-done:
@@ -170,4 +197,308 @@ func TestRunServesReloadsAndStops(t *testing.T) {
 	if !strings.Contains(logs.String(), "shutting down") {
 		t.Errorf("logs lack shutdown:\n%s", logs.String())
 	}
+}
+
+// serve runs the command with args until it serves, and returns what it logged then; it stops
+// it when the test ends.
+func serve(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs syncBuffer
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, append([]string{"--listen", "127.0.0.1:0"}, args...), &logs, nil, func(net.Addr) { close(ready) })
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("run returned early: %v\n%s", err, logs.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("server not ready within 10s")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+	return logs.String()
+}
+
+// TestReadableSecretFiles checks --secret-file, --api-key-file and --tls-key at mode 0644:
+// refused with a message that names the flag, the file, its mode and both fixes; served, with a
+// warning, under --allow-readable-secrets.
+func TestReadableSecretFiles(t *testing.T) {
+	secrets := writeFile(t, "secrets", "k1 s1\n")
+	keys := writeFile(t, "keys", "key-a\n")
+	_, crt, key := testPair(t, t.TempDir(), "c")
+	for _, f := range []struct{ flag, path string }{{"secret-file", secrets}, {"api-key-file", keys}, {"tls-key", key}} {
+		t.Run(f.flag, func(t *testing.T) {
+			if err := os.Chmod(f.path, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			defer os.Chmod(f.path, 0o600)
+			args := []string{"--secret-file", secrets, "--api-key-file", keys, "--tls-cert", crt, "--tls-key", key}
+			// Cancelled before: were the file accepted, run would return nil at once.
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			err := run(ctx, append([]string{"--listen", "127.0.0.1:0"}, args...), &syncBuffer{}, nil, nil)
+			for _, want := range []string{"--" + f.flag + ": " + f.path + " holds secrets and is mode 0644", "every user of this host can read it",
+				"chmod 600 " + f.path, "--allow-readable-secrets"} {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("err = %v, want it to say %q", err, want)
+				}
+			}
+			logs := serve(t, append(args, "--allow-readable-secrets")...)
+			if want := `level=WARN msg="--` + f.flag + ": " + f.path + ` holds secrets and is mode 0644`; !strings.Contains(logs, want) {
+				t.Errorf("logs lack %q:\n%s", want, logs)
+			}
+		})
+	}
+}
+
+// TestAPIKeyOnCommandLineWarned checks that --api-key is used, with a warning naming
+// --api-key-file, and that --api-key-file alone draws no warning.
+func TestAPIKeyOnCommandLineWarned(t *testing.T) {
+	secrets := writeFile(t, "secrets", "k1 s1\n")
+	logs := serve(t, "--secret-file", secrets, "--api-key", "key-a")
+	if want := `level=WARN msg="--api-key is given on the command line, which every user of this host can read (ps, /proc/PID/cmdline): put it in a file named by --api-key-file instead"`; !strings.Contains(logs, want) {
+		t.Errorf("logs lack %q:\n%s", want, logs)
+	}
+	logs = serve(t, "--secret-file", secrets, "--api-key-file", writeFile(t, "keys", "key-a\n"))
+	if strings.Contains(logs, "level=WARN") {
+		t.Errorf("a warning with the key in a 0600 file:\n%s", logs)
+	}
+}
+
+// testPair writes a self-signed certificate for 127.0.0.1 named cn and its key as PEM files
+// in dir and returns the certificate (for the client's pool) and the two paths.
+func testPair(t *testing.T, dir, cn string) (*x509.Certificate, string, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crt := writeFile(t, cn+".crt", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	k := writeFile(t, cn+".key", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})))
+	return cert, crt, k
+}
+
+func copyTo(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startRun runs the command with args on a goroutine and returns the bound address, the
+// logs, and a stop function that cancels it and returns run's result.
+func startRun(t *testing.T, args []string, reload <-chan os.Signal) (net.Addr, *syncBuffer, func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	logs := &syncBuffer{}
+	go func() { done <- run(ctx, args, logs, reload, func(a net.Addr) { addrc <- a }) }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(15 * time.Second):
+				runErr = errors.New("run did not return after cancel")
+			}
+		})
+		return runErr
+	}
+	select {
+	case a := <-addrc:
+		t.Cleanup(func() { _ = stop() })
+		return a, logs, stop
+	case err := <-done:
+		cancel()
+		t.Fatalf("run returned early: %v\n%s", err, logs.String())
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("server not ready within 10s")
+	}
+	return nil, nil, nil
+}
+
+// TestRunTLS serves credentials over TLS, swaps the pair on reload (the next connection sees
+// the new certificate while a connection opened before keeps working), and refuses a bad new
+// pair, keeping the current one.
+func TestRunTLS(t *testing.T) {
+	secrets := writeFile(t, "secrets", "k1 first-secret\n")
+	keys := writeFile(t, "keys", "key-a\n")
+	dir := t.TempDir()
+	certA, crtA, keyA := testPair(t, dir, "cert-a")
+	certB, crtB, keyB := testPair(t, dir, "cert-b")
+	crt, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	copyTo(t, crtA, crt)
+	copyTo(t, keyA, key)
+	pool := x509.NewCertPool()
+	pool.AddCert(certA)
+	pool.AddCert(certB)
+
+	reload := make(chan os.Signal) // unbuffered: the second of two sends completes after the first reload
+	addr, logs, stop := startRun(t, []string{"--listen", "127.0.0.1:0", "--secret-file", secrets, "--api-key-file", keys,
+		"--tls-cert", crt, "--tls-key", key, "--relay", "internet:edge.example.com:3478:443"}, reload)
+	newClient := func() *http.Client {
+		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, MaxConnsPerHost: 1}}
+	}
+	// get fetches a credential and returns the certificate the server presented on the
+	// connection used and whether that connection was reused.
+	get := func(c *http.Client) (cn string, reused bool) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "https://"+addr.String()+"/credentials?username=alice&ttl=60", nil)
+		req.Header.Set("Authorization", "Bearer key-a")
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused },
+		}))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("GET over TLS: %v\n%s", err, logs.String())
+		}
+		defer resp.Body.Close()
+		var cred auth.JSONCredentials
+		if err := json.NewDecoder(resp.Body).Decode(&cred); err != nil || resp.StatusCode != 200 || !strings.HasPrefix(cred.Username, "mras1:k1:") {
+			t.Fatalf("status %d, credentials %+v, err %v", resp.StatusCode, cred, err)
+		}
+		if resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 {
+			t.Fatal("answer did not come over TLS")
+		}
+		return resp.TLS.PeerCertificates[0].Subject.CommonName, reused
+	}
+	hup := func() {
+		reload <- syscall.SIGHUP
+		reload <- syscall.SIGHUP
+	}
+
+	old := newClient()
+	if cn, _ := get(old); cn != "cert-a" {
+		t.Fatalf("server presented %q, want cert-a", cn)
+	}
+	// Plain HTTP to the TLS port gets no credential.
+	if resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + addr.String() + "/credentials?username=alice"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatal("plain HTTP got 200 from the TLS listener")
+		}
+	}
+
+	copyTo(t, crtB, crt)
+	copyTo(t, keyB, key)
+	hup()
+	if cn, reused := get(newClient()); cn != "cert-b" || reused {
+		t.Fatalf("new connection after reload: certificate %q (reused %v), want cert-b on a new connection\n%s", cn, reused, logs.String())
+	}
+	if cn, reused := get(old); cn != "cert-a" || !reused {
+		t.Fatalf("connection opened before the reload: certificate %q reused %v, want it kept up with cert-a", cn, reused)
+	}
+	if !strings.Contains(logs.String(), "TLS certificate reloaded") || !strings.Contains(logs.String(), `subject="CN=cert-b"`) {
+		t.Errorf("logs lack the reload:\n%s", logs.String())
+	}
+
+	// A bad new pair (B's certificate with A's key) is refused; B stays.
+	copyTo(t, keyA, key)
+	hup()
+	if cn, _ := get(newClient()); cn != "cert-b" {
+		t.Fatalf("after a bad pair, server presented %q, want cert-b kept", cn)
+	}
+	if !strings.Contains(logs.String(), "TLS certificate not reloaded; keeping the current pair") {
+		t.Errorf("logs do not say the bad pair was refused:\n%s", logs.String())
+	}
+
+	// A new key every user can read is refused; B stays.
+	copyTo(t, crtA, crt)
+	copyTo(t, keyA, key)
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hup()
+	if cn, _ := get(newClient()); cn != "cert-b" {
+		t.Fatalf("after a 0644 key, server presented %q, want cert-b kept", cn)
+	}
+	if want := "--tls-key: " + key + " holds secrets and is mode 0644"; !strings.Contains(logs.String(), want) {
+		t.Errorf("logs lack %q:\n%s", want, logs.String())
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
+
+// TestRunAnonymous: without an API key the service listens only on loopback, unless forced
+// with --insecure-anonymous. Run it in a network namespace (0.0.0.0 is bound).
+func TestRunAnonymous(t *testing.T) {
+	secrets := writeFile(t, "secrets", "k1 s1\n")
+	for _, listen := range []string{"0.0.0.0:0", "[::]:0"} {
+		t.Run("refused on "+listen, func(t *testing.T) {
+			err := run(context.Background(), []string{"--secret-file", secrets, "--allow-anonymous", "--listen", listen}, io.Discard, nil, nil)
+			if err == nil || !strings.Contains(err.Error(), "--insecure-anonymous") || !strings.Contains(err.Error(), "not a loopback address") {
+				t.Fatalf("err = %v, want a refusal naming --insecure-anonymous", err)
+			}
+		})
+	}
+	anonGet := func(t *testing.T, addr net.Addr) {
+		t.Helper()
+		_, port, _ := net.SplitHostPort(addr.String())
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://127.0.0.1:" + port + "/credentials?username=alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("anonymous request: status %d", resp.StatusCode)
+		}
+	}
+	t.Run("allowed on loopback", func(t *testing.T) {
+		addr, _, stop := startRun(t, []string{"--secret-file", secrets, "--allow-anonymous", "--listen", "127.0.0.1:0"}, nil)
+		anonGet(t, addr)
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("forced with --insecure-anonymous", func(t *testing.T) {
+		addr, logs, stop := startRun(t, []string{"--secret-file", secrets, "--insecure-anonymous", "--listen", "0.0.0.0:0"}, nil)
+		anonGet(t, addr)
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(logs.String(), "--insecure-anonymous") {
+			t.Errorf("no warning about --insecure-anonymous:\n%s", logs.String())
+		}
+	})
 }

@@ -4,6 +4,13 @@
 // the modes and the definition of a relayed packet.
 //
 //	avedge-load --server 127.0.0.1:3478 --secret S --clients 50 --rate 50 --size 160 --duration 10s --server-pid PID --json
+//
+// avedge's default caps are those of a public edge, not of a benchmark: --user gives every
+// client one username, which avedge's user-quota (16) refuses beyond 16 clients with 486,
+// and --rate 0 pushes one allocation past its max-bps (20 Mbit/s), whose excess is dropped
+// and would count as loss. Start the relay under test with --user-quota -1 --max-bps -1 (and
+// a range of at least --clients ports) for such runs; make bench-relay does. --secret mints
+// a username per client and needs no override for the user quota.
 package main
 
 import (
@@ -47,7 +54,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	window := fs.Int("window", 32, "packets in flight per client when --rate 0")
 	groups := fs.Int("groups", 0, "pacing groups, each with its own echo peer (0: min(clients, GOMAXPROCS))")
 	secret := fs.String("secret", "", "TURN REST shared secret (credentials minted per client)")
-	user := fs.String("user", "", "long-term username (instead of --secret)")
+	user := fs.String("user", "", "long-term username shared by every client (instead of --secret; avedge needs --user-quota -1 beyond 16 clients)")
 	password := fs.String("password", "", "long-term password (with --user)")
 	pid := fs.Int("server-pid", 0, "measure this process's CPU time over the run")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")

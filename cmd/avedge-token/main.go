@@ -1,7 +1,9 @@
 // Command avedge-token mints an avedge credential offline from a shared
 // secret, for scripts and tests. By default it prints a TURN REST credential
 // (coturn use-auth-secret compatible); with --mras it prints a keyed username
-// like the credential service issues.
+// like the credential service issues. --secret-file is refused when users other
+// than its owner can read it (internal/secretfile), unless --allow-readable-secrets;
+// --secret works with a warning (every user of the host can read a command line).
 //
 //	avedge-token --secret-file /etc/avedge/secrets --user alice --ttl 8h
 //	avedge-token --secret s3cr3t --mras --user sip:alice@example.com --json
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/internal/secretfile"
 )
 
 func main() {
@@ -51,6 +54,7 @@ func run(args []string, stdout, stderr io.Writer, now func() time.Time) error {
 	sep := fs.String("separator", auth.DefaultSeparator, "TURN REST separator between expiry and user (coturn rest-api-separator)")
 	realm := fs.String("realm", "", "also print the RFC 8489 long-term key MD5(username:realm:password) for this realm")
 	asJSON := fs.Bool("json", false, "print JSON instead of text")
+	allowReadable := fs.Bool(secretfile.AllowFlag, false, "read --secret-file even when users other than its owner can read it (refused otherwise: chmod 600 it; root's 0640 and 0440 files are accepted)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: avedge-token (--secret S | --secret-file F) [flags]")
 		fs.PrintDefaults()
@@ -75,6 +79,7 @@ func run(args []string, stdout, stderr io.Writer, now func() time.Time) error {
 	case *secret != "" && *secretFile != "":
 		return errors.New("--secret and --secret-file: give only one")
 	case *secret != "":
+		fmt.Fprintln(stderr, "avedge-token: warning:", secretfile.CommandLineWarning("secret", "secret-file"))
 		sec = auth.Secret{ID: *keyID, Value: []byte(*secret)}
 		if sec.ID == "" {
 			sec.ID = auth.DefaultKeyID(sec.Value)
@@ -83,6 +88,14 @@ func run(args []string, stdout, stderr io.Writer, now func() time.Time) error {
 			return fmt.Errorf("--key-id: %w", err)
 		}
 	case *secretFile != "":
+		err := secretfile.Check(*secretFile)
+		var exposed *secretfile.ExposedError
+		switch {
+		case errors.As(err, &exposed) && *allowReadable:
+			fmt.Fprintln(stderr, "avedge-token: warning: --secret-file:", exposed.Warning())
+		case err != nil:
+			return fmt.Errorf("--secret-file: %w", err)
+		}
 		secrets, err := auth.LoadSecretsFile(*secretFile)
 		if err != nil {
 			return fmt.Errorf("--secret-file: %w", err)

@@ -73,8 +73,8 @@ func TestRun(t *testing.T) {
 }
 
 func TestRunJSONValidates(t *testing.T) {
-	var out bytes.Buffer
-	if err := run([]string{"--secret", "north", "--key-id", "prod", "--mras", "--user", "bob", "--ttl", "1h", "--json", "--realm", "r"}, &out, &out, now); err != nil {
+	var out, errOut bytes.Buffer
+	if err := run([]string{"--secret", "north", "--key-id", "prod", "--mras", "--user", "bob", "--ttl", "1h", "--json", "--realm", "r"}, &out, &errOut, now); err != nil {
 		t.Fatal(err)
 	}
 	var got output
@@ -94,9 +94,60 @@ func TestHelp(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, f := range []string{"-secret-file", "-ttl", "-mras", "-realm", "-json", "(default 8h0m0s)"} {
+	for _, f := range []string{"-secret-file", "-ttl", "-mras", "-realm", "-json", "(default 8h0m0s)", "-allow-readable-secrets"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("help lacks %q:\n%s", f, out.String())
 		}
+	}
+}
+
+// TestSecretWhereOthersCanRead checks --secret (used, with a warning on stderr naming
+// --secret-file, stdout untouched) and a --secret-file of mode 0644 (refused with a message
+// naming the flag, the file, its mode and both fixes; used, with a warning, under
+// --allow-readable-secrets); a 0600 file draws no warning.
+func TestSecretWhereOthersCanRead(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := run([]string{"--secret", "north", "--user", "alice", "--json"}, &out, &errOut, now); err != nil {
+		t.Fatal(err)
+	}
+	want := "avedge-token: warning: --secret is given on the command line, which every user of this host can read (ps, /proc/PID/cmdline): put it in a file named by --secret-file instead\n"
+	if errOut.String() != want {
+		t.Errorf("stderr %q, want %q", errOut.String(), want)
+	}
+	if err := json.Unmarshal(out.Bytes(), new(output)); err != nil {
+		t.Errorf("stdout is not the JSON alone: %v: %s", err, out.Bytes())
+	}
+
+	secrets := filepath.Join(t.TempDir(), "secrets")
+	if err := os.WriteFile(secrets, []byte("k2 north\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errOut.Reset()
+	if err := run([]string{"--secret-file", secrets, "--user", "alice"}, &out, &errOut, now); err != nil || errOut.Len() != 0 {
+		t.Fatalf("0600: err %v, stderr %q", err, errOut.String())
+	}
+	if err := os.Chmod(secrets, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	err := run([]string{"--secret-file", secrets, "--user", "alice"}, &out, &errOut, now)
+	for _, want := range []string{"--secret-file: " + secrets + " holds secrets and is mode 0644", "every user of this host can read it",
+		"chmod 600 " + secrets, "--allow-readable-secrets"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("0644: err = %v, want it to say %q", err, want)
+		}
+	}
+	if out.Len() != 0 {
+		t.Errorf("0644: printed %q", out.String())
+	}
+	if err := run([]string{"--secret-file", secrets, "--user", "alice", "--allow-readable-secrets"}, &out, &errOut, now); err != nil {
+		t.Fatalf("0644 with --allow-readable-secrets: %v", err)
+	}
+	if !strings.Contains(out.String(), "Cd/49soE35ICqcJF/bCTn8Z4OyE=") {
+		t.Errorf("0644 with --allow-readable-secrets: printed %q", out.String())
+	}
+	if want := "avedge-token: warning: --secret-file: " + secrets + " holds secrets and is mode 0644"; !strings.Contains(errOut.String(), want) {
+		t.Errorf("stderr %q lacks %q", errOut.String(), want)
 	}
 }

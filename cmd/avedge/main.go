@@ -2,11 +2,17 @@
 // ports from the edge range, time-limited shared-secret credentials, Prometheus metrics.
 //
 // With no flags it runs the embedded default: everything on loopback, a generated secret,
-// and a credential printed so that a client can use the relay at once.
+// and a credential printed so that a client can use the relay at once. A credential or secret
+// is printed only while every listener is on loopback (see announce).
+//
+// The built-in credential service (auth-listen) speaks HTTPS with auth-tls-cert and
+// auth-tls-key, whose pair SIGHUP re-reads (reloadAuthTLS); without an API key it serves only
+// on loopback unless auth-insecure-anonymous.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -15,10 +21,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -28,6 +37,7 @@ import (
 
 	"github.com/avedge/avedge/auth"
 	"github.com/avedge/avedge/config"
+	"github.com/avedge/avedge/internal/secretfile"
 	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/relay"
 )
@@ -56,6 +66,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		return 2
 	}
 	log := newLogger(stderr, opts.LogFormat, opts.LogLevel)
+	for _, w := range st.Warnings {
+		log.Warn(w)
+	}
 	sizeGOMAXPROCS(st.Relay.Workers)
 
 	reg := prometheus.NewRegistry()
@@ -85,12 +98,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		_ = srv.Close()
 		return 1
 	}
-	if st.GeneratedSecret || (opts.PrintCredentials != nil && *opts.PrintCredentials) {
-		printCredentials(stdout, st, srv)
-	}
-	if st.GeneratedAPIKey != "" && authAddr != "" {
-		fmt.Fprintf(stdout, "Credential service (MRAS XML on /mras, JSON on /credentials), API key generated for this run:\n  curl -s -H 'Authorization: Bearer %s' 'http://%s/credentials?username=alice'\n\n", st.GeneratedAPIKey, authAddr)
-	}
+	removeCredentials := announce(stdout, st, opts.PrintCredentials, srv.Addrs(), authAddr)
+	defer removeCredentials()
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
@@ -130,7 +139,7 @@ type httpServers struct {
 // bound ("" when it is off). On error, what it started is still to be stopped.
 func (h *httpServers) start(st *config.Settings, reg *prometheus.Registry, m *metrics.Metrics, srv *relay.Server) (authAddr string, err error) {
 	if st.MetricsListen != "" {
-		if _, err := h.serve("metrics", "metrics-listen", st.MetricsListen, metrics.Handler(reg, srv.Ready)); err != nil {
+		if _, err := h.serve("metrics", "metrics-listen", st.MetricsListen, metrics.Handler(reg, srv.Ready), nil); err != nil {
 			return "", err
 		}
 	}
@@ -147,25 +156,52 @@ func (h *httpServers) start(st *config.Settings, reg *prometheus.Registry, m *me
 	if err != nil {
 		return "", err
 	}
-	return h.serve("credential service", "auth-listen", st.AuthListen, svc)
+	var tc *tls.Config
+	if st.AuthTLS != nil {
+		tc = st.AuthTLS.TLSConfig()
+	}
+	addr, err := h.serve("credential service", "auth-listen", st.AuthListen, svc, tc, certAttrs(st.AuthTLS)...)
+	if err != nil {
+		return "", err
+	}
+	if ap, err := netip.ParseAddrPort(addr); tc == nil && (err != nil || !ap.Addr().Unmap().IsLoopback()) {
+		h.log.Warn("credential service without TLS on a non-loopback address: API keys and credentials cross the network in clear; give auth-tls-cert and auth-tls-key", "addr", addr)
+	}
+	return addr, nil
 }
 
-// serve listens on addr (set by the option key) and serves handler there in a goroutine;
-// it returns the address as bound.
-func (h *httpServers) serve(name, key, addr string, handler http.Handler) (string, error) {
+// serve listens on addr (set by the option key) and serves handler there in a goroutine, over
+// TLS when tc is not nil; it returns the address as bound. attrs are logged with the address.
+func (h *httpServers) serve(name, key, addr string, handler http.Handler, tc *tls.Config, attrs ...any) (string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("%s: listen %s: %w (set --%s to another address, or empty to turn it off)", name, addr, err, key)
 	}
-	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: handler, TLSConfig: tc, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelWarn)}
 	h.servers = append(h.servers, hs)
 	h.serving.Go(func() {
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if tc != nil {
+			err = hs.ServeTLS(ln, "", "") // the pair comes from tc.GetCertificate
+		} else {
+			err = hs.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			h.log.Error(name+" stopped", "err", err)
 		}
 	})
-	h.log.Info(name+" listening", "addr", ln.Addr().String())
+	h.log.Info(name+" listening", append([]any{"addr", ln.Addr().String(), "tls", tc != nil}, attrs...)...)
 	return ln.Addr().String(), nil
+}
+
+// certAttrs describes the pair cert serves, for the log (nothing without TLS).
+func certAttrs(cert *auth.Certificate) []any {
+	if cert == nil {
+		return nil
+	}
+	leaf := cert.Current().Leaf
+	return []any{"subject", leaf.Subject.String(), "dns", leaf.DNSNames, "notAfter", leaf.NotAfter.UTC().Format(time.RFC3339)}
 }
 
 // stop shuts the servers down (2 s each for requests in flight) and waits for their Serve
@@ -239,16 +275,27 @@ func waitAndStop(ctx context.Context, log *slog.Logger, sigs chan os.Signal, dra
 // reload re-reads the configuration (flags and the --config file, with the secret and user
 // files they name) and applies what can change while allocations live: shared secrets, static
 // users and the peer policy. A configuration that does not load is refused and the running
-// settings stay.
+// settings stay. The credential service's TLS pair is re-read on its own (reloadAuthTLS), so
+// that a pair caught half-renewed does not hold back a secret rotation, nor the reverse.
 func reload(log *slog.Logger, args []string, st *config.Settings, srv *relay.Server) {
 	o, err := config.Parse(args, io.Discard)
-	var nst *config.Settings
-	if err == nil {
-		nst, err = o.Build()
+	if err != nil {
+		log.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
+		reloadAuthTLS(log, st, nil)
+		return
 	}
+	defer reloadAuthTLS(log, st, &o)
+	// The pair is the listener's, re-read by reloadAuthTLS from the files it started with:
+	// Build leaves it out here.
+	bo := o
+	bo.AuthTLSCert, bo.AuthTLSKey = "", ""
+	nst, err := bo.Build()
 	if err != nil {
 		log.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
 		return
+	}
+	for _, w := range nst.Warnings {
+		log.Warn("SIGHUP: " + w)
 	}
 	if !nst.GeneratedSecret {
 		st.Keyring.Set(nst.Keyring.Secrets())
@@ -256,6 +303,38 @@ func reload(log *slog.Logger, args []string, st *config.Settings, srv *relay.Ser
 	st.Validator.SetUsers(nst.Users)
 	srv.SetPeerPolicy(nst.Relay.Peers)
 	log.Info("SIGHUP: reloaded secrets, users and peer policy", "secrets", len(st.Keyring.Secrets()), "users", len(nst.Users))
+}
+
+// reloadAuthTLS re-reads the credential service's TLS pair (st.AuthTLS) from the files it was
+// started with: the next handshake gets the new pair, connections already open keep theirs. A
+// key file others can read (unless allow-readable-secrets in o, the configuration as re-read;
+// nil when it did not parse) or a pair that does not load (unreadable, key not matching,
+// expired) is refused and the current pair keeps serving. Other files named in o are logged
+// as needing a restart: the listener keeps the pair it has.
+func reloadAuthTLS(log *slog.Logger, st *config.Settings, o *config.Options) {
+	if o != nil && st.Service != nil && o.AuthListen != "" && (o.AuthTLSCert != st.AuthTLSCert || o.AuthTLSKey != st.AuthTLSKey) {
+		log.Warn("SIGHUP: auth-tls-cert or auth-tls-key changed: the credential service keeps the files it started with until avedge restarts",
+			"auth-tls-cert", st.AuthTLSCert, "auth-tls-key", st.AuthTLSKey)
+	}
+	if st.AuthTLS == nil {
+		return
+	}
+	err := secretfile.Check(st.AuthTLSKey)
+	var exposed *secretfile.ExposedError
+	if errors.As(err, &exposed) && o != nil && o.AllowReadableSecrets {
+		log.Warn("SIGHUP: auth-tls-key: " + exposed.Warning())
+		err = nil
+	}
+	if err != nil {
+		err = fmt.Errorf("auth-tls-key: %w", err)
+	} else {
+		err = st.AuthTLS.Reload()
+	}
+	if err != nil {
+		log.Error("SIGHUP: TLS certificate not reloaded; keeping the current pair", append([]any{"err", err}, certAttrs(st.AuthTLS)...)...)
+		return
+	}
+	log.Info("SIGHUP: TLS certificate reloaded", certAttrs(st.AuthTLS)...)
 }
 
 // relaysOf lists this relay, as bound, for the credential service's default relay list.
@@ -298,16 +377,107 @@ func pionVersion() string {
 	return ""
 }
 
+// announce prints what lets a user try the relay at once: a credential (when the secret was
+// generated, or print-credentials asks for one) and the credential service's generated API key
+// (authAddr: the service as bound, "" when off). While a listener is not on loopback
+// (st.NonLoopback) it prints neither: what a daemon prints ends up in logs others read, and the
+// relay then serves more than this host. It writes them instead to a file only this user can
+// read and prints where that file is. The function it returns removes the file (at exit: a
+// generated secret dies with the process).
+func announce(stdout io.Writer, st *config.Settings, printCreds *bool, addrs []relay.ListenerConfig, authAddr string) (remove func()) {
+	var b strings.Builder
+	if st.GeneratedSecret || (printCreds != nil && *printCreds) {
+		printCredentials(&b, st, addrs)
+	}
+	if st.GeneratedAPIKey != "" && authAddr != "" {
+		fmt.Fprintf(&b, "Credential service (MRAS XML on /mras, JSON on /credentials), API key generated for this run:\n  %s\n\n", serviceCurl(st, authAddr))
+	}
+	switch {
+	case b.Len() == 0:
+		return func() {}
+	case st.NonLoopback == "":
+		io.WriteString(stdout, b.String())
+		return func() {}
+	}
+	path, err := writePrivate(b.String())
+	if err != nil {
+		fmt.Fprintf(stdout, "avedge is ready. Credentials are not printed: %s is not on loopback; writing them to a file failed (%v).\n"+
+			"Give static-auth-secret-file (and auth-api-key-file) and mint credentials with avedge-token --secret-file FILE.\n", st.NonLoopback, err)
+		return func() {}
+	}
+	fmt.Fprintf(stdout, "avedge is ready. Credentials are not printed: %s is not on loopback.\n"+
+		"They are in %s, which only this user can read (removed when avedge stops).\n", st.NonLoopback, path)
+	return func() { _ = os.Remove(path) }
+}
+
+// serviceCurl is a curl command line that fetches a credential from the credential service at
+// addr with st's generated API key. Over TLS it trusts the certificate file the service serves
+// (--cacert) instead of skipping verification (-k): the line carries the API key, and -k
+// would teach sending it to whoever answers in the service's place. A self-signed certificate
+// is its own trust anchor; a CA's leaf given as --cacert is trusted as well (curl 7.68 and
+// later accept a partial chain). When the certificate names a host rather than the address
+// the service is bound to, --resolve points that name at the address, so that curl checks the
+// name the certificate carries.
+func serviceCurl(st *config.Settings, addr string) string {
+	if st.AuthTLS == nil {
+		return fmt.Sprintf("curl -s -H 'Authorization: Bearer %s' 'http://%s/credentials?username=alice'", st.GeneratedAPIKey, addr)
+	}
+	cacert, err := filepath.Abs(st.AuthTLSCert)
+	if err != nil {
+		cacert = st.AuthTLSCert
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	target, resolve, note := addr, "", ""
+	if leaf := st.AuthTLS.Current().Leaf; leaf.VerifyHostname(host) != nil {
+		name := ""
+		for _, n := range leaf.DNSNames {
+			if !strings.HasPrefix(n, "*.") {
+				name = n
+				break
+			}
+		}
+		if name != "" {
+			ip := host
+			if strings.Contains(host, ":") {
+				ip = "[" + host + "]"
+			}
+			target, resolve = net.JoinHostPort(name, port), fmt.Sprintf(" --resolve '%s:%s:%s'", name, port, ip)
+		} else {
+			note = fmt.Sprintf("\n  (%s names neither %s nor a host name: curl refuses it; make a certificate that names one)", cacert, host)
+		}
+	}
+	return fmt.Sprintf("curl -s --cacert '%s'%s -H 'Authorization: Bearer %s' 'https://%s/credentials?username=alice'%s",
+		cacert, resolve, st.GeneratedAPIKey, target, note)
+}
+
+// writePrivate writes text to a new file in the temporary directory ($TMPDIR) that only this
+// user can read (os.CreateTemp makes it mode 0600), and returns its name.
+func writePrivate(text string) (string, error) {
+	f, err := os.CreateTemp("", "avedge-credentials-*.txt")
+	if err != nil {
+		return "", err
+	}
+	_, err = f.WriteString(text)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
 // printCredentials prints a credential valid for 8 hours, an iceServers snippet and a
-// turnutils_uclient command line that work against this relay as printed.
-func printCredentials(w io.Writer, st *config.Settings, srv *relay.Server) {
+// turnutils_uclient command line that work against this relay (listening on addrs) as printed.
+func printCredentials(w io.Writer, st *config.Settings, addrs []relay.ListenerConfig) {
 	sec, ok := st.Keyring.Newest()
 	if !ok {
 		return
 	}
 	user, pass := auth.MintREST(sec.Value, "avedge-demo", time.Now().Add(8*time.Hour))
 	var udp, tcp string
-	for _, l := range srv.Addrs() {
+	for _, l := range addrs {
 		switch {
 		case l.Network == relay.UDP && udp == "":
 			udp = l.Addr.String()

@@ -23,14 +23,43 @@ import (
 
 // lockedBuffer is an io.Writer safe for the daemon's goroutines and the test.
 type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu    sync.Mutex
+	b     bytes.Buffer
+	wrote chan struct{} // closed by the next Write; made by waitFor
 }
 
 func (l *lockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.wrote != nil {
+		close(l.wrote)
+		l.wrote = nil
+	}
 	return l.b.Write(p)
+}
+
+// waitFor waits up to d for the text written from offset from on to contain want, and returns
+// that text and whether it does.
+func (l *lockedBuffer) waitFor(from int, want string, d time.Duration) (string, bool) {
+	timeout := time.After(d)
+	for {
+		l.mu.Lock()
+		text := l.b.String()[from:]
+		if strings.Contains(text, want) {
+			l.mu.Unlock()
+			return text, true
+		}
+		if l.wrote == nil {
+			l.wrote = make(chan struct{})
+		}
+		wrote := l.wrote
+		l.mu.Unlock()
+		select {
+		case <-wrote:
+		case <-timeout:
+			return text, false
+		}
+	}
 }
 
 func (l *lockedBuffer) String() string {

@@ -220,7 +220,8 @@ func TestReload(t *testing.T) {
 		name            string
 		secrets, users  string // "" leaves the file as it is
 		config          *string
-		remove          string // a file to delete before reloading
+		remove          string      // a file to delete before reloading
+		secretsMode     os.FileMode // not 0: the secrets file's mode for this step
 		logged          string
 		ok, refused     []credential
 		publicPeerCode  int
@@ -272,6 +273,13 @@ func TestReload(t *testing.T) {
 			publicPeerCode: 403,
 		},
 		{
+			name:    "secrets file every user can read keeps the old settings",
+			secrets: "k3 " + secretC + "\n", secretsMode: 0o644,
+			logged: `configuration not reloaded, keeping the running one" err="config: static-auth-secret-file: ` + r.secrets + ` holds secrets and is mode 0644`,
+			ok:     []credential{credB}, refused: []credential{credA, credC},
+			publicPeerCode: 403,
+		},
+		{
 			name:    "two secrets during a rotation, policy lifted",
 			secrets: "k3 " + secretC + "\nk2 " + secretB + "\n",
 			config:  ptr(""),
@@ -289,6 +297,12 @@ func TestReload(t *testing.T) {
 			}
 			if st.config != nil {
 				r.writeConfig(t, *st.config)
+			}
+			if st.secretsMode != 0 {
+				if err := os.Chmod(r.secrets, st.secretsMode); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = os.Chmod(r.secrets, 0o600) })
 			}
 			if st.remove != "" {
 				if err := os.Remove(filepath.Join(r.dir, st.remove)); err != nil {

@@ -22,21 +22,24 @@
 //     IPv4-compatible, NAT64, 6to4, Teredo server and client) yields each
 //     embedded IPv4 address as a component.
 //  3. If Deny contains the address as given or any component: [ReasonDenyList].
-//  4. If the address or any component is one of RelayAddrs: [ReasonRelayAddress].
-//  5. Each IPv4 component is classified by the built-in IPv4 table
+//  4. Each IPv4 component is classified by the built-in IPv4 table
 //     (loopback, RFC 1918, CGNAT, link-local, Azure's WireServer, …); a
 //     refused component refuses the address unless Allow contains that
 //     IPv4 component.
-//  6. If Allow contains the IPv6 address as given: allowed.
-//  7. The IPv6 address itself is classified by the built-in IPv6 table
-//     (loopback, link-local, ULA, multicast, documentation, anything outside
-//     2000::/3 that is not a translation prefix, …).
+//  5. Unless Allow contains the IPv6 address as given, the IPv6 address
+//     itself is classified by the built-in IPv6 table (loopback,
+//     link-local, ULA, multicast, documentation, anything outside 2000::/3
+//     that is not a translation prefix, …).
+//  6. If the address or any component is one of the host's own addresses
+//     (Local) and not exempt (Own, loopback under AllowLoopback, or named
+//     by a single-address Allow entry): [ReasonLocal].
 //
-// So Deny wins over everything, the relay's own addresses are never peers,
-// and Allow only ever lifts the built-in ranges, each family's by entries
-// of that family: an IPv6 entry (a NAT64 prefix, say) never lifts the
-// refusal of an IPv4 address it embeds. A [Policy] is immutable: to
-// reload, build a new one with [New] and swap it in (an atomic.Pointer).
+// So Deny wins over everything; Allow only ever lifts the built-in ranges,
+// each family's by entries of that family (an IPv6 entry such as a NAT64
+// prefix never lifts the refusal of an IPv4 address it embeds); and the
+// host's own addresses are never peers unless named one by one. A
+// [Policy] is immutable: to reload, build a new one with [New] and swap it
+// in (an atomic.Pointer).
 //
 // # Limits
 //

@@ -16,9 +16,10 @@ type Config struct {
 	AllowLoopback bool
 
 	// Allow lifts the built-in deny ranges for the addresses it contains;
-	// it never lifts Deny or RelayAddrs. An entry is matched against the
-	// peer address as given and against each IPv4 address it embeds.
-	// Default empty.
+	// it never lifts Deny. An entry is matched against the peer address as
+	// given and against each IPv4 address it embeds. Only a single-address
+	// entry (a /32 or /128) lifts the refusal of a Local address. Default
+	// empty.
 	Allow []netip.Prefix
 
 	// Deny is always refused ([ReasonDenyList]), whatever Allow says. An
@@ -27,14 +28,21 @@ type Config struct {
 	// ::ffff:198.51.100.7 and 2002:c633:6407::1. Default empty.
 	Deny []netip.Prefix
 
-	// RelayAddrs are the relay's own addresses (listeners and relay
-	// addresses), always refused ([ReasonRelayAddress]), so a client cannot
-	// loop traffic through the relay into itself. A wildcard listener should
-	// list the host's interface addresses. The match is on the address
-	// alone, so this also refuses a peer that is another allocation's
-	// relayed address on the same relay (both ends of a call on relay
-	// candidates of one server). Default empty.
-	RelayAddrs []netip.Addr
+	// Local are the host's own addresses (the kernel's routes of type
+	// local: every interface address, secondary addresses, VIPs, AnyIP
+	// ranges and 127.0.0.0/8), refused ([ReasonLocal]) so that a client
+	// cannot reach a service on the relay's host, its listeners on another
+	// address included. Three exceptions: an address in Own; a loopback
+	// address when AllowLoopback is set; an address that Allow names as a
+	// single address. An entry is matched against the address as given and
+	// against each IPv4 address it embeds. Default empty.
+	Local []netip.Prefix
+
+	// Own are the relay's own relayed addresses (relay and external IPs),
+	// exempt from Local: a peer there is another allocation's relayed
+	// address (both ends of a call on relay candidates of one relay), and
+	// the relay checks its port per packet instead. Default empty.
+	Own []netip.Addr
 }
 
 // Policy decides whether a peer address may be reached through the relay.
@@ -47,8 +55,10 @@ type Policy struct {
 	allow6        []range6 // reason unused
 	deny4         []range4
 	deny6         []range6
-	relay4        []uint32
-	relay6        []netip.Addr
+	local4        []range4
+	local6        []range6
+	lift4         []uint32     // Own, and single-address Allow entries: exempt from Local
+	lift6         []netip.Addr // the same, IPv6
 }
 
 // New builds a Policy from cfg. The slices are copied; invalid prefixes and
@@ -58,15 +68,22 @@ func New(cfg Config) *Policy {
 	p := &Policy{allowLoopback: cfg.AllowLoopback}
 	p.allow4, p.allow6 = splitPrefixes(cfg.Allow)
 	p.deny4, p.deny6 = splitPrefixes(cfg.Deny)
-	for _, a := range cfg.RelayAddrs {
+	p.local4, p.local6 = splitPrefixes(cfg.Local)
+	lifted := append([]netip.Addr(nil), cfg.Own...)
+	for _, pfx := range cfg.Allow {
+		if pfx.IsValid() && pfx.IsSingleIP() {
+			lifted = append(lifted, pfx.Addr())
+		}
+	}
+	for _, a := range lifted {
 		if !a.IsValid() {
 			continue
 		}
 		a = a.WithZone("").Unmap()
 		if a.Is4() {
-			p.relay4 = append(p.relay4, v4value(a))
+			p.lift4 = append(p.lift4, v4value(a))
 		} else {
-			p.relay6 = append(p.relay6, a)
+			p.lift6 = append(p.lift6, a)
 		}
 	}
 	return p
@@ -139,14 +156,14 @@ func (p *Policy) Check(ip netip.Addr) Reason {
 	var emb [2]uint32
 	var n int
 	var hi, lo uint64
-	own := Allowed
+	class6 := Allowed
 	is4 := ip.Is4()
 	if is4 {
 		emb[0], n = v4value(ip), 1
 	} else {
 		b := ip.As16()
 		hi, lo = binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
-		own, n = classify6(hi, lo, p.allowLoopback, &emb)
+		class6, n = classify6(hi, lo, p.allowLoopback, &emb)
 	}
 	comps := emb[:n]
 
@@ -156,21 +173,6 @@ func (p *Policy) Check(ip netip.Addr) Reason {
 	for _, v := range comps {
 		if in4(p.deny4, v) {
 			return ReasonDenyList
-		}
-	}
-
-	if !is4 {
-		for _, r := range p.relay6 {
-			if r == ip {
-				return ReasonRelayAddress
-			}
-		}
-	}
-	for _, v := range comps {
-		for _, r := range p.relay4 {
-			if r == v {
-				return ReasonRelayAddress
-			}
 		}
 	}
 
@@ -184,10 +186,47 @@ func (p *Policy) Check(ip netip.Addr) Reason {
 			return r
 		}
 	}
-	if !is4 && in6(p.allow6, hi, lo) {
-		return Allowed
+	if class6 != Allowed && (is4 || !in6(p.allow6, hi, lo)) {
+		return class6
 	}
-	return own
+
+	// The host's own addresses, after the built-in ranges so that a
+	// loopback or private address keeps its more telling reason.
+	if !is4 && in6(p.local6, hi, lo) && !p.lifted6(ip) {
+		return ReasonLocal
+	}
+	for _, v := range comps {
+		if in4(p.local4, v) && !p.lifted4(v) {
+			return ReasonLocal
+		}
+	}
+	return Allowed
+}
+
+// lifted4 reports whether the IPv4 address v is exempt from Local.
+func (p *Policy) lifted4(v uint32) bool {
+	if p.allowLoopback && v>>24 == 127 {
+		return true
+	}
+	for _, l := range p.lift4 {
+		if l == v {
+			return true
+		}
+	}
+	return false
+}
+
+// lifted6 reports whether the IPv6 address ip is exempt from Local.
+func (p *Policy) lifted6(ip netip.Addr) bool {
+	if p.allowLoopback && ip.IsLoopback() {
+		return true
+	}
+	for _, l := range p.lift6 {
+		if l == ip {
+			return true
+		}
+	}
+	return false
 }
 
 // ParsePrefixes parses allow/deny list entries: a CIDR prefix ("10.0.0.0/8",

@@ -29,14 +29,19 @@ func testPolicies(t testing.TB) map[string]*Policy {
 		"nat64":      New(Config{Allow: mustPrefixes(t, "64:ff9b::/96", "2001:db8:64::/96")}),
 		"lists": New(Config{
 			Allow: mustPrefixes(t, "10.0.0.0/8", "192.168.5.0/24", "fd00:1::/32",
-				"2001:db8:1::/48", "52.0.0.0/8", "2606:4700:ffff::/48"),
+				"2001:db8:1::/48", "52.0.0.0/8", "2606:4700:ffff::/48", "10.1.1.1"),
 			Deny: mustPrefixes(t, "10.9.0.0/16", "8.8.4.0/24", "2606:4700:ffff::/48",
 				"::ffff:9.9.9.0/120"),
-			RelayAddrs: []netip.Addr{
-				netip.MustParseAddr("52.1.2.3"),
-				netip.MustParseAddr("::ffff:52.1.2.4"),
-				netip.MustParseAddr("2600:1f18::1"),
-			},
+			// The host's own addresses: a public address, a VIP range,
+			// an IPv6 address, loopback; one of them is a relayed address.
+			Local: mustPrefixes(t, "52.1.2.3/32", "52.1.2.4/32", "52.7.0.0/24",
+				"2600:1f18::1/128", "127.0.0.0/8", "::1/128", "10.1.1.1/32", "52.8.0.1/32"),
+			Own: []netip.Addr{netip.MustParseAddr("52.1.2.4")},
+		}),
+		"local-loopback": New(Config{
+			AllowLoopback: true,
+			Local:         mustPrefixes(t, "127.0.0.0/8", "::1/128", "52.1.2.3/32"),
+			Own:           []netip.Addr{netip.MustParseAddr("127.0.0.1")},
 		}),
 	}
 }
@@ -150,7 +155,7 @@ func TestCheck(t *testing.T) {
 		{"allowloopback private", "loopback", "10.0.0.1", ReasonPrivate},
 		{"allowloopback metadata", "loopback", "169.254.169.254", ReasonLinkLocal},
 
-		// Allow, Deny and RelayAddrs.
+		// Allow, Deny, Local and Own.
 		{"allow lifts private", "lists", "10.1.2.3", Allowed},
 		{"allow matches mapped", "lists", "::ffff:10.1.2.3", Allowed},
 		{"allow matches 6to4", "lists", "2002:a01:203::1", Allowed},
@@ -174,14 +179,22 @@ func TestCheck(t *testing.T) {
 		{"deny v6 wins over allow", "lists", "2606:4700:ffff::1", ReasonDenyList},
 		{"deny given as mapped prefix", "lists", "9.9.9.9", ReasonDenyList},
 		{"deny neighbour", "lists", "8.8.8.8", Allowed},
-		{"relay v4", "lists", "52.1.2.3", ReasonRelayAddress},
-		{"relay v4 wins over allow", "lists", "52.1.2.3", ReasonRelayAddress},
-		{"relay mapped", "lists", "::ffff:52.1.2.3", ReasonRelayAddress},
-		{"relay 6to4", "lists", "2002:3401:203::1", ReasonRelayAddress},
-		{"relay given as mapped", "lists", "52.1.2.4", ReasonRelayAddress},
-		{"relay neighbour allowed", "lists", "52.1.2.5", Allowed},
-		{"relay v6", "lists", "2600:1f18::1", ReasonRelayAddress},
-		{"relay v6 neighbour", "lists", "2600:1f18::2", Allowed},
+		{"local v4", "lists", "52.1.2.3", ReasonLocal},
+		{"local v4 wins over a range allow", "lists", "52.8.0.1", ReasonLocal},
+		{"local mapped", "lists", "::ffff:52.1.2.3", ReasonLocal},
+		{"local 6to4", "lists", "2002:3401:203::1", ReasonLocal},
+		{"local nat64", "lists", "64:ff9b::3401:203", ReasonLocal},
+		{"local vip range", "lists", "52.7.0.99", ReasonLocal},
+		{"local neighbour allowed", "lists", "52.1.2.5", Allowed},
+		{"local v6", "lists", "2600:1f18::1", ReasonLocal},
+		{"local v6 neighbour", "lists", "2600:1f18::2", Allowed},
+		{"own relayed address", "lists", "52.1.2.4", Allowed},
+		{"own relayed address mapped", "lists", "::ffff:52.1.2.4", Allowed},
+		{"local private keeps its reason", "lists", "127.0.0.1", ReasonLoopback},
+		{"local lifted by a single-address allow", "lists", "10.1.1.1", Allowed},
+		{"local, allow loopback", "local-loopback", "127.0.0.2", Allowed},
+		{"local v6 loopback, allow loopback", "local-loopback", "::1", Allowed},
+		{"local public, allow loopback", "local-loopback", "52.1.2.3", ReasonLocal},
 
 		// An IPv6 allow entry lifts the IPv6 classification only: the IPv4
 		// address it embeds is still classified (and refused) on its own.
@@ -223,14 +236,18 @@ func TestCheckInvalid(t *testing.T) {
 
 func TestNewSkipsInvalidAndCopies(t *testing.T) {
 	allow := []netip.Prefix{{}, netip.MustParsePrefix("10.1.2.3/8")}
-	relays := []netip.Addr{{}, netip.MustParseAddr("fe80::1%eth0")}
-	p := New(Config{Allow: allow, RelayAddrs: relays})
+	own := []netip.Addr{{}, netip.MustParseAddr("2600:1f18::1%eth0")}
+	local := []netip.Prefix{{}, netip.MustParsePrefix("2600:1f18::/64")}
+	p := New(Config{Allow: allow, Local: local, Own: own})
 	allow[1] = netip.MustParsePrefix("1.0.0.0/8") // must not affect p
 	if got := p.Check(netip.MustParseAddr("10.200.0.1")); got != Allowed {
 		t.Errorf("unmasked allow entry: got %q, want allowed", got)
 	}
-	if got := p.Check(netip.MustParseAddr("fe80::1")); got != ReasonRelayAddress {
-		t.Errorf("zoned relay address: got %q, want %q", got, ReasonRelayAddress)
+	if got := p.Check(netip.MustParseAddr("2600:1f18::1")); got != Allowed {
+		t.Errorf("zoned own address: got %q, want allowed", got)
+	}
+	if got := p.Check(netip.MustParseAddr("2600:1f18::2")); got != ReasonLocal {
+		t.Errorf("local address: got %q, want %q", got, ReasonLocal)
 	}
 }
 

@@ -37,8 +37,9 @@ const (
 	// 240/4, 192.0.0/24, benchmarking, discard-only, deprecated forms, IPv6
 	// outside 2000::/3, local-use NAT64.
 	ReasonReserved Reason = "reserved"
-	// ReasonRelayAddress: one of the relay's own addresses (Config.RelayAddrs).
-	ReasonRelayAddress Reason = "relay_address"
+	// ReasonLocal: one of the host's own addresses (Config.Local) that is
+	// not a relayed address of this relay.
+	ReasonLocal Reason = "local"
 	// ReasonDenyList: contained in Config.Deny.
 	ReasonDenyList Reason = "deny_list"
 	// ReasonInvalid: the zero netip.Addr or an address with an IPv6 zone.
@@ -51,7 +52,7 @@ func Reasons() []Reason {
 	return []Reason{
 		ReasonLoopback, ReasonUnspecified, ReasonPrivate, ReasonCGNAT,
 		ReasonLinkLocal, ReasonMulticast, ReasonBroadcast, ReasonUniqueLocal,
-		ReasonDocumentation, ReasonReserved, ReasonRelayAddress,
+		ReasonDocumentation, ReasonReserved, ReasonLocal,
 		ReasonDenyList, ReasonInvalid, ReasonMetadata,
 	}
 }

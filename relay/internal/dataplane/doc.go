@@ -25,6 +25,11 @@
 // allocates nothing, logs nothing, calls no Prometheus code, makes no interface call and
 // takes no lock; its counters are atomics it owns, summed at scrape time (Stats.AddTo).
 //
+// A relay socket is closed only after a grace period (Worker.CloseRelay, Quiesce): any worker
+// may hold its fd number between a lookup and the send, so every worker first reports a point
+// at which it holds none, and only then does the owner close it; otherwise the number, reused
+// by the next socket opened, would carry the payload elsewhere.
+//
 // Where the kernel runs it (Linux 6.1 or later, io_uring not blocked), the worker uses an
 // io_uring (package relay/internal/uring) instead of epoll: every socket has a multishot
 // recvmsg armed that receives into a ring of provided buffers laid out with the same

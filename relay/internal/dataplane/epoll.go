@@ -74,6 +74,9 @@ func (w *Worker) runEpoll() {
 			}
 			w.readSock(s)
 		}
+		if len(w.out) > 0 {
+			beforeSend()
+		}
 		w.flush()
 	}
 }
@@ -96,6 +99,9 @@ func (w *Worker) runOps() bool {
 			if err := w.register(op.s); err != nil {
 				w.log.Error("relay: worker cannot watch relay socket", "worker", w.id, "err", err)
 			}
+		case opSync:
+			// runOps runs right after a flush: nothing the loop classified waits to be sent.
+			close(op.done)
 		case opClose:
 			if _, ok := w.socks[int32(op.s.fd)]; ok {
 				_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, op.s.fd, nil)

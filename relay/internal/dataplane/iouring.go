@@ -40,6 +40,7 @@ type uringState struct {
 	inFlight int    // sends not yet completed
 	unsent   uint32 // sends prepared but not yet submitted
 	rearm    []*loopSock
+	syncs    []chan struct{} // opSync dones waiting for this round's sends to be submitted
 	stopping bool
 	reaped   int             // receives and ops of the current reap
 	handle   func(uring.CQE) // w.onCQE, made once so that reaping allocates nothing
@@ -68,6 +69,12 @@ func (w *Worker) runUring(u *uring.Ring) {
 		}
 		if st.stopping {
 			return
+		}
+		if len(st.syncs) > 0 {
+			w.endSyncs()
+		}
+		if st.unsent > 0 {
+			beforeSend()
 		}
 		// Raw for as long as the hold lasts (-1: no end), then through the runtime (see
 		// Config.HoldMs); a wait that times out comes back here and parks.
@@ -285,6 +292,10 @@ func (w *Worker) runUringOps() bool {
 		case opAdd:
 			w.socks[int32(op.s.fd)] = op.s
 			w.arm(op.s)
+		case opSync:
+			// The sends this reap prepared name their socket by number until the kernel
+			// takes them: the op is answered once they are submitted (endSyncs).
+			w.u.syncs = append(w.u.syncs, op.done)
 		case opClose:
 			s := w.socks[int32(op.s.fd)]
 			if s == nil {
@@ -311,6 +322,31 @@ func (w *Worker) runUringOps() bool {
 		}
 	}
 	return !stopped
+}
+
+// endSyncs submits the sends prepared so far, without waiting, and answers the opSyncs taken
+// before them (see Quiesce). The kernel resolves a send's fd when it takes the request from
+// the submission queue, and the request then holds the socket itself: the number may be
+// closed and reused without the send noticing. (A UDP send with MSG_DONTWAIT also completes
+// within that io_uring_enter.) It costs a system call in the rounds that had an op only.
+func (w *Worker) endSyncs() {
+	st := w.u
+	if st.ring.Pending() > 0 {
+		if e := st.ring.Enter(0, true, 0); e != 0 && e != unix.EINTR && e != unix.EAGAIN && e != unix.EBUSY {
+			w.log.Error("relay: io_uring_enter failed; worker stops", "worker", w.id, "err", e)
+			st.stopping = true // drainUring answers the syncs
+			return
+		}
+		if st.ring.Pending() > 0 {
+			return // not all taken (EAGAIN, EBUSY): try again next round
+		}
+		st.unsent = 0
+	}
+	for i, d := range st.syncs {
+		close(d)
+		st.syncs[i] = nil
+	}
+	st.syncs = st.syncs[:0]
 }
 
 // closeSock closes a relay socket whose request has ended and tells CloseRelay.
@@ -346,4 +382,10 @@ func (w *Worker) drainUring() {
 			w.closeSock(s)
 		}
 	}
+	// The loop ends: it sends nothing more.
+	for i, d := range st.syncs {
+		close(d)
+		st.syncs[i] = nil
+	}
+	st.syncs = st.syncs[:0]
 }

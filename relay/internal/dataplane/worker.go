@@ -33,14 +33,15 @@ const _ = uint(uring.PayloadOff - uring.NameOff - headroom)
 type opKind uint8
 
 const (
-	opAdd opKind = iota
-	opClose
+	opAdd   opKind = iota
+	opClose        // stop reading s and close its fd
+	opSync         // report the next point at which the loop holds no fd taken from the table
 )
 
 type workerOp struct {
 	kind opKind
-	s    *loopSock
-	done chan struct{} // closed when the op has run (opClose)
+	s    *loopSock     // opAdd, opClose
+	done chan struct{} // closed when the op has run (opClose, opSync)
 }
 
 // Config is what a worker needs from the relay. Every field is read once, by NewWorker.
@@ -203,13 +204,44 @@ func (w *Worker) AddRelay(r *Relay) bool {
 // CloseRelay stops reading r's socket and closes it, from the loop, so that no read can race
 // with the descriptor's reuse. It waits for the loop. Exactly one side closes the fd: the
 // loop (or its shutdown) when the op was accepted, the caller when the worker had stopped.
-func (w *Worker) CloseRelay(r *Relay) {
+//
+// Any worker may have r's fd in hand: a client's ChannelData that it looked up in the table
+// before the allocation's channels went leaves through r's socket at the end of that
+// worker's round (epoll) or when its next io_uring_enter submits it. Were the fd closed
+// before, Linux would give its number to the next socket opened (the lowest free one), and
+// the payload would leave through that socket instead. So the caller first makes r
+// unreachable from the table (its allocation without channels, or out of the table), then
+// CloseRelay waits out a grace period: every worker of all (which holds w) reports a point
+// in its loop at which it holds no fd taken from the table before (Quiesce); only then does
+// w close the fd.
+func (w *Worker) CloseRelay(r *Relay, all []*Worker) {
+	Quiesce(all)
 	done := make(chan struct{})
 	if !w.submit(workerOp{kind: opClose, s: &loopSock{fd: r.FD, kind: kindRelay, rc: r}, done: done}) {
 		unix.Close(r.FD)
 		return
 	}
 	<-done
+}
+
+// Quiesce waits until every running worker of ws has passed a quiescent point since the call
+// began: a point in its loop where no datagram it classified before is still waiting to be
+// sent (epoll: after the round's flush; io_uring: once the round's sends were submitted,
+// and a submitted request holds its own reference to the socket, not the number). A
+// worker that has stopped holds nothing and is not waited for. It costs every worker one
+// wake-up and nothing per packet: grace periods as in RCU, with the loops' op queue as the
+// only shared state.
+func Quiesce(ws []*Worker) {
+	dones := make([]chan struct{}, 0, len(ws))
+	for _, w := range ws {
+		done := make(chan struct{})
+		if w.submit(workerOp{kind: opSync, done: done}) {
+			dones = append(dones, done)
+		}
+	}
+	for _, d := range dones {
+		<-d
+	}
 }
 
 // stop ends the loop and waits for it; every socket it owned is closed.
@@ -267,9 +299,12 @@ func (w *Worker) shutdown() {
 	// Relay sockets belong to their owners, which close them themselves once they find the
 	// worker stopped; only a close that was already asked of the loop is done here.
 	for _, op := range ops {
-		if op.kind == opClose {
+		switch op.kind {
+		case opClose:
 			unix.Close(op.s.fd)
 			close(op.done)
+		case opSync:
+			close(op.done) // the loop has ended: it sends nothing more
 		}
 	}
 	for _, s := range w.lisSocks {

@@ -1,0 +1,158 @@
+package auth
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// testPair writes a self-signed certificate for 127.0.0.1 named cn, valid from notBefore to
+// notAfter, and its key, as PEM files in dir; it returns their paths.
+func testPair(t *testing.T, dir, cn string, notBefore, notAfter time.Time) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, cn+".crt"), filepath.Join(dir, cn+".key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func servedCN(t *testing.T, c *Certificate) string {
+	t.Helper()
+	got, err := c.TLSConfig().GetCertificate(&tls.ClientHelloInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got.Leaf.Subject.CommonName
+}
+
+func TestCertificateReload(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	aCrt, aKey := testPair(t, dir, "a", now.Add(-time.Hour), now.Add(time.Hour))
+	bCrt, bKey := testPair(t, dir, "b", now.Add(-time.Hour), now.Add(time.Hour))
+	oldCrt, oldKey := testPair(t, dir, "old", now.Add(-2*time.Hour), now.Add(-time.Hour))
+	crt, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	copyFile(t, aCrt, crt)
+	copyFile(t, aKey, key)
+
+	c, err := LoadCertificate(crt, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cn := servedCN(t, c); cn != "a" {
+		t.Fatalf("serves %q, want a", cn)
+	}
+
+	for _, tc := range []struct {
+		name     string
+		crt, key string // copied over tls.crt and tls.key
+		garbage  bool   // tls.key overwritten with text that is no PEM
+		wantErr  error  // nil: any error
+	}{
+		{name: "mismatched key", crt: bCrt, key: aKey},
+		{name: "not PEM", crt: bCrt, key: bKey, garbage: true},
+		{name: "expired", crt: oldCrt, key: oldKey, wantErr: ErrCertExpired},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			copyFile(t, tc.crt, crt)
+			copyFile(t, tc.key, key)
+			if tc.garbage {
+				if err := os.WriteFile(key, []byte("not a key\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := c.Reload()
+			if err == nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Reload = %v, want an error (%v)", err, tc.wantErr)
+			}
+			if cn := servedCN(t, c); cn != "a" {
+				t.Errorf("after a refused reload serves %q, want the previous pair a", cn)
+			}
+			if _, err := LoadCertificate(crt, key); err == nil {
+				t.Error("LoadCertificate accepts the pair Reload refused")
+			}
+		})
+	}
+
+	copyFile(t, bCrt, crt)
+	copyFile(t, bKey, key)
+	if err := c.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if cn := servedCN(t, c); cn != "b" {
+		t.Fatalf("after reload serves %q, want b", cn)
+	}
+	if _, err := LoadCertificate(filepath.Join(dir, "missing.crt"), key); err == nil {
+		t.Error("LoadCertificate accepts a missing file")
+	}
+}
+
+func TestCheckAnonymousListen(t *testing.T) {
+	for _, tc := range []struct {
+		addr net.Addr
+		ok   bool
+	}{
+		{&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8443}, true},
+		{&net.TCPAddr{IP: net.IPv4(127, 1, 2, 3), Port: 8443}, true},
+		{&net.TCPAddr{IP: net.IPv6loopback, Port: 8443}, true},
+		{&net.TCPAddr{IP: net.IPv4zero, Port: 8443}, false},
+		{&net.TCPAddr{IP: net.IPv6unspecified, Port: 8443}, false},
+		{&net.TCPAddr{IP: net.IPv4(10, 0, 0, 5), Port: 8443}, false},
+		{&net.TCPAddr{IP: net.ParseIP("::ffff:127.0.0.1"), Port: 8443}, true},
+		{&net.UnixAddr{Name: "/run/x", Net: "unix"}, false},
+	} {
+		t.Run(tc.addr.String(), func(t *testing.T) {
+			err := CheckAnonymousListen(tc.addr)
+			if tc.ok != (err == nil) || err != nil && !errors.Is(err, ErrAnonymousNotLoopback) {
+				t.Errorf("CheckAnonymousListen(%s) = %v, want ok=%v", tc.addr, err, tc.ok)
+			}
+		})
+	}
+}

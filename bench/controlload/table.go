@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/avedge/avedge/bench/benchstat"
+)
+
+// rounds are one server's runs at one N, in round order.
+type rounds struct {
+	rate, last, rssPerAlloc, refresh50, refresh99, bind50, bind99 []float64
+	failures                                                      int // Allocate, Refresh and ChannelBind failures, every round
+	short                                                         int // allocations not made (asked − made), every round
+}
+
+// table reads "N<TAB>server<TAB>report-json" lines (one per run, the report being controlload
+// --json output) and writes the comparison: medians over the rounds of allocations per second
+// (overall and in the last tenth, with 90–100 % live), RSS per allocation, Refresh and
+// ChannelBind latency, failures summed over the rounds, and the ratios avedge/coturn and
+// avedge/pion of allocations per second with the range of the per-round ratios.
+func table(in io.Reader, out io.Writer) error {
+	var ns []int
+	var servers []string
+	results := map[string]*rounds{}
+	key := func(n int, srv string) string { return strconv.Itoa(n) + "\t" + srv }
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" {
+			continue
+		}
+		parts := strings.SplitN(text, "\t", 3)
+		if len(parts) != 3 {
+			return fmt.Errorf("line %d: want N<TAB>server<TAB>json", line)
+		}
+		n, err := strconv.Atoi(parts[0])
+		if err != nil || n < 1 {
+			return fmt.Errorf("line %d: N %q is not a positive count", line, parts[0])
+		}
+		var rep Report
+		if err := json.Unmarshal([]byte(parts[2]), &rep); err != nil {
+			return fmt.Errorf("line %d: %w", line, err)
+		}
+		if !slices.Contains(ns, n) {
+			ns = append(ns, n)
+		}
+		if !slices.Contains(servers, parts[1]) {
+			servers = append(servers, parts[1])
+		}
+		r := results[key(n, parts[1])]
+		if r == nil {
+			r = &rounds{}
+			results[key(n, parts[1])] = r
+		}
+		last := 0.0
+		if len(rep.TenthRates) == 10 {
+			last = rep.TenthRates[9]
+		}
+		r.rate = append(r.rate, rep.AllocsPerSecond)
+		r.last = append(r.last, last)
+		r.rssPerAlloc = append(r.rssPerAlloc, rep.RSSPerAllocation)
+		r.refresh50 = append(r.refresh50, rep.Refresh.P50)
+		r.refresh99 = append(r.refresh99, rep.Refresh.P99)
+		r.bind50 = append(r.bind50, rep.ChannelBind.P50)
+		r.bind99 = append(r.bind99, rep.ChannelBind.P99)
+		r.failures += sum(rep.Failures) + sum(rep.RefreshFailures) + sum(rep.ChannelBindFailures)
+		r.short += rep.Allocations - rep.Made
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	slices.Sort(ns)
+
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "live N\tserver\trounds\tallocs/s\tlast tenth/s\tfailed\tRSS kB/alloc\trefresh p50/p99 ms\tchannelbind p50/p99 ms\tavedge/coturn\tavedge/pion\t")
+	for _, n := range ns {
+		ave := results[key(n, "avedge")]
+		for _, srv := range servers {
+			r := results[key(n, srv)]
+			if r == nil {
+				continue
+			}
+			vsCoturn, vsPion := "", ""
+			if srv == "avedge" {
+				vsCoturn = benchstat.Ratio(ave.rate, rateOf(results[key(n, "coturn")]))
+				vsPion = benchstat.Ratio(ave.rate, rateOf(results[key(n, "pion")]))
+			}
+			rss := "-"
+			if m := benchstat.Median(r.rssPerAlloc); m > 0 {
+				rss = fmt.Sprintf("%.1f", m/1e3)
+			}
+			failed := strconv.Itoa(r.failures)
+			if r.short > r.failures {
+				// A run cut short (timeout) makes fewer than asked without a failure each.
+				failed += fmt.Sprintf(" (%d not made)", r.short)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%.0f\t%.0f\t%s\t%s\t%.2f / %.2f\t%.2f / %.2f\t%s\t%s\t\n",
+				n, srv, len(r.rate), benchstat.Median(r.rate), benchstat.Median(r.last), failed, rss,
+				benchstat.Median(r.refresh50), benchstat.Median(r.refresh99),
+				benchstat.Median(r.bind50), benchstat.Median(r.bind99), vsCoturn, vsPion)
+		}
+	}
+	return tw.Flush()
+}
+
+func rateOf(r *rounds) []float64 {
+	if r == nil {
+		return nil
+	}
+	return r.rate
+}
+
+func sum(m map[string]int) int {
+	t := 0
+	for _, v := range m {
+		t += v
+	}
+	return t
+}

@@ -1,0 +1,95 @@
+//go:build linux
+
+package relay
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+)
+
+// connLimit caps live stream connections in total and per source: an IPv4 address, or the
+// /64 of an IPv6 address (one subscriber's LAN, as the Allocate rate limit counts it).
+type connLimit struct {
+	maxTotal, maxPerSource int // negative: unlimited. Static.
+
+	mu    sync.Mutex
+	total int                // live connections. Guarded by mu.
+	bySrc map[netip.Addr]int // live connections per sourceKey. Guarded by mu.
+}
+
+func newConnLimit(maxTotal, maxPerSource int) *connLimit {
+	return &connLimit{maxTotal: maxTotal, maxPerSource: maxPerSource, bySrc: map[netip.Addr]int{}}
+}
+
+// sourceKey is what connections from ip are counted under.
+func sourceKey(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
+	}
+	return ip
+}
+
+// connRefusal says which cap refused a connection.
+type connRefusal int
+
+const (
+	connAdmitted connRefusal = iota
+	connOverTotal
+	connOverSource
+)
+
+// acquire takes a slot for a connection from ip, unless a cap is reached. Every admitted
+// connection must be given back with release.
+func (l *connLimit) acquire(ip netip.Addr) connRefusal {
+	k := sourceKey(ip)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.maxTotal >= 0 && l.total >= l.maxTotal {
+		return connOverTotal
+	}
+	n := l.bySrc[k]
+	if l.maxPerSource >= 0 && n >= l.maxPerSource {
+		return connOverSource
+	}
+	l.total++
+	l.bySrc[k] = n + 1
+	return connAdmitted
+}
+
+// release gives back the slot of a connection from ip.
+func (l *connLimit) release(ip netip.Addr) {
+	k := sourceKey(ip)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if n := l.bySrc[k] - 1; n > 0 {
+		l.bySrc[k] = n
+	} else {
+		delete(l.bySrc, k)
+	}
+}
+
+// live returns the number of live connections.
+func (l *connLimit) live() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total
+}
+
+// streamStats counts what the stream listeners did, for the log and for tests. Atomics;
+// written by the listeners' Accept and the connections' readers.
+type streamStats struct {
+	accepted     atomic.Uint64 // connections accepted, admitted or not
+	overTotal    atomic.Uint64 // closed at once: MaxStreamConns reached
+	overSource   atomic.Uint64 // closed at once: MaxStreamConnsPerSource reached
+	acceptErrors atomic.Uint64 // Accept failures retried (EMFILE, ENFILE, ...)
+	handshake    atomic.Uint64 // closed: TLS handshake failed or timed out
+	firstTimeout atomic.Uint64 // closed: no complete valid frame within StreamFirstMessageTimeout
+	idleTimeout  atomic.Uint64 // closed: nothing received for StreamIdleTimeout
+	writeTimeout atomic.Uint64 // closed: a write blocked for StreamWriteTimeout
+	tooLarge     atomic.Uint64 // closed: a frame longer than pion reads
+	lastLog      atomic.Int64  // unix nanoseconds of the last refusal logged
+}
