@@ -373,6 +373,10 @@ func (o Options) peersAndLimits(st *Settings) error {
 	}
 	rc.MaxAllocations, rc.UserQuota, rc.AllocationBandwidth = o.TotalQuota, o.UserQuota, o.MaxBPS
 	rc.ChannelLifetime, rc.PermissionLifetime, rc.AllocationLifetime = o.ChannelLifetime, o.PermissionLifetime, o.AllocationLifetime
+	if o.MaxPermissions == 0 || o.MaxChannels == 0 || o.PermissionRate == 0 {
+		return bad("max-permissions/max-channels/permission-rate", "0 would refuse every permission or channel: give a limit, or -1 for unlimited")
+	}
+	rc.MaxPermissions, rc.MaxChannels, rc.PermissionRate = o.MaxPermissions, o.MaxChannels, o.PermissionRate
 	rc.AllocateRate, rc.UnauthorizedRate, rc.RequestRate = o.AllocateRate, o.UnauthorizedRate, o.RequestRate
 	rc.ControlShards, rc.NewWorkShards = o.ControlShards, o.NewWorkShards
 	if o.AllocateRate == 0 || o.UnauthorizedRate == 0 || o.RequestRate == 0 {

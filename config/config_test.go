@@ -162,6 +162,9 @@ func TestRefusedWithTheKeyNamed(t *testing.T) {
 		{name: "stray argument", args: []string{"serve"}, key: "serve"},
 		{name: "bad duration", yaml: "drain-timeout: soon\n", key: "drain-timeout"},
 		{name: "unknown data path", yaml: "data-path: dpdk\n", key: "data-path"},
+		{name: "no permission at all", args: []string{"--max-permissions", "0"}, key: "max-permissions"},
+		{name: "no channel at all", yaml: "max-channels: 0\n", key: "max-channels"},
+		{name: "permission rate zero", args: []string{"--permission-rate", "0"}, key: "permission-rate"},
 		{name: "user quota zero", args: []string{"--user-quota", "0"}, key: "user-quota"},
 		{name: "max-bps zero", yaml: "max-bps: 0\n", key: "max-bps"},
 		{name: "negative tcp cap", args: []string{"--max-tcp-connections-per-source", "-1"}, key: "max-tcp-connections"},
@@ -298,6 +301,33 @@ func TestWildcardUDPListensOnEachAddress(t *testing.T) {
 // TestZeroMeansTheSameInRelayConfig hands relay.New the Settings Build derives, with Workers
 // and PortQuarantine at Go's zero: the relay must read them as the options' zero values read
 // (workers 0: one per two cores; port-quarantine 0: none), so that Build copies them through.
+// TestPerAllocationCaps: the caps' defaults reach relay.Config as documented there, and -1
+// means unlimited in both.
+func TestPerAllocationCaps(t *testing.T) {
+	for _, tc := range []struct {
+		args         []string
+		perms, chans int
+		rate         float64
+	}{
+		{args: nil, perms: relay.DefaultMaxPermissions, chans: relay.DefaultMaxChannels, rate: relay.DefaultPermissionRate},
+		{args: []string{"--max-permissions", "-1", "--max-channels", "-1", "--permission-rate", "-1"}, perms: -1, chans: -1, rate: -1},
+		{args: []string{"--max-permissions", "200", "--max-channels", "16", "--permission-rate", "0.5"}, perms: 200, chans: 16, rate: 0.5},
+	} {
+		o, err := Parse(append([]string{"--metrics-listen", "", "--auth-listen", ""}, tc.args...), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := o.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rc := st.Relay; rc.MaxPermissions != tc.perms || rc.MaxChannels != tc.chans || rc.PermissionRate != tc.rate {
+			t.Errorf("%v: relay gets %d permissions, %d channels, rate %v; want %d, %d, %v",
+				tc.args, rc.MaxPermissions, rc.MaxChannels, rc.PermissionRate, tc.perms, tc.chans, tc.rate)
+		}
+	}
+}
+
 func TestZeroMeansTheSameInRelayConfig(t *testing.T) {
 	o, err := Parse([]string{"--listening-port", "0", "--no-tcp", "--min-port", "32200", "--max-port", "32209",
 		"--metrics-listen", "", "--auth-listen", "", "--workers", "0", "--port-quarantine", "0"}, io.Discard)

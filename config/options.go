@@ -100,6 +100,16 @@ type Options struct {
 	// allocation-lifetime: the lifetime granted when a client asks for none. Zero: 10 minutes.
 	AllocationLifetime time.Duration
 
+	// max-permissions: the most permissions (peer IP addresses) of one allocation, 508 beyond.
+	// Negative: unlimited; zero is refused (it would refuse every permission).
+	MaxPermissions int
+	// max-channels: the most channels bound on one allocation, 508 beyond. Negative:
+	// unlimited; zero is refused.
+	MaxChannels int
+	// permission-rate: CreatePermission and ChannelBind requests per second per allocation,
+	// with 5 seconds' worth of burst, 508 beyond. Negative: unlimited; zero is refused.
+	PermissionRate float64
+
 	// allocate-rate: Allocate requests per second per client address (IPv6: per /64), with
 	// 5 seconds' worth of burst. Negative: unlimited. Zero is refused: to an operator it reads
 	// as "no Allocate at all", which relay.Config would take for its default instead.
@@ -320,6 +330,12 @@ var optionTable = []option{
 		"permission lifetime (0: 5m, RFC 8656)"),
 	opt("allocation-lifetime", func(o *Options) *time.Duration { return &o.AllocationLifetime }, 0,
 		"lifetime granted when a client asks for none (0: 10m; a requested LIFETIME is granted up to 1h)"),
+	opt("max-permissions", func(o *Options) *int { return &o.MaxPermissions }, 64,
+		"most permissions (peer IP addresses) per allocation, 508 beyond; an ICE agent needs one per remote candidate IP (-1: unlimited)"),
+	opt("max-channels", func(o *Options) *int { return &o.MaxChannels }, 64,
+		"most channels bound per allocation, 508 beyond (-1: unlimited)"),
+	opt("permission-rate", func(o *Options) *float64 { return &o.PermissionRate }, 10,
+		"CreatePermission and ChannelBind requests per second per allocation, burst 5 s, 508 beyond (-1: unlimited)"),
 	opt("allocate-rate", func(o *Options) *float64 { return &o.AllocateRate }, 200,
 		"Allocate requests per second per client address (IPv6: per /64), burst 5 s; excess dropped (-1: unlimited)"),
 	opt("unauthorized-rate", func(o *Options) *float64 { return &o.UnauthorizedRate }, 100,

@@ -100,6 +100,19 @@ type Config struct {
 	// unlimited.
 	AllocationBandwidth int64
 
+	// MaxPermissions caps the permissions (distinct peer IP addresses) of one allocation; a
+	// CreatePermission or ChannelBind that would go beyond is refused with 508 (Insufficient
+	// Capacity) and installs nothing. Refreshing a permission the allocation holds is never
+	// refused. Zero: DefaultMaxPermissions; negative: unlimited.
+	MaxPermissions int
+	// MaxChannels caps the channels bound on one allocation (508 beyond; rebinding a bound
+	// channel is a refresh and never refused). Zero: DefaultMaxChannels; negative: unlimited.
+	MaxChannels int
+	// PermissionRate limits the CreatePermission and ChannelBind requests of one allocation,
+	// per second, with a burst of 5 seconds' worth; authenticated requests beyond are answered
+	// 508. Zero: DefaultPermissionRate; negative: unlimited.
+	PermissionRate float64
+
 	// AllocateRate limits Allocate requests per client IP address (IPv6: per /64) per second,
 	// with a burst of 5 seconds' worth; excess requests are dropped unanswered. Zero: 200;
 	// negative: unlimited.
@@ -187,7 +200,26 @@ type Config struct {
 
 	// nonceClock is the clock nonces are issued and aged by (tests). Nil: time.Now.
 	nonceClock func() time.Time
+
+	// now is the clock of the per-allocation request rate (tests only). Nil: time.Now.
+	now func() time.Time
 }
+
+// Defaults of the per-allocation caps (Config.MaxPermissions, MaxChannels, PermissionRate).
+//
+// An ICE agent asks for one permission per remote candidate IP address and binds a channel
+// per remote candidate address it sends to: a peer with IPv4 and IPv6 on two interfaces, a
+// server-reflexive and peer-reflexive address or two and a relayed one per TURN server has
+// about a dozen, so 64 leaves five times that, while one credential can no longer make an
+// allocation hold tens of thousands (pion keeps a timer per permission and scans its channel
+// list on every ChannelBind). At the start of a call such an agent sends one request per
+// candidate within a second or two, then refreshes each every few minutes: 10 requests per
+// second with 51 at once covers the start and every refresh many times over.
+const (
+	DefaultMaxPermissions = 64
+	DefaultMaxChannels    = 64
+	DefaultPermissionRate = 10
+)
 
 // PeerPolicy says which peers a client may reach through the relay.
 type PeerPolicy struct {
@@ -232,6 +264,18 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.UnauthorizedRate == 0 {
 		out.UnauthorizedRate = 100
+	}
+	if out.MaxPermissions == 0 {
+		out.MaxPermissions = DefaultMaxPermissions
+	}
+	if out.MaxChannels == 0 {
+		out.MaxChannels = DefaultMaxChannels
+	}
+	if out.PermissionRate == 0 {
+		out.PermissionRate = DefaultPermissionRate
+	}
+	if out.now == nil {
+		out.now = time.Now
 	}
 	if out.MaxStreamConns == 0 {
 		out.MaxStreamConns = 10000

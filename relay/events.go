@@ -5,6 +5,7 @@ package relay
 import (
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/turn/v5"
@@ -12,6 +13,7 @@ import (
 	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/relay/internal/dataplane"
 	"github.com/avedge/avedge/relay/internal/sock"
+	"github.com/avedge/avedge/relay/policy"
 )
 
 // eventHandler keeps the fast-path table and the gauges in step with what pion decided, and
@@ -37,70 +39,46 @@ func (s *Server) eventHandler() turn.EventHandler {
 		OnAllocationDeleted: s.onAllocationDeleted,
 		OnPermissionCreated: func(src, dst net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
 			ip, ok := netip.AddrFromSlice(peer)
-			if !ok {
-				return
-			}
-			ip = ip.Unmap()
-			s.updateAlloc(src, dst, func(st *dataplane.AllocState) {
-				for _, p := range st.Perms {
-					if p == ip {
-						return
-					}
-				}
-				st.Perms = append(st.Perms, ip)
+			if a := s.allocOf(src, dst); a != nil && ok && s.fast.Permit(a.Alloc, ip.Unmap()) {
 				s.permCount.Add(1)
-			})
+			}
 		},
 		OnPermissionDeleted: func(src, dst net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
 			ip, ok := netip.AddrFromSlice(peer)
-			if !ok {
-				return
+			if a := s.allocOf(src, dst); a != nil && ok && s.fast.Revoke(a.Alloc, ip.Unmap()) {
+				s.permCount.Add(-1)
 			}
-			ip = ip.Unmap()
-			s.updateAlloc(src, dst, func(st *dataplane.AllocState) {
-				for i, p := range st.Perms {
-					if p == ip {
-						st.Perms = append(st.Perms[:i], st.Perms[i+1:]...)
-						s.permCount.Add(-1)
-						return
-					}
-				}
-			})
 		},
 		OnChannelCreated: func(src, dst net.Addr, _, _, _ string, _, peer net.Addr, num uint16) {
 			ap, ok := sock.AddrPortOf(peer)
-			if !ok {
+			a := s.allocOf(src, dst)
+			if a == nil || !ok {
 				return
 			}
 			c := &dataplane.Chan{Num: num, Peer: ap, Refused: !s.peerPortOK(ap)}
 			c.Raw.Set(ap)
-			s.updateAlloc(src, dst, func(st *dataplane.AllocState) {
-				st.Chans = append(st.Chans, c)
+			if s.fast.Bind(a.Alloc, c) {
 				s.chanCount.Add(1)
-			})
+			}
 		},
 		OnChannelDeleted: func(src, dst net.Addr, _, _, _ string, _, _ net.Addr, num uint16) {
-			s.updateAlloc(src, dst, func(st *dataplane.AllocState) {
-				for i, c := range st.Chans {
-					if c.Num == num {
-						st.Chans = append(st.Chans[:i], st.Chans[i+1:]...)
-						s.chanCount.Add(-1)
-						return
-					}
-				}
-			})
+			if a := s.allocOf(src, dst); a != nil && s.fast.Unbind(a.Alloc, num) {
+				s.chanCount.Add(-1)
+			}
 		},
 	}
 }
 
 // allocation is one live allocation: the workers' view of it, its relay socket, and what
-// the gauges count it under. Static after construction (its data-plane state changes
-// through Table.Update).
+// the gauges count it under. Static after construction (its permissions and channels change
+// through the Table).
 type allocation struct {
 	*dataplane.Alloc
 	rc        *relayConn
-	family    int // metrics family index
-	transport int // metrics transport index
+	family    int            // metrics family index
+	transport int            // metrics transport index
+	requests  *policy.Bucket // CreatePermission and ChannelBind requests (caps.go); nil: unlimited. Locks itself.
+	capLogged atomic.Bool    // a refusal by the caps was logged (caps.go)
 }
 
 func keyOf(src, dst net.Addr) (allocKey, bool) {
@@ -109,20 +87,16 @@ func keyOf(src, dst net.Addr) (allocKey, bool) {
 	return allocKey{src: s, dst: d}, ok1 && ok2
 }
 
-// updateAlloc applies f to the state of the allocation of the 5-tuple, if there is one
-// (Table.Update: under the table's lock, taken after s.mu is released).
-func (s *Server) updateAlloc(src, dst net.Addr, f func(st *dataplane.AllocState)) {
+// allocOf returns the live allocation of the 5-tuple, or nil. Every operation on the maps
+// behind it is O(1): s.mu is held for one map read.
+func (s *Server) allocOf(src, dst net.Addr) *allocation {
 	k, ok := keyOf(src, dst)
 	if !ok {
-		return
+		return nil
 	}
 	s.mu.Lock()
-	a := s.allocs[k]
-	s.mu.Unlock()
-	if a == nil {
-		return
-	}
-	s.fast.Update(a.Alloc, f)
+	defer s.mu.Unlock()
+	return s.allocs[k]
 }
 
 func (s *Server) onAllocationCreated(src, dst net.Addr, protocol, userID, realm string, relayAddr net.Addr, requestedPort int) {
@@ -137,7 +111,7 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, protocol, userID, realm 
 	if rc == nil {
 		return
 	}
-	a := &allocation{Alloc: dataplane.NewAlloc(rc.Relay), rc: rc, family: familyOf(rap.Addr())}
+	a := &allocation{Alloc: s.fast.NewAlloc(rc.Relay), rc: rc, family: familyOf(rap.Addr()), requests: s.newRequestBucket()}
 	_, isTCP := src.(*net.TCPAddr)
 	g := s.lisByAddr[k.dst]
 	switch {
@@ -179,14 +153,13 @@ func (s *Server) onAllocationDeleted(src, dst net.Addr, protocol, userID, realm 
 		return
 	}
 	if a.UDP {
-		s.fast.Remove(a.Key)
+		s.fast.Remove(a.Alloc)
 	}
-	// pion removed permissions and channels first (with their events); clear what is left.
-	s.fast.Update(a.Alloc, func(st *dataplane.AllocState) {
-		s.permCount.Add(-int64(len(st.Perms)))
-		s.chanCount.Add(-int64(len(st.Chans)))
-		st.Perms, st.Chans = nil, nil
-	})
+	// pion removed permissions and channels first (with their events); clear what is left,
+	// and whatever an event still in flight would add.
+	perms, chans := s.fast.Clear(a.Alloc)
+	s.permCount.Add(-int64(perms))
+	s.chanCount.Add(-int64(chans))
 	s.allocCount[a.transport][a.family].Add(-1)
 	life := time.Since(a.rc.created)
 	if m := s.cfg.Metrics; m != nil {

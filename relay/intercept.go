@@ -64,7 +64,8 @@ func (p *pendingRequest) challenge(answer []byte) bool {
 // dropped and counted; while the relay drains with an alternate server configured, an
 // Allocate request is answered 300 (Try Alternate) through r instead. Every message pion
 // will read goes through the nonce check (nonce.go) and the key-rotation check
-// (pioncompat.go).
+// (pioncompat.go) and, if it is a CreatePermission or ChannelBind, is noted for the
+// per-allocation caps (caps.go).
 func (s *Server) admitRequest(m []byte, from netip.AddrPort, src net.Addr, r replier) bool {
 	if isAllocateRequest(m) {
 		if lim := s.allocLimit; lim != nil && !lim.Allow(from.Addr(), time.Now().UnixNano()) {
@@ -82,16 +83,19 @@ func (s *Server) admitRequest(m []byte, from netip.AddrPort, src net.Addr, r rep
 		s.checkRotation(m, src)
 	}
 	r.request().note(m)
+	s.noteCapRequest(m, from, src, r)
 	return true
 }
 
 // passAnswer returns what to send client to (at address ap, over r) in place of b, which
 // pion wrote: a ChannelBind refused by the peer policy is answered 403
-// (fixChannelBindRefusal), an error or Binding answer over the client address's rate is not
+// (fixChannelBindRefusal), a CreatePermission or ChannelBind refused by the per-allocation
+// caps 508 (capAnswer), an error or Binding answer over the client address's rate is not
 // sent at all (ok false; counted: answerLimiter), and a NONCE pion issues leaves bound to the
 // client's 5-tuple (nonce.go).
 func (s *Server) passAnswer(b []byte, to net.Addr, ap netip.AddrPort, r replier) (out []byte, ok bool) {
 	b = s.fixChannelBindRefusal(b, to)
+	b = s.capAnswer(b, to)
 	code := stunErrorCode(b)
 	if lim := s.answerLimiter(b, code, r.request()); lim != nil && !lim.Allow(ap.Addr(), time.Now().UnixNano()) {
 		s.slowStats.Drop(dataplane.DropRateLimited)

@@ -35,6 +35,12 @@ import (
 //     replaced), on pion accepting its nonce left-padded with '0' (so a request keeps its
 //     size when its NONCE is put back), and on pion answering a NONCE it cannot read with 438
 //     before it calls the AuthHandler. Test: TestPionNonceShape.
+//  5. The per-allocation caps (caps.go) follow one request from the facade to pion's answer by
+//     the net.Addr pion was given for it: they rely on pion passing the very value ReadFrom
+//     returned (UDP: a new *net.UDPAddr per datagram; stream: the connection's RemoteAddr) as
+//     SrcAddr to the AuthHandler and the PermissionHandler and as the destination of its
+//     answer, and on pion asking the PermissionHandler before it installs each peer of a
+//     CreatePermission, stopping at the first refused. Test: TestCapsAnswer508.
 
 // rotationPassword picks, of the live passwords of a username with more than one, the one
 // checkRotation found the request signed with (the first if it found none).
@@ -48,11 +54,13 @@ func (s *Server) rotationPassword(ra *turn.RequestAttributes, passwords []string
 }
 
 // rememberBindKey keeps the key of a ChannelBind pion is authenticating, for
-// fixChannelBindRefusal.
+// fixChannelBindRefusal, and of a CreatePermission or ChannelBind the caps noted, for
+// capAnswer.
 func (s *Server) rememberBindKey(ra *turn.RequestAttributes, key []byte) {
 	if ra.Method == stun.MethodChannelBind {
 		s.bindKeys.put(ra.SrcAddr, key)
 	}
+	s.noteCapKey(ra, key)
 }
 
 // keyCache remembers the long-term key of the ChannelBind request pion is handling, per

@@ -35,9 +35,9 @@ import (
 // never the Server. Scrapes call snapshot from the metrics handler's goroutine.
 //
 // Locks: s.mu guards the maps of live relay sockets and allocations and the count of open
-// relay sockets; fast's own lock serialises the fast-path table's writers. The two are never
-// held together: the EventHandler looks an allocation up under s.mu, releases it, then
-// updates the table (updateAlloc). Neither is taken by a worker.
+// relay sockets; each allocation's own lock serialises the fast-path table's writers for it.
+// The two are never held together: the EventHandler looks an allocation up under s.mu,
+// releases it, then updates the table (allocOf). Neither is taken by a worker.
 //
 // Goroutines: New starts one per worker; Close stops each and waits for it (Worker.Close).
 // Close starts none.
@@ -78,6 +78,7 @@ type Server struct {
 
 	precheck   precheckCache       // locks itself. Written by admitRequest, taken by authenticate.
 	bindKeys   keyCache            // locks itself. Written by authenticate, taken by passAnswer.
+	caps       capGate             // locks itself. Written by admitRequest and authenticate, read by permitPeer, taken by passAnswer.
 	slowStats  dataplane.SlowStats // atomics. Written by the facades and permit; read by snapshot.
 	allocCount [3][2]atomic.Int64  // [transport][family]. Written by the EventHandler; read by snapshot.
 	permCount  atomic.Int64        // Written by the EventHandler; read by snapshot.
@@ -207,7 +208,7 @@ func New(cfg Config) (*Server, error) {
 			// pion's nonces are server-wide, and a client always reaches the same shard.
 			for _, sh := range g.shards {
 				turnCfg.PacketConnConfigs = append(turnCfg.PacketConnConfigs, turn.PacketConnConfig{
-					PacketConn: sh, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+					PacketConn: sh, RelayAddressGenerator: gen, PermissionHandler: s.permitPeer,
 				})
 			}
 		case TCP, TLS:
@@ -216,7 +217,7 @@ func New(cfg Config) (*Server, error) {
 				return nil, err
 			}
 			turnCfg.ListenerConfigs = append(turnCfg.ListenerConfigs, turn.ListenerConfig{
-				Listener: ln, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+				Listener: ln, RelayAddressGenerator: gen, PermissionHandler: s.permitPeer,
 			})
 		default:
 			return nil, fmt.Errorf("relay: listener %s: unknown transport %q (want udp, tcp or tls)", l.Addr, l.Network)

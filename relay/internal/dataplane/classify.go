@@ -55,7 +55,7 @@ func (w *Worker) fromClient(lis *Listener, buf *[headroom + bufSize]byte, size i
 		if ch == nil {
 			return w.drop(DropNoChannel)
 		}
-		if !a.Permitted(ch.Peer.Addr()) {
+		if !ch.Permitted() {
 			return w.drop(DropNoPermission)
 		}
 		if ch.Refused {
@@ -88,16 +88,23 @@ func (w *Worker) fromPeer(rc *Relay, buf *[headroom + bufSize]byte, size int, fr
 		}
 		return w.handoff(&rc.HandoffQueue, buf[headroom:headroom+size], from)
 	}
-	if !a.Permitted(from.Addr()) {
+	// A bound channel carries its peer IP's permission: one lookup for the common case.
+	ch := a.ChanFromPeer(from)
+	if ch == nil {
+		if !a.Permitted(from.Addr()) {
+			return w.drop(DropNoPermission)
+		}
+		if rc.Limited(size) {
+			return w.drop(DropQuota)
+		}
+		// A permission but no channel: pion wraps it in a Data indication.
+		return w.handoff(&rc.HandoffQueue, buf[headroom:headroom+size], from)
+	}
+	if !ch.Permitted() {
 		return w.drop(DropNoPermission)
 	}
 	if rc.Limited(size) {
 		return w.drop(DropQuota)
-	}
-	ch := a.ChanByPeer(from)
-	if ch == nil {
-		// A permission but no channel: pion wraps it in a Data indication.
-		return w.handoff(&rc.HandoffQueue, buf[headroom:headroom+size], from)
 	}
 	// The ChannelData header goes into the headroom in front of the payload: no copy.
 	binary.BigEndian.PutUint16(buf[0:2], ch.Num)

@@ -61,12 +61,13 @@ func newForwardRig(t testing.TB) *forwardRig {
 	}
 	client := cl.LocalAddr().(*net.UDPAddr).AddrPort()
 	peerAP := peer.LocalAddr().(*net.UDPAddr).AddrPort()
-	a := NewAlloc(rc)
+	a := w.fast.NewAlloc(rc)
 	a.Key, a.UDP = Key{Lis: 0, Client: client}, true
 	a.ClientRaw.Set(client)
 	ch := &Chan{Num: 0x4001, Peer: peerAP}
 	ch.Raw.Set(peerAP)
-	a.state.Store(&AllocState{Chans: []*Chan{ch}, Perms: []netip.Addr{peerAP.Addr()}})
+	w.fast.Permit(a, peerAP.Addr())
+	w.fast.Bind(a, ch)
 	w.fast.Insert(a)
 	rc.Alloc.Store(a)
 	t.Cleanup(func() {
@@ -212,6 +213,19 @@ func BenchmarkLookupOnly(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		n := r.put(0, data)
 		r.w.handle(r.lis, &r.w.bufs[0], n, r.client)
+		r.w.out = r.w.out[:0]
+	}
+}
+
+// BenchmarkLookupOnlyFromPeer is the same for a datagram from the peer on a bound channel.
+func BenchmarkLookupOnlyFromPeer(b *testing.B) {
+	r := newForwardRig(b)
+	data := make([]byte, 160)
+	peerAP := r.peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		n := r.put(0, data)
+		r.w.handle(r.rs, &r.w.bufs[0], n, peerAP)
 		r.w.out = r.w.out[:0]
 	}
 }

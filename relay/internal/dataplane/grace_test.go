@@ -69,12 +69,13 @@ func newGraceRig(t *testing.T, ownerUring bool) *graceRig {
 	}
 	client := cl.LocalAddr().(*net.UDPAddr).AddrPort()
 	peerAP := peer.LocalAddr().(*net.UDPAddr).AddrPort()
-	a := NewAlloc(rc)
+	a := tbl.NewAlloc(rc)
 	a.Key, a.UDP = Key{Lis: 0, Client: client}, true
 	a.ClientRaw.Set(client)
 	ch := &Chan{Num: 0x4001, Peer: peerAP}
 	ch.Raw.Set(peerAP)
-	a.state.Store(&AllocState{Chans: []*Chan{ch}, Perms: []netip.Addr{peerAP.Addr()}})
+	tbl.Permit(a, peerAP.Addr())
+	tbl.Bind(a, ch)
 	tbl.Insert(a)
 	rc.Alloc.Store(a)
 	owner.Start()
@@ -98,8 +99,8 @@ func newGraceRig(t *testing.T, ownerUring bool) *graceRig {
 // which.
 func (g *graceRig) deleteAndClose(t *testing.T) (closed <-chan struct{}, waiting bool) {
 	t.Helper()
-	g.a.state.Store(&AllocState{})
-	g.sender.fast.Remove(g.a.Key)
+	g.sender.fast.Clear(g.a)
+	g.sender.fast.Remove(g.a)
 	done := make(chan struct{})
 	go func() {
 		g.owner.CloseRelay(g.rc, []*Worker{g.sender, g.owner})

@@ -7,16 +7,27 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/puzpuzpuz/xsync/v4"
+
 	"github.com/avedge/avedge/relay/internal/sock"
 )
 
-// The fast-path table. It mirrors, for every allocation made through one of the relay's UDP
-// listeners, what pion decided: which channels are bound to which peers and which peer
-// addresses have a permission. Workers read it on every packet without a lock (one atomic
-// load of an immutable snapshot); the control plane (pion's EventHandler, in package relay)
-// replaces a snapshot when something changes. It is a plain table on purpose — client 5-tuple
-// + channel → relay socket + peer, and relay socket + peer → channel — so that a kernel
-// offload could mirror it into a BPF map.
+// The fast-path table. It mirrors what pion decided for every allocation: which client
+// 5-tuple (of the relay's UDP listeners) it belongs to, which peer IPs have a permission,
+// which channels are bound to which peers. It is four flat maps:
+//
+//	(listener, client address)  → allocation   UDP allocations only (IPv4 and IPv6 apart)
+//	(allocation, peer IP)       → permission
+//	(allocation, channel)       → channel
+//	(allocation, peer address)  → channel
+//
+// Workers read them on every packet without a lock and without allocating: each is a
+// concurrent hash map (xsync.Map: a read is a few atomic loads; a writer locks one bucket).
+// The control plane (pion's EventHandler, in package relay) changes one entry per event, so
+// an insert, a removal, a new permission or channel costs O(1) whatever the number of
+// allocations, permissions and channels. Keys are fixed-size and hold no pointer, so that a
+// kernel offload could mirror each map into a BPF hash map as it is (and because the hash of a
+// key with a pointer makes the key escape: an allocation per packet).
 
 // Key names an allocation by its client-side 5-tuple: which listen address (the transport is
 // UDP) and the client's address.
@@ -25,139 +36,356 @@ type Key struct {
 	Client netip.AddrPort
 }
 
-// Chan is one channel binding. Static after construction.
+// Key as the table stores it: an IPv4 client (or an IPv4-mapped one) as one integer, address
+// << 32 | port << 16 | listener, which xsync hashes without maphash; an IPv6 client as a
+// clientKey6 (zones are not kept).
+func (k Key) v4() (uint64, bool) {
+	ip := k.Client.Addr()
+	if !ip.Is4() && !ip.Is4In6() {
+		return 0, false
+	}
+	b := ip.As16()
+	return uint64(b[12])<<56 | uint64(b[13])<<48 | uint64(b[14])<<40 | uint64(b[15])<<32 |
+		uint64(k.Client.Port())<<16 | uint64(k.Lis), true
+}
+
+type clientKey6 struct {
+	ip   [16]byte
+	port uint16
+	lis  uint16
+}
+
+func (k Key) v6() clientKey6 {
+	return clientKey6{ip: k.Client.Addr().As16(), port: k.Client.Port(), lis: k.Lis}
+}
+
+// addrKey names a peer IP (port 0) or a peer address of an allocation: tag is the allocation's
+// id in its upper 48 bits and the port in its lower 16.
+type addrKey struct {
+	tag uint64
+	ip  [16]byte
+}
+
+func (a *Alloc) addrKey(ip netip.Addr, port uint16) addrKey {
+	return addrKey{tag: a.id<<16 | uint64(port), ip: ip.As16()}
+}
+
+// chanKey names a channel of an allocation: the allocation's id in the upper 48 bits, the
+// channel number in the lower 16. A plain uint64, which xsync hashes without maphash.
+func (a *Alloc) chanKey(num uint16) uint64 { return a.id<<16 | uint64(num) }
+
+// ipCell is an allocation's entry for one peer IP. Workers read permitted (a channel through
+// its Chan, a peer packet through the table); the control plane keeps the cell while a
+// permission or a channel refers to it.
+type ipCell struct {
+	permitted atomic.Bool
+	ip        [16]byte // Static.
+	idx       int32    // index in the allocation's perms while permitted. Guarded by the allocation's mu.
+	refs      int32    // channels to this IP, and one while permitted. Guarded by the allocation's mu.
+}
+
+// Chan is one channel binding. Static after construction but for idx; cell is set by
+// Table.Bind before the channel is published.
 type Chan struct {
 	Num     uint16
 	Peer    netip.AddrPort
 	Raw     sock.RawAddr // Peer, ready to send to
 	Refused bool         // the peer is one of the relay's own service ports: drop (policy)
+	cell    *ipCell      // the peer IP's entry of the allocation
+	gone    atomic.Bool  // set when it is unbound (for Alloc.ChanFromPeer's hint)
+	idx     int32        // index in its allocation's chans. Guarded by the allocation's mu; workers never read it.
 }
 
-// AllocState is an immutable snapshot of an allocation's channels and permissions.
-type AllocState struct {
-	Chans []*Chan
-	Perms []netip.Addr
-}
+// Permitted reports whether the channel's peer IP has a permission (RFC 8656 §12.4: ChannelData
+// needs both). Lock-free; one atomic load.
+func (c *Chan) Permitted() bool { return c.cell != nil && c.cell.permitted.Load() }
 
-// Alloc is an allocation as the workers see it. Its fields are set before it is published
-// (Table.Insert, Relay.Alloc) and static after; its state changes through Table.Update.
+// Alloc is an allocation as the workers see it. Its exported fields are set before it is
+// published (Table.Insert, Relay.Alloc) and static after; its permissions and channels change
+// through Table.Permit, Revoke, Bind, Unbind and Clear.
 type Alloc struct {
-	Key       Key          // UDP allocations only.
-	ClientRaw sock.RawAddr // Key.Client, ready to send to. UDP allocations only.
-	Relay     *Relay       // its relay socket.
-	UDP       bool         // the client reached us on a UDP listener we own.
-	state     atomic.Pointer[AllocState]
+	t         *Table               // Static. (First: every lookup through the allocation reads t and id.)
+	id        uint64               // names it in the table's keys; never reused. Static.
+	Relay     *Relay               // its relay socket.
+	UDP       bool                 // the client reached us on a UDP listener we own.
+	hint      atomic.Pointer[Chan] // the channel ChanFromPeer found last
+	Key       Key                  // UDP allocations only.
+	ClientRaw sock.RawAddr         // Key.Client, ready to send to. UDP allocations only.
+
+	// The control plane's own record of the allocation's entries, so that Clear removes
+	// them all and the caps can count them. Workers never read these.
+	mu    sync.Mutex
+	perms []*ipCell // permitted peer IPs; perms[c.idx] == c. Guarded by mu.
+	chans []*Chan   // bound channels; chans[c.idx] == c. Guarded by mu.
+	dead  bool      // set by Clear: nothing is added after. Guarded by mu.
 }
 
-// NewAlloc returns an allocation of relay socket r with no channel and no permission.
-func NewAlloc(r *Relay) *Alloc {
-	a := &Alloc{Relay: r}
-	a.state.Store(&AllocState{})
-	return a
+// maxAllocID bounds allocation ids to the 48 bits the keys give them.
+const maxAllocID = 1<<48 - 1
+
+// NewAlloc returns an allocation of relay socket r with no channel and no permission, ready
+// to be filled in and published.
+func (t *Table) NewAlloc(r *Relay) *Alloc {
+	return &Alloc{Relay: r, t: t, id: t.nextID.Add(1) & maxAllocID}
 }
 
-// ChanByNum returns the channel bound to number num, or nil.
+// ChanByNum returns the channel bound to number num, or nil. Lock-free; allocates nothing.
 func (a *Alloc) ChanByNum(num uint16) *Chan {
-	st := a.state.Load()
-	for _, c := range st.Chans {
-		if c.Num == num {
-			return c
-		}
-	}
-	return nil
+	c, _ := a.t.chans.Load(a.chanKey(num))
+	return c
 }
 
-// ChanByPeer returns the channel bound to peer, or nil.
+// ChanByPeer returns the channel bound to peer, or nil. Lock-free; allocates nothing.
 func (a *Alloc) ChanByPeer(peer netip.AddrPort) *Chan {
-	st := a.state.Load()
-	for _, c := range st.Chans {
-		if c.Peer == peer {
-			return c
-		}
-	}
-	return nil
+	c, _ := a.t.peers.Load(a.addrKey(peer.Addr(), peer.Port()))
+	return c
 }
 
-// Permitted reports whether ip has a permission.
+// ChanFromPeer is ChanByPeer for the worker that reads the allocation's relay socket: a call's
+// media comes from one peer address at a time, so the channel found last is tried first (an
+// atomic load and a compare) before the table. Lock-free; allocates nothing.
+func (a *Alloc) ChanFromPeer(peer netip.AddrPort) *Chan {
+	if c := a.hint.Load(); c != nil && c.Peer == peer && !c.gone.Load() {
+		return c
+	}
+	c := a.ChanByPeer(peer)
+	if c != nil {
+		a.hint.Store(c)
+	}
+	return c
+}
+
+// Permitted reports whether ip has a permission. Lock-free; allocates nothing.
 func (a *Alloc) Permitted(ip netip.Addr) bool {
-	st := a.state.Load()
-	for _, p := range st.Perms {
-		if p == ip {
-			return true
-		}
-	}
-	return false
+	c, ok := a.t.ips.Load(a.addrKey(ip, 0))
+	return ok && c.permitted.Load()
 }
 
-// Table holds every live UDP allocation by Key. Readers: Lookup (any worker, lock-free).
-// Writers: the control plane, serialised by mu, which also serialises every Update of an
-// allocation's state (of UDP and stream allocations alike).
+// Counts returns how many permissions and channels a has.
+func (a *Alloc) Counts() (perms, chans int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.perms), len(a.chans)
+}
+
+// Table holds every live allocation's permissions and channels, and the UDP allocations by
+// Key. Readers: Lookup and the Alloc and Chan lookups (any worker, lock-free). Writers: the
+// control plane; changes to one allocation are serialised by its mu, and the maps lock
+// themselves.
 type Table struct {
-	mu   sync.Mutex
-	byCl atomic.Pointer[map[Key]*Alloc] // replaced, never mutated
+	byCl4  *xsync.Map[uint64, *Alloc] // by Key.v4
+	byCl6  *xsync.Map[clientKey6, *Alloc]
+	ips    *xsync.Map[addrKey, *ipCell] // peer IPs with a permission or a channel
+	chans  *xsync.Map[uint64, *Chan]
+	peers  *xsync.Map[addrKey, *Chan]
+	nextID atomic.Uint64
+	nPerms atomic.Int64 // permissions in the table
+	nChans atomic.Int64 // channels in the table
 }
 
 // NewTable returns an empty table.
 func NewTable() *Table {
-	t := &Table{}
-	m := map[Key]*Alloc{}
-	t.byCl.Store(&m)
-	return t
+	return &Table{
+		byCl4: xsync.NewMap[uint64, *Alloc](),
+		byCl6: xsync.NewMap[clientKey6, *Alloc](),
+		ips:   xsync.NewMap[addrKey, *ipCell](),
+		chans: xsync.NewMap[uint64, *Chan](),
+		peers: xsync.NewMap[addrKey, *Chan](),
+	}
 }
 
-// Lookup returns the allocation of k, or nil. Lock-free; allocates nothing.
+// Lookup returns the UDP allocation of k, or nil. Lock-free; allocates nothing.
 func (t *Table) Lookup(k Key) *Alloc {
-	return (*t.byCl.Load())[k]
-}
-
-// Insert adds a under a.Key.
-func (t *Table) Insert(a *Alloc) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	old := *t.byCl.Load()
-	m := make(map[Key]*Alloc, len(old)+1)
-	for k, v := range old {
-		m[k] = v
+	if k4, ok := k.v4(); ok {
+		a, _ := t.byCl4.Load(k4)
+		return a
 	}
-	m[a.Key] = a
-	t.byCl.Store(&m)
-}
-
-// Remove takes the allocation of k out of the table and returns it (nil if none).
-func (t *Table) Remove(k Key) *Alloc {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	old := *t.byCl.Load()
-	a, ok := old[k]
-	if !ok {
-		return nil
-	}
-	m := make(map[Key]*Alloc, len(old))
-	for kk, v := range old {
-		if kk != k {
-			m[kk] = v
-		}
-	}
-	t.byCl.Store(&m)
+	a, _ := t.byCl6.Load(k.v6())
 	return a
 }
 
-// updateLocked replaces a's state with the result of f applied to a copy of it.
-// Callers hold t.mu.
-func (t *Table) updateLocked(a *Alloc, f func(st *AllocState)) {
-	old := a.state.Load()
-	st := &AllocState{
-		Chans: append([]*Chan(nil), old.Chans...),
-		Perms: append([]netip.Addr(nil), old.Perms...),
+// Insert publishes a under a.Key (UDP allocations), replacing any allocation there.
+func (t *Table) Insert(a *Alloc) {
+	if k4, ok := a.Key.v4(); ok {
+		t.byCl4.Store(k4, a)
+		return
 	}
-	f(st)
-	a.state.Store(st)
+	t.byCl6.Store(a.Key.v6(), a)
 }
 
-// Update replaces a's state with the result of f applied to a copy of it. f runs with the
-// table's lock held: it must not call back into the table.
-func (t *Table) Update(a *Alloc, f func(st *AllocState)) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.updateLocked(a, f)
+// Remove takes a out of the table's allocations by Key, if it is the one there. It reports
+// whether it was.
+func (t *Table) Remove(a *Alloc) bool {
+	removed := false
+	if k4, ok := a.Key.v4(); ok {
+		t.byCl4.Compute(k4, removeIf(a, &removed))
+	} else {
+		t.byCl6.Compute(a.Key.v6(), removeIf(a, &removed))
+	}
+	return removed
+}
+
+func removeIf(a *Alloc, removed *bool) func(old *Alloc, loaded bool) (*Alloc, xsync.ComputeOp) {
+	return func(old *Alloc, loaded bool) (*Alloc, xsync.ComputeOp) {
+		if loaded && old == a {
+			*removed = true
+			return nil, xsync.DeleteOp
+		}
+		return old, xsync.CancelOp
+	}
+}
+
+// cellLocked returns a's cell for ip, made (and published, not permitted) if there is none.
+// Callers hold a.mu, which serialises every write of a's keys.
+func (t *Table) cellLocked(a *Alloc, ip netip.Addr) *ipCell {
+	k := a.addrKey(ip, 0)
+	if c, ok := t.ips.Load(k); ok {
+		return c
+	}
+	c := &ipCell{ip: k.ip}
+	t.ips.Store(k, c)
+	return c
+}
+
+// releaseLocked drops one reference to c, and c itself with the last. Callers hold a.mu.
+func (t *Table) releaseLocked(a *Alloc, c *ipCell) {
+	if c.refs--; c.refs == 0 {
+		t.ips.Delete(addrKey{tag: a.id << 16, ip: c.ip})
+	}
+}
+
+// Permit installs a permission for ip on a. It reports whether it is new (false: a had one,
+// or a was cleared).
+func (t *Table) Permit(a *Alloc, ip netip.Addr) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.dead {
+		return false
+	}
+	c := t.cellLocked(a, ip)
+	if c.permitted.Load() {
+		return false
+	}
+	c.refs++
+	c.idx = int32(len(a.perms))
+	a.perms = append(a.perms, c)
+	c.permitted.Store(true)
+	t.nPerms.Add(1)
+	return true
+}
+
+// Revoke removes a's permission for ip. It reports whether there was one.
+func (t *Table) Revoke(a *Alloc, ip netip.Addr) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c, ok := t.ips.Load(a.addrKey(ip, 0))
+	if !ok || !c.permitted.Load() {
+		return false
+	}
+	c.permitted.Store(false)
+	// The last entry takes the removed one's place.
+	last := int32(len(a.perms) - 1)
+	if c.idx != last {
+		moved := a.perms[last]
+		moved.idx = c.idx
+		a.perms[c.idx] = moved
+	}
+	a.perms[last] = nil
+	a.perms = a.perms[:last]
+	if last == 0 {
+		a.perms = nil
+	}
+	t.releaseLocked(a, c)
+	t.nPerms.Add(-1)
+	return true
+}
+
+// Bind adds channel c to a. It reports whether it is new (false: the number is bound, or a
+// was cleared).
+func (t *Table) Bind(a *Alloc, c *Chan) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	k := a.chanKey(c.Num)
+	if _, bound := t.chans.Load(k); bound || a.dead {
+		return false
+	}
+	c.cell = t.cellLocked(a, c.Peer.Addr())
+	c.cell.refs++
+	t.chans.Store(k, c)
+	t.peers.Store(a.addrKey(c.Peer.Addr(), c.Peer.Port()), c)
+	c.idx = int32(len(a.chans))
+	a.chans = append(a.chans, c)
+	t.nChans.Add(1)
+	return true
+}
+
+// Unbind removes a's channel num. It reports whether it was bound.
+func (t *Table) Unbind(a *Alloc, num uint16) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c, ok := t.chans.LoadAndDelete(a.chanKey(num))
+	if !ok {
+		return false
+	}
+	c.gone.Store(true)
+	t.unbindLocked(a, c)
+	last := len(a.chans) - 1
+	if int(c.idx) != last {
+		moved := a.chans[last]
+		moved.idx = c.idx
+		a.chans[c.idx] = moved
+	}
+	a.chans[last] = nil
+	a.chans = a.chans[:last]
+	if last == 0 {
+		a.chans = nil
+	}
+	t.releaseLocked(a, c.cell)
+	t.nChans.Add(-1)
+	return true
+}
+
+// unbindLocked removes c's entry by peer address, if it is c's. Callers hold a.mu.
+func (t *Table) unbindLocked(a *Alloc, c *Chan) {
+	t.peers.Compute(a.addrKey(c.Peer.Addr(), c.Peer.Port()), func(old *Chan, loaded bool) (*Chan, xsync.ComputeOp) {
+		if loaded && old == c {
+			return nil, xsync.DeleteOp
+		}
+		return old, xsync.CancelOp
+	})
+}
+
+// Clear removes every permission and channel of a, which is ending, and refuses any that an
+// event still in flight would add. It returns how many it removed.
+func (t *Table) Clear(a *Alloc) (perms, chans int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.dead = true
+	for _, c := range a.perms {
+		c.permitted.Store(false)
+		t.ips.Delete(addrKey{tag: a.id << 16, ip: c.ip})
+	}
+	for _, c := range a.chans {
+		c.gone.Store(true)
+		t.chans.Delete(a.chanKey(c.Num))
+		t.unbindLocked(a, c)
+		t.ips.Delete(addrKey{tag: a.id << 16, ip: c.cell.ip})
+	}
+	perms, chans = len(a.perms), len(a.chans)
+	a.perms, a.chans = nil, nil
+	t.nPerms.Add(-int64(perms))
+	t.nChans.Add(-int64(chans))
+	return perms, chans
+}
+
+// Len returns the number of UDP allocations, peer IPs (with a permission or a channel) and
+// channels in the table, as the maps count them.
+func (t *Table) Len() (allocs, ips, chans int) {
+	return t.byCl4.Size() + t.byCl6.Size(), t.ips.Size(), t.chans.Size()
+}
+
+// Counts returns the permissions and channels in the table, as Permit, Revoke, Bind, Unbind
+// and Clear counted them.
+func (t *Table) Counts() (perms, chans int64) {
+	return t.nPerms.Load(), t.nChans.Load()
 }
