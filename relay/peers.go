@@ -30,8 +30,11 @@ func (s *Server) permit(client net.Addr, peer net.IP) bool {
 	return true
 }
 
-// SetPeerPolicy replaces the peer policy (reload). Permissions already granted stay; new
-// CreatePermission and ChannelBind requests are checked against p.
+// SetPeerPolicy replaces the peer policy (reload). New CreatePermission and ChannelBind
+// requests are checked against p, and so are the permissions already granted: a peer the new
+// policy refuses stops relaying at once, both ways and on every path (a channel, Send and
+// Data indications, TCP clients), and relays again after a reload that allows it, while pion
+// keeps the permission until it expires.
 //
 // The host's own addresses are read again from the kernel each time (routes of type local:
 // every interface, secondary and virtual address), so a reload also picks up an address
@@ -44,10 +47,25 @@ func (s *Server) SetPeerPolicy(p PeerPolicy) {
 	if err != nil {
 		s.log.Warn("cannot read the host's own addresses; peers on them are not refused unless the built-in ranges or denied-peer-ip cover them", "err", err)
 	}
-	s.peers.Store(policy.New(policy.Config{
+	pol := policy.New(policy.Config{
 		AllowLoopback: p.AllowLoopback, Allow: p.Allow, Deny: p.Deny,
 		Local: local, Own: s.ownIPs,
-	}))
+	})
+	s.peers.Store(pol)
+	s.mu.Lock()
+	live := make([]*allocation, 0, len(s.allocs))
+	for _, a := range s.allocs {
+		live = append(live, a)
+	}
+	s.mu.Unlock()
+	allowed := func(ip netip.Addr) bool { return pol.Check(ip) == policy.Allowed }
+	refused := 0
+	for _, a := range live {
+		refused += s.fast.Recheck(a.Alloc, allowed)
+	}
+	if refused > 0 {
+		s.log.Info("peer policy reloaded: granted permissions it refuses stop relaying", "permissions", refused)
+	}
 }
 
 func newRateLimit(perSecond float64) *policy.Limiter {

@@ -3,6 +3,7 @@
 package relay
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"net"
@@ -459,4 +460,57 @@ func TestListenerInRelayRangeRefused(t *testing.T) {
 	if !strings.Contains(err.Error(), "20007 is inside the relay range 20000-20010") {
 		t.Fatalf("error does not say what is wrong: %v", err)
 	}
+}
+
+// A reload applies the new peer policy to permissions already granted: a peer it refuses
+// stops relaying at once, both ways, with the drops counted, and relays again after a
+// reload that allows it (pion kept the permission and the channel all along). RFC 8656 §21
+// leaves to the operator which peers may be reached; an operator who denies a range on
+// reload means the live calls to it too.
+func TestPolicyReloadStopsRefusedPeers(t *testing.T) {
+	forEachDataPath(t, func(t *testing.T, path DataPath) {
+		s := startServerOn(t, path, nil) // all-loopback: loopback peers allowed
+		c := newRawAllocation(t, s, "alice")
+		peer := newUDPPeer(t, "127.0.0.1:0")
+		const num = 0x4321
+		if err := c.channelBind(num, peer.addr()); err != nil {
+			t.Fatalf("ChannelBind: %v", err)
+		}
+		flows := func(i int) {
+			t.Helper()
+			msg := payload(7, i, 48)
+			if err := c.sendChannelData(num, msg, false); err != nil {
+				t.Fatal(err)
+			}
+			peer.expect(t, i, c.relayed, msg)
+			if err := peer.send(c.relayed, msg); err != nil {
+				t.Fatal(err)
+			}
+			if n, got, err := c.recvChannelData(); err != nil || n != num || !bytes.Equal(got, msg) {
+				t.Fatalf("peer → client: channel %#x %q %v, want %#x %q", n, got, err, num, msg)
+			}
+		}
+		flows(0)
+
+		s.SetPeerPolicy(PeerPolicy{}) // loopback refused now
+		before := s.Stats().Drops[metrics.DropNoPermission]
+		if err := c.sendChannelData(num, []byte("to a refused peer"), false); err != nil {
+			t.Fatal(err)
+		}
+		if err := peer.send(c.relayed, []byte("from a refused peer")); err != nil {
+			t.Fatal(err)
+		}
+		pollUntil(t, "both packets dropped", func() bool {
+			return s.Stats().Drops[metrics.DropNoPermission] >= before+2
+		})
+		if got, from, err := peer.recv(50 * time.Millisecond); err == nil {
+			t.Fatalf("peer got %q from %v after the reload refused it", got, from)
+		}
+		if err := c.expectSilence(50 * time.Millisecond); err != nil {
+			t.Fatalf("client: %v after the reload refused its peer", err)
+		}
+
+		s.SetPeerPolicy(PeerPolicy{AllowLoopback: true})
+		flows(1)
+	})
 }

@@ -79,6 +79,7 @@ func (a *Alloc) chanKey(num uint16) uint64 { return a.id<<16 | uint64(num) }
 // permission or a channel refers to it.
 type ipCell struct {
 	permitted atomic.Bool
+	refused   atomic.Bool // the peer policy, as last reloaded, refuses ip (Table.Recheck)
 	ip        [16]byte // Static.
 	idx       int32    // index in the allocation's perms while permitted. Guarded by the allocation's mu.
 	refs      int32    // channels to this IP, and one while permitted. Guarded by the allocation's mu.
@@ -98,7 +99,10 @@ type Chan struct {
 
 // Permitted reports whether the channel's peer IP has a permission (RFC 8656 §12.4: ChannelData
 // needs both). Lock-free; one atomic load.
-func (c *Chan) Permitted() bool { return c.cell != nil && c.cell.permitted.Load() }
+func (c *Chan) Permitted() bool { return c.cell != nil && c.cell.open() }
+
+// open reports whether the IP has a permission that the peer policy still allows.
+func (c *ipCell) open() bool { return c.permitted.Load() && !c.refused.Load() }
 
 // Alloc is an allocation as the workers see it. Its exported fields are set before it is
 // published (Table.Insert, Relay.Alloc) and static after; its permissions and channels change
@@ -158,7 +162,7 @@ func (a *Alloc) ChanFromPeer(peer netip.AddrPort) *Chan {
 // Permitted reports whether ip has a permission. Lock-free; allocates nothing.
 func (a *Alloc) Permitted(ip netip.Addr) bool {
 	c, ok := a.t.ips.Load(a.addrKey(ip, 0))
-	return ok && c.permitted.Load()
+	return ok && c.open()
 }
 
 // Counts returns how many permissions and channels a has.
@@ -269,6 +273,7 @@ func (t *Table) Permit(a *Alloc, ip netip.Addr) bool {
 	c.refs++
 	c.idx = int32(len(a.perms))
 	a.perms = append(a.perms, c)
+	c.refused.Store(false) // the policy in force just granted it
 	c.permitted.Store(true)
 	t.nPerms.Add(1)
 	return true
@@ -388,4 +393,25 @@ func (t *Table) Len() (allocs, ips, chans int) {
 // and Clear counted them.
 func (t *Table) Counts() (perms, chans int64) {
 	return t.nPerms.Load(), t.nChans.Load()
+}
+
+// Recheck applies a reloaded peer policy to a's permissions and channels: every peer IP that
+// allowed reports false for stops relaying (Permitted and Chan.Permitted report false) while
+// pion keeps the permission, and one allowed again relays again. A permission or channel
+// made after the reload passed the new policy already. It returns how many of a's peer IPs
+// are refused now. O(a's entries).
+func (t *Table) Recheck(a *Alloc, allowed func(ip netip.Addr) bool) (refused int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	mark := func(c *ipCell) {
+		r := !allowed(netip.AddrFrom16(c.ip).Unmap())
+		c.refused.Store(r)
+		if r {
+			refused++
+		}
+	}
+	for _, c := range a.perms { // a channel relays only to a permitted IP, so this is all
+		mark(c)
+	}
+	return refused
 }

@@ -362,3 +362,42 @@ func BenchmarkTableMemory(b *testing.B) {
 		runtime.KeepAlive(tab)
 	}
 }
+
+// Recheck applies a reloaded policy to granted permissions: a refused IP stops relaying
+// (directly and through its channel) without losing the permission, one allowed again
+// relays again, and a permission granted after the reload is open whatever the last
+// Recheck said of its IP.
+func TestTableRecheck(t *testing.T) {
+	tab := NewTable()
+	a := newTestAlloc(tab, 1)
+	tab.Insert(a)
+	refusedIP, keptIP := addrN(7), addrN(8)
+	tab.Permit(a, refusedIP)
+	tab.Permit(a, keptIP)
+	ch := newChan(0x4000, netip.AddrPortFrom(refusedIP, 9))
+	tab.Bind(a, ch)
+
+	deny := func(ip netip.Addr) bool { return ip != refusedIP }
+	if n := tab.Recheck(a, deny); n != 1 {
+		t.Fatalf("Recheck refused %d, want 1", n)
+	}
+	if a.Permitted(refusedIP) || ch.Permitted() {
+		t.Fatal("a refused IP still relays")
+	}
+	if !a.Permitted(keptIP) {
+		t.Fatal("an allowed IP stopped relaying")
+	}
+	if perms, chans := a.Counts(); perms != 2 || chans != 1 {
+		t.Fatalf("counts %d/%d after Recheck, want the permissions and channel kept (2/1)", perms, chans)
+	}
+	if n := tab.Recheck(a, func(netip.Addr) bool { return true }); n != 0 || !a.Permitted(refusedIP) || !ch.Permitted() {
+		t.Fatal("an IP allowed again does not relay")
+	}
+	// Refused, then the permission ends and is granted anew (by a policy that allows it).
+	tab.Recheck(a, deny)
+	tab.Revoke(a, refusedIP)
+	tab.Permit(a, refusedIP)
+	if !a.Permitted(refusedIP) {
+		t.Fatal("a permission granted after the reload is refused by the reload before")
+	}
+}
