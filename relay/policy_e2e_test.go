@@ -389,7 +389,7 @@ func TestPeerPolicyChannelBindAndRuntimeSwap(t *testing.T) {
 		{name: "after deny: a new ChannelBind to it", do: bind(0x4003, public), want: stun.CodeForbidden},
 		{name: "after deny: private refused again", do: perm(netip.MustParseAddr("10.1.9.9")), want: stun.CodeForbidden},
 	})
-	// Permissions already granted stay (reload never drops a live call).
+	// pion keeps the channels granted before (a refused peer stops relaying: TestPolicyReloadStopsRefusedPeers).
 	if st := s.Stats(); st.Channels != 2 {
 		t.Fatalf("channels %d after the policy swaps, want the 2 granted before", st.Channels)
 	}
