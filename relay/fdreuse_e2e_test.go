@@ -3,8 +3,6 @@
 package relay
 
 import (
-	"github.com/pion/stun/v4"
-
 	"encoding/binary"
 	"fmt"
 	"sync"
@@ -12,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/stun/v4"
 	"golang.org/x/sys/unix"
 
 	"github.com/avedge/avedge/relay/internal/dataplane"
