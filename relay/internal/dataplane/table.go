@@ -80,9 +80,9 @@ func (a *Alloc) chanKey(num uint16) uint64 { return a.id<<16 | uint64(num) }
 type ipCell struct {
 	permitted atomic.Bool
 	refused   atomic.Bool // the peer policy, as last reloaded, refuses ip (Table.Recheck)
-	ip        [16]byte // Static.
-	idx       int32    // index in the allocation's perms while permitted. Guarded by the allocation's mu.
-	refs      int32    // channels to this IP, and one while permitted. Guarded by the allocation's mu.
+	ip        [16]byte    // Static.
+	idx       int32       // index in the allocation's perms while permitted. Guarded by the allocation's mu.
+	refs      int32       // channels to this IP, and one while permitted. Guarded by the allocation's mu.
 }
 
 // Chan is one channel binding. Static after construction but for idx; cell is set by
