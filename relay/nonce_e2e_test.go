@@ -266,7 +266,11 @@ func TestNonceExpiryWithPionClient(t *testing.T) {
 	}
 
 	offset.Store(int64(nonceLifetime + time.Minute))
-	second := testnet.Echo(t, "udp4", "127.0.0.1:0")
+	// On another IP address: pion's client keeps permissions by IP, and would reach a second
+	// peer on 127.0.0.1 under the first one's permission with a Send indication, leaving
+	// only its ChannelBind, made in the background, to carry the expired nonce. Its
+	// CreatePermission is made, and retried after the 438, before the first packet leaves.
+	second := testnet.Echo(t, "udp4", "127.0.0.2:0")
 	roundTrip(t, relay, second.LocalAddr(), []byte("after")) // a new permission, asked with the expired nonce
 	if got := authFailures(t, reg, metrics.AuthStaleNonce); got < 1 {
 		t.Fatal("no 438 counted for the expired nonce")

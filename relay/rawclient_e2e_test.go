@@ -37,6 +37,19 @@ type rawClient struct {
 	// pending holds datagrams that arrived while a transaction waited for its response
 	// (Data indications, ChannelData), in arrival order, for the next recv.
 	pending [][]byte
+	// finished holds the transaction ids of the transactions transact has ended: a
+	// response with one of them answers a retransmission the relay took after the first
+	// copy had been answered, and is discarded, as a STUN client discards a response that
+	// matches no outstanding transaction.
+	finished map[[stun.TransactionIDSize]byte]bool
+}
+
+// late reports whether b is a STUN response to a transaction c has ended.
+func (c *rawClient) late(b []byte) bool {
+	m := &stun.Message{Raw: b}
+	return stun.IsMessage(b) && m.Decode() == nil &&
+		(m.Type.Class == stun.ClassSuccessResponse || m.Type.Class == stun.ClassErrorResponse) &&
+		c.finished[m.TransactionID]
 }
 
 // rawTimeout bounds every wait of a raw client; loopback answers in microseconds.
@@ -98,6 +111,10 @@ func (c *rawClient) transact(setters ...stun.Setter) (*stun.Message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}
+	if c.finished == nil {
+		c.finished = map[[stun.TransactionIDSize]byte]bool{}
+	}
+	defer func() { c.finished[req.TransactionID] = true }()
 	buf := make([]byte, 2048)
 	for attempt := 0; attempt < 4; attempt++ {
 		if _, err := c.conn.WriteToUDP(req.Raw, c.server); err != nil {
@@ -111,6 +128,9 @@ func (c *rawClient) transact(setters ...stun.Setter) (*stun.Message, error) {
 				break // timeout: retransmit
 			}
 			d := append([]byte(nil), buf[:n]...)
+			if c.late(d) {
+				continue
+			}
 			if !stun.IsMessage(d) {
 				c.pending = append(c.pending, d)
 				continue
@@ -264,11 +284,15 @@ func (c *rawClient) recv(d time.Duration) ([]byte, error) {
 	}
 	buf := make([]byte, 2048)
 	_ = c.conn.SetReadDeadline(time.Now().Add(d))
-	n, _, err := c.conn.ReadFromUDP(buf)
-	if err != nil {
-		return nil, err
+	for {
+		n, _, err := c.conn.ReadFromUDP(buf)
+		if err != nil {
+			return nil, err
+		}
+		if !c.late(buf[:n]) { // bounded by the deadline
+			return buf[:n], nil
+		}
 	}
-	return buf[:n], nil
 }
 
 // recvData waits for a Data indication (RFC 8656 §11.4) and returns its peer and data.

@@ -135,7 +135,12 @@ func TestStreamTimeouts(t *testing.T) {
 	})
 
 	t.Run("client not reading", func(t *testing.T) {
-		s := start(t, func(c *Config) { c.StreamWriteTimeout = 300 * time.Millisecond })
+		s := start(t, func(c *Config) {
+			c.StreamWriteTimeout = 300 * time.Millisecond
+			// Binding answers beyond BindingRate are dropped, not written: the relay would
+			// never block on this client, only count drops.
+			c.BindingRate = -1
+		})
 		// A small receive buffer shuts the client's window after a few answers; the requests
 		// go on until the relay stops reading them, blocked writing its answers.
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -144,6 +149,9 @@ func TestStreamTimeouts(t *testing.T) {
 		}
 		t.Cleanup(func() { unix.Close(fd) })
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 2048)
+		// A small MSS keeps the relay's send buffer small too: Linux sizes it by segments
+		// (loopback's are 64 KB), and the relay blocks once it is full.
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_MAXSEG, 536)
 		dst := netip.MustParseAddrPort(s.addrOf(TCP))
 		if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: dst.Addr().As4(), Port: int(dst.Port())}); err != nil {
 			t.Fatal(err)
@@ -152,15 +160,26 @@ func TestStreamTimeouts(t *testing.T) {
 			t.Fatal(err)
 		}
 		reqs := bytes.Repeat(bindingRequest(t), 1000)
+		// A write to the non-blocking socket may take part of reqs: the rest goes first next
+		// time, or the relay would read a frame cut in two and close the connection for it.
+		rest := reqs
 		deadline := time.Now().Add(10 * time.Second)
 		for s.streamStats.writeTimeout.Load() == 0 {
 			if time.Now().After(deadline) {
-				t.Fatal("the relay still writes to a client that reads nothing after 10s")
+				t.Fatalf("the relay still writes to a client that reads nothing after 10s (answers dropped: %v)", s.Stats().Drops)
 			}
-			if _, err := unix.Write(fd, reqs); err != nil && err != unix.EAGAIN {
+			n, err := unix.Write(fd, rest)
+			if err != nil && err != unix.EAGAIN {
 				break // the relay closed the connection
 			}
-			time.Sleep(time.Millisecond) // bounded poll, as pollUntil
+			if rest = rest[max(n, 0):]; len(rest) == 0 {
+				rest = reqs
+			}
+			// Wait for room in the send buffer, or poll the counter again after 5 ms.
+			_, _ = unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}, 5)
+		}
+		if n := s.streamStats.tooLarge.Load(); n != 0 {
+			t.Fatalf("the relay closed the connection for a frame too large (%d): the requests were cut", n)
 		}
 		pollUntil(t, "the write timeout counted", func() bool { return s.streamStats.writeTimeout.Load() == 1 })
 		pollUntil(t, "the connection's slot given back", func() bool { return s.conns.live() == 0 })

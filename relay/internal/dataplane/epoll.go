@@ -20,7 +20,7 @@ import (
 
 // runEpoll runs the epoll loop until the worker is stopped or epoll_wait fails.
 func (w *Worker) runEpoll() {
-	busy := false
+	busy, interrupted := false, false
 	for {
 		// Wait for readiness without the runtime's syscall bookkeeping: when the program has
 		// a scheduler slot (P) to spare beside the workers, the worker keeps its P while it
@@ -29,14 +29,26 @@ func (w *Worker) runEpoll() {
 		// the runtime, which hands its P to other goroutines meanwhile, and only polls raw
 		// when the last round was busy.
 		n, errno := 0, unix.Errno(0)
-		if hold := w.holdFor(); hold != 0 || busy {
+		if hold := w.holdFor(); interrupted && hold != 0 {
+			// The wait after a signal is one the runtime sees (a system call): a GC cycle
+			// asks each P several times (stop-the-world, stack scan, safe-point rounds), and
+			// while the worker is in a system call the runtime takes its P or scans it
+			// without this thread having to run, which on a loaded machine can take tens of
+			// milliseconds per request (seconds per GC cycle, measured).
+			var err error
+			if n, err = unix.EpollWait(w.epfd, w.events[:], hold); err != nil {
+				errno = err.(unix.Errno)
+			}
+			interrupted = false
+		} else if hold != 0 || busy {
 			n, errno = epollWaitRaw(w.epfd, w.events[:], hold)
 		}
 		if errno == unix.EINTR {
 			// A signal: most likely the runtime asking this goroutine to yield (a
-			// stop-the-world, or the scheduler's 10ms preemption). Yield here, at a safe
-			// point, or the request would land in the kernel again on every retry.
+			// stop-the-world, the GC, or the scheduler's 10ms preemption). Yield here, at a
+			// safe point, or the request would land in the kernel again on every retry.
 			runtime.Gosched()
+			interrupted = true
 			continue
 		}
 		if errno == 0 && n == 0 && w.holdMs >= 0 {
