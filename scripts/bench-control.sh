@@ -14,7 +14,7 @@
 # timed at N live, default 1000), SERVERS (subset of: avedge pion coturn avedge-limits),
 # RUN_TIMEOUT (bound on one run, default 180s), OUT (results dir, default bench/out).
 #
-# avedge runs with --allocate-rate -1 --unauthorized-rate -1: the client's N allocations come
+# avedge runs with --allocate-rate -1 --unauthorized-rate -1 --request-rate -1: the client's N allocations come
 # from a few source addresses, as from a corporate NAT, and the per-source limits would be
 # what is measured (every Allocate begins with a 401 challenge, which --unauthorized-rate
 # counts). SERVERS=avedge-limits adds avedge with its default limits, to show that cost.
@@ -90,14 +90,14 @@ for s in ${SERVERS:-avedge pion coturn}; do
 done
 
 # --- servers ----------------------------------------------------------------
-port_of() { case $1 in avedge | avedge-limits) echo 34790 ;; pion) echo 34791 ;; coturn) echo 34792 ;; esac; }
+port_of() { case $1 in avedge | avedge-limits) echo 9790 ;; pion) echo 9791 ;; coturn) echo 9792 ;; esac; }  # below the relay range: avedge refuses a listener inside it
 
 start_server() {
 	local name=$1 n=$2 port relay_ips
 	port=$(port_of "$name")
 	case $name in
 	avedge | avedge-limits)
-		local limits=(--allocate-rate -1 --unauthorized-rate -1)
+		local limits=(--allocate-rate -1 --unauthorized-rate -1 --request-rate -1)
 		[[ $name == avedge-limits ]] && limits=()
 		"$work/avedge" --listening-ip 127.0.0.1 --listening-port "$port" --min-port "$MIN_PORT" --max-port "$MAX_PORT" \
 			--static-auth-secret "$SECRET" --realm "$REALM" --relay-ip "$RELAY_IP" --allow-loopback-peers \
