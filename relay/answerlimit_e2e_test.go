@@ -15,8 +15,9 @@ import (
 )
 
 // sendBuilt writes n messages from conn to server at once, each built by build with its own
-// transaction id, and returns how many were answered within the quiet period (as
-// sendRawRequests).
+// transaction id, and returns how many were answered within the quiet period (the read
+// deadline is pushed back by each answer, so the wait is bounded by n answers plus one quiet
+// period).
 func sendBuilt(t *testing.T, conn *net.UDPConn, server *net.UDPAddr, n int, build func() []stun.Setter) int {
 	t.Helper()
 	ids := map[[stun.TransactionIDSize]byte]bool{}

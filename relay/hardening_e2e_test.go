@@ -135,37 +135,13 @@ func TestAllocationBandwidthCap(t *testing.T) {
 }
 
 // sendRawRequests writes n requests of type typ from conn to server at once, each with its
-// own transaction id, and returns how many were answered within the quiet period (the read
-// deadline is pushed back by each answer, so the wait is bounded by n answers plus one
-// quiet period).
+// own transaction id, and returns how many were answered within the quiet period
+// (sendBuilt).
 func sendRawRequests(t *testing.T, conn *net.UDPConn, server *net.UDPAddr, typ stun.MessageType, n int) int {
 	t.Helper()
-	ids := map[[stun.TransactionIDSize]byte]bool{}
-	for i := 0; i < n; i++ {
-		m, err := stun.Build(stun.TransactionID, typ, requestedTransportUDP, stun.Fingerprint)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[m.TransactionID] = true
-		if _, err := conn.WriteToUDP(m.Raw, server); err != nil {
-			t.Fatal(err)
-		}
-	}
-	answered := 0
-	buf := make([]byte, 2048)
-	for answered < n {
-		_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-		k, _, err := conn.ReadFromUDP(buf)
-		if err != nil {
-			break
-		}
-		m := &stun.Message{Raw: append([]byte(nil), buf[:k]...)}
-		if m.Decode() == nil && ids[m.TransactionID] {
-			delete(ids, m.TransactionID)
-			answered++
-		}
-	}
-	return answered
+	return sendBuilt(t, conn, server, n, func() []stun.Setter {
+		return []stun.Setter{typ, requestedTransportUDP, stun.Fingerprint}
+	})
 }
 
 // Per-source rate limits: Allocate requests beyond AllocateRate (burst 5 s' worth) are
