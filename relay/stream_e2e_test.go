@@ -3,13 +3,8 @@
 package relay
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"net/netip"
 	"testing"
@@ -20,38 +15,16 @@ import (
 	"github.com/avedge/avedge/auth"
 	"github.com/avedge/avedge/internal/testnet"
 	"github.com/avedge/avedge/metrics"
+
+	"github.com/avedge/avedge/internal/testcert"
 )
 
 // selfSigned returns a server certificate for 127.0.0.1 and ::1, made for this test run, and
 // a pool that trusts it.
 func selfSigned(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "avedge test relay"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+	p := testcert.New(t, testcert.Options{CommonName: "avedge test relay", IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, CA: true})
+	return p.TLS, p.Pool()
 }
 
 // newStreamClient makes a pion TURN client over TCP, or TLS when roots is not nil, framed

@@ -2,16 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -26,42 +20,20 @@ import (
 
 	"github.com/avedge/avedge/auth"
 	"github.com/avedge/avedge/config"
+
+	"github.com/avedge/avedge/internal/testcert"
 )
 
 // writePair writes a self-signed certificate named cn (for ips and dns) and its key as PEM
 // files, mode 0600, into dir, and returns the certificate (for a client's pool) and the paths.
 func writePair(t *testing.T, dir, cn string, ips []net.IP, dns []string) (*x509.Certificate, string, string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
+	if ips == nil {
+		ips = []net.IP{} // only the names given: not testcert's default 127.0.0.1
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  ips,
-		DNSNames:     dns,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crt, k := filepath.Join(dir, cn+".crt"), filepath.Join(dir, cn+".key")
-	writeFile(t, crt, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), 0o600)
-	writeFile(t, k, string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})), 0o600)
-	return cert, crt, k
+	p := testcert.New(t, testcert.Options{CommonName: cn, IPs: ips, DNS: dns})
+	crt, k := p.Write(t, dir, cn)
+	return p.Cert, crt, k
 }
 
 func copyFile(t *testing.T, from, to string) {
