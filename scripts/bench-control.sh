@@ -45,25 +45,12 @@ MIN_PORT=10000
 MAX_PORT=65000
 RELAY_IP=127.0.0.2
 
-work=$(mktemp -d)
-server_pid=""
-cleanup() {
-	if [[ -n $server_pid ]]; then
-		kill "$server_pid" 2>/dev/null || true
-		wait "$server_pid" 2>/dev/null || true
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 
-log() { printf '%s\n' "$*" >&2; }
 
 # --- limits -----------------------------------------------------------------
-hard=$(ulimit -Hn)
-if [[ $hard != unlimited ]]; then
-	ulimit -n "$hard"
-fi
+raise_nofile
 fds=$(ulimit -n)
 
 # --- build ------------------------------------------------------------------
@@ -121,22 +108,9 @@ start_server() {
 			>/dev/null 2>&1 &
 		;;
 	esac
-	server_pid=$!
-	# Ready once the UDP port is bound (bounded: 5 s).
-	for _ in $(seq 50); do
-		if ss -Hlun "sport = :$port" 2>/dev/null | grep -q .; then return 0; fi
-		if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
-		sleep 0.1
-	done
-	log "$name did not come up on port $port"
-	return 1
+	await_server "$name" "$port"
 }
 
-stop_server() {
-	kill "$server_pid" 2>/dev/null || true
-	wait "$server_pid" 2>/dev/null || true
-	server_pid=""
-}
 
 # --- runs -------------------------------------------------------------------
 mkdir -p "$OUT"

@@ -37,21 +37,10 @@ MAX_PORT=49999
 RELAY_IP=127.0.0.2
 PORT=34795
 
-work=$(mktemp -d)
-server_pid=""
-cleanup() {
-	if [[ -n $server_pid ]]; then
-		kill "$server_pid" 2>/dev/null || true
-		wait "$server_pid" 2>/dev/null || true
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-log() { printf '%s\n' "$*" >&2; }
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 
-hard=$(ulimit -Hn)
-[[ $hard != unlimited ]] && ulimit -n "$hard"
+raise_nofile
 
 log "building into $work"
 go build -o "$work/avedge" ./cmd/avedge
@@ -81,20 +70,7 @@ start_server() {
 			>/dev/null 2>&1 &
 		;;
 	esac
-	server_pid=$!
-	for _ in $(seq 50); do # ready once the UDP port is bound (bounded: 5 s)
-		if ss -Hlun "sport = :$PORT" 2>/dev/null | grep -q .; then return 0; fi
-		if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
-		sleep 0.1
-	done
-	log "$1 did not come up on port $PORT"
-	return 1
-}
-
-stop_server() {
-	kill "$server_pid" 2>/dev/null || true
-	wait "$server_pid" 2>/dev/null || true
-	server_pid=""
+	await_server "$1" "$PORT"
 }
 
 mkdir -p "$OUT"

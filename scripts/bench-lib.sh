@@ -1,0 +1,47 @@
+# bench-lib.sh — what the benchmark scripts (bench-relay.sh, bench-control.sh,
+# bench-flood.sh) share: a work directory removed on exit with the server under test,
+# logging to stderr, the descriptor limit raised to the hard one, and starting/stopping one
+# server at a time. Sourced, not run.
+
+work=$(mktemp -d)
+server_pid=""
+cleanup() {
+	if [[ -n $server_pid ]]; then
+		kill "$server_pid" 2>/dev/null || true
+		wait "$server_pid" 2>/dev/null || true
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '%s\n' "$*" >&2; }
+
+# raise_nofile raises the soft open-file limit to the hard one (servers and clients hold a
+# socket per allocation).
+raise_nofile() {
+	local hard
+	hard=$(ulimit -Hn)
+	if [[ $hard != unlimited ]]; then ulimit -n "$hard"; fi
+}
+
+# await_server NAME PORT: the server just started in the background ($!, kept as
+# server_pid) is ready once its UDP port is bound; bounded at 5 s, and over at once if it
+# exits.
+await_server() {
+	local name=$1 port=$2
+	server_pid=$!
+	for _ in $(seq 50); do
+		if ss -Hlun "sport = :$port" 2>/dev/null | grep -q .; then return 0; fi
+		if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
+		sleep 0.1
+	done
+	log "$name did not come up on port $port"
+	return 1
+}
+
+stop_server() {
+	kill "$server_pid" 2>/dev/null || true
+	wait "$server_pid" 2>/dev/null || true
+	server_pid=""
+}
