@@ -56,20 +56,7 @@ fds=$(ulimit -n)
 # --- build ------------------------------------------------------------------
 log "building into $work"
 go build -o "$work/controlload" ./bench/controlload
-go build -o "$work/pionturn" ./bench/pionturn
-all_servers=()
-if go build -o "$work/avedge" ./cmd/avedge 2>"$work/avedge-build.log"; then
-	all_servers+=(avedge)
-else
-	log "cmd/avedge does not build; benchmarking without it:"
-	sed 's/^/  /' "$work/avedge-build.log" | head -5 >&2
-fi
-all_servers+=(pion)
-if command -v turnserver >/dev/null 2>&1; then
-	all_servers+=(coturn)
-else
-	log "turnserver not installed; benchmarking without coturn"
-fi
+build_servers
 [[ " ${all_servers[*]} " == *" avedge "* ]] && all_servers+=(avedge-limits)
 servers=()
 for s in ${SERVERS:-avedge pion coturn}; do

@@ -40,6 +40,26 @@ await_server() {
 	return 1
 }
 
+# build_servers builds avedge and the plain pion server (bench/pionturn) into $work and sets
+# all_servers to those that can run: avedge if it builds, pion, coturn if turnserver is
+# installed; what is left out is said.
+build_servers() {
+	go build -o "$work/pionturn" ./bench/pionturn
+	all_servers=()
+	if go build -o "$work/avedge" ./cmd/avedge 2>"$work/avedge-build.log"; then
+		all_servers+=(avedge)
+	else
+		log "cmd/avedge does not build; benchmarking without it:"
+		sed 's/^/  /' "$work/avedge-build.log" | head -5 >&2
+	fi
+	all_servers+=(pion)
+	if command -v turnserver >/dev/null 2>&1; then
+		all_servers+=(coturn)
+	else
+		log "turnserver not installed; benchmarking without coturn"
+	fi
+}
+
 stop_server() {
 	kill "$server_pid" 2>/dev/null || true
 	wait "$server_pid" 2>/dev/null || true

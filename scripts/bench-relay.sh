@@ -27,21 +27,8 @@ OUT=${OUT:-bench/out}
 # --- build ------------------------------------------------------------------
 log "building into $work"
 go build -o "$work/avedge-load" ./cmd/avedge-load
-go build -o "$work/pionturn" ./bench/pionturn
 go build -o "$work/benchtable" ./bench/benchtable
-all_servers=()
-if go build -o "$work/avedge" ./cmd/avedge 2>"$work/avedge-build.log"; then
-	all_servers+=(avedge)
-else
-	log "cmd/avedge does not build; benchmarking without it:"
-	sed 's/^/  /' "$work/avedge-build.log" | head -5 >&2
-fi
-all_servers+=(pion)
-if command -v turnserver >/dev/null 2>&1; then
-	all_servers+=(coturn)
-else
-	log "turnserver not installed; benchmarking without coturn"
-fi
+build_servers
 servers=()
 for s in ${SERVERS:-${all_servers[*]}}; do
 	if [[ " ${all_servers[*]} " == *" $s "* ]]; then servers+=("$s"); fi
