@@ -4,8 +4,11 @@
 package benchstat
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"slices"
+	"strings"
 )
 
 // Median of v; the mean of the middle two for an even count; 0 for none.
@@ -49,4 +52,27 @@ func Ratio(a, b []float64) string {
 		}
 	}
 	return fmt.Sprintf("%s (%.2f–%.2f)", s, lo, hi)
+}
+
+// ReadRuns reads the runs a benchmark script collected: one "key<TAB>server<TAB>json" line
+// per run (blank lines skipped), where key is what the rows group by (keyName: "N", "load")
+// and json the client's report. It calls run for each line in order; an error, run's or a
+// malformed line's, names the line.
+func ReadRuns(in io.Reader, keyName string, run func(key, server string, report []byte) error) error {
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" {
+			continue
+		}
+		parts := strings.SplitN(text, "\t", 3)
+		if len(parts) != 3 {
+			return fmt.Errorf("line %d: want %s<TAB>server<TAB>json", line, keyName)
+		}
+		if err := run(parts[0], parts[1], []byte(parts[2])); err != nil {
+			return fmt.Errorf("line %d: %w", line, err)
+		}
+	}
+	return sc.Err()
 }

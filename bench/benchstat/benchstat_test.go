@@ -1,6 +1,10 @@
 package benchstat
 
-import "testing"
+import (
+	"errors"
+	"strings"
+	"testing"
+)
 
 func TestMedian(t *testing.T) {
 	tests := []struct {
@@ -48,5 +52,24 @@ func TestRatio(t *testing.T) {
 				t.Errorf("Ratio(%v, %v) = %q, want %q", tt.a, tt.b, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestReadRuns(t *testing.T) {
+	var got []string
+	err := ReadRuns(strings.NewReader("1000\tavedge\t{}\n\n 10\tcoturn\t{\"a\":1} \n"), "N", func(k, srv string, r []byte) error {
+		got = append(got, k+"/"+srv+"/"+string(r))
+		return nil
+	})
+	if err != nil || strings.Join(got, " ") != `1000/avedge/{} 10/coturn/{"a":1}` {
+		t.Fatalf("ReadRuns: %q, %v", got, err)
+	}
+	err = ReadRuns(strings.NewReader("1\tavedge\t{}\nbad line\n"), "N", func(string, string, []byte) error { return nil })
+	if err == nil || err.Error() != "line 2: want N<TAB>server<TAB>json" {
+		t.Fatalf("malformed line: %v", err)
+	}
+	err = ReadRuns(strings.NewReader("\n\nx\ty\tz\n"), "load", func(string, string, []byte) error { return errors.New("no") })
+	if err == nil || err.Error() != "line 3: no" {
+		t.Fatalf("run's error: %v", err)
 	}
 }

@@ -5,13 +5,11 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"slices"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/avedge/avedge/bench/benchstat"
@@ -32,27 +30,17 @@ type runs struct {
 func run(in io.Reader, out io.Writer) error {
 	var loads, servers []string
 	results := map[[2]string]*runs{}
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		text := strings.TrimSpace(sc.Text())
-		if text == "" {
-			continue
-		}
-		parts := strings.SplitN(text, "\t", 3)
-		if len(parts) != 3 {
-			return fmt.Errorf("line %d: want load<TAB>server<TAB>json", line)
-		}
+	err := benchstat.ReadRuns(in, "load", func(load, srv string, report []byte) error {
 		var rep loadgen.Report
-		if err := json.Unmarshal([]byte(parts[2]), &rep); err != nil {
-			return fmt.Errorf("line %d: %w", line, err)
+		if err := json.Unmarshal(report, &rep); err != nil {
+			return err
 		}
-		key := [2]string{parts[0], parts[1]}
-		if !slices.Contains(loads, parts[0]) {
-			loads = append(loads, parts[0])
+		key := [2]string{load, srv}
+		if !slices.Contains(loads, load) {
+			loads = append(loads, load)
 		}
-		if !slices.Contains(servers, parts[1]) {
-			servers = append(servers, parts[1])
+		if !slices.Contains(servers, srv) {
+			servers = append(servers, srv)
 		}
 		r := results[key]
 		if r == nil {
@@ -62,8 +50,9 @@ func run(in io.Reader, out io.Writer) error {
 		r.perCPU = append(r.perCPU, rep.RelayedPerCPUSecond)
 		r.loss = append(r.loss, rep.LossPercent)
 		r.p99 = append(r.p99, rep.RTT.P99)
-	}
-	if err := sc.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 

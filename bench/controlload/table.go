@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/avedge/avedge/bench/benchstat"
@@ -30,35 +28,25 @@ func table(in io.Reader, out io.Writer) error {
 	var servers []string
 	results := map[string]*rounds{}
 	key := func(n int, srv string) string { return strconv.Itoa(n) + "\t" + srv }
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		text := strings.TrimSpace(sc.Text())
-		if text == "" {
-			continue
-		}
-		parts := strings.SplitN(text, "\t", 3)
-		if len(parts) != 3 {
-			return fmt.Errorf("line %d: want N<TAB>server<TAB>json", line)
-		}
-		n, err := strconv.Atoi(parts[0])
+	err := benchstat.ReadRuns(in, "N", func(nText, srv string, report []byte) error {
+		n, err := strconv.Atoi(nText)
 		if err != nil || n < 1 {
-			return fmt.Errorf("line %d: N %q is not a positive count", line, parts[0])
+			return fmt.Errorf("N %q is not a positive count", nText)
 		}
 		var rep Report
-		if err := json.Unmarshal([]byte(parts[2]), &rep); err != nil {
-			return fmt.Errorf("line %d: %w", line, err)
+		if err := json.Unmarshal(report, &rep); err != nil {
+			return err
 		}
 		if !slices.Contains(ns, n) {
 			ns = append(ns, n)
 		}
-		if !slices.Contains(servers, parts[1]) {
-			servers = append(servers, parts[1])
+		if !slices.Contains(servers, srv) {
+			servers = append(servers, srv)
 		}
-		r := results[key(n, parts[1])]
+		r := results[key(n, srv)]
 		if r == nil {
 			r = &rounds{}
-			results[key(n, parts[1])] = r
+			results[key(n, srv)] = r
 		}
 		last := 0.0
 		if len(rep.TenthRates) == 10 {
@@ -73,8 +61,9 @@ func table(in io.Reader, out io.Writer) error {
 		r.bind99 = append(r.bind99, rep.ChannelBind.P99)
 		r.failures += sum(rep.Failures) + sum(rep.RefreshFailures) + sum(rep.ChannelBindFailures)
 		r.short += rep.Allocations - rep.Made
-	}
-	if err := sc.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	slices.Sort(ns)
