@@ -36,6 +36,7 @@ type Metrics struct {
 	lifetime    prometheus.Histogram
 	authFails   map[string]prometheus.Counter
 	credentials map[string]map[string]prometheus.Counter // api -> result
+	redirects   map[string]prometheus.Counter
 }
 
 // New builds avedge's collectors and registers every one on reg. It uses no
@@ -73,11 +74,17 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 		Help: "Requests to the credential service, by API and result.",
 	}, []string{"api", "result"})
 
+	redirects := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "avedge_allocation_redirects_total",
+		Help: "Allocate requests answered 300 (Try Alternate) naming another relay, by reason.",
+	}, []string{"reason"})
+
 	m := &Metrics{
 		scrape:      newCollector(opts),
 		attempts:    children(attempts, attemptResults),
 		lifetime:    lifetime,
 		authFails:   children(authFails, authReasons),
+		redirects:   children(redirects, redirectReasons),
 		credentials: make(map[string]map[string]prometheus.Counter, len(credentialAPIs)),
 	}
 	for _, api := range credentialAPIs {
@@ -97,6 +104,7 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 		{"avedge_allocation_lifetime_seconds", lifetime},
 		{"avedge_auth_failures_total", authFails},
 		{"avedge_credential_requests_total", credentials},
+		{"avedge_allocation_redirects_total", redirects},
 	} {
 		if err := reg.Register(c.c); err != nil {
 			return nil, fmt.Errorf("metrics: register %s: %w", c.name, err)
