@@ -69,7 +69,7 @@ type Load struct {
 // A maximum rather than a weighted sum: a relay out of ports (or of CPU) cannot take a call
 // however idle its other resources are, and a sum would hide that. Each term is clamped to
 // [0, 1]; a relay that is not healthy or drains scores 1.
-func (l *Load) Score() float64 {
+func (l Load) Score() float64 {
 	if !l.Healthy || l.Draining {
 		return 1
 	}
