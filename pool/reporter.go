@@ -12,7 +12,7 @@ import (
 	"github.com/avedge/avedge/metrics"
 )
 
-// DefaultMaxAge is how long a Reporter serves one sample before it takes another.
+// DefaultMaxAge is the shortest time a Reporter averages its rates over.
 const DefaultMaxAge = time.Second
 
 // ReporterConfig configures a Reporter. Every zero value is documented.
@@ -33,8 +33,8 @@ type ReporterConfig struct {
 	CPUTime func() time.Duration
 	// Cores is what CPU time is divided by; 0: runtime.NumCPU().
 	Cores int
-	// MaxAge is how long one sample is served; 0: DefaultMaxAge; negative: every call
-	// samples.
+	// MaxAge is the shortest time the rates (RelayedBPS, CPU) are averaged over; 0:
+	// DefaultMaxAge; negative: every call samples them.
 	MaxAge time.Duration
 	// Now returns the current time; nil: time.Now.
 	Now func() time.Time
@@ -46,10 +46,11 @@ type Reporter struct {
 	instance string         // Static after construction.
 
 	mu      sync.Mutex
-	last    Load          // Guarded by mu.
-	at      time.Time     // when last was sampled; zero: never. Guarded by mu.
+	at      time.Time     // when the rates were last sampled. Guarded by mu.
 	bytes   uint64        // relayed bytes at at. Guarded by mu.
 	cpu     time.Duration // CPU time at at. Guarded by mu.
+	bps     float64       // the rates between the last two samples. Guarded by mu.
+	cpuFrac float64       // Guarded by mu.
 	sampled bool          // at least one sample taken. Guarded by mu.
 }
 
@@ -81,24 +82,12 @@ func NewReporter(cfg ReporterConfig) (*Reporter, error) {
 // Instance is the ID every document of this Reporter carries.
 func (r *Reporter) Instance() string { return r.instance }
 
-// Load returns the current document: the last sample while it is younger than MaxAge, a new
-// one otherwise. RelayedBPS and CPU are averaged over the time since the previous sample
-// (both 0 in the first).
+// Load returns the current document. Gauges (allocations, ports, health, draining) are read
+// at every call; RelayedBPS and CPU are averaged over the time between two rate samples,
+// taken at most every MaxAge (both 0 until the second).
 func (r *Reporter) Load() Load {
 	now := r.cfg.Now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.sampled && r.cfg.MaxAge > 0 && now.Sub(r.at) < r.cfg.MaxAge {
-		return r.last
-	}
 	sn := r.cfg.Stats()
-	cpu := r.cfg.CPUTime()
-	var bytes uint64
-	for _, byPath := range sn.Traffic {
-		for _, c := range byPath {
-			bytes += c.Bytes
-		}
-	}
 	l := Load{
 		Instance: r.instance, Version: r.cfg.Version, Zone: r.cfg.Zone,
 		Healthy: true, Draining: sn.Draining,
@@ -115,15 +104,28 @@ func (r *Reporter) Load() Load {
 	if r.cfg.Ready != nil {
 		l.Healthy, _ = r.cfg.Ready()
 	}
-	if dt := now.Sub(r.at).Seconds(); r.sampled && dt > 0 {
-		if bytes >= r.bytes {
-			l.RelayedBPS = float64(bytes-r.bytes) * 8 / dt
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.sampled || r.cfg.MaxAge <= 0 || now.Sub(r.at) >= r.cfg.MaxAge {
+		var bytes uint64
+		for _, byPath := range sn.Traffic {
+			for _, c := range byPath {
+				bytes += c.Bytes
+			}
 		}
-		if cpu >= r.cpu {
-			l.CPU = clamp01((cpu - r.cpu).Seconds() / dt / float64(r.cfg.Cores))
+		cpu := r.cfg.CPUTime()
+		if dt := now.Sub(r.at).Seconds(); r.sampled && dt > 0 {
+			r.bps, r.cpuFrac = 0, 0
+			if bytes >= r.bytes {
+				r.bps = float64(bytes-r.bytes) * 8 / dt
+			}
+			if cpu >= r.cpu {
+				r.cpuFrac = clamp01((cpu - r.cpu).Seconds() / dt / float64(r.cfg.Cores))
+			}
 		}
+		r.at, r.bytes, r.cpu, r.sampled = now, bytes, cpu, true
 	}
-	r.last, r.at, r.bytes, r.cpu, r.sampled = l, now, bytes, cpu, true
+	l.RelayedBPS, l.CPU = r.bps, r.cpuFrac
 	return l
 }
 

@@ -36,11 +36,11 @@ func TestReporterRates(t *testing.T) {
 	}
 	bytes, cpu = 1000, 500*time.Millisecond
 	now = now.Add(500 * time.Millisecond)
-	if l2 := r.Load(); l2.RelayedBPS != 0 {
-		t.Fatalf("within MaxAge: a new sample %+v", l2)
+	draining = true
+	if l2 := r.Load(); l2.RelayedBPS != 0 || !l2.Draining {
+		t.Fatalf("within MaxAge: rates %v, draining %v; want the rates kept (0) and the drain seen at once", l2.RelayedBPS, l2.Draining)
 	}
 	now = now.Add(500 * time.Millisecond)
-	draining = true
 	l = r.Load()
 	if l.RelayedBPS != 8000 || l.CPU != 0.25 || !l.Draining {
 		t.Fatalf("after 1 s, 1000 bytes and 0.5 s CPU on 2 cores: bps %v cpu %v draining %v; want 8000, 0.25, true", l.RelayedBPS, l.CPU, l.Draining)
