@@ -1,7 +1,6 @@
 package config
 
 import (
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -30,6 +29,11 @@ type Settings struct {
 	// Nil (and both names ""): the service speaks plain HTTP.
 	AuthTLS                 *auth.Certificate
 	AuthTLSCert, AuthTLSKey string
+	// TLS is the TURN TLS listeners' certificate and key, read from TLSCert and TLSKey (cert,
+	// pkey) at Build; Relay.TLS serves its current pair, and its Reload re-reads the same
+	// files. Nil (and both names ""): no TLS listener.
+	TLS             *auth.Certificate
+	TLSCert, TLSKey string
 	// NonLoopback names the first listener not on loopback: a TURN listener
 	// ("udp/192.0.2.1:3478"), the credential service ("auth-listen 0.0.0.0:8443") or the
 	// metrics endpoint; "" when every one is on loopback. While one is not, no secret and no
@@ -48,7 +52,20 @@ type Settings struct {
 // user and API key files, the host's addresses, fresh random bytes), then derives the
 // settings from o and what was read (derive), which does no I/O.
 func (o Options) Build() (*Settings, error) {
-	in, err := o.read()
+	in, err := o.read(false)
+	if err != nil {
+		return nil, err
+	}
+	return o.derive(in)
+}
+
+// BuildForReload is Build for a configuration re-read while the relay runs (SIGHUP): it reads
+// neither TLS pair (cert and pkey, auth-tls-cert and auth-tls-key), which the running
+// listeners re-read on their own from the files they started with, so that a pair caught
+// half-renewed does not hold back a secret rotation, nor the reverse. The Settings it returns
+// have no TLS, AuthTLS or Relay.TLS; the rest is checked as Build checks it.
+func (o Options) BuildForReload() (*Settings, error) {
+	in, err := o.read(true)
 	if err != nil {
 		return nil, err
 	}
@@ -68,10 +85,12 @@ func (o Options) derive(in *inputs) (*Settings, error) {
 	st := &Settings{MetricsListen: o.MetricsListen, AuthListen: o.AuthListen}
 	rc := &st.Relay
 	if in.cert != nil {
-		rc.TLS = &tls.Config{Certificates: []tls.Certificate{*in.cert}, MinVersion: tls.VersionTLS12}
+		st.TLS, st.TLSCert, st.TLSKey = in.cert, o.Cert, o.PKey
+		rc.TLS = in.cert.TLSConfig()
 	}
+	withTLS := in.cert != nil || in.skipTLSFiles && o.Cert != "" && o.PKey != ""
 	var err error
-	if rc.Listeners, err = o.listeners(rc.TLS != nil, in.host); err != nil {
+	if rc.Listeners, err = o.listeners(withTLS, in.host); err != nil {
 		return nil, err
 	}
 	if err := o.relayAddresses(rc); err != nil {

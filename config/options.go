@@ -137,6 +137,10 @@ type Options struct {
 	// tls-handshake-timeout: how long a TLS client has to finish its handshake. Zero: 10 s;
 	// negative: no limit.
 	TLSHandshakeTimeout time.Duration
+	// tls-reload-interval: how often the TLS certificate and key files (cert and pkey,
+	// auth-tls-cert and auth-tls-key) are read to see whether they changed; a changed pair is
+	// loaded for the next handshakes, as SIGHUP does. Zero: never (SIGHUP only).
+	TLSReloadInterval time.Duration
 	// error-rate: error answers other than 401 per second per client address (IPv6: per
 	// /64), with 5 seconds' worth of burst. Negative: unlimited; zero is refused, as for
 	// AllocateRate.
@@ -352,6 +356,8 @@ var optionTable = []option{
 		"a TCP or TLS connection whose client takes nothing the relay writes for this long is closed (0: 30s; -1: no limit)"),
 	opt("tls-handshake-timeout", func(o *Options) *time.Duration { return &o.TLSHandshakeTimeout }, 10*time.Second,
 		"a TLS client that has not finished its handshake this long after connecting is closed (0: 10s; -1: no limit)"),
+	opt("tls-reload-interval", func(o *Options) *time.Duration { return &o.TLSReloadInterval }, 5*time.Second,
+		"how often the TLS certificate and key files are checked for a change, which is loaded for new connections as SIGHUP does (0: SIGHUP only)"),
 	opt("error-rate", func(o *Options) *float64 { return &o.ErrorRate }, 200,
 		"error answers other than 401 per second per client address (IPv6: per /64), burst 5 s; excess dropped (-1: unlimited)"),
 	opt("binding-rate", func(o *Options) *float64 { return &o.BindingRate }, 500,
