@@ -207,9 +207,14 @@ func (o Options) listeners(withTLS bool, host hostAddrs) ([]relay.ListenerConfig
 	return ls, nil
 }
 
-// parseListen reads one listen entry, transport/ip:port.
+// parseListen reads one listen entry, transport/ip:port, with ",proxy" after a tcp or tls
+// one that takes the PROXY protocol from proxy-protocol-from.
 func parseListen(l string, withTLS bool, host hostAddrs) ([]relay.ListenerConfig, error) {
-	netw, addr, ok := strings.Cut(l, "/")
+	spec, opt, hasOpt := strings.Cut(l, ",")
+	if hasOpt && opt != "proxy" {
+		return nil, bad("listen", "%q: unknown option %q after the address (want proxy)", l, opt)
+	}
+	netw, addr, ok := strings.Cut(spec, "/")
 	ap, err := netip.ParseAddrPort(addr)
 	if !ok || err != nil {
 		return nil, bad("listen", "%q: want transport/ip:port, e.g. tcp/0.0.0.0:443 or udp/[::1]:3478", l)
@@ -221,6 +226,9 @@ func parseListen(l string, withTLS bool, host hostAddrs) ([]relay.ListenerConfig
 	if n == relay.TLS && !withTLS {
 		return nil, bad("listen", "%q: a TLS listener needs cert and pkey", l)
 	}
+	if n == relay.UDP && hasOpt {
+		return nil, bad("listen", "%q: the PROXY protocol is for tcp and tls listeners", l)
+	}
 	if n == relay.UDP {
 		udp, err := host.expand(ap.Addr().Unmap(), ap.Port())
 		if err != nil {
@@ -228,7 +236,7 @@ func parseListen(l string, withTLS bool, host hostAddrs) ([]relay.ListenerConfig
 		}
 		return udp, nil
 	}
-	return []relay.ListenerConfig{{Network: n, Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}}, nil
+	return []relay.ListenerConfig{{Network: n, Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), ProxyProtocol: hasOpt}}, nil
 }
 
 // relayAddresses derives the relay addresses (relay-ip, else the first listener of each
@@ -386,6 +394,19 @@ func (o Options) peersAndLimits(st *Settings) error {
 	}
 	if rc.Peers.Deny, err = policy.ParsePrefixes(o.DeniedPeerIPs); err != nil {
 		return bad("denied-peer-ip", "%v", err)
+	}
+	if rc.ProxyProtocolFrom, err = policy.ParsePrefixes(o.ProxyProtocolFrom); err != nil {
+		return bad("proxy-protocol-from", "%v", err)
+	}
+	proxied := false
+	for _, l := range rc.Listeners {
+		proxied = proxied || l.ProxyProtocol
+	}
+	switch {
+	case proxied && len(rc.ProxyProtocolFrom) == 0:
+		return bad("listen", "a listener takes the PROXY protocol (,proxy) but proxy-protocol-from names no load balancer")
+	case !proxied && len(rc.ProxyProtocolFrom) > 0:
+		st.Warnings = append(st.Warnings, "proxy-protocol-from is set but no listen entry takes the PROXY protocol (add ,proxy to a tcp or tls one)")
 	}
 	if o.UserQuota == 0 || o.MaxBPS == 0 {
 		return bad("user-quota/max-bps", "0 is refused: give a limit, or -1 for unlimited")

@@ -22,8 +22,12 @@ type Options struct {
 	ListeningPort int
 	// tls-listening-port: the TLS port of every listening-ip, when Cert and PKey are set (0: none).
 	TLSListeningPort int
-	// listen: extra listeners, each "transport/ip:port" (udp, tcp or tls).
+	// listen: extra listeners, each "transport/ip:port" (udp, tcp or tls), a tcp or tls one
+	// followed by ",proxy" to take the PROXY protocol (v1 or v2) from proxy-protocol-from.
 	Listen []string
+	// proxy-protocol-from: the load balancers (addresses or CIDR prefixes) that may connect
+	// to a ",proxy" listener; every connection from elsewhere is closed.
+	ProxyProtocolFrom []string
 	// no-udp: no UDP listener on ListeningPort.
 	NoUDP bool
 	// no-tcp: no TCP listener on ListeningPort.
@@ -277,7 +281,9 @@ var optionTable = []option{
 	opt("tls-listening-port", func(o *Options) *int { return &o.TLSListeningPort }, 5349,
 		"TLS port, used when cert and pkey are set"),
 	opt("listen", func(o *Options) *[]string { return &o.Listen }, nil,
-		"extra listener transport/ip:port, repeatable, e.g. tcp/0.0.0.0:443 or tls/[::]:443"),
+		"extra listener transport/ip:port, repeatable, e.g. tcp/0.0.0.0:443 or tls/[::]:443; ,proxy after a tcp or tls one (tls/0.0.0.0:443,proxy) takes the PROXY protocol v1/v2 from proxy-protocol-from"),
+	opt("proxy-protocol-from", func(o *Options) *[]string { return &o.ProxyProtocolFrom }, nil,
+		"load balancer address or CIDR allowed to connect to ,proxy listeners, repeatable; each connection must start with a PROXY header naming the client"),
 	opt("no-udp", func(o *Options) *bool { return &o.NoUDP }, false,
 		"do not listen on UDP listening-port"),
 	opt("no-tcp", func(o *Options) *bool { return &o.NoTCP }, false,
