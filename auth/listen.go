@@ -22,8 +22,9 @@ type Certificate struct {
 	now               func() time.Time
 	cur               atomic.Pointer[tls.Certificate] // Replaced whole by Reload.
 
-	mu   sync.Mutex // serialises Reload and ReloadIfChanged
-	seen [2]fileSum // the files' contents at the last attempt to load them. Guarded by mu.
+	mu      sync.Mutex                            // serialises Reload and ReloadIfChanged
+	seen    [2]fileSum                            // the files' contents at the last attempt to load them. Guarded by mu.
+	observe func(cur *tls.Certificate, err error) // nil: none. Guarded by mu.
 }
 
 // fileSum identifies a file's content: its SHA-256, or the zero value when it did not read.
@@ -98,9 +99,27 @@ func (c *Certificate) reloadLocked() error {
 	return c.load(certPEM, keyPEM, errors.Join(certErr, keyErr))
 }
 
+// Observe has f called after every attempt to load the pair (Reload, ReloadIfChanged that
+// found a change) with the pair served after it and the attempt's error, and once now with
+// the current pair; for metrics. f must not call c's methods but Current.
+func (c *Certificate) Observe(f func(cur *tls.Certificate, err error)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.observe = f
+	f(c.cur.Load(), nil)
+}
+
 // load makes the pair of certPEM and keyPEM current, unless readErr (the files did not read)
-// or the pair does not load.
+// or the pair does not load; it tells the observer.
 func (c *Certificate) load(certPEM, keyPEM []byte, readErr error) error {
+	err := c.parse(certPEM, keyPEM, readErr)
+	if c.observe != nil {
+		c.observe(c.cur.Load(), err)
+	}
+	return err
+}
+
+func (c *Certificate) parse(certPEM, keyPEM []byte, readErr error) error {
 	if readErr != nil {
 		return fmt.Errorf("auth: tls pair %s, %s: %w", c.certFile, c.keyFile, readErr)
 	}

@@ -37,6 +37,8 @@
 //	avedge_credential_requests_total{api,result}            counter
 //	avedge_stun_binding_requests_total                      counter
 //	avedge_draining                                         gauge, 0 or 1
+//	avedge_tls_certificate_expiry_timestamp_seconds{pair}   gauge, once the pair loads
+//	avedge_tls_certificate_reload_failures_total{pair}      counter
 //
 // The edge's port range is split into a capacity gauge and a gauge by state
 // rather than one gauge with state="capacity": summing avedge_relay_ports

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"github.com/avedge/avedge/auth"
 	"github.com/avedge/avedge/config"
 	"github.com/avedge/avedge/internal/secretfile"
+	"github.com/avedge/avedge/metrics"
 )
 
 // tlsPair is one TLS certificate and key the daemon serves and re-reads from the files it
@@ -17,6 +19,7 @@ import (
 // (auth-tls-cert, auth-tls-key).
 type tlsPair struct {
 	name              string // for the log
+	label             string // for the metrics
 	certKey, keyKey   string // the options naming the files
 	certFile, keyFile string // the files, as started with
 	cert              *auth.Certificate
@@ -26,12 +29,19 @@ type tlsPair struct {
 func tlsPairs(st *config.Settings) []tlsPair {
 	var ps []tlsPair
 	if st.TLS != nil {
-		ps = append(ps, tlsPair{name: "turn", certKey: "cert", keyKey: "pkey", certFile: st.TLSCert, keyFile: st.TLSKey, cert: st.TLS})
+		ps = append(ps, tlsPair{name: "turn", label: metrics.TLSPairTURN, certKey: "cert", keyKey: "pkey", certFile: st.TLSCert, keyFile: st.TLSKey, cert: st.TLS})
 	}
 	if st.AuthTLS != nil {
-		ps = append(ps, tlsPair{name: "credential service", certKey: "auth-tls-cert", keyKey: "auth-tls-key", certFile: st.AuthTLSCert, keyFile: st.AuthTLSKey, cert: st.AuthTLS})
+		ps = append(ps, tlsPair{name: "credential service", label: metrics.TLSPairCredentialService, certKey: "auth-tls-cert", keyKey: "auth-tls-key", certFile: st.AuthTLSCert, keyFile: st.AuthTLSKey, cert: st.AuthTLS})
 	}
 	return ps
+}
+
+// observeTLS has m expose the expiry of each pair of st, and count refused reloads.
+func observeTLS(st *config.Settings, m *metrics.Metrics) {
+	for _, p := range tlsPairs(st) {
+		p.cert.Observe(func(cur *tls.Certificate, err error) { m.TLSCertificate(p.label, cur.Leaf.NotAfter, err) })
+	}
 }
 
 // reloadTLS re-reads every TLS pair of st (SIGHUP) from the files it was started with: the

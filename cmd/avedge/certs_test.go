@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/pion/turn/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/avedge/avedge/internal/testcert"
 	"github.com/avedge/avedge/internal/testnet"
+	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/relay"
 )
 
@@ -117,6 +119,36 @@ func TestTURNTLSReload(t *testing.T) {
 		t.Fatalf("no TLS listener in %v", r.srv.Addrs())
 	}
 	peer := testnet.Echo(t, "udp4", "127.0.0.1:0")
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg, metrics.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	observeTLS(r.st, m)
+	// metric returns the value of the TLS metric name for the TURN pair.
+	metric := func(t *testing.T, name string) float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, x := range mf.GetMetric() {
+				if mf.GetName() == name && len(x.GetLabel()) == 1 && x.GetLabel()[0].GetValue() == metrics.TLSPairTURN {
+					return x.GetGauge().GetValue() + x.GetCounter().GetValue()
+				}
+			}
+		}
+		t.Fatalf("no %s{pair=turn}", name)
+		return 0
+	}
+	expiry := func(t *testing.T, want testcert.Pair) {
+		t.Helper()
+		if got := metric(t, "avedge_tls_certificate_expiry_timestamp_seconds"); got != float64(want.Cert.NotAfter.Unix()) {
+			t.Errorf("expiry metric %v, want %s's %d", got, want.Cert.Subject.CommonName, want.Cert.NotAfter.Unix())
+		}
+	}
+	expiry(t, a)
 	cred := rest("secret", secret)
 	log := newLogger(&r.log, "text", "info")
 	poll := func(t *testing.T) string {
@@ -152,6 +184,7 @@ func TestTURNTLSReload(t *testing.T) {
 		t.Fatalf("poll after the swap logged %q", logged)
 	}
 	served(t, "pair-b")
+	expiry(t, b)
 	fresh := dialTLSTURN(t, server, roots, cred)
 	if _, err := fresh.client.Allocate(); err != nil {
 		t.Fatalf("allocate on a connection served the new pair: %v", err)
@@ -185,6 +218,11 @@ func TestTURNTLSReload(t *testing.T) {
 		})
 	}
 
+	if n := metric(t, "avedge_tls_certificate_reload_failures_total"); n != 3 {
+		t.Errorf("reload failures counted %v, want 3", n)
+	}
+	expiry(t, b)
+
 	t.Run("SIGHUP", func(t *testing.T) {
 		vol.publish(t, c.CertPEM, c.KeyPEM)
 		logged := r.reload(t)
@@ -192,6 +230,7 @@ func TestTURNTLSReload(t *testing.T) {
 			t.Fatalf("SIGHUP logged %q", logged)
 		}
 		served(t, "pair-c")
+		expiry(t, c)
 		if logged := poll(t); logged != "" {
 			t.Errorf("a poll after SIGHUP loaded the pair logged %q", logged)
 		}

@@ -78,6 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		fmt.Fprintf(stderr, "avedge: metrics: %v\n", err)
 		return 1
 	}
+	observeTLS(st, m)
 	rc := st.Relay
 	rc.Metrics = m
 	rc.Logger = log
