@@ -244,7 +244,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	ok = true
 	for _, l := range s.Addrs() {
-		s.log.Info("listening", "transport", string(l.Network), "addr", l.Addr.String())
+		s.log.Info("listening", "transport", string(l.Network), "addr", l.Addr.String(), "proxy-protocol", l.ProxyProtocol)
 	}
 	for ip, a := range s.ports {
 		min, max := a.Range()
@@ -362,7 +362,7 @@ func (s *Server) Addrs() []ListenerConfig {
 			u++
 		default:
 			ap, _ := sock.AddrPortOf(s.streams[t].Addr())
-			out = append(out, ListenerConfig{Network: l.Network, Addr: ap})
+			out = append(out, ListenerConfig{Network: l.Network, Addr: ap, ProxyProtocol: l.ProxyProtocol})
 			t++
 		}
 	}

@@ -310,6 +310,9 @@ func reload(log *slog.Logger, args []string, st *config.Settings, srv *relay.Ser
 func relaysOf(srv *relay.Server) []auth.RelayInfo {
 	ri := auth.RelayInfo{Location: "internet"}
 	for _, l := range srv.Addrs() {
+		if l.ProxyProtocol { // reached through a load balancer, not at this address
+			continue
+		}
 		if ri.HostName == "" {
 			ri.HostName = l.Addr.Addr().String()
 		}
@@ -448,6 +451,7 @@ func printCredentials(w io.Writer, st *config.Settings, addrs []relay.ListenerCo
 	var udp, tcp string
 	for _, l := range addrs {
 		switch {
+		case l.ProxyProtocol: // reached through a load balancer, not at this address
 		case l.Network == relay.UDP && udp == "":
 			udp = l.Addr.String()
 		case l.Network == relay.TCP && tcp == "":
