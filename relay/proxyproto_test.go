@@ -213,3 +213,29 @@ func FuzzParseProxyHeader(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkReadProxyHeader: the cost per connection of reading a header (plus the client's
+// first bytes handed back) on a PROXY protocol listener, beside a connection's accept and
+// handshake.
+func BenchmarkReadProxyHeader(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		raw  []byte
+	}{
+		{"v1", []byte("PROXY TCP4 203.0.113.7 198.51.100.1 40000 443\r\n")},
+		{"v2", proxyV2(1, 0x11, ppClient4, ppDst4, nil)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			in := append(bytes.Clone(tc.raw), make([]byte, 20)...)
+			r := bytes.NewReader(in)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(tc.raw)))
+			for b.Loop() {
+				r.Reset(in)
+				if _, _, err := readProxyHeader(r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

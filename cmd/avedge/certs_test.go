@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -236,4 +237,43 @@ func TestTURNTLSReload(t *testing.T) {
 		}
 		echo(t, relayed, peer, "after SIGHUP, on the connection opened first")
 	})
+}
+
+// TestTLSWatcher runs the daemon with a short tls-reload-interval: a Secret swap is picked up
+// by the poll alone, with no signal, and a new connection is served the new pair. (The test
+// waits for the daemon's log line, an event, not for a duration.)
+func TestTLSWatcher(t *testing.T) {
+	loop := []net.IP{net.IPv4(127, 0, 0, 1)}
+	a := testcert.New(t, testcert.Options{CommonName: "watch-a", IPs: loop, CA: true})
+	b := testcert.New(t, testcert.Options{CommonName: "watch-b", IPs: loop, CA: true})
+	roots := x509.NewCertPool()
+	roots.AddCert(a.Cert)
+	roots.AddCert(b.Cert)
+	vol := newSecretVolume(t)
+	vol.publish(t, a.CertPEM, a.KeyPEM)
+	s := start(t, "--cert", vol.crt(), "--pkey", vol.key(), "--listen", "tls/127.0.0.1:0", "--tls-reload-interval", "20ms")
+	m := regexp.MustCompile(`msg=listening transport=tls addr=(\S+)`).FindStringSubmatch(s.stderr.String())
+	if m == nil {
+		t.Fatalf("no TLS listener logged:\n%s", s.stderr.String())
+	}
+	leaf := func() string {
+		c, err := tls.Dial("tcp", m[1], &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	if cn := leaf(); cn != "watch-a" {
+		t.Fatalf("served %q, want watch-a", cn)
+	}
+	from := len(s.stderr.String())
+	vol.publish(t, b.CertPEM, b.KeyPEM)
+	if logged, ok := s.stderr.waitFor(from, `msg="TLS files changed: TLS certificate reloaded" pair=turn subject="CN=watch-b"`, 10*time.Second); !ok {
+		t.Fatalf("the poll did not load the new pair; logged:\n%s", logged)
+	}
+	if cn := leaf(); cn != "watch-b" {
+		t.Fatalf("after the poll, served %q, want watch-b", cn)
+	}
+	s.stop(t)
 }
