@@ -1,7 +1,6 @@
 package config
 
 import (
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -31,6 +30,11 @@ type Settings struct {
 	// Nil (and both names ""): the service speaks plain HTTP.
 	AuthTLS                 *auth.Certificate
 	AuthTLSCert, AuthTLSKey string
+	// TLS is the TURN TLS listeners' certificate and key, read from TLSCert and TLSKey (cert,
+	// pkey) at Build; Relay.TLS serves its current pair, and its Reload re-reads the same
+	// files. Nil (and both names ""): no TLS listener.
+	TLS             *auth.Certificate
+	TLSCert, TLSKey string
 	// NonLoopback names the first listener not on loopback: a TURN listener
 	// ("udp/192.0.2.1:3478"), the credential service ("auth-listen 0.0.0.0:8443") or the
 	// metrics endpoint; "" when every one is on loopback. While one is not, no secret and no
@@ -67,7 +71,20 @@ type PoolSettings struct {
 // user and API key files, the host's addresses, fresh random bytes), then derives the
 // settings from o and what was read (derive), which does no I/O.
 func (o Options) Build() (*Settings, error) {
-	in, err := o.read()
+	in, err := o.read(false)
+	if err != nil {
+		return nil, err
+	}
+	return o.derive(in)
+}
+
+// BuildForReload is Build for a configuration re-read while the relay runs (SIGHUP): it reads
+// neither TLS pair (cert and pkey, auth-tls-cert and auth-tls-key), which the running
+// listeners re-read on their own from the files they started with, so that a pair caught
+// half-renewed does not hold back a secret rotation, nor the reverse. The Settings it returns
+// have no TLS, AuthTLS or Relay.TLS; the rest is checked as Build checks it.
+func (o Options) BuildForReload() (*Settings, error) {
+	in, err := o.read(true)
 	if err != nil {
 		return nil, err
 	}
@@ -87,10 +104,12 @@ func (o Options) derive(in *inputs) (*Settings, error) {
 	st := &Settings{MetricsListen: o.MetricsListen, AuthListen: o.AuthListen}
 	rc := &st.Relay
 	if in.cert != nil {
-		rc.TLS = &tls.Config{Certificates: []tls.Certificate{*in.cert}, MinVersion: tls.VersionTLS12}
+		st.TLS, st.TLSCert, st.TLSKey = in.cert, o.Cert, o.PKey
+		rc.TLS = in.cert.TLSConfig()
 	}
+	withTLS := in.cert != nil || in.skipTLSFiles && o.Cert != "" && o.PKey != ""
 	var err error
-	if rc.Listeners, err = o.listeners(rc.TLS != nil, in.host); err != nil {
+	if rc.Listeners, err = o.listeners(withTLS, in.host); err != nil {
 		return nil, err
 	}
 	if err := o.relayAddresses(rc); err != nil {
@@ -210,9 +229,14 @@ func (o Options) listeners(withTLS bool, host hostAddrs) ([]relay.ListenerConfig
 	return ls, nil
 }
 
-// parseListen reads one listen entry, transport/ip:port.
+// parseListen reads one listen entry, transport/ip:port, with ",proxy" after a tcp or tls
+// one that takes the PROXY protocol from proxy-protocol-from.
 func parseListen(l string, withTLS bool, host hostAddrs) ([]relay.ListenerConfig, error) {
-	netw, addr, ok := strings.Cut(l, "/")
+	spec, opt, hasOpt := strings.Cut(l, ",")
+	if hasOpt && opt != "proxy" {
+		return nil, bad("listen", "%q: unknown option %q after the address (want proxy)", l, opt)
+	}
+	netw, addr, ok := strings.Cut(spec, "/")
 	ap, err := netip.ParseAddrPort(addr)
 	if !ok || err != nil {
 		return nil, bad("listen", "%q: want transport/ip:port, e.g. tcp/0.0.0.0:443 or udp/[::1]:3478", l)
@@ -224,6 +248,9 @@ func parseListen(l string, withTLS bool, host hostAddrs) ([]relay.ListenerConfig
 	if n == relay.TLS && !withTLS {
 		return nil, bad("listen", "%q: a TLS listener needs cert and pkey", l)
 	}
+	if n == relay.UDP && hasOpt {
+		return nil, bad("listen", "%q: the PROXY protocol is for tcp and tls listeners", l)
+	}
 	if n == relay.UDP {
 		udp, err := host.expand(ap.Addr().Unmap(), ap.Port())
 		if err != nil {
@@ -231,7 +258,7 @@ func parseListen(l string, withTLS bool, host hostAddrs) ([]relay.ListenerConfig
 		}
 		return udp, nil
 	}
-	return []relay.ListenerConfig{{Network: n, Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}}, nil
+	return []relay.ListenerConfig{{Network: n, Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), ProxyProtocol: hasOpt}}, nil
 }
 
 // relayAddresses derives the relay addresses (relay-ip, else the first listener of each
@@ -389,6 +416,19 @@ func (o Options) peersAndLimits(st *Settings) error {
 	}
 	if rc.Peers.Deny, err = policy.ParsePrefixes(o.DeniedPeerIPs); err != nil {
 		return bad("denied-peer-ip", "%v", err)
+	}
+	if rc.ProxyProtocolFrom, err = policy.ParsePrefixes(o.ProxyProtocolFrom); err != nil {
+		return bad("proxy-protocol-from", "%v", err)
+	}
+	proxied := false
+	for _, l := range rc.Listeners {
+		proxied = proxied || l.ProxyProtocol
+	}
+	switch {
+	case proxied && len(rc.ProxyProtocolFrom) == 0:
+		return bad("listen", "a listener takes the PROXY protocol (,proxy) but proxy-protocol-from names no load balancer")
+	case !proxied && len(rc.ProxyProtocolFrom) > 0:
+		st.Warnings = append(st.Warnings, "proxy-protocol-from is set but no listen entry takes the PROXY protocol (add ,proxy to a tcp or tls one)")
 	}
 	if o.UserQuota == 0 || o.MaxBPS == 0 {
 		return bad("user-quota/max-bps", "0 is refused: give a limit, or -1 for unlimited")

@@ -22,8 +22,12 @@ type Options struct {
 	ListeningPort int
 	// tls-listening-port: the TLS port of every listening-ip, when Cert and PKey are set (0: none).
 	TLSListeningPort int
-	// listen: extra listeners, each "transport/ip:port" (udp, tcp or tls).
+	// listen: extra listeners, each "transport/ip:port" (udp, tcp or tls), a tcp or tls one
+	// followed by ",proxy" to take the PROXY protocol (v1 or v2) from proxy-protocol-from.
 	Listen []string
+	// proxy-protocol-from: the load balancers (addresses or CIDR prefixes) that may connect
+	// to a ",proxy" listener; every connection from elsewhere is closed.
+	ProxyProtocolFrom []string
 	// no-udp: no UDP listener on ListeningPort.
 	NoUDP bool
 	// no-tcp: no TCP listener on ListeningPort.
@@ -137,6 +141,10 @@ type Options struct {
 	// tls-handshake-timeout: how long a TLS client has to finish its handshake. Zero: 10 s;
 	// negative: no limit.
 	TLSHandshakeTimeout time.Duration
+	// tls-reload-interval: how often the TLS certificate and key files (cert and pkey,
+	// auth-tls-cert and auth-tls-key) are read to see whether they changed; a changed pair is
+	// loaded for the next handshakes, as SIGHUP does. Zero: never (SIGHUP only).
+	TLSReloadInterval time.Duration
 	// error-rate: error answers other than 401 per second per client address (IPv6: per
 	// /64), with 5 seconds' worth of burst. Negative: unlimited; zero is refused, as for
 	// AllocateRate.
@@ -303,7 +311,9 @@ var optionTable = []option{
 	opt("tls-listening-port", func(o *Options) *int { return &o.TLSListeningPort }, 5349,
 		"TLS port, used when cert and pkey are set"),
 	opt("listen", func(o *Options) *[]string { return &o.Listen }, nil,
-		"extra listener transport/ip:port, repeatable, e.g. tcp/0.0.0.0:443 or tls/[::]:443"),
+		"extra listener transport/ip:port, repeatable, e.g. tcp/0.0.0.0:443 or tls/[::]:443; ,proxy after a tcp or tls one (tls/0.0.0.0:443,proxy) takes the PROXY protocol v1/v2 from proxy-protocol-from"),
+	opt("proxy-protocol-from", func(o *Options) *[]string { return &o.ProxyProtocolFrom }, nil,
+		"load balancer address or CIDR allowed to connect to ,proxy listeners, repeatable; each connection must start with a PROXY header naming the client"),
 	opt("no-udp", func(o *Options) *bool { return &o.NoUDP }, false,
 		"do not listen on UDP listening-port"),
 	opt("no-tcp", func(o *Options) *bool { return &o.NoTCP }, false,
@@ -382,6 +392,8 @@ var optionTable = []option{
 		"a TCP or TLS connection whose client takes nothing the relay writes for this long is closed (0: 30s; -1: no limit)"),
 	opt("tls-handshake-timeout", func(o *Options) *time.Duration { return &o.TLSHandshakeTimeout }, 10*time.Second,
 		"a TLS client that has not finished its handshake this long after connecting is closed (0: 10s; -1: no limit)"),
+	opt("tls-reload-interval", func(o *Options) *time.Duration { return &o.TLSReloadInterval }, 5*time.Second,
+		"how often the TLS certificate and key files are checked for a change, which is loaded for new connections as SIGHUP does (0: SIGHUP only)"),
 	opt("error-rate", func(o *Options) *float64 { return &o.ErrorRate }, 200,
 		"error answers other than 401 per second per client address (IPv6: per /64), burst 5 s; excess dropped (-1: unlimited)"),
 	opt("binding-rate", func(o *Options) *float64 { return &o.BindingRate }, 500,

@@ -7,6 +7,14 @@ package metrics
 // LabelOther is the value an unknown label value is counted under.
 const LabelOther = "other"
 
+// Pair labels of the TLS certificate metrics: the TURN TLS listeners' pair
+// (cert, pkey) and the built-in credential service's (auth-tls-cert,
+// auth-tls-key).
+const (
+	TLSPairTURN              = "turn"
+	TLSPairCredentialService = "credential_service"
+)
+
 // Transport indexes [Snapshot.Allocations] by the transport between client
 // and relay.
 type Transport uint8

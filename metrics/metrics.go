@@ -37,6 +37,8 @@ type Metrics struct {
 	authFails   map[string]prometheus.Counter
 	credentials map[string]map[string]prometheus.Counter // api -> result
 	redirects   map[string]prometheus.Counter
+	tlsExpiry   *prometheus.GaugeVec                     // by pair; a child once the pair is loaded
+	tlsFailures *prometheus.CounterVec                   // by pair
 }
 
 // New builds avedge's collectors and registers every one on reg. It uses no
@@ -78,8 +80,18 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 		Name: "avedge_allocation_redirects_total",
 		Help: "Allocate requests answered 300 (Try Alternate) naming another relay, by reason.",
 	}, []string{"reason"})
+	tlsExpiry := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "avedge_tls_certificate_expiry_timestamp_seconds",
+		Help: "When the TLS certificate being served expires (Unix time), by pair: turn (cert, pkey) or credential_service.",
+	}, []string{"pair"})
+	tlsFailures := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "avedge_tls_certificate_reload_failures_total",
+		Help: "TLS certificate reloads refused (the current pair kept serving), by pair.",
+	}, []string{"pair"})
 
 	m := &Metrics{
+		tlsExpiry:   tlsExpiry,
+		tlsFailures: tlsFailures,
 		scrape:      newCollector(opts),
 		attempts:    children(attempts, attemptResults),
 		lifetime:    lifetime,
@@ -105,6 +117,8 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 		{"avedge_auth_failures_total", authFails},
 		{"avedge_credential_requests_total", credentials},
 		{"avedge_allocation_redirects_total", redirects},
+		{"avedge_tls_certificate_expiry_timestamp_seconds", tlsExpiry},
+		{"avedge_tls_certificate_reload_failures_total", tlsFailures},
 	} {
 		if err := reg.Register(c.c); err != nil {
 			return nil, fmt.Errorf("metrics: register %s: %w", c.name, err)
@@ -178,6 +192,25 @@ func (m *Metrics) CredentialRequest(api, result string) {
 		byResult = m.credentials[LabelOther]
 	}
 	lookup(byResult, result).Inc()
+}
+
+// TLSCertificate records the outcome of loading a TLS pair (TLSPairTURN,
+// TLSPairCredentialService; any other value is counted as "other"): on success
+// (err nil) the expiry of the certificate now served, notAfter; on failure one
+// more refused reload. The first call for a pair exposes both of its series.
+func (m *Metrics) TLSCertificate(pair string, notAfter time.Time, err error) {
+	if m == nil {
+		return
+	}
+	if pair != TLSPairTURN && pair != TLSPairCredentialService {
+		pair = LabelOther
+	}
+	failures := m.tlsFailures.WithLabelValues(pair)
+	if err != nil {
+		failures.Inc()
+		return
+	}
+	m.tlsExpiry.WithLabelValues(pair).Set(float64(notAfter.Unix()))
 }
 
 // lookup returns the counter for v, or the one for LabelOther.

@@ -26,6 +26,11 @@ const (
 type ListenerConfig struct {
 	Network Network
 	Addr    netip.AddrPort
+	// ProxyProtocol (TCP and TLS only): every connection must come from an address of
+	// Config.ProxyProtocolFrom and start with a PROXY protocol header, version 1 or 2
+	// (before the TLS handshake); the client it names is the one the relay serves. A
+	// connection from elsewhere, or without a valid header, is closed and counted.
+	ProxyProtocol bool
 }
 
 // Config configures a Server. The zero value of every field but Validator is usable.
@@ -151,6 +156,12 @@ type Config struct {
 	// seconds (pion's, which does not apply to the relay's wrapped connections); negative: no
 	// limit.
 	TLSHandshakeTimeout time.Duration
+	// ProxyProtocolFrom are the load balancers allowed to connect to a ProxyProtocol
+	// listener; required when one is configured.
+	ProxyProtocolFrom []netip.Prefix
+	// ProxyHeaderTimeout bounds the wait for a PROXY protocol header, from the connection.
+	// Zero: 5 seconds; negative: no limit.
+	ProxyHeaderTimeout time.Duration
 
 	// ErrorRate limits every other error answer (400, 403, 420, 437, 438, 486, 508, ...) per
 	// client IP address (IPv6: per /64) per second, burst 5 seconds' worth; excess answers
@@ -264,6 +275,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.UserQuota == 0 {
 		out.UserQuota = DefaultUserQuota
+	}
+	if out.ProxyHeaderTimeout == 0 {
+		out.ProxyHeaderTimeout = 5 * time.Second
 	}
 	if out.AllocationBandwidth == 0 {
 		out.AllocationBandwidth = DefaultAllocationBandwidth

@@ -198,6 +198,14 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	for _, l := range c.Listeners {
+		if l.ProxyProtocol && l.Network == UDP {
+			return nil, fmt.Errorf("relay: listener %s %s: the PROXY protocol is for TCP and TLS listeners", l.Network, l.Addr)
+		}
+		if l.ProxyProtocol && len(c.ProxyProtocolFrom) == 0 {
+			return nil, fmt.Errorf("relay: listener %s %s: PROXY protocol without ProxyProtocolFrom: no load balancer may connect", l.Network, l.Addr)
+		}
+	}
+	for _, l := range c.Listeners {
 		switch l.Network {
 		case UDP:
 			g, err := s.listenUDP(l.Addr)
@@ -236,7 +244,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	ok = true
 	for _, l := range s.Addrs() {
-		s.log.Info("listening", "transport", string(l.Network), "addr", l.Addr.String())
+		s.log.Info("listening", "transport", string(l.Network), "addr", l.Addr.String(), "proxy-protocol", l.ProxyProtocol)
 	}
 	for ip, a := range s.ports {
 		min, max := a.Range()
@@ -338,6 +346,7 @@ func (s *Server) listenStream(l ListenerConfig) (net.Listener, error) {
 		cfg = s.cfg.TLS
 	}
 	sl := newStreamListener(ln, s, cfg)
+	sl.proxy = l.ProxyProtocol
 	s.streams = append(s.streams, sl)
 	return sl, nil
 }
@@ -353,7 +362,7 @@ func (s *Server) Addrs() []ListenerConfig {
 			u++
 		default:
 			ap, _ := sock.AddrPortOf(s.streams[t].Addr())
-			out = append(out, ListenerConfig{Network: l.Network, Addr: ap})
+			out = append(out, ListenerConfig{Network: l.Network, Addr: ap, ProxyProtocol: l.ProxyProtocol})
 			t++
 		}
 	}

@@ -3,7 +3,9 @@
 // It mints with the newest secret of --secret-file, the same file the relays
 // read; with --tls-cert and --tls-key it serves HTTPS. SIGHUP re-reads the
 // secrets and the TLS pair (a pair that does not load is refused and the
-// current one stays); SIGINT or SIGTERM drain and stop. A file of secrets
+// current one stays), and the pair's files are also checked every
+// --tls-reload-interval, a changed pair (a Kubernetes Secret update, a
+// renewal) loaded for new connections; SIGINT or SIGTERM drain and stop. A file of secrets
 // (--secret-file, --api-key-file, --tls-key) that users other than its owner
 // can read is refused (internal/secretfile) unless --allow-readable-secrets.
 //
@@ -92,6 +94,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.
 	poolHysteresis := fs.Float64("pool-hysteresis", pool.DefaultHysteresis, "score margin by which a relay must beat the one listed before it to move ahead (-1: none)")
 	poolZone := fs.String("pool-zone", "", "zone label whose relays are listed first (a JSON request's zone field wins)")
 	metricsListen := fs.String("metrics-listen", "", "address of /metrics (what the service believes of each relay of the pool) and /healthz (empty: off)")
+	tlsReload := fs.Duration("tls-reload-interval", 5*time.Second, "how often --tls-cert and --tls-key are checked for a change, which is loaded for new connections as SIGHUP does (0: SIGHUP only)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	allowReadable := fs.Bool(secretfile.AllowFlag, false, "read --secret-file, --api-key-file and --tls-key even when users other than their owner can read them (refused otherwise: chmod 600 them; root's 0640 and 0440 files are accepted)")
 	fs.Usage = func() {
@@ -268,10 +271,34 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.
 	if ready != nil {
 		ready(ln.Addr())
 	}
+	var poll <-chan time.Time
+	if cert != nil && *tlsReload > 0 {
+		t := time.NewTicker(*tlsReload)
+		defer t.Stop()
+		poll = t.C
+	}
+	// reloadCert re-reads the pair with load (Reload, or ReloadIfChanged for the poll) and logs
+	// the outcome, prefix saying what caused it.
+	reloadCert := func(prefix string, load func() (bool, error)) {
+		err := checkPrivate("tls-key", *tlsKey)
+		tried := true
+		if err == nil {
+			tried, err = load()
+		}
+		switch {
+		case !tried:
+		case err != nil:
+			log.Error(prefix+"TLS certificate not reloaded; keeping the current pair", append([]any{"err", err, "tls-cert", *tlsCert, "tls-key", *tlsKey}, certAttrs(cert)...)...)
+		default:
+			log.Info(prefix+"TLS certificate reloaded", certAttrs(cert)...)
+		}
+	}
 	for {
 		select {
 		case err := <-serveErr:
 			return fmt.Errorf("serve: %w", err)
+		case <-poll:
+			reloadCert("TLS files changed: ", cert.ReloadIfChanged)
 		case <-reload:
 			err := checkPrivate("secret-file", *secretFile)
 			if err == nil {
@@ -283,18 +310,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.
 				newest, _ := ring.Newest()
 				log.Info("secrets reloaded", "keys", len(ring.Secrets()), "newest", newest.ID)
 			}
-			if cert == nil {
-				continue
+			if cert != nil {
+				reloadCert("", func() (bool, error) { return true, cert.Reload() })
 			}
-			err = checkPrivate("tls-key", *tlsKey)
-			if err == nil {
-				err = cert.Reload()
-			}
-			if err != nil {
-				log.Error("TLS certificate not reloaded; keeping the current pair", append([]any{"err", err}, certAttrs(cert)...)...)
-				continue
-			}
-			log.Info("TLS certificate reloaded", certAttrs(cert)...)
 		case <-ctx.Done():
 			log.Info("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)

@@ -348,7 +348,7 @@ func TestRunTLS(t *testing.T) {
 
 	reload := make(chan os.Signal) // unbuffered: the second of two sends completes after the first reload
 	addr, logs, stop := startRun(t, []string{"--listen", "127.0.0.1:0", "--secret-file", secrets, "--api-key-file", keys,
-		"--tls-cert", crt, "--tls-key", key, "--relay", "internet:edge.example.com:3478:443"}, reload)
+		"--tls-cert", crt, "--tls-key", key, "--relay", "internet:edge.example.com:3478:443", "--tls-reload-interval", "0"}, reload)
 	newClient := func() *http.Client {
 		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, MaxConnsPerHost: 1}}
@@ -428,6 +428,64 @@ func TestRunTLS(t *testing.T) {
 	}
 	if want := "--tls-key: " + key + " holds secrets and is mode 0644"; !strings.Contains(logs.String(), want) {
 		t.Errorf("logs lack %q:\n%s", want, logs.String())
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
+
+// TestRunTLSPoll: with --tls-reload-interval the pair's files are polled, and a swap is
+// loaded with no SIGHUP; a bad pair is refused once, the current pair kept.
+func TestRunTLSPoll(t *testing.T) {
+	secrets := writeFile(t, "secrets", "k1 first-secret\n")
+	dir := t.TempDir()
+	certA, crtA, keyA := testPair(t, dir, "poll-a")
+	certB, crtB, keyB := testPair(t, dir, "poll-b")
+	crt, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	copyTo(t, crtA, crt)
+	copyTo(t, keyA, key)
+	pool := x509.NewCertPool()
+	pool.AddCert(certA)
+	pool.AddCert(certB)
+	addr, logs, stop := startRun(t, []string{"--listen", "127.0.0.1:0", "--secret-file", secrets, "--allow-anonymous",
+		"--tls-cert", crt, "--tls-key", key, "--tls-reload-interval", "20ms"}, nil)
+	served := func() string {
+		c, err := tls.Dial("tcp", addr.String(), &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	// logged waits for the daemon's log to contain want, checking it as it grows.
+	logged := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for !strings.Contains(logs.String(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q within 10s:\n%s", want, logs.String())
+			}
+			<-tick.C
+		}
+	}
+	if cn := served(); cn != "poll-a" {
+		t.Fatalf("served %q, want poll-a", cn)
+	}
+	copyTo(t, crtB, crt)
+	copyTo(t, keyB, key)
+	logged(`msg="TLS files changed: TLS certificate reloaded" subject="CN=poll-b"`)
+	if cn := served(); cn != "poll-b" {
+		t.Fatalf("after the poll, served %q, want poll-b", cn)
+	}
+	copyTo(t, keyA, key) // B's certificate with A's key
+	logged("TLS files changed: TLS certificate not reloaded; keeping the current pair")
+	if cn := served(); cn != "poll-b" {
+		t.Fatalf("after a bad pair, served %q, want poll-b kept", cn)
+	}
+	if n := strings.Count(logs.String(), "not reloaded"); n != 1 {
+		t.Errorf("the bad pair was logged %d times, want once", n)
 	}
 	if err := stop(); err != nil {
 		t.Fatalf("run: %v", err)

@@ -6,7 +6,8 @@
 // is printed only while every listener is on loopback (see announce).
 //
 // The built-in credential service (auth-listen) speaks HTTPS with auth-tls-cert and
-// auth-tls-key, whose pair SIGHUP re-reads (reloadAuthTLS); without an API key it serves only
+// auth-tls-key; SIGHUP re-reads that pair and the TURN TLS listeners' (cert, pkey), and so
+// does a poll of their files every tls-reload-interval (certs.go). Without an API key it serves only
 // on loopback unless auth-insecure-anonymous.
 package main
 
@@ -37,7 +38,6 @@ import (
 
 	"github.com/avedge/avedge/auth"
 	"github.com/avedge/avedge/config"
-	"github.com/avedge/avedge/internal/secretfile"
 	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/pool"
 	"github.com/avedge/avedge/relay"
@@ -79,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		fmt.Fprintf(stderr, "avedge: metrics: %v\n", err)
 		return 1
 	}
+	observeTLS(st, m)
 	rc := st.Relay
 	rc.Metrics = m
 	rc.Logger = log
@@ -114,6 +115,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	removeCredentials := announce(stdout, st, opts.PrintCredentials, srv.Addrs(), authAddr)
 	defer removeCredentials()
 
+	watcher := watchTLS(log, st, opts.TLSReloadInterval, opts.AllowReadableSecrets)
+	defer watcher.stop()
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -294,21 +297,19 @@ func waitAndStop(ctx context.Context, log *slog.Logger, sigs chan os.Signal, dra
 // reload re-reads the configuration (flags and the --config file, with the secret and user
 // files they name) and applies what can change while allocations live: shared secrets, static
 // users and the peer policy. A configuration that does not load is refused and the running
-// settings stay. The credential service's TLS pair is re-read on its own (reloadAuthTLS), so
-// that a pair caught half-renewed does not hold back a secret rotation, nor the reverse.
+// settings stay. The TLS pairs are re-read on their own (reloadTLS), so that a pair caught
+// half-renewed does not hold back a secret rotation, nor the reverse.
 func reload(log *slog.Logger, args []string, st *config.Settings, srv *relay.Server) {
 	o, err := config.Parse(args, io.Discard)
 	if err != nil {
 		log.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
-		reloadAuthTLS(log, st, nil)
+		reloadTLS(log, st, nil)
 		return
 	}
-	defer reloadAuthTLS(log, st, &o)
-	// The pair is the listener's, re-read by reloadAuthTLS from the files it started with:
-	// Build leaves it out here.
-	bo := o
-	bo.AuthTLSCert, bo.AuthTLSKey = "", ""
-	nst, err := bo.Build()
+	defer reloadTLS(log, st, &o)
+	// The pairs are the listeners', re-read by reloadTLS from the files they started with:
+	// BuildForReload leaves them out.
+	nst, err := o.BuildForReload()
 	if err != nil {
 		log.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
 		return
@@ -324,42 +325,13 @@ func reload(log *slog.Logger, args []string, st *config.Settings, srv *relay.Ser
 	log.Info("SIGHUP: reloaded secrets, users and peer policy", "secrets", len(st.Keyring.Secrets()), "users", len(nst.Users))
 }
 
-// reloadAuthTLS re-reads the credential service's TLS pair (st.AuthTLS) from the files it was
-// started with: the next handshake gets the new pair, connections already open keep theirs. A
-// key file others can read (unless allow-readable-secrets in o, the configuration as re-read;
-// nil when it did not parse) or a pair that does not load (unreadable, key not matching,
-// expired) is refused and the current pair keeps serving. Other files named in o are logged
-// as needing a restart: the listener keeps the pair it has.
-func reloadAuthTLS(log *slog.Logger, st *config.Settings, o *config.Options) {
-	if o != nil && st.Service != nil && o.AuthListen != "" && (o.AuthTLSCert != st.AuthTLSCert || o.AuthTLSKey != st.AuthTLSKey) {
-		log.Warn("SIGHUP: auth-tls-cert or auth-tls-key changed: the credential service keeps the files it started with until avedge restarts",
-			"auth-tls-cert", st.AuthTLSCert, "auth-tls-key", st.AuthTLSKey)
-	}
-	if st.AuthTLS == nil {
-		return
-	}
-	err := secretfile.Check(st.AuthTLSKey)
-	var exposed *secretfile.ExposedError
-	if errors.As(err, &exposed) && o != nil && o.AllowReadableSecrets {
-		log.Warn("SIGHUP: auth-tls-key: " + exposed.Warning())
-		err = nil
-	}
-	if err != nil {
-		err = fmt.Errorf("auth-tls-key: %w", err)
-	} else {
-		err = st.AuthTLS.Reload()
-	}
-	if err != nil {
-		log.Error("SIGHUP: TLS certificate not reloaded; keeping the current pair", append([]any{"err", err}, certAttrs(st.AuthTLS)...)...)
-		return
-	}
-	log.Info("SIGHUP: TLS certificate reloaded", certAttrs(st.AuthTLS)...)
-}
-
 // relaysOf lists this relay, as bound, for the credential service's default relay list.
 func relaysOf(srv *relay.Server) []auth.RelayInfo {
 	ri := auth.RelayInfo{Location: "internet"}
 	for _, l := range srv.Addrs() {
+		if l.ProxyProtocol { // reached through a load balancer, not at this address
+			continue
+		}
 		if ri.HostName == "" {
 			ri.HostName = l.Addr.Addr().String()
 		}
@@ -498,6 +470,7 @@ func printCredentials(w io.Writer, st *config.Settings, addrs []relay.ListenerCo
 	var udp, tcp string
 	for _, l := range addrs {
 		switch {
+		case l.ProxyProtocol: // reached through a load balancer, not at this address
 		case l.Network == relay.UDP && udp == "":
 			udp = l.Addr.String()
 		case l.Network == relay.TCP && tcp == "":
