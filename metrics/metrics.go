@@ -37,8 +37,8 @@ type Metrics struct {
 	authFails   map[string]prometheus.Counter
 	credentials map[string]map[string]prometheus.Counter // api -> result
 	redirects   map[string]prometheus.Counter
-	tlsExpiry   *prometheus.GaugeVec                     // by pair; a child once the pair is loaded
-	tlsFailures *prometheus.CounterVec                   // by pair
+	tlsExpiry   *prometheus.GaugeVec   // by pair; a child once the pair is loaded
+	tlsFailures *prometheus.CounterVec // by pair
 }
 
 // New builds avedge's collectors and registers every one on reg. It uses no
