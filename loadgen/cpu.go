@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -110,4 +111,94 @@ func parseProcStat(b []byte) (MachineTimes, error) {
 		Idle:  tick(v[3] + v[4]),
 		Steal: tick(v[7]),
 	}, nil
+}
+
+// pfKthread is PF_KTHREAD in the flags field of /proc/PID/stat (include/linux/sched.h).
+const pfKthread = 0x00200000
+
+// procTimes is one process's CPU time in clock ticks: its own (every thread) and that of the
+// children it has waited for, which is where an exited process's time goes.
+type procTimes struct {
+	ticks uint64 // utime+stime+cutime+cstime
+	start uint64 // starttime: tells a reused pid apart
+}
+
+// Processes is a snapshot of the CPU time of the machine's processes, all but a few
+// (SnapshotProcesses). Between two snapshots, Since gives the time those processes spent:
+// on a machine shared with other work, the part of the machine's busy time that was not the
+// load under test, nor the kernel working for it.
+type Processes map[int]procTimes
+
+// SnapshotProcesses reads the CPU time of every process in /proc but those in exclude and
+// kernel threads (ksoftirqd and the like may run the load's softirq work, so they stay in the
+// busy time). Processes that exit while it reads are skipped.
+func SnapshotProcesses(exclude ...int) (Processes, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: processes: %w", err)
+	}
+	s := make(Processes, len(ents))
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || slices.Contains(exclude, pid) {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // gone since ReadDir
+		}
+		t, kthread, err := parseStatTimes(b)
+		if err != nil {
+			return nil, fmt.Errorf("loadgen: processes: pid %d: %w", pid, err)
+		}
+		if !kthread {
+			s[pid] = t
+		}
+	}
+	return s, nil
+}
+
+// Since returns the CPU time the processes of snapshot s spent since the earlier snapshot
+// before. A process in both counts its growth; one started since counts whole; one gone
+// since (whose time, once it was waited for, moved into its parent's, which counts it whole)
+// takes back the time it had at before, spent before the window.
+func (s Processes) Since(before Processes) time.Duration {
+	var ticks int64
+	for pid, t := range s {
+		if b, ok := before[pid]; ok && b.start == t.start {
+			ticks += int64(t.ticks) - int64(b.ticks)
+		} else {
+			ticks += int64(t.ticks)
+		}
+	}
+	for pid, b := range before {
+		if t, ok := s[pid]; !ok || t.start != b.start {
+			ticks -= int64(b.ticks)
+		}
+	}
+	return time.Duration(ticks) * time.Second / userHZ
+}
+
+// parseStatTimes returns, from the contents of /proc/PID/stat, the process's CPU time with
+// that of its waited-for children and whether it is a kernel thread. proc(5): field 9 is
+// flags, 14–17 utime, stime, cutime, cstime, 22 starttime.
+func parseStatTimes(b []byte) (procTimes, bool, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return procTimes{}, false, fmt.Errorf("stat without command field: %w", errShort)
+	}
+	fields := bytes.Fields(b[i+1:])
+	// fields[0] is field 3 (state), so field n is fields[n-3].
+	if len(fields) < 20 {
+		return procTimes{}, false, fmt.Errorf("stat with %d fields after command: %w", len(fields), errShort)
+	}
+	var v [6]uint64
+	for j, n := range [...]int{9, 14, 15, 16, 17, 22} {
+		x, err := strconv.ParseUint(string(fields[n-3]), 10, 64)
+		if err != nil {
+			return procTimes{}, false, fmt.Errorf("stat field %d: %w", n, err)
+		}
+		v[j] = x
+	}
+	return procTimes{ticks: v[1] + v[2] + v[3] + v[4], start: v[5]}, v[0]&pfKthread != 0, nil
 }

@@ -1,8 +1,10 @@
 package loadgen
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 )
@@ -99,6 +101,85 @@ func TestRunLocalAddress(t *testing.T) {
 	for _, c := range r.clients {
 		if a := c.conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr(); a != local {
 			t.Errorf("client %d on %s, want %s", c.id, a, local)
+		}
+	}
+}
+
+func TestParseStatTimes(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    procTimes
+		kthread bool
+		wantErr bool
+	}{
+		{
+			name: "process with reaped children",
+			in:   "9472 (go test) R 9470 9470 17155 0 -1 4194304 99 0 0 0 30 20 7 3 20 0 1 0 1093623 3133440 407 0 0",
+			want: procTimes{ticks: 60, start: 1093623},
+		},
+		{
+			name:    "kernel thread",
+			in:      "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 5 6 0 0 20 0 1 0 26 0 0",
+			want:    procTimes{ticks: 11, start: 26},
+			kthread: true,
+		},
+		{name: "too few fields", in: "1 (x) S 1 1 1 0 -1 0 0 0 0 0 1 2 3 4", wantErr: true},
+		{name: "not a number", in: "1 (x) S 1 1 1 0 -1 0 0 0 0 0 1 2 x 4 20 0 1 0 26 0 0", wantErr: true},
+		{name: "no command", in: "1 x S", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, kthread, err := parseStatTimes([]byte(tt.in))
+			if (err != nil) != tt.wantErr || got != tt.want || kthread != tt.kthread {
+				t.Errorf("parseStatTimes = %+v, %v, %v; want %+v, %v, err %v", got, kthread, err, tt.want, tt.kthread, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestProcessesSince(t *testing.T) {
+	tick := 10 * time.Millisecond
+	before := Processes{
+		1:  {ticks: 1000, start: 1},  // the reaper: grows by what it reaps
+		10: {ticks: 50, start: 100},  // runs on: +20
+		11: {ticks: 300, start: 200}, // exits in the window after 40 more ticks, reaped by 1
+		12: {ticks: 70, start: 300},  // exits, and its pid is reused by a new process
+	}
+	after := Processes{
+		1:  {ticks: 1000 + 340 + 75, start: 1}, // reaped 11 (300+40) and 12 (70+5)
+		10: {ticks: 70, start: 100},
+		12: {ticks: 8, start: 900}, // new since: counts whole
+		13: {ticks: 9, start: 950}, // new since
+	}
+	// Within the window: 10 ran 20, 11 ran 40, the old 12 ran 5, the new 12 8, 13 9.
+	if got, want := after.Since(before), time.Duration(20+40+5+8+9)*tick; got != want {
+		t.Errorf("Since = %v, want %v", got, want)
+	}
+	if got := before.Since(before); got != 0 {
+		t.Errorf("Since itself = %v, want 0", got)
+	}
+}
+
+func TestSnapshotProcesses(t *testing.T) {
+	self := os.Getpid()
+	s, err := SnapshotProcesses(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s[self]; ok {
+		t.Error("the excluded pid is in the snapshot")
+	}
+	all, err := SnapshotProcesses()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := all[self]; !ok {
+		t.Errorf("this process (pid %d) is not in the snapshot of %d processes", self, len(all))
+	}
+	if _, ok := all[2]; ok {
+		if b, err := os.ReadFile("/proc/2/stat"); err == nil && bytes.Contains(b, []byte("(kthreadd)")) {
+			t.Error("kthreadd, a kernel thread, is in the snapshot")
 		}
 	}
 }

@@ -54,6 +54,10 @@ type Report struct {
 	MachineBusyCPUSeconds  float64 `json:"machine_busy_cpu_seconds"`
 	MachineIdleCPUSeconds  float64 `json:"machine_idle_cpu_seconds"`
 	MachineStealCPUSeconds float64 `json:"machine_steal_cpu_seconds"`
+	// OtherProcessesCPUSeconds is the part of the busy time spent by processes other than the
+	// generator (with its echo peers) and the server, kernel threads aside (SnapshotProcesses):
+	// on a shared machine, work that was not the run's.
+	OtherProcessesCPUSeconds float64 `json:"other_processes_cpu_seconds"`
 
 	Refreshes     uint64 `json:"refreshes"`
 	RefreshErrors uint64 `json:"refresh_errors"`

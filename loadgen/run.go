@@ -224,6 +224,11 @@ func (r *runner) traffic(ctx context.Context, setup time.Duration) (Report, erro
 	if err != nil {
 		return Report{}, err
 	}
+	ours := []int{os.Getpid(), cfg.ServerPID}
+	others0, err := SnapshotProcesses(ours...)
+	if err != nil {
+		return Report{}, err
+	}
 
 	start := time.Now()
 	end := start.Add(cfg.Duration)
@@ -275,12 +280,17 @@ send:
 	if err != nil {
 		return Report{}, err
 	}
+	others1, err := SnapshotProcesses(ours...)
+	if err != nil {
+		return Report{}, err
+	}
 	r.halt()
 	r.workers.Wait()
 	rep := r.report(setup, elapsed)
 	rep.GeneratorCPUSeconds = (gen1 - gen0).Seconds()
 	mach := mach1.Sub(mach0)
 	rep.MachineBusyCPUSeconds, rep.MachineIdleCPUSeconds, rep.MachineStealCPUSeconds = mach.Busy.Seconds(), mach.Idle.Seconds(), mach.Steal.Seconds()
+	rep.OtherProcessesCPUSeconds = others1.Since(others0).Seconds()
 	if cfg.ServerPID != 0 {
 		rep.ServerCPUSeconds = (srv1 - srv0).Seconds()
 		if rep.ServerCPUSeconds > 0 {

@@ -108,25 +108,37 @@ func perCPUOf(r *runs) []float64 {
 // busy CPU time (all CPUs, from /proc/stat) during the relayed run, less that during the
 // direct run of the same load, over the packets relayed. The generator and the echo peers
 // make the same system calls in both runs, so the difference is what relaying cost, wherever
-// the kernel charged it (the server, the sender's softirq, XDP).
+// the kernel charged it (the server, the sender's softirq, XDP). busy picks the busy time
+// of a run: machineBusy, or ownBusy on a machine shared with other work.
 //
 // The direct run's busy time is scaled by the probes each run sent. At a paced load both
 // runs send the same probes and the scale is 1 (the plain difference); a saturating run
 // sends as fast as round trips come back, so the direct run, with no relay in the way, sends
 // more, and its busy time per probe is what the relayed run's generator and peers cost.
 // ok is false when either run lacks the machine's times or the relayed run relayed nothing.
-func relayCost(relayed, direct loadgen.Report) (us float64, ok bool) {
+func relayCost(relayed, direct loadgen.Report, busy func(loadgen.Report) float64) (us float64, ok bool) {
 	if relayed.Relayed == 0 || relayed.Sent == 0 || direct.Sent == 0 ||
 		relayed.MachineBusyCPUSeconds <= 0 || direct.MachineBusyCPUSeconds <= 0 {
 		return 0, false
 	}
-	base := direct.MachineBusyCPUSeconds * float64(relayed.Sent) / float64(direct.Sent)
-	return (relayed.MachineBusyCPUSeconds - base) / float64(relayed.Relayed) * 1e6, true
+	base := busy(direct) * float64(relayed.Sent) / float64(direct.Sent)
+	return (busy(relayed) - base) / float64(relayed.Relayed) * 1e6, true
+}
+
+// machineBusy is the machine's busy CPU time over a run.
+func machineBusy(r loadgen.Report) float64 { return r.MachineBusyCPUSeconds }
+
+// ownBusy is the machine's busy CPU time over a run less that of processes other than the
+// generator and the server (kernel threads stay in): the same figure with most of the work
+// of whoever else shares the machine taken out.
+func ownBusy(r loadgen.Report) float64 {
+	return r.MachineBusyCPUSeconds - r.OtherProcessesCPUSeconds
 }
 
 // costRuns are one server's rounds at one load, each beside the direct run before it.
 type costRuns struct {
 	cost       []float64 // relayCost, µs
+	own        []float64 // relayCost of ownBusy, µs
 	rate       []float64 // packets relayed per second of the window
 	loss       []float64
 	directLoss []float64
@@ -150,10 +162,11 @@ func (t *costTable) add(load, srv string, rep loadgen.Report) {
 	if !ok {
 		return
 	}
-	cost, ok := relayCost(rep, d)
+	cost, ok := relayCost(rep, d, machineBusy)
 	if !ok {
 		return
 	}
+	own, _ := relayCost(rep, d, ownBusy)
 	key := [2]string{load, srv}
 	c := t.byKey[key]
 	if c == nil {
@@ -161,6 +174,7 @@ func (t *costTable) add(load, srv string, rep loadgen.Report) {
 		t.byKey[key] = c
 	}
 	c.cost = append(c.cost, cost)
+	c.own = append(c.own, own)
 	rate := 0.0
 	if rep.WindowSeconds > 0 {
 		rate = float64(rep.Relayed) / rep.WindowSeconds
@@ -174,11 +188,12 @@ func (t *costTable) add(load, srv string, rep loadgen.Report) {
 
 // print writes the relay cost table: per load and server, the median cost and its ratio to
 // coturn's and to avedge's user-space loop (with the range of the per-round ratios), the
-// rate relayed (and its ratio to coturn's at a saturating load), loss beside the direct
-// run's, and p99 beside the direct run's.
+// same of the cost less other processes, the rate relayed (and its ratio to coturn's at a
+// saturating load), loss beside the direct run's, and p99 beside the direct run's.
 func (t *costTable) print(out io.Writer, loads, servers []string) error {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "load\tserver\trounds\trelay cost µs/pkt\tcost/coturn\tcost/avedge\trelayed/s\trate/coturn\tloss %\tdirect loss %\tp99 µs\tp99−direct µs\t")
+	fmt.Fprintln(tw, "load\tserver\trounds\trelay cost µs/pkt\tcost/coturn\tcost/avedge\t"+
+		"less others µs/pkt\t/coturn\t/avedge\trelayed/s\trate/coturn\tloss %\tdirect loss %\tp99 µs\tp99−direct µs\t")
 	for _, load := range loads {
 		coturn, ave := t.byKey[[2]string{load, "coturn"}], t.byKey[[2]string{load, "avedge"}]
 		for _, srv := range servers {
@@ -186,18 +201,21 @@ func (t *costTable) print(out io.Writer, loads, servers []string) error {
 			if c == nil {
 				continue
 			}
-			vsCoturn, vsAvedge, rateVsCoturn := "", "", ""
+			var vsCoturn, vsAvedge, ownVsCoturn, ownVsAvedge, rateVsCoturn string
 			if srv != "coturn" && coturn != nil {
 				vsCoturn = benchstat.Ratio(c.cost, coturn.cost)
+				ownVsCoturn = benchstat.Ratio(c.own, coturn.own)
 				if c.saturating {
 					rateVsCoturn = benchstat.Ratio(c.rate, coturn.rate)
 				}
 			}
 			if srv != "avedge" && ave != nil {
 				vsAvedge = benchstat.Ratio(c.cost, ave.cost)
+				ownVsAvedge = benchstat.Ratio(c.own, ave.own)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%s\t%s\t%.0f\t%s\t%.4f\t%.4f\t%.0f\t%.0f\t\n",
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%s\t%s\t%.2f\t%s\t%s\t%.0f\t%s\t%.4f\t%.4f\t%.0f\t%.0f\t\n",
 				load, srv, len(c.cost), benchstat.Median(c.cost), vsCoturn, vsAvedge,
+				benchstat.Median(c.own), ownVsCoturn, ownVsAvedge,
 				benchstat.Median(c.rate), rateVsCoturn, benchstat.Median(c.loss), benchstat.Median(c.directLoss),
 				benchstat.Median(c.p99), benchstat.Median(c.p99Direct))
 		}

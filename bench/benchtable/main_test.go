@@ -46,18 +46,24 @@ func TestBadInput(t *testing.T) {
 // The relay cost table from recorded runs: each relayed run beside the direct run before it.
 func TestCostTable(t *testing.T) {
 	rec := func(load, srv string, sent, relayed int, busy, p99, window float64, rate int) string {
-		return fmt.Sprintf(`%s	%s	{"rate_pps":%d,"sent":%d,"received":%d,"relayed":%d,"window_seconds":%g,"machine_busy_cpu_seconds":%g,"rtt_us":{"p99":%g}}`,
-			load, srv, rate, sent, sent, relayed, window, busy, p99)
+		other := 0.0
+		if srv == "direct" && load == "audio" {
+			other = 0.2 // another process's work during the direct runs only
+		}
+		return fmt.Sprintf(`%s	%s	{"rate_pps":%d,"sent":%d,"received":%d,"relayed":%d,"window_seconds":%g,"machine_busy_cpu_seconds":%g,"other_processes_cpu_seconds":%g,"rtt_us":{"p99":%g}}`,
+			load, srv, rate, sent, sent, relayed, window, busy, other, p99)
 	}
 	in := strings.Join([]string{
 		// A relayed run before any direct run has nothing to be set beside: left out.
 		rec("audio", "avedge", 1000, 2000, 9, 999, 1, 50),
-		// Round 1: avedge (1.2-1.0)/2000 = 100 µs, coturn (2.0-1.0)/2000 = 500 µs.
+		// Round 1: avedge (1.2-1.0)/2000 = 100 µs, coturn (2.0-1.0)/2000 = 500 µs; less the
+		// other process, avedge (1.2-0.8)/2000 = 200 µs, coturn 600 µs.
 		rec("audio", "direct", 1000, 0, 1.0, 40, 1, 50),
 		rec("audio", "avedge", 1000, 2000, 1.2, 100, 1, 50),
 		rec("audio", "direct", 1000, 0, 1.0, 40, 1, 50),
 		rec("audio", "coturn", 1000, 2000, 2.0, 140, 1, 50),
-		// Round 2: avedge 100 µs, coturn 600 µs; per-round ratios 0.20 and 0.17.
+		// Round 2: avedge 100 µs, coturn 600 µs, per-round ratios 0.20 and 0.17; less the
+		// other process, avedge 200 µs, coturn 700 µs, ratios 0.33 and 0.29.
 		rec("audio", "direct", 1000, 0, 1.1, 50, 1, 50),
 		rec("audio", "avedge", 1000, 2000, 1.3, 110, 1, 50),
 		rec("audio", "direct", 1000, 0, 1.0, 50, 1, 50),
@@ -83,12 +89,12 @@ func TestCostTable(t *testing.T) {
 		rows[f[0]+"/"+f[1]] = f
 	}
 	want := map[string][]string{
-		// load server rounds cost [cost/coturn] [cost/avedge] relayed/s [rate/coturn] loss%
-		// direct-loss% p99 p99−direct (empty columns leave no field)
-		"audio/avedge":    {"audio", "avedge", "2", "100.00", "0.18×", "(0.17–0.20)", "2000", "0.0000", "0.0000", "105", "60"},
-		"audio/coturn":    {"audio", "coturn", "2", "550.00", "5.50×", "(5.00–6.00)", "2000", "0.0000", "0.0000", "145", "100"},
-		"saturate/coturn": {"saturate", "coturn", "1", "400.00", "2.00×", "2000", "0.0000", "0.0000", "500", "490"},
-		"saturate/avedge": {"saturate", "avedge", "1", "200.00", "0.50×", "4500", "2.25×", "0.0000", "0.0000", "300", "290"},
+		// load server rounds cost [cost/coturn] [cost/avedge] less-others [/coturn] [/avedge]
+		// relayed/s [rate/coturn] loss% direct-loss% p99 p99−direct (empty columns leave no field)
+		"audio/avedge":    {"audio", "avedge", "2", "100.00", "0.18×", "(0.17–0.20)", "200.00", "0.31×", "(0.29–0.33)", "2000", "0.0000", "0.0000", "105", "60"},
+		"audio/coturn":    {"audio", "coturn", "2", "550.00", "5.50×", "(5.00–6.00)", "650.00", "3.25×", "(3.00–3.50)", "2000", "0.0000", "0.0000", "145", "100"},
+		"saturate/coturn": {"saturate", "coturn", "1", "400.00", "2.00×", "400.00", "2.00×", "2000", "0.0000", "0.0000", "500", "490"},
+		"saturate/avedge": {"saturate", "avedge", "1", "200.00", "0.50×", "200.00", "0.50×", "4500", "2.25×", "0.0000", "0.0000", "300", "290"},
 	}
 	if len(rows) != len(want) {
 		t.Errorf("%d rows, want %d:\n%s", len(rows), len(want), costTable)
@@ -101,22 +107,24 @@ func TestCostTable(t *testing.T) {
 }
 
 func TestRelayCost(t *testing.T) {
-	direct := loadgen.Report{Sent: 1000, MachineBusyCPUSeconds: 1}
+	direct := loadgen.Report{Sent: 1000, MachineBusyCPUSeconds: 1, OtherProcessesCPUSeconds: 0.25}
 	tests := []struct {
 		name    string
 		relayed loadgen.Report
+		busy    func(loadgen.Report) float64
 		want    float64
 		ok      bool
 	}{
-		{"paced", loadgen.Report{Sent: 1000, Relayed: 2000, MachineBusyCPUSeconds: 1.5}, 250, true},
-		{"cheaper than direct on a noisy machine", loadgen.Report{Sent: 1000, Relayed: 2000, MachineBusyCPUSeconds: 0.9}, -50, true},
-		{"fewer probes than the direct run", loadgen.Report{Sent: 500, Relayed: 1000, MachineBusyCPUSeconds: 1}, 500, true},
-		{"nothing relayed", loadgen.Report{Sent: 1000, MachineBusyCPUSeconds: 1.5}, 0, false},
-		{"no machine times", loadgen.Report{Sent: 1000, Relayed: 2000}, 0, false},
+		{"paced", loadgen.Report{Sent: 1000, Relayed: 2000, MachineBusyCPUSeconds: 1.5}, machineBusy, 250, true},
+		{"paced, less other processes", loadgen.Report{Sent: 1000, Relayed: 2000, MachineBusyCPUSeconds: 1.5, OtherProcessesCPUSeconds: 0.5}, ownBusy, 125, true},
+		{"cheaper than direct on a noisy machine", loadgen.Report{Sent: 1000, Relayed: 2000, MachineBusyCPUSeconds: 0.9}, machineBusy, -50, true},
+		{"fewer probes than the direct run", loadgen.Report{Sent: 500, Relayed: 1000, MachineBusyCPUSeconds: 1}, machineBusy, 500, true},
+		{"nothing relayed", loadgen.Report{Sent: 1000, MachineBusyCPUSeconds: 1.5}, machineBusy, 0, false},
+		{"no machine times", loadgen.Report{Sent: 1000, Relayed: 2000}, machineBusy, 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := relayCost(tt.relayed, direct)
+			got, ok := relayCost(tt.relayed, direct, tt.busy)
 			if ok != tt.ok || math.Abs(got-tt.want) > 1e-9 {
 				t.Errorf("relayCost = %v, %v; want %v, %v", got, ok, tt.want, tt.ok)
 			}

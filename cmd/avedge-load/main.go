@@ -254,8 +254,8 @@ rtt (µs)    p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  mean %.1f
 		_, err = fmt.Fprintf(w, "generator   %.2f CPU-s  refreshes %d (errors %d)\n", r.GeneratorCPUSeconds, r.Refreshes, r.RefreshErrors)
 	}
 	if err == nil {
-		_, err = fmt.Fprintf(w, "machine     busy %.2f CPU-s  idle %.2f  steal %.2f (all CPUs, /proc/stat)\n",
-			r.MachineBusyCPUSeconds, r.MachineIdleCPUSeconds, r.MachineStealCPUSeconds)
+		_, err = fmt.Fprintf(w, "machine     busy %.2f CPU-s  idle %.2f  steal %.2f (all CPUs, /proc/stat); other processes %.2f CPU-s\n",
+			r.MachineBusyCPUSeconds, r.MachineIdleCPUSeconds, r.MachineStealCPUSeconds, r.OtherProcessesCPUSeconds)
 	}
 	return err
 }
