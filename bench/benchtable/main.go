@@ -68,7 +68,6 @@ func run(in io.Reader, out io.Writer) error {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "load\tserver\trounds\trelayed/CPU-s\tloss %\tp99 µs\tavedge/coturn\tavedge/pion\t")
 	for _, load := range loads {
-		ave := results[[2]string{load, "avedge"}]
 		for _, srv := range servers {
 			r := results[[2]string{load, srv}]
 			if r == nil {
@@ -79,9 +78,9 @@ func run(in io.Reader, out io.Writer) error {
 				perCPU = fmt.Sprintf("%.0f", m)
 			}
 			vsCoturn, vsPion := "", ""
-			if strings.HasPrefix(srv, "avedge") && ave != nil {
-				vsCoturn = benchstat.Ratio(ave.perCPU, perCPUOf(results[[2]string{load, "coturn"}]))
-				vsPion = benchstat.Ratio(ave.perCPU, perCPUOf(results[[2]string{load, "pion"}]))
+			if strings.HasPrefix(srv, "avedge") { // avedge and its variants (avedge-epoll, …)
+				vsCoturn = benchstat.Ratio(r.perCPU, perCPUOf(results[[2]string{load, "coturn"}]))
+				vsPion = benchstat.Ratio(r.perCPU, perCPUOf(results[[2]string{load, "pion"}]))
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.4f\t%.0f\t%s\t%s\t\n",
 				load, srv, len(r.perCPU), perCPU, benchstat.Median(r.loss), benchstat.Median(r.p99), vsCoturn, vsPion)
