@@ -16,7 +16,9 @@
 # relay cost per relayed packet: the machine's busy CPU time (all CPUs, /proc/stat)
 # during the relayed run less that during the direct run before it, over the
 # packets relayed, which counts the relaying the kernel charges to softirq or to
-# the sender's process (on loopback and veth) and an in-kernel (XDP/TC) relay.
+# the sender's process (on loopback and veth) and an in-kernel (XDP/TC) relay; and
+# the same less the CPU time of the machine's other processes, for a shared machine.
+# README.md, "Relay cost per relayed packet", says more.
 #
 # Environment: DURATION (seconds per run, default 10), ROUNDS (≥ 2, default 2),
 # LOADS (space-separated subset of: audio50 audio200 video saturate),
