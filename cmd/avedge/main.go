@@ -98,6 +98,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		_ = srv.Close()
 		return 1
 	}
+	var reloading sync.Mutex // SIGHUP and POST /v1/reload, one at a time
+	var adm *adminAPI
+	reloadAll := func() error {
+		reloading.Lock()
+		defer reloading.Unlock()
+		return errors.Join(reload(log, args, st, srv), adm.reload(log))
+	}
+	if adm, err = startAdmin(endpoints, st, srv, reloadAll); err != nil {
+		fmt.Fprintf(stderr, "avedge: %v\n", err)
+		endpoints.stop()
+		_ = srv.Close()
+		return 1
+	}
 	removeCredentials := announce(stdout, st, opts.PrintCredentials, srv.Addrs(), authAddr)
 	defer removeCredentials()
 
@@ -107,7 +120,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	if ready != nil {
 		ready <- srv
 	}
-	waitAndStop(ctx, log, sigs, opts.DrainTimeout, func() { reload(log, args, st, srv) }, srv)
+	waitAndStop(ctx, log, sigs, opts.DrainTimeout, func() { _ = reloadAll() }, srv)
 	endpoints.stop()
 	log.Info("stopped")
 	return 0
@@ -274,15 +287,16 @@ func waitAndStop(ctx context.Context, log *slog.Logger, sigs chan os.Signal, dra
 
 // reload re-reads the configuration (flags and the --config file, with the secret and user
 // files they name) and applies what can change while allocations live: shared secrets, static
-// users and the peer policy. A configuration that does not load is refused and the running
-// settings stay. The credential service's TLS pair is re-read on its own (reloadAuthTLS), so
+// users and the peer policy. A configuration that does not load is refused (the error says
+// why) and the running settings stay. (The revocations file and the admin API's TLS pair are
+// re-read by adminAPI.reload.) The credential service's TLS pair is re-read on its own (reloadAuthTLS), so
 // that a pair caught half-renewed does not hold back a secret rotation, nor the reverse.
-func reload(log *slog.Logger, args []string, st *config.Settings, srv *relay.Server) {
+func reload(log *slog.Logger, args []string, st *config.Settings, srv *relay.Server) error {
 	o, err := config.Parse(args, io.Discard)
 	if err != nil {
 		log.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
 		reloadAuthTLS(log, st, nil)
-		return
+		return err
 	}
 	defer reloadAuthTLS(log, st, &o)
 	// The pair is the listener's, re-read by reloadAuthTLS from the files it started with:
@@ -292,7 +306,7 @@ func reload(log *slog.Logger, args []string, st *config.Settings, srv *relay.Ser
 	nst, err := bo.Build()
 	if err != nil {
 		log.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
-		return
+		return err
 	}
 	for _, w := range nst.Warnings {
 		log.Warn("SIGHUP: " + w)
@@ -303,6 +317,7 @@ func reload(log *slog.Logger, args []string, st *config.Settings, srv *relay.Ser
 	st.Validator.SetUsers(nst.Users)
 	srv.SetPeerPolicy(nst.Relay.Peers)
 	log.Info("SIGHUP: reloaded secrets, users and peer policy", "secrets", len(st.Keyring.Secrets()), "users", len(nst.Users))
+	return nil
 }
 
 // reloadAuthTLS re-reads the credential service's TLS pair (st.AuthTLS) from the files it was

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/avedge/avedge/admin"
+	"github.com/avedge/avedge/config"
+	"github.com/avedge/avedge/relay"
+)
+
+// adminAPI is the running admin API (package admin): the revocations the relay refuses, and
+// the handler served on admin-listen and admin-socket.
+type adminAPI struct {
+	st  *config.Settings   // Static.
+	rev *admin.Revocations // Static.
+	h   *admin.Handler     // Static.
+}
+
+// startAdmin loads the revocations file (it applies whether or not the API is served) and
+// serves the admin API where st.Admin says, through h. reload is what POST /v1/reload does
+// (what SIGHUP does). On error, what it started is still to be stopped (h.stop).
+func startAdmin(h *httpServers, st *config.Settings, srv *relay.Server, reload func() error) (*adminAPI, error) {
+	rev, err := admin.NewRevocations(st.Admin.RevocationsFile)
+	if err != nil {
+		return nil, fmt.Errorf("revocations-file: %w", err)
+	}
+	srv.SetRevocations(rev)
+	a := &adminAPI{st: st, rev: rev}
+	// The handler also ends the allocations of revocations a re-read of the file adds, API
+	// served or not.
+	a.h, err = admin.NewHandler(admin.Config{Backend: srv, Revocations: rev, APIKeys: st.Admin.Keys,
+		Version: version, Reload: reload, Logger: h.log})
+	if err != nil {
+		return nil, err
+	}
+	if st.Admin.Listen != "" {
+		var attrs []any
+		var tc *tls.Config
+		if st.Admin.TLS != nil {
+			tc = st.Admin.TLS.TLSConfig()
+			attrs = certAttrs(st.Admin.TLS)
+		}
+		if _, err := h.serve("admin API", "admin-listen", st.Admin.Listen, a.h, tc, attrs...); err != nil {
+			return nil, err
+		}
+	}
+	if st.Admin.Socket != "" {
+		if err := h.serveUnix("admin API", st.Admin.Socket, a.h.Local()); err != nil {
+			return nil, fmt.Errorf("admin-socket: %w", err)
+		}
+	}
+	return a, nil
+}
+
+// reload re-reads the revocations file (ending the live allocations of what it added) and
+// the admin API's TLS pair: its part of SIGHUP.
+func (a *adminAPI) reload(log *slog.Logger) error {
+	if a == nil {
+		return nil
+	}
+	var errs []error
+	if a.st.Admin.RevocationsFile != "" {
+		added, err := a.rev.Reload()
+		if err != nil {
+			log.Error("SIGHUP: revocations file not reloaded, keeping the list in force", "err", err)
+			errs = append(errs, err)
+		} else {
+			n := a.h.ApplyRevocations(added)
+			log.Info("SIGHUP: revocations reloaded", "file", a.st.Admin.RevocationsFile, "revocations", a.rev.Len(), "new", len(added), "allocations-ended", n)
+		}
+	}
+	if c := a.st.Admin.TLS; c != nil {
+		if err := c.Reload(); err != nil {
+			log.Error("SIGHUP: admin API TLS certificate not reloaded; keeping the current pair", "err", err)
+			errs = append(errs, fmt.Errorf("admin-tls-cert: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// serveUnix serves handler on a Unix socket at path, mode 0600 (a stale socket file is
+// replaced; any other file is refused). The socket file is removed at stop.
+func (h *httpServers) serveUnix(name, path string, handler http.Handler) error {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return fmt.Errorf("%s exists and is not a socket", path)
+		}
+		_ = os.Remove(path)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
+		ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelWarn)}
+	h.servers = append(h.servers, hs)
+	h.serving.Go(func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			h.log.Error(name+" stopped", "err", err)
+		}
+	})
+	h.log.Info(name+" listening", "socket", path)
+	return nil
+}
