@@ -30,14 +30,21 @@ func TestAdminOptions(t *testing.T) {
 					t.Errorf("admin settings %+v", st.Admin)
 				}
 			}},
-		{name: "socket needs no key", mod: func(o *Options) { o.AdminSocket = "/run/avedge/admin.sock"; o.RevocationsFile = "/etc/avedge/revocations.json" },
+		{name: "socket needs no key", mod: func(o *Options) {
+			o.AdminSocket = "/run/avedge/admin.sock"
+			o.RevocationsFile = "/etc/avedge/revocations.json"
+		},
 			check: func(t *testing.T, st *Settings) {
 				if st.Admin.Socket != "/run/avedge/admin.sock" || st.Admin.RevocationsFile != "/etc/avedge/revocations.json" {
 					t.Errorf("admin settings %+v", st.Admin)
 				}
 			}},
 		{name: "bad address", mod: func(o *Options) { o.AdminListen = "localhost"; o.AdminAPIKeys = []string{"k"} }, err: "admin-listen: \"localhost\": want ip:port"},
-		{name: "half a pair", mod: func(o *Options) { o.AdminListen = "127.0.0.1:9443"; o.AdminAPIKeys = []string{"k"}; o.AdminTLSCert = "c.pem" }, err: "admin-tls-cert/admin-tls-key"},
+		{name: "half a pair", mod: func(o *Options) {
+			o.AdminListen = "127.0.0.1:9443"
+			o.AdminAPIKeys = []string{"k"}
+			o.AdminTLSCert = "c.pem"
+		}, err: "admin-tls-cert/admin-tls-key"},
 		{name: "in the relay range", mod: func(o *Options) { o.AdminListen = "127.0.0.1:50001"; o.AdminAPIKeys = []string{"k"} }, err: "admin-listen: port 50001 is inside the relay range"},
 		{name: "clear text off loopback", mod: func(o *Options) { o.AdminListen = "0.0.0.0:9443"; o.AdminAPIKeys = []string{"k"} }, warning: "admin-listen 0.0.0.0:9443 is not a loopback address and has no TLS"},
 	} {
