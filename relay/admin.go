@@ -116,9 +116,9 @@ func (s *Server) Status() admin.Status {
 	return st
 }
 
-// Allocations returns a page of live allocations, by id. A page costs one pass over the
-// allocation map under s.mu (a compare and a filter per allocation, nothing else) and then
-// the reading of the allocations on the page; workers take no lock and are not held up.
+// Allocations returns a page of live allocations, by id. A page costs a copy of the
+// allocation map's pointers under s.mu, a filter and a selection outside it, and the reading
+// of the allocations on the page; the workers take no lock and are not held up.
 func (s *Server) Allocations(q admin.Query) (admin.AllocationPage, error) {
 	match, err := clientFilter(q.Client)
 	if err != nil {
@@ -143,24 +143,33 @@ func (s *Server) Allocations(q admin.Query) (admin.AllocationPage, error) {
 	return page, nil
 }
 
-// selectAllocs returns the n allocations of lowest id that keep reports true, by id.
+// selectAllocs returns the n allocations of lowest id that keep reports true, by id. Under
+// s.mu it only copies the map's pointers (the EventHandler waits on s.mu, the workers do
+// not); the filter and the selection run after.
 func (s *Server) selectAllocs(keep func(*allocation) bool, n int) []*allocation {
-	// A bounded max-heap by id would avoid sorting every match; the sort is done outside
-	// s.mu, and a match list of pointers is small beside the allocations themselves.
-	var sel []*allocation
-	s.mu.Lock()
-	for _, a := range s.allocs {
+	all := s.allAllocs()
+	sel := all[:0]
+	for _, a := range all {
 		if keep(a) {
 			sel = append(sel, a)
 		}
 	}
-	s.mu.Unlock()
 	if len(sel) > n {
-		// Partial selection: the n smallest ids, then sorted.
 		sel = smallestByID(sel, n)
 	}
 	slices.SortFunc(sel, func(a, b *allocation) int { return cmpID(a.id, b.id) })
 	return sel
+}
+
+// allAllocs copies the live allocations' pointers, under s.mu.
+func (s *Server) allAllocs() []*allocation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	all := make([]*allocation, 0, len(s.allocs))
+	for _, a := range s.allocs {
+		all = append(all, a)
+	}
+	return all
 }
 
 func cmpID(a, b uint64) int {
@@ -257,18 +266,14 @@ func (s *Server) EndAllocation(id uint64, reason string) bool {
 
 // EndUser ends every live allocation of user now. One pass over the allocation map.
 func (s *Server) EndUser(user, reason string) int {
-	var sel []*allocation
-	s.mu.Lock()
-	for _, a := range s.allocs {
+	n := 0
+	for _, a := range s.allAllocs() {
 		if a.user == user {
-			sel = append(sel, a)
+			a.rc.end(reasonOf(reason))
+			n++
 		}
 	}
-	s.mu.Unlock()
-	for _, a := range sel {
-		a.rc.end(reasonOf(reason))
-	}
-	return len(sel)
+	return n
 }
 
 // describe reads a for the API: its counters, permissions and channels (under its own lock,

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/avedge/avedge/admin"
@@ -21,25 +23,41 @@ type adminAPI struct {
 	st  *config.Settings   // Static.
 	rev *admin.Revocations // Static.
 	h   *admin.Handler     // Static.
+
+	stop     chan struct{}  // closed by close: ends watch
+	watching sync.WaitGroup // watch
 }
 
-// startAdmin loads the revocations file (it applies whether or not the API is served) and
-// serves the admin API where st.Admin says, through h. reload is what POST /v1/reload does
-// (what SIGHUP does). On error, what it started is still to be stopped (h.stop).
-func startAdmin(h *httpServers, st *config.Settings, srv *relay.Server, reload func() error) (*adminAPI, error) {
+// revocationsPoll is how often the revocations file is checked for a change (a Kubernetes
+// ConfigMap update swaps the file's symlink; an editor or another relay renames a new file
+// over it): a change is re-read as SIGHUP would.
+const revocationsPoll = 10 * time.Second
+
+// newAdminAPI returns the admin API of st, not started.
+func newAdminAPI(st *config.Settings) *adminAPI {
+	return &adminAPI{st: st, stop: make(chan struct{})}
+}
+
+// start loads the revocations file (it applies whether or not the API is served), serves
+// the admin API where st.Admin says, through h, and watches the file. reload is what POST
+// /v1/reload does (what SIGHUP does). On error, what it started is still to be stopped
+// (close, h.stop).
+func (a *adminAPI) start(h *httpServers, srv *relay.Server, reload func() error) error {
+	st := a.st
+	last := fileStamp(st.Admin.RevocationsFile) // before the read: a change in between is read again
 	rev, err := admin.NewRevocations(st.Admin.RevocationsFile)
 	if err != nil {
-		return nil, fmt.Errorf("revocations-file: %w", err)
+		return fmt.Errorf("revocations-file: %w", err)
 	}
 	srv.SetRevocations(rev)
-	a := &adminAPI{st: st, rev: rev}
 	// The handler also ends the allocations of revocations a re-read of the file adds, API
 	// served or not.
-	a.h, err = admin.NewHandler(admin.Config{Backend: srv, Revocations: rev, APIKeys: st.Admin.Keys,
+	hd, err := admin.NewHandler(admin.Config{Backend: srv, Revocations: rev, APIKeys: st.Admin.Keys,
 		Version: version, Reload: reload, Logger: h.log})
 	if err != nil {
-		return nil, err
+		return err
 	}
+	a.rev, a.h = rev, hd // before anything that may call reload starts
 	if st.Admin.Listen != "" {
 		var attrs []any
 		var tc *tls.Config
@@ -48,21 +66,67 @@ func startAdmin(h *httpServers, st *config.Settings, srv *relay.Server, reload f
 			attrs = certAttrs(st.Admin.TLS)
 		}
 		if _, err := h.serve("admin API", "admin-listen", st.Admin.Listen, a.h, tc, attrs...); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if st.Admin.Socket != "" {
 		if err := h.serveUnix("admin API", st.Admin.Socket, a.h.Local()); err != nil {
-			return nil, fmt.Errorf("admin-socket: %w", err)
+			return fmt.Errorf("admin-socket: %w", err)
 		}
 	}
-	return a, nil
+	if st.Admin.RevocationsFile != "" {
+		a.watching.Go(func() { a.watch(reload, revocationsPoll, last) })
+	}
+	return nil
+}
+
+// watch calls reload when the revocations file changes from last (its size, modification
+// time or inode, as stat sees through symlinks), checking every period, until close.
+func (a *adminAPI) watch(reload func() error, period time.Duration, last stamp) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-t.C:
+		}
+		if now := fileStamp(a.st.Admin.RevocationsFile); now != last {
+			last = now
+			_ = reload()
+		}
+	}
+}
+
+// stamp is what watch compares: a file's identity and version.
+type stamp struct {
+	ino, size uint64
+	mtime     int64
+	exists    bool
+}
+
+func fileStamp(path string) stamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return stamp{}
+	}
+	st := stamp{size: uint64(fi.Size()), mtime: fi.ModTime().UnixNano(), exists: true}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.ino = sys.Ino
+	}
+	return st
+}
+
+// close stops watching the revocations file (the servers stop with httpServers.stop).
+func (a *adminAPI) close() {
+	close(a.stop)
+	a.watching.Wait()
 }
 
 // reload re-reads the revocations file (ending the live allocations of what it added) and
 // the admin API's TLS pair: its part of SIGHUP.
 func (a *adminAPI) reload(log *slog.Logger) error {
-	if a == nil {
+	if a.rev == nil { // not started
 		return nil
 	}
 	var errs []error

@@ -17,6 +17,7 @@ import (
 
 	"github.com/avedge/avedge/admin"
 	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/config"
 )
 
 // The daemon serves the admin API on admin-listen (with its key) and admin-socket (without),
@@ -139,4 +140,35 @@ func allocateOn(t *testing.T, server, username, password string) (net.PacketConn
 	}
 	t.Fatalf("allocate: %v", err)
 	return nil, 0
+}
+
+// The revocations file is re-read when it changes, as a Kubernetes ConfigMap update changes
+// it: a new file (another inode) behind the same name.
+func TestRevocationsFileWatched(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "revocations.json")
+	writeFile(t, path, `{"revocations": []}`, 0o600)
+	st := &config.Settings{Admin: config.AdminSettings{RevocationsFile: path}}
+	a := newAdminAPI(st)
+	changed := make(chan struct{}, 1)
+	last := fileStamp(path)
+	a.watching.Go(func() {
+		a.watch(func() error {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+			return nil
+		}, 5*time.Millisecond, last)
+	})
+	defer a.close()
+	writeFile(t, filepath.Join(dir, "new"), `{"revocations": [{"username": "alice"}]}`, 0o600)
+	if err := os.Rename(filepath.Join(dir, "new"), path); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the change was not noticed within 10s")
+	}
 }

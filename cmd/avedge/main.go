@@ -99,14 +99,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		return 1
 	}
 	var reloading sync.Mutex // SIGHUP and POST /v1/reload, one at a time
-	var adm *adminAPI
+	adm := newAdminAPI(st)
 	reloadAll := func() error {
 		reloading.Lock()
 		defer reloading.Unlock()
 		return errors.Join(reload(log, args, st, srv), adm.reload(log))
 	}
-	if adm, err = startAdmin(endpoints, st, srv, reloadAll); err != nil {
+	if err := adm.start(endpoints, srv, reloadAll); err != nil {
 		fmt.Fprintf(stderr, "avedge: %v\n", err)
+		adm.close()
 		endpoints.stop()
 		_ = srv.Close()
 		return 1
@@ -121,6 +122,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		ready <- srv
 	}
 	waitAndStop(ctx, log, sigs, opts.DrainTimeout, func() { _ = reloadAll() }, srv)
+	adm.close()
 	endpoints.stop()
 	log.Info("stopped")
 	return 0
