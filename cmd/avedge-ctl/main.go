@@ -182,6 +182,7 @@ var commands = map[string]func(*command, []string) error{
 func (c *command) flags(name string, args []string, positional int, define func(fs *flag.FlagSet)) ([]string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
+	fs.BoolVar(&c.json, "json", c.json, "print JSON") // also after the command
 	if define != nil {
 		define(fs)
 	}
