@@ -172,3 +172,28 @@ func TestRevocationsFileWatched(t *testing.T) {
 		t.Fatal("the change was not noticed within 10s")
 	}
 }
+
+// admin-tls-cert and admin-tls-key: the admin API speaks HTTPS, and avedge-ctl's client
+// trusts the certificate it is given.
+func TestAdminAPIOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "admin-keys"), "admin-key-1\n", 0o600)
+	_, crt, key := writePair(t, dir, "admin", []net.IP{net.IPv4(127, 0, 0, 1)}, nil)
+	s := start(t, "--admin-listen", "127.0.0.1:0", "--admin-api-key-file", filepath.Join(dir, "admin-keys"),
+		"--admin-tls-cert", crt, "--admin-tls-key", key, "--min-port", "32500", "--max-port", "32599")
+	m := regexp.MustCompile(`msg="admin API listening" addr=(\S+) tls=true`).FindStringSubmatch(s.stderr.String())
+	if m == nil {
+		t.Fatalf("the admin API did not log its TLS address:\n%s", s.stderr.String())
+	}
+	c, err := admin.NewClient(admin.ClientConfig{URL: "https://" + m[1], Key: "admin-key-1", CAFile: crt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := c.Status(context.Background()); err != nil || st.Version != version {
+		t.Fatalf("status over HTTPS: %+v, %v", st, err)
+	}
+	plain, _ := admin.NewClient(admin.ClientConfig{URL: "http://" + m[1], Key: "admin-key-1"})
+	if _, err := plain.Status(context.Background()); err == nil {
+		t.Error("plain HTTP to the TLS listener answered")
+	}
+}
