@@ -100,3 +100,24 @@ func TestRevocationsFile(t *testing.T) {
 		t.Errorf("Add to an unwritable file: %v, refused %v", err, r.Refused("bob", "bob", time.Now()))
 	}
 }
+
+// FuzzParseRevocations: the revocations file (edited by people, shared by a pool) never
+// panics the parser, and what it accepts has valid usernames and survives a write and a read.
+func FuzzParseRevocations(f *testing.F) {
+	f.Add([]byte(`{"revocations": [{"username": "alice", "until": "2026-12-04T00:00:00Z", "created": "2026-12-03T00:00:00Z", "reason": "x"}]}`))
+	f.Add([]byte(`{"revocations": []}`))
+	f.Add([]byte(``))
+	f.Add([]byte(`{"revocations": [{"username": ""}]}`))
+	f.Add([]byte(`{"revocations": null, "extra": 1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		list, err := parseRevocations(b)
+		if err != nil {
+			return
+		}
+		for _, e := range list {
+			if checkUsername(e.Username) != nil {
+				t.Fatalf("accepted username %q", e.Username)
+			}
+		}
+	})
+}
