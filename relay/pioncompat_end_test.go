@@ -77,7 +77,7 @@ func TestPionDeletesAllocationWhoseRelayReadFails(t *testing.T) {
 			pw, ok := compatUsers[ra.Username]
 			return ra.Username, turn.GenerateAuthKey(ra.Username, ra.Realm, pw), ok
 		},
-		EventHandler: turn.EventHandler{OnAllocationDeleted: func(_, _ net.Addr, _, user, _ string) { deleted <- user }},
+		EventHandler:      turn.EventHandler{OnAllocationDeleted: func(_, _ net.Addr, _, user, _ string) { deleted <- user }},
 		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: pc, RelayAddressGenerator: gen}},
 	})
 	if err != nil {
