@@ -50,6 +50,13 @@ func (a *adminAPI) start(h *httpServers, srv *relay.Server, reload func() error)
 		return fmt.Errorf("revocations-file: %w", err)
 	}
 	srv.SetRevocations(rev)
+	if f := st.Admin.RevocationsFile; f != "" {
+		if _, err := os.Stat(f); err != nil {
+			h.log.Warn("revocations-file does not exist yet: no revocation in force; the admin API creates it", "file", f)
+		} else {
+			h.log.Info("revocations loaded", "file", f, "revocations", rev.Len())
+		}
+	}
 	// The handler also ends the allocations of revocations a re-read of the file adds, API
 	// served or not.
 	hd, err := admin.NewHandler(admin.Config{Backend: srv, Revocations: rev, APIKeys: st.Admin.Keys,
