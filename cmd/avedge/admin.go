@@ -30,7 +30,7 @@ type adminAPI struct {
 
 // revocationsPoll is how often the revocations file is checked for a change (a Kubernetes
 // ConfigMap update swaps the file's symlink; an editor or another relay renames a new file
-// over it): a change is re-read as SIGHUP would.
+// over it): a change is re-read (the revocations only, not the rest of SIGHUP).
 const revocationsPoll = 10 * time.Second
 
 // newAdminAPI returns the admin API of st, not started.
@@ -82,7 +82,9 @@ func (a *adminAPI) start(h *httpServers, srv *relay.Server, reload func() error)
 		}
 	}
 	if st.Admin.RevocationsFile != "" {
-		a.watching.Go(func() { a.watch(reload, revocationsPoll, last) })
+		a.watching.Go(func() {
+			a.watch(func() error { return a.reloadRevocations(h.log, "revocations file changed") }, revocationsPoll, last)
+		})
 	}
 	return nil
 }
@@ -103,6 +105,22 @@ func (a *adminAPI) watch(reload func() error, period time.Duration, last stamp) 
 			_ = reload()
 		}
 	}
+}
+
+// reloadRevocations re-reads the revocations file (if any) and ends the live allocations of
+// what it added; why prefixes the log line.
+func (a *adminAPI) reloadRevocations(log *slog.Logger, why string) error {
+	if a.st.Admin.RevocationsFile == "" {
+		return nil
+	}
+	added, err := a.rev.Reload()
+	if err != nil {
+		log.Error(why+": revocations file not reloaded, keeping the list in force", "err", err)
+		return err
+	}
+	n := a.h.ApplyRevocations(added)
+	log.Info(why+": revocations reloaded", "file", a.st.Admin.RevocationsFile, "revocations", a.rev.Len(), "new", len(added), "allocations-ended", n)
+	return nil
 }
 
 // stamp is what watch compares: a file's identity and version.
@@ -137,15 +155,8 @@ func (a *adminAPI) reload(log *slog.Logger) error {
 		return nil
 	}
 	var errs []error
-	if a.st.Admin.RevocationsFile != "" {
-		added, err := a.rev.Reload()
-		if err != nil {
-			log.Error("SIGHUP: revocations file not reloaded, keeping the list in force", "err", err)
-			errs = append(errs, err)
-		} else {
-			n := a.h.ApplyRevocations(added)
-			log.Info("SIGHUP: revocations reloaded", "file", a.st.Admin.RevocationsFile, "revocations", a.rev.Len(), "new", len(added), "allocations-ended", n)
-		}
+	if err := a.reloadRevocations(log, "SIGHUP"); err != nil {
+		errs = append(errs, err)
 	}
 	if c := a.st.Admin.TLS; c != nil {
 		if err := c.Reload(); err != nil {
