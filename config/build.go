@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/pool"
 	"github.com/avedge/avedge/relay"
 	"github.com/avedge/avedge/relay/policy"
 )
@@ -38,6 +39,10 @@ type Settings struct {
 	// credential is to be printed: what a daemon prints ends up in logs that others read, and
 	// the relay serves more than this host.
 	NonLoopback string
+	// Pool is how this process joins the pool (package pool): its load document's static
+	// fields, the monitor of the other members (nil Monitor: none configured) and the
+	// redirect threshold.
+	Pool PoolSettings
 	// Warnings are what is accepted but unsafe, one sentence each, for the log: secrets given
 	// on the command line or inline in a config file others can read, files of secrets others
 	// can read that allow-readable-secrets let through.
@@ -54,6 +59,20 @@ type AdminSettings struct {
 	TLS             *auth.Certificate
 	TLSCert, TLSKey string
 	RevocationsFile string // "": revocations in memory
+}
+
+// PoolSettings are the pool options, checked.
+type PoolSettings struct {
+	// Monitor polls the pool; nil when neither pool-member nor pool-discover is set.
+	Monitor *pool.MonitorConfig
+	// Zone, Relays, Alternates and MaxBPS go into this relay's load document; Relays and
+	// Alternates empty: derived from the listeners once bound.
+	Zone       string
+	Relays     []pool.Endpoint
+	Alternates []string
+	MaxBPS     float64
+	// RedirectThreshold is the load score over which Allocates are redirected; 0: off.
+	RedirectThreshold float64
 }
 
 // Build checks o and derives the relay and service settings. Errors name the key.
@@ -105,6 +124,9 @@ func (o Options) derive(in *inputs) (*Settings, error) {
 		return nil, err
 	}
 	if err := o.adminAPI(st, in); err != nil {
+		return nil, err
+	}
+	if err := o.pool(st); err != nil {
 		return nil, err
 	}
 	if err := o.portsOutsideRange(rc.Listeners); err != nil {
@@ -539,4 +561,49 @@ func unlimitedIfZero(n int) int {
 		return -1
 	}
 	return n
+}
+
+// pool checks the pool options and derives st.Pool.
+func (o Options) pool(st *Settings) error {
+	p := &st.Pool
+	p.Zone, p.MaxBPS, p.RedirectThreshold = o.PoolZone, o.PoolMaxBPS, o.PoolRedirectThreshold
+	if o.PoolRedirectThreshold < 0 || o.PoolRedirectThreshold > 1 {
+		return bad("pool-redirect-threshold", "%v: want a load score between 0 (off) and 1", o.PoolRedirectThreshold)
+	}
+	if o.PoolMaxBPS < 0 {
+		return bad("pool-max-bps", "must not be negative")
+	}
+	for _, r := range o.PoolRelays {
+		ri, err := auth.ParseRelay(r)
+		if err != nil {
+			return bad("pool-relay", "%v", err)
+		}
+		p.Relays = append(p.Relays, pool.Endpoint{Location: ri.Location, HostName: ri.HostName, UDPPort: ri.UDPPort, TCPPort: ri.TCPPort})
+	}
+	for _, a := range o.PoolAlternates {
+		if ap, err := netip.ParseAddrPort(a); err != nil || ap.Port() == 0 || ap.Addr().IsUnspecified() {
+			return bad("pool-alternate", "%q: want the ip:port of this relay's UDP listener", a)
+		}
+	}
+	p.Alternates = o.PoolAlternates
+	if len(p.Alternates) == 0 {
+		for _, e := range p.Relays {
+			if ip, err := netip.ParseAddr(e.HostName); err == nil && e.UDPPort != 0 {
+				p.Alternates = append(p.Alternates, netip.AddrPortFrom(ip, uint16(e.UDPPort)).String())
+			}
+		}
+	}
+	if len(o.PoolMembers) == 0 && o.PoolDiscover == "" {
+		if o.PoolRedirectThreshold > 0 {
+			return bad("pool-redirect-threshold", "needs the pool: give pool-member or pool-discover")
+		}
+		return nil
+	}
+	mc := pool.MonitorConfig{URLs: o.PoolMembers, Discover: o.PoolDiscover, Interval: o.PoolInterval, Timeout: o.PoolTimeout,
+		FailAfter: o.PoolFailAfter, Hysteresis: o.PoolHysteresis, Zone: o.PoolZone}
+	if _, err := pool.NewMonitor(mc); err != nil {
+		return bad("pool-member/pool-discover/pool-interval/pool-timeout/pool-fail-after/pool-hysteresis", "%v", err)
+	}
+	p.Monitor = &mc
+	return nil
 }

@@ -218,6 +218,35 @@ type Options struct {
 	// revocations-file: the file of revoked credentials (JSON) the admin API writes and
 	// SIGHUP re-reads; a pool of relays may share it. Empty: revocations live in memory.
 	RevocationsFile string
+	// pool-member: load documents of the pool's relays (http://host:port/load), polled by
+	// this process: the credential service lists the pool from them, and the relay picks
+	// its redirect target among them. Repeatable.
+	PoolMembers []string
+	// pool-discover: the pool found in DNS at every poll: "_metrics._tcp.avedge-metrics"
+	// (SRV records of a headless Service) or "host:port" (every A/AAAA record of host).
+	PoolDiscover string
+	// pool-interval, pool-timeout, pool-fail-after, pool-hysteresis: see pool.MonitorConfig.
+	PoolInterval   time.Duration
+	PoolTimeout    time.Duration
+	PoolFailAfter  int
+	PoolHysteresis float64
+	// pool-zone: this relay's zone label, in its load document; the credential service lists
+	// relays of its own pool-zone first. Empty: none.
+	PoolZone string
+	// pool-relay: how clients reach this relay, "location:host:udpPort:tcpPort" as auth-relay,
+	// published in its load document. Empty: as bound (an unspecified listen address
+	// replaced by the first relay-ip).
+	PoolRelays []string
+	// pool-alternate: the UDP ip:port other relays name in ALTERNATE-SERVER to send clients
+	// here, at most one per family. Empty: the pool-relay entries whose host is an IP.
+	PoolAlternates []string
+	// pool-redirect-threshold: above this load score (0 to 1, pool.Load.Score) the relay
+	// answers a new Allocate over UDP with 300 Try Alternate naming a pool member below it.
+	// 0: off. While draining it redirects to the pool whatever the threshold.
+	PoolRedirectThreshold float64
+	// pool-max-bps: the relayed bits per second this relay is sized for, counted in its score.
+	// 0: bandwidth not counted.
+	PoolMaxBPS float64
 
 	// drain-timeout: on SIGTERM, how long live allocations may go on before exit; negative
 	// is refused.
@@ -424,6 +453,28 @@ var optionTable = []option{
 		"admin API's TLS private key file (PEM); only its owner may read it"),
 	opt("revocations-file", func(o *Options) *string { return &o.RevocationsFile }, "",
 		"file of revoked credentials (JSON), written by the admin API and re-read on SIGHUP; share it across a pool (empty: in memory)"),
+	opt("pool-member", func(o *Options) *[]string { return &o.PoolMembers }, nil,
+		"load document of a relay of the pool (http://host:9641/load), polled to list the pool by load and to choose redirect targets; repeatable"),
+	opt("pool-discover", func(o *Options) *string { return &o.PoolDiscover }, "",
+		"find the pool's load documents in DNS at every poll: _metrics._tcp.<headless service> (SRV) or host:port (A/AAAA)"),
+	opt("pool-interval", func(o *Options) *time.Duration { return &o.PoolInterval }, 5*time.Second,
+		"time between polls of the pool's load documents"),
+	opt("pool-timeout", func(o *Options) *time.Duration { return &o.PoolTimeout }, 2*time.Second,
+		"bound on one poll of a member; below pool-interval"),
+	opt("pool-fail-after", func(o *Options) *int { return &o.PoolFailAfter }, 2,
+		"consecutive failed polls after which a member leaves the lists (unlisted within pool-fail-after x pool-interval + pool-timeout)"),
+	opt("pool-hysteresis", func(o *Options) *float64 { return &o.PoolHysteresis }, 0.05,
+		"score margin by which a relay must beat the one listed before it to move ahead (-1: none)"),
+	opt("pool-zone", func(o *Options) *string { return &o.PoolZone }, "",
+		"this relay's zone or region label; the credential service lists its own zone's relays first"),
+	opt("pool-relay", func(o *Options) *[]string { return &o.PoolRelays }, nil,
+		"how clients reach this relay, location:host:udpPort:tcpPort, published in its load document; repeatable (default: as bound)"),
+	opt("pool-alternate", func(o *Options) *[]string { return &o.PoolAlternates }, nil,
+		"UDP ip:port other relays name in ALTERNATE-SERVER to send clients here; repeatable (default: the pool-relay hosts that are IPs)"),
+	opt("pool-redirect-threshold", func(o *Options) *float64 { return &o.PoolRedirectThreshold }, 0,
+		"load score (0-1) above which a new UDP Allocate is answered 300 Try Alternate naming a less-loaded pool member (0: off)"),
+	opt("pool-max-bps", func(o *Options) *float64 { return &o.PoolMaxBPS }, 0,
+		"relayed bits per second this relay is sized for, counted in its load score (0: not counted)"),
 	opt("drain-timeout", func(o *Options) *time.Duration { return &o.DrainTimeout }, 30*time.Second,
 		"on SIGTERM, how long live allocations may go on before exit"),
 	opt("log-format", func(o *Options) *string { return &o.LogFormat }, "text",

@@ -37,6 +37,7 @@ type Metrics struct {
 	ended       map[string]prometheus.Counter
 	authFails   map[string]prometheus.Counter
 	credentials map[string]map[string]prometheus.Counter // api -> result
+	redirects   map[string]prometheus.Counter
 }
 
 // New builds avedge's collectors and registers every one on reg. It uses no
@@ -78,12 +79,18 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 		Help: "Requests to the credential service, by API and result.",
 	}, []string{"api", "result"})
 
+	redirects := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "avedge_allocation_redirects_total",
+		Help: "Allocate requests answered 300 (Try Alternate) naming another relay, by reason.",
+	}, []string{"reason"})
+
 	m := &Metrics{
 		scrape:      newCollector(opts),
 		attempts:    children(attempts, attemptResults),
 		lifetime:    lifetime,
 		ended:       children(ended, endReasons),
 		authFails:   children(authFails, authReasons),
+		redirects:   children(redirects, redirectReasons),
 		credentials: make(map[string]map[string]prometheus.Counter, len(credentialAPIs)),
 	}
 	for _, api := range credentialAPIs {
@@ -104,6 +111,7 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 		{"avedge_allocations_ended_total", ended},
 		{"avedge_auth_failures_total", authFails},
 		{"avedge_credential_requests_total", credentials},
+		{"avedge_allocation_redirects_total", redirects},
 	} {
 		if err := reg.Register(c.c); err != nil {
 			return nil, fmt.Errorf("metrics: register %s: %w", c.name, err)

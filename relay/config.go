@@ -191,6 +191,15 @@ type Config struct {
 	// AlternateServer, when set, is named in a 300 (Try Alternate) answer to Allocate requests
 	// while the relay drains (RFC 8489 §10 ALTERNATE-SERVER); unset, they get 508.
 	AlternateServer netip.AddrPort
+	// Redirect, when set, is asked about every Allocate request over UDP the relay admits
+	// (past AllocateRate), with the client's address and whether the relay drains; an
+	// address it returns with ok true answers the request 300 (Try Alternate) naming it, and
+	// the redirect is counted by reason (draining, overloaded). The pool's choice (package
+	// pool: over the load threshold, name a less-loaded member, never this relay) lives in
+	// the callback. AlternateServer, when set, wins while draining; requests over TCP and
+	// TLS are not redirected by it (the alternates it knows are UDP addresses). Nil: only
+	// AlternateServer redirects.
+	Redirect func(client netip.AddrPort, draining bool) (alt netip.AddrPort, ok bool)
 
 	// Metrics receives control-plane events and reads the data plane's counters at scrape
 	// time. Nil: no metrics.

@@ -11,6 +11,10 @@
 //	    --tls-cert /etc/avedge/tls/tls.crt --tls-key /etc/avedge/tls/tls.key \
 //	    --relay internet:edge.example.com:3478:443 --listen 10.0.0.5:8443
 //
+// With --pool-member or --pool-discover it polls the relays' load documents (GET /load
+// beside their /metrics) and lists only healthy, non-draining relays, least loaded first
+// (package pool); --relay is then the fallback when no relay of the pool answers.
+//
 // Without an API key (--allow-anonymous) it serves only on a loopback address;
 // --insecure-anonymous forces anonymous mode on any address.
 package main
@@ -30,8 +34,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/avedge/avedge/auth"
 	"github.com/avedge/avedge/internal/secretfile"
+	"github.com/avedge/avedge/metrics"
+	"github.com/avedge/avedge/pool"
 )
 
 func main() {
@@ -75,6 +83,15 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.
 	maxDur := fs.Duration("max-duration", auth.DefaultMaxDuration, "cap on the credential lifetime a client may ask for")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM, chain after the leaf); with --tls-key serves HTTPS; re-read on SIGHUP")
 	tlsKey := fs.String("tls-key", "", "TLS key file (PEM); re-read on SIGHUP")
+	var poolMembers listFlag
+	fs.Var(&poolMembers, "pool-member", "load document of a relay of the pool (http://host:9641/load), polled to list the pool healthy and least loaded first; repeatable")
+	poolDiscover := fs.String("pool-discover", "", "find the pool's load documents in DNS at every poll: _metrics._tcp.<headless service> (SRV) or host:port (A/AAAA)")
+	poolInterval := fs.Duration("pool-interval", pool.DefaultInterval, "time between polls of the pool")
+	poolTimeout := fs.Duration("pool-timeout", pool.DefaultTimeout, "bound on one poll of a member; below --pool-interval")
+	poolFailAfter := fs.Int("pool-fail-after", pool.DefaultFailAfter, "consecutive failed polls after which a relay leaves the lists (within fail-after x interval + timeout)")
+	poolHysteresis := fs.Float64("pool-hysteresis", pool.DefaultHysteresis, "score margin by which a relay must beat the one listed before it to move ahead (-1: none)")
+	poolZone := fs.String("pool-zone", "", "zone label whose relays are listed first (a JSON request's zone field wins)")
+	metricsListen := fs.String("metrics-listen", "", "address of /metrics (what the service believes of each relay of the pool) and /healthz (empty: off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	allowReadable := fs.Bool(secretfile.AllowFlag, false, "read --secret-file, --api-key-file and --tls-key even when users other than their owner can read them (refused otherwise: chmod 600 them; root's 0640 and 0440 files are accepted)")
 	fs.Usage = func() {
@@ -156,10 +173,23 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.
 			return fmt.Errorf("--tls-cert, --tls-key: %w", err)
 		}
 	}
+	var mon *pool.Monitor
+	if len(poolMembers) > 0 || *poolDiscover != "" {
+		mon, err = pool.NewMonitor(pool.MonitorConfig{URLs: poolMembers, Discover: *poolDiscover, Interval: *poolInterval, Timeout: *poolTimeout,
+			FailAfter: *poolFailAfter, Hysteresis: *poolHysteresis, Zone: *poolZone, Logger: log})
+		if err != nil {
+			return fmt.Errorf("--pool-member, --pool-discover: %w", err)
+		}
+	}
+	var poolFunc func(location, zone string) []auth.RelayInfo
+	if mon != nil {
+		poolFunc = mon.Relays
+	}
 	anonymous := *allowAnon || *insecureAnon
 	svc, err := auth.NewService(auth.ServiceConfig{
 		Keyring:        ring,
 		Relays:         relayInfo,
+		Pool:           poolFunc,
 		URIs:           uris,
 		MaxDuration:    *maxDur,
 		APIKeys:        apiKeys,
@@ -217,6 +247,23 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.
 			serveErr <- srv.Serve(ln)
 		}
 	}()
+	if mon != nil {
+		// One round before the ready callback, so the first answers already list the pool
+		// by load; then every --pool-interval.
+		mon.Poll(ctx)
+		pctx, cancel := context.WithCancel(ctx)
+		polled := make(chan struct{})
+		go func() { defer close(polled); mon.Run(pctx) }()
+		defer func() { cancel(); <-polled }()
+	}
+	if *metricsListen != "" {
+		stopMetrics, err := serveMetrics(*metricsListen, mon, log)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		defer stopMetrics()
+	}
 	log.Info("serving credentials", append([]any{"addr", ln.Addr().String(), "tls", cert != nil, "keys", len(secrets), "relays", len(relayInfo), "anonymous", anonymous}, certAttrs(cert)...)...)
 	if ready != nil {
 		ready(ln.Addr())
@@ -270,4 +317,30 @@ func certAttrs(cert *auth.Certificate) []any {
 	}
 	leaf := cert.Current().Leaf
 	return []any{"subject", leaf.Subject.String(), "dns", leaf.DNSNames, "notAfter", leaf.NotAfter.UTC().Format(time.RFC3339)}
+}
+
+// serveMetrics serves /metrics (the pool collector when mon is set, the Go runtime's
+// otherwise too) and /healthz on addr; the function it returns stops it.
+func serveMetrics(addr string, mon *pool.Monitor, log *slog.Logger) (func(), error) {
+	reg := prometheus.NewRegistry()
+	if mon != nil {
+		if err := reg.Register(metrics.NewPoolCollector(mon)); err != nil {
+			return nil, fmt.Errorf("--metrics-listen: %w", err)
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-listen: %w", err)
+	}
+	hs := &http.Server{Handler: metrics.Handler(reg, nil), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = hs.Serve(ln) }()
+	log.Info("metrics listening", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(ctx)
+		<-done
+	}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httptrace"
 	"os"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/pool"
 
 	"github.com/avedge/avedge/internal/testcert"
 )
@@ -68,6 +70,7 @@ func TestRunFlagErrors(t *testing.T) {
 		{name: "half tls", args: []string{"--secret-file", secrets, "--allow-anonymous", "--tls-cert", "c.pem"}, wantErr: "--tls-cert and --tls-key"},
 		{name: "bad tls pair", args: []string{"--secret-file", secrets, "--allow-anonymous", "--tls-cert", secrets, "--tls-key", secrets}, wantErr: "--tls-cert, --tls-key"},
 		{name: "bad log level", args: []string{"--secret-file", secrets, "--allow-anonymous", "--log-level", "loud"}, wantErr: "--log-level"},
+		{name: "bad pool member", args: []string{"--secret-file", secrets, "--allow-anonymous", "--pool-member", "10.0.0.1:9641"}, wantErr: "--pool-member"},
 		{name: "tiny max duration", args: []string{"--secret-file", secrets, "--allow-anonymous", "--max-duration", "1s"}, wantErr: "--max-duration"},
 	}
 	for _, tt := range tests {
@@ -472,4 +475,35 @@ func TestRunAnonymous(t *testing.T) {
 			t.Errorf("no warning about --insecure-anonymous:\n%s", logs.String())
 		}
 	})
+}
+
+// TestRunListsThePool: with --pool-member, the JSON answer lists the relays of the pool's
+// load documents, least loaded first, and leaves out a draining one.
+func TestRunListsThePool(t *testing.T) {
+	doc := func(host string, free int, draining bool) pool.Load {
+		return pool.Load{Instance: host, Healthy: true, Draining: draining, PortsTotal: 100, PortsFree: free,
+			Relays: []pool.Endpoint{{Location: auth.LocationInternet, HostName: host, UDPPort: 3478}}}
+	}
+	var servers []string
+	for _, l := range []pool.Load{doc("busy.example.com", 10, false), doc("idle.example.com", 100, false), doc("drain.example.com", 100, true)} {
+		hs := httptest.NewServer(pool.Handler(func() pool.Load { return l }))
+		t.Cleanup(hs.Close)
+		servers = append(servers, "--pool-member", hs.URL+"/load")
+	}
+	secrets := writeFile(t, "secrets", "k1 first-secret\n")
+	addr, _, stop := startRun(t, append([]string{"--listen", "127.0.0.1:0", "--secret-file", secrets, "--allow-anonymous", "--relay", "internet:fallback.example.com:3478:0"}, servers...), nil)
+	defer stop()
+	res, err := http.Get("http://" + addr.String() + "/credentials?username=alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var c auth.JSONCredentials
+	if err := json.NewDecoder(res.Body).Decode(&c); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"turn:idle.example.com:3478?transport=udp", "turn:busy.example.com:3478?transport=udp"}
+	if strings.Join(c.URIs, " ") != strings.Join(want, " ") {
+		t.Fatalf("uris %q, want %q", c.URIs, want)
+	}
 }

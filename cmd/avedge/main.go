@@ -39,6 +39,7 @@ import (
 	"github.com/avedge/avedge/config"
 	"github.com/avedge/avedge/internal/secretfile"
 	"github.com/avedge/avedge/metrics"
+	"github.com/avedge/avedge/pool"
 	"github.com/avedge/avedge/relay"
 )
 
@@ -81,17 +82,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	rc := st.Relay
 	rc.Metrics = m
 	rc.Logger = log
+	pr, err := newPoolRole(st.Pool, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "avedge: %v\n", err)
+		return 2
+	}
+	rc.Redirect = pr.redirect
 	srv, err := relay.New(rc)
 	if err != nil {
 		fmt.Fprintf(stderr, "avedge: %v\n", err)
 		return 1
 	}
+	if err := pr.start(srv, rc, reg); err != nil {
+		fmt.Fprintf(stderr, "avedge: pool: %v\n", err)
+		_ = srv.Close()
+		return 1
+	}
+	defer pr.stop()
 	if rc.Peers.AllowLoopback {
 		log.Warn("loopback peers are allowed (all-loopback setup); pass --allow-loopback-peers=false to refuse them")
 	}
 
 	endpoints := &httpServers{log: log}
-	authAddr, err := endpoints.start(st, reg, m, srv)
+	authAddr, err := endpoints.start(st, reg, m, srv, pr)
 	if err != nil {
 		fmt.Fprintf(stderr, "avedge: %v\n", err)
 		endpoints.stop()
@@ -150,11 +163,14 @@ type httpServers struct {
 	serving sync.WaitGroup // the Serve goroutines
 }
 
-// start serves the endpoints st turns on and returns the credential service's address as
+// start serves the endpoints st turns on (the metrics listener with pr's GET /load) and returns the credential service's address as
 // bound ("" when it is off). On error, what it started is still to be stopped.
-func (h *httpServers) start(st *config.Settings, reg *prometheus.Registry, m *metrics.Metrics, srv *relay.Server) (authAddr string, err error) {
+func (h *httpServers) start(st *config.Settings, reg *prometheus.Registry, m *metrics.Metrics, srv *relay.Server, pr *poolRole) (authAddr string, err error) {
 	if st.MetricsListen != "" {
-		if _, err := h.serve("metrics", "metrics-listen", st.MetricsListen, metrics.Handler(reg, srv.Ready), nil); err != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/", metrics.Handler(reg, srv.Ready))
+		mux.Handle("/load", pool.Handler(pr.load))
+		if _, err := h.serve("metrics", "metrics-listen", st.MetricsListen, mux, nil); err != nil {
 			return "", err
 		}
 	}
@@ -167,6 +183,9 @@ func (h *httpServers) start(st *config.Settings, reg *prometheus.Registry, m *me
 		sc.Relays = relaysOf(srv)
 	}
 	sc.OnRequest = m.CredentialRequest
+	if pr.mon != nil {
+		sc.Pool = pr.mon.Relays
+	}
 	svc, err := auth.NewService(sc)
 	if err != nil {
 		return "", err
