@@ -35,6 +35,8 @@ type Settings struct {
 	// files. Nil (and both names ""): no TLS listener.
 	TLS             *auth.Certificate
 	TLSCert, TLSKey string
+	// Admin is the admin API's settings (admin-listen, admin-socket, ...).
+	Admin AdminSettings
 	// NonLoopback names the first listener not on loopback: a TURN listener
 	// ("udp/192.0.2.1:3478"), the credential service ("auth-listen 0.0.0.0:8443") or the
 	// metrics endpoint; "" when every one is on loopback. While one is not, no secret and no
@@ -49,6 +51,18 @@ type Settings struct {
 	// on the command line or inline in a config file others can read, files of secrets others
 	// can read that allow-readable-secrets let through.
 	Warnings []string
+}
+
+// AdminSettings are the admin API's: where it listens, the keys it takes, its TLS pair and
+// the revocations file. Listen and Socket both "": no admin API.
+type AdminSettings struct {
+	Listen string   // ip:port; "": none
+	Socket string   // Unix socket path; "": none
+	Keys   []string // bearer tokens (admin-api-key and the file's); at least one when Listen is set
+	// TLS is the pair read from TLSCert and TLSKey; nil: plain HTTP.
+	TLS             *auth.Certificate
+	TLSCert, TLSKey string
+	RevocationsFile string // "": revocations in memory
 }
 
 // PoolSettings are the pool options, checked.
@@ -128,6 +142,9 @@ func (o Options) derive(in *inputs) (*Settings, error) {
 	if err := o.service(st, in); err != nil {
 		return nil, err
 	}
+	if err := o.adminAPI(st, in); err != nil {
+		return nil, err
+	}
 	if err := o.pool(st); err != nil {
 		return nil, err
 	}
@@ -147,7 +164,7 @@ func (o Options) nonLoopback(listeners []relay.ListenerConfig) string {
 			return string(l.Network) + "/" + l.Addr.String()
 		}
 	}
-	for _, kv := range [][2]string{{"auth-listen", o.AuthListen}, {"metrics-listen", o.MetricsListen}} {
+	for _, kv := range [][2]string{{"auth-listen", o.AuthListen}, {"metrics-listen", o.MetricsListen}, {"admin-listen", o.AdminListen}} {
 		if ap, err := netip.ParseAddrPort(kv[1]); err == nil && !ap.Addr().Unmap().IsLoopback() {
 			return kv[0] + " " + kv[1]
 		}
@@ -165,7 +182,7 @@ func (o Options) portsOutsideRange(turn []relay.ListenerConfig) error {
 				l.Network, l.Addr, p, o.MinPort, o.MaxPort)
 		}
 	}
-	for _, l := range []struct{ key, addr string }{{"metrics-listen", o.MetricsListen}, {"auth-listen", o.AuthListen}} {
+	for _, l := range []struct{ key, addr string }{{"metrics-listen", o.MetricsListen}, {"auth-listen", o.AuthListen}, {"admin-listen", o.AdminListen}} {
 		ap, err := netip.ParseAddrPort(l.addr)
 		if err != nil {
 			continue // empty, or refused above
@@ -526,6 +543,36 @@ func (o Options) service(st *Settings, in *inputs) error {
 	// No auth-relay: Relays stays empty and the daemon lists itself as bound.
 	st.Service = &auth.ServiceConfig{Keyring: st.Keyring, Relays: relays, MaxDuration: o.AuthMaxDuration,
 		APIKeys: keys, AllowAnonymous: anonymous}
+	return nil
+}
+
+// adminAPI checks and derives the admin API's settings: a network listener needs an API key
+// (there is no generated one: the API ends allocations and revokes credentials), and draws a
+// warning without TLS off loopback; the Unix socket needs none.
+func (o Options) adminAPI(st *Settings, in *inputs) error {
+	a := &st.Admin
+	a.Socket, a.RevocationsFile = o.AdminSocket, o.RevocationsFile
+	if o.AdminListen == "" {
+		return nil
+	}
+	ap, err := netip.ParseAddrPort(o.AdminListen)
+	if err != nil {
+		return bad("admin-listen", "%q: want ip:port, e.g. 127.0.0.1:9443", o.AdminListen)
+	}
+	if (o.AdminTLSCert == "") != (o.AdminTLSKey == "") {
+		return bad("admin-tls-cert/admin-tls-key", "give both the certificate and the key file, or neither")
+	}
+	a.Listen = o.AdminListen
+	a.Keys = append(append([]string(nil), o.AdminAPIKeys...), in.adminAPIKeys...)
+	if len(a.Keys) == 0 {
+		return bad("admin-api-key", "the admin API on %s needs an API key: give admin-api-key-file (or use admin-socket, which needs none)", o.AdminListen)
+	}
+	a.TLS = in.adminCert
+	if a.TLS != nil {
+		a.TLSCert, a.TLSKey = o.AdminTLSCert, o.AdminTLSKey
+	} else if !ap.Addr().Unmap().IsLoopback() && !in.skipTLSFiles {
+		st.Warnings = append(st.Warnings, fmt.Sprintf("admin-listen %s is not a loopback address and has no TLS: its API key crosses the network in clear; give admin-tls-cert and admin-tls-key", o.AdminListen))
+	}
 	return nil
 }
 

@@ -207,6 +207,25 @@ type Options struct {
 	// auth-max-duration: the longest credential the service issues.
 	AuthMaxDuration time.Duration
 
+	// admin-listen: the ip:port of the admin API (JSON over HTTP: allocations, kick,
+	// revocations, drain; package admin). Empty (the default): off. It needs AdminAPIKeys.
+	AdminListen string
+	// admin-socket: a Unix socket for the admin API, made mode 0600: only avedge's user (and
+	// root) can connect, and callers need no API key. Empty: none.
+	AdminSocket string
+	// admin-api-key: the bearer tokens callers of the admin API on AdminListen present
+	// (warned about as StaticAuthSecrets).
+	AdminAPIKeys []string
+	// admin-api-key-file: a file of admin bearer tokens, one per line, added to AdminAPIKeys.
+	AdminAPIKeyFile string
+	// admin-tls-cert: the admin API's TLS certificate file (PEM); with AdminTLSKey it speaks
+	// HTTPS, and SIGHUP re-reads both. Empty: plain HTTP (warned about off loopback).
+	AdminTLSCert string
+	// admin-tls-key: the admin API's TLS private key file (PEM), a file of secrets like PKey.
+	AdminTLSKey string
+	// revocations-file: the file of revoked credentials (JSON) the admin API writes and
+	// SIGHUP re-reads; a pool of relays may share it. Empty: revocations live in memory.
+	RevocationsFile string
 	// pool-member: load documents of the pool's relays (http://host:port/load), polled by
 	// this process: the credential service lists the pool from them, and the relay picks
 	// its redirect target among them. Repeatable.
@@ -432,6 +451,20 @@ var optionTable = []option{
 		"relay listed by the credential service, location:host:udpPort:tcpPort, repeatable (default: this relay)"),
 	opt("auth-max-duration", func(o *Options) *time.Duration { return &o.AuthMaxDuration }, 480*time.Minute,
 		"longest credential the service issues"),
+	opt("admin-listen", func(o *Options) *string { return &o.AdminListen }, "",
+		"address of the admin API, e.g. 127.0.0.1:9443 (empty: off); needs admin-api-key-file"),
+	opt("admin-socket", func(o *Options) *string { return &o.AdminSocket }, "",
+		"Unix socket of the admin API, mode 0600, no API key needed (empty: none)"),
+	secret("admin-api-key-file", opt("admin-api-key", func(o *Options) *[]string { return &o.AdminAPIKeys }, nil,
+		"bearer token callers of the admin API present, repeatable; every user of the host can read the command line: prefer admin-api-key-file")),
+	opt("admin-api-key-file", func(o *Options) *string { return &o.AdminAPIKeyFile }, "",
+		"file of admin API bearer tokens, one per line; only its owner may read it"),
+	opt("admin-tls-cert", func(o *Options) *string { return &o.AdminTLSCert }, "",
+		"admin API's TLS certificate file (PEM); with admin-tls-key it serves HTTPS; re-read on SIGHUP"),
+	opt("admin-tls-key", func(o *Options) *string { return &o.AdminTLSKey }, "",
+		"admin API's TLS private key file (PEM); only its owner may read it"),
+	opt("revocations-file", func(o *Options) *string { return &o.RevocationsFile }, "",
+		"file of revoked credentials (JSON), written by the admin API and re-read on SIGHUP; share it across a pool (empty: in memory)"),
 	opt("pool-member", func(o *Options) *[]string { return &o.PoolMembers }, nil,
 		"load document of a relay of the pool (http://host:9641/load), polled to list the pool by load and to choose redirect targets; repeatable"),
 	opt("pool-discover", func(o *Options) *string { return &o.PoolDiscover }, "",

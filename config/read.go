@@ -25,6 +25,8 @@ type inputs struct {
 	// skipTLSFiles: the TLS pairs are not read (BuildForReload): the running listeners
 	// re-read theirs on their own.
 	skipTLSFiles bool
+	adminAPIKeys []string          // admin-api-key-file, read when admin-listen is set
+	adminCert    *auth.Certificate // admin-tls-cert and admin-tls-key, when admin-listen and both are set (and not skipTLSFiles)
 	host         hostAddrs
 	randomSecret string // the shared secret used when none is configured
 	randomAPIKey string // the credential service's key when it needs one and has none
@@ -91,6 +93,9 @@ func (o Options) read(skipTLSFiles bool) (*inputs, error) {
 			return nil, bad("auth-tls-cert", "%v", err)
 		}
 	}
+	if err := o.readAdmin(in); err != nil {
+		return nil, err
+	}
 	in.host = readHostAddrs()
 	if in.randomSecret, err = randomHex(24); err != nil {
 		return nil, fmt.Errorf("config: generate a secret: %w", err)
@@ -99,6 +104,37 @@ func (o Options) read(skipTLSFiles bool) (*inputs, error) {
 		return nil, fmt.Errorf("config: generate an API key: %w", err)
 	}
 	return in, nil
+}
+
+// readAdmin reads the admin API's key file and TLS pair, when admin-listen is set.
+func (o Options) readAdmin(in *inputs) error {
+	if o.AdminListen == "" {
+		return nil
+	}
+	var err error
+	if o.AdminAPIKeyFile != "" {
+		if err := o.checkPrivate("admin-api-key-file", o.AdminAPIKeyFile, in); err != nil {
+			return err
+		}
+		f, err := os.Open(o.AdminAPIKeyFile)
+		if err != nil {
+			return bad("admin-api-key-file", "%v", err)
+		}
+		in.adminAPIKeys, err = auth.ReadAPIKeys(f)
+		f.Close()
+		if err != nil {
+			return bad("admin-api-key-file", "%v", err)
+		}
+	}
+	if o.AdminTLSCert != "" && o.AdminTLSKey != "" && !in.skipTLSFiles {
+		if err := o.checkPrivate("admin-tls-key", o.AdminTLSKey, in); err != nil {
+			return err
+		}
+		if in.adminCert, err = auth.LoadCertificate(o.AdminTLSCert, o.AdminTLSKey); err != nil {
+			return bad("admin-tls-cert", "%v", err)
+		}
+	}
+	return nil
 }
 
 // checkPrivate refuses the file of secrets path (the value of option key) when users other

@@ -152,6 +152,16 @@ var attemptResults = []string{
 	AttemptPolicy, AttemptDraining, LabelOther,
 }
 
+// Reasons of avedge_allocations_ended_total{reason}, passed to
+// [Metrics.AllocationEndedBy].
+const (
+	EndNormal  = "normal"  // expired, released by the client (Refresh 0), or closed at shutdown
+	EndAdmin   = "admin"   // ended through the admin API
+	EndRevoked = "revoked" // its credential was revoked
+)
+
+var endReasons = []string{EndNormal, EndAdmin, EndRevoked, LabelOther}
+
 // Reasons of avedge_auth_failures_total{reason}, passed to
 // [Metrics.AuthFailure].
 const (
@@ -159,13 +169,14 @@ const (
 	AuthForged      = "forged"       // MESSAGE-INTEGRITY does not match the derived key
 	AuthLockedOut   = "locked_out"   // a static user refused after too many wrong passwords
 	AuthMalformed   = "malformed"    // the username does not parse
+	AuthRevoked     = "revoked"      // the credential or its user was revoked (admin API, revocations file)
 	AuthStaleNonce  = "stale_nonce"  // the NONCE was issued to another 5-tuple, has expired, or is not the relay's
 	AuthUnknownKey  = "unknown_key"  // the key id names no live secret
 	AuthUnknownUser = "unknown_user" // no such user
 )
 
 var authReasons = []string{
-	AuthExpired, AuthForged, AuthLockedOut, AuthMalformed, AuthStaleNonce, AuthUnknownKey, AuthUnknownUser,
+	AuthExpired, AuthForged, AuthLockedOut, AuthMalformed, AuthRevoked, AuthStaleNonce, AuthUnknownKey, AuthUnknownUser,
 	LabelOther,
 }
 

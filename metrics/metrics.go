@@ -34,6 +34,7 @@ type Metrics struct {
 	scrape      *collector
 	attempts    map[string]prometheus.Counter
 	lifetime    prometheus.Histogram
+	ended       map[string]prometheus.Counter
 	authFails   map[string]prometheus.Counter
 	credentials map[string]map[string]prometheus.Counter // api -> result
 	redirects   map[string]prometheus.Counter
@@ -67,6 +68,10 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 		Help:    "How long TURN allocations lived, observed when they end.",
 		Buckets: lifetimeBuckets,
 	})
+	ended := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "avedge_allocations_ended_total",
+		Help: "TURN allocations that ended, by reason (normal: expired, released or shut down; admin; revoked).",
+	}, []string{"reason"})
 	authFails := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "avedge_auth_failures_total",
 		Help: "Requests whose credentials were refused, by reason.",
@@ -95,6 +100,7 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 		scrape:      newCollector(opts),
 		attempts:    children(attempts, attemptResults),
 		lifetime:    lifetime,
+		ended:       children(ended, endReasons),
 		authFails:   children(authFails, authReasons),
 		redirects:   children(redirects, redirectReasons),
 		credentials: make(map[string]map[string]prometheus.Counter, len(credentialAPIs)),
@@ -114,6 +120,7 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 		{"avedge relay collector", m.scrape},
 		{"avedge_allocation_attempts_total", attempts},
 		{"avedge_allocation_lifetime_seconds", lifetime},
+		{"avedge_allocations_ended_total", ended},
 		{"avedge_auth_failures_total", authFails},
 		{"avedge_credential_requests_total", credentials},
 		{"avedge_allocation_redirects_total", redirects},
@@ -169,6 +176,15 @@ func (m *Metrics) AllocationEnded(lifetime time.Duration) {
 		return
 	}
 	m.lifetime.Observe(max(lifetime, 0).Seconds())
+}
+
+// AllocationEndedBy counts one allocation that ended, by reason (the End… constants); any
+// other value is counted as "other".
+func (m *Metrics) AllocationEndedBy(reason string) {
+	if m == nil {
+		return
+	}
+	lookup(m.ended, reason).Inc()
 }
 
 // AuthFailure counts one refused credential by reason (the Auth…

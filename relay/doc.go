@@ -42,5 +42,6 @@
 // pionlog.go (pion's logger), udp.go, relayconn.go and stream.go (the facades), intercept.go
 // (what the facades do to STUN), nonce.go (nonces bound to the client's 5-tuple, swapped
 // for pion's on the way in), logsample.go (log lines input causes, sampled), stunwire.go
-// (byte-level STUN checks), pioncompat.go.
+// (byte-level STUN checks), pioncompat.go, admin.go (the admin API's backend: listing, ending
+// and revoking allocations, status).
 package relay

@@ -139,6 +139,8 @@ func (s *Server) passAnswer(b []byte, to net.Addr, ap netip.AddrPort, r replier)
 	}
 	if code != 0 {
 		b = s.bindAnswerNonce(b, ap, r)
+	} else {
+		s.noteLifetime(b, to, r) // admin.go
 	}
 	return b, true
 }

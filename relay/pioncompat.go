@@ -41,6 +41,11 @@ import (
 //     SrcAddr to the AuthHandler and the PermissionHandler and as the destination of its
 //     answer, and on pion asking the PermissionHandler before it installs each peer of a
 //     CreatePermission, stopping at the first refused. Test: TestCapsAnswer508.
+//  6. Ending an allocation now (the admin API, a revocation: admin.go) has no pion API: the
+//     relay makes the allocation's relay PacketConn fail its next read (relayConn.end), and
+//     relies on pion's reader then deleting the allocation as its lifetime timer does
+//     (DeleteAllocation: permissions and channels removed, the socket closed, the
+//     EventHandler told). Test: TestPionDeletesAllocationWhoseRelayReadFails.
 
 // rotationPassword picks, of the live passwords of a username with more than one, the one
 // checkRotation found the request signed with (the first if it found none).

@@ -116,6 +116,7 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 		local:      netip.AddrPortFrom(ip, port),
 		advertised: netip.AddrPortFrom(s.advertise(ip), port),
 		created:    time.Now(),
+		seq:        s.relaySeq.Add(1),
 	}
 	rc.release = func() {
 		pa.Release(port)

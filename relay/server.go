@@ -17,6 +17,7 @@ import (
 
 	"github.com/pion/turn/v5"
 
+	"github.com/avedge/avedge/admin"
 	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/portalloc"
 	"github.com/avedge/avedge/relay/internal/dataplane"
@@ -69,6 +70,10 @@ type Server struct {
 	pionNonce    atomic.Pointer[pionNonce]           // the last nonce pion issued. Written by passAnswer, read by admitRequest.
 	newWork      chan struct{}                       // tokens: shards handling new work at once (udp.go). Static.
 	requestLimit *policy.Limiter                     // STUN requests of clients without an allocation; nil: unlimited. Static (locks itself). Used by the workers.
+	loop         DataPath                            // the workers' loop (io_uring or epoll). Static.
+	started      time.Time                           // Static.
+	relaySeq     atomic.Uint64                       // numbers relay sockets (relayConn.seq). Used by AllocatePacketConn.
+	revoked      atomic.Pointer[admin.Revocations]   // refused credentials; nil: none. Written by SetRevocations; read by authenticate.
 
 	mu      sync.Mutex
 	relays  map[netip.AddrPort]*relayConn // by advertised address. Guarded by mu. Written by AllocatePacketConn and relayClosed.
@@ -170,6 +175,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("relay: data path io_uring: %w (use data path epoll or auto)", err)
 		}
 	}
+	s.loop, s.started = loop, time.Now()
 	s.log.Info("forwarding loops", "workers", n, "data-path", string(loop), "hold-scheduler-slot", hold != 0)
 	for i := 0; i < n; i++ {
 		w, err := dataplane.NewWorker(i, dataplane.Config{

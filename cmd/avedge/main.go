@@ -112,6 +112,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		_ = srv.Close()
 		return 1
 	}
+	var reloading sync.Mutex // SIGHUP and POST /v1/reload, one at a time
+	adm := newAdminAPI(st)
+	reloadAll := func() error {
+		reloading.Lock()
+		defer reloading.Unlock()
+		return errors.Join(reload(log, args, st, srv), adm.reload(log))
+	}
+	if err := adm.start(endpoints, srv, reloadAll); err != nil {
+		fmt.Fprintf(stderr, "avedge: %v\n", err)
+		adm.close()
+		endpoints.stop()
+		_ = srv.Close()
+		return 1
+	}
 	removeCredentials := announce(stdout, st, opts.PrintCredentials, srv.Addrs(), authAddr)
 	defer removeCredentials()
 
@@ -123,7 +137,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	if ready != nil {
 		ready <- srv
 	}
-	waitAndStop(ctx, log, sigs, opts.DrainTimeout, func() { reload(log, args, st, srv) }, srv)
+	waitAndStop(ctx, log, sigs, opts.DrainTimeout, func() { _ = reloadAll() }, srv)
+	adm.close()
 	endpoints.stop()
 	log.Info("stopped")
 	return 0
@@ -296,15 +311,16 @@ func waitAndStop(ctx context.Context, log *slog.Logger, sigs chan os.Signal, dra
 
 // reload re-reads the configuration (flags and the --config file, with the secret and user
 // files they name) and applies what can change while allocations live: shared secrets, static
-// users and the peer policy. A configuration that does not load is refused and the running
-// settings stay. The TLS pairs are re-read on their own (reloadTLS), so that a pair caught
-// half-renewed does not hold back a secret rotation, nor the reverse.
-func reload(log *slog.Logger, args []string, st *config.Settings, srv *relay.Server) {
+// users and the peer policy. A configuration that does not load is refused (the error says
+// why) and the running settings stay. (The revocations file and the admin API's TLS pair are
+// re-read by adminAPI.reload.) The TLS pairs are re-read on their own (reloadTLS), so that a
+// pair caught half-renewed does not hold back a secret rotation, nor the reverse.
+func reload(log *slog.Logger, args []string, st *config.Settings, srv *relay.Server) error {
 	o, err := config.Parse(args, io.Discard)
 	if err != nil {
 		log.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
 		reloadTLS(log, st, nil)
-		return
+		return err
 	}
 	defer reloadTLS(log, st, &o)
 	// The pairs are the listeners', re-read by reloadTLS from the files they started with:
@@ -312,7 +328,7 @@ func reload(log *slog.Logger, args []string, st *config.Settings, srv *relay.Ser
 	nst, err := o.BuildForReload()
 	if err != nil {
 		log.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
-		return
+		return err
 	}
 	for _, w := range nst.Warnings {
 		log.Warn("SIGHUP: " + w)
@@ -323,6 +339,7 @@ func reload(log *slog.Logger, args []string, st *config.Settings, srv *relay.Ser
 	st.Validator.SetUsers(nst.Users)
 	srv.SetPeerPolicy(nst.Relay.Peers)
 	log.Info("SIGHUP: reloaded secrets, users and peer policy", "secrets", len(st.Keyring.Secrets()), "users", len(nst.Users))
+	return nil
 }
 
 // relaysOf lists this relay, as bound, for the credential service's default relay list.
