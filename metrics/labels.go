@@ -13,6 +13,7 @@ const LabelOther = "other"
 const (
 	TLSPairTURN              = "turn"
 	TLSPairCredentialService = "credential_service"
+	TLSPairAdmin             = "admin"
 )
 
 // Transport indexes [Snapshot.Allocations] by the transport between client

@@ -87,7 +87,7 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 	}, []string{"reason"})
 	tlsExpiry := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "avedge_tls_certificate_expiry_timestamp_seconds",
-		Help: "When the TLS certificate being served expires (Unix time), by pair: turn (cert, pkey) or credential_service.",
+		Help: "When the TLS certificate being served expires (Unix time), by pair: turn (cert, pkey), credential_service or admin.",
 	}, []string{"pair"})
 	tlsFailures := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "avedge_tls_certificate_reload_failures_total",
@@ -211,14 +211,14 @@ func (m *Metrics) CredentialRequest(api, result string) {
 }
 
 // TLSCertificate records the outcome of loading a TLS pair (TLSPairTURN,
-// TLSPairCredentialService; any other value is counted as "other"): on success
+// TLSPairCredentialService, TLSPairAdmin; any other value is counted as "other"): on success
 // (err nil) the expiry of the certificate now served, notAfter; on failure one
 // more refused reload. The first call for a pair exposes both of its series.
 func (m *Metrics) TLSCertificate(pair string, notAfter time.Time, err error) {
 	if m == nil {
 		return
 	}
-	if pair != TLSPairTURN && pair != TLSPairCredentialService {
+	if pair != TLSPairTURN && pair != TLSPairCredentialService && pair != TLSPairAdmin {
 		pair = LabelOther
 	}
 	failures := m.tlsFailures.WithLabelValues(pair)

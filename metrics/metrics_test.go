@@ -433,8 +433,8 @@ func TestTLSCertificate(t *testing.T) {
 	m.TLSCertificate(TLSPairTURN, time.Time{}, errors.New("key mismatch"))
 	m.TLSCertificate(TLSPairCredentialService, first, nil)
 	m.TLSCertificate(TLSPairCredentialService, second, nil)
-	m.TLSCertificate("admin", second, errors.New("x"))
-	want := `# HELP avedge_tls_certificate_expiry_timestamp_seconds When the TLS certificate being served expires (Unix time), by pair: turn (cert, pkey) or credential_service.
+	m.TLSCertificate("metrics", second, errors.New("x"))
+	want := `# HELP avedge_tls_certificate_expiry_timestamp_seconds When the TLS certificate being served expires (Unix time), by pair: turn (cert, pkey), credential_service or admin.
 # TYPE avedge_tls_certificate_expiry_timestamp_seconds gauge
 avedge_tls_certificate_expiry_timestamp_seconds{pair="credential_service"} 1.9e+09
 avedge_tls_certificate_expiry_timestamp_seconds{pair="turn"} 1.8e+09

@@ -148,23 +148,13 @@ func (a *adminAPI) close() {
 	a.watching.Wait()
 }
 
-// reload re-reads the revocations file (ending the live allocations of what it added) and
-// the admin API's TLS pair: its part of SIGHUP.
+// reload re-reads the revocations file (ending the live allocations of what it added): its
+// part of SIGHUP. The admin API's TLS pair is one of reloadTLS's pairs.
 func (a *adminAPI) reload(log *slog.Logger) error {
 	if a.rev == nil { // not started
 		return nil
 	}
-	var errs []error
-	if err := a.reloadRevocations(log, "SIGHUP"); err != nil {
-		errs = append(errs, err)
-	}
-	if c := a.st.Admin.TLS; c != nil {
-		if err := c.Reload(); err != nil {
-			log.Error("SIGHUP: admin API TLS certificate not reloaded; keeping the current pair", "err", err)
-			errs = append(errs, fmt.Errorf("admin-tls-cert: %w", err))
-		}
-	}
-	return errors.Join(errs...)
+	return a.reloadRevocations(log, "SIGHUP")
 }
 
 // serveUnix serves handler on a Unix socket at path, mode 0600 (a stale socket file is

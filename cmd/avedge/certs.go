@@ -15,8 +15,8 @@ import (
 )
 
 // tlsPair is one TLS certificate and key the daemon serves and re-reads from the files it
-// started with: the TURN TLS listeners' (cert, pkey) or the credential service's
-// (auth-tls-cert, auth-tls-key).
+// started with: the TURN TLS listeners' (cert, pkey), the credential service's
+// (auth-tls-cert, auth-tls-key) or the admin API's (admin-tls-cert, admin-tls-key).
 type tlsPair struct {
 	name              string // for the log
 	label             string // for the metrics
@@ -33,6 +33,9 @@ func tlsPairs(st *config.Settings) []tlsPair {
 	}
 	if st.AuthTLS != nil {
 		ps = append(ps, tlsPair{name: "credential service", label: metrics.TLSPairCredentialService, certKey: "auth-tls-cert", keyKey: "auth-tls-key", certFile: st.AuthTLSCert, keyFile: st.AuthTLSKey, cert: st.AuthTLS})
+	}
+	if st.Admin.TLS != nil {
+		ps = append(ps, tlsPair{name: "admin API", label: metrics.TLSPairAdmin, certKey: "admin-tls-cert", keyKey: "admin-tls-key", certFile: st.Admin.TLSCert, keyFile: st.Admin.TLSKey, cert: st.Admin.TLS})
 	}
 	return ps
 }

@@ -312,8 +312,8 @@ func waitAndStop(ctx context.Context, log *slog.Logger, sigs chan os.Signal, dra
 // reload re-reads the configuration (flags and the --config file, with the secret and user
 // files they name) and applies what can change while allocations live: shared secrets, static
 // users and the peer policy. A configuration that does not load is refused (the error says
-// why) and the running settings stay. (The revocations file and the admin API's TLS pair are
-// re-read by adminAPI.reload.) The TLS pairs are re-read on their own (reloadTLS), so that a
+// why) and the running settings stay. (The revocations file is re-read by adminAPI.reload.)
+// The TLS pairs are re-read on their own (reloadTLS), so that a
 // pair caught half-renewed does not hold back a secret rotation, nor the reverse.
 func reload(log *slog.Logger, args []string, st *config.Settings, srv *relay.Server) error {
 	o, err := config.Parse(args, io.Discard)
