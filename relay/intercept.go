@@ -84,6 +84,7 @@ func (s *Server) admitRequest(m []byte, from netip.AddrPort, src net.Addr, r rep
 	}
 	r.request().note(m)
 	s.noteCapRequest(m, from, src, r)
+	s.noteConnect(m, src)
 	return true
 }
 
@@ -96,6 +97,8 @@ func (s *Server) admitRequest(m []byte, from netip.AddrPort, src net.Addr, r rep
 func (s *Server) passAnswer(b []byte, to net.Addr, ap netip.AddrPort, r replier) (out []byte, ok bool) {
 	b = s.fixChannelBindRefusal(b, to)
 	b = s.capAnswer(b, to)
+	s.forgetConnect(b, to)
+	s.noteConnectionID(b, ap)
 	code := stunErrorCode(b)
 	if lim := s.answerLimiter(b, code, r.request()); lim != nil && !lim.Allow(ap.Addr(), time.Now().UnixNano()) {
 		s.slowStats.Drop(dataplane.DropRateLimited)

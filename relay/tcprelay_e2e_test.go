@@ -1,0 +1,458 @@
+//go:build linux
+
+package relay
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/pion/stun/v4"
+	"golang.org/x/sys/unix"
+
+	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/metrics"
+)
+
+// RFC 6062 TCP allocations end to end, with pion's client (AllocateTCP, Dial, Accept) over
+// TURN-TCP, peers on loopback.
+
+// tcpPeer is a TCP listener on loopback that a test plays the peer on.
+type tcpPeer struct {
+	ln    *net.TCPListener
+	conns chan *net.TCPConn
+}
+
+// listenPeer listens on addr ("127.0.0.1:0", "[::1]:0") and queues accepted connections.
+func listenPeer(t testing.TB, addr string) *tcpPeer {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tcpPeer{ln: ln.(*net.TCPListener), conns: make(chan *net.TCPConn, 16)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := p.ln.AcceptTCP()
+			if err != nil {
+				return
+			}
+			p.conns <- c
+		}
+	}()
+	t.Cleanup(func() {
+		p.ln.Close()
+		<-done
+		close(p.conns)
+		for c := range p.conns {
+			c.Close()
+		}
+	})
+	return p
+}
+
+func (p *tcpPeer) addr() netip.AddrPort {
+	ap, _ := netip.ParseAddrPort(p.ln.Addr().String())
+	return ap
+}
+
+// accept waits for the next connection the peer accepted.
+func (p *tcpPeer) accept(t testing.TB) *net.TCPConn {
+	t.Helper()
+	select {
+	case c := <-p.conns:
+		t.Cleanup(func() { c.Close() })
+		return c
+	case <-time.After(5 * time.Second):
+		t.Fatal("the peer accepted no connection within 5s")
+		return nil
+	}
+}
+
+// echo copies what c reads back to it until EOF, then closes it. The returned channel is
+// closed when it is done.
+func echo(c net.Conn) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = io.Copy(c, c)
+		c.Close()
+	}()
+	return done
+}
+
+// exchange writes n random bytes on c and reads them back (an echoing far end), checking
+// them; writer and reader run side by side so that neither window fills.
+func exchange(t testing.TB, c net.Conn, n int) {
+	t.Helper()
+	out := make([]byte, n)
+	_, _ = rand.Read(out)
+	werr := make(chan error, 1)
+	go func() {
+		_, err := c.Write(out)
+		werr <- err
+	}()
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	in := make([]byte, n)
+	if _, err := io.ReadFull(c, in); err != nil {
+		t.Fatalf("read the echo: %v", err)
+	}
+	if err := <-werr; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if !bytes.Equal(in, out) {
+		t.Fatal("the echo differs from what was sent")
+	}
+}
+
+func tcpTraffic(s *Server, d metrics.Direction) uint64 {
+	return s.Stats().Traffic[d][metrics.PathTCP].Bytes
+}
+
+// RFC 6062 §4.3: the client sends Connect, opens a data connection, sends ConnectionBind on
+// it, and from then on the data connection carries the peer connection's bytes.
+func TestTCPAllocationConnect(t *testing.T) {
+	s := startServer(t, nil)
+	peer := listenPeer(t, "127.0.0.1:0")
+	username, password := auth.MintREST(testSecret, "alice", time.Now().Add(time.Hour))
+	c := newStreamClient(t, s.addrOf(TCP), nil, username, password)
+	alloc, err := c.AllocateTCP()
+	if err != nil {
+		t.Fatalf("AllocateTCP: %v", err)
+	}
+	t.Cleanup(func() { alloc.Close() })
+	if got := s.Stats().Allocations[metrics.TransportTCP][metrics.FamilyIPv4]; got != 1 {
+		t.Fatalf("TCP allocations gauge %d, want 1", got)
+	}
+	conn, err := alloc.Dial("tcp", peer.addr().String())
+	if err != nil {
+		t.Fatalf("Dial through the relay: %v", err)
+	}
+	pc := peer.accept(t)
+	if pc.RemoteAddr().String() != alloc.Addr().String() {
+		t.Errorf("the peer sees %v, want the relayed address %v", pc.RemoteAddr(), alloc.Addr())
+	}
+	done := echo(pc)
+	const n = 4 << 20
+	exchange(t, conn, n)
+	if got := tcpTraffic(s, metrics.ClientToPeer); got != n {
+		t.Errorf("client_to_peer tcp bytes %d, want %d", got, n)
+	}
+	pollUntil(t, "peer_to_client bytes counted", func() bool { return tcpTraffic(s, metrics.PeerToClient) == n })
+	// Closing the client's data connection closes the peer's.
+	conn.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the peer connection stayed open after the client closed its data connection")
+	}
+	pollUntil(t, "peer connection released", func() bool { total, _ := s.tcpConns.live("alice"); return total == 0 })
+}
+
+// RFC 6062 §4.4: a peer connecting to the relayed address, with a permission, is announced
+// by ConnectionAttempt; the client binds a data connection to it. Without a permission the
+// connection is closed.
+func TestTCPAllocationAccept(t *testing.T) {
+	s := startServer(t, nil)
+	username, password := auth.MintREST(testSecret, "bob", time.Now().Add(time.Hour))
+	c := newStreamClient(t, s.addrOf(TCP), nil, username, password)
+	alloc, err := c.AllocateTCP()
+	if err != nil {
+		t.Fatalf("AllocateTCP: %v", err)
+	}
+	t.Cleanup(func() { alloc.Close() })
+
+	// No permission yet: the relay closes the peer's connection.
+	stray, err := net.Dial("tcp", alloc.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = stray.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := stray.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a peer without a permission was not closed: %v", err)
+	}
+	stray.Close()
+
+	// The peer dials from a fixed local address, so that the permission is for it.
+	if err := c.CreatePermission(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+		t.Fatalf("CreatePermission: %v", err)
+	}
+	pconn, err := net.Dial("tcp", alloc.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pconn.Close() })
+	conn, err := alloc.Accept()
+	if err != nil {
+		t.Fatalf("Accept: %v", err)
+	}
+	defer conn.Close()
+	done := echo(conn)
+	exchange(t, pconn, 1<<20)
+	pconn.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the client's data connection stayed open after the peer closed")
+	}
+}
+
+// A Connect whose ConnectionBind never comes: the peer connection is closed after
+// TCPConnectionBindTimeout (RFC 6062 §5.3), which the peer sees as EOF.
+func TestTCPConnectionBindTimeout(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.TCPConnectionBindTimeout = 200 * time.Millisecond })
+	peer := listenPeer(t, "127.0.0.1:0")
+	rc := newRawStreamAllocation(t, s, "carol")
+	if _, err := rc.connect(peer.addr()); err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	pc := peer.accept(t)
+	_ = pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := pc.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("peer read %d, %v; want EOF once the bind timeout closes it", n, err)
+	}
+	if got := s.tcpStats.bindTimeout.Load(); got != 1 {
+		t.Errorf("bind timeouts counted %d, want 1", got)
+	}
+	pollUntil(t, "slot released", func() bool { total, _ := s.tcpConns.live("carol"); return total == 0 })
+}
+
+// The limits count peer connections per allocation: one beyond is answered 447 and never
+// reaches the peer.
+func TestTCPRelayConnLimit(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.MaxTCPRelayConnsPerAllocation = 2 })
+	rc := newRawStreamAllocation(t, s, "dave")
+	for i := range 2 {
+		// Distinct peers: Connect to the same one twice is 446.
+		p := listenPeer(t, "127.0.0.1:0")
+		if _, err := rc.connect(p.addr()); err != nil {
+			t.Fatalf("Connect %d: %v", i, err)
+		}
+	}
+	silent := silentListener(t, "127.0.0.1:0")
+	_, err := rc.connect(silent.addr())
+	if got := errorCode(err); got != stun.CodeConnTimeoutOrFailure {
+		t.Fatalf("third Connect: %v (code %d), want 447", err, got)
+	}
+	if silent.accepted() {
+		t.Fatal("the peer over the limit was connected to")
+	}
+	if got := s.tcpStats.overLimit.Load(); got != 1 {
+		t.Errorf("refusals by the limits %d, want 1", got)
+	}
+}
+
+// quietListener is a TCP listener nobody accepts on: whether a connection reached it is
+// read from its accept queue.
+type quietListener struct{ ln *net.TCPListener }
+
+func silentListener(t testing.TB, addr string) quietListener {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return quietListener{ln.(*net.TCPListener)}
+}
+
+func (l quietListener) addr() netip.AddrPort {
+	ap, _ := netip.ParseAddrPort(l.ln.Addr().String())
+	return ap
+}
+
+// accepted reports whether a connection waits in the accept queue. The relay answers a
+// Connect only after its connect(2) returned, when the handshake is complete and the
+// connection queued, so asking after the answer is conclusive.
+func (l quietListener) accepted() bool {
+	rc, err := l.ln.SyscallConn()
+	if err != nil {
+		return false
+	}
+	got := false
+	_ = rc.Control(func(fd uintptr) {
+		nfd, _, err := unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		if err == nil {
+			got = true
+			unix.Close(nfd)
+		}
+	})
+	return got
+}
+
+// tcpAllocClient speaks TURN over one TCP or TLS connection, a message at a time, built with
+// pion/stun only: the tests decide every attribute, and send what pion's client would not.
+type tcpAllocClient struct {
+	t                  testing.TB
+	server             string
+	tls                *tls.Config // nil: TCP
+	conn               net.Conn
+	username, password string
+	realm              stun.Realm
+	nonce              stun.Nonce
+	integrity          stun.MessageIntegrity
+	relayed            netip.AddrPort
+	indications        []*stun.Message // indications read while waiting for a response
+}
+
+func dialTURNStream(t testing.TB, server string, cfg *tls.Config) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: rawTimeout}
+	var c net.Conn
+	var err error
+	if cfg != nil {
+		c, err = tls.DialWithDialer(&d, "tcp", server, cfg)
+	} else {
+		c, err = d.Dial("tcp", server)
+	}
+	if err != nil {
+		t.Fatalf("dial %s: %v", server, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// newRawStreamAllocation makes a TCP allocation over TCP for user.
+func newRawStreamAllocation(t testing.TB, s *Server, user string) *tcpAllocClient {
+	t.Helper()
+	return newRawStreamAllocationOn(t, s.addrOf(TCP), nil, user)
+}
+
+func newRawStreamAllocationOn(t testing.TB, server string, cfg *tls.Config, user string) *tcpAllocClient {
+	t.Helper()
+	username, password := auth.MintREST(testSecret, user, time.Now().Add(time.Hour))
+	c := &tcpAllocClient{t: t, server: server, tls: cfg, conn: dialTURNStream(t, server, cfg), username: username, password: password}
+	if err := c.allocate(); err != nil {
+		t.Fatalf("Allocate TCP: %v", err)
+	}
+	return c
+}
+
+// readMsg reads one STUN message from conn.
+func readMsg(conn net.Conn) (*stun.Message, error) {
+	_ = conn.SetReadDeadline(time.Now().Add(rawTimeout))
+	head := make([]byte, stunHeaderSize)
+	if _, err := io.ReadFull(conn, head); err != nil {
+		return nil, err
+	}
+	body := make([]byte, binary.BigEndian.Uint16(head[2:4]))
+	if _, err := io.ReadFull(conn, body); err != nil {
+		return nil, err
+	}
+	m := &stun.Message{Raw: append(head, body...)}
+	return m, m.Decode()
+}
+
+// transactOn sends a request on conn and returns the success response or a *stunError.
+func transactOn(conn net.Conn, setters ...stun.Setter) (*stun.Message, []*stun.Message, error) {
+	req, err := stun.Build(append([]stun.Setter{stun.TransactionID}, setters...)...)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := conn.Write(req.Raw); err != nil {
+		return nil, nil, err
+	}
+	var ind []*stun.Message
+	for range 100 {
+		res, err := readMsg(conn)
+		if err != nil {
+			return nil, ind, fmt.Errorf("%s: %w", req.Type.Method, err)
+		}
+		if res.Type.Class == stun.ClassIndication {
+			ind = append(ind, res)
+			continue
+		}
+		if res.TransactionID != req.TransactionID {
+			continue
+		}
+		if res.Type.Class == stun.ClassErrorResponse {
+			var ec stun.ErrorCodeAttribute
+			_ = ec.GetFrom(res)
+			return nil, ind, &stunError{method: req.Type.Method, code: ec.Code, reason: string(ec.Reason), msg: res}
+		}
+		return res, ind, nil
+	}
+	return nil, ind, errors.New("no response")
+}
+
+// authedOn sends an authenticated request on conn, answering a 401 or 438 once.
+func (c *tcpAllocClient) authedOn(conn net.Conn, t stun.MessageType, setters ...stun.Setter) (*stun.Message, error) {
+	for try := 0; ; try++ {
+		all := append([]stun.Setter{t}, setters...)
+		if c.nonce != nil {
+			all = append(all, stun.NewUsername(c.username), c.realm, c.nonce, c.integrity)
+		}
+		all = append(all, stun.Fingerprint)
+		res, ind, err := transactOn(conn, all...)
+		c.indications = append(c.indications, ind...)
+		var se *stunError
+		if try == 0 && errors.As(err, &se) && (se.code == stun.CodeUnauthorized || se.code == stun.CodeStaleNonce) {
+			if err := c.nonce.GetFrom(se.msg); err != nil {
+				return nil, err
+			}
+			if err := c.realm.GetFrom(se.msg); err != nil {
+				return nil, err
+			}
+			c.integrity = stun.NewLongTermIntegrity(c.username, c.realm.String(), c.password)
+			continue
+		}
+		return res, err
+	}
+}
+
+var requestedTransportTCP = stun.RawAttribute{Type: stun.AttrRequestedTransport, Value: []byte{6, 0, 0, 0}}
+
+func (c *tcpAllocClient) allocate() error {
+	res, err := c.authedOn(c.conn, stun.NewType(stun.MethodAllocate, stun.ClassRequest), requestedTransportTCP)
+	if err != nil {
+		return err
+	}
+	var ra stun.XORMappedAddress
+	if err := ra.GetFromAs(res, stun.AttrXORRelayedAddress); err != nil {
+		return err
+	}
+	ip, _ := netip.AddrFromSlice(ra.IP)
+	c.relayed = netip.AddrPortFrom(ip.Unmap(), uint16(ra.Port))
+	return nil
+}
+
+// connect sends Connect for peer and returns the CONNECTION-ID.
+func (c *tcpAllocClient) connect(peer netip.AddrPort) (uint32, error) {
+	return c.connectAs(xorPeerAs{ip: peer.Addr(), port: peer.Port(), six: peer.Addr().Is6()})
+}
+
+func (c *tcpAllocClient) connectAs(peer xorPeerAs) (uint32, error) {
+	res, err := c.authedOn(c.conn, stun.NewType(stun.MethodConnect, stun.ClassRequest), peer)
+	if err != nil {
+		return 0, err
+	}
+	v, err := res.Get(stun.AttrConnectionID)
+	if err != nil || len(v) != 4 {
+		return 0, fmt.Errorf("Connect success without CONNECTION-ID: %v", err)
+	}
+	return binary.BigEndian.Uint32(v), nil
+}
+
+// bind opens a data connection and binds it to connection id.
+func (c *tcpAllocClient) bind(id uint32) (net.Conn, error) {
+	data := dialTURNStream(c.t, c.server, c.tls)
+	v := make([]byte, 4)
+	binary.BigEndian.PutUint32(v, id)
+	_, err := c.authedOn(data, stun.NewType(stun.MethodConnectionBind, stun.ClassRequest), stun.RawAttribute{Type: stun.AttrConnectionID, Value: v})
+	if err != nil {
+		return nil, err
+	}
+	_ = data.SetReadDeadline(time.Time{})
+	return data, nil
+}
