@@ -223,6 +223,7 @@ func (g *relayGen) AllocateConn(c turn.AllocateConnConfig) (net.Conn, error) {
 	if peer.Addr().Is6() {
 		network = "tcp6"
 	}
+	s.tcpStats.dials.Add(1)
 	conn, err := d.Dial(network, peer.String())
 	if err != nil {
 		s.tcpConns.releaseSlot(r)
@@ -440,6 +441,7 @@ type tcpStats struct {
 	bindTimeout atomic.Uint64 // peer connections no ConnectionBind claimed in time
 	idleTimeout atomic.Uint64 // bound pairs closed idle
 	overLimit   atomic.Uint64 // peer connections refused by the limits
+	dials       atomic.Uint64 // connections to peers attempted (Connect)
 }
 
 // The Connect requests in flight, for permitPeer: pion's PermissionHandler is told the peer's

@@ -329,11 +329,11 @@ func newRawStreamAllocation(t testing.TB, s *Server, user string) *tcpAllocClien
 	return newRawStreamAllocationOn(t, s.addrOf(TCP), nil, user)
 }
 
-func newRawStreamAllocationOn(t testing.TB, server string, cfg *tls.Config, user string) *tcpAllocClient {
+func newRawStreamAllocationOn(t testing.TB, server string, cfg *tls.Config, user string, extra ...stun.Setter) *tcpAllocClient {
 	t.Helper()
 	username, password := auth.MintREST(testSecret, user, time.Now().Add(time.Hour))
 	c := &tcpAllocClient{t: t, server: server, tls: cfg, conn: dialTURNStream(t, server, cfg), username: username, password: password}
-	if err := c.allocate(); err != nil {
+	if err := c.allocate(extra...); err != nil {
 		t.Fatalf("Allocate TCP: %v", err)
 	}
 	return c
@@ -413,8 +413,11 @@ func (c *tcpAllocClient) authedOn(conn net.Conn, t stun.MessageType, setters ...
 
 var requestedTransportTCP = stun.RawAttribute{Type: stun.AttrRequestedTransport, Value: []byte{6, 0, 0, 0}}
 
-func (c *tcpAllocClient) allocate() error {
-	res, err := c.authedOn(c.conn, stun.NewType(stun.MethodAllocate, stun.ClassRequest), requestedTransportTCP)
+// requestedFamilyIPv6 is REQUESTED-ADDRESS-FAMILY IPv6 (RFC 6156 §4.1.1).
+var requestedFamilyIPv6 = stun.RawAttribute{Type: stun.AttrRequestedAddressFamily, Value: []byte{2, 0, 0, 0}}
+
+func (c *tcpAllocClient) allocate(extra ...stun.Setter) error {
+	res, err := c.authedOn(c.conn, stun.NewType(stun.MethodAllocate, stun.ClassRequest), append([]stun.Setter{requestedTransportTCP}, extra...)...)
 	if err != nil {
 		return err
 	}
