@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -228,28 +229,132 @@ func TestTCPConnectionBindTimeout(t *testing.T) {
 	pollUntil(t, "slot released", func() bool { total, _ := s.tcpConns.live("carol"); return total == 0 })
 }
 
-// The limits count peer connections per allocation: one beyond is answered 447 and never
-// reaches the peer.
-func TestTCPRelayConnLimit(t *testing.T) {
-	s := startServer(t, func(c *Config) { c.MaxTCPRelayConnsPerAllocation = 2 })
-	rc := newRawStreamAllocation(t, s, "dave")
-	for i := range 2 {
-		// Distinct peers: Connect to the same one twice is 446.
-		p := listenPeer(t, "127.0.0.1:0")
-		if _, err := rc.connect(p.addr()); err != nil {
-			t.Fatalf("Connect %d: %v", i, err)
-		}
+// The limits count peer connections per allocation, per user and in total: one beyond is
+// answered 447 and never reaches the peer.
+func TestTCPRelayConnLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		mod   func(c *Config)
+		users []string // the allocation each Connect is made on, by user; the last is refused
+	}{
+		{name: "per allocation", mod: func(c *Config) { c.MaxTCPRelayConnsPerAllocation = 2 }, users: []string{"dave", "dave", "dave"}},
+		{name: "per user", mod: func(c *Config) { c.MaxTCPRelayConnsPerUser = 2 }, users: []string{"erin", "erin#2", "erin#2"}},
+		{name: "total", mod: func(c *Config) { c.MaxTCPRelayConns = 2 }, users: []string{"frank", "grace", "heidi"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startServer(t, tc.mod)
+			allocs := map[string]*tcpAllocClient{}
+			for i, u := range tc.users {
+				c := allocs[u]
+				if c == nil {
+					user, _, _ := strings.Cut(u, "#") // "#2": a second allocation of the user
+					c = newRawStreamAllocation(t, s, user)
+					allocs[u] = c
+				}
+				if i < len(tc.users)-1 {
+					// Distinct peers: Connect to the same one twice is 446.
+					if _, err := c.connect(listenPeer(t, "127.0.0.1:0").addr()); err != nil {
+						t.Fatalf("Connect %d: %v", i, err)
+					}
+					continue
+				}
+				silent := silentListener(t, "127.0.0.1:0")
+				_, err := c.connect(silent.addr())
+				if got := errorCode(err); got != stun.CodeConnTimeoutOrFailure {
+					t.Fatalf("Connect over the limit: %v (code %d), want 447", err, got)
+				}
+				if silent.accepted() {
+					t.Fatal("the peer over the limit was connected to")
+				}
+			}
+			if got := s.tcpStats.overLimit.Load(); got != 1 {
+				t.Errorf("refusals by the limits %d, want 1", got)
+			}
+		})
 	}
-	silent := silentListener(t, "127.0.0.1:0")
-	_, err := rc.connect(silent.addr())
-	if got := errorCode(err); got != stun.CodeConnTimeoutOrFailure {
-		t.Fatalf("third Connect: %v (code %d), want 447", err, got)
+}
+
+// A bound pair across which nothing moves for TCPRelayIdleTimeout is closed, both ends.
+func TestTCPRelayIdleTimeout(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.TCPRelayIdleTimeout = 300 * time.Millisecond })
+	peer := listenPeer(t, "127.0.0.1:0")
+	c := newRawStreamAllocation(t, s, "ivan")
+	id, err := c.connect(peer.addr())
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
 	}
-	if silent.accepted() {
-		t.Fatal("the peer over the limit was connected to")
+	pc := peer.accept(t)
+	data, err := c.bind(id)
+	if err != nil {
+		t.Fatalf("ConnectionBind: %v", err)
 	}
-	if got := s.tcpStats.overLimit.Load(); got != 1 {
-		t.Errorf("refusals by the limits %d, want 1", got)
+	done := echo(pc)
+	exchange(t, data, 64<<10)
+	select {
+	case <-done: // the peer's connection ended: the relay closed it
+	case <-time.After(10 * time.Second):
+		t.Fatal("an idle pair was not closed within 10s")
+	}
+	_ = data.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := data.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the client's data connection is still open: %v", err)
+	}
+	if s.tcpStats.idleTimeout.Load() == 0 {
+		t.Error("no idle timeout counted")
+	}
+}
+
+// Over TURN-TLS the data connection is TLS too (RFC 6062 §4.3: "the client MUST ... use the
+// same transport ... as for the control connection"); its bytes are copied, not spliced.
+func TestTCPAllocationOverTLS(t *testing.T) {
+	cert, roots := selfSigned(t)
+	s := startServer(t, func(c *Config) {
+		c.Listeners = []ListenerConfig{{Network: TLS, Addr: netip.MustParseAddrPort("127.0.0.1:0")}}
+		c.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	})
+	peer := listenPeer(t, "127.0.0.1:0")
+	c := newRawStreamAllocationOn(t, s.addrOf(TLS), &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, "judy")
+	if got := s.Stats().Allocations[metrics.TransportTLS][metrics.FamilyIPv4]; got != 1 {
+		t.Fatalf("TLS allocations gauge %d, want 1", got)
+	}
+	id, err := c.connect(peer.addr())
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	pc := peer.accept(t)
+	data, err := c.bind(id)
+	if err != nil {
+		t.Fatalf("ConnectionBind over TLS: %v", err)
+	}
+	echo(pc)
+	const n = 1 << 20
+	exchange(t, data, n)
+	if got := tcpTraffic(s, metrics.ClientToPeer); got != n {
+		t.Errorf("client_to_peer tcp bytes %d, want %d", got, n)
+	}
+}
+
+// A policy reload applies to peers connecting in: the permission pion still holds does not
+// let a peer the new policy refuses through.
+func TestTCPInboundPolicyReload(t *testing.T) {
+	s := startServer(t, nil)
+	c := newRawStreamAllocation(t, s, "ken")
+	if _, err := c.authedOn(c.conn, stun.NewType(stun.MethodCreatePermission, stun.ClassRequest), xorPeerAs{ip: netip.MustParseAddr("127.0.0.1"), port: 9}); err != nil {
+		t.Fatalf("CreatePermission: %v", err)
+	}
+	s.SetPeerPolicy(PeerPolicy{}) // loopback refused from now on
+	drops := s.Stats().Drops[metrics.DropPolicy]
+	in, err := net.Dial("tcp", c.relayed.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	_ = in.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := in.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a peer the reloaded policy refuses was kept: %v", err)
+	}
+	if s.Stats().Drops[metrics.DropPolicy] == drops {
+		t.Error("the refused inbound peer was not counted as a policy drop")
 	}
 }
 
