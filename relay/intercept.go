@@ -78,6 +78,9 @@ func (s *Server) admitRequest(m []byte, from netip.AddrPort, src net.Addr, r rep
 			}
 			return false
 		}
+		if s.refuseTCPOverUDP(m, from, r) {
+			return false
+		}
 	}
 	if !s.bindRequestNonce(m, from, src, r) {
 		s.checkRotation(m, src)

@@ -700,3 +700,36 @@ func (s *Server) controlTupleOf(m []byte) (netip.AddrPort, bool) {
 	delete(g.m, id)
 	return ap, ok
 }
+
+// refuseTCPOverUDP answers 400 to m, an Allocate request, if it asks for a TCP relayed
+// address over UDP, and reports whether it did. RFC 6062 §5.1: "If the client connection
+// transport is not TCP or TLS, the server MUST reject the request with a 400 (Bad Request)
+// error." pion does not: it would bind a relayed address no ConnectionBind can reach. The
+// answer counts against ErrorRate like pion's error answers.
+func (s *Server) refuseTCPOverUDP(m []byte, from netip.AddrPort, r replier) bool {
+	if stream, _ := r.tupleEnd(); stream {
+		return false
+	}
+	off, l, ok := findAttr(m, stun.AttrRequestedTransport)
+	if !ok || l < 1 || m[off] != tcpProtocol {
+		return false
+	}
+	s.countAttempt(metrics.AttemptBadRequest)
+	if lim := s.errLimit; lim != nil && !lim.Allow(from.Addr(), time.Now().UnixNano()) {
+		s.slowStats.Drop(dataplane.DropRateLimited)
+		return true
+	}
+	var tid [stun.TransactionIDSize]byte
+	copy(tid[:], m[8:stunHeaderSize])
+	resp, err := stun.Build(&stun.Message{TransactionID: tid},
+		stun.NewType(stun.MethodAllocate, stun.ClassErrorResponse),
+		&stun.ErrorCodeAttribute{Code: stun.CodeBadRequest, Reason: []byte("TCP relay needs a TCP or TLS connection")},
+		stun.Fingerprint)
+	if err == nil {
+		r.reply(from, resp.Raw)
+	}
+	return true
+}
+
+// tcpProtocol is REQUESTED-TRANSPORT's protocol number for TCP (RFC 6062 §6.1).
+const tcpProtocol = 6

@@ -564,3 +564,17 @@ func (c *tcpAllocClient) bind(id uint32) (net.Conn, error) {
 	_ = data.SetReadDeadline(time.Time{})
 	return data, nil
 }
+
+// RFC 6062 §5.1: a TCP allocation over UDP is refused with 400, and binds nothing.
+func TestTCPAllocationOverUDPRefused(t *testing.T) {
+	s := startServer(t, nil)
+	username, password := auth.MintREST(testSecret, "leo", time.Now().Add(time.Hour))
+	c := dialRaw(t, s.addrOf(UDP), username, password)
+	_, err := c.transact(stun.NewType(stun.MethodAllocate, stun.ClassRequest), requestedTransportTCP, stun.Fingerprint)
+	if got := errorCode(err); got != stun.CodeBadRequest {
+		t.Fatalf("Allocate TCP over UDP: %v (code %d), want 400", err, got)
+	}
+	if held := s.Stats().Ports.Held; held != 0 {
+		t.Fatalf("%d ports held after a refused Allocate", held)
+	}
+}
