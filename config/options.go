@@ -137,6 +137,15 @@ type Options struct {
 	// tls-handshake-timeout: how long a TLS client has to finish its handshake. Zero: 10 s;
 	// negative: no limit.
 	TLSHandshakeTimeout time.Duration
+	// no-tcp-relay: refuse RFC 6062 TCP allocations (coturn's no-tcp-relay).
+	NoTCPRelay bool
+	// max-tcp-relay-connections, -per-user, -per-allocation: the most live peer connections
+	// of TCP allocations in total, per user and per allocation. Zero: 10000, 256, 64;
+	// negative: unlimited.
+	MaxTCPRelayConns, MaxTCPRelayConnsPerUser, MaxTCPRelayConnsPerAllocation int
+	// tcp-relay-idle-timeout: a TCP relay connection across which no byte moves either way for
+	// this long is closed. Zero: tcp-idle-timeout; negative: no limit.
+	TCPRelayIdleTimeout time.Duration
 	// error-rate: error answers other than 401 per second per client address (IPv6: per
 	// /64), with 5 seconds' worth of burst. Negative: unlimited; zero is refused, as for
 	// AllocateRate.
@@ -352,6 +361,16 @@ var optionTable = []option{
 		"a TCP or TLS connection whose client takes nothing the relay writes for this long is closed (0: 30s; -1: no limit)"),
 	opt("tls-handshake-timeout", func(o *Options) *time.Duration { return &o.TLSHandshakeTimeout }, 10*time.Second,
 		"a TLS client that has not finished its handshake this long after connecting is closed (0: 10s; -1: no limit)"),
+	opt("no-tcp-relay", func(o *Options) *bool { return &o.NoTCPRelay }, false,
+		"refuse RFC 6062 TCP allocations (REQUESTED-TRANSPORT TCP)"),
+	opt("max-tcp-relay-connections", func(o *Options) *int { return &o.MaxTCPRelayConns }, 10000,
+		"maximum live peer connections of TCP allocations; a Connect beyond is answered 447 (-1: unlimited)"),
+	opt("max-tcp-relay-connections-per-user", func(o *Options) *int { return &o.MaxTCPRelayConnsPerUser }, 256,
+		"maximum live peer connections of TCP allocations per user (-1: unlimited)"),
+	opt("max-tcp-relay-connections-per-allocation", func(o *Options) *int { return &o.MaxTCPRelayConnsPerAllocation }, 64,
+		"maximum live peer connections per TCP allocation (-1: unlimited)"),
+	opt("tcp-relay-idle-timeout", func(o *Options) *time.Duration { return &o.TCPRelayIdleTimeout }, 0,
+		"a TCP relay connection across which nothing moves either way for this long is closed (0: tcp-idle-timeout; -1: no limit)"),
 	opt("error-rate", func(o *Options) *float64 { return &o.ErrorRate }, 200,
 		"error answers other than 401 per second per client address (IPv6: per /64), burst 5 s; excess dropped (-1: unlimited)"),
 	opt("binding-rate", func(o *Options) *float64 { return &o.BindingRate }, 500,

@@ -578,3 +578,18 @@ func TestTCPAllocationOverUDPRefused(t *testing.T) {
 		t.Fatalf("%d ports held after a refused Allocate", held)
 	}
 }
+
+// NoTCPRelay refuses TCP allocations (508, pion's answer to a relayed address it cannot get)
+// and binds nothing; UDP allocations go on.
+func TestNoTCPRelay(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.NoTCPRelay = true })
+	username, password := auth.MintREST(testSecret, "mike", time.Now().Add(time.Hour))
+	c := &tcpAllocClient{t: t, server: s.addrOf(TCP), conn: dialTURNStream(t, s.addrOf(TCP), nil), username: username, password: password}
+	if err := c.allocate(); errorCode(err) != stun.CodeInsufficientCapacity {
+		t.Fatalf("Allocate TCP with NoTCPRelay: %v (code %d), want 508", err, errorCode(err))
+	}
+	if held := s.Stats().Ports.Held; held != 0 {
+		t.Fatalf("%d ports held after a refused Allocate", held)
+	}
+	newRawAllocation(t, s, "mike")
+}
