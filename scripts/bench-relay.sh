@@ -113,3 +113,9 @@ done
 echo
 echo "bench-relay: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), ${DURATION}s per run, $ROUNDS rounds, median shown"
 "$work/benchtable" <"$results"
+
+# The RFC 6062 TCP relay rows: bytes, not packets, so a table of their own (TCP_RELAY=0
+# skips them).
+if [[ ${TCP_RELAY:-1} != 0 ]]; then
+	./scripts/bench-tcp-relay.sh
+fi
