@@ -733,3 +733,21 @@ func (s *Server) refuseTCPOverUDP(m []byte, from netip.AddrPort, r replier) bool
 
 // tcpProtocol is REQUESTED-TRANSPORT's protocol number for TCP (RFC 6062 §6.1).
 const tcpProtocol = 6
+
+// closeRefusedTCPPeers closes the peer connections of TCP allocations whose peer pol refuses
+// (SetPeerPolicy), and returns how many.
+func (s *Server) closeRefusedTCPPeers(pol *policy.Policy) int {
+	t := &s.tcpConns
+	var refused []*peerConn
+	t.mu.Lock()
+	for k, pc := range t.byKey {
+		if pol.Check(k.remote.Addr()) != policy.Allowed {
+			refused = append(refused, pc)
+		}
+	}
+	t.mu.Unlock()
+	for _, pc := range refused {
+		_ = pc.Close()
+	}
+	return len(refused)
+}

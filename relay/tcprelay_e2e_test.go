@@ -593,3 +593,74 @@ func TestNoTCPRelay(t *testing.T) {
 	}
 	newRawAllocation(t, s, "mike")
 }
+
+// A policy reload that refuses a peer closes its bound TCP relay connection, both ends.
+func TestTCPPolicyReloadClosesBound(t *testing.T) {
+	s := startServer(t, nil)
+	peer := listenPeer(t, "127.0.0.1:0")
+	c := newRawStreamAllocation(t, s, "nina")
+	id, err := c.connect(peer.addr())
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	pc := peer.accept(t)
+	data, err := c.bind(id)
+	if err != nil {
+		t.Fatalf("ConnectionBind: %v", err)
+	}
+	done := echo(pc)
+	exchange(t, data, 4096)
+	s.SetPeerPolicy(PeerPolicy{}) // loopback refused from now on
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the refused peer's connection stayed open after the reload")
+	}
+	_ = data.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := data.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the client's data connection is still open: %v", err)
+	}
+}
+
+// RFC 6062 §4.3 has the client wait for the ConnectionBind success response before it sends
+// data, but bytes it sends right behind the request (in the same segment) are the peer's, not
+// frames for pion: they reach the peer, first.
+func TestTCPDataBehindConnectionBind(t *testing.T) {
+	s := startServer(t, nil)
+	peer := listenPeer(t, "127.0.0.1:0")
+	c := newRawStreamAllocation(t, s, "oscar")
+	id, err := c.connect(peer.addr())
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	pc := peer.accept(t)
+	data := dialTURNStream(t, c.server, nil)
+	v := make([]byte, 4)
+	binary.BigEndian.PutUint32(v, id)
+	// Looks like a STUN header to a framer, on purpose.
+	payload := append([]byte{0x00, 0x01, 0x00, 0x00}, []byte("not a frame: peer data, 20+ bytes")...)
+	// SOFTWARE makes the request 144 bytes: framedConn reads a new connection 64 bytes at a
+	// time until its first frame is complete, so the read that completes the request also
+	// takes the payload behind it.
+	req, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodConnectionBind, stun.ClassRequest),
+		stun.RawAttribute{Type: stun.AttrConnectionID, Value: v}, stun.NewSoftware("avedge-test"),
+		stun.NewUsername(c.username), c.realm, c.nonce, c.integrity, stun.Fingerprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(req.Raw)%64 == 0 || len(req.Raw)%64+len(payload) > 64 {
+		t.Fatalf("the request is %d bytes: the payload would not share its last read", len(req.Raw))
+	}
+	if _, err := data.Write(append(append([]byte(nil), req.Raw...), payload...)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := readMsg(data)
+	if err != nil || res.Type.Class != stun.ClassSuccessResponse {
+		t.Fatalf("ConnectionBind answer %v, %v; want success", res, err)
+	}
+	got := make([]byte, len(payload))
+	_ = pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(pc, got); err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("the peer read %q, %v; want %q", got, err, payload)
+	}
+}
