@@ -78,7 +78,7 @@ func (s *Server) admitRequest(m []byte, from netip.AddrPort, src net.Addr, r rep
 			}
 			return false
 		}
-		if s.refuseTCPOverUDP(m, from, r) {
+		if s.refuseTCPAllocate(m, from, r) {
 			return false
 		}
 	}

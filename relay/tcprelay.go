@@ -701,17 +701,23 @@ func (s *Server) controlTupleOf(m []byte) (netip.AddrPort, bool) {
 	return ap, ok
 }
 
-// refuseTCPOverUDP answers 400 to m, an Allocate request, if it asks for a TCP relayed
-// address over UDP, and reports whether it did. RFC 6062 §5.1: "If the client connection
-// transport is not TCP or TLS, the server MUST reject the request with a 400 (Bad Request)
-// error." pion does not: it would bind a relayed address no ConnectionBind can reach. The
-// answer counts against ErrorRate like pion's error answers.
-func (s *Server) refuseTCPOverUDP(m []byte, from netip.AddrPort, r replier) bool {
-	if stream, _ := r.tupleEnd(); stream {
-		return false
-	}
+// refuseTCPAllocate answers 400 to m, an Allocate request for a TCP relayed address, if RFC
+// 6062 §5.1 refuses it, and reports whether it did: "If the client connection transport is
+// not TCP or TLS, the server MUST reject the request with a 400 (Bad Request) error", and "If
+// the request contains the DONT-FRAGMENT, EVEN-PORT, or RESERVATION-TOKEN attribute, the
+// server MUST reject the request with a 400 (Bad Request) error." pion does neither: it would
+// bind a relayed address no ConnectionBind can reach, or reserve a UDP port for a TCP one.
+// The answer counts against ErrorRate like pion's error answers.
+func (s *Server) refuseTCPAllocate(m []byte, from netip.AddrPort, r replier) bool {
 	off, l, ok := findAttr(m, stun.AttrRequestedTransport)
 	if !ok || l < 1 || m[off] != tcpProtocol {
+		return false
+	}
+	stream, _ := r.tupleEnd()
+	_, _, df := findAttr(m, stun.AttrDontFragment)
+	_, _, even := findAttr(m, stun.AttrEvenPort)
+	_, _, token := findAttr(m, stun.AttrReservationToken)
+	if stream && !df && !even && !token {
 		return false
 	}
 	s.countAttempt(metrics.AttemptBadRequest)
@@ -723,7 +729,7 @@ func (s *Server) refuseTCPOverUDP(m []byte, from netip.AddrPort, r replier) bool
 	copy(tid[:], m[8:stunHeaderSize])
 	resp, err := stun.Build(&stun.Message{TransactionID: tid},
 		stun.NewType(stun.MethodAllocate, stun.ClassErrorResponse),
-		&stun.ErrorCodeAttribute{Code: stun.CodeBadRequest, Reason: []byte("TCP relay needs a TCP or TLS connection")},
+		&stun.ErrorCodeAttribute{Code: stun.CodeBadRequest, Reason: []byte("TCP relay: over TCP or TLS, without DONT-FRAGMENT, EVEN-PORT or RESERVATION-TOKEN")},
 		stun.Fingerprint)
 	if err == nil {
 		r.reply(from, resp.Raw)

@@ -13,11 +13,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pion/stun/v4"
+	"github.com/pion/turn/v5"
 	"golang.org/x/sys/unix"
 
 	"github.com/avedge/avedge/auth"
@@ -565,8 +567,9 @@ func (c *tcpAllocClient) bind(id uint32) (net.Conn, error) {
 	return data, nil
 }
 
-// RFC 6062 §5.1: a TCP allocation over UDP is refused with 400, and binds nothing.
-func TestTCPAllocationOverUDPRefused(t *testing.T) {
+// RFC 6062 §5.1: a TCP allocation over UDP, or with DONT-FRAGMENT, EVEN-PORT or
+// RESERVATION-TOKEN, is refused with 400, and binds nothing.
+func TestTCPAllocationRefused(t *testing.T) {
 	s := startServer(t, nil)
 	username, password := auth.MintREST(testSecret, "leo", time.Now().Add(time.Hour))
 	c := dialRaw(t, s.addrOf(UDP), username, password)
@@ -574,8 +577,23 @@ func TestTCPAllocationOverUDPRefused(t *testing.T) {
 	if got := errorCode(err); got != stun.CodeBadRequest {
 		t.Fatalf("Allocate TCP over UDP: %v (code %d), want 400", err, got)
 	}
+	for _, tc := range []struct {
+		name string
+		attr stun.Setter
+	}{
+		{"dont-fragment", stun.RawAttribute{Type: stun.AttrDontFragment}},
+		{"even-port", stun.RawAttribute{Type: stun.AttrEvenPort, Value: []byte{0x80}}},
+		{"reservation-token", stun.RawAttribute{Type: stun.AttrReservationToken, Value: make([]byte, 8)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &tcpAllocClient{t: t, server: s.addrOf(TCP), conn: dialTURNStream(t, s.addrOf(TCP), nil), username: username, password: password}
+			if err := c.allocate(tc.attr); errorCode(err) != stun.CodeBadRequest {
+				t.Fatalf("Allocate TCP with %s: %v (code %d), want 400", tc.name, err, errorCode(err))
+			}
+		})
+	}
 	if held := s.Stats().Ports.Held; held != 0 {
-		t.Fatalf("%d ports held after a refused Allocate", held)
+		t.Fatalf("%d ports held after refused Allocates", held)
 	}
 }
 
@@ -663,4 +681,81 @@ func TestTCPDataBehindConnectionBind(t *testing.T) {
 	if _, err := io.ReadFull(pc, got); err != nil || !bytes.Equal(got, payload) {
 		t.Fatalf("the peer read %q, %v; want %q", got, err, payload)
 	}
+}
+
+// The TCP relay over IPv6 (RFC 6156 REQUESTED-ADDRESS-FAMILY): an IPv6 relayed address,
+// connected to an IPv6 peer, relaying both ways.
+func TestTCPAllocationIPv6(t *testing.T) {
+	if !haveIPv6Loopback() {
+		t.Skip("::1 is not configured")
+	}
+	s := dualStackServer(t, true, func(c *Config) { c.Peers = PeerPolicy{AllowLoopback: true} })
+	peer := listenPeer(t, "[::1]:0")
+	c := newRawStreamAllocationOn(t, listenAddr(s, TCP, true), nil, "peggy", requestedFamilyIPv6)
+	if !c.relayed.Addr().Is6() {
+		t.Fatalf("relayed address %v, want IPv6", c.relayed)
+	}
+	id, err := c.connect(peer.addr())
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	pc := peer.accept(t)
+	if pc.RemoteAddr().String() != c.relayed.String() {
+		t.Errorf("the peer sees %v, want the relayed address %v", pc.RemoteAddr(), c.relayed)
+	}
+	data, err := c.bind(id)
+	if err != nil {
+		t.Fatalf("ConnectionBind: %v", err)
+	}
+	echo(pc)
+	exchange(t, data, 256<<10)
+	if got := s.Stats().Allocations[metrics.TransportTCP][metrics.FamilyIPv6]; got != 1 {
+		t.Errorf("IPv6 TCP allocations gauge %d, want 1", got)
+	}
+}
+
+// Flows that end, and allocations that end, leave nothing behind: no peer connection slot,
+// no relayed address, no port, no goroutine.
+func TestTCPRelayNoLeaks(t *testing.T) {
+	s := startServer(t, nil)
+	peer := listenPeer(t, "127.0.0.1:0")
+	base := runtime.NumGoroutine()
+	for i := range 10 {
+		username, password := auth.MintREST(testSecret, fmt.Sprintf("quinn%d", i), time.Now().Add(time.Hour))
+		ctl := dialTURNStream(t, s.addrOf(TCP), nil)
+		c, err := turn.NewClient(&turn.ClientConfig{
+			STUNServerAddr: s.addrOf(TCP), TURNServerAddr: s.addrOf(TCP),
+			Conn: turn.NewSTUNConn(ctl), Username: username, Password: password, Realm: "avedge",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Listen(); err != nil {
+			t.Fatal(err)
+		}
+		alloc, err := c.AllocateTCP()
+		if err != nil {
+			t.Fatalf("AllocateTCP %d: %v", i, err)
+		}
+		conn, err := alloc.Dial("tcp", peer.addr().String())
+		if err != nil {
+			t.Fatalf("Dial %d: %v", i, err)
+		}
+		echo(peer.accept(t))
+		exchange(t, conn, 32<<10)
+		conn.Close()
+		if err := alloc.Close(); err != nil {
+			t.Fatalf("close allocation %d: %v", i, err)
+		}
+		c.Close()
+		ctl.Close() // pion's client does not close the connection it was given
+	}
+	pollUntil(t, "allocations, slots and ports released", func() bool {
+		s.mu.Lock()
+		open := len(s.tcpRelays) + len(s.tcpAllocs)
+		s.mu.Unlock()
+		total, _ := s.tcpConns.live("")
+		return open == 0 && total == 0 && s.Stats().Ports.Held == 0
+	})
+	pollUntil(t, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= base })
 }
