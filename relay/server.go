@@ -392,7 +392,7 @@ func (s *Server) Ready() (bool, string) {
 func (s *Server) liveAllocations() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.allocs)
+	return len(s.allocs) + len(s.tcpAllocs)
 }
 
 // Shutdown drains: no new allocations, and it waits until the live ones have ended or ctx

@@ -4,6 +4,7 @@ package relay
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/binary"
@@ -758,4 +759,27 @@ func TestTCPRelayNoLeaks(t *testing.T) {
 		return open == 0 && total == 0 && s.Stats().Ports.Held == 0
 	})
 	pollUntil(t, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= base })
+}
+
+// Shutdown waits for TCP allocations as for UDP ones, refuses new ones while it waits, and
+// closes what is left at its deadline.
+func TestTCPShutdown(t *testing.T) {
+	s := startServer(t, nil)
+	newRawStreamAllocation(t, s, "rita")
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(ctx) }()
+	pollUntil(t, "draining", func() bool { ok, _ := s.Ready(); return !ok })
+	username, password := auth.MintREST(testSecret, "sam", time.Now().Add(time.Hour))
+	c := &tcpAllocClient{t: t, server: s.addrOf(TCP), conn: dialTURNStream(t, s.addrOf(TCP), nil), username: username, password: password}
+	if err := c.allocate(); errorCode(err) != stun.CodeInsufficientCapacity {
+		t.Errorf("Allocate TCP while draining: %v (code %d), want 508", err, errorCode(err))
+	}
+	if err := <-done; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with a live TCP allocation past its deadline: %v, want DeadlineExceeded", err)
+	}
+	if st := s.Stats(); st.Ports.Held != 0 {
+		t.Fatalf("ports held %d after Shutdown", st.Ports.Held)
+	}
 }
