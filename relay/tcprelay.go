@@ -483,7 +483,11 @@ func (s *Server) noteConnect(m []byte, src net.Addr) {
 }
 
 // connectPortOK is permitPeer's check of the port of a Connect request from src: a Connect to
-// one of the relay's own services is refused (403) like a packet to one (peerPortOK).
+// one of the relay's own services is refused (403) like a packet to one (peerPortOK). And a
+// loopback peer, which only AllowLoopback lets through, is reachable over TCP from a loopback
+// client only: AllowLoopback is for the all-loopback setup, and a TCP relay would otherwise
+// open every TCP service of the relay's host on loopback to a remote client (the metrics and
+// credential listeners among them, which the relay does not know).
 func (s *Server) connectPortOK(src net.Addr) bool {
 	g := &s.connects
 	if g.live.Load() == 0 {
@@ -492,7 +496,11 @@ func (s *Server) connectPortOK(src net.Addr) bool {
 	g.mu.Lock()
 	ap, ok := g.m[src]
 	g.mu.Unlock()
-	if !ok || s.peerPortOK(ap) {
+	if !ok {
+		return true
+	}
+	client, _ := sock.AddrPortOf(src)
+	if s.peerPortOK(ap) && (!ap.Addr().IsLoopback() || client.Addr().Unmap().IsLoopback()) {
 		return true
 	}
 	s.slowStats.Drop(dataplane.DropPolicy)

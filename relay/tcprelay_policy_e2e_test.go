@@ -3,6 +3,7 @@
 package relay
 
 import (
+	"net"
 	"net/netip"
 	"testing"
 
@@ -133,4 +134,49 @@ func TestTCPConnectOwnAddresses(t *testing.T) {
 	if _, err := c.bind(id); err != nil {
 		t.Fatalf("ConnectionBind: %v", err)
 	}
+}
+
+// With AllowLoopback, a loopback peer is reachable by Connect from a loopback client only: a
+// remote client of a relay configured so must not reach the host's loopback TCP services.
+// Every client of a test is on loopback, so this drives the PermissionHandler with a remote
+// source as pion would give it.
+func TestTCPConnectLoopbackFromRemoteClient(t *testing.T) {
+	s := startServer(t, nil) // AllowLoopback
+	for _, tc := range []struct {
+		client, peer string
+		want         bool
+	}{
+		{"198.51.100.7:40000", "127.0.0.1:8443", false},
+		{"198.51.100.7:40000", "[::ffff:127.0.0.1]:8443", false},
+		{"[2001:db8::7]:40000", "[::1]:8443", false},
+		{"127.0.0.1:40000", "127.0.0.1:8443", true},
+		{"[::1]:40000", "[::1]:8443", true},
+	} {
+		src := net.TCPAddrFromAddrPort(netip.MustParseAddrPort(tc.client))
+		peer := netip.MustParseAddrPort(tc.peer)
+		req, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodConnect, stun.ClassRequest),
+			xorPeerAs{ip: peer.Addr(), port: peer.Port(), six: peer.Addr().Is6()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.noteConnect(req.Raw, src)
+		if got := s.permitPeer(src, peer.Addr().AsSlice()); got != tc.want {
+			t.Errorf("Connect from %s to %s permitted: %v, want %v", tc.client, tc.peer, got, tc.want)
+		}
+		s.forgetConnect(mustConnectAnswer(t, req), src)
+	}
+	if n := s.connects.live.Load(); n != 0 {
+		t.Errorf("%d Connect notes left after their answers", n)
+	}
+}
+
+// mustConnectAnswer builds an error answer to Connect request req, as pion would write it.
+func mustConnectAnswer(t *testing.T, req *stun.Message) []byte {
+	t.Helper()
+	res, err := stun.Build(&stun.Message{TransactionID: req.TransactionID},
+		stun.NewType(stun.MethodConnect, stun.ClassErrorResponse), &stun.ErrorCodeAttribute{Code: stun.CodeForbidden})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Raw
 }
