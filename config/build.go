@@ -467,6 +467,8 @@ func (o Options) peersAndLimits(st *Settings) error {
 	rc.MaxStreamConns, rc.MaxStreamConnsPerSource = unlimitedIfZero(o.MaxTCPConnections), unlimitedIfZero(o.MaxTCPConnectionsPerSource)
 	rc.StreamFirstMessageTimeout, rc.StreamIdleTimeout, rc.TLSHandshakeTimeout = o.TCPFirstMessageTimeout, o.TCPIdleTimeout, o.TLSHandshakeTimeout
 	rc.StreamWriteTimeout = o.TCPWriteTimeout
+	rc.NoTCPRelay, rc.TCPRelayIdleTimeout = o.NoTCPRelay, o.TCPRelayIdleTimeout
+	rc.MaxTCPRelayConns, rc.MaxTCPRelayConnsPerUser, rc.MaxTCPRelayConnsPerAllocation = o.MaxTCPRelayConns, o.MaxTCPRelayConnsPerUser, o.MaxTCPRelayConnsPerAllocation
 	rc.ErrorRate, rc.BindingRate = o.ErrorRate, o.BindingRate
 	if o.ErrorRate == 0 || o.BindingRate == 0 {
 		return bad("error-rate/binding-rate", "0 would refuse everything: give a rate, or -1 for unlimited")

@@ -562,3 +562,37 @@ func TestDeriveWithoutIO(t *testing.T) {
 		t.Fatalf("wildcard without the host's addresses: %v", err)
 	}
 }
+
+// The TCP relay (RFC 6062) options reach relay.Config as given.
+func TestTCPRelayOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name                   string
+		args                   []string
+		off                    bool
+		total, perUser, perAll int
+		idle                   time.Duration
+	}{
+		{name: "defaults", total: 10000, perUser: 256, perAll: 64},
+		{name: "set", args: []string{"--no-tcp-relay", "--max-tcp-relay-connections", "-1", "--max-tcp-relay-connections-per-user", "3",
+			"--max-tcp-relay-connections-per-allocation", "2", "--tcp-relay-idle-timeout", "90s"},
+			off: true, total: -1, perUser: 3, perAll: 2, idle: 90 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := Parse(append([]string{"--metrics-listen", "", "--auth-listen", ""}, tc.args...), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := o.Build()
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc := st.Relay
+			if rc.NoTCPRelay != tc.off || rc.MaxTCPRelayConns != tc.total || rc.MaxTCPRelayConnsPerUser != tc.perUser ||
+				rc.MaxTCPRelayConnsPerAllocation != tc.perAll || rc.TCPRelayIdleTimeout != tc.idle {
+				t.Errorf("got off %v, limits %d/%d/%d, idle %v; want %v, %d/%d/%d, %v", rc.NoTCPRelay, rc.MaxTCPRelayConns,
+					rc.MaxTCPRelayConnsPerUser, rc.MaxTCPRelayConnsPerAllocation, rc.TCPRelayIdleTimeout,
+					tc.off, tc.total, tc.perUser, tc.perAll, tc.idle)
+			}
+		})
+	}
+}

@@ -145,6 +145,15 @@ type Options struct {
 	// auth-tls-cert and auth-tls-key) are read to see whether they changed; a changed pair is
 	// loaded for the next handshakes, as SIGHUP does. Zero: never (SIGHUP only).
 	TLSReloadInterval time.Duration
+	// no-tcp-relay: refuse RFC 6062 TCP allocations (coturn's no-tcp-relay).
+	NoTCPRelay bool
+	// max-tcp-relay-connections, -per-user, -per-allocation: the most live peer connections
+	// of TCP allocations in total, per user and per allocation. Zero: 10000, 256, 64;
+	// negative: unlimited.
+	MaxTCPRelayConns, MaxTCPRelayConnsPerUser, MaxTCPRelayConnsPerAllocation int
+	// tcp-relay-idle-timeout: a TCP relay connection across which no byte moves either way for
+	// this long is closed. Zero: tcp-idle-timeout; negative: no limit.
+	TCPRelayIdleTimeout time.Duration
 	// error-rate: error answers other than 401 per second per client address (IPv6: per
 	// /64), with 5 seconds' worth of burst. Negative: unlimited; zero is refused, as for
 	// AllocateRate.
@@ -413,6 +422,16 @@ var optionTable = []option{
 		"a TLS client that has not finished its handshake this long after connecting is closed (0: 10s; -1: no limit)"),
 	opt("tls-reload-interval", func(o *Options) *time.Duration { return &o.TLSReloadInterval }, 5*time.Second,
 		"how often the TLS certificate and key files are checked for a change, which is loaded for new connections as SIGHUP does (0: SIGHUP only)"),
+	opt("no-tcp-relay", func(o *Options) *bool { return &o.NoTCPRelay }, false,
+		"refuse RFC 6062 TCP allocations (REQUESTED-TRANSPORT TCP)"),
+	opt("max-tcp-relay-connections", func(o *Options) *int { return &o.MaxTCPRelayConns }, 10000,
+		"maximum live peer connections of TCP allocations; a Connect beyond is answered 447 (-1: unlimited)"),
+	opt("max-tcp-relay-connections-per-user", func(o *Options) *int { return &o.MaxTCPRelayConnsPerUser }, 256,
+		"maximum live peer connections of TCP allocations per user (-1: unlimited)"),
+	opt("max-tcp-relay-connections-per-allocation", func(o *Options) *int { return &o.MaxTCPRelayConnsPerAllocation }, 64,
+		"maximum live peer connections per TCP allocation (-1: unlimited)"),
+	opt("tcp-relay-idle-timeout", func(o *Options) *time.Duration { return &o.TCPRelayIdleTimeout }, 0,
+		"a TCP relay connection across which nothing moves either way for this long is closed (0: tcp-idle-timeout; -1: no limit)"),
 	opt("error-rate", func(o *Options) *float64 { return &o.ErrorRate }, 200,
 		"error answers other than 401 per second per client address (IPv6: per /64), burst 5 s; excess dropped (-1: unlimited)"),
 	opt("binding-rate", func(o *Options) *float64 { return &o.BindingRate }, 500,

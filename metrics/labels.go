@@ -86,7 +86,8 @@ func (d Direction) String() string {
 }
 
 // Path indexes [Snapshot.Traffic] by how the client side framed the data:
-// ChannelData on a bound channel, or Send/Data indications.
+// ChannelData on a bound channel, Send/Data indications, or the byte stream of an RFC 6062
+// TCP relay connection (whose packets are not counted: a stream has none).
 type Path uint8
 
 // Paths, in index order. They index the relay's counters too: this is the one definition
@@ -94,14 +95,15 @@ type Path uint8
 const (
 	PathChannel Path = iota
 	PathIndication
+	PathTCP
 
 	// NumPaths is how many paths there are.
-	NumPaths = 2
+	NumPaths = 3
 )
 
-var pathLabels = [NumPaths]string{"channel", "indication"}
+var pathLabels = [NumPaths]string{"channel", "indication", "tcp"}
 
-// String returns the path's label value: "channel" or "indication".
+// String returns the path's label value: "channel", "indication" or "tcp".
 func (p Path) String() string {
 	if int(p) < len(pathLabels) {
 		return pathLabels[p]

@@ -236,7 +236,7 @@ func TestSnapshotIsResetEachScrape(t *testing.T) {
 		if s.Drops == nil {
 			t.Fatal("Snapshot.Drops is nil")
 		}
-		if len(s.Drops) != 0 || s.Permissions != 0 || s.Draining || s.Traffic != ([2][2]Counter{}) {
+		if len(s.Drops) != 0 || s.Permissions != 0 || s.Draining || s.Traffic != ([NumDirections][NumPaths]Counter{}) {
 			t.Errorf("scrape %d: snapshot not zeroed: %+v", calls, *s)
 		}
 		if calls == 1 {

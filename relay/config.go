@@ -163,6 +163,32 @@ type Config struct {
 	// Zero: 5 seconds; negative: no limit.
 	ProxyHeaderTimeout time.Duration
 
+	// NoTCPRelay refuses RFC 6062 TCP allocations (REQUESTED-TRANSPORT TCP; tcprelay.go):
+	// their Allocate is answered 508 (pion's answer to a relay address it cannot get). The
+	// zero value serves them over the TCP and TLS listeners.
+	NoTCPRelay bool
+	// MaxTCPRelayConns caps live peer data connections of TCP allocations (RFC 6062), all
+	// allocations together; a Connect beyond it is answered 447, an inbound peer connection
+	// beyond it is closed. Zero: 10 000; negative: unlimited.
+	MaxTCPRelayConns int
+	// MaxTCPRelayConnsPerUser caps them per user (the AuthHandler's user ID). Zero: 256;
+	// negative: unlimited.
+	MaxTCPRelayConnsPerUser int
+	// MaxTCPRelayConnsPerAllocation caps them per allocation. Zero: 64; negative: unlimited.
+	MaxTCPRelayConnsPerAllocation int
+	// TCPConnectTimeout bounds the relay's connection to a peer for a Connect request (RFC
+	// 6062 §5.2: "The timeout value MUST be at least 30 seconds"). Zero: 30 seconds.
+	TCPConnectTimeout time.Duration
+	// TCPConnectionBindTimeout closes a peer data connection no ConnectionBind has claimed
+	// within it (RFC 6062 §5.3: "If no ConnectionBind request associated with this peer data
+	// connection is received after 30 seconds, the peer data connection MUST be closed").
+	// Zero: 30 seconds. pion closes unbound connections after 30 seconds whatever this says.
+	TCPConnectionBindTimeout time.Duration
+	// TCPRelayIdleTimeout closes a bound TCP relay connection (both its client and peer
+	// connections) when no byte has crossed it either way for that long. Zero: the same as
+	// StreamIdleTimeout; negative: no limit.
+	TCPRelayIdleTimeout time.Duration
+
 	// ErrorRate limits every other error answer (400, 403, 420, 437, 438, 486, 508, ...) per
 	// client IP address (IPv6: per /64) per second, burst 5 seconds' worth; excess answers
 	// are dropped and counted, so a spoofed source cannot make the relay a reflector. Zero:
@@ -317,6 +343,24 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.TLSHandshakeTimeout == 0 {
 		out.TLSHandshakeTimeout = 10 * time.Second
+	}
+	if out.MaxTCPRelayConns == 0 {
+		out.MaxTCPRelayConns = 10000
+	}
+	if out.MaxTCPRelayConnsPerUser == 0 {
+		out.MaxTCPRelayConnsPerUser = 256
+	}
+	if out.MaxTCPRelayConnsPerAllocation == 0 {
+		out.MaxTCPRelayConnsPerAllocation = 64
+	}
+	if out.TCPConnectTimeout <= 0 {
+		out.TCPConnectTimeout = 30 * time.Second
+	}
+	if out.TCPConnectionBindTimeout <= 0 {
+		out.TCPConnectionBindTimeout = 30 * time.Second
+	}
+	if out.TCPRelayIdleTimeout == 0 {
+		out.TCPRelayIdleTimeout = out.StreamIdleTimeout
 	}
 	if out.ErrorRate == 0 {
 		out.ErrorRate = 200

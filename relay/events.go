@@ -112,6 +112,10 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, protocol, userID, realm 
 	if !ok || !ok2 {
 		return
 	}
+	if _, tcp := relayAddr.(*net.TCPAddr); tcp {
+		s.onTCPAllocationCreated(k, rap, userID)
+		return
+	}
 	s.mu.Lock()
 	rc := s.relays[rap]
 	s.mu.Unlock()
@@ -151,7 +155,7 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, protocol, userID, realm 
 
 func (s *Server) onAllocationDeleted(src, dst net.Addr, protocol, userID, realm string) {
 	k, ok := keyOf(src, dst)
-	if !ok {
+	if !ok || s.onTCPAllocationDeleted(k, userID) {
 		return
 	}
 	s.mu.Lock()

@@ -81,12 +81,16 @@ func (s *Server) admitRequest(m []byte, from netip.AddrPort, src net.Addr, r rep
 			}
 			return false
 		}
+		if s.refuseTCPAllocate(m, from, r) {
+			return false
+		}
 	}
 	if !s.bindRequestNonce(m, from, src, r) {
 		s.checkRotation(m, src)
 	}
 	r.request().note(m)
 	s.noteCapRequest(m, from, src, r)
+	s.noteConnect(m, src)
 	return true
 }
 
@@ -132,6 +136,8 @@ func (s *Server) alternateFor(client netip.AddrPort, src net.Addr) (alt netip.Ad
 func (s *Server) passAnswer(b []byte, to net.Addr, ap netip.AddrPort, r replier) (out []byte, ok bool) {
 	b = s.fixChannelBindRefusal(b, to)
 	b = s.capAnswer(b, to)
+	s.forgetConnect(b, to)
+	s.noteConnectionID(b, ap)
 	code := stunErrorCode(b)
 	if lim := s.answerLimiter(b, code, r.request()); lim != nil && !lim.Allow(ap.Addr(), time.Now().UnixNano()) {
 		s.slowStats.Drop(dataplane.DropRateLimited)

@@ -141,18 +141,6 @@ const relayHandoff = 32
 
 var errQuota = errors.New("relay: allocation quota reached")
 
-// AllocateListener refuses RFC 6062 TCP allocations: avedge relays to peers over UDP only
-// (and a TCP relay is a way around peer policy that relays have been bitten by).
-func (g *relayGen) AllocateListener(turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
-	g.srv.countAttempt(metrics.AttemptBadRequest)
-	return nil, nil, ErrTCPRelayUnsupported
-}
-
-// AllocateConn refuses RFC 6062 CONNECT for the same reason.
-func (g *relayGen) AllocateConn(turn.AllocateConnConfig) (net.Conn, error) {
-	return nil, ErrTCPRelayUnsupported
-}
-
 func (s *Server) countAttempt(result string) {
 	if s.cfg.Metrics != nil {
 		s.cfg.Metrics.AllocationAttempt(result)

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -78,8 +79,16 @@ type Server struct {
 	mu      sync.Mutex
 	relays  map[netip.AddrPort]*relayConn // by advertised address. Guarded by mu. Written by AllocatePacketConn and relayClosed.
 	allocs  map[allocKey]*allocation      // every live allocation. Guarded by mu. Written by the EventHandler.
-	open    int                           // relayConns not yet closed. Guarded by mu.
+	open    int                           // relayConns and tcpRelays not yet closed. Guarded by mu.
 	drained chan struct{}                 // made by Close, closed once open is 0. Guarded by mu.
+
+	// TCP allocations (tcprelay.go).
+	tcpRelays map[netip.AddrPort]*tcpRelay // by advertised address. Guarded by mu. Written by AllocateListener and tcpRelayClosed.
+	tcpAllocs map[allocKey]*tcpRelay       // live TCP allocations. Guarded by mu. Written by the EventHandler.
+	tcpConns  tcpConnTable                 // peer connections of TCP allocations (locks itself).
+	tcpStats  tcpStats                     // atomics.
+	connects  connectGate                  // Connect requests in flight (locks itself). Written by admitRequest, read by permitPeer.
+	connIDs   connIDTable                  // CONNECTION-IDs issued (locks itself). Written by passAnswer, read by bindRequestNonce.
 
 	precheck   precheckCache       // locks itself. Written by admitRequest, taken by authenticate.
 	bindKeys   keyCache            // locks itself. Written by authenticate, taken by passAnswer.
@@ -110,6 +119,8 @@ func New(cfg Config) (*Server, error) {
 		ports:     map[netip.Addr]*portalloc.Allocator{},
 		relays:    map[netip.AddrPort]*relayConn{},
 		allocs:    map[allocKey]*allocation{},
+		tcpRelays: map[netip.AddrPort]*tcpRelay{},
+		tcpAllocs: map[allocKey]*tcpRelay{},
 		fast:      dataplane.NewTable(),
 		quota:     policy.NewQuota(c.UserQuota, c.MaxAllocations),
 		conns:     newConnLimit(c.MaxStreamConns, c.MaxStreamConnsPerSource),
@@ -396,7 +407,7 @@ func (s *Server) Ready() (bool, string) {
 func (s *Server) liveAllocations() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.allocs)
+	return len(s.allocs) + len(s.tcpAllocs)
 }
 
 // Shutdown drains: no new allocations, and it waits until the live ones have ended or ctx
@@ -441,9 +452,12 @@ func (s *Server) Close() error {
 		case <-time.After(5 * time.Second):
 			s.log.Warn("relay: allocations still open 5s after close; closing their sockets")
 			s.mu.Lock()
-			var rest []*relayConn
+			var rest []io.Closer
 			for _, rc := range s.relays {
 				rest = append(rest, rc)
+			}
+			for _, r := range s.tcpRelays {
+				rest = append(rest, r)
 			}
 			s.mu.Unlock()
 			for _, rc := range rest {
@@ -473,6 +487,13 @@ func (s *Server) relayClosed(rc *relayConn) {
 	if s.relays[rc.advertised] == rc {
 		delete(s.relays, rc.advertised)
 	}
+	s.openDoneLocked()
+	s.mu.Unlock()
+}
+
+// openDoneLocked counts a relay socket or relayed TCP address closed, and tells Close when
+// none is left.
+func (s *Server) openDoneLocked() {
 	s.open--
 	if s.open == 0 && s.drained != nil {
 		select {
@@ -481,7 +502,6 @@ func (s *Server) relayClosed(rc *relayConn) {
 			close(s.drained)
 		}
 	}
-	s.mu.Unlock()
 }
 
 // snapshot is the metrics Source: it sums the workers' and the slow path's counters.

@@ -228,6 +228,7 @@ type framedConn struct {
 	buf      []byte         // read buffer: made once the connection is valid
 	head     [64]byte       // read buffer until then
 	pending  pendingRequest // the request pion handles now (intercept.go). Owned by pion's read loop of this connection.
+	hold     bool           // a ConnectionBind was passed on: frame no further until pion reads again
 
 	writeArmed atomic.Int64 // unix nanoseconds the write deadline was last pushed back. Any writer.
 	closeOnce  sync.Once    // Close gives back the connection's slot of the caps once.
@@ -246,6 +247,15 @@ func (c *framedConn) Read(p []byte) (int, error) {
 		}
 	}
 	for len(c.out) == 0 {
+		if c.hold {
+			// pion reads on after a ConnectionBind: it failed, and the connection goes on
+			// framed.
+			c.hold = false
+			if c.err == nil {
+				c.err = c.frame()
+			}
+			continue
+		}
 		if c.err != nil {
 			return 0, c.err
 		}
@@ -409,6 +419,13 @@ func (c *framedConn) frame() error {
 		}
 		if f[0]&0xC0 != 0 || c.srv.admitRequest(f, c.remote, c.Conn.RemoteAddr(), c) {
 			c.out = append(c.out, f...)
+			if isConnectionBind(f) {
+				// RFC 6062 §5.4: once bound, the connection carries the peer's bytes, not
+				// frames. What follows stays in c.in for WriteTo (tcprelay.go).
+				buf = buf[size:]
+				c.hold = true
+				break
+			}
 		}
 		buf = buf[size:]
 	}

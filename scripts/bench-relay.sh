@@ -250,3 +250,9 @@ for topo in $TOPOLOGIES; do
 	echo "bench-relay, $topo: $(nproc) cores ($cpu), ${DURATION}s per run, $ROUNDS rounds, median shown"
 	"$work/benchtable" <"$results"
 done
+
+# The RFC 6062 TCP relay rows: bytes, not packets, so a table of their own (TCP_RELAY=0
+# skips them).
+if [[ ${TCP_RELAY:-1} != 0 ]]; then
+	./scripts/bench-tcp-relay.sh
+fi
