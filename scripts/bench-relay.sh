@@ -27,7 +27,8 @@
 # avedge-offload runs avedge with --data-path offload and is skipped, with a note,
 # where avedge refuses that or fails to start with it), TOPOLOGIES (subset of:
 # loopback netns; default both), QUICK=1 (DURATION 3, LOADS "audio50 video saturate",
-# TOPOLOGIES netns unless given: a few minutes), OUT (results dir, default bench/out).
+# TOPOLOGIES netns unless given, TCP_RELAY=0: a few minutes), OUT (results dir, default
+# bench/out), TCP_RELAY=0 (skip the RFC 6062 TCP relay rows, scripts/bench-tcp-relay.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,7 @@ if [[ -n ${QUICK:-} ]]; then
 	DURATION=${DURATION:-3}
 	LOADS=${LOADS:-audio50 video saturate}
 	TOPOLOGIES=${TOPOLOGIES:-netns}
+	TCP_RELAY=${TCP_RELAY:-0}
 fi
 DURATION=${DURATION:-10}
 DURATION=${DURATION%s}
