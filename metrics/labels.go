@@ -111,6 +111,80 @@ func (p Path) String() string {
 	return LabelOther
 }
 
+// TCPLimit indexes [TCPRelayStats.LimitRefused]: the cap on RFC 6062 TCP relay peer
+// connections that refused one (max-tcp-relay-connections, -per-user, -per-allocation).
+type TCPLimit uint8
+
+// TCP relay limits, in index order.
+const (
+	TCPLimitTotal TCPLimit = iota
+	TCPLimitUser
+	TCPLimitAllocation
+
+	// NumTCPLimits is how many TCP relay limits there are.
+	NumTCPLimits = 3
+)
+
+var tcpLimitLabels = [NumTCPLimits]string{"total", "per_user", "per_allocation"}
+
+// String returns the limit's label value: "total", "per_user" or "per_allocation".
+func (l TCPLimit) String() string {
+	if int(l) < len(tcpLimitLabels) {
+		return tcpLimitLabels[l]
+	}
+	return LabelOther
+}
+
+// TCPPolicyStage indexes [TCPRelayStats.PolicyRefused]: where the peer policy refused an
+// RFC 6062 TCP relay connection.
+type TCPPolicyStage uint8
+
+// TCP relay policy stages, in index order.
+const (
+	TCPPolicyConnect TCPPolicyStage = iota // a Connect request: answered 403, no SYN sent
+	TCPPolicyInbound                       // a peer's connection to a relayed TCP address: closed at accept
+	TCPPolicyReload                        // a live peer connection a reloaded policy refuses: closed
+
+	// NumTCPPolicyStages is how many stages there are.
+	NumTCPPolicyStages = 3
+)
+
+var tcpPolicyLabels = [NumTCPPolicyStages]string{"connect", "inbound", "reload"}
+
+// String returns the stage's label value: "connect", "inbound" or "reload".
+func (p TCPPolicyStage) String() string {
+	if int(p) < len(tcpPolicyLabels) {
+		return tcpPolicyLabels[p]
+	}
+	return LabelOther
+}
+
+// ProxyRefusal indexes [Snapshot.ProxyRefused]: why a PROXY protocol listener closed a
+// connection.
+type ProxyRefusal uint8
+
+// PROXY protocol refusals, in index order.
+const (
+	ProxyNotFromProxy  ProxyRefusal = iota // the connection's source is not in proxy-protocol-from
+	ProxyNoHeader                          // it starts with no PROXY signature, or ends before any byte
+	ProxyInvalidHeader                     // a malformed, oversized or cut-short header
+	ProxyTimeout                           // no complete header within the header timeout
+
+	// NumProxyRefusals is how many refusal reasons there are.
+	NumProxyRefusals = 4
+)
+
+var proxyRefusalLabels = [NumProxyRefusals]string{"not_from_proxy", "no_header", "invalid_header", "timeout"}
+
+// String returns the reason's label value: "not_from_proxy", "no_header", "invalid_header"
+// or "timeout".
+func (r ProxyRefusal) String() string {
+	if int(r) < len(proxyRefusalLabels) {
+		return proxyRefusalLabels[r]
+	}
+	return LabelOther
+}
+
 // Port states of avedge_relay_ports{state}.
 const (
 	PortsHeld        = "held"

@@ -54,6 +54,12 @@ func fullSnapshot(s *Snapshot) {
 	s.Drops["made_up_reason"] = 6 // folds into other: 8
 	s.BindingRequests = 99
 	s.Draining = true
+	s.TCPRelay = TCPRelayStats{
+		Conns: 51, BindTimeouts: 52, IdleCloses: 53,
+		LimitRefused:  [NumTCPLimits]uint64{61, 62, 63},
+		PolicyRefused: [NumTCPPolicyStages]uint64{71, 72, 73},
+	}
+	s.ProxyRefused = [NumProxyRefusals]uint64{81, 82, 83, 84}
 }
 
 func TestExpositionGolden(t *testing.T) {

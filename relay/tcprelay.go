@@ -101,12 +101,13 @@ func (r *tcpRelay) Accept() (net.Conn, error) {
 		peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
 		if res := s.peers.Load().Check(peer.Addr()); res != policy.Allowed {
 			s.slowStats.Drop(dataplane.DropPolicy)
+			s.tcpStats.policy[metrics.TCPPolicyInbound].Add(1)
 			s.logInput(string(res), "inbound TCP peer refused by policy", "relay", r.advertised.String(), "peer", peer.String())
 			_ = c.Close()
 			continue
 		}
-		if !s.tcpConns.acquire(s, r) {
-			s.tcpStats.overLimit.Add(1)
+		if limit, ok := s.tcpConns.acquire(s, r); !ok {
+			s.tcpStats.refuse(limit)
 			_ = c.Close()
 			continue
 		}
@@ -212,10 +213,11 @@ func (g *relayGen) AllocateConn(c turn.AllocateConnConfig) (net.Conn, error) {
 	}
 	if s.peers.Load().Check(peer.Addr()) != policy.Allowed || !s.peerPortOK(peer) {
 		s.slowStats.Drop(dataplane.DropPolicy)
+		s.tcpStats.policy[metrics.TCPPolicyConnect].Add(1)
 		return nil, errPeerRefused
 	}
-	if !s.tcpConns.acquire(s, r) {
-		s.tcpStats.overLimit.Add(1)
+	if limit, ok := s.tcpConns.acquire(s, r); !ok {
+		s.tcpStats.refuse(limit)
 		return nil, errTCPRelayLimit
 	}
 	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(r.local), Timeout: s.cfg.TCPConnectTimeout, Control: reusePort}
@@ -360,14 +362,19 @@ type tcpConnTable struct {
 
 func within(limit, n int) bool { return limit < 0 || n < limit }
 
-// acquire takes a slot for one more peer connection of r, if the limits allow.
-func (t *tcpConnTable) acquire(s *Server, r *tcpRelay) bool {
+// acquire takes a slot for one more peer connection of r, if the limits allow; if not, it
+// returns the limit that refused it.
+func (t *tcpConnTable) acquire(s *Server, r *tcpRelay) (metrics.TCPLimit, bool) {
 	c := &s.cfg
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !within(c.MaxTCPRelayConns, t.total) || !within(c.MaxTCPRelayConnsPerUser, t.users[r.user]) ||
-		!within(c.MaxTCPRelayConnsPerAllocation, r.conns) {
-		return false
+	switch {
+	case !within(c.MaxTCPRelayConns, t.total):
+		return metrics.TCPLimitTotal, false
+	case !within(c.MaxTCPRelayConnsPerUser, t.users[r.user]):
+		return metrics.TCPLimitUser, false
+	case !within(c.MaxTCPRelayConnsPerAllocation, r.conns):
+		return metrics.TCPLimitAllocation, false
 	}
 	if t.users == nil {
 		t.users = map[string]int{}
@@ -375,7 +382,7 @@ func (t *tcpConnTable) acquire(s *Server, r *tcpRelay) bool {
 	t.total++
 	t.users[r.user]++
 	r.conns++
-	return true
+	return 0, true
 }
 
 // releaseSlot gives back a slot that got no connection.
@@ -429,6 +436,13 @@ func (t *tcpConnTable) lookup(w any) *peerConn {
 	return t.byKey[k]
 }
 
+// open returns the peer connections open (connected; not the dials in progress).
+func (t *tcpConnTable) open() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.byKey)
+}
+
 // live returns the live peer connections in total and of user.
 func (t *tcpConnTable) live(user string) (total, ofUser int) {
 	t.mu.Lock()
@@ -438,10 +452,48 @@ func (t *tcpConnTable) live(user string) (total, ofUser int) {
 
 // tcpStats counts what ended TCP relay connections other than their ends closing.
 type tcpStats struct {
-	bindTimeout atomic.Uint64 // peer connections no ConnectionBind claimed in time
-	idleTimeout atomic.Uint64 // bound pairs closed idle
-	overLimit   atomic.Uint64 // peer connections refused by the limits
-	dials       atomic.Uint64 // connections to peers attempted (Connect)
+	bindTimeout atomic.Uint64                             // peer connections no ConnectionBind claimed in time
+	idleTimeout atomic.Uint64                             // bound pairs closed idle
+	overLimit   atomic.Uint64                             // peer connections refused by the limits
+	dials       atomic.Uint64                             // connections to peers attempted (Connect)
+	limit       [metrics.NumTCPLimits]atomic.Uint64       // overLimit by the limit that refused
+	policy      [metrics.NumTCPPolicyStages]atomic.Uint64 // peer connections the peer policy refused, by stage
+}
+
+// refuse counts a peer connection the limit refused.
+func (t *tcpStats) refuse(limit metrics.TCPLimit) {
+	t.overLimit.Add(1)
+	t.limit[limit].Add(1)
+}
+
+// addTo copies the counts to the metrics snapshot, with open peer connections.
+func (t *tcpStats) addTo(sn *metrics.Snapshot, open int) {
+	tr := &sn.TCPRelay
+	tr.Conns = open
+	tr.BindTimeouts = t.bindTimeout.Load()
+	tr.IdleCloses = t.idleTimeout.Load()
+	for i := range t.limit {
+		tr.LimitRefused[i] = t.limit[i].Load()
+	}
+	for i := range t.policy {
+		tr.PolicyRefused[i] = t.policy[i].Load()
+	}
+}
+
+// countConnectRefusal counts a refusal by the peer policy of the request pion is handling
+// for src if that request is a Connect (a CreatePermission or ChannelBind refusal is a drop
+// with reason policy only).
+func (s *Server) countConnectRefusal(src net.Addr) {
+	g := &s.connects
+	if g.live.Load() == 0 {
+		return
+	}
+	g.mu.Lock()
+	_, ok := g.m[src]
+	g.mu.Unlock()
+	if ok {
+		s.tcpStats.policy[metrics.TCPPolicyConnect].Add(1)
+	}
 }
 
 // The Connect requests in flight, for permitPeer: pion's PermissionHandler is told the peer's
@@ -763,5 +815,6 @@ func (s *Server) closeRefusedTCPPeers(pol *policy.Policy) int {
 	for _, pc := range refused {
 		_ = pc.Close()
 	}
+	s.tcpStats.policy[metrics.TCPPolicyReload].Add(uint64(len(refused)))
 	return len(refused)
 }

@@ -230,6 +230,9 @@ func TestTCPConnectionBindTimeout(t *testing.T) {
 		t.Errorf("bind timeouts counted %d, want 1", got)
 	}
 	pollUntil(t, "slot released", func() bool { total, _ := s.tcpConns.live("carol"); return total == 0 })
+	if got := s.Stats().TCPRelay; got.BindTimeouts != 1 || got.Conns != 0 {
+		t.Errorf("metrics: %+v, want 1 bind timeout and no connection open", got)
+	}
 }
 
 // The limits count peer connections per allocation, per user and in total: one beyond is
@@ -239,10 +242,11 @@ func TestTCPRelayConnLimits(t *testing.T) {
 		name  string
 		mod   func(c *Config)
 		users []string // the allocation each Connect is made on, by user; the last is refused
+		limit metrics.TCPLimit
 	}{
-		{name: "per allocation", mod: func(c *Config) { c.MaxTCPRelayConnsPerAllocation = 2 }, users: []string{"dave", "dave", "dave"}},
-		{name: "per user", mod: func(c *Config) { c.MaxTCPRelayConnsPerUser = 2 }, users: []string{"erin", "erin#2", "erin#2"}},
-		{name: "total", mod: func(c *Config) { c.MaxTCPRelayConns = 2 }, users: []string{"frank", "grace", "heidi"}},
+		{name: "per allocation", mod: func(c *Config) { c.MaxTCPRelayConnsPerAllocation = 2 }, users: []string{"dave", "dave", "dave"}, limit: metrics.TCPLimitAllocation},
+		{name: "per user", mod: func(c *Config) { c.MaxTCPRelayConnsPerUser = 2 }, users: []string{"erin", "erin#2", "erin#2"}, limit: metrics.TCPLimitUser},
+		{name: "total", mod: func(c *Config) { c.MaxTCPRelayConns = 2 }, users: []string{"frank", "grace", "heidi"}, limit: metrics.TCPLimitTotal},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := startServer(t, tc.mod)
@@ -272,6 +276,11 @@ func TestTCPRelayConnLimits(t *testing.T) {
 			}
 			if got := s.tcpStats.overLimit.Load(); got != 1 {
 				t.Errorf("refusals by the limits %d, want 1", got)
+			}
+			var want [metrics.NumTCPLimits]uint64
+			want[tc.limit] = 1
+			if got := s.Stats().TCPRelay; got.LimitRefused != want || got.Conns != 2 {
+				t.Errorf("metrics: %d connections open, refusals by limit %v; want 2, %v", got.Conns, got.LimitRefused, want)
 			}
 		})
 	}
@@ -304,6 +313,9 @@ func TestTCPRelayIdleTimeout(t *testing.T) {
 	}
 	if s.tcpStats.idleTimeout.Load() == 0 {
 		t.Error("no idle timeout counted")
+	}
+	if got := s.Stats().TCPRelay.IdleCloses; got != s.tcpStats.idleTimeout.Load() || got == 0 {
+		t.Errorf("metrics: %d idle closes", got)
 	}
 }
 
@@ -358,6 +370,9 @@ func TestTCPInboundPolicyReload(t *testing.T) {
 	}
 	if s.Stats().Drops[metrics.DropPolicy] == drops {
 		t.Error("the refused inbound peer was not counted as a policy drop")
+	}
+	if got := s.Stats().TCPRelay.PolicyRefused; got != [metrics.NumTCPPolicyStages]uint64{metrics.TCPPolicyInbound: 1} {
+		t.Errorf("TCP relay policy refusals %v, want 1 inbound", got)
 	}
 }
 
@@ -629,11 +644,17 @@ func TestTCPPolicyReloadClosesBound(t *testing.T) {
 	}
 	done := echo(pc)
 	exchange(t, data, 4096)
+	if got := s.Stats().TCPRelay.Conns; got != 1 {
+		t.Errorf("metrics: %d TCP relay connections open, want 1", got)
+	}
 	s.SetPeerPolicy(PeerPolicy{}) // loopback refused from now on
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the refused peer's connection stayed open after the reload")
+	}
+	if got := s.Stats().TCPRelay; got.PolicyRefused != [metrics.NumTCPPolicyStages]uint64{metrics.TCPPolicyReload: 1} || got.Conns != 0 {
+		t.Errorf("metrics: %+v, want 1 refused by the reload and none open", got)
 	}
 	_ = data.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := data.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {

@@ -24,6 +24,7 @@ func refusedConnect(t *testing.T, s *Server, c *tcpAllocClient, peer xorPeerAs) 
 	t.Helper()
 	dials := s.tcpStats.dials.Load()
 	drops := s.Stats().Drops[metrics.DropPolicy]
+	refusals := s.Stats().TCPRelay.PolicyRefused
 	_, err := c.connectAs(peer)
 	if got := errorCode(err); got != stun.CodeForbidden {
 		t.Fatalf("Connect %s port %d: %v (code %d), want 403", peer.ip, peer.port, err, got)
@@ -36,6 +37,11 @@ func refusedConnect(t *testing.T, s *Server, c *tcpAllocClient, peer xorPeerAs) 
 	}
 	if s.Stats().Drops[metrics.DropPolicy] == drops {
 		t.Errorf("403 for %s not counted as a policy drop", peer.ip)
+	}
+	want := refusals
+	want[metrics.TCPPolicyConnect]++
+	if got := s.Stats().TCPRelay.PolicyRefused; got != want {
+		t.Errorf("Connect %s: TCP relay policy refusals %v, want %v", peer.ip, got, want)
 	}
 }
 
