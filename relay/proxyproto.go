@@ -8,8 +8,11 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
+
+	"github.com/avedge/avedge/metrics"
 )
 
 // The PROXY protocol (HAProxy's "The PROXY protocol, Versions 1 & 2", 2020/03/05) lets an
@@ -253,6 +256,9 @@ func readProxyHeader(r io.Reader) (proxyHeader, []byte, error) {
 		case !errors.Is(perr, errProxyShort):
 			return proxyHeader{}, nil, perr
 		case err != nil:
+			if n == 0 && errors.Is(err, io.EOF) {
+				return proxyHeader{}, nil, fmt.Errorf("%w: the connection ended before any byte", errProxyMissing)
+			}
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
@@ -261,6 +267,17 @@ func readProxyHeader(r io.Reader) (proxyHeader, []byte, error) {
 			return proxyHeader{}, nil, proxyBad("longer than %d bytes", maxProxyHeader)
 		}
 	}
+}
+
+// proxyRefusalOf names, for the metrics, why readProxyHeader refused a connection with err.
+func proxyRefusalOf(err error) metrics.ProxyRefusal {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return metrics.ProxyTimeout
+	case errors.Is(err, errProxyMissing):
+		return metrics.ProxyNoHeader
+	}
+	return metrics.ProxyInvalidHeader // malformed, too long, or cut short by the connection's end
 }
 
 // proxiedConn is a stream connection whose PROXY header has been read: Read returns first

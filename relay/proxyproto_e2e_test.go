@@ -15,6 +15,7 @@ import (
 
 	"github.com/avedge/avedge/auth"
 	"github.com/avedge/avedge/internal/testnet"
+	"github.com/avedge/avedge/metrics"
 )
 
 // startProxied runs a relay whose TCP and TLS listeners take the PROXY protocol from from
@@ -203,6 +204,9 @@ func TestProxyProtocolRefusals(t *testing.T) {
 			if got := s.streamStats.proxyRefused.Load(); got != uint64(i+1) {
 				t.Fatalf("%s: refused %d, want %d", n, got, i+1)
 			}
+			if got := s.Stats().ProxyRefused; got != [metrics.NumProxyRefusals]uint64{metrics.ProxyNotFromProxy: uint64(i + 1)} {
+				t.Fatalf("%s: metrics %v, want %d not from a balancer", n, got, i+1)
+			}
 		}
 		if live := s.conns.live(); live != 0 {
 			t.Errorf("%d connections hold a slot of the caps", live)
@@ -210,17 +214,22 @@ func TestProxyProtocolRefusals(t *testing.T) {
 	})
 
 	s, _ := startProxied(t, loopbackProxies, func(c *Config) { c.ProxyHeaderTimeout = 300 * time.Millisecond })
+	var want [metrics.NumProxyRefusals]uint64
 	for i, tc := range []struct {
-		name  string
-		n     Network
-		first []byte
+		name   string
+		n      Network
+		first  []byte
+		reason metrics.ProxyRefusal
+		hangUp bool // the client closes its side after first
 	}{
-		{"TURN without a header", TCP, nil}, // a Binding request is sent instead
-		{"malformed v1", TCP, []byte("PROXY TCP4 203.0.113.7 198.51.100.1 99999 443\r\n")},
-		{"malformed v2", TCP, proxyV2(1, 0x12, ppClient4, ppDst4, nil)},
-		{"TLS without a header", TLS, []byte{0x16, 0x03, 0x01, 0x00, 0x40}},
-		{"nothing in time", TCP, []byte{}},
-		{"half a header in time", TLS, []byte("PROXY TCP4 203.0")},
+		{"TURN without a header", TCP, nil, metrics.ProxyNoHeader, false}, // a Binding request is sent instead
+		{"malformed v1", TCP, []byte("PROXY TCP4 203.0.113.7 198.51.100.1 99999 443\r\n"), metrics.ProxyInvalidHeader, false},
+		{"malformed v2", TCP, proxyV2(1, 0x12, ppClient4, ppDst4, nil), metrics.ProxyInvalidHeader, false},
+		{"TLS without a header", TLS, []byte{0x16, 0x03, 0x01, 0x00, 0x40}, metrics.ProxyNoHeader, false},
+		{"nothing in time", TCP, []byte{}, metrics.ProxyTimeout, false},
+		{"half a header in time", TLS, []byte("PROXY TCP4 203.0"), metrics.ProxyTimeout, false},
+		{"closed before a byte", TCP, []byte{}, metrics.ProxyNoHeader, true},
+		{"closed in the header", TCP, []byte("PROXY TCP4 203.0"), metrics.ProxyInvalidHeader, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := net.DialTimeout("tcp", s.addrOf(tc.n), rawTimeout)
@@ -235,8 +244,15 @@ func TestProxyProtocolRefusals(t *testing.T) {
 			if _, err := c.Write(first); err != nil {
 				t.Fatal(err)
 			}
+			if tc.hangUp {
+				_ = c.(*net.TCPConn).CloseWrite()
+			}
 			waitClosed(t, c, 5*time.Second)
 			pollUntil(t, "the refusal counted", func() bool { return s.streamStats.proxyHeader.Load() == uint64(i+1) })
+			want[tc.reason]++
+			if got := s.Stats().ProxyRefused; got != want {
+				t.Errorf("metrics %v, want %v (%s)", got, want, tc.reason)
+			}
 		})
 	}
 	pollUntil(t, "every slot given back", func() bool { return s.conns.live() == 0 })

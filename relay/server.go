@@ -526,6 +526,7 @@ func (s *Server) snapshot(sn *metrics.Snapshot) {
 	s.slowStats.AddTo(sn)
 	sn.Draining = s.draining.Load()
 	s.tcpStats.addTo(sn, s.tcpConns.open())
+	s.streamStats.addTo(sn)
 }
 
 // Stats returns the same figures the metrics endpoint exposes (for tests and tools).

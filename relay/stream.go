@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/relay/internal/sock"
 )
 
@@ -91,6 +92,7 @@ func (l *streamListener) admit(c net.Conn) *framedConn {
 	if l.proxy {
 		if !s.proxyAllowed(ap.Addr()) {
 			s.streamStats.proxyRefused.Add(1)
+			s.streamStats.proxyBy[metrics.ProxyNotFromProxy].Add(1)
 			s.logProxyRefusal("connection from an address not in proxy-protocol-from", ap, nil)
 			_ = c.Close()
 			return nil
@@ -337,6 +339,7 @@ func (c *framedConn) readProxy() error {
 	_ = raw.SetReadDeadline(time.Time{})
 	if err != nil {
 		s.streamStats.proxyHeader.Add(1)
+		s.streamStats.proxyBy[proxyRefusalOf(err)].Add(1)
 		s.logProxyRefusal("no valid PROXY protocol header", c.remote, err)
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	"github.com/avedge/avedge/metrics"
 )
 
 // connLimit caps live stream connections in total and per source: an IPv4 address, or the
@@ -120,17 +122,25 @@ func (l *connLimit) live() int {
 // streamStats counts what the stream listeners did, for the log and for tests. Atomics;
 // written by the listeners' Accept and the connections' readers.
 type streamStats struct {
-	accepted     atomic.Uint64 // connections accepted, admitted or not
-	overTotal    atomic.Uint64 // closed at once: MaxStreamConns reached
-	overSource   atomic.Uint64 // closed at once: MaxStreamConnsPerSource reached
-	acceptErrors atomic.Uint64 // Accept failures retried (EMFILE, ENFILE, ...)
-	handshake    atomic.Uint64 // closed: TLS handshake failed or timed out
-	firstTimeout atomic.Uint64 // closed: no complete valid frame within StreamFirstMessageTimeout
-	idleTimeout  atomic.Uint64 // closed: nothing received for StreamIdleTimeout
-	writeTimeout atomic.Uint64 // closed: a write blocked for StreamWriteTimeout
-	tooLarge     atomic.Uint64 // closed: a frame longer than pion reads
-	proxyRefused atomic.Uint64 // closed at once: a PROXY protocol listener's connection not from ProxyProtocolFrom
-	proxyHeader  atomic.Uint64 // closed: no valid PROXY protocol header within ProxyHeaderTimeout
-	lastLog      atomic.Int64  // unix nanoseconds of the last refusal logged
-	lastProxyLog atomic.Int64  // unix nanoseconds of the last PROXY protocol refusal logged
+	accepted     atomic.Uint64                           // connections accepted, admitted or not
+	overTotal    atomic.Uint64                           // closed at once: MaxStreamConns reached
+	overSource   atomic.Uint64                           // closed at once: MaxStreamConnsPerSource reached
+	acceptErrors atomic.Uint64                           // Accept failures retried (EMFILE, ENFILE, ...)
+	handshake    atomic.Uint64                           // closed: TLS handshake failed or timed out
+	firstTimeout atomic.Uint64                           // closed: no complete valid frame within StreamFirstMessageTimeout
+	idleTimeout  atomic.Uint64                           // closed: nothing received for StreamIdleTimeout
+	writeTimeout atomic.Uint64                           // closed: a write blocked for StreamWriteTimeout
+	tooLarge     atomic.Uint64                           // closed: a frame longer than pion reads
+	proxyRefused atomic.Uint64                           // closed at once: a PROXY protocol listener's connection not from ProxyProtocolFrom
+	proxyHeader  atomic.Uint64                           // closed: no valid PROXY protocol header within ProxyHeaderTimeout
+	lastLog      atomic.Int64                            // unix nanoseconds of the last refusal logged
+	lastProxyLog atomic.Int64                            // unix nanoseconds of the last PROXY protocol refusal logged
+	proxyBy      [metrics.NumProxyRefusals]atomic.Uint64 // proxyRefused and proxyHeader by reason
+}
+
+// addTo copies the counts the metrics export to the snapshot.
+func (st *streamStats) addTo(sn *metrics.Snapshot) {
+	for i := range st.proxyBy {
+		sn.ProxyRefused[i] = st.proxyBy[i].Load()
+	}
 }
