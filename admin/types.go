@@ -16,6 +16,11 @@ type Allocation struct {
 	Listener  string `json:"listener"`
 	// Relayed are the relayed transport addresses (XOR-RELAYED-ADDRESS, as advertised).
 	Relayed []string `json:"relayed"`
+	// RelayedTransport is the relayed addresses' transport: "udp", or "tcp" for an RFC
+	// 6062 TCP allocation.
+	RelayedTransport string `json:"relayed_transport"`
+	// TCPConnections are an RFC 6062 TCP allocation's peer data connections.
+	TCPConnections []TCPConnection `json:"tcp_connections,omitempty"`
 	// Permissions are the peer IP addresses with a permission; Channels the bound channels.
 	Permissions []string  `json:"permissions"`
 	Channels    []Channel `json:"channels"`
@@ -28,8 +33,19 @@ type Allocation struct {
 	ClientToPeer Traffic `json:"client_to_peer"`
 	PeerToClient Traffic `json:"peer_to_client"`
 	// DataPath is what forwards its channel data: "io_uring" or "epoll" (the workers, UDP
-	// clients), "pion" (TCP and TLS clients, through the control plane).
+	// clients), "pion" (TCP and TLS clients, through the control plane), "tcp" (an RFC 6062
+	// TCP allocation's connections, spliced).
 	DataPath string `json:"data_path"`
+}
+
+// TCPConnection is one peer data connection of an RFC 6062 TCP allocation: to or from Peer,
+// bound to a client data connection by a ConnectionBind or waiting for one, and the bytes
+// it relayed each way.
+type TCPConnection struct {
+	Peer         string `json:"peer"`
+	Bound        bool   `json:"bound"`
+	ClientToPeer uint64 `json:"client_to_peer_bytes"`
+	PeerToClient uint64 `json:"peer_to_client_bytes"`
 }
 
 // Channel is a bound channel.

@@ -131,14 +131,23 @@ func (s *Server) Allocations(q admin.Query) (admin.AllocationPage, error) {
 	sel := s.selectAllocs(func(a *allocation) bool {
 		return a.id > q.After && (q.User == "" || a.user == q.User) && match(a.key.src)
 	}, limit+1)
+	tsel := s.selectTCPAllocs(func(r *tcpRelay) bool {
+		return r.id > q.After && (q.User == "" || r.user == q.User) && match(r.key.src)
+	}, limit+1)
 	var page admin.AllocationPage
-	if len(sel) > limit {
-		sel = sel[:limit]
-		page.Next = strconv.FormatUint(sel[limit-1].id, 10)
-	}
 	now := time.Now()
-	for _, a := range sel {
-		page.Allocations = append(page.Allocations, s.describe(a, now))
+	var last uint64
+	for len(page.Allocations) < limit && (len(sel) > 0 || len(tsel) > 0) {
+		if len(tsel) == 0 || (len(sel) > 0 && sel[0].id < tsel[0].id) {
+			page.Allocations = append(page.Allocations, s.describe(sel[0], now))
+			last, sel = sel[0].id, sel[1:]
+		} else {
+			page.Allocations = append(page.Allocations, s.describeTCP(tsel[0], now))
+			last, tsel = tsel[0].id, tsel[1:]
+		}
+	}
+	if len(sel) > 0 || len(tsel) > 0 {
+		page.Next = strconv.FormatUint(last, 10)
 	}
 	return page, nil
 }
@@ -249,6 +258,9 @@ func (s *Server) byID(id uint64) *allocation {
 func (s *Server) Allocation(id uint64) (admin.Allocation, bool) {
 	a := s.byID(id)
 	if a == nil {
+		if r := s.tcpByID(id); r != nil {
+			return s.describeTCP(r, time.Now()), true
+		}
 		return admin.Allocation{}, false
 	}
 	return s.describe(a, time.Now()), true
@@ -258,6 +270,10 @@ func (s *Server) Allocation(id uint64) (admin.Allocation, bool) {
 func (s *Server) EndAllocation(id uint64, reason string) bool {
 	a := s.byID(id)
 	if a == nil {
+		if r := s.tcpByID(id); r != nil {
+			r.end(reasonOf(reason))
+			return true
+		}
 		return false
 	}
 	a.rc.end(reasonOf(reason))
@@ -273,6 +289,12 @@ func (s *Server) EndUser(user, reason string) int {
 			n++
 		}
 	}
+	for _, r := range s.allTCPAllocs() {
+		if r.user == user {
+			r.end(reasonOf(reason))
+			n++
+		}
+	}
 	return n
 }
 
@@ -282,7 +304,7 @@ func (s *Server) describe(a *allocation, now time.Time) admin.Allocation {
 	out := admin.Allocation{
 		ID: strconv.FormatUint(a.id, 10), User: a.user,
 		Client: a.key.src.String(), Transport: metrics.Transport(a.transport).String(), Listener: a.key.dst.String(),
-		Relayed: []string{a.rc.advertised.String()},
+		Relayed: []string{a.rc.advertised.String()}, RelayedTransport: "udp",
 		Created: a.rc.created.UTC(), AgeSeconds: now.Sub(a.rc.created).Seconds(),
 		DataPath: "pion", Permissions: []string{}, Channels: []admin.Channel{},
 	}
@@ -364,10 +386,15 @@ func (s *Server) noteLifetime(b []byte, to net.Addr, end tupleEnd) {
 		return
 	}
 	_, local := end.tupleEnd()
+	expires := time.Now().Add(time.Duration(secs) * time.Second).UnixNano()
+	k := allocKey{src: src, dst: local}
 	s.mu.Lock()
-	a := s.allocs[allocKey{src: src, dst: local}]
+	a, r := s.allocs[k], s.tcpAllocs[k]
 	s.mu.Unlock()
 	if a != nil {
-		a.expires.Store(time.Now().Add(time.Duration(secs) * time.Second).UnixNano())
+		a.expires.Store(expires)
+	}
+	if r != nil {
+		r.expires.Store(expires)
 	}
 }

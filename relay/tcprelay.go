@@ -61,6 +61,14 @@ type tcpRelay struct {
 
 	conns     int // live peer connections. Guarded by srv.tcpConns.mu.
 	transport int // metrics transport index. Set by onTCPAllocationCreated under srv.mu.
+
+	// For the admin API (tcpadmin.go).
+	id      uint64                               // the allocation's admin id, as a relayConn's: seq<<16 | port. Static.
+	key     allocKey                             // the client's 5-tuple. Set by onTCPAllocationCreated under srv.mu.
+	ending  atomic.Uint32                        // an endReason, set when the admin API or a revocation ends it
+	expires atomic.Int64                         // unix nanoseconds the allocation lapses unless refreshed; 0: not known
+	bytes   [metrics.NumDirections]atomic.Uint64 // relayed by its peer connections, ended ones included
+	rate    rateSample
 }
 
 var _ net.Listener = (*tcpRelay)(nil)
@@ -122,6 +130,9 @@ func (r *tcpRelay) Close() error {
 	r.closeOnce.Do(func() {
 		close(r.done)
 		err = r.ln.Close()
+		if r.ending.Load() != 0 && errors.Is(err, net.ErrClosed) {
+			err = nil // end closed it first
+		}
 		r.release()
 		r.srv.tcpRelayClosed(r)
 	})
@@ -180,6 +191,7 @@ func (g *relayGen) AllocateListener(c turn.AllocateListenerConfig) (net.Listener
 		advertised: netip.AddrPortFrom(s.advertise(ip), port),
 		created:    time.Now(),
 		done:       make(chan struct{}),
+		id:         s.relaySeq.Add(1)<<16 | uint64(port),
 	}
 	r.release = func() {
 		pa.Release(port)
@@ -266,6 +278,7 @@ func (s *Server) onTCPAllocationCreated(k allocKey, rap netip.AddrPort, userID s
 	s.mu.Lock()
 	r := s.tcpRelays[rap]
 	if r != nil {
+		r.key = k
 		r.transport = int(metrics.TransportTCP)
 		if s.tlsAddrs[k.dst] {
 			r.transport = int(metrics.TransportTLS)
@@ -295,11 +308,13 @@ func (s *Server) onTCPAllocationDeleted(k allocKey, userID string) bool {
 	}
 	s.allocCount[r.transport][familyOf(r.advertised.Addr())].Add(-1)
 	life := time.Since(r.created)
+	reason := endReason(r.ending.Load())
 	if m := s.cfg.Metrics; m != nil {
 		m.AllocationEnded(life)
+		m.AllocationEndedBy(reason.label())
 	}
 	s.log.Info("allocation deleted", "client", k.src.String(), "user", userID,
-		"relay", "tcp:"+r.advertised.String(), "lifetime", life.Round(time.Millisecond).String())
+		"relay", "tcp:"+r.advertised.String(), "lifetime", life.Round(time.Millisecond).String(), "reason", reason.label())
 	return true
 }
 
@@ -321,6 +336,14 @@ type peerConn struct {
 	bound        atomic.Bool // claimed by a ConnectionBind
 	active       atomic.Int64
 	closeOnce    sync.Once
+	bytes        [metrics.NumDirections]atomic.Uint64 // relayed, for the admin API
+}
+
+// count adds n bytes relayed in direction d to the metrics and the admin API's counts.
+func (pc *peerConn) count(s *Server, d metrics.Direction, n int64) {
+	s.slowStats.AddBytes(d, metrics.PathTCP, n)
+	pc.bytes[d].Add(uint64(n))
+	pc.r.bytes[d].Add(uint64(n))
 }
 
 // newPeerConn registers c, whose slot of the limits is held, and starts its ConnectionBind
@@ -629,7 +652,7 @@ func (s *Server) relayTCP(pc *peerConn, dst, src net.Conn, d metrics.Direction) 
 		}
 		if n > 0 {
 			total += n
-			s.slowStats.AddBytes(d, metrics.PathTCP, n)
+			pc.count(s, d, n)
 			pc.active.Store(time.Now().UnixNano())
 		}
 		switch {
@@ -675,8 +698,7 @@ func (c *framedConn) WriteTo(w io.Writer) (int64, error) {
 		c.in = nil
 		n, err := pc.TCPConn.Write(rest)
 		sent += int64(n)
-		s := c.srv
-		s.slowStats.AddBytes(metrics.ClientToPeer, metrics.PathTCP, int64(n))
+		pc.count(c.srv, metrics.ClientToPeer, int64(n))
 		if err != nil {
 			return sent, err
 		}

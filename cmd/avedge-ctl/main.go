@@ -304,6 +304,13 @@ func (c *command) show(args []string) error {
 	for _, ch := range a.Channels {
 		fmt.Fprintf(tw, "channel\t0x%04x → %s\n", ch.Number, ch.Peer)
 	}
+	for _, tc := range a.TCPConnections { // an RFC 6062 TCP allocation's peer connections
+		state := "waiting for ConnectionBind"
+		if tc.Bound {
+			state = "bound"
+		}
+		fmt.Fprintf(tw, "tcp connection\t%s, %s, %d bytes to the peer, %d from it\n", tc.Peer, state, tc.ClientToPeer, tc.PeerToClient)
+	}
 	return tw.Flush()
 }
 
