@@ -27,7 +27,8 @@ import (
 // timer makes at expiry, which removes the permissions and channels (our EventHandler
 // empties the fast-path table), closes the relay socket (the port goes back to the range)
 // and reports the deletion (OnAllocationDeleted counts it by reason). The client's next
-// Refresh gets 437 (Allocation Mismatch).
+// Refresh gets 437 (Allocation Mismatch) from the relay (mismatch.go: pion sends nothing).
+// RFC 6062 TCP allocations: tcpadmin.go.
 
 var _ admin.Backend = (*Server)(nil)
 

@@ -3,6 +3,7 @@
 package relay
 
 import (
+	"errors"
 	"net"
 	"strconv"
 	"testing"
@@ -131,11 +132,27 @@ func TestAdminEndAllocation(t *testing.T) {
 	}
 	pollUntil(t, "the allocation to end", func() bool { return s.liveAllocations() == 1 })
 	pollUntil(t, "its port to go back", func() bool { return s.Status().Ports.Used == held-1 })
-	// The client's next Refresh fails. (RFC 8656 §7.3 asks for 437 Allocation Mismatch;
-	// pion v5 leaves a Refresh for no allocation unanswered, as after an expiry.)
-	if err := c.refresh(10 * time.Minute); err == nil {
-		t.Errorf("Refresh after the kick succeeded")
+	// The client's next Refresh gets 437 Allocation Mismatch (RFC 8656 §7.3), signed with
+	// its key (pion v5 alone leaves it unanswered: mismatch.go), and it can allocate again
+	// on the same 5-tuple, whose Refresh then succeeds.
+	err := c.refresh(10 * time.Minute)
+	if got := errorCode(err); got != stun.CodeAllocMismatch {
+		t.Fatalf("Refresh after the kick: %v (code %d), want 437", err, got)
 	}
+	var se *stunError
+	if !errors.As(err, &se) || c.integrity.Check(se.msg) != nil {
+		t.Errorf("the 437 is not signed with the client's key: %v", err)
+	}
+	if err := c.allocate(); err != nil {
+		t.Fatalf("Allocate again after the 437: %v", err)
+	}
+	if err := c.refresh(10 * time.Minute); err != nil {
+		t.Errorf("Refresh of the new allocation on the same 5-tuple: %v", err)
+	}
+	if err := c.refresh(0); err != nil {
+		t.Fatalf("Refresh 0: %v", err)
+	}
+	pollUntil(t, "the new allocation released", func() bool { return s.liveAllocations() == 1 })
 	if err := other.refresh(10 * time.Minute); err != nil {
 		t.Errorf("another client's Refresh: %v", err)
 	}
@@ -181,8 +198,10 @@ func TestAdminRevocation(t *testing.T) {
 	if err := d.allocate(); errorCode(err) != stun.CodeUnauthorized {
 		t.Errorf("Allocate of a revoked user: %v, want 401", err)
 	}
-	if err := c.refresh(time.Minute); err == nil {
-		t.Errorf("Refresh of the revoked allocation succeeded")
+	// The revoked credential is refused (401 from pion's authentication), not left
+	// unanswered.
+	if err := c.refresh(time.Minute); errorCode(err) != stun.CodeUnauthorized {
+		t.Errorf("Refresh of the revoked allocation: %v, want 401", err)
 	}
 	if got := counterValue(t, reg, "avedge_auth_failures_total", "reason", metrics.AuthRevoked); got < 1 {
 		t.Errorf("auth failures by revoked: %v", got)

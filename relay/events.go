@@ -181,6 +181,7 @@ func (s *Server) onAllocationDeleted(src, dst net.Addr, protocol, userID, realm 
 		m.AllocationEnded(life)
 		m.AllocationEndedBy(reason.label())
 	}
+	s.noteEnded(k, reason) // mismatch.go
 	s.log.Info("allocation deleted", "client", k.src.String(), "user", userID,
 		"relay", a.rc.advertised.String(), "lifetime", life.Round(time.Millisecond).String(), "reason", reason.label())
 }

@@ -88,6 +88,9 @@ func (s *Server) admitRequest(m []byte, from netip.AddrPort, src net.Addr, r rep
 	if !s.bindRequestNonce(m, from, src, r) {
 		s.checkRotation(m, src)
 	}
+	if s.answerMismatch(m, from, src, r) { // mismatch.go: 437 for an ended allocation
+		return false
+	}
 	r.request().note(m)
 	s.noteCapRequest(m, from, src, r)
 	s.noteConnect(m, src)

@@ -58,6 +58,10 @@ import (
 //     allocation. Tests: TestTCPAllocationConnect and TestTCPAllocationAccept (the bytes
 //     counted on the TCP path are counted only by framedConn's copies),
 //     TestTCPConnectPeerPolicyDefault (403 and no dial).
+//  8. A Refresh with valid credentials from a 5-tuple with no allocation: pion answers nothing
+//     (handleRefreshRequest returns an error without sending one), where RFC 8656 §7.3 asks
+//     for 437, and the relay answers 437 itself for the allocations an operator ended
+//     (mismatch.go). Test: TestPionLeavesRefreshWithoutAllocationUnanswered.
 
 // rotationPassword picks, of the live passwords of a username with more than one, the one
 // checkRotation found the request signed with (the first if it found none).

@@ -3,11 +3,13 @@
 package relay
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 )
 
@@ -109,5 +111,62 @@ func TestPionDeletesAllocationWhoseRelayReadFails(t *testing.T) {
 	}
 	if n := srv.AllocationCount(); n != 0 {
 		t.Errorf("%d allocations after the failed read, want 0", n)
+	}
+}
+
+// pioncompat.go, 8: pion leaves a Refresh with valid credentials from a 5-tuple that has no
+// allocation unanswered (RFC 8656 §7.3 asks for 437), so the relay answers it for the
+// allocations it ended (mismatch.go). pion handles a listener's requests in order, so a
+// Binding request sent behind the Refresh is answered after the Refresh was handled.
+func TestPionLeavesRefreshWithoutAllocationUnanswered(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := turn.NewServer(turn.ServerConfig{
+		Realm: compatRealm,
+		AuthHandler: func(ra *turn.RequestAttributes) (string, []byte, bool) {
+			pw, ok := compatUsers[ra.Username]
+			return ra.Username, turn.GenerateAuthKey(ra.Username, ra.Realm, pw), ok
+		},
+		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: pc, RelayAddressGenerator: &turn.RelayAddressGeneratorStatic{
+			RelayAddress: net.IPv4(127, 0, 0, 1), Address: "127.0.0.1"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	c := dialRaw(t, pc.LocalAddr().String(), "alice", compatUsers["alice"])
+	refresh := stun.NewType(stun.MethodRefresh, stun.ClassRequest)
+	_, err = c.transact(refresh) // unsigned: the 401 brings the nonce
+	var se *stunError
+	if !errors.As(err, &se) || se.code != stun.CodeUnauthorized || c.nonce.GetFrom(se.msg) != nil || c.realm.GetFrom(se.msg) != nil {
+		t.Fatalf("unsigned Refresh: %v, want 401 with a nonce", err)
+	}
+	c.integrity = stun.NewLongTermIntegrity(c.username, c.realm.String(), c.password)
+	req := stun.MustBuild(stun.TransactionID, refresh, stun.NewUsername(c.username), c.realm, c.nonce, c.integrity, stun.Fingerprint)
+	bind := stun.MustBuild(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
+	for _, m := range []*stun.Message{req, bind} {
+		if _, err := c.conn.WriteToUDP(m.Raw, c.server); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 2048)
+	_ = c.conn.SetReadDeadline(time.Now().Add(rawTimeout))
+	for i := 0; ; i++ {
+		n, _, err := c.conn.ReadFromUDP(buf)
+		if err != nil || i > 100 {
+			t.Fatalf("no Binding answer: %v", err)
+		}
+		m := &stun.Message{Raw: buf[:n]}
+		if m.Decode() != nil {
+			continue
+		}
+		if m.TransactionID == req.TransactionID {
+			t.Fatalf("pion answered the Refresh without allocation (%v): mismatch.go's 437 may no longer be needed", m.Type)
+		}
+		if m.TransactionID == bind.TransactionID {
+			return
+		}
 	}
 }

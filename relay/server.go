@@ -87,6 +87,7 @@ type Server struct {
 	tcpAllocs map[allocKey]*tcpRelay       // live TCP allocations. Guarded by mu. Written by the EventHandler.
 	tcpConns  tcpConnTable                 // peer connections of TCP allocations (locks itself).
 	tcpStats  tcpStats                     // atomics.
+	ended     endedTuples                  // 5-tuples of allocations an operator ended (mismatch.go).
 	connects  connectGate                  // Connect requests in flight (locks itself). Written by admitRequest, read by permitPeer.
 	connIDs   connIDTable                  // CONNECTION-IDs issued (locks itself). Written by passAnswer, read by bindRequestNonce.
 

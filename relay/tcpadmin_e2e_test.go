@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/stun/v4"
+
 	"github.com/avedge/avedge/admin"
 	"github.com/avedge/avedge/auth"
 	"github.com/avedge/avedge/metrics"
@@ -140,5 +142,35 @@ func TestAdminTCPRelayAllocation(t *testing.T) {
 	pollUntil(t, "the user's TCP allocation to end", func() bool { return s.liveAllocations() == 1 })
 	if got := counterValue(t, reg, "avedge_allocations_ended_total", "reason", metrics.EndRevoked); got != 1 {
 		t.Errorf("allocations ended by revocation: %v, want 1", got)
+	}
+}
+
+// After DELETE, the client's next Refresh over its control connection gets 437 (Allocation
+// Mismatch, RFC 8656 §7.3), signed with its key, for a TCP allocation as for a UDP one
+// (TestAdminEndAllocation); before the kick a Refresh succeeds.
+func TestAdminTCPRelayKickRefresh437(t *testing.T) {
+	s := startServer(t, nil)
+	c := newRawStreamAllocation(t, s, "kim")
+	lifetime := stun.RawAttribute{Type: stun.AttrLifetime, Value: []byte{0, 0, 2, 0x58}} // 600 s
+	refresh := stun.NewType(stun.MethodRefresh, stun.ClassRequest)
+	if _, err := c.authedOn(c.conn, refresh, lifetime); err != nil {
+		t.Fatalf("Refresh before the kick: %v", err)
+	}
+	if n := s.EndUser("kim", admin.ReasonAdmin); n != 1 {
+		t.Fatalf("EndUser = %d, want 1", n)
+	}
+	pollUntil(t, "the TCP allocation to end", func() bool { return s.liveAllocations() == 0 })
+	_, err := c.authedOn(c.conn, refresh, lifetime)
+	if got := errorCode(err); got != stun.CodeAllocMismatch {
+		t.Fatalf("Refresh after the kick: %v (code %d), want 437", err, got)
+	}
+	var se *stunError
+	if !errors.As(err, &se) || c.integrity.Check(se.msg) != nil {
+		t.Errorf("the 437 is not signed with the client's key: %v", err)
+	}
+	// Credentials that do not verify still get pion's 401, not a 437.
+	c.password, c.nonce = "wrong", nil // challenged again, then signed with the wrong password
+	if _, err := c.authedOn(c.conn, refresh, lifetime); errorCode(err) != stun.CodeUnauthorized {
+		t.Errorf("Refresh with a wrong password after the kick: %v, want 401", err)
 	}
 }

@@ -313,6 +313,7 @@ func (s *Server) onTCPAllocationDeleted(k allocKey, userID string) bool {
 		m.AllocationEnded(life)
 		m.AllocationEndedBy(reason.label())
 	}
+	s.noteEnded(k, reason) // mismatch.go
 	s.log.Info("allocation deleted", "client", k.src.String(), "user", userID,
 		"relay", "tcp:"+r.advertised.String(), "lifetime", life.Round(time.Millisecond).String(), "reason", reason.label())
 	return true
