@@ -86,7 +86,7 @@ type Offload struct {
 	slots int          // Static after New.
 
 	mu    sync.Mutex
-	links map[int]link.Link // by interface index. Guarded by mu.
+	links map[ifKey]link.Link // Guarded by mu.
 	free  []uint32          // freed slots. Guarded by mu.
 	next  uint32            // slots below next were handed out once. Guarded by mu.
 }
@@ -118,7 +118,7 @@ func New(cfg Config) (*Offload, error) {
 	if err := spec.Variables["mtu"].Set(uint16(mtu)); err != nil {
 		return nil, fmt.Errorf("kfast: set mtu: %w", err)
 	}
-	o := &Offload{slots: n, links: map[int]link.Link{}}
+	o := &Offload{slots: n, links: map[ifKey]link.Link{}}
 	if err := spec.LoadAndAssign(&o.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -132,7 +132,8 @@ func New(cfg Config) (*Offload, error) {
 	return o, nil
 }
 
-// Attach hooks the relay program to interface ifindex in mode m (ModeAuto: native, else
+// Attach hooks the relay program to interface ifindex (of the calling thread's network
+// namespace) in mode m (ModeAuto: native, else
 // generic) and returns the mode it got. Attaching to an interface already attached replaces
 // nothing and returns its mode's error.
 func (o *Offload) Attach(ifindex int, m Mode) (Mode, error) {
@@ -145,10 +146,26 @@ func (o *Offload) AttachPass(ifindex int, m Mode) (Mode, error) {
 	return o.attach(o.objs.AvedgePass, ifindex, m)
 }
 
+// ifKey names an interface: its index in a network namespace (the namespace's inode number).
+type ifKey struct {
+	ns      uint64
+	ifindex int
+}
+
+// thisNS returns the inode of the calling thread's network namespace.
+func thisNS() uint64 {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
+		return 0
+	}
+	return st.Ino
+}
+
 func (o *Offload) attach(p *ebpf.Program, ifindex int, m Mode) (Mode, error) {
+	k := ifKey{thisNS(), ifindex}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if _, ok := o.links[ifindex]; ok {
+	if _, ok := o.links[k]; ok {
 		return 0, fmt.Errorf("kfast: interface %d: already attached", ifindex)
 	}
 	try := []Mode{m}
@@ -163,7 +180,7 @@ func (o *Offload) attach(p *ebpf.Program, ifindex int, m Mode) (Mode, error) {
 		}
 		l, err := link.AttachXDP(link.XDPOptions{Program: p, Interface: ifindex, Flags: flags})
 		if err == nil {
-			o.links[ifindex] = l
+			o.links[k] = l
 			return t, nil
 		}
 		errs = append(errs, fmt.Errorf("%v XDP: %w", t, err))
@@ -171,11 +188,13 @@ func (o *Offload) attach(p *ebpf.Program, ifindex int, m Mode) (Mode, error) {
 	return 0, fmt.Errorf("kfast: attach to %s: %w", ifName(ifindex), errors.Join(errs...))
 }
 
-// Detach unhooks the program from interface ifindex, if it is attached there.
+// Detach unhooks the program from interface ifindex (of the calling thread's network
+// namespace), if it is attached there.
 func (o *Offload) Detach(ifindex int) error {
+	k := ifKey{thisNS(), ifindex}
 	o.mu.Lock()
-	l, ok := o.links[ifindex]
-	delete(o.links, ifindex)
+	l, ok := o.links[k]
+	delete(o.links, k)
 	o.mu.Unlock()
 	if !ok {
 		return nil
@@ -187,7 +206,7 @@ func (o *Offload) Detach(ifindex int) error {
 func (o *Offload) Close() error {
 	o.mu.Lock()
 	links := o.links
-	o.links = map[int]link.Link{}
+	o.links = map[ifKey]link.Link{}
 	o.mu.Unlock()
 	var errs []error
 	for _, l := range links {

@@ -23,9 +23,11 @@ const (
 )
 
 // newOffload loads the program, skipping the test with the reason when BPF is unavailable.
-func newOffload(t testing.TB) *Offload {
+func newOffload(t testing.TB) *Offload { return newOffloadWith(t, Config{Slots: 64}) }
+
+func newOffloadWith(t testing.TB, cfg Config) *Offload {
 	t.Helper()
-	o, err := New(Config{Slots: 64})
+	o, err := New(cfg)
 	if errors.Is(err, ErrUnavailable) {
 		t.Skipf("BPF unavailable: %v", err)
 	}
@@ -79,9 +81,11 @@ type env struct {
 	r0MAC, r2MAC net.HardwareAddr
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, Config{Slots: 64}) }
+
+func newEnvWith(t *testing.T, cfg Config) *env {
 	t.Helper()
-	o := newOffload(t)
+	o := newOffloadWith(t, cfg)
 	ns := nstest.New(t, "kfrun")
 	ns.IP("link add r0 type veth peer name r1")
 	ns.IP("link add r2 type veth peer name r3")
@@ -409,5 +413,37 @@ func TestSlots(t *testing.T) {
 	o.FreeSlot(7)
 	if s, err := o.NewSlot(); err != nil || s != 7 {
 		t.Fatalf("after freeing 7: %d, %v", s, err)
+	}
+}
+
+// TestGatewayMode: without the routing table, a relayed packet goes back to the link address
+// it came from, and the configured MTU bounds it.
+func TestGatewayMode(t *testing.T) {
+	e := newEnvWith(t, Config{Slots: 4, Gateway: true, MTU: 1400})
+	for _, f := range fams {
+		t.Run(f.name, func(t *testing.T) {
+			e.bind(t, f, 0x4001, f.peer, true)
+			gw := net.HardwareAddr{2, 0, 0, 0, 0, 0xfe}
+			in := pkt{srcMAC: gw, dstMAC: e.r0MAC, src: f.client, dst: f.listen, payload: channelData(0x4001, data(100), 0)}
+			action, out := e.run(t, in.bytes())
+			if action != xdpTX {
+				t.Fatalf("action %d, want XDP_TX", action)
+			}
+			got, err := parse(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got.dstMAC, gw) || !bytes.Equal(got.srcMAC, e.r0MAC) || got.dst != f.peer || !bytes.Equal(got.payload, data(100)) {
+				t.Errorf("got %v → %v (%v → %v), want %v → %v (%v → %v)", got.srcMAC, got.dstMAC, got.src, got.dst, e.r0MAC, gw, f.relay, f.peer)
+			}
+			_, p0 := e.reasons(t)
+			big := pkt{srcMAC: gw, dstMAC: e.r0MAC, src: f.peer, dst: f.relay, payload: data(1400 - 8 - len(in.bytes()) + len(in.payload) + 8 + 14)}
+			if action, _ := e.run(t, big.bytes()); action != xdpPass {
+				t.Fatalf("over the MTU: action %d, want XDP_PASS", action)
+			}
+			if _, p1 := e.reasons(t); p1[PassMTU]-p0[PassMTU] != 1 {
+				t.Errorf("over the MTU not counted")
+			}
+		})
 	}
 }
