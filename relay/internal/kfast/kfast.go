@@ -87,8 +87,8 @@ type Offload struct {
 
 	mu    sync.Mutex
 	links map[ifKey]link.Link // Guarded by mu.
-	free  []uint32          // freed slots. Guarded by mu.
-	next  uint32            // slots below next were handed out once. Guarded by mu.
+	free  []uint32            // freed slots. Guarded by mu.
+	next  uint32              // slots below next were handed out once. Guarded by mu.
 }
 
 // New loads the program and its maps into the kernel. It attaches nothing. When BPF is not
