@@ -112,6 +112,7 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, protocol, userID, realm 
 		return
 	}
 	a := &allocation{Alloc: s.fast.NewAlloc(rc.Relay), rc: rc, family: familyOf(rap.Addr()), requests: s.newRequestBucket()}
+	a.Local = rc.local
 	_, isTCP := src.(*net.TCPAddr)
 	g := s.lisByAddr[k.dst]
 	switch {

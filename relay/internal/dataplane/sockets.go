@@ -82,6 +82,10 @@ func NewRelay(fd int, n int, bytesPerSecond int64) *Relay {
 // takes them from it).
 func (r *Relay) Limited(n int) bool { return r.bucket.over(n) }
 
+// Capped reports whether the allocation has a bandwidth cap (which the kernel fast path does
+// not enforce: such allocations stay in user space).
+func (r *Relay) Capped() bool { return r.bucket.b != nil }
+
 // bandwidth is an allocation's byte-rate cap. The zero value is unlimited and costs one nil
 // check per packet.
 type bandwidth struct{ b *policy.Bucket }

@@ -325,6 +325,37 @@ func (o *Offload) DeleteChannel(c Channel) error {
 	return errors.Join(ignoreNotExist(o.objs.C2p.Delete(&ck)), ignoreNotExist(o.objs.P2c.Delete(&pk)))
 }
 
+// HasChannel reports whether c is installed in both directions (for tests and tools).
+func (o *Offload) HasChannel(c Channel) bool {
+	ck, _, pk, _, err := c.keys()
+	if err != nil {
+		return false
+	}
+	var cv kfastC2pVal
+	var pv kfastP2cVal
+	return o.objs.C2p.Lookup(&ck, &cv) == nil && o.objs.P2c.Lookup(&pk, &pv) == nil && cv.Slot == c.Slot && pv.Slot == c.Slot
+}
+
+// Permitted reports whether slot has a permission for ip (for tests and tools).
+func (o *Offload) Permitted(slot uint32, ip netip.Addr) bool {
+	var v uint8
+	return o.objs.Perms.Lookup(&kfastPermKey{Slot: slot, PeerIp: ip16(ip)}, &v) == nil
+}
+
+// Entries returns how many channel entries (client → peer) and permissions the maps hold.
+func (o *Offload) Entries() (chans, perms int) {
+	count := func(m *ebpf.Map) int {
+		n := 0
+		it := m.Iterate()
+		var k, v []byte
+		for it.Next(&k, &v) {
+			n++
+		}
+		return n
+	}
+	return count(o.objs.C2p), count(o.objs.Perms)
+}
+
 // Permit records a permission for peer IP ip on slot.
 func (o *Offload) Permit(slot uint32, ip netip.Addr) error {
 	k := kfastPermKey{Slot: slot, PeerIp: ip16(ip)}

@@ -1,0 +1,194 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"log/slog"
+	"net/netip"
+	"sync"
+
+	"github.com/avedge/avedge/metrics"
+	"github.com/avedge/avedge/relay/internal/kfast"
+)
+
+// The kernel fast path's mirror of the table. When the relay runs one (Table.SetKernel), the
+// table copies each change of an offloaded allocation into the program's maps as it makes it,
+// under the allocation's mu, so the maps change exactly when the table does:
+//
+//	Table.Insert  → a slot of per-CPU counters, if the allocation can be offloaded
+//	Table.Permit  → the peer IP's permission          Table.Revoke  → removed
+//	Table.Bind    → the channel, both directions      Table.Unbind  → removed
+//	Table.Recheck → permissions the reloaded peer policy refuses removed, allowed again put back
+//	Table.Clear   → everything of the allocation removed, its counters retired
+//
+// An allocation is offloaded when its client reached a UDP listener the kernel path serves (a
+// concrete address on an interface the program is attached to), its relay socket has no
+// bandwidth cap (max-bps is enforced in user space only), and the client, listen and relay
+// addresses are of one family. A channel to a peer of the other family, or to one of the
+// relay's own service ports (Chan.Refused), stays in user space. The program drops what the
+// RFC says to drop exactly as classify does (no permission, short ChannelData) and passes
+// everything else up to the workers, so counters and drop reasons are the same whichever path
+// a packet took.
+
+// Kernel is the kernel fast path as the table drives it.
+type Kernel struct {
+	off *kfast.Offload   // Static.
+	log *slog.Logger     // Static.
+	lis []netip.AddrPort // served listen address by Listener.ID; invalid: not served. Static after SetKernel.
+
+	mu      sync.Mutex
+	live    map[uint32]struct{} // offloaded allocations' slots. Guarded by mu.
+	retired kfast.Counters      // what ended allocations relayed. Guarded by mu.
+}
+
+// NewKernel returns the mirror for off. lis holds, by Listener.ID, the listen addresses whose
+// traffic the program sees (others invalid).
+func NewKernel(off *kfast.Offload, lis []netip.AddrPort, log *slog.Logger) *Kernel {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Kernel{off: off, log: log, lis: lis, live: map[uint32]struct{}{}}
+}
+
+// SetKernel makes t mirror its offloadable allocations into k. Call it before the first
+// Insert.
+func (t *Table) SetKernel(k *Kernel) { t.k = k }
+
+// Offloaded reports whether a's channels are relayed in the kernel.
+func (a *Alloc) Offloaded() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.kslot != 0
+}
+
+// kernelInsertLocked gives a a slot if it can be offloaded. Callers hold a.mu.
+func (t *Table) kernelInsertLocked(a *Alloc) {
+	k := t.k
+	if k == nil || !a.UDP || a.kslot != 0 || a.dead || a.Relay.Capped() || int(a.Key.Lis) >= len(k.lis) {
+		return
+	}
+	lis := k.lis[a.Key.Lis]
+	v4 := a.Key.Client.Addr().Unmap().Is4()
+	if !lis.IsValid() || !a.Local.IsValid() || lis.Addr().Unmap().Is4() != v4 || a.Local.Addr().Unmap().Is4() != v4 {
+		return
+	}
+	s, err := k.off.NewSlot()
+	if err != nil {
+		k.log.Warn("kernel fast path: allocation stays in user space", "client", a.Key.Client.String(), "err", err)
+		return
+	}
+	k.mu.Lock()
+	k.live[s] = struct{}{}
+	k.mu.Unlock()
+	a.kslot = s + 1
+}
+
+// kchan is c as the program keys it. Callers hold a.mu and a.kslot != 0.
+func (t *Table) kchan(a *Alloc, c *Chan) kfast.Channel {
+	return kfast.Channel{Slot: a.kslot - 1, Num: c.Num, Client: a.Key.Client, Listen: t.k.lis[a.Key.Lis], Relay: a.Local, Peer: c.Peer}
+}
+
+// kernelBindLocked installs c. Callers hold a.mu.
+func (t *Table) kernelBindLocked(a *Alloc, c *Chan) {
+	if a.kslot == 0 || c.Refused {
+		return
+	}
+	if err := t.k.off.PutChannel(t.kchan(a, c)); err != nil && err != kfast.ErrFamily {
+		t.k.log.Warn("kernel fast path: channel stays in user space", "client", a.Key.Client.String(), "peer", c.Peer.String(), "err", err)
+	}
+}
+
+// kernelUnbindLocked removes c. Callers hold a.mu.
+func (t *Table) kernelUnbindLocked(a *Alloc, c *Chan) {
+	if a.kslot == 0 || c.Refused {
+		return
+	}
+	if err := t.k.off.DeleteChannel(t.kchan(a, c)); err != nil && err != kfast.ErrFamily {
+		t.k.log.Warn("kernel fast path: remove channel", "client", a.Key.Client.String(), "err", err)
+	}
+}
+
+// kernelPermLocked makes the program's permission for c's IP what c.open() says. Callers hold
+// a.mu.
+func (t *Table) kernelPermLocked(a *Alloc, c *ipCell) {
+	if a.kslot == 0 {
+		return
+	}
+	ip := netip.AddrFrom16(c.ip).Unmap()
+	var err error
+	if c.open() {
+		err = t.k.off.Permit(a.kslot-1, ip)
+	} else {
+		err = t.k.off.Revoke(a.kslot-1, ip)
+	}
+	if err != nil {
+		t.k.log.Warn("kernel fast path: permission", "client", a.Key.Client.String(), "peer", ip.String(), "err", err)
+	}
+}
+
+// kernelClearLocked removes a's channels and permissions (still in a.chans and a.perms) and
+// retires its slot. Callers hold a.mu.
+func (t *Table) kernelClearLocked(a *Alloc) {
+	if a.kslot == 0 {
+		return
+	}
+	k, s := t.k, a.kslot-1
+	for _, c := range a.chans {
+		t.kernelUnbindLocked(a, c)
+	}
+	for _, c := range a.perms {
+		_ = k.off.Revoke(s, netip.AddrFrom16(c.ip).Unmap())
+	}
+	for _, c := range a.chans { // a channel's IP may have lost its permission before
+		_ = k.off.Revoke(s, c.Peer.Addr())
+	}
+	last, err := k.off.Counters(s)
+	k.mu.Lock()
+	delete(k.live, s)
+	if err == nil {
+		k.retired.C2PPackets += last.C2PPackets
+		k.retired.C2PBytes += last.C2PBytes
+		k.retired.P2CPackets += last.P2CPackets
+		k.retired.P2CBytes += last.P2CBytes
+	}
+	k.mu.Unlock()
+	k.off.FreeSlot(s)
+	a.kslot = 0
+}
+
+// Counters returns what the program relayed (ended allocations included), and its drops by
+// reason.
+func (k *Kernel) Counters() (kfast.Counters, [kfast.NumDrops]uint64) {
+	k.mu.Lock()
+	sum := k.retired
+	for s := range k.live {
+		if c, err := k.off.Counters(s); err == nil {
+			sum.C2PPackets += c.C2PPackets
+			sum.C2PBytes += c.C2PBytes
+			sum.P2CPackets += c.P2CPackets
+			sum.P2CBytes += c.P2CBytes
+		}
+	}
+	k.mu.Unlock()
+	drops, _ := k.off.Drops()
+	return sum, drops
+}
+
+// AddTo adds what the program relayed to sn's channel traffic (and to its Kernel share) and
+// its drops to sn's Drops, so the relay's series count every packet whichever path took it.
+func (k *Kernel) AddTo(sn *metrics.Snapshot) {
+	c, drops := k.Counters()
+	add := func(d metrics.Direction, packets, bytes uint64) {
+		sn.Traffic[d][metrics.PathChannel].Packets += packets
+		sn.Traffic[d][metrics.PathChannel].Bytes += bytes
+		sn.Kernel[d].Packets += packets
+		sn.Kernel[d].Bytes += bytes
+	}
+	add(metrics.ClientToPeer, c.C2PPackets, c.C2PBytes)
+	add(metrics.PeerToClient, c.P2CPackets, c.P2CBytes)
+	for r, n := range map[kfast.DropReason]DropReason{kfast.DropNoPermission: DropNoPermission, kfast.DropMalformed: DropMalformed} {
+		if v := drops[r]; v > 0 {
+			sn.Drops[n.String()] += v
+		}
+	}
+}
