@@ -79,8 +79,8 @@ type Config struct {
 	// XDP program, package kfast) on the interfaces of the UDP listen and relay addresses
 	// that allow it: a concrete address, not on loopback, on an interface that forwards its
 	// family (or OffloadGateway), and BPF available (CAP_BPF and CAP_NET_ADMIN, or root). Auto
-	// logs why when it cannot; offload refuses to start. Allocations with a bandwidth cap
-	// (MaxBytesPerSecond) stay in user space. The workers, io_uring where it runs, else
+	// logs why when it cannot; offload refuses to start. The kernel enforces each allocation's
+	// bandwidth cap with a token bucket of its own. The workers, io_uring where it runs, else
 	// epoll, relay everything the kernel does not.
 	DataPath DataPath
 	// OffloadGateway makes the kernel fast path send every relayed packet back to the link

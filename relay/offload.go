@@ -149,6 +149,15 @@ func (s *Server) closeKernel() error {
 	if s.kernel == nil {
 		return nil
 	}
+	if passes, err := s.kernel.Passes(); err == nil {
+		var args []any
+		for r, n := range passes {
+			if n > 0 {
+				args = append(args, kfast.PassReason(r).String(), n)
+			}
+		}
+		s.log.Info("kernel fast path closing; packets it left to user space, by reason", args...)
+	}
 	err := s.kernel.Close()
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("relay: kernel fast path: %w", err)

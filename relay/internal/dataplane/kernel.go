@@ -22,9 +22,10 @@ import (
 //	Table.Clear   → everything of the allocation removed, its counters retired
 //
 // An allocation is offloaded when its client reached a UDP listener the kernel path serves (a
-// concrete address on an interface the program is attached to), its relay socket has no
-// bandwidth cap (max-bps is enforced in user space only), and the client, listen and relay
-// addresses are of one family. A channel to a peer of the other family, or to one of the
+// concrete address on an interface the program is attached to) and the client, listen and
+// relay addresses are of one family. Its bandwidth cap (max-bps) is a second token bucket in
+// the kernel, of the same rate and burst: packets of one allocation split between the paths
+// (the first ones, before the neighbours are known) may pass both buckets' worth. A channel to a peer of the other family, or to one of the
 // relay's own service ports (Chan.Refused), stays in user space. The program drops what the
 // RFC says to drop exactly as classify does (no permission, short ChannelData) and passes
 // everything else up to the workers, so counters and drop reasons are the same whichever path
@@ -64,7 +65,7 @@ func (a *Alloc) Offloaded() bool {
 // kernelInsertLocked gives a a slot if it can be offloaded. Callers hold a.mu.
 func (t *Table) kernelInsertLocked(a *Alloc) {
 	k := t.k
-	if k == nil || !a.UDP || a.kslot != 0 || a.dead || a.Relay.Capped() || int(a.Key.Lis) >= len(k.lis) {
+	if k == nil || !a.UDP || a.kslot != 0 || a.dead || int(a.Key.Lis) >= len(k.lis) {
 		return
 	}
 	lis := k.lis[a.Key.Lis]
@@ -72,7 +73,7 @@ func (t *Table) kernelInsertLocked(a *Alloc) {
 	if !lis.IsValid() || !a.Local.IsValid() || lis.Addr().Unmap().Is4() != v4 || a.Local.Addr().Unmap().Is4() != v4 {
 		return
 	}
-	s, err := k.off.NewSlot()
+	s, err := k.off.NewSlot(a.Relay.Rate())
 	if err != nil {
 		k.log.Warn("kernel fast path: allocation stays in user space", "client", a.Key.Client.String(), "err", err)
 		return
@@ -186,7 +187,7 @@ func (k *Kernel) AddTo(sn *metrics.Snapshot) {
 	}
 	add(metrics.ClientToPeer, c.C2PPackets, c.C2PBytes)
 	add(metrics.PeerToClient, c.P2CPackets, c.P2CBytes)
-	for r, n := range map[kfast.DropReason]DropReason{kfast.DropNoPermission: DropNoPermission, kfast.DropMalformed: DropMalformed} {
+	for r, n := range map[kfast.DropReason]DropReason{kfast.DropNoPermission: DropNoPermission, kfast.DropMalformed: DropMalformed, kfast.DropQuota: DropQuota} {
 		if v := drops[r]; v > 0 {
 			sn.Drops[n.String()] += v
 		}

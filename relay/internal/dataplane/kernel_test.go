@@ -100,8 +100,8 @@ func TestKernelMirror(t *testing.T) {
 		t.Fatal("a permission of a cleared allocation reached the kernel")
 	}
 
-	if b := newAlloc(0, true); b.Offloaded() {
-		t.Fatal("allocation with a bandwidth cap offloaded")
+	if b := newAlloc(0, true); !b.Offloaded() {
+		t.Fatal("allocation with a bandwidth cap not offloaded")
 	}
 	if b := newAlloc(1, false); b.Offloaded() {
 		t.Fatal("allocation on a listener the kernel does not serve offloaded")

@@ -66,7 +66,7 @@ func TestAttachVeth(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			ch := Channel{Num: 0x4123, Client: netip.MustParseAddrPort(f.client), Listen: netip.MustParseAddrPort(f.listen),
 				Relay: netip.MustParseAddrPort(f.relay), Peer: netip.MustParseAddrPort(f.peer)}
-			if ch.Slot, err = o.NewSlot(); err != nil {
+			if ch.Slot, err = o.NewSlot(0); err != nil {
 				t.Fatal(err)
 			}
 			if err := o.PutChannel(ch); err != nil {

@@ -23,6 +23,7 @@ type DropReason uint32
 const (
 	DropNoPermission DropReason = iota // bound channel, the peer IP's permission gone
 	DropMalformed                      // ChannelData longer than its datagram
+	DropQuota                          // over the allocation's bandwidth cap
 	NumDrops
 )
 
@@ -105,7 +106,7 @@ func New(cfg Config) (*Offload, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kfast: parse program: %w", err)
 	}
-	for _, m := range []string{"c2p", "p2c", "perms", "stats"} {
+	for _, m := range []string{"c2p", "p2c", "perms", "stats", "buckets"} {
 		spec.Maps[m].MaxEntries = uint32(n)
 	}
 	mtu := cfg.MTU
@@ -233,8 +234,11 @@ func ifName(ifindex int) string {
 	return fmt.Sprintf("interface %d", ifindex)
 }
 
-// NewSlot returns a free allocation slot with its counters at zero.
-func (o *Offload) NewSlot() (uint32, error) {
+// NewSlot returns a free allocation slot with its counters at zero and a bandwidth cap of
+// bytesPerSecond in both directions together, with bursts of one second's worth (0:
+// unlimited), as the user-space loops cap an allocation. The kernel's bucket is its own:
+// packets of the allocation that take the user-space path spend the user-space one.
+func (o *Offload) NewSlot(bytesPerSecond int64) (uint32, error) {
 	o.mu.Lock()
 	var s uint32
 	switch {
@@ -250,7 +254,17 @@ func (o *Offload) NewSlot() (uint32, error) {
 	}
 	o.mu.Unlock()
 	zero := make([]kfastCounters, ebpf.MustPossibleCPU())
-	if err := o.objs.Stats.Put(s, zero); err != nil {
+	b := kfastBucket{}
+	if bytesPerSecond > 0 {
+		var now unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err != nil {
+			o.FreeSlot(s)
+			return 0, fmt.Errorf("kfast: clock: %w", err)
+		}
+		r := uint64(bytesPerSecond)
+		b.Tokens, b.Last, b.Rate, b.Burst = r, uint64(now.Nano()), r, r
+	}
+	if err := errors.Join(o.objs.Stats.Put(s, zero), o.objs.Buckets.Put(s, &b)); err != nil {
 		o.FreeSlot(s)
 		return 0, fmt.Errorf("kfast: reset slot %d: %w", s, err)
 	}

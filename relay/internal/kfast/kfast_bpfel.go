@@ -13,6 +13,19 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type kfastBucket struct {
+	_    structs.HostLayout
+	Lock struct {
+		_   structs.HostLayout
+		Val uint32
+	}
+	Pad    uint32
+	Tokens uint64
+	Last   uint64
+	Rate   uint64
+	Burst  uint64
+}
+
 type kfastC2pKey struct {
 	_          structs.HostLayout
 	ClientIp   [16]uint8
@@ -69,6 +82,7 @@ type kfastPermKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	kfastMapBuckets      = "buckets"
 	kfastMapC2p          = "c2p"
 	kfastMapDrops        = "drops"
 	kfastMapP2c          = "p2c"
@@ -131,12 +145,13 @@ type kfastProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type kfastMapSpecs struct {
-	C2p    *ebpf.MapSpec `ebpf:"c2p"`
-	Drops  *ebpf.MapSpec `ebpf:"drops"`
-	P2c    *ebpf.MapSpec `ebpf:"p2c"`
-	Passes *ebpf.MapSpec `ebpf:"passes"`
-	Perms  *ebpf.MapSpec `ebpf:"perms"`
-	Stats  *ebpf.MapSpec `ebpf:"stats"`
+	Buckets *ebpf.MapSpec `ebpf:"buckets"`
+	C2p     *ebpf.MapSpec `ebpf:"c2p"`
+	Drops   *ebpf.MapSpec `ebpf:"drops"`
+	P2c     *ebpf.MapSpec `ebpf:"p2c"`
+	Passes  *ebpf.MapSpec `ebpf:"passes"`
+	Perms   *ebpf.MapSpec `ebpf:"perms"`
+	Stats   *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // kfastVariableSpecs contains global variables before they are loaded into the kernel.
@@ -167,16 +182,18 @@ func (o *kfastObjects) Close() error {
 //
 // It can be passed to loadKfastObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kfastMaps struct {
-	C2p    *ebpf.Map `ebpf:"c2p"`
-	Drops  *ebpf.Map `ebpf:"drops"`
-	P2c    *ebpf.Map `ebpf:"p2c"`
-	Passes *ebpf.Map `ebpf:"passes"`
-	Perms  *ebpf.Map `ebpf:"perms"`
-	Stats  *ebpf.Map `ebpf:"stats"`
+	Buckets *ebpf.Map `ebpf:"buckets"`
+	C2p     *ebpf.Map `ebpf:"c2p"`
+	Drops   *ebpf.Map `ebpf:"drops"`
+	P2c     *ebpf.Map `ebpf:"p2c"`
+	Passes  *ebpf.Map `ebpf:"passes"`
+	Perms   *ebpf.Map `ebpf:"perms"`
+	Stats   *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *kfastMaps) Close() error {
 	return _KfastClose(
+		m.Buckets,
 		m.C2p,
 		m.Drops,
 		m.P2c,

@@ -134,7 +134,7 @@ func (e *env) run(t *testing.T, in []byte) (uint32, []byte) {
 // if permit.
 func (e *env) bind(t *testing.T, f fam, num uint16, peer netip.AddrPort, permit bool) Channel {
 	t.Helper()
-	s, err := e.o.NewSlot()
+	s, err := e.o.NewSlot(0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +398,7 @@ func TestSlots(t *testing.T) {
 	o := newOffload(t)
 	seen := map[uint32]bool{}
 	for range 64 {
-		s, err := o.NewSlot()
+		s, err := o.NewSlot(0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -407,11 +407,11 @@ func TestSlots(t *testing.T) {
 		}
 		seen[s] = true
 	}
-	if _, err := o.NewSlot(); !errors.Is(err, ErrSlots) {
+	if _, err := o.NewSlot(0); !errors.Is(err, ErrSlots) {
 		t.Fatalf("65th slot of 64: %v, want ErrSlots", err)
 	}
 	o.FreeSlot(7)
-	if s, err := o.NewSlot(); err != nil || s != 7 {
+	if s, err := o.NewSlot(0); err != nil || s != 7 {
 		t.Fatalf("after freeing 7: %d, %v", s, err)
 	}
 }
@@ -443,6 +443,46 @@ func TestGatewayMode(t *testing.T) {
 			}
 			if _, p1 := e.reasons(t); p1[PassMTU]-p0[PassMTU] != 1 {
 				t.Errorf("over the MTU not counted")
+			}
+		})
+	}
+}
+
+// TestQuota: an allocation's bandwidth cap holds in the kernel, both directions together,
+// and what it refuses is dropped and counted.
+func TestQuota(t *testing.T) {
+	e := newEnv(t)
+	for _, f := range fams {
+		t.Run(f.name, func(t *testing.T) {
+			s, err := e.o.NewSlot(1000) // 1000 B/s, bursts of 1000 B
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.o.FreeSlot(s)
+			c := Channel{Slot: s, Num: 0x4001, Client: f.client, Listen: f.listen, Relay: f.relay, Peer: f.peer}
+			if err := errors.Join(e.o.PutChannel(c), e.o.Permit(s, f.peer.Addr())); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { e.o.DeleteChannel(c); e.o.Revoke(s, f.peer.Addr()) }()
+			up := pkt{srcMAC: clientMAC, dstMAC: e.r0MAC, src: f.client, dst: f.listen, payload: channelData(0x4001, data(600), 0)}
+			down := pkt{srcMAC: peerMAC, dstMAC: e.r0MAC, src: f.peer, dst: f.relay, payload: data(600)}
+			d0, _ := e.reasons(t)
+			if a, _ := e.run(t, up.bytes()); a != xdpTX {
+				t.Fatalf("first 600 B of a 1000 B burst: action %d, want XDP_TX", a)
+			}
+			// Refilled since: a few bytes at most, as the run takes milliseconds.
+			if a, _ := e.run(t, down.bytes()); a != xdpDrop {
+				t.Fatalf("600 B more, the other way: action %d, want XDP_DROP", a)
+			}
+			if a, _ := e.run(t, up.bytes()); a != xdpDrop {
+				t.Fatalf("600 B more: action %d, want XDP_DROP", a)
+			}
+			d1, _ := e.reasons(t)
+			if d1[DropQuota]-d0[DropQuota] != 2 {
+				t.Errorf("quota drops += %d, want 2", d1[DropQuota]-d0[DropQuota])
+			}
+			if got := e.counters(t, s); got.C2PPackets != 1 || got.P2CPackets != 0 {
+				t.Errorf("counted %+v, want the one packet that passed", got)
 			}
 		})
 	}

@@ -91,6 +91,7 @@ struct counters {
 enum drop_reason {
 	DROP_NO_PERMISSION, // bound channel, but the peer IP's permission is gone (RFC 8656 §12.4)
 	DROP_MALFORMED,     // datagram shorter than the ChannelData length says (§12.5)
+	DROP_QUOTA,         // over the allocation's bandwidth cap (max-bps)
 	NUM_DROPS,
 };
 
@@ -134,6 +135,24 @@ struct {
 	__type(key, __u32);
 	__type(value, struct counters);
 } stats SEC(".maps");
+
+// An allocation's bandwidth cap: a token bucket of burst bytes refilled at rate bytes per
+// second, shared by both directions and every CPU (hence the lock). rate 0: unlimited.
+struct bucket {
+	struct bpf_spin_lock lock;
+	__u32 pad;
+	__u64 tokens;
+	__u64 last; // bpf_ktime_get_ns of the last refill
+	__u64 rate;
+	__u64 burst;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct bucket);
+} buckets SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -373,6 +392,37 @@ static __always_inline void count(__u32 slot, int c2p, __u64 bytes)
 	}
 }
 
+// over reports whether n more bytes exceed slot's cap (and, if not, takes them).
+static __always_inline int over(__u32 slot, __u64 n)
+{
+	struct bucket *b = bpf_map_lookup_elem(&buckets, &slot);
+	if (!b || !b->rate)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	int refused = 0;
+	bpf_spin_lock(&b->lock);
+	__u64 el = now - b->last;
+	if (now < b->last)
+		el = 0;
+	if (el > 1000000000ULL) // a second refills a full bucket at most (burst = one second's worth)
+		el = 1000000000ULL;
+	__u64 add = b->rate * el / 1000000000ULL;
+	__u64 t = b->tokens;
+	if (add) { // else the time is kept for the next refill
+		t += add;
+		b->last = now;
+	}
+	if (t > b->burst)
+		t = b->burst;
+	if (t < n)
+		refused = 1;
+	else
+		t -= n;
+	b->tokens = t;
+	bpf_spin_unlock(&b->lock);
+	return refused;
+}
+
 static __always_inline int permitted(__u32 slot, const __u8 *peer)
 {
 	struct perm_key k = {.slot = slot};
@@ -406,6 +456,8 @@ static __always_inline int client_to_peer(struct xdp_md *ctx, int v6, struct hdr
 		return pass(PASS_FAMILY);
 	if (!permitted(v->slot, v->peer_ip))
 		return drop(DROP_NO_PERMISSION);
+	if (over(v->slot, length))
+		return drop(DROP_QUOTA);
 
 	__u16 nulen = length + sizeof(struct udphdr);
 	__u32 why = 0;
@@ -478,6 +530,8 @@ static __always_inline int peer_to_client(struct xdp_md *ctx, int v6, struct hdr
 		return pass(PASS_FAMILY);
 	if (!permitted(v->slot, peer))
 		return drop(DROP_NO_PERMISSION);
+	if (over(v->slot, ulen - sizeof(struct udphdr)))
+		return drop(DROP_QUOTA);
 
 	__u16 plen = ulen - sizeof(struct udphdr);
 	if (plen > 0xffff - 4 - sizeof(struct udphdr) - sizeof(struct iphdr))
