@@ -69,9 +69,20 @@ func TestKernelRelayChild(t *testing.T) {
 }
 
 type kernelRelay struct {
-	cmd *exec.Cmd
-	in  interface{ Write([]byte) (int, error) }
-	out *bufio.Scanner
+	cmd    *exec.Cmd
+	in     interface{ Write([]byte) (int, error) }
+	out    *bufio.Scanner
+	killed bool
+}
+
+// kill ends the relay process with SIGKILL, as a crash would, and waits for it.
+func (r *kernelRelay) kill(t *testing.T) {
+	t.Helper()
+	r.killed = true
+	if err := r.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = r.cmd.Wait()
 }
 
 func (r *kernelRelay) stats(t *testing.T) metrics.Snapshot {
@@ -240,6 +251,18 @@ func TestKernelFastPath(t *testing.T) {
 					t.Errorf("%v: channel traffic +%d packets, +%d bytes, but the kernel relayed %d, %d: user space relayed some", d, all, allb, k, kb)
 				}
 			}
+
+			// A crash leaves nothing attached (the links die with the process's file
+			// descriptors; nothing is pinned), and a restarted relay attaches again.
+			rel.kill(t)
+			if out := r.IP("link show dev v0"); strings.Contains(out, "xdp") {
+				t.Fatalf("XDP program left on v0 after the relay was killed:\n%s", out)
+			}
+			again := startKernelRelay(t, r, lis.String()+" "+f.prefix)
+			if out := r.IP("link show dev v0"); !strings.Contains(out, "xdp") {
+				t.Fatalf("restarted relay attached nothing to v0:\n%s", out)
+			}
+			_ = again
 		})
 	}
 }
@@ -261,13 +284,16 @@ func startKernelRelay(t *testing.T, ns *nstest.NS, spec string) *kernelRelay {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	r := &kernelRelay{cmd: cmd, in: in, out: bufio.NewScanner(out)}
 	t.Cleanup(func() {
 		in.Close()
+		if r.killed {
+			return
+		}
 		if err := cmd.Wait(); err != nil {
 			t.Errorf("relay process: %v", err)
 		}
 	})
-	r := &kernelRelay{cmd: cmd, in: in, out: bufio.NewScanner(out)}
 	r.out.Buffer(make([]byte, 64<<10), 1<<20)
 	if !r.out.Scan() || r.out.Text() != "ready" {
 		t.Fatalf("relay process did not start: %q %v", r.out.Text(), r.out.Err())

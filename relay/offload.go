@@ -158,7 +158,7 @@ func (s *Server) closeKernel() error {
 		}
 		s.log.Info("kernel fast path closing; packets it left to user space, by reason", args...)
 	}
-	err := s.kernel.Close()
+	err := s.kmirror.Close()
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("relay: kernel fast path: %w", err)
 	}

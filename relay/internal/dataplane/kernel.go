@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/relay/internal/kfast"
@@ -37,9 +38,12 @@ type Kernel struct {
 	log *slog.Logger     // Static.
 	lis []netip.AddrPort // served listen address by Listener.ID; invalid: not served. Static after SetKernel.
 
+	closed atomic.Bool // set by Close: the maps are gone, changes are no longer mirrored
+
 	mu      sync.Mutex
-	live    map[uint32]struct{} // offloaded allocations' slots. Guarded by mu.
-	retired kfast.Counters      // what ended allocations relayed. Guarded by mu.
+	live    map[uint32]struct{}    // offloaded allocations' slots. Guarded by mu.
+	retired kfast.Counters         // what ended allocations relayed. Guarded by mu.
+	drops   [kfast.NumDrops]uint64 // the program's drops when it was closed. Guarded by mu.
 }
 
 // NewKernel returns the mirror for off. lis holds, by Listener.ID, the listen addresses whose
@@ -49,6 +53,25 @@ func NewKernel(off *kfast.Offload, lis []netip.AddrPort, log *slog.Logger) *Kern
 		log = slog.Default()
 	}
 	return &Kernel{off: off, log: log, lis: lis, live: map[uint32]struct{}{}}
+}
+
+// Close stops mirroring (the table keeps working for the user-space loops) and detaches and
+// frees the program: what the kernel relayed is still counted.
+func (k *Kernel) Close() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed.Swap(true) {
+		return nil
+	}
+	// Counters stay readable only while the maps are open: fold the live ones in now.
+	for s := range k.live {
+		if c, err := k.off.Counters(s); err == nil {
+			k.retired = k.retired.Add(c)
+		}
+		delete(k.live, s)
+	}
+	k.drops, _ = k.off.Drops()
+	return k.off.Close()
 }
 
 // SetKernel makes t mirror its offloadable allocations into k. Call it before the first
@@ -65,7 +88,7 @@ func (a *Alloc) Offloaded() bool {
 // kernelInsertLocked gives a a slot if it can be offloaded. Callers hold a.mu.
 func (t *Table) kernelInsertLocked(a *Alloc) {
 	k := t.k
-	if k == nil || !a.UDP || a.kslot != 0 || a.dead || int(a.Key.Lis) >= len(k.lis) {
+	if k == nil || k.closed.Load() || !a.UDP || a.kslot != 0 || a.dead || int(a.Key.Lis) >= len(k.lis) {
 		return
 	}
 	lis := k.lis[a.Key.Lis]
@@ -91,7 +114,7 @@ func (t *Table) kchan(a *Alloc, c *Chan) kfast.Channel {
 
 // kernelBindLocked installs c. Callers hold a.mu.
 func (t *Table) kernelBindLocked(a *Alloc, c *Chan) {
-	if a.kslot == 0 || c.Refused {
+	if a.kslot == 0 || c.Refused || t.k.closed.Load() {
 		return
 	}
 	if err := t.k.off.PutChannel(t.kchan(a, c)); err != nil && err != kfast.ErrFamily {
@@ -101,7 +124,7 @@ func (t *Table) kernelBindLocked(a *Alloc, c *Chan) {
 
 // kernelUnbindLocked removes c. Callers hold a.mu.
 func (t *Table) kernelUnbindLocked(a *Alloc, c *Chan) {
-	if a.kslot == 0 || c.Refused {
+	if a.kslot == 0 || c.Refused || t.k.closed.Load() {
 		return
 	}
 	if err := t.k.off.DeleteChannel(t.kchan(a, c)); err != nil && err != kfast.ErrFamily {
@@ -112,7 +135,7 @@ func (t *Table) kernelUnbindLocked(a *Alloc, c *Chan) {
 // kernelPermLocked makes the program's permission for c's IP what c.open() says. Callers hold
 // a.mu.
 func (t *Table) kernelPermLocked(a *Alloc, c *ipCell) {
-	if a.kslot == 0 {
+	if a.kslot == 0 || t.k.closed.Load() {
 		return
 	}
 	ip := netip.AddrFrom16(c.ip).Unmap()
@@ -134,26 +157,24 @@ func (t *Table) kernelClearLocked(a *Alloc) {
 		return
 	}
 	k, s := t.k, a.kslot-1
-	for _, c := range a.chans {
-		t.kernelUnbindLocked(a, c)
-	}
-	for _, c := range a.perms {
-		_ = k.off.Revoke(s, netip.AddrFrom16(c.ip).Unmap())
-	}
-	for _, c := range a.chans { // a channel's IP may have lost its permission before
-		_ = k.off.Revoke(s, c.Peer.Addr())
-	}
-	last, err := k.off.Counters(s)
 	k.mu.Lock()
-	delete(k.live, s)
-	if err == nil {
-		k.retired.C2PPackets += last.C2PPackets
-		k.retired.C2PBytes += last.C2PBytes
-		k.retired.P2CPackets += last.P2CPackets
-		k.retired.P2CBytes += last.P2CBytes
+	defer k.mu.Unlock()
+	if !k.closed.Load() { // else Close counted it
+		for _, c := range a.chans {
+			t.kernelUnbindLocked(a, c)
+		}
+		for _, c := range a.perms {
+			_ = k.off.Revoke(s, netip.AddrFrom16(c.ip).Unmap())
+		}
+		for _, c := range a.chans { // a channel's IP may have lost its permission before
+			_ = k.off.Revoke(s, c.Peer.Addr())
+		}
+		if last, err := k.off.Counters(s); err == nil {
+			k.retired = k.retired.Add(last)
+		}
+		delete(k.live, s)
+		k.off.FreeSlot(s)
 	}
-	k.mu.Unlock()
-	k.off.FreeSlot(s)
 	a.kslot = 0
 }
 
@@ -161,16 +182,16 @@ func (t *Table) kernelClearLocked(a *Alloc) {
 // reason.
 func (k *Kernel) Counters() (kfast.Counters, [kfast.NumDrops]uint64) {
 	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed.Load() {
+		return k.retired, k.drops
+	}
 	sum := k.retired
 	for s := range k.live {
 		if c, err := k.off.Counters(s); err == nil {
-			sum.C2PPackets += c.C2PPackets
-			sum.C2PBytes += c.C2PBytes
-			sum.P2CPackets += c.P2CPackets
-			sum.P2CBytes += c.P2CBytes
+			sum = sum.Add(c)
 		}
 	}
-	k.mu.Unlock()
 	drops, _ := k.off.Drops()
 	return sum, drops
 }

@@ -398,6 +398,11 @@ type Counters struct {
 	C2PPackets, C2PBytes, P2CPackets, P2CBytes uint64
 }
 
+// Add returns c + d.
+func (c Counters) Add(d Counters) Counters {
+	return Counters{c.C2PPackets + d.C2PPackets, c.C2PBytes + d.C2PBytes, c.P2CPackets + d.P2CPackets, c.P2CBytes + d.P2CBytes}
+}
+
 // Counters returns slot's counters.
 func (o *Offload) Counters(slot uint32) (Counters, error) {
 	var per []kfastCounters
