@@ -38,10 +38,11 @@ func TestKernelRelayChild(t *testing.T) {
 	if spec == "" {
 		t.Skip("child process of TestKernelFastPath")
 	}
-	parts := strings.Fields(spec)
+	parts := strings.Fields(spec) // listen address, data path, allowed peer prefix
 	lis, err1 := netip.ParseAddrPort(parts[0])
+	dp, err3 := ParseDataPath(parts[1])
 	allow, err2 := netip.ParsePrefix(parts[len(parts)-1])
-	if err := errors.Join(err1, err2); err != nil {
+	if err := errors.Join(err1, err2, err3); err != nil {
 		fmt.Println("bad spec:", err)
 		os.Exit(2)
 	}
@@ -52,7 +53,7 @@ func TestKernelRelayChild(t *testing.T) {
 		Validator: auth.NewValidator(auth.ValidatorConfig{Keyring: auth.NewKeyring(auth.Secret{ID: "k1", Value: testSecret})}),
 		Peers:     PeerPolicy{Allow: []netip.Prefix{allow}},
 		Workers:   1,
-		DataPath:  DataPathOffload,
+		DataPath:  dp,
 		Logger:    testLogger(t),
 	})
 	if err != nil {
@@ -76,7 +77,7 @@ type kernelRelay struct {
 }
 
 // kill ends the relay process with SIGKILL, as a crash would, and waits for it.
-func (r *kernelRelay) kill(t *testing.T) {
+func (r *kernelRelay) kill(t testing.TB) {
 	t.Helper()
 	r.killed = true
 	if err := r.cmd.Process.Kill(); err != nil {
@@ -85,7 +86,7 @@ func (r *kernelRelay) kill(t *testing.T) {
 	_ = r.cmd.Wait()
 }
 
-func (r *kernelRelay) stats(t *testing.T) metrics.Snapshot {
+func (r *kernelRelay) stats(t testing.TB) metrics.Snapshot {
 	t.Helper()
 	if _, err := r.in.Write([]byte("stats\n")); err != nil {
 		t.Fatal(err)
@@ -100,175 +101,249 @@ func (r *kernelRelay) stats(t *testing.T) metrics.Snapshot {
 	return sn
 }
 
-func TestKernelFastPath(t *testing.T) {
+// kernelFamily is one address family's addresses of the kernel fast path's topology.
+type kernelFamily struct {
+	name, relay, client, peer, prefix, network string
+	bits                                       int
+}
+
+var kernelFamilies = []kernelFamily{
+	{"ipv4", "10.9.0.1", "10.9.0.2", "10.9.0.3", "10.9.0.0/24", "udp4", 24},
+	{"ipv6", "fd09::1", "fd09::2", "fd09::3", "fd09::/64", "udp6", 64},
+}
+
+// kernelTopo is a relay in namespace r and a TURN client with an allocation and an echoing
+// peer in namespace c, joined by veth v0 (r) – v1 (c).
+type kernelTopo struct {
+	r, c     *nstest.NS
+	lis      netip.AddrPort
+	rel      *kernelRelay
+	relayed  net.PacketConn // the client's relayed connection
+	peerAddr net.Addr
+	buf      []byte
+}
+
+// warmUp is what the topology sends until the relay's path is set up.
+var warmUp = []byte("warm-up")
+
+// newKernelTopo builds the topology with the relay on data path dp. It skips tb when
+// namespaces or BPF are unavailable.
+func newKernelTopo(tb testing.TB, f kernelFamily, dp DataPath) *kernelTopo {
+	tb.Helper()
 	if why := nstest.Usable(); why != "" {
-		t.Skipf("network namespaces unavailable: %s", why)
+		tb.Skipf("network namespaces unavailable: %s", why)
 	}
 	pass, err := kfast.New(kfast.Config{Slots: 1})
 	if errors.Is(err, kfast.ErrUnavailable) {
-		t.Skipf("BPF unavailable: %v", err)
+		tb.Skipf("BPF unavailable: %v", err)
 	}
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer pass.Close()
-	for _, f := range []struct {
-		name, relay, client, peer, prefix, network string
-		bits                                       int
-	}{
-		{"ipv4", "10.9.0.1", "10.9.0.2", "10.9.0.3", "10.9.0.0/24", "udp4", 24},
-		{"ipv6", "fd09::1", "fd09::2", "fd09::3", "fd09::/64", "udp6", 64},
-	} {
+	tb.Cleanup(func() { pass.Close() })
+	k := &kernelTopo{r: nstest.New(tb, "kfer"), c: nstest.New(tb, "kfec"), buf: make([]byte, 2048)}
+	r, c := k.r, k.c
+	r.IP("link add v0 type veth peer name v1 netns " + c.Name)
+	for _, a := range []struct {
+		ns   *nstest.NS
+		dev  string
+		addr string
+	}{{r, "v0", f.relay}, {c, "v1", f.client}, {c, "v1", f.peer}} {
+		a.ns.IP(fmt.Sprintf("addr add %s/%d dev %s nodad", a.addr, f.bits, a.dev))
+	}
+	r.IP("link set v0 up")
+	c.IP("link set v1 up")
+	fam := "ipv4"
+	if strings.Contains(f.relay, ":") {
+		fam = "ipv6"
+	}
+	r.Sysctl("net."+fam+".conf.v0.forwarding", "1")
+	// Datagrams from local sockets leave a veth with their UDP checksum not computed; a real
+	// NIC delivers them complete.
+	c.TxChecksumOff("v1")
+	// XDP_TX into a veth needs NAPI on its far end: a program there gives it.
+	c.Do(func() { _, err = pass.AttachPass(c.Ifindex("v1"), kfast.ModeNative) })
+	if err != nil {
+		tb.Fatal(err)
+	}
+
+	k.lis = netip.AddrPortFrom(netip.MustParseAddr(f.relay), 3478)
+	k.rel = startKernelRelay(tb, r, k.lis.String()+" "+string(dp)+" "+f.prefix)
+
+	var pc, peer net.PacketConn
+	c.Do(func() {
+		if pc, err = net.ListenPacket(f.network, net.JoinHostPort(f.client, "0")); err != nil {
+			return
+		}
+		peer, err = net.ListenPacket(f.network, net.JoinHostPort(f.peer, "40001"))
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	echoed := make(chan struct{})
+	go func() { // the peer echoes until it is closed
+		defer close(echoed)
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := peer.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			peer.WriteTo(buf[:n], from)
+		}
+	}()
+	tb.Cleanup(func() { peer.Close(); <-echoed })
+	k.peerAddr = peer.LocalAddr()
+	username, password := auth.MintREST(testSecret, "alice", time.Now().Add(time.Hour))
+	cl, err := turn.NewClient(&turn.ClientConfig{
+		STUNServerAddr: k.lis.String(), TURNServerAddr: k.lis.String(),
+		Conn: pc, Username: username, Password: password, Realm: "avedge",
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cl.Close(); pc.Close() })
+	if err := cl.Listen(); err != nil {
+		tb.Fatal(err)
+	}
+	if k.relayed, err = cl.Allocate(); err != nil {
+		tb.Fatalf("Allocate: %v", err)
+	}
+	tb.Cleanup(func() { k.relayed.Close() })
+	return k
+}
+
+// round sends msg through the relay to the peer and reads its echo.
+func (k *kernelTopo) round(msg []byte) error {
+	if _, err := k.relayed.WriteTo(msg, k.peerAddr); err != nil {
+		return err
+	}
+	// Long enough for neighbour discovery: a round that gave up would leave an echo in
+	// flight, to be counted in a measured window.
+	k.relayed.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		n, from, err := k.relayed.ReadFrom(k.buf)
+		if err != nil {
+			return err
+		}
+		if bytes.Equal(k.buf[:n], warmUp) && !bytes.Equal(msg, warmUp) {
+			continue // a late echo of the warm-up
+		}
+		if from.String() != k.peerAddr.String() || !bytes.Equal(k.buf[:n], msg) {
+			return fmt.Errorf("echo of %d bytes from %v, want %d from %v", n, from, len(msg), k.peerAddr)
+		}
+		return nil
+	}
+}
+
+// warm sends until the relay's path is set up: the client's channel bound (pion binds it in
+// the background) and, with the kernel path, the relay's kernel knowing both neighbours and
+// relaying both ways.
+func (k *kernelTopo) warm(tb testing.TB, kernel bool) {
+	tb.Helper()
+	for i := 0; ; i++ {
+		err := k.round(warmUp)
+		st := k.rel.stats(tb)
+		ch := st.Traffic[metrics.ClientToPeer][metrics.PathChannel].Packets > 0 && st.Traffic[metrics.PeerToClient][metrics.PathChannel].Packets > 0
+		if kernel {
+			ch = st.Kernel[metrics.ClientToPeer].Packets > 0 && st.Kernel[metrics.PeerToClient].Packets > 0
+		}
+		if err == nil && ch {
+			return
+		}
+		if i == 20 {
+			tb.Fatalf("path not set up after %d round trips (last: %v): %+v, kernel %+v, drops %v", i, err, st.Traffic, st.Kernel, st.Drops)
+		}
+	}
+}
+
+func TestKernelFastPath(t *testing.T) {
+	for _, f := range kernelFamilies {
 		t.Run(f.name, func(t *testing.T) {
-			r := nstest.New(t, "kfer")
-			c := nstest.New(t, "kfec")
-			r.IP("link add v0 type veth peer name v1 netns " + c.Name)
-			for _, a := range []struct {
-				ns   *nstest.NS
-				dev  string
-				addr string
-			}{{r, "v0", f.relay}, {c, "v1", f.client}, {c, "v1", f.peer}} {
-				a.ns.IP(fmt.Sprintf("addr add %s/%d dev %s nodad", a.addr, f.bits, a.dev))
-			}
-			r.IP("link set v0 up")
-			c.IP("link set v1 up")
-			fam := "ipv4"
-			if strings.Contains(f.relay, ":") {
-				fam = "ipv6"
-			}
-			r.Sysctl("net."+fam+".conf.v0.forwarding", "1")
-			c.TxChecksumOff("v1")
-			c.Do(func() { _, err = pass.AttachPass(c.Ifindex("v1"), kfast.ModeNative) })
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Do(func() { pass.Detach(c.Ifindex("v1")) })
-
-			lis := netip.AddrPortFrom(netip.MustParseAddr(f.relay), 3478)
-			rel := startKernelRelay(t, r, lis.String()+" "+f.prefix)
-
-			var pc, peer net.PacketConn
-			c.Do(func() {
-				if pc, err = net.ListenPacket(f.network, net.JoinHostPort(f.client, "0")); err != nil {
-					return
-				}
-				peer, err = net.ListenPacket(f.network, net.JoinHostPort(f.peer, "40001"))
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer peer.Close()
-			username, password := auth.MintREST(testSecret, "alice", time.Now().Add(time.Hour))
-			cl, err := turn.NewClient(&turn.ClientConfig{
-				STUNServerAddr: lis.String(), TURNServerAddr: lis.String(),
-				Conn: pc, Username: username, Password: password, Realm: "avedge",
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer pc.Close()
-			defer cl.Close()
-			if err := cl.Listen(); err != nil {
-				t.Fatal(err)
-			}
-			relayed, err := cl.Allocate()
-			if err != nil {
-				t.Fatalf("Allocate: %v", err)
-			}
-			defer relayed.Close()
-
-			echoed := make(chan struct{})
-			go func() { // the peer echoes until it is closed
-				defer close(echoed)
-				buf := make([]byte, 2048)
-				for {
-					n, from, err := peer.ReadFrom(buf)
-					if err != nil {
-						return
-					}
-					peer.WriteTo(buf[:n], from)
-				}
-			}()
-			defer func() { peer.Close(); <-echoed }()
-
-			peerAddr := peer.LocalAddr()
-			buf := make([]byte, 2048)
-			warmUp := []byte("warm-up")
-			round := func(msg []byte) error {
-				if _, err := relayed.WriteTo(msg, peerAddr); err != nil {
-					return err
-				}
-				// Long enough for neighbour discovery: a round that gave up would leave an
-				// echo in flight, to be counted in the measured window.
-				relayed.SetReadDeadline(time.Now().Add(5 * time.Second))
-				for {
-					n, from, err := relayed.ReadFrom(buf)
-					if err != nil {
-						return err
-					}
-					if bytes.Equal(buf[:n], warmUp) && !bytes.Equal(msg, warmUp) {
-						continue // a late echo of the warm-up
-					}
-					if from.String() != peerAddr.String() || !bytes.Equal(buf[:n], msg) {
-						return fmt.Errorf("echo of %d bytes from %v, want %d from %v", n, from, len(msg), peerAddr)
-					}
-					return nil
-				}
-			}
-			// Until the client's channel is bound (pion binds it in the background) and the
-			// relay's kernel knows both neighbours, packets take the user-space path.
-			for i := 0; ; i++ {
-				err := round(warmUp)
-				st := rel.stats(t)
-				if err == nil && st.Kernel[metrics.ClientToPeer].Packets > 0 && st.Kernel[metrics.PeerToClient].Packets > 0 {
-					break
-				}
-				if i == 20 {
-					t.Fatalf("nothing relayed in the kernel after %d round trips (last: %v): %+v, drops %v", i, err, st.Traffic, st.Drops)
-				}
-			}
-
-			before := rel.stats(t)
+			k := newKernelTopo(t, f, DataPathOffload)
+			k.warm(t, true)
+			before := k.rel.stats(t)
 			const n = 200
 			var bytesSent uint64
 			for i := range n {
 				msg := bytes.Repeat([]byte{byte(i)}, 1+(i*37)%1200)
 				bytesSent += uint64(len(msg))
-				if err := round(msg); err != nil {
+				if err := k.round(msg); err != nil {
 					t.Fatalf("round trip %d: %v", i, err)
 				}
 			}
-			after := rel.stats(t)
+			after := k.rel.stats(t)
 			for d := range metrics.NumDirections {
-				k := after.Kernel[d].Packets - before.Kernel[d].Packets
+				kp := after.Kernel[d].Packets - before.Kernel[d].Packets
 				kb := after.Kernel[d].Bytes - before.Kernel[d].Bytes
 				all := after.Traffic[d][metrics.PathChannel].Packets - before.Traffic[d][metrics.PathChannel].Packets
 				allb := after.Traffic[d][metrics.PathChannel].Bytes - before.Traffic[d][metrics.PathChannel].Bytes
-				if k != n || kb != bytesSent {
-					t.Errorf("%v: kernel relayed %d packets, %d bytes; want %d, %d", d, k, kb, n, bytesSent)
+				if kp != n || kb != bytesSent {
+					t.Errorf("%v: kernel relayed %d packets, %d bytes; want %d, %d", d, kp, kb, n, bytesSent)
 				}
-				if all != k || allb != kb {
-					t.Errorf("%v: channel traffic +%d packets, +%d bytes, but the kernel relayed %d, %d: user space relayed some", d, all, allb, k, kb)
+				if all != kp || allb != kb {
+					t.Errorf("%v: channel traffic +%d packets, +%d bytes, but the kernel relayed %d, %d: user space relayed some", d, all, allb, kp, kb)
 				}
 			}
 
 			// A crash leaves nothing attached (the links die with the process's file
 			// descriptors; nothing is pinned), and a restarted relay attaches again.
-			rel.kill(t)
-			if out := r.IP("link show dev v0"); strings.Contains(out, "xdp") {
+			k.rel.kill(t)
+			if out := k.r.IP("link show dev v0"); strings.Contains(out, "xdp") {
 				t.Fatalf("XDP program left on v0 after the relay was killed:\n%s", out)
 			}
-			again := startKernelRelay(t, r, lis.String()+" "+f.prefix)
-			if out := r.IP("link show dev v0"); !strings.Contains(out, "xdp") {
+			startKernelRelay(t, k.r, k.lis.String()+" offload "+f.prefix)
+			if out := k.r.IP("link show dev v0"); !strings.Contains(out, "xdp") {
 				t.Fatalf("restarted relay attached nothing to v0:\n%s", out)
 			}
-			_ = again
 		})
 	}
 }
 
+// BenchmarkKernelFastPath compares round trips client → relay → peer → relay → client through
+// the kernel fast path and through the user-space loop, in the same two-namespace topology:
+// ns/op is one round trip (two relayed packets), relay-cpu-ns/op the relay process's own CPU
+// time per round trip (softirq work is charged to whichever process was interrupted, so it
+// under-counts the kernel path: the machine-wide figure is make bench-relay's).
+func BenchmarkKernelFastPath(b *testing.B) {
+	for _, dp := range []DataPath{DataPathOffload, DataPathIOUring} {
+		b.Run(string(dp), func(b *testing.B) {
+			k := newKernelTopo(b, kernelFamilies[0], dp)
+			k.warm(b, dp == DataPathOffload)
+			msg := bytes.Repeat([]byte{7}, 160)
+			cpu0 := procCPU(b, k.rel.cmd.Process.Pid)
+			b.ReportAllocs()
+			b.SetBytes(int64(2 * len(msg)))
+			b.ResetTimer()
+			for b.Loop() {
+				if err := k.round(msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(procCPU(b, k.rel.cmd.Process.Pid)-cpu0)/float64(b.N), "relay-cpu-ns/op")
+			st := k.rel.stats(b)
+			b.ReportMetric(float64(st.Kernel[metrics.ClientToPeer].Packets)/float64(max(1, st.Traffic[metrics.ClientToPeer][metrics.PathChannel].Packets)), "kernel-share")
+		})
+	}
+}
+
+// procCPU returns the user and system CPU time of process pid and its threads, in ns.
+func procCPU(tb testing.TB, pid int) int64 {
+	tb.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	var ut, st int64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return (ut + st) * int64(time.Second) / 100 // USER_HZ
+}
+
 // startKernelRelay runs TestKernelRelayChild inside ns and waits until it serves.
-func startKernelRelay(t *testing.T, ns *nstest.NS, spec string) *kernelRelay {
+func startKernelRelay(t testing.TB, ns *nstest.NS, spec string) *kernelRelay {
 	t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", ns.Name, os.Args[0], "-test.run=^TestKernelRelayChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), kfastChildEnv+"="+spec)
