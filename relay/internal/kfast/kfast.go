@@ -330,13 +330,23 @@ func (o *Offload) PutChannel(c Channel) error {
 	return nil
 }
 
-// DeleteChannel removes c's entries, if they are there.
+// DeleteChannel removes c's entries, if they are there and still c.Slot's (a later
+// allocation of the same client 5-tuple may have bound the same channel number since).
 func (o *Offload) DeleteChannel(c Channel) error {
 	ck, _, pk, _, err := c.keys()
 	if err != nil {
 		return err
 	}
-	return errors.Join(ignoreNotExist(o.objs.C2p.Delete(&ck)), ignoreNotExist(o.objs.P2c.Delete(&pk)))
+	var errs []error
+	var cv kfastC2pVal
+	if o.objs.C2p.Lookup(&ck, &cv) == nil && cv.Slot == c.Slot {
+		errs = append(errs, ignoreNotExist(o.objs.C2p.Delete(&ck)))
+	}
+	var pv kfastP2cVal
+	if o.objs.P2c.Lookup(&pk, &pv) == nil && pv.Slot == c.Slot {
+		errs = append(errs, ignoreNotExist(o.objs.P2c.Delete(&pk)))
+	}
+	return errors.Join(errs...)
 }
 
 // HasChannel reports whether c is installed in both directions (for tests and tools).

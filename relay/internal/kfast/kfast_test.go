@@ -386,6 +386,14 @@ func TestDeleteChannel(t *testing.T) {
 	if a, _ := e.run(t, in); a != xdpTX {
 		t.Fatalf("bound: action %d, want XDP_TX", a)
 	}
+	other := c
+	other.Slot = c.Slot + 1
+	if err := e.o.DeleteChannel(other); err != nil {
+		t.Fatal(err)
+	}
+	if !e.o.HasChannel(c) {
+		t.Fatal("deleting another slot's channel of the same keys removed this one")
+	}
 	if err := e.o.DeleteChannel(c); err != nil {
 		t.Fatal(err)
 	}
