@@ -38,17 +38,18 @@ func TestKernelRelayChild(t *testing.T) {
 	if spec == "" {
 		t.Skip("child process of TestKernelFastPath")
 	}
-	parts := strings.Fields(spec) // listen address, data path, allowed peer prefix
+	parts := strings.Fields(spec) // listen address, relay IP, data path, allowed peer prefix
 	lis, err1 := netip.ParseAddrPort(parts[0])
-	dp, err3 := ParseDataPath(parts[1])
+	relayIP, err4 := netip.ParseAddr(parts[1])
+	dp, err3 := ParseDataPath(parts[2])
 	allow, err2 := netip.ParsePrefix(parts[len(parts)-1])
-	if err := errors.Join(err1, err2, err3); err != nil {
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		fmt.Println("bad spec:", err)
 		os.Exit(2)
 	}
 	s, err := New(Config{
 		Listeners: []ListenerConfig{{Network: UDP, Addr: lis}},
-		RelayIPs:  []netip.Addr{lis.Addr()},
+		RelayIPs:  []netip.Addr{relayIP},
 		MinPort:   21000, MaxPort: 21099,
 		Validator: auth.NewValidator(auth.ValidatorConfig{Keyring: auth.NewKeyring(auth.Secret{ID: "k1", Value: testSecret})}),
 		Peers:     PeerPolicy{Allow: []netip.Prefix{allow}},
@@ -105,18 +106,22 @@ func (r *kernelRelay) stats(t testing.TB) metrics.Snapshot {
 type kernelFamily struct {
 	name, relay, client, peer, prefix, network string
 	bits                                       int
+	wildcard                                   bool // the relay listens on 0.0.0.0 or [::]
 }
 
 var kernelFamilies = []kernelFamily{
-	{"ipv4", "10.9.0.1", "10.9.0.2", "10.9.0.3", "10.9.0.0/24", "udp4", 24},
-	{"ipv6", "fd09::1", "fd09::2", "fd09::3", "fd09::/64", "udp6", 64},
+	{"ipv4", "10.9.0.1", "10.9.0.2", "10.9.0.3", "10.9.0.0/24", "udp4", 24, false},
+	{"ipv6", "fd09::1", "fd09::2", "fd09::3", "fd09::/64", "udp6", 64, false},
+	{"ipv4 wildcard listener", "10.9.0.1", "10.9.0.2", "10.9.0.3", "10.9.0.0/24", "udp4", 24, true},
+	{"ipv6 wildcard listener", "fd09::1", "fd09::2", "fd09::3", "fd09::/64", "udp6", 64, true},
 }
 
 // kernelTopo is a relay in namespace r and a TURN client with an allocation and an echoing
 // peer in namespace c, joined by veth v0 (r) – v1 (c).
 type kernelTopo struct {
 	r, c     *nstest.NS
-	lis      netip.AddrPort
+	lis      netip.AddrPort // where the client sends
+	spec     string         // the relay process's (startKernelRelay)
 	rel      *kernelRelay
 	relayed  net.PacketConn // the client's relayed connection
 	peerAddr net.Addr
@@ -168,7 +173,16 @@ func newKernelTopo(tb testing.TB, f kernelFamily, dp DataPath) *kernelTopo {
 	}
 
 	k.lis = netip.AddrPortFrom(netip.MustParseAddr(f.relay), 3478)
-	k.rel = startKernelRelay(tb, r, k.lis.String()+" "+string(dp)+" "+f.prefix)
+	listen := k.lis
+	if f.wildcard {
+		any := netip.IPv4Unspecified()
+		if k.lis.Addr().Is6() {
+			any = netip.IPv6Unspecified()
+		}
+		listen = netip.AddrPortFrom(any, 3478)
+	}
+	k.spec = fmt.Sprintf("%s %s %s %s", listen, f.relay, dp, f.prefix)
+	k.rel = startKernelRelay(tb, r, k.spec)
 
 	var pc, peer net.PacketConn
 	c.Do(func() {
@@ -292,7 +306,7 @@ func TestKernelFastPath(t *testing.T) {
 			if out := k.r.IP("link show dev v0"); strings.Contains(out, "xdp") {
 				t.Fatalf("XDP program left on v0 after the relay was killed:\n%s", out)
 			}
-			startKernelRelay(t, k.r, k.lis.String()+" offload "+f.prefix)
+			startKernelRelay(t, k.r, k.spec)
 			if out := k.r.IP("link show dev v0"); !strings.Contains(out, "xdp") {
 				t.Fatalf("restarted relay attached nothing to v0:\n%s", out)
 			}

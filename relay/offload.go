@@ -28,8 +28,10 @@ type kernelPlan struct {
 }
 
 // planKernel finds the interfaces of the UDP listen and relay addresses. An address is served
-// when it is concrete (not a wildcard), on an interface other than loopback, and, unless
-// gateway is set, that interface forwards its family (the program's route lookup needs it).
+// when it is on an interface other than loopback and, unless gateway is set, that interface
+// forwards its family (the program's route lookup needs it). A wildcard listener is served on
+// the relay addresses' interfaces, with route lookups (the program answers from the route's
+// preferred source, as the listener's socket does), so not in gateway mode.
 func (s *Server) planKernel(gateway bool) (*kernelPlan, error) {
 	p := &kernelPlan{served: map[int]bool{}, byAddr: map[netip.Addr]int{}, lis: make([]netip.AddrPort, len(s.listeners))}
 	ifs, err := net.Interfaces()
@@ -53,10 +55,6 @@ func (s *Server) planKernel(gateway bool) (*kernelPlan, error) {
 	}
 	serve := func(what string, ip netip.Addr) bool {
 		ip = ip.Unmap()
-		if ip.IsUnspecified() {
-			p.why = append(p.why, fmt.Sprintf("%s %s: a wildcard address (give the concrete one)", what, ip))
-			return false
-		}
 		idx, ok := p.byAddr[ip]
 		if !ok {
 			p.why = append(p.why, fmt.Sprintf("%s %s: on no interface", what, ip))
@@ -84,14 +82,23 @@ func (s *Server) planKernel(gateway bool) (*kernelPlan, error) {
 		}
 		return true
 	}
-	for _, g := range s.listeners {
-		if serve("listener", g.addr.Addr()) {
-			p.lis[g.ID] = g.addr
-		}
-	}
 	for _, ips := range s.relayIPs {
 		for _, ip := range ips {
 			serve("relay address", ip)
+		}
+	}
+	for _, g := range s.listeners {
+		switch ip := g.addr.Addr(); {
+		case !ip.IsUnspecified():
+			if serve("listener", ip) {
+				p.lis[g.ID] = g.addr
+			}
+		case gateway:
+			p.why = append(p.why, fmt.Sprintf("listener %s: a wildcard address with offload-gateway (give the concrete one)", g.addr))
+		case len(p.ifaces) == 0:
+			p.why = append(p.why, fmt.Sprintf("listener %s: a wildcard address, and no relay address is served", g.addr))
+		default:
+			p.lis[g.ID] = g.addr
 		}
 	}
 	return p, nil

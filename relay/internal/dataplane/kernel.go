@@ -22,8 +22,9 @@ import (
 //	Table.Recheck → permissions the reloaded peer policy refuses removed, allowed again put back
 //	Table.Clear   → everything of the allocation removed, its counters retired
 //
-// An allocation is offloaded when its client reached a UDP listener the kernel path serves (a
-// concrete address on an interface the program is attached to) and the client, listen and
+// An allocation is offloaded when its client reached a UDP listener the kernel path serves (an
+// address on an interface the program is attached to, or a wildcard one: the program then
+// answers from the route's preferred source, as the listener's socket does) and the client, listen and
 // relay addresses are of one family. Its bandwidth cap (max-bps) is a second token bucket in
 // the kernel, of the same rate and burst: packets of one allocation split between the paths
 // (the first ones, before the neighbours are known) may pass both buckets' worth. A channel to a peer of the other family, or to one of the
@@ -47,7 +48,7 @@ type Kernel struct {
 }
 
 // NewKernel returns the mirror for off. lis holds, by Listener.ID, the listen addresses whose
-// traffic the program sees (others invalid).
+// traffic the program sees (others invalid), wildcards included.
 func NewKernel(off *kfast.Offload, lis []netip.AddrPort, log *slog.Logger) *Kernel {
 	if log == nil {
 		log = slog.Default()
@@ -88,10 +89,10 @@ func (a *Alloc) Offloaded() bool {
 // kernelInsertLocked gives a a slot if it can be offloaded. Callers hold a.mu.
 func (t *Table) kernelInsertLocked(a *Alloc) {
 	k := t.k
-	if k == nil || k.closed.Load() || !a.UDP || a.kslot != 0 || a.dead || int(a.Key.Lis) >= len(k.lis) {
+	if k == nil || k.closed.Load() || !a.UDP || a.kslot != 0 || a.dead {
 		return
 	}
-	lis := k.lis[a.Key.Lis]
+	lis := k.listen(a)
 	v4 := a.Key.Client.Addr().Unmap().Is4()
 	if !lis.IsValid() || !a.Local.IsValid() || lis.Addr().Unmap().Is4() != v4 || a.Local.Addr().Unmap().Is4() != v4 {
 		return
@@ -107,9 +108,27 @@ func (t *Table) kernelInsertLocked(a *Alloc) {
 	a.kslot = s + 1
 }
 
+// listen returns the listen address a's client sends to as the program keys it: a wildcard
+// listener's is the wildcard of the client's family (a dual-stack [::] listener sees IPv4
+// clients too). Invalid: not served.
+func (k *Kernel) listen(a *Alloc) netip.AddrPort {
+	if int(a.Key.Lis) >= len(k.lis) {
+		return netip.AddrPort{}
+	}
+	lis := k.lis[a.Key.Lis]
+	if lis.IsValid() && lis.Addr().IsUnspecified() {
+		any := netip.IPv6Unspecified()
+		if a.Key.Client.Addr().Unmap().Is4() {
+			any = netip.IPv4Unspecified()
+		}
+		lis = netip.AddrPortFrom(any, lis.Port())
+	}
+	return lis
+}
+
 // kchan is c as the program keys it. Callers hold a.mu and a.kslot != 0.
 func (t *Table) kchan(a *Alloc, c *Chan) kfast.Channel {
-	return kfast.Channel{Slot: a.kslot - 1, Num: c.Num, Client: a.Key.Client, Listen: t.k.lis[a.Key.Lis], Relay: a.Local, Peer: c.Peer}
+	return kfast.Channel{Slot: a.kslot - 1, Num: c.Num, Client: a.Key.Client, Listen: t.k.listen(a), Relay: a.Local, Peer: c.Peer}
 }
 
 // kernelBindLocked installs c. Callers hold a.mu.

@@ -194,6 +194,16 @@ func TestRelay(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			c := e.bind(t, f, 0x4001, f.peer, true)
 			c2 := e.bind(t, f, 0x4FFF, f.peer2, true)
+			// A listener on the wildcard address: replies leave from the route's source.
+			any := netip.IPv4Unspecified()
+			if f.client.Addr().Is6() {
+				any = netip.IPv6Unspecified()
+			}
+			wf := f
+			wf.listen = netip.AddrPortFrom(any, 3479)
+			wf.relay = netip.AddrPortFrom(f.relay.Addr(), 50001)
+			wc := e.bind(t, wf, 0x4002, f.peer, true)
+			wlis := netip.AddrPortFrom(f.listen.Addr(), 3479)
 			tests := []struct {
 				name    string
 				in      pkt
@@ -220,6 +230,10 @@ func TestRelay(t *testing.T) {
 					pkt{srcMAC: e.r0MAC, dstMAC: clientMAC, src: f.listen, dst: f.client, payload: channelData(0x4001, data(1199), 0)}, Counters{P2CPackets: 1, P2CBytes: 1199}},
 				{"peer to client, largest that fits", pkt{src: f.peer, dst: f.relay, payload: data(f.mtuPayload - 4)}, c, xdpTX,
 					pkt{srcMAC: e.r0MAC, dstMAC: clientMAC, src: f.listen, dst: f.client, payload: channelData(0x4001, data(f.mtuPayload-4), 0)}, Counters{P2CPackets: 1, P2CBytes: uint64(f.mtuPayload - 4)}},
+				{"client to a wildcard listener", pkt{src: f.client, dst: wlis, payload: channelData(0x4002, data(99), 1)}, wc, xdpTX,
+					pkt{srcMAC: e.r0MAC, dstMAC: peerMAC, src: wf.relay, dst: f.peer, payload: data(99)}, Counters{C2PPackets: 1, C2PBytes: 99}},
+				{"peer to a client of a wildcard listener", pkt{src: f.peer, dst: wf.relay, payload: data(99)}, wc, xdpTX,
+					pkt{srcMAC: e.r0MAC, dstMAC: clientMAC, src: wlis, dst: f.client, payload: channelData(0x4002, data(99), 0)}, Counters{P2CPackets: 1, P2CBytes: 99}},
 				{"client to peer on another interface", pkt{src: f.client, dst: f.listen, payload: channelData(0x4FFF, data(100), 0)}, c2, xdpRedirect,
 					pkt{srcMAC: e.r2MAC, dstMAC: peer2MAC, src: f.relay, dst: f.peer2, payload: data(100)}, Counters{C2PPackets: 1, C2PBytes: 100}},
 			}

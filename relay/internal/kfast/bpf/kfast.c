@@ -248,6 +248,13 @@ static __always_inline int is_mapped(const __u8 *a)
 	return w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0xffff);
 }
 
+// is_wildcard reports whether a is 0.0.0.0 (IPv4-mapped) or ::.
+static __always_inline int is_wildcard(const __u8 *a)
+{
+	const __u32 *w = (const __u32 *)a;
+	return w[0] == 0 && w[1] == 0 && (w[2] == 0 || w[2] == bpf_htonl(0xffff)) && w[3] == 0;
+}
+
 static __always_inline void map4(__u8 *dst, __be32 a)
 {
 	__builtin_memcpy(dst, v4mapped, 12);
@@ -283,10 +290,17 @@ volatile const __u16 mtu = 1500;
 
 // route finds the egress device and MAC addresses for src → dst with an IP packet of tot_len
 // bytes. It returns the device, or 0 (with *why set) if the packet must go up the stack.
-static __always_inline int route(struct xdp_md *ctx, int v6, const __u8 *src, const __u8 *dst,
+static __always_inline int route(struct xdp_md *ctx, int v6, __u8 *src, const __u8 *dst,
 				 __be16 sport, __be16 dport, __u16 tot_len, struct hdrs *h, __u32 *why)
 {
+	// A wildcard source (a listener on 0.0.0.0 or ::) is the route's preferred source, as
+	// for the listener's own socket.
+	int any = is_wildcard(src);
 	if (gateway) {
+		if (any) {
+			*why = PASS_NO_ROUTE;
+			return 0;
+		}
 		if (tot_len > mtu) {
 			*why = PASS_MTU;
 			return 0;
@@ -312,7 +326,7 @@ static __always_inline int route(struct xdp_md *ctx, int v6, const __u8 *src, co
 		__builtin_memcpy(&p.ipv4_src, src + 12, 4);
 		__builtin_memcpy(&p.ipv4_dst, dst + 12, 4);
 	}
-	long rc = bpf_fib_lookup(ctx, &p, sizeof(p), 0);
+	long rc = bpf_fib_lookup(ctx, &p, sizeof(p), any ? BPF_FIB_LOOKUP_SRC : 0);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
 		*why = PASS_MTU;
 		return 0;
@@ -320,6 +334,12 @@ static __always_inline int route(struct xdp_md *ctx, int v6, const __u8 *src, co
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
 		*why = PASS_NO_ROUTE;
 		return 0;
+	}
+	if (any) {
+		if (v6)
+			__builtin_memcpy(src, p.ipv6_src, 16);
+		else
+			__builtin_memcpy(src + 12, &p.ipv4_src, 4);
 	}
 	__builtin_memcpy(h->eth.h_dest, p.dmac, ETH_ALEN);
 	__builtin_memcpy(h->eth.h_source, p.smac, ETH_ALEN);
@@ -467,14 +487,16 @@ static __always_inline int client_to_peer(struct xdp_md *ctx, int v6, struct hdr
 
 	__u16 nulen = length + sizeof(struct udphdr);
 	__u32 why = 0;
-	int ifindex = route(ctx, v6, v->relay_ip, v->peer_ip, v->relay_port, v->peer_port,
+	__u8 src[16];
+	__builtin_memcpy(src, v->relay_ip, 16);
+	int ifindex = route(ctx, v6, src, v->peer_ip, v->relay_port, v->peer_port,
 			    nulen + L3(v6), h, &why);
 	if (!ifindex)
 		return pass(why);
 
 	if (h->udp.check || v6) {
 		__u64 acc = (__u16)~h->udp.check;
-		acc = csum_readdr(acc, h, v6, v->relay_ip, v->peer_ip, v->relay_port, v->peer_port,
+		acc = csum_readdr(acc, h, v6, src, v->peer_ip, v->relay_port, v->peer_port,
 				  bpf_htons(nulen));
 		acc = sub_words(acc, cd, 4);
 		// The padding: a byte at an even offset from the data's start is the first of its
@@ -495,7 +517,7 @@ static __always_inline int client_to_peer(struct xdp_md *ctx, int v6, struct hdr
 		acc = sub16(acc, pad_word(pad[2], length & 1));
 		h->udp.check = csum_final(acc);
 	}
-	set_ip(h, v6, v->relay_ip, v->peer_ip, nulen);
+	set_ip(h, v6, src, v->peer_ip, nulen);
 	h->udp.source = v->relay_port;
 	h->udp.dest = v->peer_port;
 	h->udp.len = bpf_htons(nulen);
@@ -544,7 +566,9 @@ static __always_inline int peer_to_client(struct xdp_md *ctx, int v6, struct hdr
 		return pass(PASS_MTU);
 	__u16 nulen = ulen + 4;
 	__u32 why = 0;
-	int ifindex = route(ctx, v6, v->lis_ip, v->client_ip, v->lis_port, v->client_port,
+	__u8 src[16];
+	__builtin_memcpy(src, v->lis_ip, 16);
+	int ifindex = route(ctx, v6, src, v->client_ip, v->lis_port, v->client_port,
 			    nulen + L3(v6), h, &why);
 	if (!ifindex)
 		return pass(why);
@@ -552,12 +576,12 @@ static __always_inline int peer_to_client(struct xdp_md *ctx, int v6, struct hdr
 	__be16 cd[2] = {bpf_htons(v->chan), bpf_htons(plen)};
 	if (h->udp.check || v6) {
 		__u64 acc = (__u16)~h->udp.check;
-		acc = csum_readdr(acc, h, v6, v->lis_ip, v->client_ip, v->lis_port, v->client_port,
+		acc = csum_readdr(acc, h, v6, src, v->client_ip, v->lis_port, v->client_port,
 				  bpf_htons(nulen));
 		acc = add_words(acc, cd, 4);
 		h->udp.check = csum_final(acc);
 	}
-	set_ip(h, v6, v->lis_ip, v->client_ip, nulen);
+	set_ip(h, v6, src, v->client_ip, nulen);
 	h->udp.source = v->lis_port;
 	h->udp.dest = v->client_port;
 	h->udp.len = bpf_htons(nulen);
@@ -626,6 +650,14 @@ static __always_inline int relay(struct xdp_md *ctx, int v6)
 		k.lis_port = h.udp.dest;
 		k.chan = ((__u16)cd[0] << 8) | cd[1];
 		struct c2p_val *v = bpf_map_lookup_elem(&c2p, &k);
+		if (!v) { // a listener on the wildcard address
+			__builtin_memset(k.lis_ip, 0, 16);
+			if (!v6) {
+				k.lis_ip[10] = 0xff;
+				k.lis_ip[11] = 0xff;
+			}
+			v = bpf_map_lookup_elem(&c2p, &k);
+		}
 		if (v) {
 			if (v6 && h.udp.check == 0)
 				return pass(PASS_CSUM);
