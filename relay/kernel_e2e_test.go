@@ -38,12 +38,13 @@ func TestKernelRelayChild(t *testing.T) {
 	if spec == "" {
 		t.Skip("child process of TestKernelFastPath")
 	}
-	parts := strings.Fields(spec) // listen address, relay IP, data path, allowed peer prefix
+	parts := strings.Fields(spec) // listen address, relay IP, data path, allowed peer prefix, permission lifetime
 	lis, err1 := netip.ParseAddrPort(parts[0])
+	permLife, err5 := time.ParseDuration(parts[4])
 	relayIP, err4 := netip.ParseAddr(parts[1])
 	dp, err3 := ParseDataPath(parts[2])
-	allow, err2 := netip.ParsePrefix(parts[len(parts)-1])
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
+	allow, err2 := netip.ParsePrefix(parts[3])
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 		fmt.Println("bad spec:", err)
 		os.Exit(2)
 	}
@@ -55,7 +56,9 @@ func TestKernelRelayChild(t *testing.T) {
 		Peers:     PeerPolicy{Allow: []netip.Prefix{allow}},
 		Workers:   1,
 		DataPath:  dp,
-		Logger:    testLogger(t),
+
+		PermissionLifetime: permLife,
+		Logger:             testLogger(t),
 	})
 	if err != nil {
 		fmt.Println("error:", err)
@@ -134,6 +137,11 @@ var warmUp = []byte("warm-up")
 // newKernelTopo builds the topology with the relay on data path dp. It skips tb when
 // namespaces or BPF are unavailable.
 func newKernelTopo(tb testing.TB, f kernelFamily, dp DataPath) *kernelTopo {
+	return newKernelTopoWith(tb, f, dp, 0)
+}
+
+// newKernelTopoWith is newKernelTopo with a permission lifetime (0: pion's default).
+func newKernelTopoWith(tb testing.TB, f kernelFamily, dp DataPath, permLife time.Duration) *kernelTopo {
 	tb.Helper()
 	if why := nstest.Usable(); why != "" {
 		tb.Skipf("network namespaces unavailable: %s", why)
@@ -181,7 +189,7 @@ func newKernelTopo(tb testing.TB, f kernelFamily, dp DataPath) *kernelTopo {
 		}
 		listen = netip.AddrPortFrom(any, 3478)
 	}
-	k.spec = fmt.Sprintf("%s %s %s %s", listen, f.relay, dp, f.prefix)
+	k.spec = fmt.Sprintf("%s %s %s %s %s", listen, f.relay, dp, f.prefix, permLife)
 	k.rel = startKernelRelay(tb, r, k.spec)
 
 	var pc, peer net.PacketConn
@@ -311,6 +319,50 @@ func TestKernelFastPath(t *testing.T) {
 				t.Fatalf("restarted relay attached nothing to v0:\n%s", out)
 			}
 		})
+	}
+}
+
+// TestKernelFastPathPermissionExpiry: when pion lets a permission expire, the kernel stops
+// relaying the channel to that peer within a second (the RFC's drop: the peer receives
+// nothing, and it is counted as no_permission).
+func TestKernelFastPathPermissionExpiry(t *testing.T) {
+	const life = 2 * time.Second
+	k := newKernelTopoWith(t, kernelFamilies[0], DataPathOffload, life)
+	start := time.Now() // the permission is made during warm, after this
+	k.warm(t, true)
+	warmed := time.Now()
+	if err := k.round([]byte("relayed")); err != nil {
+		t.Fatal(err)
+	}
+	// The permission was installed between start and warmed, and lives life (the client
+	// refreshes only after minutes): by warmed + life + 1 s the kernel must have stopped.
+	for i := 0; ; i++ {
+		before := k.rel.stats(t)
+		sent := time.Now()
+		msg := []byte(fmt.Sprintf("probe %d", i))
+		if _, err := k.relayed.WriteTo(msg, k.peerAddr); err != nil {
+			t.Fatal(err)
+		}
+		k.relayed.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		_, _, err := k.relayed.ReadFrom(k.buf)
+		if err == nil {
+			if sent.After(warmed.Add(life + time.Second)) {
+				t.Fatalf("%v after the permission's expiry, a packet was still relayed", sent.Sub(warmed.Add(life)).Round(time.Millisecond))
+			}
+			continue
+		}
+		after := k.rel.stats(t)
+		if after.Kernel[metrics.ClientToPeer].Packets != before.Kernel[metrics.ClientToPeer].Packets {
+			t.Fatalf("the kernel relayed the probe, but no echo came back: %v", err)
+		}
+		if after.Drops[metrics.DropNoPermission] <= before.Drops[metrics.DropNoPermission] {
+			t.Fatalf("probe not echoed and not counted as no_permission: %v", err)
+		}
+		if sent.Before(start.Add(life)) {
+			t.Fatalf("dropped %v after the start, before the permission could expire", sent.Sub(start))
+		}
+		t.Logf("dropped from %v after the permission's latest expiry", sent.Sub(warmed.Add(life)).Round(time.Millisecond))
+		return
 	}
 }
 
