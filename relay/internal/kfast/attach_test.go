@@ -4,6 +4,7 @@ package kfast
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"net/netip"
 	"strings"
@@ -19,27 +20,7 @@ import (
 // namespace. Then Close must leave the interface without a program.
 func TestAttachVeth(t *testing.T) {
 	o := newOffload(t)
-	r := nstest.New(t, "kfr")
-	c := nstest.New(t, "kfc")
-	r.IP("link add v0 type veth peer name v1 netns " + c.Name)
-	r.IP("addr add 10.9.0.1/24 dev v0")
-	r.IP("addr add fd09::1/64 dev v0 nodad")
-	c.IP("addr add 10.9.0.2/24 dev v1")
-	c.IP("addr add 10.9.0.3/24 dev v1")
-	c.IP("addr add fd09::2/64 dev v1 nodad")
-	c.IP("addr add fd09::3/64 dev v1 nodad")
-	r.IP("link set v0 up")
-	c.IP("link set v1 up")
-	r.Sysctl("net.ipv4.conf.v0.forwarding", "1")
-	r.Sysctl("net.ipv6.conf.v0.forwarding", "1")
-	// Datagrams from local sockets leave a veth with their UDP checksum not computed; a real
-	// NIC delivers them complete.
-	c.TxChecksumOff("v1")
-	mac := c.MAC("v1")
-	for _, a := range []string{"10.9.0.2", "10.9.0.3", "fd09::2", "fd09::3"} {
-		r.IP("neigh add " + a + " lladdr " + mac.String() + " dev v0 nud permanent")
-	}
-
+	r, c := vethPair(t)
 	var mode, passMode Mode
 	var err error
 	r.Do(func() { mode, err = o.Attach(r.Ifindex("v0"), ModeAuto) })
@@ -130,5 +111,95 @@ func TestAttachVeth(t *testing.T) {
 	}
 	if out := r.IP("link show dev v0"); strings.Contains(out, "xdp") {
 		t.Errorf("XDP program still on v0 after Close:\n%s", out)
+	}
+}
+
+// vethPair makes namespaces r (the relay's: v0, 10.9.0.1, fd09::1, forwarding on, permanent
+// neighbours) and c (clients' and peers': v1, .2 and .3 of both prefixes, transmit checksum
+// offload off), joined by veth v0–v1.
+func vethPair(tb testing.TB) (r, c *nstest.NS) {
+	tb.Helper()
+	r = nstest.New(tb, "kfr")
+	c = nstest.New(tb, "kfc")
+	r.IP("link add v0 type veth peer name v1 netns " + c.Name)
+	r.IP("addr add 10.9.0.1/24 dev v0")
+	r.IP("addr add fd09::1/64 dev v0 nodad")
+	c.IP("addr add 10.9.0.2/24 dev v1")
+	c.IP("addr add 10.9.0.3/24 dev v1")
+	c.IP("addr add fd09::2/64 dev v1 nodad")
+	c.IP("addr add fd09::3/64 dev v1 nodad")
+	r.IP("link set v0 up")
+	c.IP("link set v1 up")
+	r.Sysctl("net.ipv4.conf.v0.forwarding", "1")
+	r.Sysctl("net.ipv6.conf.v0.forwarding", "1")
+	// Datagrams from local sockets leave a veth with their UDP checksum not computed; a real
+	// NIC delivers them complete.
+	c.TxChecksumOff("v1")
+	mac := c.MAC("v1")
+	for _, a := range []string{"10.9.0.2", "10.9.0.3", "fd09::2", "fd09::3"} {
+		r.IP("neigh add " + a + " lladdr " + mac.String() + " dev v0 nud permanent")
+	}
+	return r, c
+}
+
+// BenchmarkVethRoundTrip: one ChannelData message client → relay → peer and the answer peer
+// → relay → client per op, relayed by the program attached natively or generically to the
+// relay's veth (no relay process).
+func BenchmarkVethRoundTrip(b *testing.B) {
+	for _, m := range []Mode{ModeNative, ModeGeneric} {
+		b.Run(m.String(), func(b *testing.B) {
+			o := newOffload(b)
+			r, c := vethPair(b)
+			var err error
+			r.Do(func() { _, err = o.Attach(r.Ifindex("v0"), m) })
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.Do(func() { _, err = o.AttachPass(c.Ifindex("v1"), ModeNative) })
+			if err != nil {
+				b.Fatal(err)
+			}
+			ch := Channel{Num: 0x4001, Client: netip.MustParseAddrPort("10.9.0.2:40000"), Listen: netip.MustParseAddrPort("10.9.0.1:3478"),
+				Relay: netip.MustParseAddrPort("10.9.0.1:50000"), Peer: netip.MustParseAddrPort("10.9.0.3:40001")}
+			if ch.Slot, err = o.NewSlot(0); err != nil {
+				b.Fatal(err)
+			}
+			if err := errors.Join(o.PutChannel(ch), o.Permit(ch.Slot, ch.Peer.Addr())); err != nil {
+				b.Fatal(err)
+			}
+			var client, peer *net.UDPConn
+			c.Do(func() {
+				if client, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ch.Client)); err != nil {
+					return
+				}
+				peer, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ch.Peer))
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer client.Close()
+			defer peer.Close()
+			msg := channelData(ch.Num, data(160), 0)
+			buf := make([]byte, 2048)
+			deadline := time.Now().Add(10 * time.Second)
+			client.SetReadDeadline(deadline)
+			peer.SetReadDeadline(deadline)
+			b.SetBytes(2 * 160)
+			for b.Loop() {
+				if _, err := client.WriteToUDPAddrPort(msg, ch.Listen); err != nil {
+					b.Fatal(err)
+				}
+				n, _, err := peer.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := peer.WriteToUDPAddrPort(buf[:n], ch.Relay); err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := client.ReadFromUDPAddrPort(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
