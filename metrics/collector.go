@@ -111,8 +111,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for d := range NumDirections {
 		for p := range NumPaths {
 			tr := s.Traffic[d][p]
-			ch <- prometheus.MustNewConstMetric(c.packetsDesc, prometheus.CounterValue,
-				float64(tr.Packets), directionLabels[d], pathLabels[p])
+			if Path(p) != PathTCP { // a byte stream has no packets
+				ch <- prometheus.MustNewConstMetric(c.packetsDesc, prometheus.CounterValue,
+					float64(tr.Packets), directionLabels[d], pathLabels[p])
+			}
 			ch <- prometheus.MustNewConstMetric(c.bytesDesc, prometheus.CounterValue,
 				float64(tr.Bytes), directionLabels[d], pathLabels[p])
 		}

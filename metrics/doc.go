@@ -37,6 +37,13 @@
 //	avedge_credential_requests_total{api,result}            counter
 //	avedge_stun_binding_requests_total                      counter
 //	avedge_draining                                         gauge, 0 or 1
+//	avedge_allocation_redirects_total{reason}               counter, 300 Try Alternate
+//	avedge_tls_certificate_expiry_timestamp_seconds{pair}   gauge, once the pair loads
+//	avedge_tls_certificate_reload_failures_total{pair}      counter
+//
+// A process that monitors the pool (package pool: the credential service, a relay that
+// redirects when over its threshold) registers [NewPoolCollector] too: what it believes of
+// each relay, as avedge_pool_member_{healthy,draining,listed,score,rank,allocations,failed_polls}{member}.
 //
 // The edge's port range is split into a capacity gauge and a gauge by state
 // rather than one gauge with state="capacity": summing avedge_relay_ports

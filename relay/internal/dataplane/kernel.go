@@ -197,6 +197,24 @@ func (t *Table) kernelClearLocked(a *Alloc) {
 	a.kslot = 0
 }
 
+// KernelTraffic returns what the kernel fast path relayed for a, by direction (zero when a is
+// not offloaded): the share of a's traffic its Relay.Traffic does not count.
+func (a *Alloc) KernelTraffic() (out [metrics.NumDirections]metrics.Counter) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	k := a.t.k
+	if a.kslot == 0 || k == nil || k.closed.Load() {
+		return out
+	}
+	c, err := k.off.Counters(a.kslot - 1)
+	if err != nil {
+		return out
+	}
+	out[metrics.ClientToPeer] = metrics.Counter{Packets: c.C2PPackets, Bytes: c.C2PBytes}
+	out[metrics.PeerToClient] = metrics.Counter{Packets: c.P2CPackets, Bytes: c.P2CBytes}
+	return out
+}
+
 // Counters returns what the program relayed (ended allocations included), and its drops by
 // reason.
 func (k *Kernel) Counters() (kfast.Counters, [kfast.NumDrops]uint64) {
