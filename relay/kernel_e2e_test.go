@@ -171,9 +171,8 @@ func newKernelTopoWith(tb testing.TB, f kernelFamily, dp DataPath, permLife time
 		fam = "ipv6"
 	}
 	r.Sysctl("net."+fam+".conf.v0.forwarding", "1")
-	// Datagrams from local sockets leave a veth with their UDP checksum not computed; a real
-	// NIC delivers them complete.
-	c.TxChecksumOff("v1")
+	// The client's and peer's datagrams reach the relay's veth with their UDP checksums not
+	// computed (CHECKSUM_PARTIAL): the relay sees a veth and has the program compute them.
 	// XDP_TX into a veth needs NAPI on its far end: a program there gives it.
 	c.Do(func() { _, err = pass.AttachPass(c.Ifindex("v1"), kfast.ModeNative) })
 	if err != nil {

@@ -127,7 +127,13 @@ func (s *Server) startKernel(dp DataPath) error {
 	if served == 0 || len(plan.ifaces) == 0 {
 		return fail(fmt.Errorf("no UDP listener it can serve: %s", strings.Join(plan.why, "; ")))
 	}
-	off, err := kfast.New(kfast.Config{Gateway: s.cfg.OffloadGateway})
+	// Senders on this host reach a veth with their UDP checksums left to a NIC it does not
+	// have: the program computes them from scratch there.
+	full := false
+	for _, ifi := range plan.ifaces {
+		full = full || kfast.Driver(ifi.Name) == "veth"
+	}
+	off, err := kfast.New(kfast.Config{Gateway: s.cfg.OffloadGateway, FullChecksum: full})
 	if err != nil {
 		return fail(err)
 	}
@@ -143,7 +149,7 @@ func (s *Server) startKernel(dp DataPath) error {
 	s.kernel = off
 	s.kmirror = dataplane.NewKernel(off, plan.lis, s.log)
 	s.fast.SetKernel(s.kmirror)
-	args := []any{"interfaces", strings.Join(attached, ", "), "gateway-mode", s.cfg.OffloadGateway}
+	args := []any{"interfaces", strings.Join(attached, ", "), "gateway-mode", s.cfg.OffloadGateway, "full-checksum", full}
 	if len(plan.why) > 0 {
 		args = append(args, "not-served", strings.Join(plan.why, "; "))
 	}

@@ -73,6 +73,12 @@ type Config struct {
 	// and neighbours, which needs forwarding enabled on the interfaces the program is
 	// attached to (Forwarding); without it every packet goes to user space (PassNoRoute).
 	Gateway bool
+	// FullChecksum computes each relayed datagram's UDP checksum from scratch, reading its
+	// data, instead of updating the arriving checksum. Needed where senders on the same host
+	// reach the relay over a veth: their datagrams arrive with the checksum not yet computed
+	// (the kernel leaves it to a NIC that a veth does not have), which an update would carry
+	// over. Datagrams with more than 1536 bytes of data then go to user space.
+	FullChecksum bool
 	// MTU bounds the IP packets Gateway mode sends (larger ones go to user space). Zero: 1500.
 	// Routing-table mode takes the route's MTU.
 	MTU int
@@ -115,6 +121,9 @@ func New(cfg Config) (*Offload, error) {
 	}
 	if err := spec.Variables["gateway"].Set(cfg.Gateway); err != nil {
 		return nil, fmt.Errorf("kfast: set gateway: %w", err)
+	}
+	if err := spec.Variables["full_csum"].Set(cfg.FullChecksum); err != nil {
+		return nil, fmt.Errorf("kfast: set full_csum: %w", err)
 	}
 	if err := spec.Variables["mtu"].Set(uint16(mtu)); err != nil {
 		return nil, fmt.Errorf("kfast: set mtu: %w", err)
@@ -225,6 +234,21 @@ func Forwarding(name string) (v4, v6 bool) {
 		return err == nil && len(b) > 0 && b[0] == '1'
 	}
 	return read("/proc/sys/net/ipv4/conf/" + name + "/forwarding"), read("/proc/sys/net/ipv6/conf/" + name + "/forwarding")
+}
+
+// Driver returns the driver of interface name (in this thread's network namespace), as
+// `ethtool -i` shows it ("veth", "virtio_net", …), or "" if it cannot be read.
+func Driver(name string) string {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return ""
+	}
+	defer unix.Close(fd)
+	info, err := unix.IoctlGetEthtoolDrvinfo(fd, name)
+	if err != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(info.Driver[:])
 }
 
 func ifName(ifindex int) string {

@@ -91,6 +91,7 @@ const (
 	kfastMapStats        = "stats"
 	kfastProgAvedgePass  = "avedge_pass"
 	kfastProgAvedgeRelay = "avedge_relay"
+	kfastVarFullCsum     = "full_csum"
 	kfastVarGateway      = "gateway"
 	kfastVarMtu          = "mtu"
 )
@@ -158,8 +159,9 @@ type kfastMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type kfastVariableSpecs struct {
-	Gateway *ebpf.VariableSpec `ebpf:"gateway"`
-	Mtu     *ebpf.VariableSpec `ebpf:"mtu"`
+	FullCsum *ebpf.VariableSpec `ebpf:"full_csum"`
+	Gateway  *ebpf.VariableSpec `ebpf:"gateway"`
+	Mtu      *ebpf.VariableSpec `ebpf:"mtu"`
 }
 
 // kfastObjects contains all objects after they have been loaded into the kernel.
@@ -207,8 +209,9 @@ func (m *kfastMaps) Close() error {
 //
 // It can be passed to loadKfastObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kfastVariables struct {
-	Gateway *ebpf.Variable `ebpf:"gateway"`
-	Mtu     *ebpf.Variable `ebpf:"mtu"`
+	FullCsum *ebpf.Variable `ebpf:"full_csum"`
+	Gateway  *ebpf.Variable `ebpf:"gateway"`
+	Mtu      *ebpf.Variable `ebpf:"mtu"`
 }
 
 // kfastPrograms contains all programs after they have been loaded into the kernel.

@@ -286,6 +286,12 @@ struct hdrs {
 // and peer is reached through one gateway, as on most cloud and edge hosts; mtu bounds what
 // leaves.
 volatile const __u8 gateway = 0;
+// full_csum: compute each relayed datagram's UDP checksum from scratch (reading its data)
+// instead of updating the arriving one. Needed where senders on the same host reach the
+// relay over a veth: their datagrams arrive with the checksum not yet computed
+// (CHECKSUM_PARTIAL: the field holds only the pseudo-header's sum), which an update would
+// carry over.
+volatile const __u8 full_csum = 0;
 volatile const __u16 mtu = 1500;
 
 // route finds the egress device and MAC addresses for src → dst with an IP packet of tot_len
@@ -449,6 +455,83 @@ static __always_inline int over(__u32 slot, __u64 n)
 	return refused;
 }
 
+#define MAX_DATA 1536 // largest datagram data full_csum sums; larger ones go to the stack
+
+// data_sum returns the ones' complement sum (unfolded, as bpf_csum_diff keeps it) of the n
+// bytes at packet offset off, n < MAX_DATA + 64, read in chunks (unrolled: the verifier
+// refuses this loop to a program loaded without CAP_PERFMON). The bytes are taken as words from off, which must be even relative to the
+// checksummed data's start; a last odd byte is the first of its word. It returns -1 if the
+// bytes cannot be read.
+static __always_inline __s64 data_sum(struct xdp_md *ctx, __u32 off, __u32 n)
+{
+	__u8 buf[64];
+	__u32 acc = 0;
+#pragma unroll
+	for (int i = 0; i < MAX_DATA / 64; i++) {
+		if (n >= 64) {
+			if (bpf_xdp_load_bytes(ctx, off, buf, 64))
+				return -1;
+			acc = bpf_csum_diff(NULL, 0, (__be32 *)buf, 64, acc);
+			off += 64;
+			n -= 64;
+		}
+	}
+#define TAIL(k)                                                                                    \
+	if (n >= k) {                                                                              \
+		if (bpf_xdp_load_bytes(ctx, off, buf, k))                                          \
+			return -1;                                                                 \
+		acc = bpf_csum_diff(NULL, 0, (__be32 *)buf, k, acc);                               \
+		off += k;                                                                          \
+		n -= k;                                                                            \
+	}
+	TAIL(32)
+	TAIL(16)
+	TAIL(8)
+	TAIL(4)
+#undef TAIL
+	__u64 s = acc;
+	if (n >= 2) {
+		if (bpf_xdp_load_bytes(ctx, off, buf, 2))
+			return -1;
+		s += *(__u16 *)buf;
+		off += 2;
+		n -= 2;
+	}
+	if (n == 1) {
+		if (bpf_xdp_load_bytes(ctx, off, buf, 1))
+			return -1;
+		s += pad_word(buf[0], 0);
+	}
+	return fold(s);
+}
+
+// full_udp_csum is the UDP checksum of a datagram src → dst with UDP header u (its check
+// field ignored), then extra (n_extra bytes, 0 or 4), then data whose sum is dsum.
+static __always_inline __u16 full_udp_csum(int v6, const __u8 *src, const __u8 *dst,
+					   const struct udphdr *u, const void *extra, int n_extra,
+					   __u64 dsum)
+{
+	__u8 addrs[32];
+	__u64 acc;
+	if (v6) {
+		__builtin_memcpy(addrs, src, 16);
+		__builtin_memcpy(addrs + 16, dst, 16);
+		acc = (__u32)bpf_csum_diff(NULL, 0, (__be32 *)addrs, 32, 0);
+	} else {
+		__builtin_memcpy(addrs, src + 12, 4);
+		__builtin_memcpy(addrs + 4, dst + 12, 4);
+		acc = (__u32)bpf_csum_diff(NULL, 0, (__be32 *)addrs, 8, 0);
+	}
+	acc += bpf_htons(IPPROTO_UDP);
+	acc += u->len; // pseudo-header
+	acc += u->source;
+	acc += u->dest;
+	acc += u->len;
+	if (n_extra)
+		acc = add_words(acc, extra, 4);
+	return csum_final(acc + dsum);
+}
+
 static __always_inline int permitted(__u32 slot, const __u8 *peer)
 {
 	struct perm_key k = {.slot = slot};
@@ -494,7 +577,18 @@ static __always_inline int client_to_peer(struct xdp_md *ctx, int v6, struct hdr
 	if (!ifindex)
 		return pass(why);
 
-	if (h->udp.check || v6) {
+	__s64 dsum = 0;
+	if (full_csum) {
+		if (length > MAX_DATA)
+			return pass(PASS_MTU);
+		dsum = data_sum(ctx, HDRS(v6) + 4, length);
+		if (dsum < 0)
+			return XDP_PASS;
+	}
+	if (full_csum) {
+		struct udphdr u = {.source = v->relay_port, .dest = v->peer_port, .len = bpf_htons(nulen)};
+		h->udp.check = full_udp_csum(v6, src, v->peer_ip, &u, NULL, 0, dsum);
+	} else if (h->udp.check || v6) {
 		__u64 acc = (__u16)~h->udp.check;
 		acc = csum_readdr(acc, h, v6, src, v->peer_ip, v->relay_port, v->peer_port,
 				  bpf_htons(nulen));
@@ -574,7 +668,15 @@ static __always_inline int peer_to_client(struct xdp_md *ctx, int v6, struct hdr
 		return pass(why);
 
 	__be16 cd[2] = {bpf_htons(v->chan), bpf_htons(plen)};
-	if (h->udp.check || v6) {
+	if (full_csum) {
+		if (plen > MAX_DATA)
+			return pass(PASS_MTU);
+		__s64 dsum = data_sum(ctx, HDRS(v6), plen);
+		if (dsum < 0)
+			return XDP_PASS;
+		struct udphdr u = {.source = v->lis_port, .dest = v->client_port, .len = bpf_htons(nulen)};
+		h->udp.check = full_udp_csum(v6, src, v->client_ip, &u, cd, 4, dsum);
+	} else if (h->udp.check || v6) {
 		__u64 acc = (__u16)~h->udp.check;
 		acc = csum_readdr(acc, h, v6, src, v->client_ip, v->lis_port, v->client_port,
 				  bpf_htons(nulen));
