@@ -476,7 +476,9 @@ func TestQuota(t *testing.T) {
 	e := newEnv(t)
 	for _, f := range fams {
 		t.Run(f.name, func(t *testing.T) {
-			s, err := e.o.NewSlot(1000) // 1000 B/s, bursts of 1000 B
+			// 620 B/s, bursts of 620 B: after 600 B, the next 600 B pass only after 0.94 s of
+			// refill, far more than the few milliseconds between these runs.
+			s, err := e.o.NewSlot(620)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -490,9 +492,8 @@ func TestQuota(t *testing.T) {
 			down := pkt{srcMAC: peerMAC, dstMAC: e.r0MAC, src: f.peer, dst: f.relay, payload: data(600)}
 			d0, _ := e.reasons(t)
 			if a, _ := e.run(t, up.bytes()); a != xdpTX {
-				t.Fatalf("first 600 B of a 1000 B burst: action %d, want XDP_TX", a)
+				t.Fatalf("first 600 B of a 620 B burst: action %d, want XDP_TX", a)
 			}
-			// Refilled since: a few bytes at most, as the run takes milliseconds.
 			if a, _ := e.run(t, down.bytes()); a != xdpDrop {
 				t.Fatalf("600 B more, the other way: action %d, want XDP_DROP", a)
 			}
