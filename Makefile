@@ -1,7 +1,7 @@
 # avedge — each target is one line; `make test` is the command the README and .ci/run use.
 GO ?= go
 
-.PHONY: build test race bench fuzz lint cover bench-relay bench-control bench-flood
+.PHONY: build test race bench fuzz lint cover bench-relay bench-control bench-flood bpf
 build: ; $(GO) build ./...
 test: ; $(GO) test -race -count=1 -timeout 20m ./...
 race: test
@@ -12,3 +12,4 @@ cover: ; $(GO) test -count=1 -coverprofile=cover.out ./... && $(GO) tool cover -
 bench-relay: ; ./scripts/bench-relay.sh
 bench-control: ; ./scripts/bench-control.sh
 bench-flood: ; ./scripts/bench-flood.sh
+bpf: ; $(GO) generate ./relay/internal/kfast/

@@ -365,6 +365,7 @@ func (o Options) forwarding(rc *relay.Config) error {
 		return bad("data-path", "%v", err)
 	}
 	rc.DataPath = dp
+	rc.OffloadGateway = o.OffloadGateway
 	return nil
 }
 

@@ -57,9 +57,13 @@ type Options struct {
 	// idle-hold: how long an idle worker keeps its scheduler slot. Zero: indefinitely;
 	// negative: never (relay.Config.IdleHold reads the same).
 	IdleHold time.Duration
-	// data-path: the forwarding loop, "io_uring", "epoll", or "auto" or empty for io_uring
-	// when the kernel runs it.
+	// data-path: the forwarding path, "offload" (channel-bound UDP in the kernel, XDP; the
+	// rest in io_uring or epoll), "io_uring", "epoll", or "auto" or empty for offload where the
+	// kernel and interfaces allow it and io_uring when the kernel runs it.
 	DataPath string
+	// offload-gateway: the kernel fast path sends relayed packets back to the link address
+	// they came from instead of looking the next hop up (relay.Config.OffloadGateway).
+	OffloadGateway bool
 
 	// realm: the long-term credential realm; must not be empty.
 	Realm string
@@ -363,7 +367,9 @@ var optionTable = []option{
 	opt("workers", func(o *Options) *int { return &o.Workers }, 0,
 		"forwarding loops, each with its own SO_REUSEPORT socket (0: one per two cores)"),
 	opt("data-path", func(o *Options) *string { return &o.DataPath }, "",
-		"forwarding loop: io_uring, epoll, or auto (io_uring when the kernel runs it)"),
+		"forwarding path: offload (channel-bound UDP relayed in the kernel by XDP, the rest by io_uring or epoll; refuses to start without it), io_uring, epoll, or auto (offload where the kernel and interfaces allow it, io_uring when the kernel runs it; logs which and why)"),
+	opt("offload-gateway", func(o *Options) *bool { return &o.OffloadGateway }, false,
+		"kernel fast path: send relayed packets back to the link address they came from (every client and peer behind one gateway) instead of a route lookup, which needs forwarding on the interface"),
 	opt("idle-hold", func(o *Options) *time.Duration { return &o.IdleHold }, time.Second,
 		"how long a worker without packets keeps its scheduler slot before it parks through the Go runtime (held, a packet costs one wake-up; parked, an idle relay costs no CPU; 0: indefinitely; negative: never)"),
 	opt("realm", func(o *Options) *string { return &o.Realm }, "avedge",

@@ -21,6 +21,8 @@ type collector struct {
 	portsDesc       *prometheus.Desc
 	packetsDesc     *prometheus.Desc
 	bytesDesc       *prometheus.Desc
+	kPacketsDesc    *prometheus.Desc
+	kBytesDesc      *prometheus.Desc
 	dropsDesc       *prometheus.Desc
 	bindingDesc     *prometheus.Desc
 	drainingDesc    *prometheus.Desc
@@ -54,6 +56,12 @@ func newCollector(opts Options) *collector {
 		bytesDesc: prometheus.NewDesc("avedge_relayed_bytes_total",
 			"Application bytes relayed (peer-side UDP payload), by direction and client-side path, including ended allocations.",
 			[]string{"direction", "path"}, nil),
+		kPacketsDesc: prometheus.NewDesc("avedge_kernel_relayed_packets_total",
+			"Of avedge_relayed_packets_total{path=\"channel\"}, the packets the kernel fast path (eBPF) relayed, by direction.",
+			[]string{"direction"}, nil),
+		kBytesDesc: prometheus.NewDesc("avedge_kernel_relayed_bytes_total",
+			"Of avedge_relayed_bytes_total{path=\"channel\"}, the bytes the kernel fast path (eBPF) relayed, by direction.",
+			[]string{"direction"}, nil),
 		dropsDesc: prometheus.NewDesc("avedge_dropped_packets_total",
 			"Packets the relay dropped, by reason.",
 			[]string{"reason"}, nil),
@@ -91,9 +99,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.buildInfo.Desc()
 	for _, d := range []*prometheus.Desc{
 		c.allocationsDesc, c.permissionsDesc, c.channelsDesc, c.portsCapDesc,
-		c.portsDesc, c.packetsDesc, c.bytesDesc, c.dropsDesc, c.bindingDesc,
-		c.drainingDesc, c.tcpConnsDesc, c.tcpBindDesc, c.tcpIdleDesc, c.tcpLimitDesc,
-		c.tcpPolicyDesc, c.proxyDesc,
+		c.portsDesc, c.packetsDesc, c.bytesDesc, c.kPacketsDesc, c.kBytesDesc, c.dropsDesc,
+		c.bindingDesc, c.drainingDesc, c.tcpConnsDesc, c.tcpBindDesc, c.tcpIdleDesc,
+		c.tcpLimitDesc, c.tcpPolicyDesc, c.proxyDesc,
 	} {
 		ch <- d
 	}
@@ -132,6 +140,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.bytesDesc, prometheus.CounterValue,
 				float64(tr.Bytes), directionLabels[d], pathLabels[p])
 		}
+	}
+	for d := range NumDirections {
+		ch <- prometheus.MustNewConstMetric(c.kPacketsDesc, prometheus.CounterValue, float64(s.Kernel[d].Packets), directionLabels[d])
+		ch <- prometheus.MustNewConstMetric(c.kBytesDesc, prometheus.CounterValue, float64(s.Kernel[d].Bytes), directionLabels[d])
 	}
 	// Every known reason is exposed, at 0 until it happens, and reasons the
 	// relay invents beyond the documented set fold into "other" so the

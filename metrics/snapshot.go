@@ -42,6 +42,9 @@ type Snapshot struct {
 	// Traffic relayed by [Direction] and [Path]. Bytes count application
 	// data: the UDP payload on the peer side, without TURN framing.
 	Traffic [NumDirections][NumPaths]Counter
+	// Kernel is the share of Traffic[d][PathChannel] that the kernel fast
+	// path relayed, by [Direction] (zero where it does not run).
+	Kernel [NumDirections]Counter
 	// Drops holds packets dropped by reason (the Drop… constants). A reason
 	// outside that set is counted under "other".
 	Drops map[string]uint64

@@ -323,8 +323,11 @@ func (s *Server) describe(a *allocation, now time.Time) admin.Allocation {
 		out.Channels = append(out.Channels, admin.Channel{Number: c.Num, Peer: c.Peer.String()})
 	}
 	var bytes [metrics.NumDirections]uint64
+	kernel := a.KernelTraffic() // what the kernel fast path relayed, not in rc.Traffic
 	for d, t := range []*admin.Traffic{&out.ClientToPeer, &out.PeerToClient} {
 		t.Packets, t.Bytes = a.rc.Traffic.Load(metrics.Direction(d))
+		t.Packets += kernel[d].Packets
+		t.Bytes += kernel[d].Bytes
 		bytes[d] = t.Bytes
 	}
 	out.ClientToPeer.RateBps, out.PeerToClient.RateBps = a.rate.update(now, a.rc.created, bytes)

@@ -79,7 +79,20 @@ type Config struct {
 	// (empty): io_uring when the kernel runs it (checked once by relaying a datagram over
 	// loopback through a test ring), else epoll. io_uring needs Linux 6.1 and no seccomp
 	// filter against it (Docker's default profile blocks it).
+	//
+	// DataPathAuto and DataPathOffload also relay channel-bound UDP traffic in the kernel (an
+	// XDP program, package kfast) on the interfaces of the UDP listen and relay addresses
+	// that allow it: a concrete address, not on loopback, on an interface that forwards its
+	// family (or OffloadGateway), and BPF available (CAP_BPF and CAP_NET_ADMIN, or root). Auto
+	// logs why when it cannot; offload refuses to start. The kernel enforces each allocation's
+	// bandwidth cap with a token bucket of its own. The workers, io_uring where it runs, else
+	// epoll, relay everything the kernel does not.
 	DataPath DataPath
+	// OffloadGateway makes the kernel fast path send every relayed packet back to the link
+	// address it came from, instead of looking the next hop up in the routing table (which
+	// needs forwarding enabled on the interface). Right only where every client and peer is
+	// reached through one gateway.
+	OffloadGateway bool
 
 	// Peers is the peer policy: which peer addresses permissions may be granted for.
 	Peers PeerPolicy
@@ -418,18 +431,19 @@ const (
 	DataPathAuto    DataPath = ""
 	DataPathEpoll   DataPath = "epoll"
 	DataPathIOUring DataPath = "io_uring"
+	DataPathOffload DataPath = "offload"
 )
 
-// ParseDataPath reads a data path as an operator writes it: "io_uring", "epoll", or "auto"
-// (or empty) for DataPathAuto.
+// ParseDataPath reads a data path as an operator writes it: "offload", "io_uring", "epoll",
+// or "auto" (or empty) for DataPathAuto.
 func ParseDataPath(s string) (DataPath, error) {
 	switch p := DataPath(s); p {
-	case DataPathEpoll, DataPathIOUring:
+	case DataPathEpoll, DataPathIOUring, DataPathOffload:
 		return p, nil
 	case DataPathAuto, "auto":
 		return DataPathAuto, nil
 	}
-	return "", fmt.Errorf("data path %q: want %s, %s or auto", s, DataPathIOUring, DataPathEpoll)
+	return "", fmt.Errorf("data path %q: want %s, %s, %s or auto", s, DataPathOffload, DataPathIOUring, DataPathEpoll)
 }
 
 // checkListenPorts refuses a listener whose port lies in the relay range: portalloc would

@@ -26,6 +26,11 @@
 //	peer ──▶ relay socket (port from portalloc) ──┬─ bound channel ─▶ ChannelData ─▶ client
 //	                                              └─ otherwise ─────▶ relayConn ─▶ pion (Data indication)
 //
+// With the kernel fast path (offload.go, package relay/internal/kfast; data path auto or
+// offload), an XDP program on the interfaces of the listen and relay addresses relays the two
+// bound-channel branches above before they reach a socket, and passes everything else up to
+// them unchanged; the fast-path table drives its maps (dataplane/kernel.go).
+//
 // pion sees only what it must: STUN requests and indications arriving on a listener, and peer
 // packets that are not on a bound channel, through the net.PacketConn facades listenerShard
 // and relayConn. Floods are kept off live calls: each UDP listen address has several pion
@@ -46,5 +51,6 @@
 // (what the facades do to STUN), nonce.go (nonces bound to the client's 5-tuple, swapped
 // for pion's on the way in), logsample.go (log lines input causes, sampled), stunwire.go
 // (byte-level STUN checks), tcprelay.go (RFC 6062 TCP allocations), pioncompat.go,
-// admin.go (the admin API's backend: listing, ending and revoking allocations, status).
+// admin.go (the admin API's backend: listing, ending and revoking allocations, status),
+// offload.go (the kernel fast path: which interfaces, attach, detach).
 package relay

@@ -124,6 +124,7 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, protocol, userID, realm 
 	}
 	a := &allocation{Alloc: s.fast.NewAlloc(rc.Relay), rc: rc, family: familyOf(rap.Addr()), requests: s.newRequestBucket(),
 		id: rc.seq<<16 | uint64(rap.Port()), user: userID, key: k}
+	a.Local = rc.local
 	_, isTCP := src.(*net.TCPAddr)
 	g := s.lisByAddr[k.dst]
 	switch {

@@ -22,6 +22,7 @@ import (
 	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/portalloc"
 	"github.com/avedge/avedge/relay/internal/dataplane"
+	"github.com/avedge/avedge/relay/internal/kfast"
 	"github.com/avedge/avedge/relay/internal/sock"
 	"github.com/avedge/avedge/relay/internal/uring"
 	"github.com/avedge/avedge/relay/policy"
@@ -49,6 +50,8 @@ type Server struct {
 
 	turn         *turn.Server                        // Static (nil until New has started pion). Closed by Close.
 	workers      []*dataplane.Worker                 // Static. Read by Close and snapshot.
+	kernel       *kfast.Offload                      // the kernel fast path (offload.go); nil: none. Static after New.
+	kmirror      *dataplane.Kernel                   // its mirror of the table. Static after New.
 	listeners    []*listenerGroup                    // UDP listen addresses. Static.
 	lisByAddr    map[netip.AddrPort]*listenerGroup   // Static. Read by the EventHandler.
 	streams      []*streamListener                   // TCP and TLS listeners. Static.
@@ -175,8 +178,9 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
+	kernelPath := loop
 	switch loop {
-	case DataPathAuto:
+	case DataPathAuto, DataPathOffload:
 		loop = DataPathIOUring
 		if err := uring.Usable(); err != nil {
 			s.log.Info("io_uring unavailable; forwarding with epoll", "reason", err)
@@ -247,6 +251,11 @@ func New(cfg Config) (*Server, error) {
 			})
 		default:
 			return nil, fmt.Errorf("relay: listener %s: unknown transport %q (want udp, tcp or tls)", l.Addr, l.Network)
+		}
+	}
+	if kernelPath == DataPathAuto || kernelPath == DataPathOffload {
+		if err := s.startKernel(kernelPath); err != nil {
+			return nil, err
 		}
 	}
 	for _, w := range s.workers {
@@ -480,6 +489,9 @@ func (s *Server) teardown() {
 	for _, w := range s.workers {
 		w.Close()
 	}
+	if err := s.closeKernel(); err != nil {
+		s.log.Warn("closing the kernel fast path", "err", err)
+	}
 }
 
 // relayClosed forgets a relay socket that has closed.
@@ -525,6 +537,9 @@ func (s *Server) snapshot(sn *metrics.Snapshot) {
 		w.Stats().AddTo(sn)
 	}
 	s.slowStats.AddTo(sn)
+	if s.kmirror != nil {
+		s.kmirror.AddTo(sn)
+	}
 	sn.Draining = s.draining.Load()
 	s.tcpStats.addTo(sn, s.tcpConns.open())
 	s.streamStats.addTo(sn)

@@ -30,6 +30,11 @@
 // at which it holds none, and only then does the owner close it; otherwise the number, reused
 // by the next socket opened, would carry the payload elsewhere.
 //
+// Where the relay runs the kernel fast path (package kfast, an XDP program), channel-bound UDP
+// traffic of offloaded allocations never reaches a worker: the Table mirrors its changes into
+// the program's maps as it makes them (kernel.go, Table.SetKernel), and Kernel.AddTo adds what
+// the program relayed and dropped to the same counters at scrape time.
+//
 // Where the kernel runs it (Linux 6.1 or later, io_uring not blocked), the worker uses an
 // io_uring (package relay/internal/uring) instead of epoll: every socket has a multishot
 // recvmsg armed that receives into a ring of provided buffers laid out with the same

@@ -102,13 +102,21 @@ func NewRelay(fd int, n int, bytesPerSecond int64) *Relay {
 // takes them from it).
 func (r *Relay) Limited(n int) bool { return r.bucket.over(n) }
 
+// Rate returns the allocation's bandwidth cap in bytes per second (0: unlimited), which the
+// kernel fast path enforces with a bucket of its own.
+func (r *Relay) Rate() int64 { return r.bucket.rate }
+
 // bandwidth is an allocation's byte-rate cap. The zero value is unlimited and costs one nil
 // check per packet.
-type bandwidth struct{ b *policy.Bucket }
+type bandwidth struct {
+	b    *policy.Bucket
+	rate int64 // bytes per second; 0: unlimited
+}
 
 func (b *bandwidth) init(bytesPerSecond int64) {
 	if bytesPerSecond > 0 {
 		b.b = policy.NewBucket(bytesPerSecond, bytesPerSecond)
+		b.rate = bytesPerSecond
 	}
 }
 

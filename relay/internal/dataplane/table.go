@@ -116,9 +116,14 @@ type Alloc struct {
 	Key       Key                  // UDP allocations only.
 	ClientRaw sock.RawAddr         // Key.Client, ready to send to. UDP allocations only.
 
+	// Local is the relay socket's bound address (not an advertised external one): the kernel
+	// fast path rewrites packets to and from it. Set before Insert.
+	Local netip.AddrPort
+
 	// The control plane's own record of the allocation's entries, so that Clear removes
 	// them all and the caps can count them. Workers never read these.
 	mu    sync.Mutex
+	kslot uint32    // the kernel fast path's slot + 1; 0: not offloaded (kernel.go). Guarded by mu.
 	perms []*ipCell // permitted peer IPs; perms[c.idx] == c. Guarded by mu.
 	chans []*Chan   // bound channels; chans[c.idx] == c. Guarded by mu.
 	dead  bool      // set by Clear: nothing is added after. Guarded by mu.
@@ -205,6 +210,7 @@ type Table struct {
 	nextID atomic.Uint64
 	nPerms atomic.Int64 // permissions in the table
 	nChans atomic.Int64 // channels in the table
+	k      *Kernel      // the kernel fast path's mirror (kernel.go); nil: none. Static after SetKernel.
 }
 
 // NewTable returns an empty table.
@@ -230,6 +236,11 @@ func (t *Table) Lookup(k Key) *Alloc {
 
 // Insert publishes a under a.Key (UDP allocations), replacing any allocation there.
 func (t *Table) Insert(a *Alloc) {
+	if t.k != nil {
+		a.mu.Lock()
+		t.kernelInsertLocked(a)
+		a.mu.Unlock()
+	}
 	if k4, ok := a.Key.v4(); ok {
 		t.byCl4.Store(k4, a)
 		return
@@ -295,6 +306,7 @@ func (t *Table) Permit(a *Alloc, ip netip.Addr) bool {
 	a.perms = append(a.perms, c)
 	c.refused.Store(false) // the policy in force just granted it
 	c.permitted.Store(true)
+	t.kernelPermLocked(a, c)
 	t.nPerms.Add(1)
 	return true
 }
@@ -308,6 +320,7 @@ func (t *Table) Revoke(a *Alloc, ip netip.Addr) bool {
 		return false
 	}
 	c.permitted.Store(false)
+	t.kernelPermLocked(a, c)
 	// The last entry takes the removed one's place.
 	last := int32(len(a.perms) - 1)
 	if c.idx != last {
@@ -340,6 +353,7 @@ func (t *Table) Bind(a *Alloc, c *Chan) bool {
 	t.peers.Store(a.addrKey(c.Peer.Addr(), c.Peer.Port()), c)
 	c.idx = int32(len(a.chans))
 	a.chans = append(a.chans, c)
+	t.kernelBindLocked(a, c)
 	t.nChans.Add(1)
 	return true
 }
@@ -354,6 +368,7 @@ func (t *Table) Unbind(a *Alloc, num uint16) bool {
 	}
 	c.gone.Store(true)
 	t.unbindLocked(a, c)
+	t.kernelUnbindLocked(a, c)
 	last := len(a.chans) - 1
 	if int(c.idx) != last {
 		moved := a.chans[last]
@@ -386,6 +401,7 @@ func (t *Table) Clear(a *Alloc) (perms, chans int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.dead = true
+	t.kernelClearLocked(a)
 	for _, c := range a.perms {
 		c.permitted.Store(false)
 		t.ips.Delete(addrKey{tag: a.id << 16, ip: c.ip})
@@ -425,7 +441,10 @@ func (t *Table) Recheck(a *Alloc, allowed func(ip netip.Addr) bool) (refused int
 	defer a.mu.Unlock()
 	mark := func(c *ipCell) {
 		r := !allowed(netip.AddrFrom16(c.ip).Unmap())
-		c.refused.Store(r)
+		was := c.refused.Swap(r)
+		if was != r {
+			t.kernelPermLocked(a, c)
+		}
 		if r {
 			refused++
 		}

@@ -1,0 +1,179 @@
+//go:build linux
+
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/avedge/avedge/relay/internal/dataplane"
+	"github.com/avedge/avedge/relay/internal/kfast"
+)
+
+// The kernel fast path (package kfast): with data path auto or offload, channel-bound UDP
+// traffic is relayed by an XDP program on the interfaces that carry the relay's UDP listen
+// addresses and relay addresses, and the workers relay the rest. The fast-path table drives
+// the program's maps (dataplane/kernel.go).
+
+// kernelPlan is which interfaces the program goes on, and why an address is not served.
+type kernelPlan struct {
+	ifaces []net.Interface    // to attach to
+	lis    []netip.AddrPort   // by listener ID: the served listen address, or invalid
+	why    []string           // why something is not served
+	served map[int]bool       // by interface index
+	byAddr map[netip.Addr]int // interface index of each local address
+}
+
+// planKernel finds the interfaces of the UDP listen and relay addresses. An address is served
+// when it is on an interface other than loopback and, unless gateway is set, that interface
+// forwards its family (the program's route lookup needs it). A wildcard listener is served on
+// the relay addresses' interfaces, with route lookups (the program answers from the route's
+// preferred source, as the listener's socket does), so not in gateway mode.
+func (s *Server) planKernel(gateway bool) (*kernelPlan, error) {
+	p := &kernelPlan{served: map[int]bool{}, byAddr: map[netip.Addr]int{}, lis: make([]netip.AddrPort, len(s.listeners))}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("list interfaces: %w", err)
+	}
+	byIndex := map[int]net.Interface{}
+	for _, ifi := range ifs {
+		byIndex[ifi.Index] = ifi
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok {
+					p.byAddr[ip.Unmap()] = ifi.Index
+				}
+			}
+		}
+	}
+	serve := func(what string, ip netip.Addr) bool {
+		ip = ip.Unmap()
+		idx, ok := p.byAddr[ip]
+		if !ok {
+			p.why = append(p.why, fmt.Sprintf("%s %s: on no interface", what, ip))
+			return false
+		}
+		ifi := byIndex[idx]
+		if ifi.Flags&net.FlagLoopback != 0 {
+			p.why = append(p.why, fmt.Sprintf("%s %s: on loopback (XDP relays on NICs and veths)", what, ip))
+			return false
+		}
+		if !gateway {
+			v4, v6 := kfast.Forwarding(ifi.Name)
+			if (ip.Is4() && !v4) || (ip.Is6() && !v6) {
+				fam := "ipv4"
+				if ip.Is6() {
+					fam = "ipv6"
+				}
+				p.why = append(p.why, fmt.Sprintf("%s %s: forwarding is off on %s (sysctl net.%s.conf.%s.forwarding=1, or offload-gateway)", what, ip, ifi.Name, fam, ifi.Name))
+				return false
+			}
+		}
+		if !p.served[idx] {
+			p.served[idx] = true
+			p.ifaces = append(p.ifaces, ifi)
+		}
+		return true
+	}
+	for _, ips := range s.relayIPs {
+		for _, ip := range ips {
+			serve("relay address", ip)
+		}
+	}
+	for _, g := range s.listeners {
+		switch ip := g.addr.Addr(); {
+		case !ip.IsUnspecified():
+			if serve("listener", ip) {
+				p.lis[g.ID] = g.addr
+			}
+		case gateway:
+			p.why = append(p.why, fmt.Sprintf("listener %s: a wildcard address with offload-gateway (give the concrete one)", g.addr))
+		case len(p.ifaces) == 0:
+			p.why = append(p.why, fmt.Sprintf("listener %s: a wildcard address, and no relay address is served", g.addr))
+		default:
+			p.lis[g.ID] = g.addr
+		}
+	}
+	return p, nil
+}
+
+// startKernel sets the kernel fast path up for data path dp (auto or offload). With auto, it
+// logs why it does not run instead of failing.
+func (s *Server) startKernel(dp DataPath) error {
+	fail := func(err error) error {
+		if dp == DataPathOffload {
+			return fmt.Errorf("relay: data path offload: %w (use data path auto to fall back to user space)", err)
+		}
+		s.log.Info("kernel fast path off; relaying in user space", "reason", err.Error())
+		return nil
+	}
+	plan, err := s.planKernel(s.cfg.OffloadGateway)
+	if err != nil {
+		return fail(err)
+	}
+	served := 0
+	for _, a := range plan.lis {
+		if a.IsValid() {
+			served++
+		}
+	}
+	if served == 0 || len(plan.ifaces) == 0 {
+		return fail(fmt.Errorf("no UDP listener it can serve: %s", strings.Join(plan.why, "; ")))
+	}
+	// Senders on this host reach a veth with their UDP checksums left to a NIC it does not
+	// have: the program computes them from scratch there.
+	full := false
+	for _, ifi := range plan.ifaces {
+		full = full || kfast.Driver(ifi.Name) == "veth"
+	}
+	off, err := kfast.New(kfast.Config{Gateway: s.cfg.OffloadGateway, FullChecksum: full})
+	if err != nil {
+		return fail(err)
+	}
+	var attached []string
+	for _, ifi := range plan.ifaces {
+		mode, err := off.Attach(ifi.Index, kfast.ModeAuto)
+		if err != nil {
+			off.Close()
+			return fail(err)
+		}
+		attached = append(attached, ifi.Name+" ("+mode.String()+" XDP)")
+	}
+	s.kernel = off
+	s.kmirror = dataplane.NewKernel(off, plan.lis, s.log)
+	s.fast.SetKernel(s.kmirror)
+	args := []any{"interfaces", strings.Join(attached, ", "), "gateway-mode", s.cfg.OffloadGateway, "full-checksum", full}
+	if len(plan.why) > 0 {
+		args = append(args, "not-served", strings.Join(plan.why, "; "))
+	}
+	s.log.Info("kernel fast path on: channel-bound UDP relayed in XDP", args...)
+	return nil
+}
+
+// closeKernel detaches the program and frees its maps.
+func (s *Server) closeKernel() error {
+	if s.kernel == nil {
+		return nil
+	}
+	if passes, err := s.kernel.Passes(); err == nil {
+		var args []any
+		for r, n := range passes {
+			if n > 0 {
+				args = append(args, kfast.PassReason(r).String(), n)
+			}
+		}
+		s.log.Info("kernel fast path closing; packets it left to user space, by reason", args...)
+	}
+	err := s.kmirror.Close()
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("relay: kernel fast path: %w", err)
+	}
+	return nil
+}
