@@ -93,6 +93,9 @@ netns_up() {
 	done
 	ip -n "$ns_c" link set v0 up
 	ip -n "$ns_r" link set v1 up
+	# The kernel fast path (avedge-offload) finds its next hop with a route lookup, which the
+	# kernel answers only on an interface that forwards (docs/operator-guide.md).
+	ip netns exec "$ns_r" sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1
 	# A frame an XDP program on v1 sends back out (XDP_TX) is received by v0 through its
 	# NAPI instance, which a veth without an XDP program of its own has only with GRO on.
 	if command -v ethtool >/dev/null 2>&1; then
