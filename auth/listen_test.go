@@ -123,3 +123,79 @@ func TestCheckAnonymousListen(t *testing.T) {
 		})
 	}
 }
+
+// TestCertificateReloadIfChanged swaps the pair the way a Kubernetes Secret volume does (the
+// files are links through "..data", itself a link to a timestamped directory, replaced by a
+// rename) and the way a renewal script does (the files rewritten in place, the certificate
+// first): ReloadIfChanged loads a new pair once, leaves an unchanged one alone, tries a bad
+// pair once and keeps the current one, and loads the pair when the second file lands.
+func TestCertificateReloadIfChanged(t *testing.T) {
+	vol := t.TempDir()
+	now := time.Now()
+	pairs := map[string][2]string{}
+	for _, cn := range []string{"a", "b", "c"} {
+		crt, key := testPair(t, t.TempDir(), cn, now.Add(-time.Hour), now.Add(time.Hour))
+		pairs[cn] = [2]string{crt, key}
+	}
+	// publish writes the pair of cn into a new directory of vol and points ..data at it.
+	publish := func(t *testing.T, cn, dirName string) {
+		t.Helper()
+		dir := filepath.Join(vol, dirName)
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		copyFile(t, pairs[cn][0], filepath.Join(dir, "tls.crt"))
+		copyFile(t, pairs[cn][1], filepath.Join(dir, "tls.key"))
+		tmp := filepath.Join(vol, "..data_tmp")
+		if err := os.Symlink(dirName, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(vol, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(t, "a", "..2026_12_03_15_00_00.1")
+	crt, key := filepath.Join(vol, "tls.crt"), filepath.Join(vol, "tls.key")
+	for _, f := range []string{"tls.crt", "tls.key"} {
+		if err := os.Symlink(filepath.Join("..data", f), filepath.Join(vol, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := LoadCertificate(crt, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(t *testing.T, wantChanged, wantErr bool, wantCN string) {
+		t.Helper()
+		changed, err := c.ReloadIfChanged()
+		if changed != wantChanged || (err != nil) != wantErr {
+			t.Fatalf("ReloadIfChanged = %v, %v; want changed %v, error %v", changed, err, wantChanged, wantErr)
+		}
+		if cn := servedCN(t, c); cn != wantCN {
+			t.Fatalf("serves %q, want %q", cn, wantCN)
+		}
+	}
+
+	check(t, false, false, "a")
+	publish(t, "b", "..2026_12_03_15_05_00.2")
+	check(t, true, false, "b")
+	check(t, false, false, "b")
+
+	// Rewritten in place, the certificate first: the half-renewed pair is refused once, and
+	// the next poll after the key lands loads it.
+	copyFile(t, pairs["c"][0], filepath.Join(vol, "..data", "tls.crt"))
+	check(t, true, true, "b")
+	check(t, false, false, "b")
+	copyFile(t, pairs["c"][1], filepath.Join(vol, "..data", "tls.key"))
+	check(t, true, false, "c")
+
+	// A file gone (mid-swap) is refused, and the pair back is loaded again.
+	if err := os.Remove(filepath.Join(vol, "..data", "tls.key")); err != nil {
+		t.Fatal(err)
+	}
+	check(t, true, true, "c")
+	copyFile(t, pairs["a"][1], filepath.Join(vol, "..data", "tls.key")) // c's certificate, a's key
+	check(t, true, true, "c")
+	copyFile(t, pairs["c"][1], filepath.Join(vol, "..data", "tls.key"))
+	check(t, true, false, "c")
+}

@@ -50,8 +50,13 @@ type RelayInfo struct {
 type ServiceConfig struct {
 	// Keyring holds the secrets to mint with (the newest one). Required.
 	Keyring *Keyring
-	// Relays is the pool listed in every answer, in this order.
+	// Relays is the pool listed in every answer, in this order (unless Pool answers).
 	Relays []RelayInfo
+	// Pool, when set, chooses the relays of each answer, best first: location is the MRAS
+	// credentialsRequest's ("" when absent, and for JSON), zone the JSON request's zone
+	// field ("" when absent, and for MRAS). An empty answer (no relay of the pool healthy)
+	// falls back to Relays and URIs. nil: Relays and URIs always.
+	Pool func(location, zone string) []RelayInfo
 	// URIs are the TURN URIs of the JSON answer; nil means derived from
 	// Relays: "turn:host:udp?transport=udp" and "turn:host:tcp?transport=tcp"
 	// for each relay and port.
@@ -85,7 +90,7 @@ type ServiceConfig struct {
 //
 //	POST /mras          Content-Type application/msrtc-media-relay-auth+xml:
 //	                    an MRAS request document; answers an MRAS response.
-//	GET|POST /credentials?username=<identity>&ttl=<seconds>:
+//	GET|POST /credentials?username=<identity>&ttl=<seconds>[&zone=<label>]:
 //	                    (POST may carry the same fields as a form body)
 //	                    answers {"username","password","ttl","uris":[...]}.
 //
@@ -258,6 +263,32 @@ func (s *Service) mint(identity string, d time.Duration) (username, password str
 	return username, password, nil
 }
 
+// relays returns the relays to list for a request from location in zone: the pool's
+// (pooled true) when it names any, else the configured ones.
+func (s *Service) relays(location, zone string) (relays []RelayInfo, pooled bool) {
+	if s.cfg.Pool != nil {
+		if rs := s.cfg.Pool(location, zone); len(rs) > 0 {
+			return rs, true
+		}
+	}
+	return s.cfg.Relays, false
+}
+
+// validZone reports whether z may be a zone label: "", or up to 63 letters, digits, '.',
+// '-' and '_'.
+func validZone(z string) bool {
+	if len(z) > 63 {
+		return false
+	}
+	for i := 0; i < len(z); i++ {
+		c := z[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // mrasError is an MRAS answer other than OK.
 type mrasError struct {
 	status int
@@ -319,12 +350,13 @@ func (s *Service) serveMRAS(w http.ResponseWriter, r *http.Request) {
 			fail(mrasError{http.StatusInternalServerError, PhraseInternalServerError, ResultError}, err)
 			return
 		}
+		relays, _ := s.relays(cr.Location, "")
 		out := MRASCredentialsResponse{
 			ID:          cr.ID,
 			Credentials: MRASCredentials{Username: username, Password: password, Duration: int(d / time.Minute)},
-			MediaRelays: make([]MRASRelay, len(s.cfg.Relays)),
+			MediaRelays: make([]MRASRelay, len(relays)),
 		}
-		for i, rl := range s.cfg.Relays {
+		for i, rl := range relays {
 			out.MediaRelays[i] = MRASRelay{Location: rl.Location, HostName: rl.HostName, UDPPort: rl.UDPPort, TCPPort: rl.TCPPort}
 		}
 		resp.Responses = append(resp.Responses, out)
@@ -389,6 +421,11 @@ func (s *Service) serveJSON(w http.ResponseWriter, r *http.Request) {
 		}
 		want = n
 	}
+	zone := r.Form.Get("zone")
+	if !validZone(zone) {
+		fail(http.StatusBadRequest, ResultMalformed, fmt.Errorf("zone of %d bytes: %w", len(zone), ErrMalformed))
+		return
+	}
 	if s.cfg.Authorize != nil {
 		if err := s.cfg.Authorize(r, identity); err != nil {
 			fail(http.StatusForbidden, ResultForbidden, err)
@@ -403,7 +440,11 @@ func (s *Service) serveJSON(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("credentials issued", "remote", r.RemoteAddr, "identity", identity, "ttl", d)
-	writeJSON(w, http.StatusOK, JSONCredentials{Username: username, Password: password, TTL: int64(d / time.Second), URIs: s.uris})
+	uris := s.uris
+	if relays, pooled := s.relays("", zone); pooled {
+		uris = RelayURIs(relays)
+	}
+	writeJSON(w, http.StatusOK, JSONCredentials{Username: username, Password: password, TTL: int64(d / time.Second), URIs: uris})
 	s.report(APIJSON, ResultOK)
 }
 

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -9,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/pool"
 	"github.com/avedge/avedge/relay"
 	"github.com/avedge/avedge/relay/policy"
 )
@@ -30,16 +30,53 @@ type Settings struct {
 	// Nil (and both names ""): the service speaks plain HTTP.
 	AuthTLS                 *auth.Certificate
 	AuthTLSCert, AuthTLSKey string
+	// TLS is the TURN TLS listeners' certificate and key, read from TLSCert and TLSKey (cert,
+	// pkey) at Build; Relay.TLS serves its current pair, and its Reload re-reads the same
+	// files. Nil (and both names ""): no TLS listener.
+	TLS             *auth.Certificate
+	TLSCert, TLSKey string
+	// Admin is the admin API's settings (admin-listen, admin-socket, ...).
+	Admin AdminSettings
 	// NonLoopback names the first listener not on loopback: a TURN listener
 	// ("udp/192.0.2.1:3478"), the credential service ("auth-listen 0.0.0.0:8443") or the
 	// metrics endpoint; "" when every one is on loopback. While one is not, no secret and no
 	// credential is to be printed: what a daemon prints ends up in logs that others read, and
 	// the relay serves more than this host.
 	NonLoopback string
+	// Pool is how this process joins the pool (package pool): its load document's static
+	// fields, the monitor of the other members (nil Monitor: none configured) and the
+	// redirect threshold.
+	Pool PoolSettings
 	// Warnings are what is accepted but unsafe, one sentence each, for the log: secrets given
 	// on the command line or inline in a config file others can read, files of secrets others
 	// can read that allow-readable-secrets let through.
 	Warnings []string
+}
+
+// AdminSettings are the admin API's: where it listens, the keys it takes, its TLS pair and
+// the revocations file. Listen and Socket both "": no admin API.
+type AdminSettings struct {
+	Listen string   // ip:port; "": none
+	Socket string   // Unix socket path; "": none
+	Keys   []string // bearer tokens (admin-api-key and the file's); at least one when Listen is set
+	// TLS is the pair read from TLSCert and TLSKey; nil: plain HTTP.
+	TLS             *auth.Certificate
+	TLSCert, TLSKey string
+	RevocationsFile string // "": revocations in memory
+}
+
+// PoolSettings are the pool options, checked.
+type PoolSettings struct {
+	// Monitor polls the pool; nil when neither pool-member nor pool-discover is set.
+	Monitor *pool.MonitorConfig
+	// Zone, Relays, Alternates and MaxBPS go into this relay's load document; Relays and
+	// Alternates empty: derived from the listeners once bound.
+	Zone       string
+	Relays     []pool.Endpoint
+	Alternates []string
+	MaxBPS     float64
+	// RedirectThreshold is the load score over which Allocates are redirected; 0: off.
+	RedirectThreshold float64
 }
 
 // Build checks o and derives the relay and service settings. Errors name the key.
@@ -48,7 +85,20 @@ type Settings struct {
 // user and API key files, the host's addresses, fresh random bytes), then derives the
 // settings from o and what was read (derive), which does no I/O.
 func (o Options) Build() (*Settings, error) {
-	in, err := o.read()
+	in, err := o.read(false)
+	if err != nil {
+		return nil, err
+	}
+	return o.derive(in)
+}
+
+// BuildForReload is Build for a configuration re-read while the relay runs (SIGHUP): it reads
+// neither TLS pair (cert and pkey, auth-tls-cert and auth-tls-key), which the running
+// listeners re-read on their own from the files they started with, so that a pair caught
+// half-renewed does not hold back a secret rotation, nor the reverse. The Settings it returns
+// have no TLS, AuthTLS or Relay.TLS; the rest is checked as Build checks it.
+func (o Options) BuildForReload() (*Settings, error) {
+	in, err := o.read(true)
 	if err != nil {
 		return nil, err
 	}
@@ -68,10 +118,12 @@ func (o Options) derive(in *inputs) (*Settings, error) {
 	st := &Settings{MetricsListen: o.MetricsListen, AuthListen: o.AuthListen}
 	rc := &st.Relay
 	if in.cert != nil {
-		rc.TLS = &tls.Config{Certificates: []tls.Certificate{*in.cert}, MinVersion: tls.VersionTLS12}
+		st.TLS, st.TLSCert, st.TLSKey = in.cert, o.Cert, o.PKey
+		rc.TLS = in.cert.TLSConfig()
 	}
+	withTLS := in.cert != nil || in.skipTLSFiles && o.Cert != "" && o.PKey != ""
 	var err error
-	if rc.Listeners, err = o.listeners(rc.TLS != nil, in.host); err != nil {
+	if rc.Listeners, err = o.listeners(withTLS, in.host); err != nil {
 		return nil, err
 	}
 	if err := o.relayAddresses(rc); err != nil {
@@ -90,6 +142,12 @@ func (o Options) derive(in *inputs) (*Settings, error) {
 	if err := o.service(st, in); err != nil {
 		return nil, err
 	}
+	if err := o.adminAPI(st, in); err != nil {
+		return nil, err
+	}
+	if err := o.pool(st); err != nil {
+		return nil, err
+	}
 	if err := o.portsOutsideRange(rc.Listeners); err != nil {
 		return nil, err
 	}
@@ -106,7 +164,7 @@ func (o Options) nonLoopback(listeners []relay.ListenerConfig) string {
 			return string(l.Network) + "/" + l.Addr.String()
 		}
 	}
-	for _, kv := range [][2]string{{"auth-listen", o.AuthListen}, {"metrics-listen", o.MetricsListen}} {
+	for _, kv := range [][2]string{{"auth-listen", o.AuthListen}, {"metrics-listen", o.MetricsListen}, {"admin-listen", o.AdminListen}} {
 		if ap, err := netip.ParseAddrPort(kv[1]); err == nil && !ap.Addr().Unmap().IsLoopback() {
 			return kv[0] + " " + kv[1]
 		}
@@ -124,7 +182,7 @@ func (o Options) portsOutsideRange(turn []relay.ListenerConfig) error {
 				l.Network, l.Addr, p, o.MinPort, o.MaxPort)
 		}
 	}
-	for _, l := range []struct{ key, addr string }{{"metrics-listen", o.MetricsListen}, {"auth-listen", o.AuthListen}} {
+	for _, l := range []struct{ key, addr string }{{"metrics-listen", o.MetricsListen}, {"auth-listen", o.AuthListen}, {"admin-listen", o.AdminListen}} {
 		ap, err := netip.ParseAddrPort(l.addr)
 		if err != nil {
 			continue // empty, or refused above
@@ -188,9 +246,14 @@ func (o Options) listeners(withTLS bool, host hostAddrs) ([]relay.ListenerConfig
 	return ls, nil
 }
 
-// parseListen reads one listen entry, transport/ip:port.
+// parseListen reads one listen entry, transport/ip:port, with ",proxy" after a tcp or tls
+// one that takes the PROXY protocol from proxy-protocol-from.
 func parseListen(l string, withTLS bool, host hostAddrs) ([]relay.ListenerConfig, error) {
-	netw, addr, ok := strings.Cut(l, "/")
+	spec, opt, hasOpt := strings.Cut(l, ",")
+	if hasOpt && opt != "proxy" {
+		return nil, bad("listen", "%q: unknown option %q after the address (want proxy)", l, opt)
+	}
+	netw, addr, ok := strings.Cut(spec, "/")
 	ap, err := netip.ParseAddrPort(addr)
 	if !ok || err != nil {
 		return nil, bad("listen", "%q: want transport/ip:port, e.g. tcp/0.0.0.0:443 or udp/[::1]:3478", l)
@@ -202,6 +265,9 @@ func parseListen(l string, withTLS bool, host hostAddrs) ([]relay.ListenerConfig
 	if n == relay.TLS && !withTLS {
 		return nil, bad("listen", "%q: a TLS listener needs cert and pkey", l)
 	}
+	if n == relay.UDP && hasOpt {
+		return nil, bad("listen", "%q: the PROXY protocol is for tcp and tls listeners", l)
+	}
 	if n == relay.UDP {
 		udp, err := host.expand(ap.Addr().Unmap(), ap.Port())
 		if err != nil {
@@ -209,7 +275,7 @@ func parseListen(l string, withTLS bool, host hostAddrs) ([]relay.ListenerConfig
 		}
 		return udp, nil
 	}
-	return []relay.ListenerConfig{{Network: n, Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}}, nil
+	return []relay.ListenerConfig{{Network: n, Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), ProxyProtocol: hasOpt}}, nil
 }
 
 // relayAddresses derives the relay addresses (relay-ip, else the first listener of each
@@ -368,6 +434,19 @@ func (o Options) peersAndLimits(st *Settings) error {
 	if rc.Peers.Deny, err = policy.ParsePrefixes(o.DeniedPeerIPs); err != nil {
 		return bad("denied-peer-ip", "%v", err)
 	}
+	if rc.ProxyProtocolFrom, err = policy.ParsePrefixes(o.ProxyProtocolFrom); err != nil {
+		return bad("proxy-protocol-from", "%v", err)
+	}
+	proxied := false
+	for _, l := range rc.Listeners {
+		proxied = proxied || l.ProxyProtocol
+	}
+	switch {
+	case proxied && len(rc.ProxyProtocolFrom) == 0:
+		return bad("listen", "a listener takes the PROXY protocol (,proxy) but proxy-protocol-from names no load balancer")
+	case !proxied && len(rc.ProxyProtocolFrom) > 0:
+		st.Warnings = append(st.Warnings, "proxy-protocol-from is set but no listen entry takes the PROXY protocol (add ,proxy to a tcp or tls one)")
+	}
 	if o.UserQuota == 0 || o.MaxBPS == 0 {
 		return bad("user-quota/max-bps", "0 is refused: give a limit, or -1 for unlimited")
 	}
@@ -388,6 +467,8 @@ func (o Options) peersAndLimits(st *Settings) error {
 	rc.MaxStreamConns, rc.MaxStreamConnsPerSource = unlimitedIfZero(o.MaxTCPConnections), unlimitedIfZero(o.MaxTCPConnectionsPerSource)
 	rc.StreamFirstMessageTimeout, rc.StreamIdleTimeout, rc.TLSHandshakeTimeout = o.TCPFirstMessageTimeout, o.TCPIdleTimeout, o.TLSHandshakeTimeout
 	rc.StreamWriteTimeout = o.TCPWriteTimeout
+	rc.NoTCPRelay, rc.TCPRelayIdleTimeout = o.NoTCPRelay, o.TCPRelayIdleTimeout
+	rc.MaxTCPRelayConns, rc.MaxTCPRelayConnsPerUser, rc.MaxTCPRelayConnsPerAllocation = o.MaxTCPRelayConns, o.MaxTCPRelayConnsPerUser, o.MaxTCPRelayConnsPerAllocation
 	rc.ErrorRate, rc.BindingRate = o.ErrorRate, o.BindingRate
 	if o.ErrorRate == 0 || o.BindingRate == 0 {
 		return bad("error-rate/binding-rate", "0 would refuse everything: give a rate, or -1 for unlimited")
@@ -467,6 +548,36 @@ func (o Options) service(st *Settings, in *inputs) error {
 	return nil
 }
 
+// adminAPI checks and derives the admin API's settings: a network listener needs an API key
+// (there is no generated one: the API ends allocations and revokes credentials), and draws a
+// warning without TLS off loopback; the Unix socket needs none.
+func (o Options) adminAPI(st *Settings, in *inputs) error {
+	a := &st.Admin
+	a.Socket, a.RevocationsFile = o.AdminSocket, o.RevocationsFile
+	if o.AdminListen == "" {
+		return nil
+	}
+	ap, err := netip.ParseAddrPort(o.AdminListen)
+	if err != nil {
+		return bad("admin-listen", "%q: want ip:port, e.g. 127.0.0.1:9443", o.AdminListen)
+	}
+	if (o.AdminTLSCert == "") != (o.AdminTLSKey == "") {
+		return bad("admin-tls-cert/admin-tls-key", "give both the certificate and the key file, or neither")
+	}
+	a.Listen = o.AdminListen
+	a.Keys = append(append([]string(nil), o.AdminAPIKeys...), in.adminAPIKeys...)
+	if len(a.Keys) == 0 {
+		return bad("admin-api-key", "the admin API on %s needs an API key: give admin-api-key-file (or use admin-socket, which needs none)", o.AdminListen)
+	}
+	a.TLS = in.adminCert
+	if a.TLS != nil {
+		a.TLSCert, a.TLSKey = o.AdminTLSCert, o.AdminTLSKey
+	} else if !ap.Addr().Unmap().IsLoopback() && !in.skipTLSFiles {
+		st.Warnings = append(st.Warnings, fmt.Sprintf("admin-listen %s is not a loopback address and has no TLS: its API key crosses the network in clear; give admin-tls-cert and admin-tls-key", o.AdminListen))
+	}
+	return nil
+}
+
 // checkProcess checks the settings of the process itself: logging and the drain.
 func (o Options) checkProcess() error {
 	switch o.LogFormat {
@@ -492,4 +603,49 @@ func unlimitedIfZero(n int) int {
 		return -1
 	}
 	return n
+}
+
+// pool checks the pool options and derives st.Pool.
+func (o Options) pool(st *Settings) error {
+	p := &st.Pool
+	p.Zone, p.MaxBPS, p.RedirectThreshold = o.PoolZone, o.PoolMaxBPS, o.PoolRedirectThreshold
+	if o.PoolRedirectThreshold < 0 || o.PoolRedirectThreshold > 1 {
+		return bad("pool-redirect-threshold", "%v: want a load score between 0 (off) and 1", o.PoolRedirectThreshold)
+	}
+	if o.PoolMaxBPS < 0 {
+		return bad("pool-max-bps", "must not be negative")
+	}
+	for _, r := range o.PoolRelays {
+		ri, err := auth.ParseRelay(r)
+		if err != nil {
+			return bad("pool-relay", "%v", err)
+		}
+		p.Relays = append(p.Relays, pool.Endpoint{Location: ri.Location, HostName: ri.HostName, UDPPort: ri.UDPPort, TCPPort: ri.TCPPort})
+	}
+	for _, a := range o.PoolAlternates {
+		if ap, err := netip.ParseAddrPort(a); err != nil || ap.Port() == 0 || ap.Addr().IsUnspecified() {
+			return bad("pool-alternate", "%q: want the ip:port of this relay's UDP listener", a)
+		}
+	}
+	p.Alternates = o.PoolAlternates
+	if len(p.Alternates) == 0 {
+		for _, e := range p.Relays {
+			if ip, err := netip.ParseAddr(e.HostName); err == nil && e.UDPPort != 0 {
+				p.Alternates = append(p.Alternates, netip.AddrPortFrom(ip, uint16(e.UDPPort)).String())
+			}
+		}
+	}
+	if len(o.PoolMembers) == 0 && o.PoolDiscover == "" {
+		if o.PoolRedirectThreshold > 0 {
+			return bad("pool-redirect-threshold", "needs the pool: give pool-member or pool-discover")
+		}
+		return nil
+	}
+	mc := pool.MonitorConfig{URLs: o.PoolMembers, Discover: o.PoolDiscover, Interval: o.PoolInterval, Timeout: o.PoolTimeout,
+		FailAfter: o.PoolFailAfter, Hysteresis: o.PoolHysteresis, Zone: o.PoolZone}
+	if _, err := pool.NewMonitor(mc); err != nil {
+		return bad("pool-member/pool-discover/pool-interval/pool-timeout/pool-fail-after/pool-hysteresis", "%v", err)
+	}
+	p.Monitor = &mc
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -148,6 +149,10 @@ func TestRefusedWithTheKeyNamed(t *testing.T) {
 		{name: "cert without key", args: []string{"--cert", "x.pem"}, key: "cert/pkey"},
 		{name: "tls listener without cert", args: []string{"--listen", "tls/127.0.0.1:5349"}, key: "listen"},
 		{name: "listener garbage", args: []string{"--listen", "127.0.0.1:443"}, key: "listen"},
+		{name: "proxy listener without balancer", args: []string{"--listen", "tcp/127.0.0.1:4443,proxy"}, key: "proxy-protocol-from"},
+		{name: "proxy on udp", args: []string{"--listen", "udp/127.0.0.1:4443,proxy", "--proxy-protocol-from", "127.0.0.1"}, key: "listen"},
+		{name: "unknown listen option", args: []string{"--listen", "tcp/127.0.0.1:4443,proxyv2", "--proxy-protocol-from", "127.0.0.1"}, key: "listen"},
+		{name: "bad balancer", args: []string{"--listen", "tcp/127.0.0.1:4443,proxy", "--proxy-protocol-from", "10.0.0.0/33"}, key: "proxy-protocol-from"},
 		{name: "bad peer cidr", args: []string{"--denied-peer-ip", "10.0.0.0/40"}, key: "denied-peer-ip"},
 		{name: "bad user", args: []string{"--user", "alice"}, key: "user"},
 		{name: "missing secret file", args: []string{"--static-auth-secret-file", filepath.Join(dir, "nope")}, key: "static-auth-secret-file"},
@@ -431,6 +436,39 @@ func TestTCPLimitOptions(t *testing.T) {
 	}
 }
 
+// TestProxyProtocolListen: ",proxy" after a tcp or tls listen entry makes it a PROXY protocol
+// listener for the balancers of proxy-protocol-from; the other listeners stay as they are.
+func TestProxyProtocolListen(t *testing.T) {
+	o, err := Parse([]string{"--metrics-listen", "", "--auth-listen", "", "--listen", "tcp/127.0.0.1:4443,proxy",
+		"--listen", "tcp/127.0.0.1:4444", "--proxy-protocol-from", "10.0.0.0/8", "--proxy-protocol-from", "192.0.2.7"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := o.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxied := map[string]bool{}
+	for _, l := range st.Relay.Listeners {
+		proxied[string(l.Network)+"/"+l.Addr.String()] = l.ProxyProtocol
+	}
+	want := map[string]bool{"udp/127.0.0.1:3478": false, "tcp/127.0.0.1:3478": false, "tcp/127.0.0.1:4443": true, "tcp/127.0.0.1:4444": false}
+	if !maps.Equal(proxied, want) {
+		t.Errorf("listeners %v, want %v", proxied, want)
+	}
+	if got := fmt.Sprint(st.Relay.ProxyProtocolFrom); got != "[10.0.0.0/8 192.0.2.7/32]" {
+		t.Errorf("balancers %s", got)
+	}
+
+	o, err = Parse([]string{"--metrics-listen", "", "--auth-listen", "", "--proxy-protocol-from", "10.0.0.0/8"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err = o.Build(); err != nil || !strings.Contains(strings.Join(st.Warnings, "\n"), "proxy-protocol-from is set but no listen entry") {
+		t.Errorf("balancers without a proxy listener: %v, warnings %q", err, st.Warnings)
+	}
+}
+
 // lockedBuilder is a strings.Builder the relay's goroutines may log to while the test reads.
 type lockedBuilder struct {
 	mu sync.Mutex
@@ -522,5 +560,39 @@ func TestDeriveWithoutIO(t *testing.T) {
 	o.ListeningIPs = []string{"0.0.0.0"}
 	if _, err := o.derive(broken); err == nil || !strings.Contains(err.Error(), "listening-ip: 0.0.0.0: no netlink") {
 		t.Fatalf("wildcard without the host's addresses: %v", err)
+	}
+}
+
+// The TCP relay (RFC 6062) options reach relay.Config as given.
+func TestTCPRelayOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name                   string
+		args                   []string
+		off                    bool
+		total, perUser, perAll int
+		idle                   time.Duration
+	}{
+		{name: "defaults", total: 10000, perUser: 256, perAll: 64},
+		{name: "set", args: []string{"--no-tcp-relay", "--max-tcp-relay-connections", "-1", "--max-tcp-relay-connections-per-user", "3",
+			"--max-tcp-relay-connections-per-allocation", "2", "--tcp-relay-idle-timeout", "90s"},
+			off: true, total: -1, perUser: 3, perAll: 2, idle: 90 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := Parse(append([]string{"--metrics-listen", "", "--auth-listen", ""}, tc.args...), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := o.Build()
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc := st.Relay
+			if rc.NoTCPRelay != tc.off || rc.MaxTCPRelayConns != tc.total || rc.MaxTCPRelayConnsPerUser != tc.perUser ||
+				rc.MaxTCPRelayConnsPerAllocation != tc.perAll || rc.TCPRelayIdleTimeout != tc.idle {
+				t.Errorf("got off %v, limits %d/%d/%d, idle %v; want %v, %d/%d/%d, %v", rc.NoTCPRelay, rc.MaxTCPRelayConns,
+					rc.MaxTCPRelayConnsPerUser, rc.MaxTCPRelayConnsPerAllocation, rc.TCPRelayIdleTimeout,
+					tc.off, tc.total, tc.perUser, tc.perAll, tc.idle)
+			}
+		})
 	}
 }

@@ -22,8 +22,12 @@ type Options struct {
 	ListeningPort int
 	// tls-listening-port: the TLS port of every listening-ip, when Cert and PKey are set (0: none).
 	TLSListeningPort int
-	// listen: extra listeners, each "transport/ip:port" (udp, tcp or tls).
+	// listen: extra listeners, each "transport/ip:port" (udp, tcp or tls), a tcp or tls one
+	// followed by ",proxy" to take the PROXY protocol (v1 or v2) from proxy-protocol-from.
 	Listen []string
+	// proxy-protocol-from: the load balancers (addresses or CIDR prefixes) that may connect
+	// to a ",proxy" listener; every connection from elsewhere is closed.
+	ProxyProtocolFrom []string
 	// no-udp: no UDP listener on ListeningPort.
 	NoUDP bool
 	// no-tcp: no TCP listener on ListeningPort.
@@ -137,6 +141,19 @@ type Options struct {
 	// tls-handshake-timeout: how long a TLS client has to finish its handshake. Zero: 10 s;
 	// negative: no limit.
 	TLSHandshakeTimeout time.Duration
+	// tls-reload-interval: how often the TLS certificate and key files (cert and pkey,
+	// auth-tls-cert and auth-tls-key) are read to see whether they changed; a changed pair is
+	// loaded for the next handshakes, as SIGHUP does. Zero: never (SIGHUP only).
+	TLSReloadInterval time.Duration
+	// no-tcp-relay: refuse RFC 6062 TCP allocations (coturn's no-tcp-relay).
+	NoTCPRelay bool
+	// max-tcp-relay-connections, -per-user, -per-allocation: the most live peer connections
+	// of TCP allocations in total, per user and per allocation. Zero: 10000, 256, 64;
+	// negative: unlimited.
+	MaxTCPRelayConns, MaxTCPRelayConnsPerUser, MaxTCPRelayConnsPerAllocation int
+	// tcp-relay-idle-timeout: a TCP relay connection across which no byte moves either way for
+	// this long is closed. Zero: tcp-idle-timeout; negative: no limit.
+	TCPRelayIdleTimeout time.Duration
 	// error-rate: error answers other than 401 per second per client address (IPv6: per
 	// /64), with 5 seconds' worth of burst. Negative: unlimited; zero is refused, as for
 	// AllocateRate.
@@ -198,6 +215,55 @@ type Options struct {
 	AuthRelays []string
 	// auth-max-duration: the longest credential the service issues.
 	AuthMaxDuration time.Duration
+
+	// admin-listen: the ip:port of the admin API (JSON over HTTP: allocations, kick,
+	// revocations, drain; package admin). Empty (the default): off. It needs AdminAPIKeys.
+	AdminListen string
+	// admin-socket: a Unix socket for the admin API, made mode 0600: only avedge's user (and
+	// root) can connect, and callers need no API key. Empty: none.
+	AdminSocket string
+	// admin-api-key: the bearer tokens callers of the admin API on AdminListen present
+	// (warned about as StaticAuthSecrets).
+	AdminAPIKeys []string
+	// admin-api-key-file: a file of admin bearer tokens, one per line, added to AdminAPIKeys.
+	AdminAPIKeyFile string
+	// admin-tls-cert: the admin API's TLS certificate file (PEM); with AdminTLSKey it speaks
+	// HTTPS, and SIGHUP re-reads both. Empty: plain HTTP (warned about off loopback).
+	AdminTLSCert string
+	// admin-tls-key: the admin API's TLS private key file (PEM), a file of secrets like PKey.
+	AdminTLSKey string
+	// revocations-file: the file of revoked credentials (JSON) the admin API writes and
+	// SIGHUP re-reads; a pool of relays may share it. Empty: revocations live in memory.
+	RevocationsFile string
+	// pool-member: load documents of the pool's relays (http://host:port/load), polled by
+	// this process: the credential service lists the pool from them, and the relay picks
+	// its redirect target among them. Repeatable.
+	PoolMembers []string
+	// pool-discover: the pool found in DNS at every poll: "_metrics._tcp.avedge-metrics"
+	// (SRV records of a headless Service) or "host:port" (every A/AAAA record of host).
+	PoolDiscover string
+	// pool-interval, pool-timeout, pool-fail-after, pool-hysteresis: see pool.MonitorConfig.
+	PoolInterval   time.Duration
+	PoolTimeout    time.Duration
+	PoolFailAfter  int
+	PoolHysteresis float64
+	// pool-zone: this relay's zone label, in its load document; the credential service lists
+	// relays of its own pool-zone first. Empty: none.
+	PoolZone string
+	// pool-relay: how clients reach this relay, "location:host:udpPort:tcpPort" as auth-relay,
+	// published in its load document. Empty: as bound (an unspecified listen address
+	// replaced by the first relay-ip).
+	PoolRelays []string
+	// pool-alternate: the UDP ip:port other relays name in ALTERNATE-SERVER to send clients
+	// here, at most one per family. Empty: the pool-relay entries whose host is an IP.
+	PoolAlternates []string
+	// pool-redirect-threshold: above this load score (0 to 1, pool.Load.Score) the relay
+	// answers a new Allocate over UDP with 300 Try Alternate naming a pool member below it.
+	// 0: off. While draining it redirects to the pool whatever the threshold.
+	PoolRedirectThreshold float64
+	// pool-max-bps: the relayed bits per second this relay is sized for, counted in its score.
+	// 0: bandwidth not counted.
+	PoolMaxBPS float64
 
 	// drain-timeout: on SIGTERM, how long live allocations may go on before exit; negative
 	// is refused.
@@ -273,7 +339,9 @@ var optionTable = []option{
 	opt("tls-listening-port", func(o *Options) *int { return &o.TLSListeningPort }, 5349,
 		"TLS port, used when cert and pkey are set"),
 	opt("listen", func(o *Options) *[]string { return &o.Listen }, nil,
-		"extra listener transport/ip:port, repeatable, e.g. tcp/0.0.0.0:443 or tls/[::]:443"),
+		"extra listener transport/ip:port, repeatable, e.g. tcp/0.0.0.0:443 or tls/[::]:443; ,proxy after a tcp or tls one (tls/0.0.0.0:443,proxy) takes the PROXY protocol v1/v2 from proxy-protocol-from"),
+	opt("proxy-protocol-from", func(o *Options) *[]string { return &o.ProxyProtocolFrom }, nil,
+		"load balancer address or CIDR allowed to connect to ,proxy listeners, repeatable; each connection must start with a PROXY header naming the client"),
 	opt("no-udp", func(o *Options) *bool { return &o.NoUDP }, false,
 		"do not listen on UDP listening-port"),
 	opt("no-tcp", func(o *Options) *bool { return &o.NoTCP }, false,
@@ -352,6 +420,18 @@ var optionTable = []option{
 		"a TCP or TLS connection whose client takes nothing the relay writes for this long is closed (0: 30s; -1: no limit)"),
 	opt("tls-handshake-timeout", func(o *Options) *time.Duration { return &o.TLSHandshakeTimeout }, 10*time.Second,
 		"a TLS client that has not finished its handshake this long after connecting is closed (0: 10s; -1: no limit)"),
+	opt("tls-reload-interval", func(o *Options) *time.Duration { return &o.TLSReloadInterval }, 5*time.Second,
+		"how often the TLS certificate and key files are checked for a change, which is loaded for new connections as SIGHUP does (0: SIGHUP only)"),
+	opt("no-tcp-relay", func(o *Options) *bool { return &o.NoTCPRelay }, false,
+		"refuse RFC 6062 TCP allocations (REQUESTED-TRANSPORT TCP)"),
+	opt("max-tcp-relay-connections", func(o *Options) *int { return &o.MaxTCPRelayConns }, 10000,
+		"maximum live peer connections of TCP allocations; a Connect beyond is answered 447 (-1: unlimited)"),
+	opt("max-tcp-relay-connections-per-user", func(o *Options) *int { return &o.MaxTCPRelayConnsPerUser }, 256,
+		"maximum live peer connections of TCP allocations per user (-1: unlimited)"),
+	opt("max-tcp-relay-connections-per-allocation", func(o *Options) *int { return &o.MaxTCPRelayConnsPerAllocation }, 64,
+		"maximum live peer connections per TCP allocation (-1: unlimited)"),
+	opt("tcp-relay-idle-timeout", func(o *Options) *time.Duration { return &o.TCPRelayIdleTimeout }, 0,
+		"a TCP relay connection across which nothing moves either way for this long is closed (0: tcp-idle-timeout; -1: no limit)"),
 	opt("error-rate", func(o *Options) *float64 { return &o.ErrorRate }, 200,
 		"error answers other than 401 per second per client address (IPv6: per /64), burst 5 s; excess dropped (-1: unlimited)"),
 	opt("binding-rate", func(o *Options) *float64 { return &o.BindingRate }, 500,
@@ -390,6 +470,42 @@ var optionTable = []option{
 		"relay listed by the credential service, location:host:udpPort:tcpPort, repeatable (default: this relay)"),
 	opt("auth-max-duration", func(o *Options) *time.Duration { return &o.AuthMaxDuration }, 480*time.Minute,
 		"longest credential the service issues"),
+	opt("admin-listen", func(o *Options) *string { return &o.AdminListen }, "",
+		"address of the admin API, e.g. 127.0.0.1:9443 (empty: off); needs admin-api-key-file"),
+	opt("admin-socket", func(o *Options) *string { return &o.AdminSocket }, "",
+		"Unix socket of the admin API, mode 0600, no API key needed (empty: none)"),
+	secret("admin-api-key-file", opt("admin-api-key", func(o *Options) *[]string { return &o.AdminAPIKeys }, nil,
+		"bearer token callers of the admin API present, repeatable; every user of the host can read the command line: prefer admin-api-key-file")),
+	opt("admin-api-key-file", func(o *Options) *string { return &o.AdminAPIKeyFile }, "",
+		"file of admin API bearer tokens, one per line; only its owner may read it"),
+	opt("admin-tls-cert", func(o *Options) *string { return &o.AdminTLSCert }, "",
+		"admin API's TLS certificate file (PEM); with admin-tls-key it serves HTTPS; re-read on SIGHUP"),
+	opt("admin-tls-key", func(o *Options) *string { return &o.AdminTLSKey }, "",
+		"admin API's TLS private key file (PEM); only its owner may read it"),
+	opt("revocations-file", func(o *Options) *string { return &o.RevocationsFile }, "",
+		"file of revoked credentials (JSON), written by the admin API and re-read on SIGHUP; share it across a pool (empty: in memory)"),
+	opt("pool-member", func(o *Options) *[]string { return &o.PoolMembers }, nil,
+		"load document of a relay of the pool (http://host:9641/load), polled to list the pool by load and to choose redirect targets; repeatable"),
+	opt("pool-discover", func(o *Options) *string { return &o.PoolDiscover }, "",
+		"find the pool's load documents in DNS at every poll: _metrics._tcp.<headless service> (SRV) or host:port (A/AAAA)"),
+	opt("pool-interval", func(o *Options) *time.Duration { return &o.PoolInterval }, 5*time.Second,
+		"time between polls of the pool's load documents"),
+	opt("pool-timeout", func(o *Options) *time.Duration { return &o.PoolTimeout }, 2*time.Second,
+		"bound on one poll of a member; below pool-interval"),
+	opt("pool-fail-after", func(o *Options) *int { return &o.PoolFailAfter }, 2,
+		"consecutive failed polls after which a member leaves the lists (unlisted within pool-fail-after x pool-interval + pool-timeout)"),
+	opt("pool-hysteresis", func(o *Options) *float64 { return &o.PoolHysteresis }, 0.05,
+		"score margin by which a relay must beat the one listed before it to move ahead (-1: none)"),
+	opt("pool-zone", func(o *Options) *string { return &o.PoolZone }, "",
+		"this relay's zone or region label; the credential service lists its own zone's relays first"),
+	opt("pool-relay", func(o *Options) *[]string { return &o.PoolRelays }, nil,
+		"how clients reach this relay, location:host:udpPort:tcpPort, published in its load document; repeatable (default: as bound)"),
+	opt("pool-alternate", func(o *Options) *[]string { return &o.PoolAlternates }, nil,
+		"UDP ip:port other relays name in ALTERNATE-SERVER to send clients here; repeatable (default: the pool-relay hosts that are IPs)"),
+	opt("pool-redirect-threshold", func(o *Options) *float64 { return &o.PoolRedirectThreshold }, 0,
+		"load score (0-1) above which a new UDP Allocate is answered 300 Try Alternate naming a less-loaded pool member (0: off)"),
+	opt("pool-max-bps", func(o *Options) *float64 { return &o.PoolMaxBPS }, 0,
+		"relayed bits per second this relay is sized for, counted in its load score (0: not counted)"),
 	opt("drain-timeout", func(o *Options) *time.Duration { return &o.DrainTimeout }, 30*time.Second,
 		"on SIGTERM, how long live allocations may go on before exit"),
 	opt("log-format", func(o *Options) *string { return &o.LogFormat }, "text",

@@ -2,7 +2,6 @@ package config
 
 import (
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -18,11 +17,16 @@ import (
 // inputs is what Build reads outside Options: the files it names, the host's addresses and
 // random bytes. derive takes them from here and does no I/O.
 type inputs struct {
-	cert         *tls.Certificate  // cert and pkey, when both are set
-	fileSecrets  []auth.Secret     // static-auth-secret-file
-	fileUsers    map[string]string // users-file
-	fileAPIKeys  []string          // auth-api-key-file, read when auth-listen is set
-	authCert     *auth.Certificate // auth-tls-cert and auth-tls-key, when auth-listen and both are set
+	cert        *auth.Certificate // cert and pkey, when both are set (and not skipTLSFiles)
+	fileSecrets []auth.Secret     // static-auth-secret-file
+	fileUsers   map[string]string // users-file
+	fileAPIKeys []string          // auth-api-key-file, read when auth-listen is set
+	authCert    *auth.Certificate // auth-tls-cert and auth-tls-key, when auth-listen and both are set (and not skipTLSFiles)
+	// skipTLSFiles: the TLS pairs are not read (BuildForReload): the running listeners
+	// re-read theirs on their own.
+	skipTLSFiles bool
+	adminAPIKeys []string          // admin-api-key-file, read when admin-listen is set
+	adminCert    *auth.Certificate // admin-tls-cert and admin-tls-key, when admin-listen and both are set (and not skipTLSFiles)
 	host         hostAddrs
 	randomSecret string // the shared secret used when none is configured
 	randomAPIKey string // the credential service's key when it needs one and has none
@@ -33,9 +37,9 @@ type inputs struct {
 
 // read reads what o names: each file only when the option that uses it is set. A file of
 // secrets is read only when no one but its owner can read it, or allow-readable-secrets.
-func (o Options) read() (*inputs, error) {
-	in := &inputs{}
-	if o.Cert != "" && o.PKey != "" {
+func (o Options) read(skipTLSFiles bool) (*inputs, error) {
+	in := &inputs{skipTLSFiles: skipTLSFiles}
+	if o.Cert != "" && o.PKey != "" && !skipTLSFiles {
 		for _, kf := range [][2]string{{"cert", o.Cert}, {"pkey", o.PKey}} {
 			if _, err := os.Stat(kf[1]); err != nil {
 				return nil, bad(kf[0], "%v", err)
@@ -44,11 +48,11 @@ func (o Options) read() (*inputs, error) {
 		if err := o.checkPrivate("pkey", o.PKey, in); err != nil {
 			return nil, err
 		}
-		c, err := tls.LoadX509KeyPair(o.Cert, o.PKey)
+		c, err := auth.LoadCertificate(o.Cert, o.PKey)
 		if err != nil {
 			return nil, bad("cert/pkey", "cannot load the key pair: %v", err)
 		}
-		in.cert = &c
+		in.cert = c
 	}
 	var err error
 	if o.SecretFile != "" {
@@ -81,13 +85,16 @@ func (o Options) read() (*inputs, error) {
 			return nil, bad("auth-api-key-file", "%v", err)
 		}
 	}
-	if o.AuthListen != "" && o.AuthTLSCert != "" && o.AuthTLSKey != "" {
+	if o.AuthListen != "" && o.AuthTLSCert != "" && o.AuthTLSKey != "" && !skipTLSFiles {
 		if err := o.checkPrivate("auth-tls-key", o.AuthTLSKey, in); err != nil {
 			return nil, err
 		}
 		if in.authCert, err = auth.LoadCertificate(o.AuthTLSCert, o.AuthTLSKey); err != nil {
 			return nil, bad("auth-tls-cert", "%v", err)
 		}
+	}
+	if err := o.readAdmin(in); err != nil {
+		return nil, err
 	}
 	in.host = readHostAddrs()
 	if in.randomSecret, err = randomHex(24); err != nil {
@@ -97,6 +104,37 @@ func (o Options) read() (*inputs, error) {
 		return nil, fmt.Errorf("config: generate an API key: %w", err)
 	}
 	return in, nil
+}
+
+// readAdmin reads the admin API's key file and TLS pair, when admin-listen is set.
+func (o Options) readAdmin(in *inputs) error {
+	if o.AdminListen == "" {
+		return nil
+	}
+	var err error
+	if o.AdminAPIKeyFile != "" {
+		if err := o.checkPrivate("admin-api-key-file", o.AdminAPIKeyFile, in); err != nil {
+			return err
+		}
+		f, err := os.Open(o.AdminAPIKeyFile)
+		if err != nil {
+			return bad("admin-api-key-file", "%v", err)
+		}
+		in.adminAPIKeys, err = auth.ReadAPIKeys(f)
+		f.Close()
+		if err != nil {
+			return bad("admin-api-key-file", "%v", err)
+		}
+	}
+	if o.AdminTLSCert != "" && o.AdminTLSKey != "" && !in.skipTLSFiles {
+		if err := o.checkPrivate("admin-tls-key", o.AdminTLSKey, in); err != nil {
+			return err
+		}
+		if in.adminCert, err = auth.LoadCertificate(o.AdminTLSCert, o.AdminTLSKey); err != nil {
+			return bad("admin-tls-cert", "%v", err)
+		}
+	}
+	return nil
 }
 
 // checkPrivate refuses the file of secrets path (the value of option key) when users other

@@ -286,6 +286,15 @@ func startSandboxed(t *testing.T, r sandboxRun) (ready bool, output string) {
 	if err := os.Chown(secrets, int(r.uid), int(r.uid)); err != nil {
 		t.Fatal(err)
 	}
+	// What the unit's RuntimeDirectory (/run/avedge) is under systemd: the service user's own
+	// directory, where the config puts the admin socket.
+	runDir := filepath.Join(dir, "run")
+	if err := os.Mkdir(runDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(runDir, int(r.uid), int(r.uid)); err != nil {
+		t.Fatal(err)
+	}
 	turnPort, lowPort, metricsPort := freePort(t, false), freePort(t, true), freePort(t, false)
 	var args []string
 	for _, a := range r.args {
@@ -297,6 +306,7 @@ func startSandboxed(t *testing.T, r sandboxRun) (ready bool, output string) {
 		fmt.Sprintf("--listen=tcp/0.0.0.0:%d", lowPort),
 		fmt.Sprintf("--metrics-listen=127.0.0.1:%d", metricsPort),
 		"--static-auth-secret-file="+secrets,
+		"--admin-socket="+filepath.Join(runDir, "admin.sock"),
 	)
 	cmd := exec.Command(launcher, append([]string{bin}, args...)...)
 	cmd.Env = append(os.Environ(), sandboxEnv+"="+strings.Join(r.fams, ","))

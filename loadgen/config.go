@@ -31,6 +31,10 @@ const (
 type Config struct {
 	// Server is the TURN server's UDP address. Unused in ModeDirect.
 	Server netip.AddrPort
+	// Local is the IPv4 address the clients' sockets and the echo peers bind to; zero means
+	// 127.0.0.1. An address of a veth lets a relay in another network namespace reach the
+	// peers, as it would across a network.
+	Local netip.Addr
 	// Mode is the exchange; zero means ModeChannel.
 	Mode Mode
 	// Clients is the number of simulated clients, 1..MaxClients; zero means 1.
@@ -99,6 +103,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Groups == 0 {
 		c.Groups = min(c.Clients, runtime.GOMAXPROCS(0))
 	}
+	if !c.Local.IsValid() {
+		c.Local = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -123,6 +130,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: refresh interval %s is negative", ErrBadConfig, c.RefreshInterval)
 	case c.Groups < 1 || c.Groups > c.Clients:
 		return c, fmt.Errorf("%w: groups %d not in 1..%d", ErrBadConfig, c.Groups, c.Clients)
+	case !c.Local.Is4():
+		return c, fmt.Errorf("%w: local address %s is not IPv4", ErrBadConfig, c.Local)
 	case c.Mode != ModeDirect && !c.Server.IsValid():
 		return c, fmt.Errorf("%w: no server address", ErrBadConfig)
 	case c.Mode != ModeDirect && c.Credentials == nil:

@@ -2,7 +2,7 @@
 // what they cost: packets relayed, loss, round-trip latency percentiles and,
 // given the server's pid, packets relayed per CPU-second of the server.
 //
-// Each simulated client owns one UDP socket on loopback, allocates on the
+// Each simulated client owns one UDP socket on loopback (or on Config.Local), allocates on the
 // server with long-term credentials (a minimal TURN client on pion/stun), and
 // then exchanges stamped payloads in one of four modes:
 //

@@ -8,16 +8,16 @@ import (
 	"sync/atomic"
 )
 
-// echoPeer is the far end of channel and indication modes: a UDP socket on
-// loopback that sends every datagram back to where it came from.
+// echoPeer is the far end of channel and indication modes: a UDP socket (on
+// Config.Local) that sends every datagram back to where it came from.
 type echoPeer struct {
 	conn *net.UDPConn
 	addr netip.AddrPort
 	recv atomic.Uint64
 }
 
-func newEchoPeer() (*echoPeer, error) {
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+func newEchoPeer(local netip.Addr) (*echoPeer, error) {
+	conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0)))
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: echo peer: %w", err)
 	}

@@ -48,6 +48,17 @@ type Report struct {
 	RelayedPerCPUSecond float64 `json:"relayed_per_cpu_second,omitempty"`
 	GeneratorCPUSeconds float64 `json:"generator_cpu_seconds"`
 
+	// The whole machine's CPU time over the window (MachineCPU: all CPUs, every process
+	// and softirq, in whichever network namespace): the base of the relay cost per relayed
+	// packet, a relayed run's busy time less that of a direct run of the same load.
+	MachineBusyCPUSeconds  float64 `json:"machine_busy_cpu_seconds"`
+	MachineIdleCPUSeconds  float64 `json:"machine_idle_cpu_seconds"`
+	MachineStealCPUSeconds float64 `json:"machine_steal_cpu_seconds"`
+	// OtherProcessesCPUSeconds is the part of the busy time spent by processes other than the
+	// generator (with its echo peers) and the server, kernel threads aside (SnapshotProcesses):
+	// on a shared machine, work that was not the run's.
+	OtherProcessesCPUSeconds float64 `json:"other_processes_cpu_seconds"`
+
 	Refreshes     uint64 `json:"refreshes"`
 	RefreshErrors uint64 `json:"refresh_errors"`
 	// RefreshFailedClients counts the clients with at least one failed refresh: an upper

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -69,7 +70,7 @@ func (r *runner) open() error {
 	cfg := r.cfg
 	if cfg.Mode != ModePair {
 		for range cfg.Groups {
-			p, err := newEchoPeer()
+			p, err := newEchoPeer(cfg.Local)
 			if err != nil {
 				return err
 			}
@@ -80,7 +81,7 @@ func (r *runner) open() error {
 	for range cfg.Groups {
 		r.groups = append(r.groups, &group{hist: newHist()})
 	}
-	local := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
+	local := net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.Local, 0))
 	for i := range cfg.Clients {
 		remote := net.UDPAddrFromAddrPort(cfg.Server)
 		if cfg.Mode == ModeDirect {
@@ -219,6 +220,15 @@ func (r *runner) traffic(ctx context.Context, setup time.Duration) (Report, erro
 		}
 	}
 	gen0, _ = ProcessCPU(os.Getpid()) // informational only
+	mach0, err := MachineCPU()
+	if err != nil {
+		return Report{}, err
+	}
+	ours := []int{os.Getpid(), cfg.ServerPID}
+	others0, err := SnapshotProcesses(ours...)
+	if err != nil {
+		return Report{}, err
+	}
 
 	start := time.Now()
 	end := start.Add(cfg.Duration)
@@ -266,10 +276,21 @@ send:
 		}
 	}
 	gen1, _ = ProcessCPU(os.Getpid())
+	mach1, err := MachineCPU()
+	if err != nil {
+		return Report{}, err
+	}
+	others1, err := SnapshotProcesses(ours...)
+	if err != nil {
+		return Report{}, err
+	}
 	r.halt()
 	r.workers.Wait()
 	rep := r.report(setup, elapsed)
 	rep.GeneratorCPUSeconds = (gen1 - gen0).Seconds()
+	mach := mach1.Sub(mach0)
+	rep.MachineBusyCPUSeconds, rep.MachineIdleCPUSeconds, rep.MachineStealCPUSeconds = mach.Busy.Seconds(), mach.Idle.Seconds(), mach.Steal.Seconds()
+	rep.OtherProcessesCPUSeconds = others1.Since(others0).Seconds()
 	if cfg.ServerPID != 0 {
 		rep.ServerCPUSeconds = (srv1 - srv0).Seconds()
 		if rep.ServerCPUSeconds > 0 {

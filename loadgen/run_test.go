@@ -209,6 +209,7 @@ func TestConfigBounds(t *testing.T) {
 		{"no server", func(c *Config) { c.Server = netip.AddrPort{} }},
 		{"no credentials", func(c *Config) { c.Credentials = nil }},
 		{"more groups than clients", func(c *Config) { c.Clients, c.Groups = 2, 3 }},
+		{"IPv6 local address", func(c *Config) { c.Local = netip.IPv6Loopback() }},
 	}
 	if _, err := ok.withDefaults(); err != nil {
 		t.Fatalf("baseline config: %v", err)

@@ -24,6 +24,12 @@ type collector struct {
 	dropsDesc       *prometheus.Desc
 	bindingDesc     *prometheus.Desc
 	drainingDesc    *prometheus.Desc
+	tcpConnsDesc    *prometheus.Desc
+	tcpBindDesc     *prometheus.Desc
+	tcpIdleDesc     *prometheus.Desc
+	tcpLimitDesc    *prometheus.Desc
+	tcpPolicyDesc   *prometheus.Desc
+	proxyDesc       *prometheus.Desc
 	snapshots       sync.Pool // of *Snapshot
 	source          atomic.Pointer[sourceBox]
 }
@@ -55,6 +61,21 @@ func newCollector(opts Options) *collector {
 			"STUN Binding requests answered.", nil, nil),
 		drainingDesc: prometheus.NewDesc("avedge_draining",
 			"1 while the relay is draining (refusing new allocations), else 0.", nil, nil),
+		tcpConnsDesc: prometheus.NewDesc("avedge_tcp_relay_connections_active",
+			"RFC 6062 TCP relay peer connections open (bound by a ConnectionBind or waiting for one).", nil, nil),
+		tcpBindDesc: prometheus.NewDesc("avedge_tcp_relay_bind_timeouts_total",
+			"TCP relay peer connections closed because no ConnectionBind claimed them in time.", nil, nil),
+		tcpIdleDesc: prometheus.NewDesc("avedge_tcp_relay_idle_closes_total",
+			"TCP relay connection pairs closed for idleness.", nil, nil),
+		tcpLimitDesc: prometheus.NewDesc("avedge_tcp_relay_limit_refusals_total",
+			"TCP relay peer connections refused by a cap (a Connect answered 447, an inbound connection closed), by limit.",
+			[]string{"limit"}, nil),
+		tcpPolicyDesc: prometheus.NewDesc("avedge_tcp_relay_policy_refusals_total",
+			"TCP relay peer connections refused by the peer policy, by stage (connect: a Connect; inbound: at accept; reload: closed by a policy reload).",
+			[]string{"stage"}, nil),
+		proxyDesc: prometheus.NewDesc("avedge_proxy_protocol_refusals_total",
+			"Connections a PROXY protocol listener closed before any TURN byte, by reason.",
+			[]string{"reason"}, nil),
 	}
 	c.buildInfo = prometheus.MustNewConstMetric(
 		prometheus.NewDesc("avedge_build_info",
@@ -71,7 +92,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.allocationsDesc, c.permissionsDesc, c.channelsDesc, c.portsCapDesc,
 		c.portsDesc, c.packetsDesc, c.bytesDesc, c.dropsDesc, c.bindingDesc,
-		c.drainingDesc,
+		c.drainingDesc, c.tcpConnsDesc, c.tcpBindDesc, c.tcpIdleDesc, c.tcpLimitDesc,
+		c.tcpPolicyDesc, c.proxyDesc,
 	} {
 		ch <- d
 	}
@@ -103,8 +125,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for d := range NumDirections {
 		for p := range NumPaths {
 			tr := s.Traffic[d][p]
-			ch <- prometheus.MustNewConstMetric(c.packetsDesc, prometheus.CounterValue,
-				float64(tr.Packets), directionLabels[d], pathLabels[p])
+			if Path(p) != PathTCP { // a byte stream has no packets
+				ch <- prometheus.MustNewConstMetric(c.packetsDesc, prometheus.CounterValue,
+					float64(tr.Packets), directionLabels[d], pathLabels[p])
+			}
 			ch <- prometheus.MustNewConstMetric(c.bytesDesc, prometheus.CounterValue,
 				float64(tr.Bytes), directionLabels[d], pathLabels[p])
 		}
@@ -131,4 +155,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		draining = 1
 	}
 	ch <- prometheus.MustNewConstMetric(c.drainingDesc, prometheus.GaugeValue, draining)
+	tr := &s.TCPRelay
+	ch <- prometheus.MustNewConstMetric(c.tcpConnsDesc, prometheus.GaugeValue, float64(tr.Conns))
+	ch <- prometheus.MustNewConstMetric(c.tcpBindDesc, prometheus.CounterValue, float64(tr.BindTimeouts))
+	ch <- prometheus.MustNewConstMetric(c.tcpIdleDesc, prometheus.CounterValue, float64(tr.IdleCloses))
+	for l := range NumTCPLimits {
+		ch <- prometheus.MustNewConstMetric(c.tcpLimitDesc, prometheus.CounterValue, float64(tr.LimitRefused[l]), tcpLimitLabels[l])
+	}
+	for p := range NumTCPPolicyStages {
+		ch <- prometheus.MustNewConstMetric(c.tcpPolicyDesc, prometheus.CounterValue, float64(tr.PolicyRefused[p]), tcpPolicyLabels[p])
+	}
+	for r := range NumProxyRefusals {
+		ch <- prometheus.MustNewConstMetric(c.proxyDesc, prometheus.CounterValue, float64(s.ProxyRefused[r]), proxyRefusalLabels[r])
+	}
 }

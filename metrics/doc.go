@@ -37,6 +37,19 @@
 //	avedge_credential_requests_total{api,result}            counter
 //	avedge_stun_binding_requests_total                      counter
 //	avedge_draining                                         gauge, 0 or 1
+//	avedge_allocation_redirects_total{reason}               counter, 300 Try Alternate
+//	avedge_tls_certificate_expiry_timestamp_seconds{pair}   gauge, once the pair loads
+//	avedge_tls_certificate_reload_failures_total{pair}      counter
+//	avedge_tcp_relay_connections_active                     gauge, RFC 6062 peer connections
+//	avedge_tcp_relay_bind_timeouts_total                    counter
+//	avedge_tcp_relay_idle_closes_total                      counter
+//	avedge_tcp_relay_limit_refusals_total{limit}            counter, total|per_user|per_allocation
+//	avedge_tcp_relay_policy_refusals_total{stage}           counter, connect|inbound|reload
+//	avedge_proxy_protocol_refusals_total{reason}            counter, not_from_proxy|no_header|invalid_header|timeout
+//
+// A process that monitors the pool (package pool: the credential service, a relay that
+// redirects when over its threshold) registers [NewPoolCollector] too: what it believes of
+// each relay, as avedge_pool_member_{healthy,draining,listed,score,rank,allocations,failed_polls}{member}.
 //
 // The edge's port range is split into a capacity gauge and a gauge by state
 // rather than one gauge with state="capacity": summing avedge_relay_ports

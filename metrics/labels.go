@@ -7,6 +7,15 @@ package metrics
 // LabelOther is the value an unknown label value is counted under.
 const LabelOther = "other"
 
+// Pair labels of the TLS certificate metrics: the TURN TLS listeners' pair
+// (cert, pkey) and the built-in credential service's (auth-tls-cert,
+// auth-tls-key).
+const (
+	TLSPairTURN              = "turn"
+	TLSPairCredentialService = "credential_service"
+	TLSPairAdmin             = "admin"
+)
+
 // Transport indexes [Snapshot.Allocations] by the transport between client
 // and relay.
 type Transport uint8
@@ -77,7 +86,8 @@ func (d Direction) String() string {
 }
 
 // Path indexes [Snapshot.Traffic] by how the client side framed the data:
-// ChannelData on a bound channel, or Send/Data indications.
+// ChannelData on a bound channel, Send/Data indications, or the byte stream of an RFC 6062
+// TCP relay connection (whose packets are not counted: a stream has none).
 type Path uint8
 
 // Paths, in index order. They index the relay's counters too: this is the one definition
@@ -85,17 +95,92 @@ type Path uint8
 const (
 	PathChannel Path = iota
 	PathIndication
+	PathTCP
 
 	// NumPaths is how many paths there are.
-	NumPaths = 2
+	NumPaths = 3
 )
 
-var pathLabels = [NumPaths]string{"channel", "indication"}
+var pathLabels = [NumPaths]string{"channel", "indication", "tcp"}
 
-// String returns the path's label value: "channel" or "indication".
+// String returns the path's label value: "channel", "indication" or "tcp".
 func (p Path) String() string {
 	if int(p) < len(pathLabels) {
 		return pathLabels[p]
+	}
+	return LabelOther
+}
+
+// TCPLimit indexes [TCPRelayStats.LimitRefused]: the cap on RFC 6062 TCP relay peer
+// connections that refused one (max-tcp-relay-connections, -per-user, -per-allocation).
+type TCPLimit uint8
+
+// TCP relay limits, in index order.
+const (
+	TCPLimitTotal TCPLimit = iota
+	TCPLimitUser
+	TCPLimitAllocation
+
+	// NumTCPLimits is how many TCP relay limits there are.
+	NumTCPLimits = 3
+)
+
+var tcpLimitLabels = [NumTCPLimits]string{"total", "per_user", "per_allocation"}
+
+// String returns the limit's label value: "total", "per_user" or "per_allocation".
+func (l TCPLimit) String() string {
+	if int(l) < len(tcpLimitLabels) {
+		return tcpLimitLabels[l]
+	}
+	return LabelOther
+}
+
+// TCPPolicyStage indexes [TCPRelayStats.PolicyRefused]: where the peer policy refused an
+// RFC 6062 TCP relay connection.
+type TCPPolicyStage uint8
+
+// TCP relay policy stages, in index order.
+const (
+	TCPPolicyConnect TCPPolicyStage = iota // a Connect request: answered 403, no SYN sent
+	TCPPolicyInbound                       // a peer's connection to a relayed TCP address: closed at accept
+	TCPPolicyReload                        // a live peer connection a reloaded policy refuses: closed
+
+	// NumTCPPolicyStages is how many stages there are.
+	NumTCPPolicyStages = 3
+)
+
+var tcpPolicyLabels = [NumTCPPolicyStages]string{"connect", "inbound", "reload"}
+
+// String returns the stage's label value: "connect", "inbound" or "reload".
+func (p TCPPolicyStage) String() string {
+	if int(p) < len(tcpPolicyLabels) {
+		return tcpPolicyLabels[p]
+	}
+	return LabelOther
+}
+
+// ProxyRefusal indexes [Snapshot.ProxyRefused]: why a PROXY protocol listener closed a
+// connection.
+type ProxyRefusal uint8
+
+// PROXY protocol refusals, in index order.
+const (
+	ProxyNotFromProxy  ProxyRefusal = iota // the connection's source is not in proxy-protocol-from
+	ProxyNoHeader                          // it starts with no PROXY signature, or ends before any byte
+	ProxyInvalidHeader                     // a malformed, oversized or cut-short header
+	ProxyTimeout                           // no complete header within the header timeout
+
+	// NumProxyRefusals is how many refusal reasons there are.
+	NumProxyRefusals = 4
+)
+
+var proxyRefusalLabels = [NumProxyRefusals]string{"not_from_proxy", "no_header", "invalid_header", "timeout"}
+
+// String returns the reason's label value: "not_from_proxy", "no_header", "invalid_header"
+// or "timeout".
+func (r ProxyRefusal) String() string {
+	if int(r) < len(proxyRefusalLabels) {
+		return proxyRefusalLabels[r]
 	}
 	return LabelOther
 }
@@ -144,6 +229,16 @@ var attemptResults = []string{
 	AttemptPolicy, AttemptDraining, LabelOther,
 }
 
+// Reasons of avedge_allocations_ended_total{reason}, passed to
+// [Metrics.AllocationEndedBy].
+const (
+	EndNormal  = "normal"  // expired, released by the client (Refresh 0), or closed at shutdown
+	EndAdmin   = "admin"   // ended through the admin API
+	EndRevoked = "revoked" // its credential was revoked
+)
+
+var endReasons = []string{EndNormal, EndAdmin, EndRevoked, LabelOther}
+
 // Reasons of avedge_auth_failures_total{reason}, passed to
 // [Metrics.AuthFailure].
 const (
@@ -151,13 +246,14 @@ const (
 	AuthForged      = "forged"       // MESSAGE-INTEGRITY does not match the derived key
 	AuthLockedOut   = "locked_out"   // a static user refused after too many wrong passwords
 	AuthMalformed   = "malformed"    // the username does not parse
+	AuthRevoked     = "revoked"      // the credential or its user was revoked (admin API, revocations file)
 	AuthStaleNonce  = "stale_nonce"  // the NONCE was issued to another 5-tuple, has expired, or is not the relay's
 	AuthUnknownKey  = "unknown_key"  // the key id names no live secret
 	AuthUnknownUser = "unknown_user" // no such user
 )
 
 var authReasons = []string{
-	AuthExpired, AuthForged, AuthLockedOut, AuthMalformed, AuthStaleNonce, AuthUnknownKey, AuthUnknownUser,
+	AuthExpired, AuthForged, AuthLockedOut, AuthMalformed, AuthRevoked, AuthStaleNonce, AuthUnknownKey, AuthUnknownUser,
 	LabelOther,
 }
 

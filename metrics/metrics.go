@@ -34,8 +34,12 @@ type Metrics struct {
 	scrape      *collector
 	attempts    map[string]prometheus.Counter
 	lifetime    prometheus.Histogram
+	ended       map[string]prometheus.Counter
 	authFails   map[string]prometheus.Counter
 	credentials map[string]map[string]prometheus.Counter // api -> result
+	redirects   map[string]prometheus.Counter
+	tlsExpiry   *prometheus.GaugeVec   // by pair; a child once the pair is loaded
+	tlsFailures *prometheus.CounterVec // by pair
 }
 
 // New builds avedge's collectors and registers every one on reg. It uses no
@@ -64,6 +68,10 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 		Help:    "How long TURN allocations lived, observed when they end.",
 		Buckets: lifetimeBuckets,
 	})
+	ended := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "avedge_allocations_ended_total",
+		Help: "TURN allocations that ended, by reason (normal: expired, released or shut down; admin; revoked).",
+	}, []string{"reason"})
 	authFails := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "avedge_auth_failures_total",
 		Help: "Requests whose credentials were refused, by reason.",
@@ -73,11 +81,28 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 		Help: "Requests to the credential service, by API and result.",
 	}, []string{"api", "result"})
 
+	redirects := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "avedge_allocation_redirects_total",
+		Help: "Allocate requests answered 300 (Try Alternate) naming another relay, by reason.",
+	}, []string{"reason"})
+	tlsExpiry := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "avedge_tls_certificate_expiry_timestamp_seconds",
+		Help: "When the TLS certificate being served expires (Unix time), by pair: turn (cert, pkey), credential_service or admin.",
+	}, []string{"pair"})
+	tlsFailures := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "avedge_tls_certificate_reload_failures_total",
+		Help: "TLS certificate reloads refused (the current pair kept serving), by pair.",
+	}, []string{"pair"})
+
 	m := &Metrics{
+		tlsExpiry:   tlsExpiry,
+		tlsFailures: tlsFailures,
 		scrape:      newCollector(opts),
 		attempts:    children(attempts, attemptResults),
 		lifetime:    lifetime,
+		ended:       children(ended, endReasons),
 		authFails:   children(authFails, authReasons),
+		redirects:   children(redirects, redirectReasons),
 		credentials: make(map[string]map[string]prometheus.Counter, len(credentialAPIs)),
 	}
 	for _, api := range credentialAPIs {
@@ -95,8 +120,12 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 		{"avedge relay collector", m.scrape},
 		{"avedge_allocation_attempts_total", attempts},
 		{"avedge_allocation_lifetime_seconds", lifetime},
+		{"avedge_allocations_ended_total", ended},
 		{"avedge_auth_failures_total", authFails},
 		{"avedge_credential_requests_total", credentials},
+		{"avedge_allocation_redirects_total", redirects},
+		{"avedge_tls_certificate_expiry_timestamp_seconds", tlsExpiry},
+		{"avedge_tls_certificate_reload_failures_total", tlsFailures},
 	} {
 		if err := reg.Register(c.c); err != nil {
 			return nil, fmt.Errorf("metrics: register %s: %w", c.name, err)
@@ -149,6 +178,15 @@ func (m *Metrics) AllocationEnded(lifetime time.Duration) {
 	m.lifetime.Observe(max(lifetime, 0).Seconds())
 }
 
+// AllocationEndedBy counts one allocation that ended, by reason (the End… constants); any
+// other value is counted as "other".
+func (m *Metrics) AllocationEndedBy(reason string) {
+	if m == nil {
+		return
+	}
+	lookup(m.ended, reason).Inc()
+}
+
 // AuthFailure counts one refused credential by reason (the Auth…
 // constants); any other value is counted as "other".
 func (m *Metrics) AuthFailure(reason string) {
@@ -170,6 +208,25 @@ func (m *Metrics) CredentialRequest(api, result string) {
 		byResult = m.credentials[LabelOther]
 	}
 	lookup(byResult, result).Inc()
+}
+
+// TLSCertificate records the outcome of loading a TLS pair (TLSPairTURN,
+// TLSPairCredentialService, TLSPairAdmin; any other value is counted as "other"): on success
+// (err nil) the expiry of the certificate now served, notAfter; on failure one
+// more refused reload. The first call for a pair exposes both of its series.
+func (m *Metrics) TLSCertificate(pair string, notAfter time.Time, err error) {
+	if m == nil {
+		return
+	}
+	if pair != TLSPairTURN && pair != TLSPairCredentialService && pair != TLSPairAdmin {
+		pair = LabelOther
+	}
+	failures := m.tlsFailures.WithLabelValues(pair)
+	if err != nil {
+		failures.Inc()
+		return
+	}
+	m.tlsExpiry.WithLabelValues(pair).Set(float64(notAfter.Unix()))
 }
 
 // lookup returns the counter for v, or the one for LabelOther.

@@ -54,6 +54,12 @@ func fullSnapshot(s *Snapshot) {
 	s.Drops["made_up_reason"] = 6 // folds into other: 8
 	s.BindingRequests = 99
 	s.Draining = true
+	s.TCPRelay = TCPRelayStats{
+		Conns: 51, BindTimeouts: 52, IdleCloses: 53,
+		LimitRefused:  [NumTCPLimits]uint64{61, 62, 63},
+		PolicyRefused: [NumTCPPolicyStages]uint64{71, 72, 73},
+	}
+	s.ProxyRefused = [NumProxyRefusals]uint64{81, 82, 83, 84}
 }
 
 func TestExpositionGolden(t *testing.T) {
@@ -236,7 +242,7 @@ func TestSnapshotIsResetEachScrape(t *testing.T) {
 		if s.Drops == nil {
 			t.Fatal("Snapshot.Drops is nil")
 		}
-		if len(s.Drops) != 0 || s.Permissions != 0 || s.Draining || s.Traffic != ([2][2]Counter{}) {
+		if len(s.Drops) != 0 || s.Permissions != 0 || s.Draining || s.Traffic != ([NumDirections][NumPaths]Counter{}) {
 			t.Errorf("scrape %d: snapshot not zeroed: %+v", calls, *s)
 		}
 		if calls == 1 {
@@ -418,5 +424,33 @@ func TestConcurrentScrapesAndEvents(t *testing.T) {
 	want := float64(workers / 2 * rounds)
 	if got := sample(t, reg, "avedge_allocation_attempts_total", map[string]string{"result": "ok"}); got != want {
 		t.Fatalf("attempts ok = %v, want %v", got, want)
+	}
+}
+
+// TestTLSCertificate: a pair's expiry is exposed once it loads, a refused reload counts a
+// failure and leaves the expiry of the pair still served; an unknown pair is "other".
+func TestTLSCertificate(t *testing.T) {
+	m, reg := newTestMetrics(t, fixedOptions)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(""), "avedge_tls_certificate_expiry_timestamp_seconds", "avedge_tls_certificate_reload_failures_total"); err != nil {
+		t.Fatalf("before any pair: %v", err)
+	}
+	first, second := time.Unix(1_800_000_000, 0), time.Unix(1_900_000_000, 0)
+	m.TLSCertificate(TLSPairTURN, first, nil)
+	m.TLSCertificate(TLSPairTURN, time.Time{}, errors.New("key mismatch"))
+	m.TLSCertificate(TLSPairCredentialService, first, nil)
+	m.TLSCertificate(TLSPairCredentialService, second, nil)
+	m.TLSCertificate("metrics", second, errors.New("x"))
+	want := `# HELP avedge_tls_certificate_expiry_timestamp_seconds When the TLS certificate being served expires (Unix time), by pair: turn (cert, pkey), credential_service or admin.
+# TYPE avedge_tls_certificate_expiry_timestamp_seconds gauge
+avedge_tls_certificate_expiry_timestamp_seconds{pair="credential_service"} 1.9e+09
+avedge_tls_certificate_expiry_timestamp_seconds{pair="turn"} 1.8e+09
+# HELP avedge_tls_certificate_reload_failures_total TLS certificate reloads refused (the current pair kept serving), by pair.
+# TYPE avedge_tls_certificate_reload_failures_total counter
+avedge_tls_certificate_reload_failures_total{pair="credential_service"} 0
+avedge_tls_certificate_reload_failures_total{pair="other"} 1
+avedge_tls_certificate_reload_failures_total{pair="turn"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "avedge_tls_certificate_expiry_timestamp_seconds", "avedge_tls_certificate_reload_failures_total"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -50,6 +50,28 @@ type Snapshot struct {
 	// Draining reports that the relay refuses new allocations while live
 	// ones finish.
 	Draining bool
+	// TCPRelay describes the peer connections of RFC 6062 TCP allocations.
+	TCPRelay TCPRelayStats
+	// ProxyRefused counts the connections PROXY protocol listeners closed, by
+	// [ProxyRefusal].
+	ProxyRefused [NumProxyRefusals]uint64
+}
+
+// TCPRelayStats describes the peer data connections of RFC 6062 TCP allocations. Conns is
+// a gauge; the rest are totals since the process started.
+type TCPRelayStats struct {
+	// Conns is the peer connections open: dialled for a Connect or accepted on a relayed
+	// address, bound by a ConnectionBind or waiting for one.
+	Conns int
+	// BindTimeouts counts peer connections closed because no ConnectionBind claimed them
+	// in time.
+	BindTimeouts uint64
+	// IdleCloses counts bound connection pairs closed idle.
+	IdleCloses uint64
+	// LimitRefused counts peer connections refused by a cap, by [TCPLimit].
+	LimitRefused [NumTCPLimits]uint64
+	// PolicyRefused counts peer connections the peer policy refused, by [TCPPolicyStage].
+	PolicyRefused [NumTCPPolicyStages]uint64
 }
 
 // reset zeroes s for reuse, keeping Drops' storage.

@@ -105,10 +105,13 @@ type CheckReport struct {
 	Connected  time.Duration `json:"connected_ns"`
 	Directions []Direction   `json:"directions"`
 	RTT        Percentiles   `json:"rtt"`
+	// Redirects are the 300 (Try Alternate) answers followed before gathering: a turn: URL
+	// over UDP whose Allocate a relay redirects is used at the ALTERNATE-SERVER instead.
+	Redirects []Redirect `json:"redirects,omitempty"`
 }
 
 // Check connects two relay-only ICE agents to each other through the TURN
-// URLs of cfg, in-process, and exchanges cc.Count pings each way, each echoed
+// URLs of cfg (after following the redirects of followRedirects), in-process, and exchanges cc.Count pings each way, each echoed
 // back and checked byte for byte on both legs. Gathering and connecting are
 // bounded by cfg.Timeout; the exchange by Count*Interval+Linger. It returns
 // the report so far with an error wrapping ErrNoRelayCandidate (an agent
@@ -131,6 +134,10 @@ func Check(ctx context.Context, cfg Config, cc CheckConfig) (*CheckReport, error
 	}
 	setupCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
+	urls, redirects, err := followRedirects(setupCtx, urls, cfg.Timeout)
+	if err != nil {
+		return &CheckReport{Redirects: redirects}, err
+	}
 	relayOnly := []ice.CandidateType{ice.CandidateTypeRelay}
 	var agents [2]*ice.Agent
 	var cols [2]*collector
@@ -168,7 +175,7 @@ func Check(ctx context.Context, cfg Config, cc CheckConfig) (*CheckReport, error
 			return nil, fmt.Errorf("probe: check: %w", err)
 		}
 	}
-	rep := &CheckReport{}
+	rep := &CheckReport{Redirects: redirects}
 	start := cfg.Now()
 	for _, a := range agents {
 		if err := a.GatherCandidates(); err != nil {

@@ -68,6 +68,9 @@ func (r *Report) WriteText(w io.Writer) error {
 func (c *CheckReport) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "relay-only check")
+	for _, r := range c.Redirects {
+		fmt.Fprintf(tw, "  redirected	%s -> %s (300 Try Alternate)\n", r.From, r.To)
+	}
 	if c.Local.Address != "" {
 		fmt.Fprintf(tw, "  selected pair\t%s %s (via %s)  <->  %s %s\n",
 			c.Local.Type, hostPort(c.Local.Address, c.Local.Port), c.Local.RelayProtocol, c.Remote.Type, hostPort(c.Remote.Address, c.Remote.Port))

@@ -43,6 +43,18 @@ func (s *Server) authenticate(ra *turn.RequestAttributes) (string, []byte, bool)
 		s.logInput(metrics.AuthLockedOut, "authentication failed", "client", ra.SrcAddr.String(), "method", ra.Method.String())
 		return "", nil, false
 	}
+	if s.revokedCredential(ra.Username, cred.UserID) {
+		// Revoked through the admin API or the revocations file (admin.go): refused like
+		// an expired credential until the revocation lapses.
+		if m := s.cfg.Metrics; m != nil {
+			m.AuthFailure(metrics.AuthRevoked)
+			if ra.Method == stun.MethodAllocate {
+				m.AllocationAttempt(metrics.AttemptAuth)
+			}
+		}
+		s.logInput(metrics.AuthRevoked, "authentication failed", "client", ra.SrcAddr.String(), "method", ra.Method.String(), "user", cred.UserID)
+		return "", nil, false
+	}
 	key := turn.GenerateAuthKey(ra.Username, ra.Realm, s.rotationPassword(ra, cred.Passwords))
 	s.rememberBindKey(ra, key)
 	return cred.UserID, key, true

@@ -169,9 +169,14 @@ func (s *Server) noteCapKey(ra *turn.RequestAttributes, key []byte) {
 	g.mu.Unlock()
 }
 
-// permitPeer is pion's PermissionHandler: the peer policy (permit), then the caps.
+// permitPeer is pion's PermissionHandler: the peer policy (permit) and, for a Connect, the
+// port (tcprelay.go), then the caps.
 func (s *Server) permitPeer(client net.Addr, peer net.IP) bool {
-	return s.permit(client, peer) && s.capAllows(client)
+	if !s.permit(client, peer) || !s.connectPortOK(client) {
+		s.countConnectRefusal(client) // tcprelay.go
+		return false
+	}
+	return s.capAllows(client)
 }
 
 // capAllows is step 2: whether the request pion is handling for src stays within its

@@ -26,6 +26,11 @@ const (
 type ListenerConfig struct {
 	Network Network
 	Addr    netip.AddrPort
+	// ProxyProtocol (TCP and TLS only): every connection must come from an address of
+	// Config.ProxyProtocolFrom and start with a PROXY protocol header, version 1 or 2
+	// (before the TLS handshake); the client it names is the one the relay serves. A
+	// connection from elsewhere, or without a valid header, is closed and counted.
+	ProxyProtocol bool
 }
 
 // Config configures a Server. The zero value of every field but Validator is usable.
@@ -151,6 +156,38 @@ type Config struct {
 	// seconds (pion's, which does not apply to the relay's wrapped connections); negative: no
 	// limit.
 	TLSHandshakeTimeout time.Duration
+	// ProxyProtocolFrom are the load balancers allowed to connect to a ProxyProtocol
+	// listener; required when one is configured.
+	ProxyProtocolFrom []netip.Prefix
+	// ProxyHeaderTimeout bounds the wait for a PROXY protocol header, from the connection.
+	// Zero: 5 seconds; negative: no limit.
+	ProxyHeaderTimeout time.Duration
+
+	// NoTCPRelay refuses RFC 6062 TCP allocations (REQUESTED-TRANSPORT TCP; tcprelay.go):
+	// their Allocate is answered 508 (pion's answer to a relay address it cannot get). The
+	// zero value serves them over the TCP and TLS listeners.
+	NoTCPRelay bool
+	// MaxTCPRelayConns caps live peer data connections of TCP allocations (RFC 6062), all
+	// allocations together; a Connect beyond it is answered 447, an inbound peer connection
+	// beyond it is closed. Zero: 10 000; negative: unlimited.
+	MaxTCPRelayConns int
+	// MaxTCPRelayConnsPerUser caps them per user (the AuthHandler's user ID). Zero: 256;
+	// negative: unlimited.
+	MaxTCPRelayConnsPerUser int
+	// MaxTCPRelayConnsPerAllocation caps them per allocation. Zero: 64; negative: unlimited.
+	MaxTCPRelayConnsPerAllocation int
+	// TCPConnectTimeout bounds the relay's connection to a peer for a Connect request (RFC
+	// 6062 §5.2: "The timeout value MUST be at least 30 seconds"). Zero: 30 seconds.
+	TCPConnectTimeout time.Duration
+	// TCPConnectionBindTimeout closes a peer data connection no ConnectionBind has claimed
+	// within it (RFC 6062 §5.3: "If no ConnectionBind request associated with this peer data
+	// connection is received after 30 seconds, the peer data connection MUST be closed").
+	// Zero: 30 seconds. pion closes unbound connections after 30 seconds whatever this says.
+	TCPConnectionBindTimeout time.Duration
+	// TCPRelayIdleTimeout closes a bound TCP relay connection (both its client and peer
+	// connections) when no byte has crossed it either way for that long. Zero: the same as
+	// StreamIdleTimeout; negative: no limit.
+	TCPRelayIdleTimeout time.Duration
 
 	// ErrorRate limits every other error answer (400, 403, 420, 437, 438, 486, 508, ...) per
 	// client IP address (IPv6: per /64) per second, burst 5 seconds' worth; excess answers
@@ -191,6 +228,15 @@ type Config struct {
 	// AlternateServer, when set, is named in a 300 (Try Alternate) answer to Allocate requests
 	// while the relay drains (RFC 8489 §10 ALTERNATE-SERVER); unset, they get 508.
 	AlternateServer netip.AddrPort
+	// Redirect, when set, is asked about every Allocate request over UDP the relay admits
+	// (past AllocateRate), with the client's address and whether the relay drains; an
+	// address it returns with ok true answers the request 300 (Try Alternate) naming it, and
+	// the redirect is counted by reason (draining, overloaded). The pool's choice (package
+	// pool: over the load threshold, name a less-loaded member, never this relay) lives in
+	// the callback. AlternateServer, when set, wins while draining; requests over TCP and
+	// TLS are not redirected by it (the alternates it knows are UDP addresses). Nil: only
+	// AlternateServer redirects.
+	Redirect func(client netip.AddrPort, draining bool) (alt netip.AddrPort, ok bool)
 
 	// Metrics receives control-plane events and reads the data plane's counters at scrape
 	// time. Nil: no metrics.
@@ -256,6 +302,9 @@ func (c *Config) withDefaults() Config {
 	if out.UserQuota == 0 {
 		out.UserQuota = DefaultUserQuota
 	}
+	if out.ProxyHeaderTimeout == 0 {
+		out.ProxyHeaderTimeout = 5 * time.Second
+	}
 	if out.AllocationBandwidth == 0 {
 		out.AllocationBandwidth = DefaultAllocationBandwidth
 	}
@@ -294,6 +343,24 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.TLSHandshakeTimeout == 0 {
 		out.TLSHandshakeTimeout = 10 * time.Second
+	}
+	if out.MaxTCPRelayConns == 0 {
+		out.MaxTCPRelayConns = 10000
+	}
+	if out.MaxTCPRelayConnsPerUser == 0 {
+		out.MaxTCPRelayConnsPerUser = 256
+	}
+	if out.MaxTCPRelayConnsPerAllocation == 0 {
+		out.MaxTCPRelayConnsPerAllocation = 64
+	}
+	if out.TCPConnectTimeout <= 0 {
+		out.TCPConnectTimeout = 30 * time.Second
+	}
+	if out.TCPConnectionBindTimeout <= 0 {
+		out.TCPConnectionBindTimeout = 30 * time.Second
+	}
+	if out.TCPRelayIdleTimeout == 0 {
+		out.TCPRelayIdleTimeout = out.StreamIdleTimeout
 	}
 	if out.ErrorRate == 0 {
 		out.ErrorRate = 200

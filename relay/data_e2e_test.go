@@ -189,7 +189,7 @@ func testDropsCountedByReason(t *testing.T, path DataPath) {
 		if err := c.expectSilence(100 * time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
-		if tr := s.Stats().Traffic; tr != ([2][2]metrics.Counter{}) {
+		if tr := s.Stats().Traffic; tr != ([metrics.NumDirections][metrics.NumPaths]metrics.Counter{}) {
 			t.Errorf("traffic counted for dropped packets: %+v", tr)
 		}
 	})

@@ -33,7 +33,10 @@
 // live allocation go ahead of new work in their shard's queue, new work is handled by a
 // bounded number of shards at once, and a per-source limit drops the excess of Binding
 // answers and of requests from clients without an allocation before anything is queued. TCP and TLS clients are served by pion over ordinary net.Conns (framedConn);
-// their relay sockets are still ours. The few places where the relay relies on how pion
+// their relay sockets are still ours. RFC 6062 TCP allocations (tcprelay.go) relay to peers
+// over TCP: pion runs Connect, ConnectionAttempt and ConnectionBind, the relay owns the
+// relayed listening socket and the peer connections and splices a bound pair's bytes
+// between the two sockets. The few places where the relay relies on how pion
 // behaves, rather than on its API, are listed in pioncompat.go, each with a test against pion
 // itself.
 //
@@ -42,5 +45,6 @@
 // pionlog.go (pion's logger), udp.go, relayconn.go and stream.go (the facades), intercept.go
 // (what the facades do to STUN), nonce.go (nonces bound to the client's 5-tuple, swapped
 // for pion's on the way in), logsample.go (log lines input causes, sampled), stunwire.go
-// (byte-level STUN checks), pioncompat.go.
+// (byte-level STUN checks), tcprelay.go (RFC 6062 TCP allocations), pioncompat.go,
+// admin.go (the admin API's backend: listing, ending and revoking allocations, status).
 package relay

@@ -5,7 +5,11 @@ import "errors"
 var (
 	// ErrDraining refuses a new allocation while the relay drains.
 	ErrDraining = errors.New("relay: draining, no new allocations")
-	// ErrTCPRelayUnsupported refuses RFC 6062 TCP allocations (peers are reached over UDP only).
-	ErrTCPRelayUnsupported = errors.New("relay: TCP relay allocations (RFC 6062) are not supported")
-	errWorkerStopped       = errors.New("relay: worker stopped")
+	// ErrTCPRelayDisabled refuses RFC 6062 TCP allocations on a relay configured with
+	// NoTCPRelay.
+	ErrTCPRelayDisabled = errors.New("relay: TCP relay allocations (RFC 6062) are disabled")
+	errWorkerStopped    = errors.New("relay: worker stopped")
+	errNoTCPRelay       = errors.New("relay: Connect on an allocation without a TCP relayed address")
+	errPeerRefused      = errors.New("relay: peer refused by policy")
+	errTCPRelayLimit    = errors.New("relay: TCP relay connection limit reached")
 )

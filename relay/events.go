@@ -79,6 +79,13 @@ type allocation struct {
 	transport int            // metrics transport index
 	requests  *policy.Bucket // CreatePermission and ChannelBind requests (caps.go); nil: unlimited. Locks itself.
 	capLogged atomic.Bool    // a refusal by the caps was logged (caps.go)
+
+	// For the admin API (admin.go).
+	id      uint64       // rc.seq<<16 | relay port. Static.
+	user    string       // pion's user ID (the credential's user). Static.
+	key     allocKey     // client and listener addresses. Static.
+	expires atomic.Int64 // Unix ns the lifetime last granted ends (passAnswer: noteLifetime); 0: not seen
+	rate    rateSample   // the last reading, for the current rate. Locks itself.
 }
 
 func keyOf(src, dst net.Addr) (allocKey, bool) {
@@ -105,13 +112,18 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, protocol, userID, realm 
 	if !ok || !ok2 {
 		return
 	}
+	if _, tcp := relayAddr.(*net.TCPAddr); tcp {
+		s.onTCPAllocationCreated(k, rap, userID)
+		return
+	}
 	s.mu.Lock()
 	rc := s.relays[rap]
 	s.mu.Unlock()
 	if rc == nil {
 		return
 	}
-	a := &allocation{Alloc: s.fast.NewAlloc(rc.Relay), rc: rc, family: familyOf(rap.Addr()), requests: s.newRequestBucket()}
+	a := &allocation{Alloc: s.fast.NewAlloc(rc.Relay), rc: rc, family: familyOf(rap.Addr()), requests: s.newRequestBucket(),
+		id: rc.seq<<16 | uint64(rap.Port()), user: userID, key: k}
 	_, isTCP := src.(*net.TCPAddr)
 	g := s.lisByAddr[k.dst]
 	switch {
@@ -132,6 +144,7 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, protocol, userID, realm 
 		s.fast.Insert(a.Alloc)
 	}
 	rc.Relay.Alloc.Store(a.Alloc)
+	rc.owner.Store(a)
 	s.allocCount[a.transport][a.family].Add(1)
 	if m := s.cfg.Metrics; m != nil {
 		m.AllocationAttempt(metrics.AttemptOK)
@@ -142,7 +155,7 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, protocol, userID, realm 
 
 func (s *Server) onAllocationDeleted(src, dst net.Addr, protocol, userID, realm string) {
 	k, ok := keyOf(src, dst)
-	if !ok {
+	if !ok || s.onTCPAllocationDeleted(k, userID) {
 		return
 	}
 	s.mu.Lock()
@@ -152,6 +165,7 @@ func (s *Server) onAllocationDeleted(src, dst net.Addr, protocol, userID, realm 
 	if a == nil {
 		return
 	}
+	a.rc.owner.Store(nil)
 	if a.UDP {
 		s.fast.Remove(a.Alloc)
 	}
@@ -162,9 +176,12 @@ func (s *Server) onAllocationDeleted(src, dst net.Addr, protocol, userID, realm 
 	s.chanCount.Add(-int64(chans))
 	s.allocCount[a.transport][a.family].Add(-1)
 	life := time.Since(a.rc.created)
+	reason := endReason(a.rc.ending.Load())
 	if m := s.cfg.Metrics; m != nil {
 		m.AllocationEnded(life)
+		m.AllocationEndedBy(reason.label())
 	}
+	s.noteEnded(k, reason) // mismatch.go
 	s.log.Info("allocation deleted", "client", k.src.String(), "user", userID,
-		"relay", a.rc.advertised.String(), "lifetime", life.Round(time.Millisecond).String())
+		"relay", a.rc.advertised.String(), "lifetime", life.Round(time.Millisecond).String(), "reason", reason.label())
 }

@@ -61,8 +61,8 @@ func (p *pendingRequest) challenge(answer []byte) bool {
 
 // admitRequest reports whether pion should read STUN message m, which client from sent (src
 // is the address pion will be given for it). An Allocate request over its source's rate is
-// dropped and counted; while the relay drains with an alternate server configured, an
-// Allocate request is answered 300 (Try Alternate) through r instead. Every message pion
+// dropped and counted; one the relay redirects (alternateFor) is answered 300 (Try
+// Alternate) through r instead. Every message pion
 // will read goes through the nonce check (nonce.go) and the key-rotation check
 // (pioncompat.go) and, if it is a CreatePermission or ChannelBind, is noted for the
 // per-allocation caps (caps.go).
@@ -72,19 +72,62 @@ func (s *Server) admitRequest(m []byte, from netip.AddrPort, src net.Addr, r rep
 			s.slowStats.Drop(dataplane.DropRateLimited)
 			return false
 		}
-		if alt := s.cfg.AlternateServer; alt.IsValid() && s.draining.Load() {
+		if alt, reason, ok := s.alternateFor(from, src); ok {
 			if resp := tryAlternateResponse(m, alt); resp != nil && r.reply(from, resp) {
-				s.countAttempt(metrics.AttemptDraining)
+				if reason == metrics.RedirectDraining {
+					s.countAttempt(metrics.AttemptDraining)
+				}
+				s.cfg.Metrics.Redirect(reason)
 			}
+			return false
+		}
+		if s.refuseTCPAllocate(m, from, r) {
 			return false
 		}
 	}
 	if !s.bindRequestNonce(m, from, src, r) {
 		s.checkRotation(m, src)
 	}
+	if s.answerMismatch(m, from, src, r) { // mismatch.go: 437 for an ended allocation
+		return false
+	}
 	r.request().note(m)
 	s.noteCapRequest(m, from, src, r)
+	s.noteConnect(m, src)
 	return true
+}
+
+// alternateFor returns the server to name in a 300 (Try Alternate) answer to an Allocate
+// request from client (src: its address as pion sees it, a *net.UDPAddr over UDP), and the
+// redirect's reason, or ok false to let pion handle the request. While the relay drains: the
+// configured AlternateServer, else Redirect's choice; otherwise Redirect's choice (the relay
+// is over its load threshold). Redirect is asked about UDP clients only.
+//
+// RFC 8489 §10 guards the client against loops ("If the client has been redirected to a
+// server to which it has already sent this request within the last five minutes, it MUST
+// ignore the redirection"); Redirect guards the pool: it never names this relay nor a relay
+// over the threshold, so a redirected client is not sent on again unless the relay it
+// reached is itself over.
+func (s *Server) alternateFor(client netip.AddrPort, src net.Addr) (alt netip.AddrPort, reason string, ok bool) {
+	draining := s.draining.Load()
+	reason = metrics.RedirectOverloaded
+	if draining {
+		reason = metrics.RedirectDraining
+		if alt := s.cfg.AlternateServer; alt.IsValid() {
+			return alt, reason, true
+		}
+	}
+	if s.cfg.Redirect == nil {
+		return netip.AddrPort{}, "", false
+	}
+	if _, udp := src.(*net.UDPAddr); !udp {
+		return netip.AddrPort{}, "", false
+	}
+	alt, ok = s.cfg.Redirect(client, draining)
+	if !ok || !alt.IsValid() {
+		return netip.AddrPort{}, "", false
+	}
+	return alt, reason, true
 }
 
 // passAnswer returns what to send client to (at address ap, over r) in place of b, which
@@ -96,6 +139,8 @@ func (s *Server) admitRequest(m []byte, from netip.AddrPort, src net.Addr, r rep
 func (s *Server) passAnswer(b []byte, to net.Addr, ap netip.AddrPort, r replier) (out []byte, ok bool) {
 	b = s.fixChannelBindRefusal(b, to)
 	b = s.capAnswer(b, to)
+	s.forgetConnect(b, to)
+	s.noteConnectionID(b, ap)
 	code := stunErrorCode(b)
 	if lim := s.answerLimiter(b, code, r.request()); lim != nil && !lim.Allow(ap.Addr(), time.Now().UnixNano()) {
 		s.slowStats.Drop(dataplane.DropRateLimited)
@@ -103,6 +148,8 @@ func (s *Server) passAnswer(b []byte, to net.Addr, ap netip.AddrPort, r replier)
 	}
 	if code != 0 {
 		b = s.bindAnswerNonce(b, ap, r)
+	} else {
+		s.noteLifetime(b, to, r) // admin.go
 	}
 	return b, true
 }

@@ -214,7 +214,15 @@ func (s *Server) bindRequestNonce(m []byte, client netip.AddrPort, src net.Addr,
 	miOff, _, signed := findAttrHeader(m, stun.AttrMessageIntegrity)
 	stream, local := end.tupleEnd()
 	pn := s.pionNonce.Load()
-	if !s.nonces.valid(m[nOff:nOff+nLen], stream, local, client) || pn == nil || s.nonces.now().Sub(pn.at) > pionNonceMaxAge {
+	valid := s.nonces.valid(m[nOff:nOff+nLen], stream, local, client)
+	if !valid && stream {
+		// A ConnectionBind comes on a new data connection with the nonce of the control
+		// connection (RFC 6062 §4.3; pion's client does not retry it on 438).
+		if ctl, ok := s.controlTupleOf(m); ok {
+			valid = s.nonces.valid(m[nOff:nOff+nLen], stream, local, ctl)
+		}
+	}
+	if !valid || pn == nil || s.nonces.now().Sub(pn.at) > pionNonceMaxAge {
 		// RFC 8489 §9.2.4: "If the NONCE is no longer valid, the server MUST generate an
 		// error response with an error code of 438 (Stale Nonce)." pion answers it for a
 		// NONCE it cannot read; the answer leaves with a nonce bound to this 5-tuple.
@@ -311,6 +319,8 @@ var authenticatedRequests = [...]uint16{
 	stun.NewType(stun.MethodRefresh, stun.ClassRequest).Value(),
 	stun.NewType(stun.MethodCreatePermission, stun.ClassRequest).Value(),
 	stun.NewType(stun.MethodChannelBind, stun.ClassRequest).Value(),
+	stun.NewType(stun.MethodConnect, stun.ClassRequest).Value(),
+	stun.NewType(stun.MethodConnectionBind, stun.ClassRequest).Value(),
 }
 
 // isAuthenticatedTURNRequest reports whether b is a request pion authenticates.

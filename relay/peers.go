@@ -34,7 +34,8 @@ func (s *Server) permit(client net.Addr, peer net.IP) bool {
 // requests are checked against p, and so are the permissions already granted: a peer the new
 // policy refuses stops relaying at once, both ways and on every path (a channel, Send and
 // Data indications, TCP clients), and relays again after a reload that allows it, while pion
-// keeps the permission until it expires.
+// keeps the permission until it expires. The TCP relay connections (RFC 6062) of a peer it
+// refuses are closed.
 //
 // The host's own addresses are read again from the kernel each time (routes of type local:
 // every interface, secondary and virtual address), so a reload also picks up an address
@@ -63,6 +64,7 @@ func (s *Server) SetPeerPolicy(p PeerPolicy) {
 	for _, a := range live {
 		refused += s.fast.Recheck(a.Alloc, allowed)
 	}
+	refused += s.closeRefusedTCPPeers(pol)
 	if refused > 0 {
 		s.log.Info("peer policy reloaded: granted permissions it refuses stop relaying", "permissions", refused)
 	}

@@ -41,6 +41,27 @@ import (
 //     SrcAddr to the AuthHandler and the PermissionHandler and as the destination of its
 //     answer, and on pion asking the PermissionHandler before it installs each peer of a
 //     CreatePermission, stopping at the first refused. Test: TestCapsAnswer508.
+//  6. Ending an allocation now (the admin API, a revocation: admin.go) has no pion API: the
+//     relay makes the allocation's relay PacketConn fail its next read (relayConn.end), and
+//     relies on pion's reader then deleting the allocation as its lifetime timer does
+//     (DeleteAllocation: permissions and channels removed, the socket closed, the
+//     EventHandler told). Test: TestPionDeletesAllocationWhoseRelayReadFails.
+//  7. RFC 6062 TCP relay (tcprelay.go): the relay moves a bound pair's bytes itself because
+//     pion's ConnectionBind handler joins the pair with io.Copy(peer, client) and
+//     io.Copy(client, peer), the client side being the net.Conn the listener gave it (a
+//     framedConn, whose WriteTo and ReadFrom io.Copy then calls), the peer side a wrapper
+//     showing the LocalAddr and RemoteAddr of the net.Conn AllocateConn or the relayed
+//     listener's Accept returned; pion closes both when the first copy returns. A Connect is
+//     put to the PermissionHandler, with the request's SrcAddr, before AllocateConn is called
+//     (so a refusal there is a 403 with no connection attempted); an inbound peer connection
+//     needs a permission after Accept returns; Accept returning an error ends the
+//     allocation. Tests: TestTCPAllocationConnect and TestTCPAllocationAccept (the bytes
+//     counted on the TCP path are counted only by framedConn's copies),
+//     TestTCPConnectPeerPolicyDefault (403 and no dial).
+//  8. A Refresh with valid credentials from a 5-tuple with no allocation: pion answers nothing
+//     (handleRefreshRequest returns an error without sending one), where RFC 8656 §7.3 asks
+//     for 437, and the relay answers 437 itself for the allocations an operator ended
+//     (mismatch.go). Test: TestPionLeavesRefreshWithoutAllocationUnanswered.
 
 // rotationPassword picks, of the live passwords of a username with more than one, the one
 // checkRotation found the request signed with (the first if it found none).

@@ -5,6 +5,7 @@ package relay
 import (
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -25,15 +26,28 @@ type relayConn struct {
 	w                *dataplane.Worker // the worker reading FD. Static.
 	release          func()            // gives the port back. Static.
 	created          time.Time         // Static.
+	seq              uint64            // the relay socket's number, from Server.relaySeq; with the port, the allocation's admin id. Static.
+	// ending is set (to its endReason) when the admin API or a revocation ends the
+	// allocation (admin.go): ReadFrom then fails, and pion's reader deletes the allocation
+	// the way it deletes one whose relay socket failed. Zero: not ended.
+	ending atomic.Uint32
+	owner  atomic.Pointer[allocation] // its allocation, once pion reports it created (for the admin API's lookup by id)
 }
 
 var _ net.PacketConn = (*relayConn)(nil)
 
 func (r *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	if r.ending.Load() != 0 {
+		return 0, nil, net.ErrClosed
+	}
 	n, from, err := r.Pop(b)
 	if err != nil {
 		return 0, nil, err
 	}
+	if r.ending.Load() != 0 { // woken by end (its empty datagram), or ended while it waited
+		return 0, nil, net.ErrClosed
+	}
+	r.Traffic.Count(metrics.PeerToClient, n)
 	if a := r.Relay.Alloc.Load(); a != nil && !a.UDP {
 		// TCP/TLS client: pion forwards it; count it the way pion will send it.
 		path := metrics.PathIndication
@@ -85,6 +99,7 @@ func (r *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		path = metrics.PathChannel
 	}
 	r.srv.slowStats.Count(metrics.ClientToPeer, path, len(b))
+	r.Traffic.Count(metrics.ClientToPeer, len(b))
 	return len(b), nil
 }
 

@@ -116,6 +116,7 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 		local:      netip.AddrPortFrom(ip, port),
 		advertised: netip.AddrPortFrom(s.advertise(ip), port),
 		created:    time.Now(),
+		seq:        s.relaySeq.Add(1),
 	}
 	rc.release = func() {
 		pa.Release(port)
@@ -139,18 +140,6 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 const relayHandoff = 32
 
 var errQuota = errors.New("relay: allocation quota reached")
-
-// AllocateListener refuses RFC 6062 TCP allocations: avedge relays to peers over UDP only
-// (and a TCP relay is a way around peer policy that relays have been bitten by).
-func (g *relayGen) AllocateListener(turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
-	g.srv.countAttempt(metrics.AttemptBadRequest)
-	return nil, nil, ErrTCPRelayUnsupported
-}
-
-// AllocateConn refuses RFC 6062 CONNECT for the same reason.
-func (g *relayGen) AllocateConn(turn.AllocateConnConfig) (net.Conn, error) {
-	return nil, ErrTCPRelayUnsupported
-}
 
 func (s *Server) countAttempt(result string) {
 	if s.cfg.Metrics != nil {

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/pion/turn/v5"
 
+	"github.com/avedge/avedge/admin"
 	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/portalloc"
 	"github.com/avedge/avedge/relay/internal/dataplane"
@@ -69,12 +71,25 @@ type Server struct {
 	pionNonce    atomic.Pointer[pionNonce]           // the last nonce pion issued. Written by passAnswer, read by admitRequest.
 	newWork      chan struct{}                       // tokens: shards handling new work at once (udp.go). Static.
 	requestLimit *policy.Limiter                     // STUN requests of clients without an allocation; nil: unlimited. Static (locks itself). Used by the workers.
+	loop         DataPath                            // the workers' loop (io_uring or epoll). Static.
+	started      time.Time                           // Static.
+	relaySeq     atomic.Uint64                       // numbers relay sockets (relayConn.seq). Used by AllocatePacketConn.
+	revoked      atomic.Pointer[admin.Revocations]   // refused credentials; nil: none. Written by SetRevocations; read by authenticate.
 
 	mu      sync.Mutex
 	relays  map[netip.AddrPort]*relayConn // by advertised address. Guarded by mu. Written by AllocatePacketConn and relayClosed.
 	allocs  map[allocKey]*allocation      // every live allocation. Guarded by mu. Written by the EventHandler.
-	open    int                           // relayConns not yet closed. Guarded by mu.
+	open    int                           // relayConns and tcpRelays not yet closed. Guarded by mu.
 	drained chan struct{}                 // made by Close, closed once open is 0. Guarded by mu.
+
+	// TCP allocations (tcprelay.go).
+	tcpRelays map[netip.AddrPort]*tcpRelay // by advertised address. Guarded by mu. Written by AllocateListener and tcpRelayClosed.
+	tcpAllocs map[allocKey]*tcpRelay       // live TCP allocations. Guarded by mu. Written by the EventHandler.
+	tcpConns  tcpConnTable                 // peer connections of TCP allocations (locks itself).
+	tcpStats  tcpStats                     // atomics.
+	ended     endedTuples                  // 5-tuples of allocations an operator ended (mismatch.go).
+	connects  connectGate                  // Connect requests in flight (locks itself). Written by admitRequest, read by permitPeer.
+	connIDs   connIDTable                  // CONNECTION-IDs issued (locks itself). Written by passAnswer, read by bindRequestNonce.
 
 	precheck   precheckCache       // locks itself. Written by admitRequest, taken by authenticate.
 	bindKeys   keyCache            // locks itself. Written by authenticate, taken by passAnswer.
@@ -105,6 +120,8 @@ func New(cfg Config) (*Server, error) {
 		ports:     map[netip.Addr]*portalloc.Allocator{},
 		relays:    map[netip.AddrPort]*relayConn{},
 		allocs:    map[allocKey]*allocation{},
+		tcpRelays: map[netip.AddrPort]*tcpRelay{},
+		tcpAllocs: map[allocKey]*tcpRelay{},
 		fast:      dataplane.NewTable(),
 		quota:     policy.NewQuota(c.UserQuota, c.MaxAllocations),
 		conns:     newConnLimit(c.MaxStreamConns, c.MaxStreamConnsPerSource),
@@ -170,6 +187,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("relay: data path io_uring: %w (use data path epoll or auto)", err)
 		}
 	}
+	s.loop, s.started = loop, time.Now()
 	s.log.Info("forwarding loops", "workers", n, "data-path", string(loop), "hold-scheduler-slot", hold != 0)
 	for i := 0; i < n; i++ {
 		w, err := dataplane.NewWorker(i, dataplane.Config{
@@ -196,6 +214,14 @@ func New(cfg Config) (*Server, error) {
 	gen := &relayGen{srv: s}
 	if err := c.checkListenPorts(); err != nil {
 		return nil, err
+	}
+	for _, l := range c.Listeners {
+		if l.ProxyProtocol && l.Network == UDP {
+			return nil, fmt.Errorf("relay: listener %s %s: the PROXY protocol is for TCP and TLS listeners", l.Network, l.Addr)
+		}
+		if l.ProxyProtocol && len(c.ProxyProtocolFrom) == 0 {
+			return nil, fmt.Errorf("relay: listener %s %s: PROXY protocol without ProxyProtocolFrom: no load balancer may connect", l.Network, l.Addr)
+		}
 	}
 	for _, l := range c.Listeners {
 		switch l.Network {
@@ -236,7 +262,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	ok = true
 	for _, l := range s.Addrs() {
-		s.log.Info("listening", "transport", string(l.Network), "addr", l.Addr.String())
+		s.log.Info("listening", "transport", string(l.Network), "addr", l.Addr.String(), "proxy-protocol", l.ProxyProtocol)
 	}
 	for ip, a := range s.ports {
 		min, max := a.Range()
@@ -338,6 +364,7 @@ func (s *Server) listenStream(l ListenerConfig) (net.Listener, error) {
 		cfg = s.cfg.TLS
 	}
 	sl := newStreamListener(ln, s, cfg)
+	sl.proxy = l.ProxyProtocol
 	s.streams = append(s.streams, sl)
 	return sl, nil
 }
@@ -353,7 +380,7 @@ func (s *Server) Addrs() []ListenerConfig {
 			u++
 		default:
 			ap, _ := sock.AddrPortOf(s.streams[t].Addr())
-			out = append(out, ListenerConfig{Network: l.Network, Addr: ap})
+			out = append(out, ListenerConfig{Network: l.Network, Addr: ap, ProxyProtocol: l.ProxyProtocol})
 			t++
 		}
 	}
@@ -381,7 +408,7 @@ func (s *Server) Ready() (bool, string) {
 func (s *Server) liveAllocations() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.allocs)
+	return len(s.allocs) + len(s.tcpAllocs)
 }
 
 // Shutdown drains: no new allocations, and it waits until the live ones have ended or ctx
@@ -426,9 +453,12 @@ func (s *Server) Close() error {
 		case <-time.After(5 * time.Second):
 			s.log.Warn("relay: allocations still open 5s after close; closing their sockets")
 			s.mu.Lock()
-			var rest []*relayConn
+			var rest []io.Closer
 			for _, rc := range s.relays {
 				rest = append(rest, rc)
+			}
+			for _, r := range s.tcpRelays {
+				rest = append(rest, r)
 			}
 			s.mu.Unlock()
 			for _, rc := range rest {
@@ -458,6 +488,13 @@ func (s *Server) relayClosed(rc *relayConn) {
 	if s.relays[rc.advertised] == rc {
 		delete(s.relays, rc.advertised)
 	}
+	s.openDoneLocked()
+	s.mu.Unlock()
+}
+
+// openDoneLocked counts a relay socket or relayed TCP address closed, and tells Close when
+// none is left.
+func (s *Server) openDoneLocked() {
 	s.open--
 	if s.open == 0 && s.drained != nil {
 		select {
@@ -466,7 +503,6 @@ func (s *Server) relayClosed(rc *relayConn) {
 			close(s.drained)
 		}
 	}
-	s.mu.Unlock()
 }
 
 // snapshot is the metrics Source: it sums the workers' and the slow path's counters.
@@ -490,6 +526,8 @@ func (s *Server) snapshot(sn *metrics.Snapshot) {
 	}
 	s.slowStats.AddTo(sn)
 	sn.Draining = s.draining.Load()
+	s.tcpStats.addTo(sn, s.tcpConns.open())
+	s.streamStats.addTo(sn)
 }
 
 // Stats returns the same figures the metrics endpoint exposes (for tests and tools).

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/relay/internal/sock"
 )
 
@@ -32,6 +33,7 @@ type streamListener struct {
 	net.Listener               // the TCP listener. Static.
 	srv          *Server       // Static.
 	tls          *tls.Config   // nil: plain TCP. Static.
+	proxy        bool          // connections start with a PROXY protocol header (proxyproto.go). Static after newStreamListener.
 	done         chan struct{} // closed by Close
 	closeOnce    sync.Once
 
@@ -78,12 +80,26 @@ func (l *streamListener) Accept() (net.Conn, error) {
 	}
 }
 
-// admit wraps c in a framedConn if the caps let it in, and closes it if not.
+// admit wraps c in a framedConn if the caps let it in, and closes it if not. On a PROXY
+// protocol listener, c must come from a load balancer of ProxyProtocolFrom; it takes a slot
+// of MaxStreamConns here and one of MaxStreamConnsPerSource, for the client its header names,
+// once the header is read (framedConn.start).
 func (l *streamListener) admit(c net.Conn) *framedConn {
 	s := l.srv
 	s.streamStats.accepted.Add(1)
 	ap, _ := sock.AddrPortOf(c.RemoteAddr())
-	switch s.conns.acquire(ap.Addr()) {
+	src := ap.Addr() // the address whose per-source slot is held; invalid: none yet
+	if l.proxy {
+		if !s.proxyAllowed(ap.Addr()) {
+			s.streamStats.proxyRefused.Add(1)
+			s.streamStats.proxyBy[metrics.ProxyNotFromProxy].Add(1)
+			s.logProxyRefusal("connection from an address not in proxy-protocol-from", ap, nil)
+			_ = c.Close()
+			return nil
+		}
+		src = netip.Addr{}
+	}
+	switch s.conns.acquireFor(src) {
 	case connAdmitted:
 	case connOverTotal:
 		s.streamStats.overTotal.Add(1)
@@ -96,9 +112,13 @@ func (l *streamListener) admit(c net.Conn) *framedConn {
 		_ = c.Close()
 		return nil
 	}
-	fc := &framedConn{Conn: c, srv: s, remote: ap, lis: l}
+	fc := &framedConn{Conn: c, srv: s, remote: ap, lis: l, slotSrc: src}
+	if l.proxy {
+		fc.proxied = &proxiedConn{Conn: c}
+		fc.Conn = fc.proxied
+	}
 	if l.tls != nil {
-		fc.tls = tls.Server(c, l.tls)
+		fc.tls = tls.Server(fc.Conn, l.tls)
 		fc.Conn = fc.tls
 	}
 	l.mu.Lock()
@@ -124,6 +144,32 @@ func (s *Server) logStreamRefusal(limit string, from netip.AddrPort) {
 	}
 	s.log.Warn("relay: TCP/TLS connection refused: limit reached (logged at most every 10s)", "limit", limit, "client", from.String(),
 		"live", s.conns.live(), "refused-total", s.streamStats.overTotal.Load(), "refused-per-source", s.streamStats.overSource.Load())
+}
+
+// proxyAllowed reports whether ip may send PROXY protocol headers.
+func (s *Server) proxyAllowed(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, p := range s.cfg.ProxyProtocolFrom {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// logProxyRefusal logs a connection a PROXY protocol listener closed, at most once every ten
+// seconds (the counts go on in streamStats).
+func (s *Server) logProxyRefusal(why string, from netip.AddrPort, err error) {
+	now := time.Now().UnixNano()
+	last := s.streamStats.lastProxyLog.Load()
+	if now-last < int64(10*time.Second) || !s.streamStats.lastProxyLog.CompareAndSwap(last, now) {
+		return
+	}
+	attrs := []any{"from", from.String(), "refused-source", s.streamStats.proxyRefused.Load(), "refused-header", s.streamStats.proxyHeader.Load()}
+	if err != nil {
+		attrs = append(attrs, "err", err)
+	}
+	s.log.Warn("relay: PROXY protocol listener closed a connection: "+why+" (logged at most every 10s)", attrs...)
 }
 
 // Close closes the listener and every connection it accepted (which ends pion's read loop
@@ -169,8 +215,9 @@ type framedConn struct {
 	net.Conn                 // the client's connection (the *tls.Conn for TLS). Static.
 	srv      *Server         // Static.
 	lis      *streamListener // nil in tests of the framing alone. Static.
-	remote   netip.AddrPort  // Static.
+	remote   netip.AddrPort  // the client. Static, but on a PROXY protocol listener set by start from the header.
 	tls      *tls.Conn       // nil: plain TCP. Static.
+	proxied  *proxiedConn    // nil: no PROXY protocol header to read. Static.
 
 	started  bool           // handshake done and the first-message deadline set
 	deadline bool           // a read deadline is set
@@ -183,9 +230,14 @@ type framedConn struct {
 	buf      []byte         // read buffer: made once the connection is valid
 	head     [64]byte       // read buffer until then
 	pending  pendingRequest // the request pion handles now (intercept.go). Owned by pion's read loop of this connection.
+	hold     bool           // a ConnectionBind was passed on: frame no further until pion reads again
 
 	writeArmed atomic.Int64 // unix nanoseconds the write deadline was last pushed back. Any writer.
 	closeOnce  sync.Once    // Close gives back the connection's slot of the caps once.
+
+	slotMu  sync.Mutex // guards slotSrc and closed: start and Close may race
+	slotSrc netip.Addr // whose per-source slot of the caps the connection holds; invalid: none (yet). Guarded by slotMu.
+	closed  bool       // Guarded by slotMu.
 }
 
 func (c *framedConn) request() *pendingRequest { return &c.pending }
@@ -197,6 +249,15 @@ func (c *framedConn) Read(p []byte) (int, error) {
 		}
 	}
 	for len(c.out) == 0 {
+		if c.hold {
+			// pion reads on after a ConnectionBind: it failed, and the connection goes on
+			// framed.
+			c.hold = false
+			if c.err == nil {
+				c.err = c.frame()
+			}
+			continue
+		}
 		if c.err != nil {
 			return 0, c.err
 		}
@@ -237,10 +298,16 @@ func (c *framedConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// start runs the TLS handshake within TLSHandshakeTimeout (pion's own timeout applies only
-// to connections it sees as *tls.Conn), then sets the first-message deadline.
+// start reads the PROXY protocol header (on such a listener), runs the TLS handshake within
+// TLSHandshakeTimeout (pion's own timeout applies only to connections it sees as *tls.Conn),
+// then sets the first-message deadline.
 func (c *framedConn) start() error {
 	cfg := &c.srv.cfg
+	if c.proxied != nil {
+		if err := c.readProxy(); err != nil {
+			return err
+		}
+	}
 	if c.tls != nil {
 		if d := cfg.TLSHandshakeTimeout; d > 0 {
 			_ = c.Conn.SetDeadline(time.Now().Add(d))
@@ -257,6 +324,44 @@ func (c *framedConn) start() error {
 		c.deadline = true
 	}
 	c.started = true
+	return nil
+}
+
+// readProxy reads the PROXY protocol header within ProxyHeaderTimeout; the client it names
+// becomes the connection's remote address and takes its per-source slot of the caps.
+func (c *framedConn) readProxy() error {
+	s := c.srv
+	raw := c.proxied.Conn
+	if d := s.cfg.ProxyHeaderTimeout; d > 0 {
+		_ = raw.SetReadDeadline(time.Now().Add(d))
+	}
+	h, rest, err := readProxyHeader(raw)
+	_ = raw.SetReadDeadline(time.Time{})
+	if err != nil {
+		s.streamStats.proxyHeader.Add(1)
+		s.streamStats.proxyBy[proxyRefusalOf(err)].Add(1)
+		s.logProxyRefusal("no valid PROXY protocol header", c.remote, err)
+		return err
+	}
+	c.proxied.rest = rest
+	client := c.remote
+	if !h.local {
+		client = h.src
+		c.proxied.remote = net.TCPAddrFromAddrPort(client)
+	}
+	c.slotMu.Lock()
+	defer c.slotMu.Unlock()
+	if c.closed {
+		return net.ErrClosed
+	}
+	switch s.conns.acquireSource(client.Addr()) {
+	case connAdmitted:
+	default:
+		s.streamStats.overSource.Add(1)
+		s.logStreamRefusal("max-tcp-connections-per-source", client)
+		return fmt.Errorf("relay: %s: max-tcp-connections-per-source reached", client)
+	}
+	c.slotSrc, c.remote = client.Addr(), client
 	return nil
 }
 
@@ -317,6 +422,13 @@ func (c *framedConn) frame() error {
 		}
 		if f[0]&0xC0 != 0 || c.srv.admitRequest(f, c.remote, c.Conn.RemoteAddr(), c) {
 			c.out = append(c.out, f...)
+			if isConnectionBind(f) {
+				// RFC 6062 §5.4: once bound, the connection carries the peer's bytes, not
+				// frames. What follows stays in c.in for WriteTo (tcprelay.go).
+				buf = buf[size:]
+				c.hold = true
+				break
+			}
 		}
 		buf = buf[size:]
 	}
@@ -384,7 +496,10 @@ func (c *framedConn) write(b []byte) error {
 func (c *framedConn) Close() error {
 	c.closeOnce.Do(func() {
 		if c.lis != nil {
-			c.srv.conns.release(c.remote.Addr())
+			c.slotMu.Lock()
+			c.srv.conns.releaseFor(c.slotSrc)
+			c.slotSrc, c.closed = netip.Addr{}, true
+			c.slotMu.Unlock()
 			c.lis.mu.Lock()
 			delete(c.lis.conns, c)
 			c.lis.mu.Unlock()

@@ -63,3 +63,39 @@ func TestConnLimit(t *testing.T) {
 		})
 	}
 }
+
+// A PROXY protocol listener's connection takes a slot of the total cap at accept and one of
+// its client's per-source cap once the header is read; a connection refused at the second
+// step, or closed before it, gives back the total slot alone.
+func TestConnLimitTwoSteps(t *testing.T) {
+	l := newConnLimit(3, 1)
+	client := netip.MustParseAddr("203.0.113.7")
+	if got := l.acquireFor(netip.Addr{}); got != connAdmitted {
+		t.Fatalf("first total slot: %v", got)
+	}
+	if got := l.acquireSource(client); got != connAdmitted {
+		t.Fatalf("first source slot: %v", got)
+	}
+	if got := l.acquireFor(netip.Addr{}); got != connAdmitted {
+		t.Fatalf("second total slot: %v", got)
+	}
+	if got := l.acquireSource(client); got != connOverSource {
+		t.Fatalf("second connection of the same client: %v, want connOverSource", got)
+	}
+	l.releaseFor(netip.Addr{}) // the refused one closes
+	if got := l.acquireFor(netip.Addr{}); got != connAdmitted {
+		t.Fatalf("total slot after the refusal: %v", got)
+	}
+	if got := l.acquireFor(netip.Addr{}); got != connAdmitted {
+		t.Fatalf("third total slot: %v", got)
+	}
+	if got := l.acquireFor(netip.Addr{}); got != connOverTotal {
+		t.Fatalf("fourth total slot: %v, want connOverTotal", got)
+	}
+	l.releaseFor(client)
+	l.releaseFor(netip.Addr{})
+	l.releaseFor(netip.Addr{})
+	if l.live() != 0 || len(l.bySrc) != 0 {
+		t.Fatalf("after release: live %d, %d sources counted; want none", l.live(), len(l.bySrc))
+	}
+}

@@ -5,13 +5,21 @@
 
 work=$(mktemp -d)
 server_pid=""
+exit_hooks=() # commands cleanup runs, last registered first, once the server is stopped
 cleanup() {
 	if [[ -n $server_pid ]]; then
 		kill "$server_pid" 2>/dev/null || true
 		wait "$server_pid" 2>/dev/null || true
 	fi
+	local i
+	for ((i = ${#exit_hooks[@]} - 1; i >= 0; i--)); do
+		eval "${exit_hooks[i]}" || true
+	done
 	rm -rf "$work"
 }
+
+# at_exit CMD...: run CMD (a command line, eval'd) on exit, after the server is stopped.
+at_exit() { exit_hooks+=("$*"); }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -25,14 +33,15 @@ raise_nofile() {
 	if [[ $hard != unlimited ]]; then ulimit -n "$hard"; fi
 }
 
-# await_server NAME PORT: the server just started in the background ($!, kept as
-# server_pid) is ready once its UDP port is bound; bounded at 5 s, and over at once if it
-# exits.
+# await_server NAME PORT [NETNS]: the server just started in the background ($!, kept as
+# server_pid) is ready once its UDP port is bound (in network namespace NETNS if given);
+# bounded at 5 s, and over at once if it exits.
 await_server() {
-	local name=$1 port=$2
+	local name=$1 port=$2 ns=()
+	if [[ -n ${3:-} ]]; then ns=(ip netns exec "$3"); fi
 	server_pid=$!
 	for _ in $(seq 50); do
-		if ss -Hlun "sport = :$port" 2>/dev/null | grep -q .; then return 0; fi
+		if "${ns[@]}" ss -Hlun "sport = :$port" 2>/dev/null | grep -q .; then return 0; fi
 		if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
 		sleep 0.1
 	done

@@ -1,73 +1,160 @@
 #!/usr/bin/env bash
 # bench-relay.sh — `make bench-relay`: the same loads against avedge, a plain
 # pion/turn v5 server (bench/pionturn) and coturn's turnserver (if installed),
-# alternating servers within each round, each server started fresh per run.
-# Prints packets relayed per CPU-second of the server process (median of the
-# rounds; see package loadgen for the definition), loss, p99 round trip, and
-# the ratios avedge/coturn and avedge/pion.
+# each server started fresh per run, in two topologies:
 #
-# Environment: DURATION (seconds per run, default 10), ROUNDS (default 2),
+#   loopback  generator, echo peers and relay on 127.0.0.1 of one namespace (the
+#             script's own);
+#   netns     generator and echo peers in one network namespace (10.77.0.1), the
+#             relay in another (10.77.0.2), joined by a veth pair; both namespaces
+#             are created here and removed on exit or interrupt (needs root).
+#
+# Every relayed run comes right after a direct run of the same load (the same
+# generator and echo peers, no relay): direct, server 1, direct, server 2, …, the
+# order of the servers reversed every other round. Two tables per topology
+# (bench/benchtable): packets relayed per CPU-second of the server process, and the
+# relay cost per relayed packet: the machine's busy CPU time (all CPUs, /proc/stat)
+# during the relayed run less that during the direct run before it, over the
+# packets relayed, which counts the relaying the kernel charges to softirq or to
+# the sender's process (on loopback and veth) and an in-kernel (XDP/TC) relay; and
+# the same less the CPU time of the machine's other processes, for a shared machine.
+# README.md, "Relay cost per relayed packet", says more.
+#
+# Environment: DURATION (seconds per run, default 10), ROUNDS (≥ 2, default 2),
 # LOADS (space-separated subset of: audio50 audio200 video saturate),
-# SERVERS (subset of: avedge pion coturn), OUT (results dir, default bench/out).
+# SERVERS (subset of: avedge avedge-epoll avedge-offload pion coturn; default all but
+# avedge-epoll; avedge is its default data path, io_uring where the kernel runs it;
+# avedge-offload runs avedge with --data-path offload and is skipped, with a note,
+# where avedge refuses that or fails to start with it), TOPOLOGIES (subset of:
+# loopback netns; default both), QUICK=1 (DURATION 3, LOADS "audio50 video saturate",
+# TOPOLOGIES netns unless given, TCP_RELAY=0: a few minutes), OUT (results dir, default
+# bench/out), TCP_RELAY=0 (skip the RFC 6062 TCP relay rows, scripts/bench-tcp-relay.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [[ -n ${QUICK:-} ]]; then
+	DURATION=${DURATION:-3}
+	LOADS=${LOADS:-audio50 video saturate}
+	TOPOLOGIES=${TOPOLOGIES:-netns}
+	TCP_RELAY=${TCP_RELAY:-0}
+fi
 DURATION=${DURATION:-10}
 DURATION=${DURATION%s}
 ROUNDS=${ROUNDS:-2}
 LOADS=${LOADS:-audio50 audio200 video saturate}
+TOPOLOGIES=${TOPOLOGIES:-loopback netns}
 SECRET=${SECRET:-bench-relay-secret}
 REALM=avedge.bench
 OUT=${OUT:-bench/out}
 
+if ((ROUNDS < 2)); then
+	echo "bench-relay: ROUNDS=$ROUNDS: at least 2 rounds, so that each ratio has a range" >&2
+	exit 2
+fi
+if [[ " $TOPOLOGIES " == *" netns "* && $(id -u) != 0 ]]; then
+	echo "bench-relay: the netns topology creates network namespaces and a veth pair, which needs root;" >&2
+	echo "  run as root, or TOPOLOGIES=loopback for the loopback runs alone" >&2
+	exit 1
+fi
+
 # shellcheck source=scripts/bench-lib.sh
 . "$(dirname "$0")/bench-lib.sh"
-
+raise_nofile
 
 # --- build ------------------------------------------------------------------
 log "building into $work"
 go build -o "$work/avedge-load" ./cmd/avedge-load
 go build -o "$work/benchtable" ./bench/benchtable
 build_servers
+known=("${all_servers[@]}")
+if [[ " ${all_servers[*]} " == *" avedge "* ]]; then known+=(avedge-epoll avedge-offload); fi
 servers=()
-for s in ${SERVERS:-${all_servers[*]}}; do
-	if [[ " ${all_servers[*]} " == *" $s "* ]]; then servers+=("$s"); fi
+for s in ${SERVERS:-avedge avedge-offload pion coturn}; do
+	if [[ " ${known[*]} " == *" $s "* ]]; then servers+=("$s"); fi
 done
 
+# --- topology ---------------------------------------------------------------
+# Set by use_topology: the command prefix that runs a program on the generator's side
+# (gen) and on the relay's (rel), the relay's and the generator's addresses, and the
+# peers avedge must be told to allow.
+gen=() rel=() relay_ns="" relay_ip=127.0.0.1 local_ip=127.0.0.1 peer_flags=()
+ns_c=avb$$c ns_r=avb$$r # unique to this run: other runs may share the machine
+netns_up() {
+	log "netns: creating $ns_c (generator, echo peers: 10.77.0.1) and $ns_r (relay: 10.77.0.2), veth v0—v1"
+	ip netns add "$ns_c"
+	at_exit "ip netns del $ns_c 2>/dev/null"
+	ip netns add "$ns_r"
+	at_exit "ip netns del $ns_r 2>/dev/null"
+	ip link add v0 netns "$ns_c" type veth peer name v1 netns "$ns_r"
+	ip -n "$ns_c" addr add 10.77.0.1/24 dev v0
+	ip -n "$ns_r" addr add 10.77.0.2/24 dev v1
+	for ns in "$ns_c" "$ns_r"; do
+		ip -n "$ns" link set lo up
+	done
+	ip -n "$ns_c" link set v0 up
+	ip -n "$ns_r" link set v1 up
+	# A frame an XDP program on v1 sends back out (XDP_TX) is received by v0 through its
+	# NAPI instance, which a veth without an XDP program of its own has only with GRO on.
+	if command -v ethtool >/dev/null 2>&1; then
+		ip netns exec "$ns_c" ethtool -K v0 gro on >/dev/null
+	else
+		log "netns: ethtool not installed: v0 stays without NAPI, so an XDP_TX on v1 would be dropped"
+	fi
+}
+use_topology() {
+	case $1 in
+	loopback)
+		gen=() rel=() relay_ns="" relay_ip=127.0.0.1 local_ip=127.0.0.1 peer_flags=(--allow-loopback-peers)
+		;;
+	netns)
+		gen=(ip netns exec "$ns_c") rel=(ip netns exec "$ns_r") relay_ns=$ns_r
+		relay_ip=10.77.0.2 local_ip=10.77.0.1 peer_flags=(--allowed-peer-ip 10.77.0.1/32)
+		;;
+	esac
+}
+
 # --- servers ----------------------------------------------------------------
-# Distinct listening ports and relay ranges per server, all on loopback.
-port_of() { case $1 in avedge) echo 34780 ;; pion) echo 34781 ;; coturn) echo 34782 ;; esac; }
-range_of() { case $1 in avedge) echo "40000 44999" ;; pion) echo "45000 49999" ;; coturn) echo "50000 54999" ;; esac; }
+# Distinct listening ports and relay ranges per server.
+port_of() {
+	case $1 in
+	avedge) echo 34780 ;; pion) echo 34781 ;; coturn) echo 34782 ;; avedge-epoll) echo 34783 ;; avedge-offload) echo 34784 ;;
+	esac
+}
+range_of() {
+	case $1 in
+	avedge | avedge-epoll | avedge-offload) echo "40000 44999" ;; pion) echo "45000 49999" ;; coturn) echo "50000 54999" ;;
+	esac
+}
 
 start_server() {
-	local name=$1 port min max
+	local name=$1 port min max dp=()
 	port=$(port_of "$name")
 	read -r min max < <(range_of "$name")
 	case $name in
-	avedge)
+	avedge*)
+		case $name in avedge-epoll) dp=(--data-path epoll) ;; avedge-offload) dp=(--data-path offload) ;; esac
 		# The benchmark measures relaying, not avedge's caps (pion and coturn run without
 		# any): the saturate load pushes one allocation past the default max-bps.
-		"$work/avedge" --listening-ip 127.0.0.1 --listening-port "$port" --min-port "$min" --max-port "$max" \
-			--static-auth-secret "$SECRET" --realm "$REALM" --relay-ip 127.0.0.1 --allow-loopback-peers \
-			--user-quota -1 --max-bps -1 \
-			>"$work/avedge.log" 2>&1 &
+		"${rel[@]}" "$work/avedge" --listening-ip "$relay_ip" --listening-port "$port" --min-port "$min" --max-port "$max" \
+			--static-auth-secret "$SECRET" --realm "$REALM" --relay-ip "$relay_ip" "${peer_flags[@]}" \
+			--user-quota -1 --max-bps -1 "${dp[@]}" \
+			>"$work/$name.log" 2>&1 &
 		;;
 	pion)
-		"$work/pionturn" --listening-ip 127.0.0.1 --listening-port "$port" --min-port "$min" --max-port "$max" \
-			--static-auth-secret "$SECRET" --realm "$REALM" --relay-ip 127.0.0.1 \
+		"${rel[@]}" "$work/pionturn" --listening-ip "$relay_ip" --listening-port "$port" --min-port "$min" --max-port "$max" \
+			--static-auth-secret "$SECRET" --realm "$REALM" --relay-ip "$relay_ip" \
 			>"$work/pion.log" 2>&1 &
 		;;
 	coturn)
-		turnserver -n --allow-loopback-peers --no-cli --no-tls --no-dtls --no-tcp --use-auth-secret \
-			--static-auth-secret "$SECRET" --realm "$REALM" -L 127.0.0.1 --relay-ip 127.0.0.1 \
+		"${rel[@]}" turnserver -n --allow-loopback-peers --no-cli --no-tls --no-dtls --no-tcp --use-auth-secret \
+			--static-auth-secret "$SECRET" --realm "$REALM" -L "$relay_ip" --relay-ip "$relay_ip" \
 			--listening-port "$port" --min-port "$min" --max-port "$max" \
 			--pidfile "$work/coturn.pid" --no-stdout-log --simple-log --log-file "$work/coturn.log" \
 			>/dev/null 2>&1 &
 		;;
 	esac
-	await_server "$name" "$port"
+	await_server "$name" "$port" "$relay_ns"
 }
-
 
 # --- loads ------------------------------------------------------------------
 load_args() {
@@ -80,36 +167,94 @@ load_args() {
 	esac
 }
 
-mkdir -p "$OUT"
-results="$OUT/results.tsv"
-: >"$results"
-log "servers: ${servers[*]}; loads: $LOADS; ${DURATION}s per run, $ROUNDS rounds; $(nproc) cores"
-for load in $LOADS; do
-	args=$(load_args "$load")
-	for round in $(seq "$ROUNDS"); do
-		# The no-relay baseline round trip, for the p99 comparison.
-		# shellcheck disable=SC2086
-		if json=$("$work/avedge-load" --direct $args --duration "${DURATION}s" --json); then
-			printf '%s\tdirect\t%s\n' "$load" "$json" >>"$results"
-		fi
-		for srv in "${servers[@]}"; do
-			log "$load round $round: $srv"
-			if ! start_server "$srv"; then
-				stop_server
-				continue
-			fi
-			# shellcheck disable=SC2086
-			if json=$("$work/avedge-load" --server "127.0.0.1:$(port_of "$srv")" --secret "$SECRET" \
-				$args --duration "${DURATION}s" --server-pid "$server_pid" --json); then
-				printf '%s\t%s\t%s\n' "$load" "$srv" "$json" >>"$results"
-			else
-				log "$load round $round: $srv failed"
-			fi
+# generate ARGS...: one run of the generator on its side of the topology, bounded in time
+# whatever the server does; its JSON report in $work/report.json. It runs in the background
+# and is waited for, so that an interrupt ends the script (and stops it) at once.
+gen_pid=""
+at_exit '[[ -z $gen_pid ]] || kill "$gen_pid" 2>/dev/null'
+generate() {
+	local rc=0
+	"${gen[@]}" timeout -k 5 $((DURATION + 90)) "$work/avedge-load" --local "$local_ip" "$@" --duration "${DURATION}s" --json \
+		>"$work/report.json" &
+	gen_pid=$!
+	wait "$gen_pid" || rc=$?
+	gen_pid=""
+	return "$rc"
+}
+
+# bench TOPOLOGY RESULTS: every load, ROUNDS rounds, each server after a direct run.
+bench() {
+	local topo=$1 results=$2 load args round srv order skipped=()
+	use_topology "$topo"
+	: >"$results"
+	# avedge-offload exists once avedge accepts --data-path offload (and runs it only where
+	# the kernel lets it): try it once here rather than after a direct run of every load.
+	if [[ " ${servers[*]} " == *" avedge-offload "* ]]; then
+		if start_server avedge-offload; then
 			stop_server
+		else
+			stop_server
+			sed 's/^/  /' "$work/avedge-offload.log" | tail -3 >&2
+			log "$topo: avedge-offload skipped (this avedge refuses --data-path offload, or the offload could not start)"
+			skipped+=(avedge-offload)
+		fi
+	fi
+	for load in $LOADS; do
+		args=$(load_args "$load")
+		for round in $(seq "$ROUNDS"); do
+			order=("${servers[@]}")
+			if ((round % 2 == 0)); then
+				for ((i = 0; i < ${#servers[@]}; i++)); do order[i]=${servers[${#servers[@]} - 1 - i]}; done
+			fi
+			for srv in "${order[@]}"; do
+				if [[ " ${skipped[*]} " == *" $srv "* ]]; then continue; fi
+				log "$topo $load round $round: direct, then $srv"
+				# shellcheck disable=SC2086
+				if generate --direct $args; then
+					printf '%s\tdirect\t%s\n' "$load" "$(<"$work/report.json")" >>"$results"
+				else
+					log "$topo $load round $round: the direct run failed"
+				fi
+				if ! start_server "$srv"; then
+					stop_server
+					sed 's/^/  /' "$work/$srv.log" 2>/dev/null | tail -3 >&2 || true
+					continue
+				fi
+				# shellcheck disable=SC2086
+				if generate --server "$relay_ip:$(port_of "$srv")" --secret "$SECRET" $args --server-pid "$server_pid"; then
+					printf '%s\t%s\t%s\n' "$load" "$srv" "$(<"$work/report.json")" >>"$results"
+				else
+					log "$topo $load round $round: $srv failed"
+				fi
+				stop_server
+			done
 		done
 	done
+}
+
+mkdir -p "$OUT"
+log "servers: ${servers[*]}; loads: $LOADS; topologies: $TOPOLOGIES; ${DURATION}s per run, $ROUNDS rounds; $(nproc) cores"
+for topo in $TOPOLOGIES; do
+	case $topo in
+	loopback) bench loopback "$OUT/results.tsv" ;;
+	netns)
+		netns_up
+		bench netns "$OUT/results-netns.tsv"
+		;;
+	*) log "unknown topology $topo" ;;
+	esac
 done
 
-echo
-echo "bench-relay: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), ${DURATION}s per run, $ROUNDS rounds, median shown"
-"$work/benchtable" <"$results"
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
+for topo in $TOPOLOGIES; do
+	case $topo in loopback) results=$OUT/results.tsv ;; netns) results=$OUT/results-netns.tsv ;; *) continue ;; esac
+	echo
+	echo "bench-relay, $topo: $(nproc) cores ($cpu), ${DURATION}s per run, $ROUNDS rounds, median shown"
+	"$work/benchtable" <"$results"
+done
+
+# The RFC 6062 TCP relay rows: bytes, not packets, so a table of their own (TCP_RELAY=0
+# skips them).
+if [[ ${TCP_RELAY:-1} != 0 ]]; then
+	./scripts/bench-tcp-relay.sh
+fi

@@ -3,13 +3,19 @@
 // It mints with the newest secret of --secret-file, the same file the relays
 // read; with --tls-cert and --tls-key it serves HTTPS. SIGHUP re-reads the
 // secrets and the TLS pair (a pair that does not load is refused and the
-// current one stays); SIGINT or SIGTERM drain and stop. A file of secrets
+// current one stays), and the pair's files are also checked every
+// --tls-reload-interval, a changed pair (a Kubernetes Secret update, a
+// renewal) loaded for new connections; SIGINT or SIGTERM drain and stop. A file of secrets
 // (--secret-file, --api-key-file, --tls-key) that users other than its owner
 // can read is refused (internal/secretfile) unless --allow-readable-secrets.
 //
 //	avedge-auth --secret-file /etc/avedge/secrets --api-key-file /etc/avedge/api-keys \
 //	    --tls-cert /etc/avedge/tls/tls.crt --tls-key /etc/avedge/tls/tls.key \
 //	    --relay internet:edge.example.com:3478:443 --listen 10.0.0.5:8443
+//
+// With --pool-member or --pool-discover it polls the relays' load documents (GET /load
+// beside their /metrics) and lists only healthy, non-draining relays, least loaded first
+// (package pool); --relay is then the fallback when no relay of the pool answers.
 //
 // Without an API key (--allow-anonymous) it serves only on a loopback address;
 // --insecure-anonymous forces anonymous mode on any address.
@@ -30,8 +36,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/avedge/avedge/auth"
 	"github.com/avedge/avedge/internal/secretfile"
+	"github.com/avedge/avedge/metrics"
+	"github.com/avedge/avedge/pool"
 )
 
 func main() {
@@ -75,6 +85,16 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.
 	maxDur := fs.Duration("max-duration", auth.DefaultMaxDuration, "cap on the credential lifetime a client may ask for")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM, chain after the leaf); with --tls-key serves HTTPS; re-read on SIGHUP")
 	tlsKey := fs.String("tls-key", "", "TLS key file (PEM); re-read on SIGHUP")
+	var poolMembers listFlag
+	fs.Var(&poolMembers, "pool-member", "load document of a relay of the pool (http://host:9641/load), polled to list the pool healthy and least loaded first; repeatable")
+	poolDiscover := fs.String("pool-discover", "", "find the pool's load documents in DNS at every poll: _metrics._tcp.<headless service> (SRV) or host:port (A/AAAA)")
+	poolInterval := fs.Duration("pool-interval", pool.DefaultInterval, "time between polls of the pool")
+	poolTimeout := fs.Duration("pool-timeout", pool.DefaultTimeout, "bound on one poll of a member; below --pool-interval")
+	poolFailAfter := fs.Int("pool-fail-after", pool.DefaultFailAfter, "consecutive failed polls after which a relay leaves the lists (within fail-after x interval + timeout)")
+	poolHysteresis := fs.Float64("pool-hysteresis", pool.DefaultHysteresis, "score margin by which a relay must beat the one listed before it to move ahead (-1: none)")
+	poolZone := fs.String("pool-zone", "", "zone label whose relays are listed first (a JSON request's zone field wins)")
+	metricsListen := fs.String("metrics-listen", "", "address of /metrics (what the service believes of each relay of the pool) and /healthz (empty: off)")
+	tlsReload := fs.Duration("tls-reload-interval", 5*time.Second, "how often --tls-cert and --tls-key are checked for a change, which is loaded for new connections as SIGHUP does (0: SIGHUP only)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	allowReadable := fs.Bool(secretfile.AllowFlag, false, "read --secret-file, --api-key-file and --tls-key even when users other than their owner can read them (refused otherwise: chmod 600 them; root's 0640 and 0440 files are accepted)")
 	fs.Usage = func() {
@@ -156,10 +176,23 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.
 			return fmt.Errorf("--tls-cert, --tls-key: %w", err)
 		}
 	}
+	var mon *pool.Monitor
+	if len(poolMembers) > 0 || *poolDiscover != "" {
+		mon, err = pool.NewMonitor(pool.MonitorConfig{URLs: poolMembers, Discover: *poolDiscover, Interval: *poolInterval, Timeout: *poolTimeout,
+			FailAfter: *poolFailAfter, Hysteresis: *poolHysteresis, Zone: *poolZone, Logger: log})
+		if err != nil {
+			return fmt.Errorf("--pool-member, --pool-discover: %w", err)
+		}
+	}
+	var poolFunc func(location, zone string) []auth.RelayInfo
+	if mon != nil {
+		poolFunc = mon.Relays
+	}
 	anonymous := *allowAnon || *insecureAnon
 	svc, err := auth.NewService(auth.ServiceConfig{
 		Keyring:        ring,
 		Relays:         relayInfo,
+		Pool:           poolFunc,
 		URIs:           uris,
 		MaxDuration:    *maxDur,
 		APIKeys:        apiKeys,
@@ -217,14 +250,55 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.
 			serveErr <- srv.Serve(ln)
 		}
 	}()
+	if mon != nil {
+		// One round before the ready callback, so the first answers already list the pool
+		// by load; then every --pool-interval.
+		mon.Poll(ctx)
+		pctx, cancel := context.WithCancel(ctx)
+		polled := make(chan struct{})
+		go func() { defer close(polled); mon.Run(pctx) }()
+		defer func() { cancel(); <-polled }()
+	}
+	if *metricsListen != "" {
+		stopMetrics, err := serveMetrics(*metricsListen, mon, log)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		defer stopMetrics()
+	}
 	log.Info("serving credentials", append([]any{"addr", ln.Addr().String(), "tls", cert != nil, "keys", len(secrets), "relays", len(relayInfo), "anonymous", anonymous}, certAttrs(cert)...)...)
 	if ready != nil {
 		ready(ln.Addr())
+	}
+	var poll <-chan time.Time
+	if cert != nil && *tlsReload > 0 {
+		t := time.NewTicker(*tlsReload)
+		defer t.Stop()
+		poll = t.C
+	}
+	// reloadCert re-reads the pair with load (Reload, or ReloadIfChanged for the poll) and logs
+	// the outcome, prefix saying what caused it.
+	reloadCert := func(prefix string, load func() (bool, error)) {
+		err := checkPrivate("tls-key", *tlsKey)
+		tried := true
+		if err == nil {
+			tried, err = load()
+		}
+		switch {
+		case !tried:
+		case err != nil:
+			log.Error(prefix+"TLS certificate not reloaded; keeping the current pair", append([]any{"err", err, "tls-cert", *tlsCert, "tls-key", *tlsKey}, certAttrs(cert)...)...)
+		default:
+			log.Info(prefix+"TLS certificate reloaded", certAttrs(cert)...)
+		}
 	}
 	for {
 		select {
 		case err := <-serveErr:
 			return fmt.Errorf("serve: %w", err)
+		case <-poll:
+			reloadCert("TLS files changed: ", cert.ReloadIfChanged)
 		case <-reload:
 			err := checkPrivate("secret-file", *secretFile)
 			if err == nil {
@@ -236,18 +310,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan os.
 				newest, _ := ring.Newest()
 				log.Info("secrets reloaded", "keys", len(ring.Secrets()), "newest", newest.ID)
 			}
-			if cert == nil {
-				continue
+			if cert != nil {
+				reloadCert("", func() (bool, error) { return true, cert.Reload() })
 			}
-			err = checkPrivate("tls-key", *tlsKey)
-			if err == nil {
-				err = cert.Reload()
-			}
-			if err != nil {
-				log.Error("TLS certificate not reloaded; keeping the current pair", append([]any{"err", err}, certAttrs(cert)...)...)
-				continue
-			}
-			log.Info("TLS certificate reloaded", certAttrs(cert)...)
 		case <-ctx.Done():
 			log.Info("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
@@ -270,4 +335,30 @@ func certAttrs(cert *auth.Certificate) []any {
 	}
 	leaf := cert.Current().Leaf
 	return []any{"subject", leaf.Subject.String(), "dns", leaf.DNSNames, "notAfter", leaf.NotAfter.UTC().Format(time.RFC3339)}
+}
+
+// serveMetrics serves /metrics (the pool collector when mon is set, the Go runtime's
+// otherwise too) and /healthz on addr; the function it returns stops it.
+func serveMetrics(addr string, mon *pool.Monitor, log *slog.Logger) (func(), error) {
+	reg := prometheus.NewRegistry()
+	if mon != nil {
+		if err := reg.Register(metrics.NewPoolCollector(mon)); err != nil {
+			return nil, fmt.Errorf("--metrics-listen: %w", err)
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-listen: %w", err)
+	}
+	hs := &http.Server{Handler: metrics.Handler(reg, nil), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = hs.Serve(ln) }()
+	log.Info("metrics listening", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(ctx)
+		<-done
+	}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httptrace"
 	"os"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/pool"
 
 	"github.com/avedge/avedge/internal/testcert"
 )
@@ -68,6 +70,7 @@ func TestRunFlagErrors(t *testing.T) {
 		{name: "half tls", args: []string{"--secret-file", secrets, "--allow-anonymous", "--tls-cert", "c.pem"}, wantErr: "--tls-cert and --tls-key"},
 		{name: "bad tls pair", args: []string{"--secret-file", secrets, "--allow-anonymous", "--tls-cert", secrets, "--tls-key", secrets}, wantErr: "--tls-cert, --tls-key"},
 		{name: "bad log level", args: []string{"--secret-file", secrets, "--allow-anonymous", "--log-level", "loud"}, wantErr: "--log-level"},
+		{name: "bad pool member", args: []string{"--secret-file", secrets, "--allow-anonymous", "--pool-member", "10.0.0.1:9641"}, wantErr: "--pool-member"},
 		{name: "tiny max duration", args: []string{"--secret-file", secrets, "--allow-anonymous", "--max-duration", "1s"}, wantErr: "--max-duration"},
 	}
 	for _, tt := range tests {
@@ -345,7 +348,7 @@ func TestRunTLS(t *testing.T) {
 
 	reload := make(chan os.Signal) // unbuffered: the second of two sends completes after the first reload
 	addr, logs, stop := startRun(t, []string{"--listen", "127.0.0.1:0", "--secret-file", secrets, "--api-key-file", keys,
-		"--tls-cert", crt, "--tls-key", key, "--relay", "internet:edge.example.com:3478:443"}, reload)
+		"--tls-cert", crt, "--tls-key", key, "--relay", "internet:edge.example.com:3478:443", "--tls-reload-interval", "0"}, reload)
 	newClient := func() *http.Client {
 		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, MaxConnsPerHost: 1}}
@@ -431,6 +434,64 @@ func TestRunTLS(t *testing.T) {
 	}
 }
 
+// TestRunTLSPoll: with --tls-reload-interval the pair's files are polled, and a swap is
+// loaded with no SIGHUP; a bad pair is refused once, the current pair kept.
+func TestRunTLSPoll(t *testing.T) {
+	secrets := writeFile(t, "secrets", "k1 first-secret\n")
+	dir := t.TempDir()
+	certA, crtA, keyA := testPair(t, dir, "poll-a")
+	certB, crtB, keyB := testPair(t, dir, "poll-b")
+	crt, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	copyTo(t, crtA, crt)
+	copyTo(t, keyA, key)
+	pool := x509.NewCertPool()
+	pool.AddCert(certA)
+	pool.AddCert(certB)
+	addr, logs, stop := startRun(t, []string{"--listen", "127.0.0.1:0", "--secret-file", secrets, "--allow-anonymous",
+		"--tls-cert", crt, "--tls-key", key, "--tls-reload-interval", "20ms"}, nil)
+	served := func() string {
+		c, err := tls.Dial("tcp", addr.String(), &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	// logged waits for the daemon's log to contain want, checking it as it grows.
+	logged := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for !strings.Contains(logs.String(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q within 10s:\n%s", want, logs.String())
+			}
+			<-tick.C
+		}
+	}
+	if cn := served(); cn != "poll-a" {
+		t.Fatalf("served %q, want poll-a", cn)
+	}
+	copyTo(t, crtB, crt)
+	copyTo(t, keyB, key)
+	logged(`msg="TLS files changed: TLS certificate reloaded" subject="CN=poll-b"`)
+	if cn := served(); cn != "poll-b" {
+		t.Fatalf("after the poll, served %q, want poll-b", cn)
+	}
+	copyTo(t, keyA, key) // B's certificate with A's key
+	logged("TLS files changed: TLS certificate not reloaded; keeping the current pair")
+	if cn := served(); cn != "poll-b" {
+		t.Fatalf("after a bad pair, served %q, want poll-b kept", cn)
+	}
+	if n := strings.Count(logs.String(), "not reloaded"); n != 1 {
+		t.Errorf("the bad pair was logged %d times, want once", n)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
+
 // TestRunAnonymous: without an API key the service listens only on loopback, unless forced
 // with --insecure-anonymous. Run it in a network namespace (0.0.0.0 is bound).
 func TestRunAnonymous(t *testing.T) {
@@ -472,4 +533,35 @@ func TestRunAnonymous(t *testing.T) {
 			t.Errorf("no warning about --insecure-anonymous:\n%s", logs.String())
 		}
 	})
+}
+
+// TestRunListsThePool: with --pool-member, the JSON answer lists the relays of the pool's
+// load documents, least loaded first, and leaves out a draining one.
+func TestRunListsThePool(t *testing.T) {
+	doc := func(host string, free int, draining bool) pool.Load {
+		return pool.Load{Instance: host, Healthy: true, Draining: draining, PortsTotal: 100, PortsFree: free,
+			Relays: []pool.Endpoint{{Location: auth.LocationInternet, HostName: host, UDPPort: 3478}}}
+	}
+	var servers []string
+	for _, l := range []pool.Load{doc("busy.example.com", 10, false), doc("idle.example.com", 100, false), doc("drain.example.com", 100, true)} {
+		hs := httptest.NewServer(pool.Handler(func() pool.Load { return l }))
+		t.Cleanup(hs.Close)
+		servers = append(servers, "--pool-member", hs.URL+"/load")
+	}
+	secrets := writeFile(t, "secrets", "k1 first-secret\n")
+	addr, _, stop := startRun(t, append([]string{"--listen", "127.0.0.1:0", "--secret-file", secrets, "--allow-anonymous", "--relay", "internet:fallback.example.com:3478:0"}, servers...), nil)
+	defer stop()
+	res, err := http.Get("http://" + addr.String() + "/credentials?username=alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var c auth.JSONCredentials
+	if err := json.NewDecoder(res.Body).Decode(&c); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"turn:idle.example.com:3478?transport=udp", "turn:busy.example.com:3478?transport=udp"}
+	if strings.Join(c.URIs, " ") != strings.Join(want, " ") {
+		t.Fatalf("uris %q, want %q", c.URIs, want)
+	}
 }

@@ -11,6 +11,10 @@
 // and would count as loss. Start the relay under test with --user-quota -1 --max-bps -1 (and
 // a range of at least --clients ports) for such runs; make bench-relay does. --secret mints
 // a username per client and needs no override for the user quota.
+// --local binds the clients and echo peers to another IPv4 address than 127.0.0.1: that of
+// a veth, so that a relay in another network namespace reaches the peers (the namespace
+// topology of scripts/bench-relay.sh). Every report gives the machine's busy CPU time over
+// the window (/proc/stat, all CPUs), whatever process or softirq spent it.
 // With --flood N it also floods the server, from the start of the send window, with N spoofed
 // Binding requests and Allocates signed with a wrong password (loadgen.Flood), from
 // --flood-sources addresses of 127.0.0.0/8, on one goroutine locked to its own thread (so at
@@ -52,6 +56,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("avedge-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	server := fs.String("server", "127.0.0.1:3478", "TURN server UDP address")
+	local := fs.String("local", "127.0.0.1", "IPv4 address the clients and echo peers bind to (a veth's, to reach a relay in another network namespace)")
 	mode := fs.String("mode", "channel", "channel, indication or pair")
 	direct := fs.Bool("direct", false, "no relay: echo directly with the peer (baseline round trip)")
 	clients := fs.Int("clients", 1, fmt.Sprintf("simulated clients, at most %d", loadgen.MaxClients))
@@ -74,7 +79,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	floodSource := fs.String("flood-source", "127.1.0.1", "first flood source address")
 	floodNonces := fs.Bool("flood-nonce-per-source", false, "every flood source asks for a nonce of its own first (for servers that bind nonces to the client)")
 	floodAllocEvery := fs.Int("flood-allocate-every", 2, "every n-th flood datagram is an Allocate with a wrong password, the rest Binding requests (-1: none)")
-	if err := fs.Parse(args); err != nil {
+	err := fs.Parse(args)
+	if err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
@@ -84,6 +90,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	cfg := loadgen.Config{
 		Mode: loadgen.Mode(*mode), Clients: *clients, Rate: *rate, Size: *size,
 		Duration: *duration, Window: *window, Groups: *groups, ServerPID: *pid, RefreshInterval: *refresh,
+	}
+	if cfg.Local, err = netip.ParseAddr(*local); err != nil {
+		return fmt.Errorf("--local: %w", err)
 	}
 	var fcfg loadgen.FloodConfig
 	if *floodN > 0 {
@@ -243,6 +252,10 @@ rtt (µs)    p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  mean %.1f
 	}
 	if err == nil {
 		_, err = fmt.Fprintf(w, "generator   %.2f CPU-s  refreshes %d (errors %d)\n", r.GeneratorCPUSeconds, r.Refreshes, r.RefreshErrors)
+	}
+	if err == nil {
+		_, err = fmt.Fprintf(w, "machine     busy %.2f CPU-s  idle %.2f  steal %.2f (all CPUs, /proc/stat); other processes %.2f CPU-s\n",
+			r.MachineBusyCPUSeconds, r.MachineIdleCPUSeconds, r.MachineStealCPUSeconds, r.OtherProcessesCPUSeconds)
 	}
 	return err
 }

@@ -20,6 +20,7 @@ func TestRunJSON(t *testing.T) {
 		{"channel with minted credentials", []string{"--server", server, "--secret", "s3cret", "--clients", "3"}, loadgen.ModeChannel},
 		{"pair", []string{"--server", server, "--secret", "s3cret", "--clients", "2", "--mode", "pair"}, loadgen.ModePair},
 		{"direct", []string{"--direct", "--clients", "2"}, loadgen.ModeDirect},
+		{"direct on another local address", []string{"--direct", "--clients", "2", "--local", "127.0.0.4"}, loadgen.ModeDirect},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -47,7 +48,7 @@ func TestRunText(t *testing.T) {
 	if err := run([]string{"--direct", "--duration", "200ms"}, &out, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"mode        direct", "rtt (µs)", "p99.9"} {
+	for _, want := range []string{"mode        direct", "rtt (µs)", "p99.9", "machine     busy"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, out.String())
 		}
@@ -65,6 +66,8 @@ func TestRunRejectsArgs(t *testing.T) {
 		{"too many clients", []string{"--direct", "--clients", "5001"}},
 		{"too long", []string{"--direct", "--duration", "11m"}},
 		{"stray argument", []string{"--direct", "extra"}},
+		{"bad local address", []string{"--direct", "--local", "nowhere"}},
+		{"IPv6 local address", []string{"--direct", "--local", "::1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -59,7 +59,7 @@ func (s *started) authAddr(t *testing.T, tls bool) string {
 }
 
 // hup sends SIGHUP to the daemon (this process: run has it on signal.Notify) and waits for
-// the reload's TLS line (want), which reloadAuthTLS logs last; it returns what the reload logged.
+// the reload's TLS line (want), which reloadTLS logs last; it returns what the reload logged.
 func (s *started) hup(t *testing.T, want string) string {
 	t.Helper()
 	from := len(s.stderr.String())
@@ -283,10 +283,10 @@ func TestAuthServiceAnonymous(t *testing.T) {
 	})
 }
 
-// TestReloadAuthTLSNamesChangedFiles: SIGHUP re-reads the pair from the files the service
+// TestReloadTLSNamesChangedFiles: SIGHUP re-reads the pair from the files the service
 // started with; a configuration that now names other files draws a warning that a restart is
 // needed, and the pair is still re-read from the old ones.
-func TestReloadAuthTLSNamesChangedFiles(t *testing.T) {
+func TestReloadTLSNamesChangedFiles(t *testing.T) {
 	dir := t.TempDir()
 	_, crt, key := writePair(t, dir, "svc", []net.IP{net.IPv4(127, 0, 0, 1)}, nil)
 	_, otherCrt, otherKey := writePair(t, dir, "other", []net.IP{net.IPv4(127, 0, 0, 1)}, nil)
@@ -313,11 +313,11 @@ func TestReloadAuthTLSNamesChangedFiles(t *testing.T) {
 				t.Fatal(err)
 			}
 			var logged lockedBuffer
-			reloadAuthTLS(newLogger(&logged, "text", "info"), st, &no)
+			reloadTLS(newLogger(&logged, "text", "info"), st, &no)
 			if got := strings.Contains(logged.String(), "auth-tls-cert or auth-tls-key changed"); got != tc.changed {
 				t.Errorf("logged %q: want a warning about changed files %v", logged.String(), tc.changed)
 			}
-			if !strings.Contains(logged.String(), `msg="SIGHUP: TLS certificate reloaded" subject="CN=svc"`) {
+			if !strings.Contains(logged.String(), `msg="SIGHUP: TLS certificate reloaded" pair="credential service" subject="CN=svc"`) {
 				t.Errorf("logged %q: want the pair re-read from the files it started with", logged.String())
 			}
 		})

@@ -6,7 +6,8 @@
 // is printed only while every listener is on loopback (see announce).
 //
 // The built-in credential service (auth-listen) speaks HTTPS with auth-tls-cert and
-// auth-tls-key, whose pair SIGHUP re-reads (reloadAuthTLS); without an API key it serves only
+// auth-tls-key; SIGHUP re-reads that pair and the TURN TLS listeners' (cert, pkey), and so
+// does a poll of their files every tls-reload-interval (certs.go). Without an API key it serves only
 // on loopback unless auth-insecure-anonymous.
 package main
 
@@ -37,8 +38,8 @@ import (
 
 	"github.com/avedge/avedge/auth"
 	"github.com/avedge/avedge/config"
-	"github.com/avedge/avedge/internal/secretfile"
 	"github.com/avedge/avedge/metrics"
+	"github.com/avedge/avedge/pool"
 	"github.com/avedge/avedge/relay"
 )
 
@@ -78,22 +79,49 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		fmt.Fprintf(stderr, "avedge: metrics: %v\n", err)
 		return 1
 	}
+	observeTLS(st, m)
 	rc := st.Relay
 	rc.Metrics = m
 	rc.Logger = log
+	pr, err := newPoolRole(st.Pool, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "avedge: %v\n", err)
+		return 2
+	}
+	rc.Redirect = pr.redirect
 	srv, err := relay.New(rc)
 	if err != nil {
 		fmt.Fprintf(stderr, "avedge: %v\n", err)
 		return 1
 	}
+	if err := pr.start(srv, rc, reg); err != nil {
+		fmt.Fprintf(stderr, "avedge: pool: %v\n", err)
+		_ = srv.Close()
+		return 1
+	}
+	defer pr.stop()
 	if rc.Peers.AllowLoopback {
 		log.Warn("loopback peers are allowed (all-loopback setup); pass --allow-loopback-peers=false to refuse them")
 	}
 
 	endpoints := &httpServers{log: log}
-	authAddr, err := endpoints.start(st, reg, m, srv)
+	authAddr, err := endpoints.start(st, reg, m, srv, pr)
 	if err != nil {
 		fmt.Fprintf(stderr, "avedge: %v\n", err)
+		endpoints.stop()
+		_ = srv.Close()
+		return 1
+	}
+	var reloading sync.Mutex // SIGHUP and POST /v1/reload, one at a time
+	adm := newAdminAPI(st)
+	reloadAll := func() error {
+		reloading.Lock()
+		defer reloading.Unlock()
+		return errors.Join(reload(log, args, st, srv), adm.reload(log))
+	}
+	if err := adm.start(endpoints, srv, reloadAll); err != nil {
+		fmt.Fprintf(stderr, "avedge: %v\n", err)
+		adm.close()
 		endpoints.stop()
 		_ = srv.Close()
 		return 1
@@ -101,13 +129,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	removeCredentials := announce(stdout, st, opts.PrintCredentials, srv.Addrs(), authAddr)
 	defer removeCredentials()
 
+	watcher := watchTLS(log, st, opts.TLSReloadInterval, opts.AllowReadableSecrets)
+	defer watcher.stop()
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	if ready != nil {
 		ready <- srv
 	}
-	waitAndStop(ctx, log, sigs, opts.DrainTimeout, func() { reload(log, args, st, srv) }, srv)
+	waitAndStop(ctx, log, sigs, opts.DrainTimeout, func() { _ = reloadAll() }, srv)
+	adm.close()
 	endpoints.stop()
 	log.Info("stopped")
 	return 0
@@ -135,11 +166,14 @@ type httpServers struct {
 	serving sync.WaitGroup // the Serve goroutines
 }
 
-// start serves the endpoints st turns on and returns the credential service's address as
+// start serves the endpoints st turns on (the metrics listener with pr's GET /load) and returns the credential service's address as
 // bound ("" when it is off). On error, what it started is still to be stopped.
-func (h *httpServers) start(st *config.Settings, reg *prometheus.Registry, m *metrics.Metrics, srv *relay.Server) (authAddr string, err error) {
+func (h *httpServers) start(st *config.Settings, reg *prometheus.Registry, m *metrics.Metrics, srv *relay.Server, pr *poolRole) (authAddr string, err error) {
 	if st.MetricsListen != "" {
-		if _, err := h.serve("metrics", "metrics-listen", st.MetricsListen, metrics.Handler(reg, srv.Ready), nil); err != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/", metrics.Handler(reg, srv.Ready))
+		mux.Handle("/load", pool.Handler(pr.load))
+		if _, err := h.serve("metrics", "metrics-listen", st.MetricsListen, mux, nil); err != nil {
 			return "", err
 		}
 	}
@@ -152,6 +186,9 @@ func (h *httpServers) start(st *config.Settings, reg *prometheus.Registry, m *me
 		sc.Relays = relaysOf(srv)
 	}
 	sc.OnRequest = m.CredentialRequest
+	if pr.mon != nil {
+		sc.Pool = pr.mon.Relays
+	}
 	svc, err := auth.NewService(sc)
 	if err != nil {
 		return "", err
@@ -274,25 +311,24 @@ func waitAndStop(ctx context.Context, log *slog.Logger, sigs chan os.Signal, dra
 
 // reload re-reads the configuration (flags and the --config file, with the secret and user
 // files they name) and applies what can change while allocations live: shared secrets, static
-// users and the peer policy. A configuration that does not load is refused and the running
-// settings stay. The credential service's TLS pair is re-read on its own (reloadAuthTLS), so
-// that a pair caught half-renewed does not hold back a secret rotation, nor the reverse.
-func reload(log *slog.Logger, args []string, st *config.Settings, srv *relay.Server) {
+// users and the peer policy. A configuration that does not load is refused (the error says
+// why) and the running settings stay. (The revocations file is re-read by adminAPI.reload.)
+// The TLS pairs are re-read on their own (reloadTLS), so that a
+// pair caught half-renewed does not hold back a secret rotation, nor the reverse.
+func reload(log *slog.Logger, args []string, st *config.Settings, srv *relay.Server) error {
 	o, err := config.Parse(args, io.Discard)
 	if err != nil {
 		log.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
-		reloadAuthTLS(log, st, nil)
-		return
+		reloadTLS(log, st, nil)
+		return err
 	}
-	defer reloadAuthTLS(log, st, &o)
-	// The pair is the listener's, re-read by reloadAuthTLS from the files it started with:
-	// Build leaves it out here.
-	bo := o
-	bo.AuthTLSCert, bo.AuthTLSKey = "", ""
-	nst, err := bo.Build()
+	defer reloadTLS(log, st, &o)
+	// The pairs are the listeners', re-read by reloadTLS from the files they started with:
+	// BuildForReload leaves them out.
+	nst, err := o.BuildForReload()
 	if err != nil {
 		log.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
-		return
+		return err
 	}
 	for _, w := range nst.Warnings {
 		log.Warn("SIGHUP: " + w)
@@ -303,44 +339,16 @@ func reload(log *slog.Logger, args []string, st *config.Settings, srv *relay.Ser
 	st.Validator.SetUsers(nst.Users)
 	srv.SetPeerPolicy(nst.Relay.Peers)
 	log.Info("SIGHUP: reloaded secrets, users and peer policy", "secrets", len(st.Keyring.Secrets()), "users", len(nst.Users))
-}
-
-// reloadAuthTLS re-reads the credential service's TLS pair (st.AuthTLS) from the files it was
-// started with: the next handshake gets the new pair, connections already open keep theirs. A
-// key file others can read (unless allow-readable-secrets in o, the configuration as re-read;
-// nil when it did not parse) or a pair that does not load (unreadable, key not matching,
-// expired) is refused and the current pair keeps serving. Other files named in o are logged
-// as needing a restart: the listener keeps the pair it has.
-func reloadAuthTLS(log *slog.Logger, st *config.Settings, o *config.Options) {
-	if o != nil && st.Service != nil && o.AuthListen != "" && (o.AuthTLSCert != st.AuthTLSCert || o.AuthTLSKey != st.AuthTLSKey) {
-		log.Warn("SIGHUP: auth-tls-cert or auth-tls-key changed: the credential service keeps the files it started with until avedge restarts",
-			"auth-tls-cert", st.AuthTLSCert, "auth-tls-key", st.AuthTLSKey)
-	}
-	if st.AuthTLS == nil {
-		return
-	}
-	err := secretfile.Check(st.AuthTLSKey)
-	var exposed *secretfile.ExposedError
-	if errors.As(err, &exposed) && o != nil && o.AllowReadableSecrets {
-		log.Warn("SIGHUP: auth-tls-key: " + exposed.Warning())
-		err = nil
-	}
-	if err != nil {
-		err = fmt.Errorf("auth-tls-key: %w", err)
-	} else {
-		err = st.AuthTLS.Reload()
-	}
-	if err != nil {
-		log.Error("SIGHUP: TLS certificate not reloaded; keeping the current pair", append([]any{"err", err}, certAttrs(st.AuthTLS)...)...)
-		return
-	}
-	log.Info("SIGHUP: TLS certificate reloaded", certAttrs(st.AuthTLS)...)
+	return nil
 }
 
 // relaysOf lists this relay, as bound, for the credential service's default relay list.
 func relaysOf(srv *relay.Server) []auth.RelayInfo {
 	ri := auth.RelayInfo{Location: "internet"}
 	for _, l := range srv.Addrs() {
+		if l.ProxyProtocol { // reached through a load balancer, not at this address
+			continue
+		}
 		if ri.HostName == "" {
 			ri.HostName = l.Addr.Addr().String()
 		}
@@ -479,6 +487,7 @@ func printCredentials(w io.Writer, st *config.Settings, addrs []relay.ListenerCo
 	var udp, tcp string
 	for _, l := range addrs {
 		switch {
+		case l.ProxyProtocol: // reached through a load balancer, not at this address
 		case l.Network == relay.UDP && udp == "":
 			udp = l.Addr.String()
 		case l.Network == relay.TCP && tcp == "":

@@ -31,7 +31,7 @@ func start(t *testing.T, args ...string) *started {
 	s.cancel = cancel
 	ready := make(chan *relay.Server, 1)
 	args = append([]string{"--listening-port", "0", "--metrics-listen", "127.0.0.1:0", "--auth-listen", "127.0.0.1:0",
-		"--min-port", "32300", "--max-port", "32399"}, args...)
+		"--min-port", "32300", "--max-port", "32399", "--tls-reload-interval", "0"}, args...) // tests poll with pollTLS
 	go func() { s.done <- run(ctx, args, &s.stdout, &s.stderr, ready) }()
 	select {
 	case <-ready:

@@ -57,12 +57,18 @@ users-file: %s
 
 func newReloadRig(t *testing.T, secrets, users string) *reloadRig {
 	t.Helper()
+	return newReloadRigWith(t, secrets, users, "")
+}
+
+// newReloadRigWith is newReloadRig with extra keys in the config file.
+func newReloadRigWith(t *testing.T, secrets, users, extra string) *reloadRig {
+	t.Helper()
 	dir := t.TempDir()
 	r := &reloadRig{dir: dir, cfgPath: filepath.Join(dir, "avedge.yaml"),
 		secrets: filepath.Join(dir, "secrets"), usersPath: filepath.Join(dir, "users")}
 	r.write(t, r.secrets, secrets)
 	r.write(t, r.usersPath, users)
-	r.writeConfig(t, "")
+	r.writeConfig(t, extra)
 	r.args = []string{"--config", r.cfgPath}
 	opts, err := config.Parse(r.args, io.Discard)
 	if err != nil {

@@ -65,6 +65,7 @@ func (w *Worker) fromClient(lis *Listener, buf *[headroom + bufSize]byte, size i
 			return w.drop(DropQuota)
 		}
 		w.stats.count(metrics.ClientToPeer, metrics.PathChannel, length)
+		a.Relay.Traffic.Count(metrics.ClientToPeer, length)
 		return a.Relay.FD, d[4 : 4+length], &ch.Raw
 	}
 	if size >= 20 && d[0]&0xC0 == 0 {
@@ -110,6 +111,7 @@ func (w *Worker) fromPeer(rc *Relay, buf *[headroom + bufSize]byte, size int, fr
 	binary.BigEndian.PutUint16(buf[0:2], ch.Num)
 	binary.BigEndian.PutUint16(buf[2:4], uint16(size))
 	w.stats.count(metrics.PeerToClient, metrics.PathChannel, size)
+	rc.Traffic.Count(metrics.PeerToClient, size)
 	return w.lisSocks[a.Key.Lis].fd, buf[:headroom+size], &a.ClientRaw
 }
 

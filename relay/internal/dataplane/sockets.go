@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/relay/policy"
 )
 
@@ -64,10 +65,29 @@ func shardHash(ip netip.Addr) uint32 {
 // (Worker.AddRelay); peer packets that are not on a bound channel are handed to the control
 // plane through its queue.
 type Relay struct {
-	FD     int                   // Static after construction.
-	Alloc  atomic.Pointer[Alloc] // set when the control plane reports the allocation created
-	bucket bandwidth             // per-allocation cap; zero: unlimited. Static after construction.
+	FD      int                   // Static after construction.
+	Alloc   atomic.Pointer[Alloc] // set when the control plane reports the allocation created
+	bucket  bandwidth             // per-allocation cap; zero: unlimited. Static after construction.
+	Traffic Traffic               // what the allocation relayed. Written by the workers and the facades; read by the admin API.
 	HandoffQueue
+}
+
+// Traffic counts one allocation's relayed packets and bytes (payload, as the metrics count
+// them) in each direction, whichever path carried them. Atomics: written by the worker that
+// forwards a packet and by the control plane's facades, read at any time.
+type Traffic struct {
+	packets, bytes [metrics.NumDirections]atomic.Uint64
+}
+
+// Count counts one packet of n bytes in direction d.
+func (t *Traffic) Count(d metrics.Direction, n int) {
+	t.packets[d].Add(1)
+	t.bytes[d].Add(uint64(n))
+}
+
+// Load returns the packets and bytes counted in direction d.
+func (t *Traffic) Load(d metrics.Direction) (packets, bytes uint64) {
+	return t.packets[d].Load(), t.bytes[d].Load()
 }
 
 // NewRelay returns relay socket fd with a hand-off queue of n datagrams and a bandwidth cap

@@ -104,6 +104,11 @@ func (s *SlowStats) Count(d metrics.Direction, p metrics.Path, n int) {
 	s.traffic[d][p].bytes.Add(uint64(n))
 }
 
+// AddBytes counts n bytes in direction d on path p and no packet (a byte stream's path).
+func (s *SlowStats) AddBytes(d metrics.Direction, p metrics.Path, n int64) {
+	s.traffic[d][p].bytes.Add(uint64(n))
+}
+
 // Drop counts one packet dropped for r.
 func (s *SlowStats) Drop(r DropReason) { s.drops[r].Add(1) }
 

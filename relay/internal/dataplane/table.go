@@ -172,6 +172,26 @@ func (a *Alloc) Counts() (perms, chans int) {
 	return len(a.perms), len(a.chans)
 }
 
+// Entries returns a's permitted peer IPs and its bound channels (number and peer), for the
+// admin API. O(a's entries), under a's lock; workers are not held up.
+func (a *Alloc) Entries() (perms []netip.Addr, chans []ChanEntry) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, c := range a.perms {
+		perms = append(perms, netip.AddrFrom16(c.ip).Unmap())
+	}
+	for _, c := range a.chans {
+		chans = append(chans, ChanEntry{Num: c.Num, Peer: c.Peer})
+	}
+	return perms, chans
+}
+
+// ChanEntry is a bound channel as Entries reports it.
+type ChanEntry struct {
+	Num  uint16
+	Peer netip.AddrPort
+}
+
 // Table holds every live allocation's permissions and channels, and the UDP allocations by
 // Key. Readers: Lookup and the Alloc and Chan lookups (any worker, lock-free). Writers: the
 // control plane; changes to one allocation are serialised by its mu, and the maps lock
