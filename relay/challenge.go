@@ -24,10 +24,11 @@ import (
 // leaves the relay with: ERROR-CODE 401 (without a reason phrase), NONCE (ours, bound to the client's
 // 5-tuple), REALM; no FINGERPRINT.
 //
-// It is answered only when pion would answer exactly that: an Allocate request that pion's
-// decoder accepts, that is under pion's read size, carries no MESSAGE-INTEGRITY and no
-// comprehension-required attribute pion does not know (that draws a 420), while the relay is
-// not draining (an Allocate may get 300 then: admitRequest) and a pion nonce no older than
+// It is answered only when the relay would answer exactly that: an Allocate request for a
+// UDP relay that pion's decoder accepts, that is under pion's read size, carries no
+// MESSAGE-INTEGRITY and no comprehension-required attribute pion does not know (that draws a
+// 420), while the relay is not draining and Config.Redirect names no alternate (an Allocate
+// gets 300 then: admitRequest), and a pion nonce no older than
 // pionNonceMaxAge is kept to put in place of ours when the client signs (bindRequestNonce);
 // without one the request goes to pion, whose 401 brings a fresh one. The Allocate rate limit
 // applies as in admitRequest.
@@ -48,12 +49,19 @@ const stunMagicCookie = 0x2112A442
 // it (over the client's Allocate rate).
 func (s *Server) challenge(lis uint16, req []byte, from netip.AddrPort, out []byte) int {
 	if s.cfg.Validator == nil || !isAllocateRequest(req) || len(req) >= pionInboundMTU || s.draining.Load() ||
-		int(lis) >= len(s.listeners) || !pionWouldChallenge(req) {
+		int(lis) >= len(s.listeners) || !pionWouldChallenge(req) || !requestsUDP(req) {
 		return 0
 	}
 	pn := s.pionNonce.Load()
 	if pn == nil || s.nonces.now().Sub(pn.at) > pionNonceMaxAge {
 		return 0
+	}
+	if s.cfg.Redirect != nil {
+		// admitRequest answers 300 instead (alternateFor: not draining, a UDP client), and
+		// spends the Allocate rate token there.
+		if _, ok := s.cfg.Redirect(from, false); ok {
+			return 0
+		}
 	}
 	realm := s.cfg.Realm
 	n := stunHeaderSize + 4 + 4 + 4 + nonceLen + 4 + (len(realm)+3)&^3
@@ -88,6 +96,17 @@ func putAttr(b []byte, off int, t stun.AttrType, l int) int {
 	binary.BigEndian.PutUint16(b[off+2:], uint16(l))
 	return off + 4
 }
+
+// requestsUDP reports whether Allocate request m asks for a UDP relay (REQUESTED-TRANSPORT
+// 17). Anything else (TCP, refused or served by admitRequest and the TCP relay; none, which
+// pion refuses after authentication) is left to the control plane.
+func requestsUDP(m []byte) bool {
+	off, l, ok := findAttr(m, stun.AttrRequestedTransport)
+	return ok && l >= 1 && m[off] == udpProtocol
+}
+
+// udpProtocol is REQUESTED-TRANSPORT's protocol number for UDP (RFC 8656 §14.7).
+const udpProtocol = 17
 
 // pionWouldChallenge reports whether pion's decoder accepts STUN request m (magic cookie,
 // every attribute, padded, within the length), m has no MESSAGE-INTEGRITY and every

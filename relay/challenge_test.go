@@ -108,6 +108,16 @@ func TestChallengeDeclines(t *testing.T) {
 			s.pionNonce.Store(&pionNonce{padded: kept.padded, at: now.Add(-pionNonceMaxAge - time.Second)})
 		}, 0},
 		{"no validator", plain, func(s *Server) { s.cfg.Validator = nil }, 0},
+		{"tcp relay", build(allocate, stun.RawAttribute{Type: stun.AttrRequestedTransport, Value: []byte{tcpProtocol, 0, 0, 0}}), nil, 0},
+		{"no requested transport", build(allocate), nil, 0},
+		{"redirected", plain, func(s *Server) {
+			s.cfg.Redirect = func(netip.AddrPort, bool) (netip.AddrPort, bool) {
+				return netip.MustParseAddrPort("192.0.2.9:3478"), true
+			}
+		}, 0},
+		{"not redirected", plain, func(s *Server) {
+			s.cfg.Redirect = func(netip.AddrPort, bool) (netip.AddrPort, bool) { return netip.AddrPort{}, false }
+		}, 1},
 		{"unknown listener", plain, func(s *Server) { s.listeners = nil }, 0},
 		{"over the allocate rate", plain, func(s *Server) {
 			s.allocLimit = newRateLimit(1)
