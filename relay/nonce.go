@@ -10,10 +10,12 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
+	"hash"
 	"hash/crc32"
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pion/stun/v4"
@@ -65,6 +67,10 @@ const (
 type nonceSigner struct {
 	key [32]byte
 	now func() time.Time
+	// macs holds keyed HMAC-SHA256 states (hash.Hash) to Reset and reuse: hmac.New allocates
+	// two digests and hashes the padded key on every call, and every allocation mints one
+	// nonce and checks one. Locks itself.
+	macs *sync.Pool
 }
 
 func newNonceSigner(now func() time.Time) nonceSigner {
@@ -76,6 +82,8 @@ func newNonceSigner(now func() time.Time) nonceSigner {
 		now = time.Now
 	}
 	n.now = now
+	key := n.key
+	n.macs = &sync.Pool{New: func() any { return hmac.New(sha256.New, key[:]) }}
 	return n
 }
 
@@ -92,8 +100,9 @@ func (c *framedConn) tupleEnd() (bool, netip.AddrPort) {
 	return true, ap
 }
 
-// mac returns the HMAC of a nonce issued at ts to client over the given listener end.
-func (n *nonceSigner) mac(ts uint32, stream bool, local, client netip.AddrPort) []byte {
+// mac returns the HMAC of a nonce issued at ts to client over the given listener end,
+// truncated to 20 bytes.
+func (n *nonceSigner) mac(ts uint32, stream bool, local, client netip.AddrPort) (out [20]byte) {
 	var b [4 + 1 + 2*18]byte
 	binary.BigEndian.PutUint32(b[0:], ts)
 	if stream {
@@ -101,9 +110,14 @@ func (n *nonceSigner) mac(ts uint32, stream bool, local, client netip.AddrPort) 
 	}
 	putAddrPort(b[5:], local)
 	putAddrPort(b[23:], client)
-	h := hmac.New(sha256.New, n.key[:])
+	h := n.macs.Get().(hash.Hash)
+	h.Reset()
 	h.Write(b[:])
-	return h.Sum(nil)[:20]
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	n.macs.Put(h)
+	copy(out[:], sum[:])
+	return out
 }
 
 func putAddrPort(b []byte, ap netip.AddrPort) {
@@ -117,7 +131,8 @@ func (n *nonceSigner) mint(stream bool, local, client netip.AddrPort) string {
 	var raw [24]byte
 	ts := uint32(n.now().Unix())
 	binary.BigEndian.PutUint32(raw[:], ts)
-	copy(raw[4:], n.mac(ts, stream, local, client))
+	mac := n.mac(ts, stream, local, client)
+	copy(raw[4:], mac[:])
 	return base64.RawURLEncoding.EncodeToString(raw[:])
 }
 
@@ -135,7 +150,8 @@ func (n *nonceSigner) valid(nonce []byte, stream bool, local, client netip.AddrP
 	if age < -5 || age > int64(nonceLifetime/time.Second) { // -5: the clock stepped back a little
 		return false
 	}
-	return subtle.ConstantTimeCompare(raw[4:], n.mac(ts, stream, local, client)) == 1
+	mac := n.mac(ts, stream, local, client)
+	return subtle.ConstantTimeCompare(raw[4:], mac[:]) == 1
 }
 
 // pionNonce is a nonce pion issued, kept for requests that carry ours.

@@ -196,7 +196,7 @@ func New(cfg Config) (*Server, error) {
 	for i := 0; i < n; i++ {
 		w, err := dataplane.NewWorker(i, dataplane.Config{
 			Table: s.fast, Log: s.log, HoldMs: hold, UseUring: loop == DataPathIOUring,
-			RequestLimit: s.requestLimit, BindingLimit: s.bindLimit,
+			RequestLimit: s.requestLimit, BindingLimit: s.bindLimit, Challenge: s.challenge,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("relay: worker %d: %w", i, err)

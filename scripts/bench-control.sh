@@ -7,7 +7,11 @@
 # run, and the servers alternate within each round. Prints allocations per second (overall
 # and in the last tenth, with 90–100 % of N live), failures, the server's RSS per allocation,
 # Refresh/ChannelBind latency at N live, and the ratios avedge/coturn and avedge/pion of
-# allocations per second (median of the rounds, with the range of the per-round ratios).
+# allocations per second (median of the rounds, with the range of the per-round ratios), and
+# the same ratios of allocations per CPU-second of the server beside the client's CPU per
+# allocation: the client runs on the same cores, so on a small machine the rate is bounded by
+# the two processes' CPU together, and the server's own figure is the one a client elsewhere
+# would see.
 #
 # Environment: COUNTS (live allocations, default "1000 10000 50000"), ROUNDS (default 2),
 # CLIENTS (allocations in progress at once, default 8), SAMPLES (Refreshes and ChannelBinds

@@ -15,7 +15,8 @@
 # Environment: LIVE (default 1000), DURATION (live send window, default 20s), FLOOD_SECONDS
 # (default 25: the live setup and window), FLOOD_RATE (0: as fast as one core sends),
 # FLOOD_ALLOCATE_EVERY (default 2; -1: Binding requests only), SERVERS (subset of: avedge
-# coturn), OUT (results dir, default bench/out).
+# coturn), OUT (results dir, default bench/out), AVEDGE_ARGS (more avedge flags, split on
+# spaces, e.g. "--workers 2").
 #
 # avedge runs with --allocate-rate -1 --unauthorized-rate -1: the live clients all come from
 # 127.0.0.1, and those limits would refuse their setup; its per-source request limit
@@ -60,7 +61,7 @@ start_server() {
 		"$work/avedge" --listening-ip 127.0.0.1 --listening-port "$PORT" --min-port "$MIN_PORT" --max-port "$MAX_PORT" \
 			--static-auth-secret "$SECRET" --realm "$REALM" --relay-ip "$RELAY_IP" --allow-loopback-peers \
 			--allocate-rate -1 --unauthorized-rate -1 --metrics-listen '' --auth-listen '' --total-quota "$((LIVE + 16))" \
-			>"$work/avedge.log" 2>&1 &
+			${AVEDGE_ARGS:-} >"$work/avedge.log" 2>&1 &
 		;;
 	coturn)
 		turnserver -n --allow-loopback-peers --no-cli --no-tls --no-dtls --no-tcp --use-auth-secret \

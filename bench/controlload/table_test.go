@@ -10,7 +10,8 @@ import (
 func TestTable(t *testing.T) {
 	rep := func(rate, last float64, rss string, fails string) string {
 		return `{"allocations":1000,"made":1000,"allocs_per_second":` + ftoa(rate) + `,"tenth_rates":[1,1,1,1,1,1,1,1,1,` + ftoa(last) +
-			`],"rss_per_allocation_bytes":` + rss + `,"refresh_ms":{"p50":0.5,"p99":2},"channel_bind_ms":{"p50":0.25,"p99":1}` + fails + `}`
+			`],"rss_per_allocation_bytes":` + rss + `,"refresh_ms":{"p50":0.5,"p99":2},"channel_bind_ms":{"p50":0.25,"p99":1}` +
+			`,"server_cpu_seconds":` + ftoa(1000/rate/2) + `,"client_cpu_seconds":0.25` + fails + `}`
 	}
 	in := strings.Join([]string{
 		"1000\tavedge\t" + rep(3000, 2900, "9000", ""),
@@ -36,7 +37,10 @@ func TestTable(t *testing.T) {
 	}
 	avedge := lines[2]
 	// Medians 3200 vs coturn 1750 and pion 2000; per-round ratios 2.00, 1.70 and 1.50, 1.70.
-	for _, want := range []string{"3200", "2950", "9.1", "0.50 / 2.00", "0.25 / 1.00", "1.83× (1.70–2.00)", "1.60× (1.50–1.70)", " 3 "} {
+	// Server CPU per allocation is 1/(2·rate) here: allocations per CPU-second twice the rate,
+	// so their ratios are the rates' ratios; the client used 250 µs per allocation.
+	for _, want := range []string{"3200", "2950", "9.1", "0.50 / 2.00", "0.25 / 1.00", "1.83× (1.70–2.00)", "1.60× (1.50–1.70)", " 3 ",
+		"6400", "250"} {
 		if !strings.Contains(avedge, want) {
 			t.Errorf("avedge row lacks %q:\n%s", want, got)
 		}

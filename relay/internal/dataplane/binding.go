@@ -18,6 +18,8 @@ import (
 //   - A plain Binding request is answered here, statelessly, as pion would answer it, within
 //     the client address's Binding answer limit (Config.BindingLimit, the limiter pion's
 //     Binding answers count against too).
+//   - The 401 challenge that begins every allocation is answered here too, by the relay's
+//     Config.Challenge (relay/challenge.go), when the control plane would answer only that.
 //   - A request from a client with a live allocation (the fast-path table knows its 5-tuple)
 //     goes to its shard's priority lane, ahead of new work.
 //   - Anything else from a client without an allocation spends a token of the client
@@ -45,6 +47,19 @@ func (w *Worker) stunFromClient(lis *Listener, buf *[headroom + bufSize]byte, si
 	live := w.fast.Lookup(Key{Lis: lis.ID, Client: from}) != nil
 	if !live && !allow(w.limit, from.Addr()) {
 		return w.drop(DropRateLimited)
+	}
+	if !live && w.chal != nil {
+		switch n := w.chal(lis.ID, d, from, w.chalBuf[:]); {
+		case n < 0:
+			return w.drop(DropRateLimited)
+		case n > 0 && n <= bufSize:
+			copy(buf[headroom:], w.chalBuf[:n])
+			to := &w.replyTo[w.replyNext]
+			w.replyNext = (w.replyNext + 1) % len(w.replyTo)
+			to.Set(from)
+			w.stats.challenges.Add(1)
+			return w.lisSocks[lis.ID].fd, buf[headroom : headroom+n], to
+		}
 	}
 	q := lis.Shard(from)
 	if live {

@@ -77,9 +77,30 @@ func (h *HandoffQueue) Len() int { return len(h.q) + len(h.live) }
 
 // Pop waits for the next datagram, from the priority lane first, and copies it into b; after
 // Close it returns net.ErrClosed.
+//
+// A queue without a priority lane (a relay socket's: every allocation has a pion goroutine
+// blocked here) waits in a plain channel receive, which Close ends by queueing a nil: a
+// select over the queue and h.closed would take the runtime's select, whose frame pushes the
+// idle reader's stack (pion's handler, ReadFrom, this) past the 2 kB a goroutine starts with,
+// and every idle allocation would hold a 4 kB stack instead.
 func (h *HandoffQueue) Pop(b []byte) (int, netip.AddrPort, error) {
-	n, from, _, err := h.PopLane(b)
-	return n, from, err
+	if h.live != nil {
+		n, from, _, err := h.PopLane(b)
+		return n, from, err
+	}
+	select {
+	case <-h.closed:
+		return 0, netip.AddrPort{}, net.ErrClosed
+	default:
+	}
+	p := <-h.q
+	if p == nil { // Close's wake-up
+		return 0, netip.AddrPort{}, net.ErrClosed
+	}
+	n := copy(b, p.buf[:p.n])
+	from := p.from
+	slowPool.Put(p)
+	return n, from, nil
 }
 
 // PopLane is Pop, and tells whether the datagram came from the priority lane.
@@ -96,6 +117,9 @@ func (h *HandoffQueue) PopLane(b []byte) (n int, from netip.AddrPort, live bool,
 		case <-h.closed:
 			return 0, netip.AddrPort{}, false, net.ErrClosed
 		}
+	}
+	if p == nil { // Close's wake-up of a queue without a priority lane
+		return 0, netip.AddrPort{}, false, net.ErrClosed
 	}
 	n = copy(b, p.buf[:p.n])
 	from = p.from
@@ -147,7 +171,19 @@ func (h *HandoffQueue) Close() bool {
 	h.sending.Lock()
 	defer h.sending.Unlock()
 	first := false
-	h.once.Do(func() { close(h.closed); first = true })
+	h.once.Do(func() {
+		close(h.closed)
+		first = true
+		// Wakes a reader blocked in Pop's plain receive (queues without a priority lane; the
+		// others wait in a select that watches h.closed). If the queue is full, no reader is
+		// blocked, and the next Pop sees h.closed.
+		if h.live == nil {
+			select {
+			case h.q <- nil:
+			default:
+			}
+		}
+	})
 	return first
 }
 

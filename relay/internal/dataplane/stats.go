@@ -46,6 +46,7 @@ type Stats struct {
 	drops          [numDropReasons]atomic.Uint64
 	binding        atomic.Uint64
 	bindingAnswers atomic.Uint64 // Binding requests the worker answered itself (binding.go)
+	challenges     atomic.Uint64 // 401 challenges the worker answered itself (Config.Challenge)
 }
 
 func (s *Stats) count(d metrics.Direction, p metrics.Path, n int) {
@@ -64,6 +65,9 @@ func (s *Stats) Drops(r DropReason) uint64 { return s.drops[r].Load() }
 
 // BindingAnswers is how many Binding requests the worker answered itself.
 func (s *Stats) BindingAnswers() uint64 { return s.bindingAnswers.Load() }
+
+// Challenges is the number of 401 challenges the worker answered itself (Config.Challenge).
+func (s *Stats) Challenges() uint64 { return s.challenges.Load() }
 
 // AddTo adds the counters to sn's Traffic, Drops and BindingRequests.
 func (s *Stats) AddTo(sn *metrics.Snapshot) {

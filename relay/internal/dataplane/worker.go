@@ -4,6 +4,7 @@ package dataplane
 
 import (
 	"log/slog"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -63,22 +64,33 @@ type Config struct {
 	// BindingLimit, per client IP address, limits the Binding answers the worker sends itself:
 	// the same limiter the control plane's Binding answers count against. Nil: unlimited.
 	BindingLimit *policy.Limiter
+	// Challenge may answer, statelessly, a STUN request of a client without an allocation
+	// that the control plane would only challenge (binding.go): it writes the answer to out
+	// (ChallengeMax bytes) and returns its length, 0 to hand the request on, -1 to drop it
+	// (DropRateLimited). It is called on the worker's thread. Nil: every such request is
+	// handed on.
+	Challenge func(lis uint16, req []byte, from netip.AddrPort, out []byte) int
 }
+
+// ChallengeMax is the size of the buffer a worker gives Config.Challenge.
+const ChallengeMax = 1024
 
 // Worker is one forwarding loop: a locked OS thread with its own epoll instance (or
 // io_uring), its own SO_REUSEPORT socket for every listen address, and a share of the relay
 // sockets.
 type Worker struct {
 	id       int
-	log      *slog.Logger    // Static after construction.
-	fast     *Table          // Static after construction.
-	epfd     int             // Static after construction.
-	holdMs   int             // see Config.HoldMs. Static after construction.
-	useUring bool            // Static after construction.
-	limit    *policy.Limiter // Config.RequestLimit. Static after construction.
-	bindLim  *policy.Limiter // Config.BindingLimit. Static after construction.
-	wakefd   int             // eventfd. Static after construction.
-	active   time.Time       // the last round that had packets, when holdMs > 0. Owned by the loop.
+	log      *slog.Logger                                                      // Static after construction.
+	fast     *Table                                                            // Static after construction.
+	epfd     int                                                               // Static after construction.
+	holdMs   int                                                               // see Config.HoldMs. Static after construction.
+	useUring bool                                                              // Static after construction.
+	limit    *policy.Limiter                                                   // Config.RequestLimit. Static after construction.
+	bindLim  *policy.Limiter                                                   // Config.BindingLimit. Static after construction.
+	chal     func(lis uint16, req []byte, from netip.AddrPort, out []byte) int // Config.Challenge. Static after construction.
+	chalBuf  [ChallengeMax]byte                                                // Challenge's answer, before it is copied over the request. Owned by the loop.
+	wakefd   int                                                               // eventfd. Static after construction.
+	active   time.Time                                                         // the last round that had packets, when holdMs > 0. Owned by the loop.
 
 	mu      sync.Mutex
 	ops     []workerOp // Guarded by mu.
@@ -130,7 +142,7 @@ func NewWorker(id int, cfg Config) (*Worker, error) {
 	}
 	w := &Worker{
 		id: id, log: cfg.Log, fast: cfg.Table, epfd: epfd, wakefd: wfd,
-		holdMs: cfg.HoldMs, useUring: cfg.UseUring, limit: cfg.RequestLimit, bindLim: cfg.BindingLimit,
+		holdMs: cfg.HoldMs, useUring: cfg.UseUring, limit: cfg.RequestLimit, bindLim: cfg.BindingLimit, chal: cfg.Challenge,
 		socks: map[int32]*loopSock{},
 		out:   make([]outPkt, 0, ringSize),
 		segs:  make([]uint8, 0, ringSize),
