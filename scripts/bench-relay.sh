@@ -65,6 +65,7 @@ raise_nofile
 log "building into $work"
 go build -o "$work/avedge-load" ./cmd/avedge-load
 go build -o "$work/benchtable" ./bench/benchtable
+go build -o "$work/xdppass" ./bench/xdppass
 build_servers
 known=("${all_servers[@]}")
 if [[ " ${all_servers[*]} " == *" avedge "* ]]; then known+=(avedge-epoll avedge-offload); fi
@@ -96,12 +97,19 @@ netns_up() {
 	# The kernel fast path (avedge-offload) finds its next hop with a route lookup, which the
 	# kernel answers only on an interface that forwards (docs/operator-guide.md).
 	ip netns exec "$ns_r" sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1
-	# A frame an XDP program on v1 sends back out (XDP_TX) is received by v0 through its
-	# NAPI instance, which a veth without an XDP program of its own has only with GRO on.
-	if command -v ethtool >/dev/null 2>&1; then
-		ip netns exec "$ns_c" ethtool -K v0 gro on >/dev/null
-	else
-		log "netns: ethtool not installed: v0 stays without NAPI, so an XDP_TX on v1 would be dropped"
+	# A frame an XDP program on v1 sends back out (XDP_TX) is received by v0 through its NAPI
+	# context, which a veth has only while an XDP program is attached to it (GRO on v0 was
+	# not enough): bench/xdppass holds one that passes everything, for the namespace's life.
+	ip netns exec "$ns_c" "$work/xdppass" v0 >"$work/xdppass.log" 2>&1 &
+	local xp=$!
+	at_exit "kill $xp 2>/dev/null; wait $xp 2>/dev/null"
+	for _ in $(seq 50); do
+		grep -q attached "$work/xdppass.log" 2>/dev/null && break
+		kill -0 "$xp" 2>/dev/null || break
+		sleep 0.1
+	done
+	if ! grep -q attached "$work/xdppass.log" 2>/dev/null; then
+		log "netns: no XDP program on v0 ($(tail -1 "$work/xdppass.log")): avedge-offload's XDP_TX frames would be dropped there"
 	fi
 }
 use_topology() {
