@@ -188,7 +188,11 @@ func newKernelTopoWith(tb testing.TB, f kernelFamily, dp DataPath, permLife time
 		}
 		listen = netip.AddrPortFrom(any, 3478)
 	}
-	k.spec = fmt.Sprintf("%s %s %s %s %s", listen, f.relay, dp, f.prefix, permLife)
+	dps := string(dp)
+	if dp == DataPathAuto {
+		dps = "auto" // ParseDataPath's name for it; "" would vanish from the spec's fields
+	}
+	k.spec = fmt.Sprintf("%s %s %s %s %s", listen, f.relay, dps, f.prefix, permLife)
 	k.rel = startKernelRelay(tb, r, k.spec)
 
 	var pc, peer net.PacketConn
@@ -441,4 +445,29 @@ func startKernelRelay(t testing.TB, ns *nstest.NS, spec string) *kernelRelay {
 		t.Fatalf("relay process did not start: %q %v", r.out.Text(), r.out.Err())
 	}
 	return r
+}
+
+// TestKernelAutoLeavesVeth: data path auto does not offload on a veth (the relay cannot see
+// whether the far end has the XDP program the relayed frames need, and without one every
+// channel packet is lost): nothing is attached, and channel data is relayed in user space.
+func TestKernelAutoLeavesVeth(t *testing.T) {
+	k := newKernelTopo(t, kernelFamilies[0], DataPathAuto)
+	if out := k.r.IP("link show dev v0"); strings.Contains(out, "xdp") {
+		t.Fatalf("data path auto attached a program to a veth:\n%s", out)
+	}
+	k.warm(t, false)
+	for i := range 20 {
+		if err := k.round([]byte(fmt.Sprintf("round %d", i))); err != nil {
+			t.Fatalf("round trip %d: %v", i, err)
+		}
+	}
+	st := k.rel.stats(t)
+	for d := range metrics.NumDirections {
+		if st.Kernel[d].Packets != 0 {
+			t.Errorf("%v: kernel relayed %d packets with data path auto on a veth", d, st.Kernel[d].Packets)
+		}
+		if st.Traffic[d][metrics.PathChannel].Packets < 20 {
+			t.Errorf("%v: %d channel packets relayed, want at least 20", d, st.Traffic[d][metrics.PathChannel].Packets)
+		}
+	}
 }

@@ -31,8 +31,13 @@ type kernelPlan struct {
 // when it is on an interface other than loopback and, unless gateway is set, that interface
 // forwards its family (the program's route lookup needs it). A wildcard listener is served on
 // the relay addresses' interfaces, with route lookups (the program answers from the route's
-// preferred source, as the listener's socket does), so not in gateway mode.
-func (s *Server) planKernel(gateway bool) (*kernelPlan, error) {
+// preferred source, as the listener's socket does), so not in gateway mode. A veth is served
+// only when veth is set (data path offload, not auto): what the program sends back out of a
+// veth (XDP_TX) is received through its far end's NAPI context, which that end has only with
+// an XDP program of its own, and the relay cannot see the far end (in another namespace, a
+// container's host) to check. Guessing wrong loses every channel packet, so auto leaves veths
+// to user space and says so.
+func (s *Server) planKernel(gateway, veth bool) (*kernelPlan, error) {
 	p := &kernelPlan{served: map[int]bool{}, byAddr: map[netip.Addr]int{}, lis: make([]netip.AddrPort, len(s.listeners))}
 	ifs, err := net.Interfaces()
 	if err != nil {
@@ -63,6 +68,10 @@ func (s *Server) planKernel(gateway bool) (*kernelPlan, error) {
 		ifi := byIndex[idx]
 		if ifi.Flags&net.FlagLoopback != 0 {
 			p.why = append(p.why, fmt.Sprintf("%s %s: on loopback (XDP relays on NICs and veths)", what, ip))
+			return false
+		}
+		if !veth && kfast.Driver(ifi.Name) == "veth" {
+			p.why = append(p.why, fmt.Sprintf("%s %s: on veth %s, whose far end needs an XDP program of its own for the relayed packets to arrive (data-path offload when it has one)", what, ip, ifi.Name))
 			return false
 		}
 		if !gateway {
@@ -114,7 +123,7 @@ func (s *Server) startKernel(dp DataPath) error {
 		s.log.Info("kernel fast path off; relaying in user space", "reason", err.Error())
 		return nil
 	}
-	plan, err := s.planKernel(s.cfg.OffloadGateway)
+	plan, err := s.planKernel(s.cfg.OffloadGateway, dp == DataPathOffload)
 	if err != nil {
 		return fail(err)
 	}
