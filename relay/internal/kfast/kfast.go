@@ -56,10 +56,11 @@ const (
 	ModeAuto    Mode = iota // native XDP where the driver has it, else generic
 	ModeNative              // XDP in the driver (veth, most 10G+ NICs)
 	ModeGeneric             // XDP on the kernel's skb path: any interface, slower
+	ModeTCX                 // the tc variant on tcx ingress: loopback (XDP cannot serve lo)
 )
 
 func (m Mode) String() string {
-	return [...]string{"auto", "native", "generic"}[m]
+	return [...]string{"auto", "native", "generic", "tcx"}[m]
 }
 
 // DefaultSlots is the number of allocation slots when Config.Slots is zero.
@@ -144,9 +145,12 @@ func New(cfg Config) (*Offload, error) {
 
 // Attach hooks the relay program to interface ifindex (of the calling thread's network
 // namespace) in mode m (ModeAuto: native, else
-// generic) and returns the mode it got. Attaching to an interface already attached replaces
-// nothing and returns its mode's error.
+// generic; ModeTCX: the tc variant, for loopback) and returns the mode it got. Attaching to
+// an interface already attached replaces nothing and returns an error.
 func (o *Offload) Attach(ifindex int, m Mode) (Mode, error) {
+	if m == ModeTCX {
+		return o.attach(o.objs.AvedgeRelayTc, ifindex, m)
+	}
 	return o.attach(o.objs.AvedgeRelay, ifindex, m)
 }
 
@@ -184,6 +188,14 @@ func (o *Offload) attach(p *ebpf.Program, ifindex int, m Mode) (Mode, error) {
 	}
 	var errs []error
 	for _, t := range try {
+		if t == ModeTCX {
+			l, err := link.AttachTCX(link.TCXOptions{Program: p, Interface: ifindex, Attach: ebpf.AttachTCXIngress})
+			if err != nil {
+				return 0, fmt.Errorf("kfast: attach to %s: tcx ingress: %w", ifName(ifindex), err)
+			}
+			o.links[k] = l
+			return t, nil
+		}
 		flags := link.XDPDriverMode
 		if t == ModeGeneric {
 			flags = link.XDPGenericMode

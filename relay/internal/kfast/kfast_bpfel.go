@@ -82,18 +82,19 @@ type kfastPermKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	kfastMapBuckets      = "buckets"
-	kfastMapC2p          = "c2p"
-	kfastMapDrops        = "drops"
-	kfastMapP2c          = "p2c"
-	kfastMapPasses       = "passes"
-	kfastMapPerms        = "perms"
-	kfastMapStats        = "stats"
-	kfastProgAvedgePass  = "avedge_pass"
-	kfastProgAvedgeRelay = "avedge_relay"
-	kfastVarFullCsum     = "full_csum"
-	kfastVarGateway      = "gateway"
-	kfastVarMtu          = "mtu"
+	kfastMapBuckets        = "buckets"
+	kfastMapC2p            = "c2p"
+	kfastMapDrops          = "drops"
+	kfastMapP2c            = "p2c"
+	kfastMapPasses         = "passes"
+	kfastMapPerms          = "perms"
+	kfastMapStats          = "stats"
+	kfastProgAvedgePass    = "avedge_pass"
+	kfastProgAvedgeRelay   = "avedge_relay"
+	kfastProgAvedgeRelayTc = "avedge_relay_tc"
+	kfastVarFullCsum       = "full_csum"
+	kfastVarGateway        = "gateway"
+	kfastVarMtu            = "mtu"
 )
 
 // loadKfast returns the embedded CollectionSpec for kfast.
@@ -138,8 +139,9 @@ type kfastSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type kfastProgramSpecs struct {
-	AvedgePass  *ebpf.ProgramSpec `ebpf:"avedge_pass"`
-	AvedgeRelay *ebpf.ProgramSpec `ebpf:"avedge_relay"`
+	AvedgePass    *ebpf.ProgramSpec `ebpf:"avedge_pass"`
+	AvedgeRelay   *ebpf.ProgramSpec `ebpf:"avedge_relay"`
+	AvedgeRelayTc *ebpf.ProgramSpec `ebpf:"avedge_relay_tc"`
 }
 
 // kfastMapSpecs contains maps before they are loaded into the kernel.
@@ -218,14 +220,16 @@ type kfastVariables struct {
 //
 // It can be passed to loadKfastObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kfastPrograms struct {
-	AvedgePass  *ebpf.Program `ebpf:"avedge_pass"`
-	AvedgeRelay *ebpf.Program `ebpf:"avedge_relay"`
+	AvedgePass    *ebpf.Program `ebpf:"avedge_pass"`
+	AvedgeRelay   *ebpf.Program `ebpf:"avedge_relay"`
+	AvedgeRelayTc *ebpf.Program `ebpf:"avedge_relay_tc"`
 }
 
 func (p *kfastPrograms) Close() error {
 	return _KfastClose(
 		p.AvedgePass,
 		p.AvedgeRelay,
+		p.AvedgeRelayTc,
 	)
 }
 

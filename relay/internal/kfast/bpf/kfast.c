@@ -24,6 +24,7 @@
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
 #include <linux/udp.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
@@ -791,6 +792,294 @@ int avedge_relay(struct xdp_md *ctx)
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
 		return relay(ctx, 1);
 	return XDP_PASS;
+}
+
+// The tc variant (avedge_relay_tc), for loopback: the same relay by the same maps, as a tcx
+// ingress program on lo, where XDP cannot serve. A datagram on lo arrives with its UDP checksum
+// left partial (CHECKSUM_PARTIAL: the field holds the pseudo-header's sum and csum_start points
+// at the UDP header), and generic XDP moves the packet's head without moving csum_start, so a
+// ChannelData message with its header stripped reached the receiver as a bad checksum. Here
+// bpf_skb_adjust_room removes or inserts the 4 bytes behind the IP header (skb offsets kept
+// right) and the relayed packet is delivered locally (TC_ACT_OK: on loopback every address is
+// this host's, and the route the sender's packet took is a local one).
+//
+//   client → peer: the headers move 4 bytes up, over the ChannelData header, which puts the
+//     UDP header 4 bytes past csum_start: the receiver then verifies the checksum in full, so
+//     it is computed in full here (reading the data; an IPv4 datagram without a checksum keeps
+//     none).
+//   peer → client: 4 bytes are inserted before the UDP header, which leaves csum_start before
+//     it (the receiver trusts a partial checksum); the checksum is updated with
+//     bpf_l4_csum_replace, the pseudo-header's part flagged BPF_F_PSEUDO_HDR, which is right
+//     both for a partial checksum and a full one.
+
+static __always_inline int tc_pass(__u32 reason)
+{
+	bump(&passes, reason);
+	return TC_ACT_OK;
+}
+
+static __always_inline int tc_drop(__u32 reason)
+{
+	bump(&drops, reason);
+	return TC_ACT_SHOT;
+}
+
+// is_loopback reports whether a is in 127.0.0.0/8 (IPv4-mapped) or is ::1.
+static __always_inline int is_loopback(const __u8 *a)
+{
+	const __u32 *w = (const __u32 *)a;
+	if (is_mapped(a))
+		return a[12] == 127;
+	return w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == bpf_htonl(1);
+}
+
+// skb_data_sum is data_sum for an skb.
+static __always_inline __s64 skb_data_sum(struct __sk_buff *skb, __u32 off, __u32 n)
+{
+	__u8 buf[64];
+	__u32 acc = 0;
+#pragma unroll
+	for (int i = 0; i < MAX_DATA / 64; i++) {
+		if (n >= 64) {
+			if (bpf_skb_load_bytes(skb, off, buf, 64))
+				return -1;
+			acc = bpf_csum_diff(NULL, 0, (__be32 *)buf, 64, acc);
+			off += 64;
+			n -= 64;
+		}
+	}
+#define TAIL(k)                                                                                    \
+	if (n >= k) {                                                                              \
+		if (bpf_skb_load_bytes(skb, off, buf, k))                                          \
+			return -1;                                                                 \
+		acc = bpf_csum_diff(NULL, 0, (__be32 *)buf, k, acc);                               \
+		off += k;                                                                          \
+		n -= k;                                                                            \
+	}
+	TAIL(32)
+	TAIL(16)
+	TAIL(8)
+	TAIL(4)
+#undef TAIL
+	__u64 s = acc;
+	if (n >= 2) {
+		if (bpf_skb_load_bytes(skb, off, buf, 2))
+			return -1;
+		s += *(__u16 *)buf;
+		off += 2;
+		n -= 2;
+	}
+	if (n == 1) {
+		if (bpf_skb_load_bytes(skb, off, buf, 1))
+			return -1;
+		s += pad_word(buf[0], 0);
+	}
+	return fold(s);
+}
+
+// tc_store writes the IP and UDP headers of h at the front of the packet (behind the Ethernet
+// header).
+static __always_inline int tc_store(struct __sk_buff *skb, int v6, struct hdrs *h)
+{
+	int err;
+	if (v6)
+		err = bpf_skb_store_bytes(skb, sizeof(struct ethhdr), &h->ip6, sizeof(h->ip6), 0);
+	else
+		err = bpf_skb_store_bytes(skb, sizeof(struct ethhdr), &h->ip4, sizeof(h->ip4), 0);
+	if (err)
+		return err;
+	return bpf_skb_store_bytes(skb, sizeof(struct ethhdr) + L3(v6), &h->udp, sizeof(h->udp), 0);
+}
+
+// tc_client_to_peer is client_to_peer on an skb; cd is the ChannelData header.
+static __always_inline int tc_client_to_peer(struct __sk_buff *skb, int v6, struct hdrs *h,
+					     const struct c2p_val *v, const __u8 *cd, __u16 ulen)
+{
+	__u16 plen = ulen - sizeof(struct udphdr);
+	__u16 length = ((__u16)cd[2] << 8) | cd[3];
+	if ((__u32)length + 4 > plen)
+		return tc_drop(DROP_MALFORMED);
+	__u16 npad = plen - 4 - length;
+	if (npad > 3)
+		return tc_pass(PASS_PADDING);
+	if (v6 == is_mapped(v->peer_ip) || v6 == is_mapped(v->relay_ip))
+		return tc_pass(PASS_FAMILY);
+	if (!is_loopback(v->peer_ip) || !is_loopback(v->relay_ip))
+		return tc_pass(PASS_NO_ROUTE); // not delivered on this host's loopback
+	if (!permitted(v->slot, v->peer_ip))
+		return tc_drop(DROP_NO_PERMISSION);
+	if (length > MAX_DATA && (v6 || h->udp.check))
+		return tc_pass(PASS_MTU);
+	if (over(v->slot, length))
+		return tc_drop(DROP_QUOTA);
+
+	__u16 nulen = length + sizeof(struct udphdr);
+	struct udphdr u = {.source = v->relay_port, .dest = v->peer_port, .len = bpf_htons(nulen)};
+	if (v6 || h->udp.check) {
+		__s64 dsum = skb_data_sum(skb, HDRS(v6) + 4, length);
+		if (dsum < 0)
+			return TC_ACT_OK;
+		u.check = full_udp_csum(v6, v->relay_ip, v->peer_ip, &u, NULL, 0, dsum);
+	}
+	h->udp = u;
+	set_ip(h, v6, v->relay_ip, v->peer_ip, nulen);
+
+	// Nothing is written before the packet has its new shape, so that a failure leaves it as
+	// it came: first the padding goes, then the 4 bytes behind the IP header (the old ports;
+	// the new UDP header then lies over the old length, checksum and ChannelData header).
+	__u32 want = HDRS(v6) + 4 + (__u32)length;
+	if (skb->len > want && bpf_skb_change_tail(skb, want, 0))
+		return TC_ACT_OK;
+	if (bpf_skb_adjust_room(skb, -4, BPF_ADJ_ROOM_NET, 0))
+		return TC_ACT_OK;
+	if (tc_store(skb, v6, h))
+		return TC_ACT_SHOT;
+	count(v->slot, 1, length);
+	return TC_ACT_OK;
+}
+
+// tc_peer_to_client is peer_to_client on an skb.
+static __always_inline int tc_peer_to_client(struct __sk_buff *skb, int v6, struct hdrs *h,
+					     const struct p2c_val *v, const __u8 *peer, __u16 ulen)
+{
+	if (v6 == is_mapped(v->client_ip) || v6 == is_mapped(v->lis_ip))
+		return tc_pass(PASS_FAMILY);
+	if (is_wildcard(v->lis_ip) || !is_loopback(v->client_ip) || !is_loopback(v->lis_ip))
+		return tc_pass(PASS_NO_ROUTE); // no source to answer from, or not on loopback
+	if (!permitted(v->slot, peer))
+		return tc_drop(DROP_NO_PERMISSION);
+	__u16 plen = ulen - sizeof(struct udphdr);
+	if (plen > 0xffff - 4 - sizeof(struct udphdr) - sizeof(struct ipv6hdr))
+		return tc_pass(PASS_MTU);
+	if (over(v->slot, plen))
+		return tc_drop(DROP_QUOTA);
+
+	__u16 nulen = ulen + 4;
+	__be16 cd[2] = {bpf_htons(v->chan), bpf_htons(plen)};
+	__be16 nlen = bpf_htons(nulen);
+	// The checksum's change in two parts: the pseudo-header's (addresses and length), which a
+	// partial checksum takes too, and the rest (ports, length, the ChannelData header).
+	__u8 addrs[32];
+	__u64 ph = 0, rest = 0;
+	if (v6) {
+		__builtin_memcpy(addrs, v->lis_ip, 16);
+		__builtin_memcpy(addrs + 16, v->client_ip, 16);
+		ph = (__u32)bpf_csum_diff((__be32 *)&h->ip6.saddr, 32, (__be32 *)addrs, 32, 0);
+	} else {
+		__builtin_memcpy(addrs, v->lis_ip + 12, 4);
+		__builtin_memcpy(addrs + 4, v->client_ip + 12, 4);
+		ph = (__u32)bpf_csum_diff((__be32 *)&h->ip4.saddr, 8, (__be32 *)addrs, 8, 0);
+	}
+	ph = add16(sub16(ph, h->udp.len), nlen);
+	rest = sub16(rest, h->udp.source);
+	rest = sub16(rest, h->udp.dest);
+	rest = sub16(rest, h->udp.len);
+	rest = add16(rest, v->lis_port);
+	rest = add16(rest, v->client_port);
+	rest = add16(rest, nlen);
+	rest = add_words(rest, cd, 4);
+	int csum = v6 || h->udp.check;
+
+	set_ip(h, v6, v->lis_ip, v->client_ip, nulen);
+	h->udp.source = v->lis_port;
+	h->udp.dest = v->client_port;
+	h->udp.len = nlen;
+
+	if (bpf_skb_adjust_room(skb, 4, BPF_ADJ_ROOM_NET, 0))
+		return TC_ACT_OK;
+	if (tc_store(skb, v6, h) || bpf_skb_store_bytes(skb, HDRS(v6), cd, 4, 0))
+		return TC_ACT_SHOT;
+	if (csum) {
+		__u32 at = sizeof(struct ethhdr) + L3(v6) + 6;
+		if (bpf_l4_csum_replace(skb, at, 0, fold(ph), BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ||
+		    bpf_l4_csum_replace(skb, at, 0, fold(rest), BPF_F_MARK_MANGLED_0))
+			return TC_ACT_SHOT;
+	}
+	count(v->slot, 0, plen);
+	return TC_ACT_OK;
+}
+
+static __always_inline int tc_relay(struct __sk_buff *skb, int v6)
+{
+	struct hdrs h;
+	__u16 ulen;
+	__u8 src[16], dst[16];
+	if (v6) {
+		if (bpf_skb_load_bytes(skb, sizeof(struct ethhdr), &h.ip6, sizeof(h.ip6)))
+			return TC_ACT_OK;
+		if (h.ip6.nexthdr != IPPROTO_UDP)
+			return h.ip6.nexthdr == NEXTHDR_FRAGMENT ? tc_pass(PASS_FRAGMENT) : TC_ACT_OK;
+		ulen = bpf_ntohs(h.ip6.payload_len);
+		__builtin_memcpy(src, &h.ip6.saddr, 16);
+		__builtin_memcpy(dst, &h.ip6.daddr, 16);
+	} else {
+		if (bpf_skb_load_bytes(skb, sizeof(struct ethhdr), &h.ip4, sizeof(h.ip4)))
+			return TC_ACT_OK;
+		if (h.ip4.protocol != IPPROTO_UDP || h.ip4.version != 4)
+			return TC_ACT_OK;
+		if (h.ip4.frag_off & bpf_htons(IP_MF | IP_OFFSET))
+			return tc_pass(PASS_FRAGMENT);
+		if (h.ip4.ihl != 5)
+			return tc_pass(PASS_IP_OPTIONS);
+		__u16 tot = bpf_ntohs(h.ip4.tot_len);
+		if (tot < sizeof(struct iphdr))
+			return TC_ACT_OK;
+		ulen = tot - sizeof(struct iphdr);
+		map4(src, h.ip4.saddr);
+		map4(dst, h.ip4.daddr);
+	}
+	if (bpf_skb_load_bytes(skb, sizeof(struct ethhdr) + L3(v6), &h.udp, sizeof(h.udp)))
+		return TC_ACT_OK;
+	if (ulen < sizeof(struct udphdr) || bpf_ntohs(h.udp.len) != ulen ||
+	    sizeof(struct ethhdr) + L3(v6) + (__u32)ulen > skb->len)
+		return TC_ACT_OK;
+
+	__u8 cd[4] = {};
+	if (ulen >= sizeof(struct udphdr) + 4 && !bpf_skb_load_bytes(skb, HDRS(v6), cd, 4) &&
+	    (cd[0] & 0xC0) == 0x40) {
+		struct c2p_key k = {};
+		__builtin_memcpy(k.client_ip, src, 16);
+		__builtin_memcpy(k.lis_ip, dst, 16);
+		k.client_port = h.udp.source;
+		k.lis_port = h.udp.dest;
+		k.chan = ((__u16)cd[0] << 8) | cd[1];
+		struct c2p_val *v = bpf_map_lookup_elem(&c2p, &k);
+		if (!v) {
+			__builtin_memset(k.lis_ip, 0, 16);
+			if (!v6) {
+				k.lis_ip[10] = 0xff;
+				k.lis_ip[11] = 0xff;
+			}
+			v = bpf_map_lookup_elem(&c2p, &k);
+		}
+		if (v) {
+			if (v6 && h.udp.check == 0)
+				return tc_pass(PASS_CSUM);
+			return tc_client_to_peer(skb, v6, &h, v, cd, ulen);
+		}
+	}
+	struct p2c_key k = {};
+	__builtin_memcpy(k.peer_ip, src, 16);
+	__builtin_memcpy(k.relay_ip, dst, 16);
+	k.peer_port = h.udp.source;
+	k.relay_port = h.udp.dest;
+	struct p2c_val *v = bpf_map_lookup_elem(&p2c, &k);
+	if (!v)
+		return tc_pass(PASS_NO_ENTRY);
+	if (v6 && h.udp.check == 0)
+		return tc_pass(PASS_CSUM);
+	return tc_peer_to_client(skb, v6, &h, v, src, ulen);
+}
+
+// avedge_relay_tc is the relay for loopback, attached with tcx on lo's ingress.
+SEC("tc")
+int avedge_relay_tc(struct __sk_buff *skb)
+{
+	if (skb->protocol == bpf_htons(ETH_P_IP))
+		return tc_relay(skb, 0);
+	if (skb->protocol == bpf_htons(ETH_P_IPV6))
+		return tc_relay(skb, 1);
+	return TC_ACT_OK;
 }
 
 // avedge_pass lets everything through. Attached to the far end of a veth pair, it gives that

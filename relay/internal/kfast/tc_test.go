@@ -1,0 +1,248 @@
+//go:build linux
+
+package kfast
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+
+	"github.com/cilium/ebpf"
+)
+
+// The tc variant (avedge_relay_tc, for loopback) on crafted packets with BPF_PROG_RUN.
+
+// tc actions.
+const (
+	tcOK   = 0
+	tcShot = 2
+)
+
+// loMAC is lo's link address, and a frame's on lo.
+var loMAC = make([]byte, 6)
+
+// loFams are the loopback topologies: everything on 127.0.0.0/8 or ::1; off is a peer that is
+// not on loopback.
+var loFams = []struct {
+	fam
+	off netip.AddrPort
+}{
+	{fam{name: "ipv4",
+		client: netip.MustParseAddrPort("127.0.0.2:40000"), listen: netip.MustParseAddrPort("127.0.0.1:3478"),
+		relay: netip.MustParseAddrPort("127.0.0.1:50000"), peer: netip.MustParseAddrPort("127.0.0.3:40001"),
+	}, netip.MustParseAddrPort("10.9.0.3:40002")},
+	{fam{name: "ipv6",
+		client: netip.MustParseAddrPort("[::1]:40000"), listen: netip.MustParseAddrPort("[::1]:3478"),
+		relay: netip.MustParseAddrPort("[::1]:50000"), peer: netip.MustParseAddrPort("[::1]:40001"),
+	}, netip.MustParseAddrPort("[fd09::3]:40002")},
+}
+
+// runTC runs the tc program once on frame in (as BPF_PROG_RUN builds an skb: checksum not
+// partial).
+func runTC(t *testing.T, o *Offload, in []byte) (uint32, []byte) {
+	t.Helper()
+	opts := ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+256)}
+	ret, err := o.objs.AvedgeRelayTc.Run(&opts)
+	if err != nil {
+		t.Fatalf("BPF_PROG_RUN: %v", err)
+	}
+	return ret, opts.DataOut
+}
+
+func TestTCRelay(t *testing.T) {
+	e := &env{o: newOffload(t)}
+	for _, f := range loFams {
+		t.Run(f.name, func(t *testing.T) {
+			c := e.bind(t, f.fam, 0x4001, f.peer, true)
+			tests := []struct {
+				name    string
+				in      pkt
+				partial bool // the sender left the checksum to the device (lo: always)
+				want    pkt
+				counted Counters
+			}{
+				{"client to peer", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(160), 0)}, false,
+					pkt{src: f.relay, dst: f.peer, payload: data(160)}, Counters{C2PPackets: 1, C2PBytes: 160}},
+				{"client to peer, partial checksum", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(160), 0)}, true,
+					pkt{src: f.relay, dst: f.peer, payload: data(160)}, Counters{C2PPackets: 1, C2PBytes: 160}},
+				{"client to peer, odd length, 3 bytes padding, partial", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(5), 3)}, true,
+					pkt{src: f.relay, dst: f.peer, payload: data(5)}, Counters{C2PPackets: 1, C2PBytes: 5}},
+				{"client to peer, 2 bytes padding", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(6), 2)}, false,
+					pkt{src: f.relay, dst: f.peer, payload: data(6)}, Counters{C2PPackets: 1, C2PBytes: 6}},
+				{"client to peer, 1 byte padding", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(7), 1)}, false,
+					pkt{src: f.relay, dst: f.peer, payload: data(7)}, Counters{C2PPackets: 1, C2PBytes: 7}},
+				{"client to peer, empty", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, nil, 0)}, false,
+					pkt{src: f.relay, dst: f.peer, payload: []byte{}}, Counters{C2PPackets: 1}},
+				{"client to peer, 1536 bytes", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(1536), 0)}, true,
+					pkt{src: f.relay, dst: f.peer, payload: data(1536)}, Counters{C2PPackets: 1, C2PBytes: 1536}},
+				{"peer to client", pkt{src: f.peer, dst: f.relay, payload: data(160)}, false,
+					pkt{src: f.listen, dst: f.client, payload: channelData(0x4001, data(160), 0)}, Counters{P2CPackets: 1, P2CBytes: 160}},
+				{"peer to client, odd length", pkt{src: f.peer, dst: f.relay, payload: data(1199)}, false,
+					pkt{src: f.listen, dst: f.client, payload: channelData(0x4001, data(1199), 0)}, Counters{P2CPackets: 1, P2CBytes: 1199}},
+				{"peer to client, 3000 bytes", pkt{src: f.peer, dst: f.relay, payload: data(3000)}, false,
+					pkt{src: f.listen, dst: f.client, payload: channelData(0x4001, data(3000), 0)}, Counters{P2CPackets: 1, P2CBytes: 3000}},
+				{"peer to client, empty", pkt{src: f.peer, dst: f.relay, payload: nil}, false,
+					pkt{src: f.listen, dst: f.client, payload: channelData(0x4001, nil, 0)}, Counters{P2CPackets: 1}},
+			}
+			if f.client.Addr().Is4() {
+				tests = append(tests, []struct {
+					name    string
+					in      pkt
+					partial bool
+					want    pkt
+					counted Counters
+				}{
+					{"client to peer, no UDP checksum", pkt{src: f.client, dst: f.listen, noCsum: true, payload: channelData(0x4001, data(33), 3)}, false,
+						pkt{src: f.relay, dst: f.peer, payload: data(33), noCsum: true}, Counters{C2PPackets: 1, C2PBytes: 33}},
+					{"client to peer, no UDP checksum, 3000 bytes", pkt{src: f.client, dst: f.listen, noCsum: true, payload: channelData(0x4001, data(3000), 0)}, false,
+						pkt{src: f.relay, dst: f.peer, payload: data(3000), noCsum: true}, Counters{C2PPackets: 1, C2PBytes: 3000}},
+					{"peer to client, no UDP checksum", pkt{src: f.peer, dst: f.relay, noCsum: true, payload: data(33)}, false,
+						pkt{src: f.listen, dst: f.client, payload: channelData(0x4001, data(33), 0), noCsum: true}, Counters{P2CPackets: 1, P2CBytes: 33}},
+				}...)
+			}
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					tt.in.srcMAC, tt.in.dstMAC = loMAC, loMAC
+					in := tt.in.bytes()
+					if tt.partial {
+						in = partial(t, in)
+					}
+					before := e.counters(t, c.Slot)
+					action, out := runTC(t, e.o, in)
+					if action != tcOK {
+						t.Fatalf("action %d, want TC_ACT_OK", action)
+					}
+					got, err := parse(out)
+					if err != nil {
+						t.Fatalf("output: %v\n% x", err, out[:min(len(out), 80)])
+					}
+					if !bytes.Equal(out[:12], make([]byte, 12)) {
+						t.Errorf("MACs changed: % x", out[:12])
+					}
+					if got.src != tt.want.src || got.dst != tt.want.dst {
+						t.Errorf("%v → %v, want %v → %v", got.src, got.dst, tt.want.src, tt.want.dst)
+					}
+					if got.ttl != 64 {
+						t.Errorf("TTL %d, want 64", got.ttl)
+					}
+					if got.noCsum != tt.want.noCsum {
+						t.Errorf("UDP checksum absent %v, want %v", got.noCsum, tt.want.noCsum)
+					}
+					if !bytes.Equal(got.payload, tt.want.payload) {
+						t.Errorf("payload (%d bytes) differs from the %d bytes expected", len(got.payload), len(tt.want.payload))
+					}
+					after := e.counters(t, c.Slot)
+					d := Counters{after.C2PPackets - before.C2PPackets, after.C2PBytes - before.C2PBytes,
+						after.P2CPackets - before.P2CPackets, after.P2CBytes - before.P2CBytes}
+					if d != tt.counted {
+						t.Errorf("counted %+v, want %+v", d, tt.counted)
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestTCDropsAndPasses: what the tc variant discards (each reason, counted) and what it leaves
+// to the stack untouched (each reason, counted).
+func TestTCDropsAndPasses(t *testing.T) {
+	e := &env{o: newOffload(t)}
+	for _, f := range loFams {
+		t.Run(f.name, func(t *testing.T) {
+			e.bind(t, f.fam, 0x4001, f.peer, true)
+			noPerm := netip.AddrPortFrom(f.peer.Addr(), 40009)
+			if f.peer.Addr().Is4() {
+				noPerm = netip.MustParseAddrPort("127.0.0.9:40009")
+			}
+			e.bind(t, f.fam, 0x4002, noPerm, false)
+			e.bind(t, f.fam, 0x4003, f.off, true)
+			// A client of a wildcard listener: the tc variant has no route lookup to find
+			// the source to answer from.
+			any := netip.IPv4Unspecified()
+			if f.client.Addr().Is6() {
+				any = netip.IPv6Unspecified()
+			}
+			wf := f.fam
+			wf.client = netip.AddrPortFrom(f.client.Addr(), 40100)
+			wf.listen = netip.AddrPortFrom(any, 3479)
+			wf.relay = netip.AddrPortFrom(f.relay.Addr(), 50001)
+			e.bind(t, wf, 0x4004, f.peer, true)
+			stun := make([]byte, 20)
+			stun[1] = 1
+			type reason struct {
+				drop DropReason
+				pass PassReason
+			}
+			none := reason{NumDrops, NumPasses}
+			tests := []struct {
+				name   string
+				in     pkt
+				action uint32
+				why    reason
+			}{
+				{"channel without permission", pkt{src: f.client, dst: f.listen, payload: channelData(0x4002, data(10), 0)}, tcShot, reason{DropNoPermission, NumPasses}},
+				{"peer without permission", pkt{src: noPerm, dst: f.relay, payload: data(10)}, tcShot, reason{DropNoPermission, NumPasses}},
+				{"ChannelData longer than its datagram", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(10), 0)[:13]}, tcShot, reason{DropMalformed, NumPasses}},
+				{"STUN from a client", pkt{src: f.client, dst: f.listen, payload: stun}, tcOK, reason{NumDrops, PassNoEntry}},
+				{"unbound channel", pkt{src: f.client, dst: f.listen, payload: channelData(0x4009, data(10), 0)}, tcOK, reason{NumDrops, PassNoEntry}},
+				{"peer without channel", pkt{src: netip.AddrPortFrom(f.peer.Addr(), 1), dst: f.relay, payload: data(10)}, tcOK, reason{NumDrops, PassNoEntry}},
+				{"more than 3 bytes of padding", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(8), 4)}, tcOK, reason{NumDrops, PassPadding}},
+				{"peer not on loopback", pkt{src: f.client, dst: f.listen, payload: channelData(0x4003, data(10), 0)}, tcOK, reason{NumDrops, PassNoRoute}},
+				{"peer to a client of a wildcard listener", pkt{src: f.peer, dst: wf.relay, payload: data(10)}, tcOK, reason{NumDrops, PassNoRoute}},
+				{"client to peer, data over 1536 bytes", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(1537), 0)}, tcOK, reason{NumDrops, PassMTU}},
+				{"bad UDP length", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(10), 0), lenDelta: 2}, tcOK, none},
+			}
+			if f.client.Addr().Is4() {
+				tests = append(tests, []struct {
+					name   string
+					in     pkt
+					action uint32
+					why    reason
+				}{
+					{"first fragment", pkt{src: f.client, dst: f.listen, fragOff: 0x2000, payload: channelData(0x4001, data(10), 0)}, tcOK, reason{NumDrops, PassFragment}},
+					{"IP options", pkt{src: f.client, dst: f.listen, ipOptions: true, payload: channelData(0x4001, data(10), 0)}, tcOK, reason{NumDrops, PassIPOptions}},
+				}...)
+			} else {
+				tests = append(tests, struct {
+					name   string
+					in     pkt
+					action uint32
+					why    reason
+				}{"fragment header", pkt{src: f.client, dst: f.listen, fragHdr: true, payload: channelData(0x4001, data(10), 0)}, tcOK, reason{NumDrops, PassFragment}})
+			}
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					tt.in.srcMAC, tt.in.dstMAC = loMAC, loMAC
+					in := tt.in.bytes()
+					d0, p0 := e.reasons(t)
+					action, out := runTC(t, e.o, in)
+					d1, p1 := e.reasons(t)
+					if action != tt.action {
+						t.Fatalf("action %d, want %d", action, tt.action)
+					}
+					if action == tcOK && !bytes.Equal(out, in) {
+						t.Errorf("passed packet changed:\n% x\nwant\n% x", out, in)
+					}
+					for r := range NumDrops {
+						want := uint64(0)
+						if r == tt.why.drop {
+							want = 1
+						}
+						if d1[r]-d0[r] != want {
+							t.Errorf("drops[%d] += %d, want %d", r, d1[r]-d0[r], want)
+						}
+					}
+					for r := range NumPasses {
+						want := uint64(0)
+						if r == tt.why.pass {
+							want = 1
+						}
+						if p1[r]-p0[r] != want {
+							t.Errorf("passes[%v] += %d, want %d", r, p1[r]-p0[r], want)
+						}
+					}
+				})
+			}
+		})
+	}
+}
