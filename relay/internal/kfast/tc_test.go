@@ -4,10 +4,15 @@ package kfast
 
 import (
 	"bytes"
+	"errors"
+	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/avedge/avedge/relay/internal/kfast/nstest"
 )
 
 // The tc variant (avedge_relay_tc, for loopback) on crafted packets with BPF_PROG_RUN.
@@ -244,5 +249,114 @@ func TestTCDropsAndPasses(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// TestAttachLoopback attaches the tc variant to lo in a namespace the test makes, installs a
+// channel by hand (no relay process: what arrives was relayed in the kernel) and sends real
+// datagrams through it both ways, from sockets on lo, whose checksums the kernel leaves
+// partial. After Close, a ChannelData message reaches the listen address unrelayed.
+func TestAttachLoopback(t *testing.T) {
+	o := newOffload(t)
+	ns := nstest.New(t, "kflo")
+	var mode Mode
+	var err error
+	ns.Do(func() { mode, err = o.Attach(ns.Ifindex("lo"), ModeTCX) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode != ModeTCX {
+		t.Fatalf("mode %v, want tcx", mode)
+	}
+	chans := []Channel{
+		{Num: 0x4123, Client: netip.MustParseAddrPort("127.0.0.2:40000"), Listen: netip.MustParseAddrPort("127.0.0.1:3478"),
+			Relay: netip.MustParseAddrPort("127.0.0.1:50000"), Peer: netip.MustParseAddrPort("127.0.0.3:40001")},
+		{Num: 0x4124, Client: netip.MustParseAddrPort("[::1]:40000"), Listen: netip.MustParseAddrPort("[::1]:3478"),
+			Relay: netip.MustParseAddrPort("[::1]:50000"), Peer: netip.MustParseAddrPort("[::1]:40001")},
+	}
+	for _, ch := range chans {
+		t.Run(map[bool]string{true: "ipv4", false: "ipv6"}[ch.Client.Addr().Is4()], func(t *testing.T) {
+			if ch.Slot, err = o.NewSlot(0); err != nil {
+				t.Fatal(err)
+			}
+			if err := errors.Join(o.PutChannel(ch), o.Permit(ch.Slot, ch.Peer.Addr())); err != nil {
+				t.Fatal(err)
+			}
+			var client, peer *net.UDPConn
+			ns.Do(func() {
+				if client, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ch.Client)); err != nil {
+					return
+				}
+				peer, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ch.Peer))
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			defer peer.Close()
+			const n = 100
+			buf := make([]byte, 4096)
+			var bytesSent uint64
+			for i := range n {
+				msg := data(i * 29 % 1500) // 0 to 1499 bytes, every padding
+				bytesSent += uint64(len(msg))
+				if _, err := client.WriteToUDPAddrPort(channelData(ch.Num, msg, (4-len(msg)%4)%4), ch.Listen); err != nil {
+					t.Fatal(err)
+				}
+				peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+				k, from, err := peer.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					t.Fatalf("client → peer #%d (%d bytes): %v", i, len(msg), err)
+				}
+				if from != ch.Relay || !bytes.Equal(buf[:k], msg) {
+					t.Fatalf("client → peer #%d: %d bytes from %v, want %d from %v", i, k, from, len(msg), ch.Relay)
+				}
+				if _, err := peer.WriteToUDPAddrPort(msg, ch.Relay); err != nil {
+					t.Fatal(err)
+				}
+				client.SetReadDeadline(time.Now().Add(5 * time.Second))
+				k, from, err = client.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					t.Fatalf("peer → client #%d (%d bytes): %v", i, len(msg), err)
+				}
+				if want := channelData(ch.Num, msg, 0); from != ch.Listen || !bytes.Equal(buf[:k], want) {
+					t.Fatalf("peer → client #%d: %d bytes from %v, want %d from %v", i, k, from, len(want), ch.Listen)
+				}
+			}
+			got, err := o.Counters(ch.Slot)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := (Counters{n, bytesSent, n, bytesSent}); got != want {
+				t.Errorf("counters %+v, want %+v", got, want)
+			}
+		})
+	}
+
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ch := chans[0]
+	var client, lis *net.UDPConn
+	ns.Do(func() {
+		if client, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ch.Client)); err != nil {
+			return
+		}
+		lis, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ch.Listen))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	defer lis.Close()
+	msg := channelData(ch.Num, data(20), 0)
+	if _, err := client.WriteToUDPAddrPort(msg, ch.Listen); err != nil {
+		t.Fatal(err)
+	}
+	lis.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 256)
+	k, _, err := lis.ReadFromUDPAddrPort(buf)
+	if err != nil || !bytes.Equal(buf[:k], msg) {
+		t.Fatalf("after Close, the listen address got %d bytes (%v), want the ChannelData message unrelayed", k, err)
 	}
 }
