@@ -82,9 +82,11 @@ type Config struct {
 	//
 	// DataPathAuto and DataPathOffload also relay channel-bound UDP traffic in the kernel (an
 	// XDP program, package kfast) on the interfaces of the UDP listen and relay addresses
-	// that allow it: a concrete address, not on loopback, on an interface that forwards its
-	// family (or OffloadGateway), and BPF available (CAP_BPF and CAP_NET_ADMIN, or root). Auto
-	// logs why when it cannot; offload refuses to start. The kernel enforces each allocation's
+	// that allow it: a concrete address on an interface that forwards its family (or
+	// OffloadGateway), and BPF available (CAP_BPF and CAP_NET_ADMIN, or root). On loopback
+	// only DataPathOffload does (the tc variant, tcx ingress on lo, between loopback
+	// addresses; auto leaves loopback to user space). Auto logs why when it cannot; offload
+	// refuses to start. The kernel enforces each allocation's
 	// bandwidth cap with a token bucket of its own. The workers, io_uring where it runs, else
 	// epoll, relay everything the kernel does not.
 	DataPath DataPath

@@ -3,6 +3,7 @@
 package relay
 
 import (
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -29,18 +30,22 @@ func TestDataPathChoice(t *testing.T) {
 		t.Fatalf("error %q does not name the bad data path", err)
 	}
 
-	// The kernel fast path serves no loopback listener: offload refuses to start, naming why,
-	// and auto runs the user-space loop alone.
-	off := base
-	off.DataPath = DataPathOffload
-	if s, err := New(off); err == nil {
-		s.Close()
-		t.Fatal("data path offload started with only a loopback listener")
-	} else if !strings.Contains(err.Error(), "loopback") {
-		t.Fatalf("data path offload on loopback: error %q does not say why", err)
-	}
-	if s := startServerOn(t, DataPathAuto, nil); s.kernel != nil {
+	// Data path auto leaves a loopback listener to user space, naming why; offload would
+	// serve it with the tc variant (planned here, not attached: tests attach only inside
+	// namespaces they make, as TestKernelFastPath does).
+	s := startServerOn(t, DataPathAuto, nil)
+	if s.kernel != nil {
 		t.Fatal("data path auto attached the kernel fast path to loopback")
+	}
+	if plan, err := s.planKernel(false, false, false); err != nil {
+		t.Fatal(err)
+	} else if len(plan.ifaces) != 0 || !strings.Contains(strings.Join(plan.why, "; "), "loopback") {
+		t.Fatalf("auto's plan on loopback: interfaces %v, why %q; want none, saying loopback", plan.ifaces, plan.why)
+	}
+	if plan, err := s.planKernel(false, true, true); err != nil {
+		t.Fatal(err)
+	} else if len(plan.ifaces) != 1 || plan.ifaces[0].Flags&net.FlagLoopback == 0 {
+		t.Fatalf("offload's plan on loopback: interfaces %v (why %q), want lo", plan.ifaces, plan.why)
 	}
 
 	for _, path := range []DataPath{DataPathAuto, DataPathEpoll, DataPathIOUring} {

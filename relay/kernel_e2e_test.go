@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/pion/turn/v5"
 
 	"github.com/avedge/avedge/auth"
@@ -53,7 +55,7 @@ func TestKernelRelayChild(t *testing.T) {
 		RelayIPs:  []netip.Addr{relayIP},
 		MinPort:   21000, MaxPort: 21099,
 		Validator: auth.NewValidator(auth.ValidatorConfig{Keyring: auth.NewKeyring(auth.Secret{ID: "k1", Value: testSecret})}),
-		Peers:     PeerPolicy{Allow: []netip.Prefix{allow}},
+		Peers:     PeerPolicy{Allow: []netip.Prefix{allow}, AllowLoopback: allow.Addr().IsLoopback()},
 		Workers:   1,
 		DataPath:  dp,
 
@@ -110,13 +112,21 @@ type kernelFamily struct {
 	name, relay, client, peer, prefix, network string
 	bits                                       int
 	wildcard                                   bool // the relay listens on 0.0.0.0 or [::]
+	loopback                                   bool // everything on lo in one namespace
 }
 
 var kernelFamilies = []kernelFamily{
-	{"ipv4", "10.9.0.1", "10.9.0.2", "10.9.0.3", "10.9.0.0/24", "udp4", 24, false},
-	{"ipv6", "fd09::1", "fd09::2", "fd09::3", "fd09::/64", "udp6", 64, false},
-	{"ipv4 wildcard listener", "10.9.0.1", "10.9.0.2", "10.9.0.3", "10.9.0.0/24", "udp4", 24, true},
-	{"ipv6 wildcard listener", "fd09::1", "fd09::2", "fd09::3", "fd09::/64", "udp6", 64, true},
+	{"ipv4", "10.9.0.1", "10.9.0.2", "10.9.0.3", "10.9.0.0/24", "udp4", 24, false, false},
+	{"ipv6", "fd09::1", "fd09::2", "fd09::3", "fd09::/64", "udp6", 64, false, false},
+	{"ipv4 wildcard listener", "10.9.0.1", "10.9.0.2", "10.9.0.3", "10.9.0.0/24", "udp4", 24, true, false},
+	{"ipv6 wildcard listener", "fd09::1", "fd09::2", "fd09::3", "fd09::/64", "udp6", 64, true, false},
+}
+
+// loopFamilies are the loopback topology: relay, client and peer in one namespace, on lo
+// (the tc variant).
+var loopFamilies = []kernelFamily{
+	{name: "ipv4 loopback", relay: "127.0.0.1", client: "127.0.0.2", peer: "127.0.0.3", prefix: "127.0.0.0/8", network: "udp4", bits: 8, loopback: true},
+	{name: "ipv6 loopback", relay: "::1", client: "::1", peer: "::1", prefix: "::1/128", network: "udp6", bits: 128, loopback: true},
 }
 
 // kernelTopo is a relay in namespace r and a TURN client with an allocation and an echoing
@@ -154,31 +164,13 @@ func newKernelTopoWith(tb testing.TB, f kernelFamily, dp DataPath, permLife time
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { pass.Close() })
-	k := &kernelTopo{r: nstest.New(tb, "kfer"), c: nstest.New(tb, "kfec"), buf: make([]byte, 2048)}
-	r, c := k.r, k.c
-	r.IP("link add v0 type veth peer name v1 netns " + c.Name)
-	for _, a := range []struct {
-		ns   *nstest.NS
-		dev  string
-		addr string
-	}{{r, "v0", f.relay}, {c, "v1", f.client}, {c, "v1", f.peer}} {
-		a.ns.IP(fmt.Sprintf("addr add %s/%d dev %s nodad", a.addr, f.bits, a.dev))
+	k := &kernelTopo{r: nstest.New(tb, "kfer"), buf: make([]byte, 2048)}
+	if f.loopback {
+		k.c = k.r
+	} else {
+		k.c = nstest.New(tb, "kfec")
+		k.vethTopo(tb, f, pass)
 	}
-	r.IP("link set v0 up")
-	c.IP("link set v1 up")
-	fam := "ipv4"
-	if strings.Contains(f.relay, ":") {
-		fam = "ipv6"
-	}
-	r.Sysctl("net."+fam+".conf.v0.forwarding", "1")
-	// The client's and peer's datagrams reach the relay's veth with their UDP checksums not
-	// computed (CHECKSUM_PARTIAL): the relay sees a veth and has the program compute them.
-	// XDP_TX into a veth needs NAPI on its far end: a program there gives it.
-	c.Do(func() { _, err = pass.AttachPass(c.Ifindex("v1"), kfast.ModeNative) })
-	if err != nil {
-		tb.Fatal(err)
-	}
-
 	k.lis = netip.AddrPortFrom(netip.MustParseAddr(f.relay), 3478)
 	listen := k.lis
 	if f.wildcard {
@@ -193,10 +185,10 @@ func newKernelTopoWith(tb testing.TB, f kernelFamily, dp DataPath, permLife time
 		dps = "auto" // ParseDataPath's name for it; "" would vanish from the spec's fields
 	}
 	k.spec = fmt.Sprintf("%s %s %s %s %s", listen, f.relay, dps, f.prefix, permLife)
-	k.rel = startKernelRelay(tb, r, k.spec)
+	k.rel = startKernelRelay(tb, k.r, k.spec)
 
 	var pc, peer net.PacketConn
-	c.Do(func() {
+	k.c.Do(func() {
 		if pc, err = net.ListenPacket(f.network, net.JoinHostPort(f.client, "0")); err != nil {
 			return
 		}
@@ -236,6 +228,36 @@ func newKernelTopoWith(tb testing.TB, f kernelFamily, dp DataPath, permLife time
 	}
 	tb.Cleanup(func() { k.relayed.Close() })
 	return k
+}
+
+// vethTopo joins k.r and k.c by veth v0 (relay: f.relay) – v1 (f.client, f.peer), with the
+// pass program pass on v1.
+func (k *kernelTopo) vethTopo(tb testing.TB, f kernelFamily, pass *kfast.Offload) {
+	tb.Helper()
+	r, c := k.r, k.c
+	r.IP("link add v0 type veth peer name v1 netns " + c.Name)
+	for _, a := range []struct {
+		ns   *nstest.NS
+		dev  string
+		addr string
+	}{{r, "v0", f.relay}, {c, "v1", f.client}, {c, "v1", f.peer}} {
+		a.ns.IP(fmt.Sprintf("addr add %s/%d dev %s nodad", a.addr, f.bits, a.dev))
+	}
+	r.IP("link set v0 up")
+	c.IP("link set v1 up")
+	fam := "ipv4"
+	if strings.Contains(f.relay, ":") {
+		fam = "ipv6"
+	}
+	r.Sysctl("net."+fam+".conf.v0.forwarding", "1")
+	// The client's and peer's datagrams reach the relay's veth with their UDP checksums not
+	// computed (CHECKSUM_PARTIAL): the relay sees a veth and has the program compute them.
+	// XDP_TX into a veth needs NAPI on its far end: a program there gives it.
+	var err error
+	c.Do(func() { _, err = pass.AttachPass(c.Ifindex("v1"), kfast.ModeNative) })
+	if err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // round sends msg through the relay to the peer and reads its echo.
@@ -282,8 +304,28 @@ func (k *kernelTopo) warm(tb testing.TB, kernel bool) {
 	}
 }
 
+// attached reports whether the relay's program is on its interface: XDP on v0, or the tc
+// variant on lo's tcx ingress.
+func (k *kernelTopo) attached(tb testing.TB, f kernelFamily) bool {
+	tb.Helper()
+	if !f.loopback {
+		return strings.Contains(k.r.IP("link show dev v0"), "xdp")
+	}
+	var q *link.QueryResult
+	var err error
+	k.r.Do(func() {
+		q, err = link.QueryPrograms(link.QueryOptions{Target: k.r.Ifindex("lo"), Attach: ebpf.AttachTCXIngress})
+	})
+	if err != nil {
+		tb.Fatalf("query lo's tcx programs: %v", err)
+	}
+	return len(q.Programs) > 0
+}
+
+// TestKernelFastPath relays through the kernel fast path: over a veth (XDP) and on loopback in
+// a namespace of the test's own (the tc variant).
 func TestKernelFastPath(t *testing.T) {
-	for _, f := range kernelFamilies {
+	for _, f := range append(append([]kernelFamily{}, kernelFamilies...), loopFamilies...) {
 		t.Run(f.name, func(t *testing.T) {
 			k := newKernelTopo(t, f, DataPathOffload)
 			k.warm(t, true)
@@ -314,12 +356,12 @@ func TestKernelFastPath(t *testing.T) {
 			// A crash leaves nothing attached (the links die with the process's file
 			// descriptors; nothing is pinned), and a restarted relay attaches again.
 			k.rel.kill(t)
-			if out := k.r.IP("link show dev v0"); strings.Contains(out, "xdp") {
-				t.Fatalf("XDP program left on v0 after the relay was killed:\n%s", out)
+			if k.attached(t, f) {
+				t.Fatal("program left attached after the relay was killed")
 			}
 			startKernelRelay(t, k.r, k.spec)
-			if out := k.r.IP("link show dev v0"); !strings.Contains(out, "xdp") {
-				t.Fatalf("restarted relay attached nothing to v0:\n%s", out)
+			if !k.attached(t, f) {
+				t.Fatal("restarted relay attached nothing")
 			}
 		})
 	}

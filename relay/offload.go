@@ -14,22 +14,24 @@ import (
 )
 
 // The kernel fast path (package kfast): with data path auto or offload, channel-bound UDP
-// traffic is relayed by an XDP program on the interfaces that carry the relay's UDP listen
+// traffic is relayed by an XDP program (on loopback: its tc variant, tcx ingress) on the interfaces that carry the relay's UDP listen
 // addresses and relay addresses, and the workers relay the rest. The fast-path table drives
 // the program's maps (dataplane/kernel.go).
 
 // kernelPlan is which interfaces the program goes on, and why an address is not served.
 type kernelPlan struct {
-	ifaces []net.Interface    // to attach to
+	ifaces []net.Interface    // to attach to (loopback: the tc variant)
 	lis    []netip.AddrPort   // by listener ID: the served listen address, or invalid
 	why    []string           // why something is not served
 	served map[int]bool       // by interface index
 	byAddr map[netip.Addr]int // interface index of each local address
 }
 
-// planKernel finds the interfaces of the UDP listen and relay addresses. An address is served
-// when it is on an interface other than loopback and, unless gateway is set, that interface
-// forwards its family (the program's route lookup needs it). A wildcard listener is served on
+// planKernel finds the interfaces of the UDP listen and relay addresses. An address on
+// loopback is served when loop is set (data path offload), by the tc variant on tcx ingress
+// (XDP cannot serve lo); it relays only between loopback addresses. An address on another
+// interface is served when, unless gateway is set, that interface forwards its family (the
+// XDP program's route lookup needs it). A wildcard listener is served on
 // the relay addresses' interfaces, with route lookups (the program answers from the route's
 // preferred source, as the listener's socket does), so not in gateway mode. A veth is served
 // only when veth is set (data path offload, not auto): what the program sends back out of a
@@ -37,7 +39,7 @@ type kernelPlan struct {
 // an XDP program of its own, and the relay cannot see the far end (in another namespace, a
 // container's host) to check. Guessing wrong loses every channel packet, so auto leaves veths
 // to user space and says so.
-func (s *Server) planKernel(gateway, veth bool) (*kernelPlan, error) {
+func (s *Server) planKernel(gateway, veth, loop bool) (*kernelPlan, error) {
 	p := &kernelPlan{served: map[int]bool{}, byAddr: map[netip.Addr]int{}, lis: make([]netip.AddrPort, len(s.listeners))}
 	ifs, err := net.Interfaces()
 	if err != nil {
@@ -66,15 +68,16 @@ func (s *Server) planKernel(gateway, veth bool) (*kernelPlan, error) {
 			return false
 		}
 		ifi := byIndex[idx]
-		if ifi.Flags&net.FlagLoopback != 0 {
-			p.why = append(p.why, fmt.Sprintf("%s %s: on loopback (XDP relays on NICs and veths)", what, ip))
+		isLoop := ifi.Flags&net.FlagLoopback != 0
+		switch {
+		case isLoop && !loop:
+			p.why = append(p.why, fmt.Sprintf("%s %s: on loopback, which data path auto leaves to user space (the tc variant there is data-path offload's)", what, ip))
 			return false
-		}
-		if !veth && kfast.Driver(ifi.Name) == "veth" {
+		case isLoop:
+		case !veth && kfast.Driver(ifi.Name) == "veth":
 			p.why = append(p.why, fmt.Sprintf("%s %s: on veth %s, whose far end needs an XDP program of its own for the relayed packets to arrive (data-path offload when it has one)", what, ip, ifi.Name))
 			return false
-		}
-		if !gateway {
+		case !gateway:
 			v4, v6 := kfast.Forwarding(ifi.Name)
 			if (ip.Is4() && !v4) || (ip.Is6() && !v6) {
 				fam := "ipv4"
@@ -106,11 +109,23 @@ func (s *Server) planKernel(gateway, veth bool) (*kernelPlan, error) {
 			p.why = append(p.why, fmt.Sprintf("listener %s: a wildcard address with offload-gateway (give the concrete one)", g.addr))
 		case len(p.ifaces) == 0:
 			p.why = append(p.why, fmt.Sprintf("listener %s: a wildcard address, and no relay address is served", g.addr))
+		case p.onlyLoopback():
+			p.why = append(p.why, fmt.Sprintf("listener %s: a wildcard address, which the tc variant on loopback cannot answer from (give 127.0.0.1 or ::1)", g.addr))
 		default:
 			p.lis[g.ID] = g.addr
 		}
 	}
 	return p, nil
+}
+
+// onlyLoopback reports whether every interface to attach to is a loopback one.
+func (p *kernelPlan) onlyLoopback() bool {
+	for _, ifi := range p.ifaces {
+		if ifi.Flags&net.FlagLoopback == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // startKernel sets the kernel fast path up for data path dp (auto or offload). With auto, it
@@ -123,7 +138,7 @@ func (s *Server) startKernel(dp DataPath) error {
 		s.log.Info("kernel fast path off; relaying in user space", "reason", err.Error())
 		return nil
 	}
-	plan, err := s.planKernel(s.cfg.OffloadGateway, dp == DataPathOffload)
+	plan, err := s.planKernel(s.cfg.OffloadGateway, dp == DataPathOffload, dp == DataPathOffload)
 	if err != nil {
 		return fail(err)
 	}
@@ -148,12 +163,20 @@ func (s *Server) startKernel(dp DataPath) error {
 	}
 	var attached []string
 	for _, ifi := range plan.ifaces {
-		mode, err := off.Attach(ifi.Index, kfast.ModeAuto)
+		want := kfast.ModeAuto
+		if ifi.Flags&net.FlagLoopback != 0 {
+			want = kfast.ModeTCX // XDP on lo loses what it shortens (see kfast's tc variant)
+		}
+		mode, err := off.Attach(ifi.Index, want)
 		if err != nil {
 			off.Close()
 			return fail(err)
 		}
-		attached = append(attached, ifi.Name+" ("+mode.String()+" XDP)")
+		how := mode.String() + " XDP"
+		if mode == kfast.ModeTCX {
+			how = "tcx ingress"
+		}
+		attached = append(attached, ifi.Name+" ("+how+")")
 	}
 	s.kernel = off
 	s.kmirror = dataplane.NewKernel(off, plan.lis, s.log)
@@ -162,7 +185,7 @@ func (s *Server) startKernel(dp DataPath) error {
 	if len(plan.why) > 0 {
 		args = append(args, "not-served", strings.Join(plan.why, "; "))
 	}
-	s.log.Info("kernel fast path on: channel-bound UDP relayed in XDP", args...)
+	s.log.Info("kernel fast path on: channel-bound UDP relayed in the kernel", args...)
 	return nil
 }
 
