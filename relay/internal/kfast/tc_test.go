@@ -17,10 +17,11 @@ import (
 
 // The tc variant (avedge_relay_tc, for loopback) on crafted packets with BPF_PROG_RUN.
 
-// tc actions.
+// tcx verdicts.
 const (
-	tcOK   = 0
-	tcShot = 2
+	tcOK   = 0          // TCX_PASS: relayed, delivered
+	tcShot = 2          // TCX_DROP
+	tcNext = 0xffffffff // TCX_NEXT (-1): left alone, to the next program and the stack
 )
 
 // loMAC is lo's link address, and a frame's on lo.
@@ -188,14 +189,14 @@ func TestTCDropsAndPasses(t *testing.T) {
 				{"channel without permission", pkt{src: f.client, dst: f.listen, payload: channelData(0x4002, data(10), 0)}, tcShot, reason{DropNoPermission, NumPasses}},
 				{"peer without permission", pkt{src: noPerm, dst: f.relay, payload: data(10)}, tcShot, reason{DropNoPermission, NumPasses}},
 				{"ChannelData longer than its datagram", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(10), 0)[:13]}, tcShot, reason{DropMalformed, NumPasses}},
-				{"STUN from a client", pkt{src: f.client, dst: f.listen, payload: stun}, tcOK, reason{NumDrops, PassNoEntry}},
-				{"unbound channel", pkt{src: f.client, dst: f.listen, payload: channelData(0x4009, data(10), 0)}, tcOK, reason{NumDrops, PassNoEntry}},
-				{"peer without channel", pkt{src: netip.AddrPortFrom(f.peer.Addr(), 1), dst: f.relay, payload: data(10)}, tcOK, reason{NumDrops, PassNoEntry}},
-				{"more than 3 bytes of padding", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(8), 4)}, tcOK, reason{NumDrops, PassPadding}},
-				{"peer not on loopback", pkt{src: f.client, dst: f.listen, payload: channelData(0x4003, data(10), 0)}, tcOK, reason{NumDrops, PassNoRoute}},
-				{"peer to a client of a wildcard listener", pkt{src: f.peer, dst: wf.relay, payload: data(10)}, tcOK, reason{NumDrops, PassNoRoute}},
-				{"client to peer, data over 1536 bytes", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(1537), 0)}, tcOK, reason{NumDrops, PassMTU}},
-				{"bad UDP length", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(10), 0), lenDelta: 2}, tcOK, none},
+				{"STUN from a client", pkt{src: f.client, dst: f.listen, payload: stun}, tcNext, reason{NumDrops, PassNoEntry}},
+				{"unbound channel", pkt{src: f.client, dst: f.listen, payload: channelData(0x4009, data(10), 0)}, tcNext, reason{NumDrops, PassNoEntry}},
+				{"peer without channel", pkt{src: netip.AddrPortFrom(f.peer.Addr(), 1), dst: f.relay, payload: data(10)}, tcNext, reason{NumDrops, PassNoEntry}},
+				{"more than 3 bytes of padding", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(8), 4)}, tcNext, reason{NumDrops, PassPadding}},
+				{"peer not on loopback", pkt{src: f.client, dst: f.listen, payload: channelData(0x4003, data(10), 0)}, tcNext, reason{NumDrops, PassNoRoute}},
+				{"peer to a client of a wildcard listener", pkt{src: f.peer, dst: wf.relay, payload: data(10)}, tcNext, reason{NumDrops, PassNoRoute}},
+				{"client to peer, data over 1536 bytes", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(1537), 0)}, tcNext, reason{NumDrops, PassMTU}},
+				{"bad UDP length", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(10), 0), lenDelta: 2}, tcNext, none},
 			}
 			if f.client.Addr().Is4() {
 				tests = append(tests, []struct {
@@ -204,8 +205,8 @@ func TestTCDropsAndPasses(t *testing.T) {
 					action uint32
 					why    reason
 				}{
-					{"first fragment", pkt{src: f.client, dst: f.listen, fragOff: 0x2000, payload: channelData(0x4001, data(10), 0)}, tcOK, reason{NumDrops, PassFragment}},
-					{"IP options", pkt{src: f.client, dst: f.listen, ipOptions: true, payload: channelData(0x4001, data(10), 0)}, tcOK, reason{NumDrops, PassIPOptions}},
+					{"first fragment", pkt{src: f.client, dst: f.listen, fragOff: 0x2000, payload: channelData(0x4001, data(10), 0)}, tcNext, reason{NumDrops, PassFragment}},
+					{"IP options", pkt{src: f.client, dst: f.listen, ipOptions: true, payload: channelData(0x4001, data(10), 0)}, tcNext, reason{NumDrops, PassIPOptions}},
 				}...)
 			} else {
 				tests = append(tests, struct {
@@ -213,7 +214,7 @@ func TestTCDropsAndPasses(t *testing.T) {
 					in     pkt
 					action uint32
 					why    reason
-				}{"fragment header", pkt{src: f.client, dst: f.listen, fragHdr: true, payload: channelData(0x4001, data(10), 0)}, tcOK, reason{NumDrops, PassFragment}})
+				}{"fragment header", pkt{src: f.client, dst: f.listen, fragHdr: true, payload: channelData(0x4001, data(10), 0)}, tcNext, reason{NumDrops, PassFragment}})
 			}
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
@@ -225,7 +226,7 @@ func TestTCDropsAndPasses(t *testing.T) {
 					if action != tt.action {
 						t.Fatalf("action %d, want %d", action, tt.action)
 					}
-					if action == tcOK && !bytes.Equal(out, in) {
+					if action == tcNext && !bytes.Equal(out, in) {
 						t.Errorf("passed packet changed:\n% x\nwant\n% x", out, in)
 					}
 					for r := range NumDrops {
@@ -282,47 +283,8 @@ func TestAttachLoopback(t *testing.T) {
 			if err := errors.Join(o.PutChannel(ch), o.Permit(ch.Slot, ch.Peer.Addr())); err != nil {
 				t.Fatal(err)
 			}
-			var client, peer *net.UDPConn
-			ns.Do(func() {
-				if client, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ch.Client)); err != nil {
-					return
-				}
-				peer, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ch.Peer))
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer client.Close()
-			defer peer.Close()
 			const n = 100
-			buf := make([]byte, 4096)
-			var bytesSent uint64
-			for i := range n {
-				msg := data(i * 29 % 1500) // 0 to 1499 bytes, every padding
-				bytesSent += uint64(len(msg))
-				if _, err := client.WriteToUDPAddrPort(channelData(ch.Num, msg, (4-len(msg)%4)%4), ch.Listen); err != nil {
-					t.Fatal(err)
-				}
-				peer.SetReadDeadline(time.Now().Add(5 * time.Second))
-				k, from, err := peer.ReadFromUDPAddrPort(buf)
-				if err != nil {
-					t.Fatalf("client → peer #%d (%d bytes): %v", i, len(msg), err)
-				}
-				if from != ch.Relay || !bytes.Equal(buf[:k], msg) {
-					t.Fatalf("client → peer #%d: %d bytes from %v, want %d from %v", i, k, from, len(msg), ch.Relay)
-				}
-				if _, err := peer.WriteToUDPAddrPort(msg, ch.Relay); err != nil {
-					t.Fatal(err)
-				}
-				client.SetReadDeadline(time.Now().Add(5 * time.Second))
-				k, from, err = client.ReadFromUDPAddrPort(buf)
-				if err != nil {
-					t.Fatalf("peer → client #%d (%d bytes): %v", i, len(msg), err)
-				}
-				if want := channelData(ch.Num, msg, 0); from != ch.Listen || !bytes.Equal(buf[:k], want) {
-					t.Fatalf("peer → client #%d: %d bytes from %v, want %d from %v", i, k, from, len(want), ch.Listen)
-				}
-			}
+			bytesSent := loopRoundTrips(t, ns, ch, n)
 			got, err := o.Counters(ch.Slot)
 			if err != nil {
 				t.Fatal(err)
@@ -358,5 +320,89 @@ func TestAttachLoopback(t *testing.T) {
 	k, _, err := lis.ReadFromUDPAddrPort(buf)
 	if err != nil || !bytes.Equal(buf[:k], msg) {
 		t.Fatalf("after Close, the listen address got %d bytes (%v), want the ChannelData message unrelayed", k, err)
+	}
+}
+
+// loopRoundTrips sends n datagrams (0 to 1499 bytes, every padding) through channel ch both
+// ways, from sockets in ns, and checks what arrives byte for byte. It returns the data bytes
+// sent each way.
+func loopRoundTrips(t *testing.T, ns *nstest.NS, ch Channel, n int) uint64 {
+	t.Helper()
+	var client, peer *net.UDPConn
+	var err error
+	ns.Do(func() {
+		if client, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ch.Client)); err != nil {
+			return
+		}
+		peer, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ch.Peer))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	defer peer.Close()
+	buf := make([]byte, 4096)
+	var bytesSent uint64
+	for i := range n {
+		msg := data(i * 29 % 1500)
+		bytesSent += uint64(len(msg))
+		if _, err := client.WriteToUDPAddrPort(channelData(ch.Num, msg, (4-len(msg)%4)%4), ch.Listen); err != nil {
+			t.Fatal(err)
+		}
+		peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+		k, from, err := peer.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("client → peer #%d (%d bytes): %v", i, len(msg), err)
+		}
+		if from != ch.Relay || !bytes.Equal(buf[:k], msg) {
+			t.Fatalf("client → peer #%d: %d bytes from %v, want %d from %v", i, k, from, len(msg), ch.Relay)
+		}
+		if _, err := peer.WriteToUDPAddrPort(msg, ch.Relay); err != nil {
+			t.Fatal(err)
+		}
+		client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		k, from, err = client.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("peer → client #%d (%d bytes): %v", i, len(msg), err)
+		}
+		if want := channelData(ch.Num, msg, 0); from != ch.Listen || !bytes.Equal(buf[:k], want) {
+			t.Fatalf("peer → client #%d: %d bytes from %v, want %d from %v", i, k, from, len(want), ch.Listen)
+		}
+	}
+	return bytesSent
+}
+
+// TestLoopbackTwoRelays: two relays' programs on one lo (tcx runs them in turn). The first
+// leaves what it does not know to the next (TCX_NEXT), so the second relays its own channel.
+func TestLoopbackTwoRelays(t *testing.T) {
+	first, second := newOffload(t), newOffload(t)
+	ns := nstest.New(t, "kflo2")
+	for _, o := range []*Offload{first, second} {
+		var err error
+		ns.Do(func() { _, err = o.Attach(ns.Ifindex("lo"), ModeTCX) })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch := Channel{Num: 0x4321, Client: netip.MustParseAddrPort("127.0.0.2:40000"), Listen: netip.MustParseAddrPort("127.0.0.1:3478"),
+		Relay: netip.MustParseAddrPort("127.0.0.1:50000"), Peer: netip.MustParseAddrPort("127.0.0.3:40001")}
+	var err error
+	if ch.Slot, err = second.NewSlot(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(second.PutChannel(ch), second.Permit(ch.Slot, ch.Peer.Addr())); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	sent := loopRoundTrips(t, ns, ch, n)
+	if got, err := second.Counters(ch.Slot); err != nil || got != (Counters{n, sent, n, sent}) {
+		t.Errorf("second relay's counters %+v (%v), want %d packets and %d bytes each way", got, err, n, sent)
+	}
+	passes, err := first.Passes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if passes[PassNoEntry] < 2*n {
+		t.Errorf("the first relay left %d packets to the next as unknown, want at least %d", passes[PassNoEntry], 2*n)
 	}
 }

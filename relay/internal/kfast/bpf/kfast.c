@@ -800,7 +800,7 @@ int avedge_relay(struct xdp_md *ctx)
 // at the UDP header), and generic XDP moves the packet's head without moving csum_start, so a
 // ChannelData message with its header stripped reached the receiver as a bad checksum. Here
 // bpf_skb_adjust_room removes or inserts the 4 bytes behind the IP header (skb offsets kept
-// right) and the relayed packet is delivered locally (TC_ACT_OK: on loopback every address is
+// right) and the relayed packet is delivered locally (TCX_PASS: on loopback every address is
 // this host's, and the route the sender's packet took is a local one).
 //
 //   client → peer: the headers move 4 bytes up, over the ChannelData header, which puts the
@@ -812,10 +812,14 @@ int avedge_relay(struct xdp_md *ctx)
 //     bpf_l4_csum_replace, the pseudo-header's part flagged BPF_F_PSEUDO_HDR, which is right
 //     both for a partial checksum and a full one.
 
+// A packet the program leaves alone goes on to the next tcx program on lo, if any (another
+// relay's), then up the stack: TCX_NEXT. One it relayed ends the chain, delivered (TCX_PASS).
+#define TC_NEXT -1 // TCX_NEXT (linux/bpf.h, 6.6+)
+
 static __always_inline int tc_pass(__u32 reason)
 {
 	bump(&passes, reason);
-	return TC_ACT_OK;
+	return TC_NEXT;
 }
 
 static __always_inline int tc_drop(__u32 reason)
@@ -918,7 +922,7 @@ static __always_inline int tc_client_to_peer(struct __sk_buff *skb, int v6, stru
 	if (v6 || h->udp.check) {
 		__s64 dsum = skb_data_sum(skb, HDRS(v6) + 4, length);
 		if (dsum < 0)
-			return TC_ACT_OK;
+			return TC_NEXT;
 		u.check = full_udp_csum(v6, v->relay_ip, v->peer_ip, &u, NULL, 0, dsum);
 	}
 	h->udp = u;
@@ -929,9 +933,9 @@ static __always_inline int tc_client_to_peer(struct __sk_buff *skb, int v6, stru
 	// the new UDP header then lies over the old length, checksum and ChannelData header).
 	__u32 want = HDRS(v6) + 4 + (__u32)length;
 	if (skb->len > want && bpf_skb_change_tail(skb, want, 0))
-		return TC_ACT_OK;
+		return TC_NEXT;
 	if (bpf_skb_adjust_room(skb, -4, BPF_ADJ_ROOM_NET, 0))
-		return TC_ACT_OK;
+		return TC_NEXT;
 	if (tc_store(skb, v6, h))
 		return TC_ACT_SHOT;
 	count(v->slot, 1, length);
@@ -986,7 +990,7 @@ static __always_inline int tc_peer_to_client(struct __sk_buff *skb, int v6, stru
 	h->udp.len = nlen;
 
 	if (bpf_skb_adjust_room(skb, 4, BPF_ADJ_ROOM_NET, 0))
-		return TC_ACT_OK;
+		return TC_NEXT;
 	if (tc_store(skb, v6, h) || bpf_skb_store_bytes(skb, HDRS(v6), cd, 4, 0))
 		return TC_ACT_SHOT;
 	if (csum) {
@@ -1006,33 +1010,33 @@ static __always_inline int tc_relay(struct __sk_buff *skb, int v6)
 	__u8 src[16], dst[16];
 	if (v6) {
 		if (bpf_skb_load_bytes(skb, sizeof(struct ethhdr), &h.ip6, sizeof(h.ip6)))
-			return TC_ACT_OK;
+			return TC_NEXT;
 		if (h.ip6.nexthdr != IPPROTO_UDP)
-			return h.ip6.nexthdr == NEXTHDR_FRAGMENT ? tc_pass(PASS_FRAGMENT) : TC_ACT_OK;
+			return h.ip6.nexthdr == NEXTHDR_FRAGMENT ? tc_pass(PASS_FRAGMENT) : TC_NEXT;
 		ulen = bpf_ntohs(h.ip6.payload_len);
 		__builtin_memcpy(src, &h.ip6.saddr, 16);
 		__builtin_memcpy(dst, &h.ip6.daddr, 16);
 	} else {
 		if (bpf_skb_load_bytes(skb, sizeof(struct ethhdr), &h.ip4, sizeof(h.ip4)))
-			return TC_ACT_OK;
+			return TC_NEXT;
 		if (h.ip4.protocol != IPPROTO_UDP || h.ip4.version != 4)
-			return TC_ACT_OK;
+			return TC_NEXT;
 		if (h.ip4.frag_off & bpf_htons(IP_MF | IP_OFFSET))
 			return tc_pass(PASS_FRAGMENT);
 		if (h.ip4.ihl != 5)
 			return tc_pass(PASS_IP_OPTIONS);
 		__u16 tot = bpf_ntohs(h.ip4.tot_len);
 		if (tot < sizeof(struct iphdr))
-			return TC_ACT_OK;
+			return TC_NEXT;
 		ulen = tot - sizeof(struct iphdr);
 		map4(src, h.ip4.saddr);
 		map4(dst, h.ip4.daddr);
 	}
 	if (bpf_skb_load_bytes(skb, sizeof(struct ethhdr) + L3(v6), &h.udp, sizeof(h.udp)))
-		return TC_ACT_OK;
+		return TC_NEXT;
 	if (ulen < sizeof(struct udphdr) || bpf_ntohs(h.udp.len) != ulen ||
 	    sizeof(struct ethhdr) + L3(v6) + (__u32)ulen > skb->len)
-		return TC_ACT_OK;
+		return TC_NEXT;
 
 	__u8 cd[4] = {};
 	if (ulen >= sizeof(struct udphdr) + 4 && !bpf_skb_load_bytes(skb, HDRS(v6), cd, 4) &&
@@ -1079,7 +1083,7 @@ int avedge_relay_tc(struct __sk_buff *skb)
 		return tc_relay(skb, 0);
 	if (skb->protocol == bpf_htons(ETH_P_IPV6))
 		return tc_relay(skb, 1);
-	return TC_ACT_OK;
+	return TC_NEXT;
 }
 
 // avedge_pass lets everything through. Attached to the far end of a veth pair, it gives that
