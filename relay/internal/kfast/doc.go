@@ -8,9 +8,15 @@
 //	                                               ├─ RFC drop (no permission, short ChannelData): XDP_DROP, counted
 //	                                               └─ anything else: XDP_PASS ─▶ the stack ─▶ user-space loops
 //
-// Start here: New loads the program and its maps (ErrUnavailable when the kernel or the
-// process's capabilities do not allow BPF); Attach hooks it to an interface (native XDP, else
-// generic); PutChannel, DeleteChannel, Permit and Revoke change the maps; Counters, Drops and
+// On loopback, where XDP cannot serve (lo's datagrams carry partial checksums that generic
+// XDP's head moves break), the same relay compiled as a tc program, avedge_relay_tc, runs on
+// lo's tcx ingress with the same maps: bpf_skb_adjust_room strips or inserts the header
+// behind the IP header, and the relayed datagram is delivered on the spot (TCX_PASS); what it
+// does not relay goes on to the next tcx program (TCX_NEXT).
+//
+// Start here: New loads the programs and their maps (ErrUnavailable when the kernel or the
+// process's capabilities do not allow BPF); Attach hooks one to an interface (native XDP, else
+// generic; ModeTCX: the tc variant); PutChannel, DeleteChannel, Permit and Revoke change the maps; Counters, Drops and
 // Passes read them. Close detaches everything: links are bpf_links owned by this process's file
 // descriptors and nothing is pinned, so a crash or a restart leaves no program attached.
 package kfast

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (MIT OR GPL-2.0-only)
 //
-// avedge's kernel fast path: relays channel-bound TURN/UDP traffic in XDP (RFC 8656 §12).
+// avedge's kernel fast path: relays channel-bound TURN/UDP traffic in XDP (RFC 8656 §12), and
+// on loopback in tc (avedge_relay_tc, below).
 //
 //   client → peer: a ChannelData message that a client sent to a listen address, on a channel
 //                  bound to a UDP peer, leaves as a plain UDP datagram relay address → peer.
