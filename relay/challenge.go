@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
+
+	"github.com/avedge/avedge/relay/internal/dataplane"
 )
 
 // The challenge every allocation begins with, answered by the workers.
@@ -113,27 +115,10 @@ const udpProtocol = 17
 // comprehension-required attribute of it is one pion knows: then pion's only answer to an
 // Allocate is the 401 challenge.
 func pionWouldChallenge(m []byte) bool {
-	if len(m) < stunHeaderSize || binary.BigEndian.Uint32(m[4:8]) != stunMagicCookie {
-		return false
-	}
-	size := int(binary.BigEndian.Uint16(m[2:4]))
-	if stunHeaderSize+size > len(m) {
-		return false
-	}
-	a := m[stunHeaderSize : stunHeaderSize+size]
-	for off := 0; off < size; {
-		if size-off < 4 {
-			return false
-		}
-		t := binary.BigEndian.Uint16(a[off:])
-		l := int(binary.BigEndian.Uint16(a[off+2:]))
-		off += 4 + (l+3)&^3
-		if off > size || t == uint16(stun.AttrMessageIntegrity) || t == uint16(stun.AttrMessageIntegritySHA256) ||
-			(t < 0x8000 && !pionKnows(t)) {
-			return false
-		}
-	}
-	return true
+	return dataplane.WalkSTUN(m, func(t uint16) bool {
+		return t != uint16(stun.AttrMessageIntegrity) && t != uint16(stun.AttrMessageIntegritySHA256) &&
+			(t >= 0x8000 || pionKnows(t))
+	})
 }
 
 // pionKnows is stun.AttrType.Known (which builds a map of every attribute's name on each

@@ -98,8 +98,16 @@ const (
 // RFC 8489 §6.3.1 (and §7.3.1): a Binding request needs no state; "the server MUST ... [use]
 // the source transport address of the request" in XOR-MAPPED-ADDRESS.
 func isPlainBinding(d []byte) bool {
-	if len(d) < stunHeader || binary.BigEndian.Uint16(d[0:2]) != BindingRequest ||
-		binary.BigEndian.Uint32(d[4:8]) != magicCookie {
+	return len(d) >= stunHeader && binary.BigEndian.Uint16(d[0:2]) == BindingRequest &&
+		WalkSTUN(d, func(t uint16) bool { return t >= comprehensionOpt })
+}
+
+// WalkSTUN reports whether d is a STUN message pion's decoder accepts (magic cookie; the
+// message length within d; every attribute's header and padded value within the message
+// length) and ok holds for the type of every attribute in it, in order, stopping at the first
+// for which it does not.
+func WalkSTUN(d []byte, ok func(t uint16) bool) bool {
+	if len(d) < stunHeader || binary.BigEndian.Uint32(d[4:8]) != magicCookie {
 		return false
 	}
 	size := int(binary.BigEndian.Uint16(d[2:4]))
@@ -114,7 +122,7 @@ func isPlainBinding(d []byte) bool {
 		t := binary.BigEndian.Uint16(a[off:])
 		l := int(binary.BigEndian.Uint16(a[off+2:]))
 		off += 4 + (l+3)&^3
-		if off > size || t < comprehensionOpt {
+		if off > size || !ok(t) {
 			return false
 		}
 	}
