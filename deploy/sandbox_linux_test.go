@@ -261,7 +261,24 @@ const sandboxDropAmbientEnv = "AVEDGE_TEST_SANDBOX_DROP_AMBIENT"
 // startSandboxed runs avedge as r says, with the listeners moved to free ports (the extra
 // listener to one below 1024) and metrics on loopback, and reports whether it became ready
 // (its /readyz answered 200) and everything it wrote.
+//
+// The ports are free when freePort picks them, but a socket of another test (go test runs
+// packages in parallel, in the same network namespace under make test) may take one before
+// avedge binds it. A run that failed so ("address already in use") is run again on fresh
+// ports, at most twice; one that fails so three times in a row still fails.
 func startSandboxed(t *testing.T, r sandboxRun) (ready bool, output string) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		ready, output = startSandboxedOnce(t, r)
+		if ready || attempt == 3 || !strings.Contains(output, "address already in use") {
+			return ready, output
+		}
+		t.Logf("a port picked free was taken before avedge bound it; attempt %d on fresh ports:\n%s", attempt+1, output)
+	}
+}
+
+// startSandboxedOnce is one run of startSandboxed.
+func startSandboxedOnce(t *testing.T, r sandboxRun) (ready bool, output string) {
 	t.Helper()
 	bin, launcher := sandboxBinaries(t)
 	if r.bin != "" {

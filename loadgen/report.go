@@ -33,6 +33,12 @@ type Report struct {
 	LossPercent float64 `json:"loss_percent"`
 	Corrupt     uint64  `json:"corrupt"` // payloads not byte-exact or not ours
 	SendErrors  uint64  `json:"send_errors"`
+	// KernelDrops counts the datagrams the kernel dropped at the generator's own sockets
+	// (the clients' and the echo peers') because their receive buffer was full: probes or
+	// echoes lost before the generator could read them, not by the server (each one lost
+	// probe at most; a dropped control answer is retried). On a loaded machine, where the
+	// generator does not get the CPU to keep up, they explain losses. 0 where unread.
+	KernelDrops uint64 `json:"kernel_drops"`
 
 	// Delivered counts datagrams that arrived at either end (peer or partner
 	// and client); Relayed counts the server's forwards as defined in the

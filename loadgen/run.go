@@ -459,9 +459,11 @@ func (r *runner) report(setup, elapsed time.Duration) Report {
 		rep.Corrupt += c.corrupt.Load()
 		rep.SendErrors += c.sendErrs.Load()
 		far += c.pingsIn.Load()
+		rep.KernelDrops += kernelDrops(c.conn)
 	}
 	for _, p := range r.peers {
 		far += p.recv.Load()
+		rep.KernelDrops += kernelDrops(p.conn)
 	}
 	if rep.Sent > rep.Received {
 		rep.Lost = rep.Sent - rep.Received

@@ -112,9 +112,16 @@ func TestFloodKeptOffLiveCalls(t *testing.T) {
 		t.Fatalf("flood: %v", fr.err)
 	}
 	sn := s.Stats()
-	t.Logf("relayed: client→peer %d, peer→client %d; kernel UDP receive-buffer drops in this namespace: %d",
+	// Kernel drops at full receive buffers, by whose socket: the flood's own (its answers
+	// are never read), the load generator's (clients and echo peer: probes lost because the
+	// generator, in this process, did not get the CPU to read them on a loaded machine), and
+	// the rest of the namespace, which is mostly the relay's (listener and relayed sockets).
+	nsDrops := udpRcvbufErrors() - rcvbuf0
+	relaySide := nsDrops - min(nsDrops, fr.rep.KernelDrops+rep.KernelDrops)
+	t.Logf("relayed: client→peer %d, peer→client %d; kernel UDP receive-buffer drops in this namespace: %d "+
+		"(at the flood's sockets %d, at the load generator's %d, elsewhere, mostly the relay's, %d)",
 		sn.Traffic[metrics.ClientToPeer][metrics.PathChannel].Packets, sn.Traffic[metrics.PeerToClient][metrics.PathChannel].Packets,
-		udpRcvbufErrors()-rcvbuf0)
+		nsDrops, fr.rep.KernelDrops, rep.KernelDrops, relaySide)
 	t.Logf("flood: %d datagrams (%d Binding, %d Allocate) from %d sources in %.1f s (%.0f/s); drops %v",
 		fr.rep.Sent, fr.rep.Bindings, fr.rep.Allocates, fr.rep.Sources, fr.rep.Seconds, fr.rep.PerSecond, sn.Drops)
 	t.Logf("live calls: %d clients, sent %d, lost %d (%.4f %%), refreshes %d, refresh errors %d",
@@ -134,8 +141,15 @@ func TestFloodKeptOffLiveCalls(t *testing.T) {
 	if fr.live != clients+extra {
 		t.Errorf("%d live allocations after the round of Refreshes under the flood, want %d", fr.live, clients+extra)
 	}
-	if rep.Sent == 0 || rep.Lost*1000 >= rep.Sent {
-		t.Errorf("live calls lost %d of %d packets, want under 0.1 %%", rep.Lost, rep.Sent)
+	// The live calls' loss is the relay's except where the kernel dropped a probe or its echo
+	// at the load generator's own full socket (each such drop loses one probe at most): that
+	// is this process's load generator starved of CPU on a loaded machine, not the relay
+	// letting the flood in, and it is reported above, not failed. Drops at the relay's own
+	// sockets still count against the relay.
+	relayLost := rep.Lost - min(rep.Lost, rep.KernelDrops)
+	if rep.Sent == 0 || relayLost*1000 >= rep.Sent {
+		t.Errorf("live calls lost %d of %d packets (%d of them dropped by the kernel at the load generator's sockets), "+
+			"%d not at the load generator, want under 0.1 %%", rep.Lost, rep.Sent, rep.KernelDrops, relayLost)
 	}
 }
 

@@ -134,10 +134,14 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 }
 
 // relayHandoff is how many peer datagrams off a bound channel (ICE checks before the
-// ChannelBind, Data indications) may wait for pion per allocation. pion's reader drains them
-// as they come; 32 pointers cost 256 bytes an allocation where 256 cost 2 kB, a tenth of an
-// idle allocation's memory.
-const relayHandoff = 32
+// ChannelBind, Data indications, and everything a TCP client's allocation receives) may wait
+// for pion per allocation. pion's reader drains them as they come, but on a loaded machine it
+// waits for the CPU, and what arrives meanwhile waits here: at 32, a TCP client receiving 200
+// datagrams a second lost every one that came in a stall of its reader longer than 160 ms
+// (queue_full), while the socket's own 4 MB buffer stood empty (TestInteropCoturnUclient
+// under load). The queue grows only as datagrams wait (HandoffQueue), so an idle allocation
+// pays nothing for the depth; a stalled one holds up to 256 pooled 2 kB buffers.
+const relayHandoff = 256
 
 var errQuota = errors.New("relay: allocation quota reached")
 

@@ -269,7 +269,7 @@ func FuzzClassify(f *testing.F) {
 		} else {
 			_, sent, to = r.w.classify(r.rs, &r.w.bufs[0], n, peer)
 		}
-		handedOff := r.lis.lis.Shards[0].Len() + len(r.rc.q)
+		handedOff := r.lis.lis.Shards[0].Len() + r.rc.Len()
 		forwarded := 0
 		if to != nil {
 			forwarded = 1
@@ -293,8 +293,9 @@ func FuzzClassify(f *testing.F) {
 		}
 		// Empty what was handed to pion so the queues never fill.
 		drainQueue(r.lis.lis.Shards[0])
-		for len(r.rc.q) > 0 {
-			slowPool.Put(<-r.rc.q)
+		for r.rc.Len() > 0 {
+			p, _ := r.rc.popRing()
+			slowPool.Put(p)
 		}
 	})
 }

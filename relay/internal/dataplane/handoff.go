@@ -26,10 +26,26 @@ var slowPool = sync.Pool{New: func() any { return new(slowPkt) }}
 // (PushLive) is read before anything waiting in the ordinary one. The listeners' queues use
 // it so that the requests of clients with a live allocation (Refresh, CreatePermission,
 // ChannelBind) never wait behind a flood of new work.
+//
+// A queue without a priority lane (NewHandoffQueue: a relay socket's) is a ring that grows
+// as datagrams wait, up to its bound, instead of a channel: every allocation has one, most
+// never hold more than a few datagrams (ICE checks before the ChannelBind), but one whose
+// peer traffic all goes through pion (a TCP client's, or Data indications) needs room for as
+// many as arrive while pion's reader waits for the CPU on a loaded machine. A channel that
+// deep would cost every idle allocation its full size; the ring costs it nothing until used.
 type HandoffQueue struct {
-	q      chan *slowPkt
-	live   chan *slowPkt // the priority lane; nil: none
-	stash  *slowPkt      // taken from q, waiting for a gate token (PopGated). Owned by the reader.
+	q    chan *slowPkt // the ordinary lane of a queue with a priority lane
+	live chan *slowPkt // the priority lane; nil: none (the queue is a ring)
+
+	mu    sync.Mutex
+	ring  []*slowPkt    // a queue without a priority lane: len(ring) is 0 or a power of 2. Guarded by mu.
+	head  int           // index in ring of the oldest datagram. Guarded by mu.
+	n     int           // datagrams in ring. Guarded by mu.
+	shut  bool          // Close was called. Guarded by mu.
+	max   int           // the ring's bound. Static after construction.
+	ready chan struct{} // signalled (capacity 1) when the ring gets a datagram or is closed
+
+	stash  *slowPkt // taken from q, waiting for a gate token (PopGated). Owned by the reader.
 	closed chan struct{}
 	once   sync.Once
 	// sending is held (read) by the facade's writes while they use the socket, and (write) by
@@ -37,9 +53,10 @@ type HandoffQueue struct {
 	sending sync.RWMutex
 }
 
-// NewHandoffQueue returns a queue of n datagrams.
+// NewHandoffQueue returns a queue of up to n datagrams without a priority lane; it takes
+// memory for them only as they wait.
 func NewHandoffQueue(n int) HandoffQueue {
-	return HandoffQueue{q: make(chan *slowPkt, n), closed: make(chan struct{})}
+	return HandoffQueue{max: max(n, 1), ready: make(chan struct{}, 1), closed: make(chan struct{})}
 }
 
 // NewPriorityQueue returns a queue of n datagrams with a priority lane of live more.
@@ -49,12 +66,62 @@ func NewPriorityQueue(n, live int) HandoffQueue {
 
 // Push copies d for the reader; false when the reader is behind (the datagram is dropped)
 // or gone.
-func (h *HandoffQueue) Push(d []byte, from netip.AddrPort) bool { return push(h.q, d, from) }
+func (h *HandoffQueue) Push(d []byte, from netip.AddrPort) bool {
+	if h.ready != nil {
+		return h.pushRing(d, from)
+	}
+	return push(h.q, d, from)
+}
+
+// pushRing is Push for a queue without a priority lane.
+func (h *HandoffQueue) pushRing(d []byte, from netip.AddrPort) bool {
+	h.mu.Lock()
+	if h.shut || h.n == h.max {
+		h.mu.Unlock()
+		return false
+	}
+	if h.n == len(h.ring) {
+		grown := make([]*slowPkt, max(8, 2*len(h.ring)))
+		for i := 0; i < h.n; i++ {
+			grown[i] = h.ring[(h.head+i)&(len(h.ring)-1)]
+		}
+		h.ring, h.head = grown, 0
+	}
+	p := slowPool.Get().(*slowPkt)
+	p.n = copy(p.buf[:], d)
+	p.from = from
+	h.ring[(h.head+h.n)&(len(h.ring)-1)] = p
+	h.n++
+	h.mu.Unlock()
+	select {
+	case h.ready <- struct{}{}:
+	default: // the reader has a wake-up pending already
+	}
+	return true
+}
+
+// popRing takes the oldest datagram of a queue without a priority lane; nil if there is
+// none. It reports whether the queue was closed (then it takes nothing).
+func (h *HandoffQueue) popRing() (*slowPkt, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.shut {
+		return nil, true
+	}
+	if h.n == 0 {
+		return nil, false
+	}
+	p := h.ring[h.head]
+	h.ring[h.head] = nil
+	h.head = (h.head + 1) & (len(h.ring) - 1)
+	h.n--
+	return p, false
+}
 
 // PushLive is Push onto the priority lane (Push if the queue has none).
 func (h *HandoffQueue) PushLive(d []byte, from netip.AddrPort) bool {
 	if h.live == nil {
-		return push(h.q, d, from)
+		return h.Push(d, from)
 	}
 	return push(h.live, d, from)
 }
@@ -73,13 +140,20 @@ func push(q chan *slowPkt, d []byte, from netip.AddrPort) bool {
 }
 
 // Len is the number of datagrams waiting, in both lanes.
-func (h *HandoffQueue) Len() int { return len(h.q) + len(h.live) }
+func (h *HandoffQueue) Len() int {
+	if h.ready != nil {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.n
+	}
+	return len(h.q) + len(h.live)
+}
 
 // Pop waits for the next datagram, from the priority lane first, and copies it into b; after
 // Close it returns net.ErrClosed.
 //
 // A queue without a priority lane (a relay socket's: every allocation has a pion goroutine
-// blocked here) waits in a plain channel receive, which Close ends by queueing a nil: a
+// blocked here) waits in a plain channel receive on h.ready, which Close signals too: a
 // select over the queue and h.closed would take the runtime's select, whose frame pushes the
 // idle reader's stack (pion's handler, ReadFrom, this) past the 2 kB a goroutine starts with,
 // and every idle allocation would hold a 4 kB stack instead.
@@ -88,14 +162,16 @@ func (h *HandoffQueue) Pop(b []byte) (int, netip.AddrPort, error) {
 		n, from, _, err := h.PopLane(b)
 		return n, from, err
 	}
-	select {
-	case <-h.closed:
-		return 0, netip.AddrPort{}, net.ErrClosed
-	default:
-	}
-	p := <-h.q
-	if p == nil { // Close's wake-up
-		return 0, netip.AddrPort{}, net.ErrClosed
+	var p *slowPkt
+	for {
+		var shut bool
+		if p, shut = h.popRing(); shut {
+			return 0, netip.AddrPort{}, net.ErrClosed
+		}
+		if p != nil {
+			break
+		}
+		<-h.ready
 	}
 	n := copy(b, p.buf[:p.n])
 	from := p.from
@@ -117,9 +193,6 @@ func (h *HandoffQueue) PopLane(b []byte) (n int, from netip.AddrPort, live bool,
 		case <-h.closed:
 			return 0, netip.AddrPort{}, false, net.ErrClosed
 		}
-	}
-	if p == nil { // Close's wake-up of a queue without a priority lane
-		return 0, netip.AddrPort{}, false, net.ErrClosed
 	}
 	n = copy(b, p.buf[:p.n])
 	from = p.from
@@ -175,11 +248,19 @@ func (h *HandoffQueue) Close() bool {
 		close(h.closed)
 		first = true
 		// Wakes a reader blocked in Pop's plain receive (queues without a priority lane; the
-		// others wait in a select that watches h.closed). If the queue is full, no reader is
-		// blocked, and the next Pop sees h.closed.
-		if h.live == nil {
+		// others wait in a select that watches h.closed). The datagrams still waiting go back
+		// to the pool: Pop returns net.ErrClosed from now on.
+		if h.ready != nil {
+			h.mu.Lock()
+			h.shut = true
+			for ; h.n > 0; h.n-- {
+				slowPool.Put(h.ring[h.head])
+				h.ring[h.head] = nil
+				h.head = (h.head + 1) & (len(h.ring) - 1)
+			}
+			h.mu.Unlock()
 			select {
-			case h.q <- nil:
+			case h.ready <- struct{}{}:
 			default:
 			}
 		}

@@ -61,3 +61,68 @@ func TestPopWithoutLaneEndsOnClose(t *testing.T) {
 		}
 	})
 }
+
+// A relay socket's queue keeps its datagrams in order as its ring grows and wraps, holds up
+// to its bound and refuses the next, and takes again once the reader made room.
+func TestRingQueueOrderAndBound(t *testing.T) {
+	from := netip.MustParseAddrPort("192.0.2.1:5000")
+	buf := make([]byte, bufSize)
+	const bound = 100
+	h := NewHandoffQueue(bound)
+	next, want := 0, 0 // datagrams are numbered in the order pushed
+	push := func() bool {
+		if !h.Push([]byte{byte(next), byte(next >> 8)}, from) {
+			return false
+		}
+		next++
+		return true
+	}
+	pop := func() {
+		t.Helper()
+		n, got, err := h.Pop(buf)
+		if err != nil || n != 2 || int(buf[0])|int(buf[1])<<8 != want || got != from {
+			t.Fatalf("Pop = % x %v %v, want datagram %d from %v", buf[:n], got, err, want, from)
+		}
+		want++
+	}
+	// Wrap the ring at its first size, then grow it while it wraps.
+	for range 5 {
+		push()
+	}
+	for range 4 {
+		pop()
+	}
+	for push() {
+	}
+	if h.Len() != bound || next-want != bound {
+		t.Fatalf("a full queue holds %d (Len %d), want %d", next-want, h.Len(), bound)
+	}
+	pop()
+	if !push() {
+		t.Fatal("Push refused after the reader made room")
+	}
+	if push() {
+		t.Fatal("Push beyond the bound accepted")
+	}
+	for h.Len() > 0 {
+		pop()
+	}
+	if want != next {
+		t.Fatalf("popped %d of %d", want, next)
+	}
+	// A blocked reader wakes for the next datagram.
+	got := make(chan int, 1)
+	go func() {
+		b := make([]byte, bufSize)
+		n, _, err := h.Pop(b)
+		if err != nil || n != 2 {
+			got <- -1
+			return
+		}
+		got <- int(b[0]) | int(b[1])<<8
+	}()
+	push()
+	if d := <-got; d != want {
+		t.Fatalf("blocked reader got datagram %d, want %d", d, want)
+	}
+}
