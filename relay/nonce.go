@@ -21,6 +21,7 @@ import (
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 
+	"github.com/avedge/avedge/auth"
 	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/relay/internal/sock"
 )
@@ -306,51 +307,9 @@ func messageIntegrity(m []byte, miOff int, key []byte) (mac [sha1.Size]byte) {
 	var hdr [2]byte
 	copy(hdr[:], m[2:4])
 	binary.BigEndian.PutUint16(m[2:4], uint16(miOff+24-stunHeaderSize))
-	h := sha1MACs.Get().(*sha1MAC)
-	mac = h.sum(key, m[:miOff])
-	sha1MACs.Put(h)
+	mac = auth.HMACSHA1(key, m[:miOff])
 	copy(m[2:4], hdr[:])
 	return mac
-}
-
-// sha1MAC computes HMAC-SHA1 (RFC 2104) with a reused SHA-1 state and scratch space: a signed
-// request is checked and signed again with a per-user key, and hmac.New allocated two SHA-1
-// states, both pads and the sum for each (measured: a third of the nonce binding's CPU, most
-// of it allocation and GC). Pooled in sha1MACs.
-type sha1MAC struct {
-	h     hash.Hash
-	pad   [sha1.BlockSize]byte
-	inner [sha1.Size]byte
-	out   [sha1.Size]byte
-}
-
-var sha1MACs = sync.Pool{New: func() any { return &sha1MAC{h: sha1.New()} }}
-
-// sum returns HMAC-SHA1(key, msg): H((K ^ opad) || H((K ^ ipad) || msg)), K the key padded
-// with zeros to the block size, or the key's hash first when the key is longer.
-func (c *sha1MAC) sum(key, msg []byte) [sha1.Size]byte {
-	if len(key) > sha1.BlockSize {
-		c.h.Reset()
-		c.h.Write(key)
-		key = c.h.Sum(c.out[:0])
-	}
-	c.pad = [sha1.BlockSize]byte{}
-	copy(c.pad[:], key)
-	for i := range c.pad {
-		c.pad[i] ^= 0x36
-	}
-	c.h.Reset()
-	c.h.Write(c.pad[:])
-	c.h.Write(msg)
-	c.h.Sum(c.inner[:0])
-	for i := range c.pad {
-		c.pad[i] ^= 0x36 ^ 0x5c
-	}
-	c.h.Reset()
-	c.h.Write(c.pad[:])
-	c.h.Write(c.inner[:])
-	c.h.Sum(c.out[:0])
-	return c.out
 }
 
 // Byte-level looks at the attributes bindRequestNonce and bindAnswerNonce rewrite (see

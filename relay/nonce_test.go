@@ -4,8 +4,6 @@ package relay
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/sha1" //nolint:gosec // MESSAGE-INTEGRITY is HMAC-SHA1 (RFC 8489 §14.5)
 	"net/netip"
 	"testing"
 	"time"
@@ -160,23 +158,6 @@ func FuzzNonceRewrite(f *testing.F) {
 type fakeEnd struct{ local netip.AddrPort }
 
 func (e fakeEnd) tupleEnd() (bool, netip.AddrPort) { return false, e.local }
-
-// sha1MAC is HMAC-SHA1: the same sums as crypto/hmac for keys shorter than, as long as and
-// longer than SHA-1's block, and for a state reused after each of them.
-func TestSHA1MAC(t *testing.T) {
-	c := &sha1MAC{h: sha1.New()}
-	msg := []byte("a STUN message up to its MESSAGE-INTEGRITY")
-	for _, n := range []int{0, 1, 16, 63, 64, 65, 200} {
-		key := bytes.Repeat([]byte{byte(n + 1)}, n)
-		for _, m := range [][]byte{nil, msg, bytes.Repeat(msg, 10)} {
-			want := hmac.New(sha1.New, key)
-			want.Write(m)
-			if got := c.sum(key, m); !bytes.Equal(got[:], want.Sum(nil)) {
-				t.Fatalf("key of %d bytes, message of %d: %x, want %x", n, len(m), got, want.Sum(nil))
-			}
-		}
-	}
-}
 
 // BenchmarkBindRequestNonce is the relay's added cost per authenticated request: check the
 // nonce, look the user up, verify MESSAGE-INTEGRITY, put pion's nonce back and sign again.
