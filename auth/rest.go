@@ -1,8 +1,6 @@
 package auth
 
 import (
-	"crypto/hmac"
-	"crypto/sha1" //nolint:gosec // TURN REST is defined on HMAC-SHA1; coturn compatibility requires it.
 	"encoding/base64"
 	"strconv"
 	"time"
@@ -48,8 +46,6 @@ func MintRESTSep(secret []byte, user string, expiry time.Time, sep string) (user
 // RESTPassword returns base64(HMAC-SHA1(secret, username)), the TURN REST
 // password for username.
 func RESTPassword(secret []byte, username string) string {
-	mac := hmac.New(sha1.New, secret)
-	mac.Write([]byte(username))
-	var sum [sha1.Size]byte
-	return base64.StdEncoding.EncodeToString(mac.Sum(sum[:0]))
+	sum := hmacSHA1String(secret, username)
+	return base64.StdEncoding.EncodeToString(sum[:])
 }

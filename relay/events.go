@@ -3,6 +3,8 @@
 package relay
 
 import (
+	"context"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -150,8 +152,24 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, protocol, userID, realm 
 	if m := s.cfg.Metrics; m != nil {
 		m.AllocationAttempt(metrics.AttemptOK)
 	}
-	s.log.Info("allocation created", "client", k.src.String(), "transport", metrics.Transport(a.transport).String(),
-		"user", userID, "relay", rap.String())
+	s.logEvent("allocation created", slog.String("client", k.src.String()), slog.String("transport", metrics.Transport(a.transport).String()),
+		slog.String("user", userID), slog.String("relay", rap.String()))
+}
+
+// logEvent logs one of the lines of an allocation's creation and end at Info: the same record
+// as s.log.Info with the same key–value pairs, handed to the handler directly. Logger.Info
+// walks the stack for the caller's pc (which no handler of ours prints: no AddSource) and
+// boxes each value into an interface; at one line per allocation made and one per allocation
+// ended, that was ~15 % of the lines' cost (server CPU profile during bench-control).
+func (s *Server) logEvent(msg string, attrs ...slog.Attr) {
+	h := s.log.Handler()
+	ctx := context.Background()
+	if !h.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	r := slog.NewRecord(time.Now(), slog.LevelInfo, msg, 0)
+	r.AddAttrs(attrs...)
+	_ = h.Handle(ctx, r)
 }
 
 func (s *Server) onAllocationDeleted(src, dst net.Addr, protocol, userID, realm string) {
@@ -183,6 +201,6 @@ func (s *Server) onAllocationDeleted(src, dst net.Addr, protocol, userID, realm 
 		m.AllocationEndedBy(reason.label())
 	}
 	s.noteEnded(k, reason) // mismatch.go
-	s.log.Info("allocation deleted", "client", k.src.String(), "user", userID,
-		"relay", a.rc.advertised.String(), "lifetime", life.Round(time.Millisecond).String(), "reason", reason.label())
+	s.logEvent("allocation deleted", slog.String("client", k.src.String()), slog.String("user", userID),
+		slog.String("relay", a.rc.advertised.String()), slog.String("lifetime", life.Round(time.Millisecond).String()), slog.String("reason", reason.label()))
 }

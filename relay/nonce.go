@@ -21,6 +21,7 @@ import (
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 
+	"github.com/avedge/avedge/auth"
 	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/relay/internal/sock"
 )
@@ -275,7 +276,7 @@ func (s *Server) requestKey(m []byte, miOff int, user, realm string) (key []byte
 	got := m[miOff+4 : miOff+24]
 	for i, pw := range cred.Passwords {
 		k := turn.GenerateAuthKey(user, realm, pw)
-		if hmac.Equal(messageIntegrity(m, miOff, k), got) {
+		if mac := messageIntegrity(m, miOff, k); hmac.Equal(mac[:], got) {
 			return k, i, len(cred.Passwords)
 		}
 	}
@@ -293,21 +294,22 @@ func (s *Server) requestKey(m []byte, miOff int, user, realm string) (key []byte
 // MESSAGE-INTEGRITY attribute"; §14.7: FINGERPRINT is "the CRC-32 of the STUN message up to
 // (but excluding) the FINGERPRINT attribute ... XOR'ed with the 32-bit value 0x5354554e".
 func resign(m []byte, miOff int, key []byte) {
-	copy(m[miOff+4:miOff+24], messageIntegrity(m, miOff, key))
+	mac := messageIntegrity(m, miOff, key)
+	copy(m[miOff+4:miOff+24], mac[:])
 	if fpOff, _, ok := findAttrHeader(m, stun.AttrFingerprint); ok && fpOff+8 == len(m) {
 		binary.BigEndian.PutUint32(m[fpOff+4:], crc32.ChecksumIEEE(m[:fpOff])^0x5354554e)
 	}
 }
 
-// messageIntegrity computes the MESSAGE-INTEGRITY value of m for the attribute at miOff.
-func messageIntegrity(m []byte, miOff int, key []byte) []byte {
+// messageIntegrity computes the MESSAGE-INTEGRITY value of m for the attribute at miOff into
+// mac (20 bytes) and returns it.
+func messageIntegrity(m []byte, miOff int, key []byte) (mac [sha1.Size]byte) {
 	var hdr [2]byte
 	copy(hdr[:], m[2:4])
 	binary.BigEndian.PutUint16(m[2:4], uint16(miOff+24-stunHeaderSize))
-	h := hmac.New(sha1.New, key)
-	h.Write(m[:miOff])
+	mac = auth.HMACSHA1(key, m[:miOff])
 	copy(m[2:4], hdr[:])
-	return h.Sum(nil)
+	return mac
 }
 
 // Byte-level looks at the attributes bindRequestNonce and bindAnswerNonce rewrite (see

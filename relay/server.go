@@ -353,6 +353,7 @@ func (s *Server) listenUDP(addr netip.AddrPort) (*listenerGroup, error) {
 			return nil, fmt.Errorf("relay: listen udp %s: epoll: %w", bind, err)
 		}
 	}
+	g.laddr = sock.UDPAddr(g.addr) // port 0 resolved
 	s.listeners = append(s.listeners, g)
 	s.lisByAddr[g.addr] = g
 	return g, nil

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/netip"
@@ -293,8 +294,8 @@ func (s *Server) onTCPAllocationCreated(k allocKey, rap netip.AddrPort, userID s
 	if m := s.cfg.Metrics; m != nil {
 		m.AllocationAttempt(metrics.AttemptOK)
 	}
-	s.log.Info("allocation created", "client", k.src.String(), "transport", metrics.Transport(r.transport).String(),
-		"user", userID, "relay", "tcp:"+rap.String())
+	s.logEvent("allocation created", slog.String("client", k.src.String()), slog.String("transport", metrics.Transport(r.transport).String()),
+		slog.String("user", userID), slog.String("relay", "tcp:"+rap.String()))
 }
 
 // onTCPAllocationDeleted reports whether k was a TCP allocation, and uncounts it.
@@ -314,8 +315,8 @@ func (s *Server) onTCPAllocationDeleted(k allocKey, userID string) bool {
 		m.AllocationEndedBy(reason.label())
 	}
 	s.noteEnded(k, reason) // mismatch.go
-	s.log.Info("allocation deleted", "client", k.src.String(), "user", userID,
-		"relay", "tcp:"+r.advertised.String(), "lifetime", life.Round(time.Millisecond).String(), "reason", reason.label())
+	s.logEvent("allocation deleted", slog.String("client", k.src.String()), slog.String("user", userID),
+		slog.String("relay", "tcp:"+r.advertised.String()), slog.String("lifetime", life.Round(time.Millisecond).String()), slog.String("reason", reason.label()))
 	return true
 }
 

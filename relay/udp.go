@@ -19,6 +19,7 @@ import (
 type listenerGroup struct {
 	*dataplane.Listener                  // the workers' side: ID (index in Server.listeners) and the shards' queues. Static.
 	addr                netip.AddrPort   // Static.
+	laddr               net.Addr         // addr, made once: pion asks for it on every authenticated request (as net.UDPConn, the same value each time). Static.
 	srv                 *Server          // Static.
 	sendFD              int              // the socket pion's answers leave from (worker 0's). Static after start.
 	shards              []*listenerShard // one per dataplane.Listener.Shards. Static.
@@ -120,7 +121,7 @@ func (l *listenerGroup) Close() error {
 	return nil
 }
 
-func (l *listenerShard) LocalAddr() net.Addr              { return sock.UDPAddr(l.g.addr) }
+func (l *listenerShard) LocalAddr() net.Addr              { return l.g.laddr }
 func (l *listenerShard) SetDeadline(time.Time) error      { return nil }
 func (l *listenerShard) SetReadDeadline(time.Time) error  { return nil }
 func (l *listenerShard) SetWriteDeadline(time.Time) error { return nil }

@@ -318,7 +318,13 @@ func (w *Worker) runUringOps() bool {
 				w.wake()
 				continue
 			}
-			w.u.ring.PrepCancelFD(sq, s.fd, udCancel)
+			// By the armed request's user_data (see arm), which the kernel looks up in a
+			// hash, not by fd, which walks every armed request: one per relay socket.
+			target := udRecv | uint64(s.fd)
+			if s.kind == kindWake {
+				target = udWake | uint64(s.fd)
+			}
+			w.u.ring.PrepCancel(sq, target, udCancel)
 		}
 	}
 	return !stopped

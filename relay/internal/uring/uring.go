@@ -386,6 +386,18 @@ func (u *Ring) PrepCancelFD(s *SQE, fd int, userData uint64) {
 	s.UserData = userData
 }
 
+// PrepCancel cancels the request prepared with user_data target. The kernel finds it in its
+// hash of armed requests by that value, where PrepCancelFD with an fd walks every armed
+// request of the ring: O(1) against O(requests) per cancel, with one multishot receive armed
+// per relay socket (measured: with 10 000 allocations the fd walk, io_cancel_req_match, was
+// ~5 % of the server's CPU while they were being released).
+func (u *Ring) PrepCancel(s *SQE, target, userData uint64) {
+	s.opcode = ioringOpAsyncCancel
+	s.fd = -1
+	s.addr = target
+	s.UserData = userData
+}
+
 // PrepSend sends b (which lies in buffer bid) to to through fd. The address is copied: the
 // fast-path entry it came from may go before the send completes.
 func (u *Ring) PrepSend(s *SQE, fd int, bid uint16, b []byte, to *sock.RawAddr, userData uint64) {
