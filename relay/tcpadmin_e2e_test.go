@@ -53,13 +53,15 @@ func TestAdminTCPRelayAllocation(t *testing.T) {
 	}
 
 	var a admin.Allocation
-	pollUntil(t, "the peer-to-client bytes counted", func() bool {
+	// Both directions: a chunk is counted when its splice returns, which may be after the
+	// peer's echo of it came back (and was counted) on a loaded machine.
+	pollUntil(t, "the bytes counted both ways", func() bool {
 		page, err := s.Allocations(admin.Query{User: "tcpuser"})
 		if err != nil || len(page.Allocations) != 1 {
 			return false
 		}
 		a = page.Allocations[0]
-		return a.PeerToClient.Bytes == n1+n2
+		return a.PeerToClient.Bytes == n1+n2 && a.ClientToPeer.Bytes == n1+n2
 	})
 	if a.RelayedTransport != "tcp" || len(a.Relayed) != 1 || a.Relayed[0] != alloc.Addr().String() ||
 		a.Transport != "tcp" || a.DataPath != "tcp" || a.Expires.IsZero() || a.ClientToPeer.Bytes != n1+n2 {
