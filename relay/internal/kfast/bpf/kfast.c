@@ -459,19 +459,27 @@ static __always_inline int over(__u32 slot, __u64 n)
 
 #define MAX_DATA 1536 // largest datagram data full_csum sums; larger ones go to the stack
 
+// load_bytes is bpf_skb_load_bytes for an skb (skb set: a tc program's), bpf_xdp_load_bytes
+// for an XDP buffer. skb is a constant at every call, so the branch and the other program
+// type's helper are compiled out.
+static __always_inline long load_bytes(void *ctx, int skb, __u32 off, void *to, __u32 len)
+{
+	return skb ? bpf_skb_load_bytes(ctx, off, to, len) : bpf_xdp_load_bytes(ctx, off, to, len);
+}
+
 // data_sum returns the ones' complement sum (unfolded, as bpf_csum_diff keeps it) of the n
 // bytes at packet offset off, n < MAX_DATA + 64, read in chunks (unrolled: the verifier
 // refuses this loop to a program loaded without CAP_PERFMON). The bytes are taken as words from off, which must be even relative to the
 // checksummed data's start; a last odd byte is the first of its word. It returns -1 if the
 // bytes cannot be read.
-static __always_inline __s64 data_sum(struct xdp_md *ctx, __u32 off, __u32 n)
+static __always_inline __s64 data_sum(void *ctx, int skb, __u32 off, __u32 n)
 {
 	__u8 buf[64];
 	__u32 acc = 0;
 #pragma unroll
 	for (int i = 0; i < MAX_DATA / 64; i++) {
 		if (n >= 64) {
-			if (bpf_xdp_load_bytes(ctx, off, buf, 64))
+			if (load_bytes(ctx, skb, off, buf, 64))
 				return -1;
 			acc = bpf_csum_diff(NULL, 0, (__be32 *)buf, 64, acc);
 			off += 64;
@@ -480,7 +488,7 @@ static __always_inline __s64 data_sum(struct xdp_md *ctx, __u32 off, __u32 n)
 	}
 #define TAIL(k)                                                                                    \
 	if (n >= k) {                                                                              \
-		if (bpf_xdp_load_bytes(ctx, off, buf, k))                                          \
+		if (load_bytes(ctx, skb, off, buf, k))                                     \
 			return -1;                                                                 \
 		acc = bpf_csum_diff(NULL, 0, (__be32 *)buf, k, acc);                               \
 		off += k;                                                                          \
@@ -493,14 +501,14 @@ static __always_inline __s64 data_sum(struct xdp_md *ctx, __u32 off, __u32 n)
 #undef TAIL
 	__u64 s = acc;
 	if (n >= 2) {
-		if (bpf_xdp_load_bytes(ctx, off, buf, 2))
+		if (load_bytes(ctx, skb, off, buf, 2))
 			return -1;
 		s += *(__u16 *)buf;
 		off += 2;
 		n -= 2;
 	}
 	if (n == 1) {
-		if (bpf_xdp_load_bytes(ctx, off, buf, 1))
+		if (load_bytes(ctx, skb, off, buf, 1))
 			return -1;
 		s += pad_word(buf[0], 0);
 	}
@@ -583,7 +591,7 @@ static __always_inline int client_to_peer(struct xdp_md *ctx, int v6, struct hdr
 	if (full_csum) {
 		if (length > MAX_DATA)
 			return pass(PASS_MTU);
-		dsum = data_sum(ctx, HDRS(v6) + 4, length);
+		dsum = data_sum(ctx, 0, HDRS(v6) + 4, length);
 		if (dsum < 0)
 			return XDP_PASS;
 	}
@@ -673,7 +681,7 @@ static __always_inline int peer_to_client(struct xdp_md *ctx, int v6, struct hdr
 	if (full_csum) {
 		if (plen > MAX_DATA)
 			return pass(PASS_MTU);
-		__s64 dsum = data_sum(ctx, HDRS(v6), plen);
+		__s64 dsum = data_sum(ctx, 0, HDRS(v6), plen);
 		if (dsum < 0)
 			return XDP_PASS;
 		struct udphdr u = {.source = v->lis_port, .dest = v->client_port, .len = bpf_htons(nulen)};
@@ -838,50 +846,6 @@ static __always_inline int is_loopback(const __u8 *a)
 	return w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == bpf_htonl(1);
 }
 
-// skb_data_sum is data_sum for an skb.
-static __always_inline __s64 skb_data_sum(struct __sk_buff *skb, __u32 off, __u32 n)
-{
-	__u8 buf[64];
-	__u32 acc = 0;
-#pragma unroll
-	for (int i = 0; i < MAX_DATA / 64; i++) {
-		if (n >= 64) {
-			if (bpf_skb_load_bytes(skb, off, buf, 64))
-				return -1;
-			acc = bpf_csum_diff(NULL, 0, (__be32 *)buf, 64, acc);
-			off += 64;
-			n -= 64;
-		}
-	}
-#define TAIL(k)                                                                                    \
-	if (n >= k) {                                                                              \
-		if (bpf_skb_load_bytes(skb, off, buf, k))                                          \
-			return -1;                                                                 \
-		acc = bpf_csum_diff(NULL, 0, (__be32 *)buf, k, acc);                               \
-		off += k;                                                                          \
-		n -= k;                                                                            \
-	}
-	TAIL(32)
-	TAIL(16)
-	TAIL(8)
-	TAIL(4)
-#undef TAIL
-	__u64 s = acc;
-	if (n >= 2) {
-		if (bpf_skb_load_bytes(skb, off, buf, 2))
-			return -1;
-		s += *(__u16 *)buf;
-		off += 2;
-		n -= 2;
-	}
-	if (n == 1) {
-		if (bpf_skb_load_bytes(skb, off, buf, 1))
-			return -1;
-		s += pad_word(buf[0], 0);
-	}
-	return fold(s);
-}
-
 // tc_store writes the IP and UDP headers of h at the front of the packet (behind the Ethernet
 // header).
 static __always_inline int tc_store(struct __sk_buff *skb, int v6, struct hdrs *h)
@@ -921,7 +885,7 @@ static __always_inline int tc_client_to_peer(struct __sk_buff *skb, int v6, stru
 	__u16 nulen = length + sizeof(struct udphdr);
 	struct udphdr u = {.source = v->relay_port, .dest = v->peer_port, .len = bpf_htons(nulen)};
 	if (v6 || h->udp.check) {
-		__s64 dsum = skb_data_sum(skb, HDRS(v6) + 4, length);
+		__s64 dsum = data_sum(skb, 1, HDRS(v6) + 4, length);
 		if (dsum < 0)
 			return TC_NEXT;
 		u.check = full_udp_csum(v6, v->relay_ip, v->peer_ip, &u, NULL, 0, dsum);
