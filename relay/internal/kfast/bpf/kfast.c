@@ -715,6 +715,41 @@ static __always_inline int peer_to_client(struct xdp_md *ctx, int v6, struct hdr
 	return send(ctx, ifindex);
 }
 
+// c2p_lookup finds the channel of ChannelData message cd (its first bytes) from client src to
+// listener dst on the ports of u: under the listener's address, else under the wildcard one.
+static __always_inline struct c2p_val *c2p_lookup(int v6, const __u8 *src, const __u8 *dst,
+						  const struct udphdr *u, const __u8 *cd)
+{
+	struct c2p_key k = {};
+	__builtin_memcpy(k.client_ip, src, 16);
+	__builtin_memcpy(k.lis_ip, dst, 16);
+	k.client_port = u->source;
+	k.lis_port = u->dest;
+	k.chan = ((__u16)cd[0] << 8) | cd[1];
+	struct c2p_val *v = bpf_map_lookup_elem(&c2p, &k);
+	if (!v) { // a listener on the wildcard address
+		__builtin_memset(k.lis_ip, 0, 16);
+		if (!v6) {
+			k.lis_ip[10] = 0xff;
+			k.lis_ip[11] = 0xff;
+		}
+		v = bpf_map_lookup_elem(&c2p, &k);
+	}
+	return v;
+}
+
+// p2c_lookup finds the permission of a datagram from peer src to relay address dst on the
+// ports of u.
+static __always_inline struct p2c_val *p2c_lookup(const __u8 *src, const __u8 *dst, const struct udphdr *u)
+{
+	struct p2c_key k = {};
+	__builtin_memcpy(k.peer_ip, src, 16);
+	__builtin_memcpy(k.relay_ip, dst, 16);
+	k.peer_port = u->source;
+	k.relay_port = u->dest;
+	return bpf_map_lookup_elem(&p2c, &k);
+}
+
 static __always_inline int relay(struct xdp_md *ctx, int v6)
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
@@ -755,33 +790,14 @@ static __always_inline int relay(struct xdp_md *ctx, int v6)
 	// RFC 8656 §12: the first two bits of a ChannelData message are 0b01.
 	__u8 *cd = data + HDRS(v6);
 	if (ulen >= sizeof(struct udphdr) + 4 && (void *)(cd + 4) <= end && (cd[0] & 0xC0) == 0x40) {
-		struct c2p_key k = {};
-		__builtin_memcpy(k.client_ip, src, 16);
-		__builtin_memcpy(k.lis_ip, dst, 16);
-		k.client_port = h.udp.source;
-		k.lis_port = h.udp.dest;
-		k.chan = ((__u16)cd[0] << 8) | cd[1];
-		struct c2p_val *v = bpf_map_lookup_elem(&c2p, &k);
-		if (!v) { // a listener on the wildcard address
-			__builtin_memset(k.lis_ip, 0, 16);
-			if (!v6) {
-				k.lis_ip[10] = 0xff;
-				k.lis_ip[11] = 0xff;
-			}
-			v = bpf_map_lookup_elem(&c2p, &k);
-		}
+		struct c2p_val *v = c2p_lookup(v6, src, dst, &h.udp, cd);
 		if (v) {
 			if (v6 && h.udp.check == 0)
 				return pass(PASS_CSUM);
 			return client_to_peer(ctx, v6, &h, v, ulen);
 		}
 	}
-	struct p2c_key k = {};
-	__builtin_memcpy(k.peer_ip, src, 16);
-	__builtin_memcpy(k.relay_ip, dst, 16);
-	k.peer_port = h.udp.source;
-	k.relay_port = h.udp.dest;
-	struct p2c_val *v = bpf_map_lookup_elem(&p2c, &k);
+	struct p2c_val *v = p2c_lookup(src, dst, &h.udp);
 	if (!v)
 		return pass(PASS_NO_ENTRY);
 	if (v6 && h.udp.check == 0)
@@ -1006,33 +1022,14 @@ static __always_inline int tc_relay(struct __sk_buff *skb, int v6)
 	__u8 cd[4] = {};
 	if (ulen >= sizeof(struct udphdr) + 4 && !bpf_skb_load_bytes(skb, HDRS(v6), cd, 4) &&
 	    (cd[0] & 0xC0) == 0x40) {
-		struct c2p_key k = {};
-		__builtin_memcpy(k.client_ip, src, 16);
-		__builtin_memcpy(k.lis_ip, dst, 16);
-		k.client_port = h.udp.source;
-		k.lis_port = h.udp.dest;
-		k.chan = ((__u16)cd[0] << 8) | cd[1];
-		struct c2p_val *v = bpf_map_lookup_elem(&c2p, &k);
-		if (!v) {
-			__builtin_memset(k.lis_ip, 0, 16);
-			if (!v6) {
-				k.lis_ip[10] = 0xff;
-				k.lis_ip[11] = 0xff;
-			}
-			v = bpf_map_lookup_elem(&c2p, &k);
-		}
+		struct c2p_val *v = c2p_lookup(v6, src, dst, &h.udp, cd);
 		if (v) {
 			if (v6 && h.udp.check == 0)
 				return tc_pass(PASS_CSUM);
 			return tc_client_to_peer(skb, v6, &h, v, cd, ulen);
 		}
 	}
-	struct p2c_key k = {};
-	__builtin_memcpy(k.peer_ip, src, 16);
-	__builtin_memcpy(k.relay_ip, dst, 16);
-	k.peer_port = h.udp.source;
-	k.relay_port = h.udp.dest;
-	struct p2c_val *v = bpf_map_lookup_elem(&p2c, &k);
+	struct p2c_val *v = p2c_lookup(src, dst, &h.udp);
 	if (!v)
 		return tc_pass(PASS_NO_ENTRY);
 	if (v6 && h.udp.check == 0)
