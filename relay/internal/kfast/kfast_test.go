@@ -165,6 +165,37 @@ func (e *env) counters(t *testing.T, s uint32) Counters {
 	return c
 }
 
+// reason is what a crafted packet is counted as: a drop reason, a pass reason, or neither
+// (NumDrops, NumPasses).
+type reason struct {
+	drop DropReason
+	pass PassReason
+}
+
+// checkReasons checks that between the counts (d0, p0) and (d1, p1) exactly why's drop or
+// pass reason rose, by one, and no other.
+func checkReasons(t *testing.T, why reason, d0, d1 [NumDrops]uint64, p0, p1 [NumPasses]uint64) {
+	t.Helper()
+	for r := range NumDrops {
+		want := uint64(0)
+		if r == why.drop {
+			want = 1
+		}
+		if d1[r]-d0[r] != want {
+			t.Errorf("drops[%d] += %d, want %d", r, d1[r]-d0[r], want)
+		}
+	}
+	for r := range NumPasses {
+		want := uint64(0)
+		if r == why.pass {
+			want = 1
+		}
+		if p1[r]-p0[r] != want {
+			t.Errorf("passes[%v] += %d, want %d", r, p1[r]-p0[r], want)
+		}
+	}
+}
+
 func (e *env) reasons(t *testing.T) ([NumDrops]uint64, [NumPasses]uint64) {
 	t.Helper()
 	d, err := e.o.Drops()
@@ -305,10 +336,6 @@ func TestDropsAndPasses(t *testing.T) {
 			stun := make([]byte, 20)
 			stun[1] = 1 // Binding request
 			big := f.mtuPayload - 3
-			type reason struct {
-				drop DropReason
-				pass PassReason
-			}
 			none := reason{NumDrops, NumPasses}
 			tests := []struct {
 				name   string
@@ -358,24 +385,7 @@ func TestDropsAndPasses(t *testing.T) {
 					if action == xdpPass && !bytes.Equal(out, in) {
 						t.Errorf("passed packet changed:\n% x\nwant\n% x", out, in)
 					}
-					for r := range NumDrops {
-						want := uint64(0)
-						if r == tt.why.drop {
-							want = 1
-						}
-						if d1[r]-d0[r] != want {
-							t.Errorf("drops[%d] += %d, want %d", r, d1[r]-d0[r], want)
-						}
-					}
-					for r := range NumPasses {
-						want := uint64(0)
-						if r == tt.why.pass {
-							want = 1
-						}
-						if p1[r]-p0[r] != want {
-							t.Errorf("passes[%v] += %d, want %d", r, p1[r]-p0[r], want)
-						}
-					}
+					checkReasons(t, tt.why, d0, d1, p0, p1)
 				})
 			}
 		})

@@ -175,10 +175,6 @@ func TestTCDropsAndPasses(t *testing.T) {
 			e.bind(t, wf, 0x4004, f.peer, true)
 			stun := make([]byte, 20)
 			stun[1] = 1
-			type reason struct {
-				drop DropReason
-				pass PassReason
-			}
 			none := reason{NumDrops, NumPasses}
 			tests := []struct {
 				name   string
@@ -229,24 +225,7 @@ func TestTCDropsAndPasses(t *testing.T) {
 					if action == tcNext && !bytes.Equal(out, in) {
 						t.Errorf("passed packet changed:\n% x\nwant\n% x", out, in)
 					}
-					for r := range NumDrops {
-						want := uint64(0)
-						if r == tt.why.drop {
-							want = 1
-						}
-						if d1[r]-d0[r] != want {
-							t.Errorf("drops[%d] += %d, want %d", r, d1[r]-d0[r], want)
-						}
-					}
-					for r := range NumPasses {
-						want := uint64(0)
-						if r == tt.why.pass {
-							want = 1
-						}
-						if p1[r]-p0[r] != want {
-							t.Errorf("passes[%v] += %d, want %d", r, p1[r]-p0[r], want)
-						}
-					}
+					checkReasons(t, tt.why, d0, d1, p0, p1)
 				})
 			}
 		})
