@@ -119,6 +119,13 @@ func TestAttachVeth(t *testing.T) {
 // offload off), joined by veth v0–v1.
 func vethPair(tb testing.TB) (r, c *nstest.NS) {
 	tb.Helper()
+	return vethPairCsum(tb, true, false)
+}
+
+// vethPairCsum is vethPair with transmit checksum offload off on v1 (the senders' end) if
+// senderOff, and on v0 (the relay's) if relayOff.
+func vethPairCsum(tb testing.TB, senderOff, relayOff bool) (r, c *nstest.NS) {
+	tb.Helper()
 	r = nstest.New(tb, "kfr")
 	c = nstest.New(tb, "kfc")
 	r.IP("link add v0 type veth peer name v1 netns " + c.Name)
@@ -134,7 +141,12 @@ func vethPair(tb testing.TB) (r, c *nstest.NS) {
 	r.Sysctl("net.ipv6.conf.v0.forwarding", "1")
 	// Datagrams from local sockets leave a veth with their UDP checksum not computed; a real
 	// NIC delivers them complete.
-	c.TxChecksumOff("v1")
+	if senderOff {
+		c.TxChecksumOff("v1")
+	}
+	if relayOff {
+		r.TxChecksumOff("v0")
+	}
 	mac := c.MAC("v1")
 	for _, a := range []string{"10.9.0.2", "10.9.0.3", "fd09::2", "fd09::3"} {
 		r.IP("neigh add " + a + " lladdr " + mac.String() + " dev v0 nud permanent")

@@ -56,7 +56,7 @@ const (
 	ModeAuto    Mode = iota // native XDP where the driver has it, else generic
 	ModeNative              // XDP in the driver (veth, most 10G+ NICs)
 	ModeGeneric             // XDP on the kernel's skb path: any interface, slower
-	ModeTCX                 // the tc variant on tcx ingress: loopback (XDP cannot serve lo)
+	ModeTCX                 // the tc variant on tcx ingress: on lo between loopback addresses, elsewhere sent on by redirect
 )
 
 func (m Mode) String() string {
@@ -144,14 +144,29 @@ func New(cfg Config) (*Offload, error) {
 }
 
 // Attach hooks the relay program to interface ifindex (of the calling thread's network
-// namespace) in mode m (ModeAuto: native, else
-// generic; ModeTCX: the tc variant, for loopback) and returns the mode it got. Attaching to
-// an interface already attached replaces nothing and returns an error.
+// namespace) in mode m (ModeAuto: native, else generic; ModeTCX: the tc variant) and returns
+// the mode it got. Attaching to an interface already attached replaces nothing and returns an
+// error.
+//
+// The tc variant on a loopback interface relays between loopback addresses and delivers
+// locally; on any other interface it sends what it relays on by the routing table (or back to
+// the gateway) with a redirect to the out interface's egress, which, unlike XDP_TX into a
+// veth, needs no program on the veth's far end.
 func (o *Offload) Attach(ifindex int, m Mode) (Mode, error) {
 	if m == ModeTCX {
-		return o.attach(o.objs.AvedgeRelayTc, ifindex, m)
+		if isLoopback(ifindex) {
+			return o.attach(o.objs.AvedgeRelayTc, ifindex, m)
+		}
+		return o.attach(o.objs.AvedgeFwdTc, ifindex, m)
 	}
 	return o.attach(o.objs.AvedgeRelay, ifindex, m)
+}
+
+// isLoopback reports whether interface ifindex (of the calling thread's network namespace)
+// is a loopback one.
+func isLoopback(ifindex int) bool {
+	ifi, err := net.InterfaceByIndex(ifindex)
+	return err == nil && ifi.Flags&net.FlagLoopback != 0
 }
 
 // AttachPass hooks a program that passes everything to interface ifindex: on the far end of a

@@ -89,6 +89,7 @@ const (
 	kfastMapPasses         = "passes"
 	kfastMapPerms          = "perms"
 	kfastMapStats          = "stats"
+	kfastProgAvedgeFwdTc   = "avedge_fwd_tc"
 	kfastProgAvedgePass    = "avedge_pass"
 	kfastProgAvedgeRelay   = "avedge_relay"
 	kfastProgAvedgeRelayTc = "avedge_relay_tc"
@@ -139,6 +140,7 @@ type kfastSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type kfastProgramSpecs struct {
+	AvedgeFwdTc   *ebpf.ProgramSpec `ebpf:"avedge_fwd_tc"`
 	AvedgePass    *ebpf.ProgramSpec `ebpf:"avedge_pass"`
 	AvedgeRelay   *ebpf.ProgramSpec `ebpf:"avedge_relay"`
 	AvedgeRelayTc *ebpf.ProgramSpec `ebpf:"avedge_relay_tc"`
@@ -220,6 +222,7 @@ type kfastVariables struct {
 //
 // It can be passed to loadKfastObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kfastPrograms struct {
+	AvedgeFwdTc   *ebpf.Program `ebpf:"avedge_fwd_tc"`
 	AvedgePass    *ebpf.Program `ebpf:"avedge_pass"`
 	AvedgeRelay   *ebpf.Program `ebpf:"avedge_relay"`
 	AvedgeRelayTc *ebpf.Program `ebpf:"avedge_relay_tc"`
@@ -227,6 +230,7 @@ type kfastPrograms struct {
 
 func (p *kfastPrograms) Close() error {
 	return _KfastClose(
+		p.AvedgeFwdTc,
 		p.AvedgePass,
 		p.AvedgeRelay,
 		p.AvedgeRelayTc,

@@ -307,6 +307,12 @@ func TestAttachLoopback(t *testing.T) {
 // sent each way.
 func loopRoundTrips(t *testing.T, ns *nstest.NS, ch Channel, n int) uint64 {
 	t.Helper()
+	return roundTrips(t, ns, ch, n, 1500)
+}
+
+// roundTrips is loopRoundTrips with datagrams of 0 to size-1 bytes.
+func roundTrips(t *testing.T, ns *nstest.NS, ch Channel, n, size int) uint64 {
+	t.Helper()
 	var client, peer *net.UDPConn
 	var err error
 	ns.Do(func() {
@@ -323,7 +329,7 @@ func loopRoundTrips(t *testing.T, ns *nstest.NS, ch Channel, n int) uint64 {
 	buf := make([]byte, 4096)
 	var bytesSent uint64
 	for i := range n {
-		msg := data(i * 29 % 1500)
+		msg := data(i * 29 % size)
 		bytesSent += uint64(len(msg))
 		if _, err := client.WriteToUDPAddrPort(channelData(ch.Num, msg, (4-len(msg)%4)%4), ch.Listen); err != nil {
 			t.Fatal(err)

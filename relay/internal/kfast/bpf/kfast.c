@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (MIT OR GPL-2.0-only)
 //
 // avedge's kernel fast path: relays channel-bound TURN/UDP traffic in XDP (RFC 8656 §12), and
-// on loopback in tc (avedge_relay_tc, below).
+// in tc: on loopback (avedge_relay_tc, below), and on any other interface where XDP_TX would
+// need a program on a veth's far end (avedge_fwd_tc, further below).
 //
 //   client → peer: a ChannelData message that a client sent to a listen address, on a channel
 //                  bound to a UDP peer, leaves as a plain UDP datagram relay address → peer.
@@ -298,7 +299,8 @@ volatile const __u16 mtu = 1500;
 
 // route finds the egress device and MAC addresses for src → dst with an IP packet of tot_len
 // bytes. It returns the device, or 0 (with *why set) if the packet must go up the stack.
-static __always_inline int route(struct xdp_md *ctx, int v6, __u8 *src, const __u8 *dst,
+// ctx is the program's context (XDP or skb) and in_if the interface the packet arrived on.
+static __always_inline int route(void *ctx, __u32 in_if, int v6, __u8 *src, const __u8 *dst,
 				 __be16 sport, __be16 dport, __u16 tot_len, struct hdrs *h, __u32 *why)
 {
 	// A wildcard source (a listener on 0.0.0.0 or ::) is the route's preferred source, as
@@ -317,14 +319,14 @@ static __always_inline int route(struct xdp_md *ctx, int v6, __u8 *src, const __
 		__builtin_memcpy(mac, h->eth.h_dest, ETH_ALEN);
 		__builtin_memcpy(h->eth.h_dest, h->eth.h_source, ETH_ALEN);
 		__builtin_memcpy(h->eth.h_source, mac, ETH_ALEN);
-		return ctx->ingress_ifindex;
+		return in_if;
 	}
 	struct bpf_fib_lookup p = {};
 	p.l4_protocol = IPPROTO_UDP;
 	p.sport = sport;
 	p.dport = dport;
 	p.tot_len = tot_len;
-	p.ifindex = ctx->ingress_ifindex;
+	p.ifindex = in_if;
 	if (v6) {
 		p.family = AF_INET6;
 		__builtin_memcpy(p.ipv6_src, src, 16);
@@ -582,7 +584,7 @@ static __always_inline int client_to_peer(struct xdp_md *ctx, int v6, struct hdr
 	__u32 why = 0;
 	__u8 src[16];
 	__builtin_memcpy(src, v->relay_ip, 16);
-	int ifindex = route(ctx, v6, src, v->peer_ip, v->relay_port, v->peer_port,
+	int ifindex = route(ctx, ctx->ingress_ifindex, v6, src, v->peer_ip, v->relay_port, v->peer_port,
 			    nulen + L3(v6), h, &why);
 	if (!ifindex)
 		return pass(why);
@@ -672,7 +674,7 @@ static __always_inline int peer_to_client(struct xdp_md *ctx, int v6, struct hdr
 	__u32 why = 0;
 	__u8 src[16];
 	__builtin_memcpy(src, v->lis_ip, 16);
-	int ifindex = route(ctx, v6, src, v->client_ip, v->lis_port, v->client_port,
+	int ifindex = route(ctx, ctx->ingress_ifindex, v6, src, v->client_ip, v->lis_port, v->client_port,
 			    nulen + L3(v6), h, &why);
 	if (!ifindex)
 		return pass(why);
@@ -984,11 +986,261 @@ static __always_inline int tc_peer_to_client(struct __sk_buff *skb, int v6, stru
 	return TC_ACT_OK;
 }
 
-static __always_inline int tc_relay(struct __sk_buff *skb, int v6)
+// The tc variant on any other interface (avedge_fwd_tc): the same relay, sent on by the routing
+// table's next hop (route, as the XDP program does) and bpf_redirect to the out interface's
+// egress. Unlike XDP_TX into a veth, that needs no program on the veth's far end: the frame
+// leaves through the device's own transmit path. bpf_redirect rather than bpf_redirect_neigh:
+// the route lookup is needed anyway (the out interface, the MTU, a wildcard listener's source),
+// and it gives the MAC addresses too; a missing neighbour entry leaves the packet to user space,
+// whose send resolves it, as on the XDP path.
+//
+// The UDP header stays where it is and the data moves 4 bytes (down over the ChannelData header,
+// or up to make room for one). A datagram a local sender left to checksum offload
+// (CHECKSUM_PARTIAL: from another namespace over a veth) has csum_start at its UDP header, and
+// the device that sends the relayed one (or the stack, for a device without the offload)
+// completes the checksum from there: moving the headers instead (bpf_skb_adjust_room) would leave
+// csum_start 4 bytes off and the checksum written over a port or the ChannelData length. The
+// checksum is updated by bpf_l4_csum_replace, which knows which kind the skb carries: a full one
+// takes every change, a partial one (the pseudo-header's sum) only the addresses and length.
+
+// move_piece copies the k bytes at packet offset from to offset to, through buf.
+static __always_inline int move_piece(struct __sk_buff *skb, __u32 from, __u32 to, __u8 *buf, __u32 k)
+{
+	if (bpf_skb_load_bytes(skb, from, buf, k))
+		return -1;
+	return bpf_skb_store_bytes(skb, to, buf, k, 0);
+}
+
+// move_down moves the n bytes at off (n <= MAX_DATA) 4 bytes towards the head, front to back.
+static __always_inline int move_down(struct __sk_buff *skb, __u32 off, __u32 n)
+{
+	__u8 buf[64];
+#pragma unroll
+	for (int i = 0; i < MAX_DATA / 64; i++) {
+		if (n >= 64) {
+			if (move_piece(skb, off, off - 4, buf, 64))
+				return -1;
+			off += 64;
+			n -= 64;
+		}
+	}
+#define PIECE(k)                                                                                   \
+	if (n & k) {                                                                               \
+		if (move_piece(skb, off, off - 4, buf, k))                                         \
+			return -1;                                                                 \
+		off += k;                                                                          \
+	}
+	PIECE(32)
+	PIECE(16)
+	PIECE(8)
+	PIECE(4)
+	PIECE(2)
+	PIECE(1)
+#undef PIECE
+	return 0;
+}
+
+// move_up moves the n bytes at off (n <= MAX_DATA) 4 bytes towards the tail, back to front:
+// the pieces of the last n % 64 bytes, smallest (last) first, then 64-byte chunks.
+static __always_inline int move_up(struct __sk_buff *skb, __u32 off, __u32 n)
+{
+	__u8 buf[64];
+	__u32 end = off + n;
+#define PIECE(k)                                                                                   \
+	if (n & k) {                                                                               \
+		end -= k;                                                                          \
+		if (move_piece(skb, end, end + 4, buf, k))                                         \
+			return -1;                                                                 \
+	}
+	PIECE(1)
+	PIECE(2)
+	PIECE(4)
+	PIECE(8)
+	PIECE(16)
+	PIECE(32)
+#undef PIECE
+	n &= ~63U;
+#pragma unroll
+	for (int i = 0; i < MAX_DATA / 64; i++) {
+		if (n >= 64) {
+			end -= 64;
+			n -= 64;
+			if (move_piece(skb, end, end + 4, buf, 64))
+				return -1;
+		}
+	}
+	return 0;
+}
+
+// fwd_store writes h (Ethernet, IP and UDP headers, the UDP checksum as it came) at the front
+// of the packet, then applies the checksum's change: ph the pseudo-header's part, rest the
+// others'.
+static __always_inline int fwd_store(struct __sk_buff *skb, int v6, struct hdrs *h, __u64 ph, __u64 rest, int csum)
+{
+	if (bpf_skb_store_bytes(skb, 0, &h->eth, sizeof(h->eth), 0) || tc_store(skb, v6, h))
+		return -1;
+	if (!csum)
+		return 0;
+	__u32 at = sizeof(struct ethhdr) + L3(v6) + 6;
+	if (bpf_l4_csum_replace(skb, at, 0, fold(ph), BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ||
+	    bpf_l4_csum_replace(skb, at, 0, fold(rest), BPF_F_MARK_MANGLED_0))
+		return -1;
+	return 0;
+}
+
+// pseudo_diff is the change in the pseudo-header's sum from h's addresses and UDP length to
+// src, dst and nlen.
+static __always_inline __u64 pseudo_diff(struct hdrs *h, int v6, const __u8 *src, const __u8 *dst, __be16 nlen)
+{
+	__u8 addrs[32];
+	__u64 ph;
+	if (v6) {
+		__builtin_memcpy(addrs, src, 16);
+		__builtin_memcpy(addrs + 16, dst, 16);
+		ph = (__u32)bpf_csum_diff((__be32 *)&h->ip6.saddr, 32, (__be32 *)addrs, 32, 0);
+	} else {
+		__builtin_memcpy(addrs, src + 12, 4);
+		__builtin_memcpy(addrs + 4, dst + 12, 4);
+		ph = (__u32)bpf_csum_diff((__be32 *)&h->ip4.saddr, 8, (__be32 *)addrs, 8, 0);
+	}
+	return add16(sub16(ph, h->udp.len), nlen);
+}
+
+// ports_diff is the change in the UDP header's ports and length to sport, dport and nlen.
+static __always_inline __u64 ports_diff(struct hdrs *h, __be16 sport, __be16 dport, __be16 nlen)
+{
+	__u64 rest = 0;
+	rest = sub16(rest, h->udp.source);
+	rest = sub16(rest, h->udp.dest);
+	rest = sub16(rest, h->udp.len);
+	rest = add16(rest, sport);
+	rest = add16(rest, dport);
+	return add16(rest, nlen);
+}
+
+// fwd_client_to_peer is client_to_peer on an skb, sent on by redirect; cd is the ChannelData
+// header.
+static __always_inline int fwd_client_to_peer(struct __sk_buff *skb, int v6, struct hdrs *h,
+					      const struct c2p_val *v, const __u8 *cd, __u16 ulen)
+{
+	__u16 plen = ulen - sizeof(struct udphdr);
+	__u16 length = ((__u16)cd[2] << 8) | cd[3];
+	if ((__u32)length + 4 > plen)
+		return tc_drop(DROP_MALFORMED);
+	__u16 npad = plen - 4 - length;
+	if (npad > 3)
+		return tc_pass(PASS_PADDING);
+	if (v6 == is_mapped(v->peer_ip) || v6 == is_mapped(v->relay_ip))
+		return tc_pass(PASS_FAMILY);
+	if (!permitted(v->slot, v->peer_ip))
+		return tc_drop(DROP_NO_PERMISSION);
+	if (length > MAX_DATA)
+		return tc_pass(PASS_MTU);
+	if (over(v->slot, length))
+		return tc_drop(DROP_QUOTA);
+
+	__u16 nulen = length + sizeof(struct udphdr);
+	__u32 why = 0;
+	__u8 src[16];
+	__builtin_memcpy(src, v->relay_ip, 16);
+	int ifindex = route(skb, skb->ifindex, v6, src, v->peer_ip, v->relay_port, v->peer_port,
+			    nulen + L3(v6), h, &why);
+	if (!ifindex)
+		return tc_pass(why);
+
+	// The padding leaves the sum: a byte at an even offset from the data's start is the
+	// first of its word, at an odd one the second.
+	__u8 pad[3] = {};
+	__u32 off = HDRS(v6) + 4 + (__u32)length;
+	int err = 0;
+	if (npad == 1)
+		err = bpf_skb_load_bytes(skb, off, pad, 1);
+	else if (npad == 2)
+		err = bpf_skb_load_bytes(skb, off, pad, 2);
+	else if (npad == 3)
+		err = bpf_skb_load_bytes(skb, off, pad, 3);
+	if (err)
+		return TC_NEXT;
+	__be16 nlen = bpf_htons(nulen);
+	__u64 ph = pseudo_diff(h, v6, src, v->peer_ip, nlen);
+	__u64 rest = ports_diff(h, v->relay_port, v->peer_port, nlen);
+	rest = sub_words(rest, cd, 4);
+	rest = sub16(rest, pad_word(pad[0], length & 1));
+	rest = sub16(rest, pad_word(pad[1], (length + 1) & 1));
+	rest = sub16(rest, pad_word(pad[2], length & 1));
+	int csum = v6 || h->udp.check;
+
+	set_ip(h, v6, src, v->peer_ip, nulen);
+	h->udp.source = v->relay_port;
+	h->udp.dest = v->peer_port;
+	h->udp.len = nlen;
+
+	// Nothing is written before the data has moved, so that a failure there leaves the
+	// packet as it came (a failed store, after, drops it).
+	if (move_down(skb, HDRS(v6) + 4, length))
+		return TC_NEXT;
+	if (bpf_skb_change_tail(skb, HDRS(v6) + length, 0))
+		return TC_ACT_SHOT;
+	if (fwd_store(skb, v6, h, ph, rest, csum))
+		return TC_ACT_SHOT;
+	count(v->slot, 1, length);
+	return bpf_redirect(ifindex, 0);
+}
+
+// fwd_peer_to_client is peer_to_client on an skb, sent on by redirect.
+static __always_inline int fwd_peer_to_client(struct __sk_buff *skb, int v6, struct hdrs *h,
+					      const struct p2c_val *v, const __u8 *peer, __u16 ulen)
+{
+	if (v6 == is_mapped(v->client_ip) || v6 == is_mapped(v->lis_ip))
+		return tc_pass(PASS_FAMILY);
+	if (!permitted(v->slot, peer))
+		return tc_drop(DROP_NO_PERMISSION);
+	__u16 plen = ulen - sizeof(struct udphdr);
+	if (plen > MAX_DATA)
+		return tc_pass(PASS_MTU);
+	if (over(v->slot, plen))
+		return tc_drop(DROP_QUOTA);
+
+	__u16 nulen = ulen + 4;
+	__u32 why = 0;
+	__u8 src[16];
+	__builtin_memcpy(src, v->lis_ip, 16);
+	int ifindex = route(skb, skb->ifindex, v6, src, v->client_ip, v->lis_port, v->client_port,
+			    nulen + L3(v6), h, &why);
+	if (!ifindex)
+		return tc_pass(why);
+
+	__be16 cd[2] = {bpf_htons(v->chan), bpf_htons(plen)};
+	__be16 nlen = bpf_htons(nulen);
+	__u64 ph = pseudo_diff(h, v6, src, v->client_ip, nlen);
+	__u64 rest = add_words(ports_diff(h, v->lis_port, v->client_port, nlen), cd, 4);
+	int csum = v6 || h->udp.check;
+
+	set_ip(h, v6, src, v->client_ip, nulen);
+	h->udp.source = v->lis_port;
+	h->udp.dest = v->client_port;
+	h->udp.len = nlen;
+
+	// The tail grows by 4 (and loses anything the link added), the data moves up into it.
+	if (bpf_skb_change_tail(skb, HDRS(v6) + 4 + (__u32)plen, 0))
+		return TC_NEXT;
+	if (move_up(skb, HDRS(v6), plen) || bpf_skb_store_bytes(skb, HDRS(v6), cd, 4, 0))
+		return TC_ACT_SHOT;
+	if (fwd_store(skb, v6, h, ph, rest, csum))
+		return TC_ACT_SHOT;
+	count(v->slot, 0, plen);
+	return bpf_redirect(ifindex, 0);
+}
+
+static __always_inline int tc_relay(struct __sk_buff *skb, int v6, int fwd)
 {
 	struct hdrs h;
 	__u16 ulen;
 	__u8 src[16], dst[16];
+	// The forwarding variant sends the frame on: its Ethernet header is rewritten. A GSO skb
+	// (several datagrams) is left to the stack.
+	if (fwd && (skb->gso_size || bpf_skb_load_bytes(skb, 0, &h.eth, sizeof(h.eth))))
+		return TC_NEXT;
 	if (v6) {
 		if (bpf_skb_load_bytes(skb, sizeof(struct ethhdr), &h.ip6, sizeof(h.ip6)))
 			return TC_NEXT;
@@ -1026,6 +1278,8 @@ static __always_inline int tc_relay(struct __sk_buff *skb, int v6)
 		if (v) {
 			if (v6 && h.udp.check == 0)
 				return tc_pass(PASS_CSUM);
+			if (fwd)
+				return fwd_client_to_peer(skb, v6, &h, v, cd, ulen);
 			return tc_client_to_peer(skb, v6, &h, v, cd, ulen);
 		}
 	}
@@ -1034,6 +1288,8 @@ static __always_inline int tc_relay(struct __sk_buff *skb, int v6)
 		return tc_pass(PASS_NO_ENTRY);
 	if (v6 && h.udp.check == 0)
 		return tc_pass(PASS_CSUM);
+	if (fwd)
+		return fwd_peer_to_client(skb, v6, &h, v, src, ulen);
 	return tc_peer_to_client(skb, v6, &h, v, src, ulen);
 }
 
@@ -1042,9 +1298,21 @@ SEC("tc")
 int avedge_relay_tc(struct __sk_buff *skb)
 {
 	if (skb->protocol == bpf_htons(ETH_P_IP))
-		return tc_relay(skb, 0);
+		return tc_relay(skb, 0, 0);
 	if (skb->protocol == bpf_htons(ETH_P_IPV6))
-		return tc_relay(skb, 1);
+		return tc_relay(skb, 1, 0);
+	return TC_NEXT;
+}
+
+// avedge_fwd_tc is the relay for any other interface, attached with tcx on its ingress: what it
+// relays leaves by redirect to the out interface's egress.
+SEC("tc")
+int avedge_fwd_tc(struct __sk_buff *skb)
+{
+	if (skb->protocol == bpf_htons(ETH_P_IP))
+		return tc_relay(skb, 0, 1);
+	if (skb->protocol == bpf_htons(ETH_P_IPV6))
+		return tc_relay(skb, 1, 1);
 	return TC_NEXT;
 }
 
