@@ -366,6 +366,9 @@ func (o Options) forwarding(rc *relay.Config) error {
 	}
 	rc.DataPath = dp
 	rc.OffloadGateway = o.OffloadGateway
+	if rc.OffloadAttach, err = relay.ParseOffloadAttach(o.OffloadAttach); err != nil {
+		return bad("offload-attach", "%v", err)
+	}
 	return nil
 }
 

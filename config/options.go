@@ -64,6 +64,9 @@ type Options struct {
 	// offload-gateway: the kernel fast path sends relayed packets back to the link address
 	// they came from instead of looking the next hop up (relay.Config.OffloadGateway).
 	OffloadGateway bool
+	// offload-attach: how the kernel fast path hooks into a non-loopback interface: "auto"
+	// or empty, "xdp", "xdp-generic" or "tc" (relay.Config.OffloadAttach).
+	OffloadAttach string
 
 	// realm: the long-term credential realm; must not be empty.
 	Realm string
@@ -367,9 +370,11 @@ var optionTable = []option{
 	opt("workers", func(o *Options) *int { return &o.Workers }, 0,
 		"forwarding loops, each with its own SO_REUSEPORT socket (0: one per two cores)"),
 	opt("data-path", func(o *Options) *string { return &o.DataPath }, "",
-		"forwarding path: offload (channel-bound UDP relayed in the kernel by XDP, the rest by io_uring or epoll; refuses to start without it), io_uring, epoll, or auto (offload where the kernel and interfaces allow it, not on a veth, io_uring when the kernel runs it; logs which and why)"),
+		"forwarding path: offload (channel-bound UDP relayed in the kernel by XDP, the rest by io_uring or epoll; refuses to start without it), io_uring, epoll, or auto (offload where the kernel and interfaces allow it, io_uring when the kernel runs it; logs which and why)"),
 	opt("offload-gateway", func(o *Options) *bool { return &o.OffloadGateway }, false,
 		"kernel fast path: send relayed packets back to the link address they came from (every client and peer behind one gateway) instead of a route lookup, which needs forwarding on the interface"),
+	opt("offload-attach", func(o *Options) *string { return &o.OffloadAttach }, "auto",
+		"kernel fast path on a non-loopback interface: auto (tc on a veth, whose far end would need an XDP program for native XDP; native XDP elsewhere, else tc), xdp (native, else generic), xdp-generic, or tc (tcx ingress, sent on by redirect)"),
 	opt("idle-hold", func(o *Options) *time.Duration { return &o.IdleHold }, time.Second,
 		"how long a worker without packets keeps its scheduler slot before it parks through the Go runtime (held, a packet costs one wake-up; parked, an idle relay costs no CPU; 0: indefinitely; negative: never)"),
 	opt("realm", func(o *Options) *string { return &o.Realm }, "avedge",

@@ -95,6 +95,13 @@ type Config struct {
 	// needs forwarding enabled on the interface). Right only where every client and peer is
 	// reached through one gateway.
 	OffloadGateway bool
+	// OffloadAttach is how the kernel fast path hooks into an interface other than loopback
+	// (loopback always takes the tc variant). OffloadAttachAuto (the zero value): the tc
+	// variant (tcx ingress, sent on by redirect) on a veth, whose far end would need an XDP
+	// program of its own for native XDP's relayed frames to arrive; native XDP elsewhere,
+	// else the tc variant. The others force one way, for measurement or a veth known to have
+	// a program on its far end.
+	OffloadAttach OffloadAttach
 
 	// Peers is the peer policy: which peer addresses permissions may be granted for.
 	Peers PeerPolicy
@@ -446,6 +453,29 @@ func ParseDataPath(s string) (DataPath, error) {
 		return DataPathAuto, nil
 	}
 	return "", fmt.Errorf("data path %q: want %s, %s, %s or auto", s, DataPathOffload, DataPathIOUring, DataPathEpoll)
+}
+
+// OffloadAttach is how the kernel fast path attaches to a non-loopback interface
+// (Config.OffloadAttach).
+type OffloadAttach string
+
+// Attach choices.
+const (
+	OffloadAttachAuto       OffloadAttach = ""            // tc on a veth, else native XDP, else tc
+	OffloadAttachXDP        OffloadAttach = "xdp"         // native XDP, else generic
+	OffloadAttachXDPGeneric OffloadAttach = "xdp-generic" // generic XDP (the skb path)
+	OffloadAttachTC         OffloadAttach = "tc"          // the tc variant, tcx ingress
+)
+
+// ParseOffloadAttach parses an OffloadAttach name ("auto" or "" for OffloadAttachAuto).
+func ParseOffloadAttach(s string) (OffloadAttach, error) {
+	switch a := OffloadAttach(s); a {
+	case OffloadAttachXDP, OffloadAttachXDPGeneric, OffloadAttachTC:
+		return a, nil
+	case OffloadAttachAuto, "auto":
+		return OffloadAttachAuto, nil
+	}
+	return "", fmt.Errorf("offload attach %q: want auto, %s, %s or %s", s, OffloadAttachXDP, OffloadAttachXDPGeneric, OffloadAttachTC)
 }
 
 // checkListenPorts refuses a listener whose port lies in the relay range: portalloc would

@@ -37,12 +37,12 @@ func TestDataPathChoice(t *testing.T) {
 	if s.kernel != nil {
 		t.Fatal("data path auto attached the kernel fast path to loopback")
 	}
-	if plan, err := s.planKernel(false, false, false); err != nil {
+	if plan, err := s.planKernel(false, false); err != nil {
 		t.Fatal(err)
 	} else if len(plan.ifaces) != 0 || !strings.Contains(strings.Join(plan.why, "; "), "loopback") {
 		t.Fatalf("auto's plan on loopback: interfaces %v, why %q; want none, saying loopback", plan.ifaces, plan.why)
 	}
-	if plan, err := s.planKernel(false, true, true); err != nil {
+	if plan, err := s.planKernel(false, true); err != nil {
 		t.Fatal(err)
 	} else if len(plan.ifaces) != 1 || plan.ifaces[0].Flags&net.FlagLoopback == 0 {
 		t.Fatalf("offload's plan on loopback: interfaces %v (why %q), want lo", plan.ifaces, plan.why)

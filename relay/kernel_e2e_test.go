@@ -40,13 +40,14 @@ func TestKernelRelayChild(t *testing.T) {
 	if spec == "" {
 		t.Skip("child process of TestKernelFastPath")
 	}
-	parts := strings.Fields(spec) // listen address, relay IP, data path, allowed peer prefix, permission lifetime
+	parts := strings.Fields(spec) // listen address, relay IP, data path, allowed peer prefix, permission lifetime, offload attach
 	lis, err1 := netip.ParseAddrPort(parts[0])
 	permLife, err5 := time.ParseDuration(parts[4])
 	relayIP, err4 := netip.ParseAddr(parts[1])
 	dp, err3 := ParseDataPath(parts[2])
 	allow, err2 := netip.ParsePrefix(parts[3])
-	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+	attach, err6 := ParseOffloadAttach(parts[5])
+	if err := errors.Join(err1, err2, err3, err4, err5, err6); err != nil {
 		fmt.Println("bad spec:", err)
 		os.Exit(2)
 	}
@@ -58,6 +59,8 @@ func TestKernelRelayChild(t *testing.T) {
 		Peers:     PeerPolicy{Allow: []netip.Prefix{allow}, AllowLoopback: allow.Addr().IsLoopback()},
 		Workers:   1,
 		DataPath:  dp,
+
+		OffloadAttach: attach,
 
 		PermissionLifetime: permLife,
 		Logger:             testLogger(t),
@@ -144,14 +147,16 @@ type kernelTopo struct {
 // warmUp is what the topology sends until the relay's path is set up.
 var warmUp = []byte("warm-up")
 
-// newKernelTopo builds the topology with the relay on data path dp. It skips tb when
+// newKernelTopo builds the topology with the relay on data path dp, attaching as it chooses
+// (offload-attach auto), with an XDP program on the veth's far end. It skips tb when
 // namespaces or BPF are unavailable.
 func newKernelTopo(tb testing.TB, f kernelFamily, dp DataPath) *kernelTopo {
-	return newKernelTopoWith(tb, f, dp, 0)
+	return newKernelTopoWith(tb, f, dp, 0, OffloadAttachAuto, true)
 }
 
-// newKernelTopoWith is newKernelTopo with a permission lifetime (0: pion's default).
-func newKernelTopoWith(tb testing.TB, f kernelFamily, dp DataPath, permLife time.Duration) *kernelTopo {
+// newKernelTopoWith is newKernelTopo with a permission lifetime (0: pion's default), an attach
+// choice, and an XDP program on the veth's far end only if farXDP.
+func newKernelTopoWith(tb testing.TB, f kernelFamily, dp DataPath, permLife time.Duration, attach OffloadAttach, farXDP bool) *kernelTopo {
 	tb.Helper()
 	if why := nstest.Usable(); why != "" {
 		tb.Skipf("network namespaces unavailable: %s", why)
@@ -169,7 +174,11 @@ func newKernelTopoWith(tb testing.TB, f kernelFamily, dp DataPath, permLife time
 		k.c = k.r
 	} else {
 		k.c = nstest.New(tb, "kfec")
-		k.vethTopo(tb, f, pass)
+		far := pass
+		if !farXDP {
+			far = nil
+		}
+		k.vethTopo(tb, f, far)
 	}
 	k.lis = netip.AddrPortFrom(netip.MustParseAddr(f.relay), 3478)
 	listen := k.lis
@@ -184,7 +193,11 @@ func newKernelTopoWith(tb testing.TB, f kernelFamily, dp DataPath, permLife time
 	if dp == DataPathAuto {
 		dps = "auto" // ParseDataPath's name for it; "" would vanish from the spec's fields
 	}
-	k.spec = fmt.Sprintf("%s %s %s %s %s", listen, f.relay, dps, f.prefix, permLife)
+	att := string(attach)
+	if attach == OffloadAttachAuto {
+		att = "auto"
+	}
+	k.spec = fmt.Sprintf("%s %s %s %s %s %s", listen, f.relay, dps, f.prefix, permLife, att)
 	k.rel = startKernelRelay(tb, k.r, k.spec)
 
 	var pc, peer net.PacketConn
@@ -231,7 +244,7 @@ func newKernelTopoWith(tb testing.TB, f kernelFamily, dp DataPath, permLife time
 }
 
 // vethTopo joins k.r and k.c by veth v0 (relay: f.relay) – v1 (f.client, f.peer), with the
-// pass program pass on v1.
+// pass program pass on v1 (none if pass is nil).
 func (k *kernelTopo) vethTopo(tb testing.TB, f kernelFamily, pass *kfast.Offload) {
 	tb.Helper()
 	r, c := k.r, k.c
@@ -253,6 +266,9 @@ func (k *kernelTopo) vethTopo(tb testing.TB, f kernelFamily, pass *kfast.Offload
 	// The client's and peer's datagrams reach the relay's veth with their UDP checksums not
 	// computed (CHECKSUM_PARTIAL): the relay sees a veth and has the program compute them.
 	// XDP_TX into a veth needs NAPI on its far end: a program there gives it.
+	if pass == nil {
+		return
+	}
 	var err error
 	c.Do(func() { _, err = pass.AttachPass(c.Ifindex("v1"), kfast.ModeNative) })
 	if err != nil {
@@ -304,54 +320,57 @@ func (k *kernelTopo) warm(tb testing.TB, kernel bool) {
 	}
 }
 
-// attached reports whether the relay's program is on its interface: XDP on v0, or the tc
-// variant on lo's tcx ingress.
+// attached reports whether the relay's program is on its interface: XDP or the tc variant
+// on v0, or the tc variant on lo.
 func (k *kernelTopo) attached(tb testing.TB, f kernelFamily) bool {
 	tb.Helper()
-	if !f.loopback {
-		return strings.Contains(k.r.IP("link show dev v0"), "xdp")
+	if f.loopback {
+		return k.tcx(tb, "lo")
 	}
+	return strings.Contains(k.r.IP("link show dev v0"), "xdp") || k.tcx(tb, "v0")
+}
+
+// tcx reports whether a program is on the tcx ingress of the relay namespace's interface dev.
+func (k *kernelTopo) tcx(tb testing.TB, dev string) bool {
+	tb.Helper()
 	var q *link.QueryResult
 	var err error
 	k.r.Do(func() {
-		q, err = link.QueryPrograms(link.QueryOptions{Target: k.r.Ifindex("lo"), Attach: ebpf.AttachTCXIngress})
+		q, err = link.QueryPrograms(link.QueryOptions{Target: k.r.Ifindex(dev), Attach: ebpf.AttachTCXIngress})
 	})
 	if err != nil {
-		tb.Fatalf("query lo's tcx programs: %v", err)
+		tb.Fatalf("query %s's tcx programs: %v", dev, err)
 	}
 	return len(q.Programs) > 0
 }
 
-// TestKernelFastPath relays through the kernel fast path: over a veth (XDP) and on loopback in
-// a namespace of the test's own (the tc variant).
+// TestKernelFastPath relays through the kernel fast path: over a veth (XDP, with a program
+// on the far end, and the tc variant, without one) and on loopback in a namespace of the
+// test's own (the tc variant).
 func TestKernelFastPath(t *testing.T) {
-	for _, f := range append(append([]kernelFamily{}, kernelFamilies...), loopFamilies...) {
-		t.Run(f.name, func(t *testing.T) {
-			k := newKernelTopo(t, f, DataPathOffload)
-			k.warm(t, true)
-			before := k.rel.stats(t)
-			const n = 200
-			var bytesSent uint64
-			for i := range n {
-				msg := bytes.Repeat([]byte{byte(i)}, 1+(i*37)%1200)
-				bytesSent += uint64(len(msg))
-				if err := k.round(msg); err != nil {
-					t.Fatalf("round trip %d: %v", i, err)
-				}
+	type run struct {
+		f      kernelFamily
+		attach OffloadAttach
+	}
+	var runs []run
+	for _, f := range kernelFamilies {
+		runs = append(runs, run{f, OffloadAttachXDP}, run{f, OffloadAttachTC})
+	}
+	for _, f := range loopFamilies {
+		runs = append(runs, run{f, OffloadAttachAuto})
+	}
+	for _, r := range runs {
+		f := r.f
+		name := f.name
+		if !f.loopback {
+			name += " " + string(r.attach)
+		}
+		t.Run(name, func(t *testing.T) {
+			k := newKernelTopoWith(t, f, DataPathOffload, 0, r.attach, r.attach == OffloadAttachXDP)
+			if !f.loopback && k.tcx(t, "v0") != (r.attach == OffloadAttachTC) {
+				t.Fatalf("offload-attach %s: tc variant on v0 %v", r.attach, k.tcx(t, "v0"))
 			}
-			after := k.rel.stats(t)
-			for d := range metrics.NumDirections {
-				kp := after.Kernel[d].Packets - before.Kernel[d].Packets
-				kb := after.Kernel[d].Bytes - before.Kernel[d].Bytes
-				all := after.Traffic[d][metrics.PathChannel].Packets - before.Traffic[d][metrics.PathChannel].Packets
-				allb := after.Traffic[d][metrics.PathChannel].Bytes - before.Traffic[d][metrics.PathChannel].Bytes
-				if kp != n || kb != bytesSent {
-					t.Errorf("%v: kernel relayed %d packets, %d bytes; want %d, %d", d, kp, kb, n, bytesSent)
-				}
-				if all != kp || allb != kb {
-					t.Errorf("%v: channel traffic +%d packets, +%d bytes, but the kernel relayed %d, %d: user space relayed some", d, all, allb, kp, kb)
-				}
-			}
+			k.relayAllInKernel(t, 200)
 
 			// A crash leaves nothing attached (the links die with the process's file
 			// descriptors; nothing is pinned), and a restarted relay attaches again.
@@ -367,6 +386,36 @@ func TestKernelFastPath(t *testing.T) {
 	}
 }
 
+// relayAllInKernel sends n round trips (1 to 1200 bytes) through the relay and checks that
+// each came back byte for byte, and that the kernel relayed every one, both ways, and user
+// space none.
+func (k *kernelTopo) relayAllInKernel(t *testing.T, n int) {
+	t.Helper()
+	k.warm(t, true)
+	before := k.rel.stats(t)
+	var bytesSent uint64
+	for i := range n {
+		msg := bytes.Repeat([]byte{byte(i)}, 1+(i*37)%1200)
+		bytesSent += uint64(len(msg))
+		if err := k.round(msg); err != nil {
+			t.Fatalf("round trip %d: %v", i, err)
+		}
+	}
+	after := k.rel.stats(t)
+	for d := range metrics.NumDirections {
+		kp := after.Kernel[d].Packets - before.Kernel[d].Packets
+		kb := after.Kernel[d].Bytes - before.Kernel[d].Bytes
+		all := after.Traffic[d][metrics.PathChannel].Packets - before.Traffic[d][metrics.PathChannel].Packets
+		allb := after.Traffic[d][metrics.PathChannel].Bytes - before.Traffic[d][metrics.PathChannel].Bytes
+		if kp != uint64(n) || kb != bytesSent {
+			t.Errorf("%v: kernel relayed %d packets, %d bytes; want %d, %d", d, kp, kb, n, bytesSent)
+		}
+		if all != kp || allb != kb {
+			t.Errorf("%v: channel traffic +%d packets, +%d bytes, but the kernel relayed %d, %d: user space relayed some", d, all, allb, kp, kb)
+		}
+	}
+}
+
 // TestKernelFastPathPermissionExpiry: when pion lets a permission expire, the kernel stops
 // relaying the channel to that peer (the RFC's drop: the peer receives nothing, and it is
 // counted as no_permission), and never before the permission's lifetime. How soon after the
@@ -374,7 +423,7 @@ func TestKernelFastPath(t *testing.T) {
 // keeps a broken mirror from hanging the test.
 func TestKernelFastPathPermissionExpiry(t *testing.T) {
 	const life = 2 * time.Second
-	k := newKernelTopoWith(t, kernelFamilies[0], DataPathOffload, life)
+	k := newKernelTopoWith(t, kernelFamilies[0], DataPathOffload, life, OffloadAttachAuto, true)
 	start := time.Now() // the permission is made during warm, after this
 	k.warm(t, true)
 	warmed := time.Now()
@@ -497,28 +546,24 @@ func startKernelRelay(t testing.TB, ns *nstest.NS, spec string) *kernelRelay {
 	return r
 }
 
-// TestKernelAutoLeavesVeth: data path auto does not offload on a veth (the relay cannot see
-// whether the far end has the XDP program the relayed frames need, and without one every
-// channel packet is lost): nothing is attached, and channel data is relayed in user space.
-func TestKernelAutoLeavesVeth(t *testing.T) {
-	k := newKernelTopo(t, kernelFamilies[0], DataPathAuto)
-	if out := k.r.IP("link show dev v0"); strings.Contains(out, "xdp") {
-		t.Fatalf("data path auto attached a program to a veth:\n%s", out)
-	}
-	k.warm(t, false)
-	for i := range 20 {
-		if err := k.round([]byte(fmt.Sprintf("round %d", i))); err != nil {
-			t.Fatalf("round trip %d: %v", i, err)
-		}
-	}
-	st := k.rel.stats(t)
-	for d := range metrics.NumDirections {
-		if st.Kernel[d].Packets != 0 {
-			t.Errorf("%v: kernel relayed %d packets with data path auto on a veth", d, st.Kernel[d].Packets)
-		}
-		if st.Traffic[d][metrics.PathChannel].Packets < 20 {
-			t.Errorf("%v: %d channel packets relayed, want at least 20", d, st.Traffic[d][metrics.PathChannel].Packets)
-		}
+// TestKernelAutoOnVeth: data path auto on a veth whose far end has no XDP program (the relay
+// cannot see the far end): the relay attaches the tc variant, which needs none, and relays
+// every channel packet in the kernel, byte for byte, user space none. Native XDP there would
+// lose every packet, and the round trips would fail.
+func TestKernelAutoOnVeth(t *testing.T) {
+	for _, f := range kernelFamilies[:2] {
+		t.Run(f.name, func(t *testing.T) {
+			k := newKernelTopoWith(t, f, DataPathAuto, 0, OffloadAttachAuto, false)
+			if !k.tcx(t, "v0") {
+				t.Fatal("data path auto attached no tc program to the veth")
+			}
+			for _, ns := range []*nstest.NS{k.r, k.c} {
+				if out := ns.IP("link show"); strings.Contains(out, "xdp") {
+					t.Fatalf("an XDP program is attached in %s:\n%s", ns.Name, out)
+				}
+			}
+			k.relayAllInKernel(t, 200)
+		})
 	}
 }
 

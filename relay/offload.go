@@ -20,11 +20,13 @@ import (
 
 // kernelPlan is which interfaces the program goes on, and why an address is not served.
 type kernelPlan struct {
-	ifaces []net.Interface    // to attach to (loopback: the tc variant)
-	lis    []netip.AddrPort   // by listener ID: the served listen address, or invalid
-	why    []string           // why something is not served
-	served map[int]bool       // by interface index
-	byAddr map[netip.Addr]int // interface index of each local address
+	ifaces  []net.Interface    // to attach to (loopback: the tc variant)
+	modes   []kfast.Mode       // by ifaces' index: how to attach
+	modeWhy []string           // by ifaces' index: why that way
+	lis     []netip.AddrPort   // by listener ID: the served listen address, or invalid
+	why     []string           // why something is not served
+	served  map[int]bool       // by interface index
+	byAddr  map[netip.Addr]int // interface index of each local address
 }
 
 // planKernel finds the interfaces of the UDP listen and relay addresses. An address on
@@ -33,13 +35,9 @@ type kernelPlan struct {
 // interface is served when, unless gateway is set, that interface forwards its family (the
 // XDP program's route lookup needs it). A wildcard listener is served on
 // the relay addresses' interfaces, with route lookups (the program answers from the route's
-// preferred source, as the listener's socket does), so not in gateway mode. A veth is served
-// only when veth is set (data path offload, not auto): what the program sends back out of a
-// veth (XDP_TX) is received through its far end's NAPI context, which that end has only with
-// an XDP program of its own, and the relay cannot see the far end (in another namespace, a
-// container's host) to check. Guessing wrong loses every channel packet, so auto leaves veths
-// to user space and says so.
-func (s *Server) planKernel(gateway, veth, loop bool) (*kernelPlan, error) {
+// preferred source, as the listener's socket does), so not in gateway mode. How each
+// interface is attached is attachMode's choice.
+func (s *Server) planKernel(gateway, loop bool) (*kernelPlan, error) {
 	p := &kernelPlan{served: map[int]bool{}, byAddr: map[netip.Addr]int{}, lis: make([]netip.AddrPort, len(s.listeners))}
 	ifs, err := net.Interfaces()
 	if err != nil {
@@ -74,9 +72,6 @@ func (s *Server) planKernel(gateway, veth, loop bool) (*kernelPlan, error) {
 			p.why = append(p.why, fmt.Sprintf("%s %s: on loopback, which data path auto leaves to user space (the tc variant there is data-path offload's)", what, ip))
 			return false
 		case isLoop:
-		case !veth && kfast.Driver(ifi.Name) == "veth":
-			p.why = append(p.why, fmt.Sprintf("%s %s: on veth %s, whose far end needs an XDP program of its own for the relayed packets to arrive (data-path offload when it has one)", what, ip, ifi.Name))
-			return false
 		case !gateway:
 			v4, v6 := kfast.Forwarding(ifi.Name)
 			if (ip.Is4() && !v4) || (ip.Is6() && !v6) {
@@ -91,6 +86,9 @@ func (s *Server) planKernel(gateway, veth, loop bool) (*kernelPlan, error) {
 		if !p.served[idx] {
 			p.served[idx] = true
 			p.ifaces = append(p.ifaces, ifi)
+			m, why := attachMode(ifi, kfast.Driver(ifi.Name), s.cfg.OffloadAttach)
+			p.modes = append(p.modes, m)
+			p.modeWhy = append(p.modeWhy, why)
 		}
 		return true
 	}
@@ -118,6 +116,30 @@ func (s *Server) planKernel(gateway, veth, loop bool) (*kernelPlan, error) {
 	return p, nil
 }
 
+// attachMode is how the program goes on interface ifi (whose driver is driver) with attach
+// choice a, and why.
+//
+// On a veth, native XDP sends what it relays back out (XDP_TX, or a redirect into another
+// veth) into the far end's NAPI context, which that end has only with an XDP program of its
+// own; the relay cannot see the far end (in another namespace, a container's host) to check,
+// and guessing wrong loses every channel packet. The tc variant sends through the veth's own
+// transmit path and needs nothing there. So auto takes tc there.
+func attachMode(ifi net.Interface, driver string, a OffloadAttach) (kfast.Mode, string) {
+	switch {
+	case ifi.Flags&net.FlagLoopback != 0:
+		return kfast.ModeTCX, "loopback: XDP cannot serve lo"
+	case a == OffloadAttachTC:
+		return kfast.ModeTCX, "offload-attach tc"
+	case a == OffloadAttachXDP:
+		return kfast.ModeAuto, "offload-attach xdp"
+	case a == OffloadAttachXDPGeneric:
+		return kfast.ModeGeneric, "offload-attach xdp-generic"
+	case driver == "veth":
+		return kfast.ModeTCX, "veth: native XDP would need an XDP program on its far end, which the relay cannot see"
+	}
+	return kfast.ModeAuto, "native XDP where the driver has it"
+}
+
 // onlyLoopback reports whether every interface to attach to is a loopback one.
 func (p *kernelPlan) onlyLoopback() bool {
 	for _, ifi := range p.ifaces {
@@ -138,7 +160,7 @@ func (s *Server) startKernel(dp DataPath) error {
 		s.log.Info("kernel fast path off; relaying in user space", "reason", err.Error())
 		return nil
 	}
-	plan, err := s.planKernel(s.cfg.OffloadGateway, dp == DataPathOffload, dp == DataPathOffload)
+	plan, err := s.planKernel(s.cfg.OffloadGateway, dp == DataPathOffload)
 	if err != nil {
 		return fail(err)
 	}
@@ -152,22 +174,19 @@ func (s *Server) startKernel(dp DataPath) error {
 		return fail(fmt.Errorf("no UDP listener it can serve: %s", strings.Join(plan.why, "; ")))
 	}
 	// Senders on this host reach a veth with their UDP checksums left to a NIC it does not
-	// have: the program computes them from scratch there.
+	// have: the XDP program computes them from scratch there (the tc variant's helpers
+	// complete them from where the sender left them).
 	full := false
-	for _, ifi := range plan.ifaces {
-		full = full || kfast.Driver(ifi.Name) == "veth"
+	for i, ifi := range plan.ifaces {
+		full = full || (plan.modes[i] != kfast.ModeTCX && kfast.Driver(ifi.Name) == "veth")
 	}
 	off, err := kfast.New(kfast.Config{Gateway: s.cfg.OffloadGateway, FullChecksum: full})
 	if err != nil {
 		return fail(err)
 	}
 	var attached []string
-	for _, ifi := range plan.ifaces {
-		want := kfast.ModeAuto
-		if ifi.Flags&net.FlagLoopback != 0 {
-			want = kfast.ModeTCX // XDP on lo loses what it shortens (see kfast's tc variant)
-		}
-		mode, err := off.Attach(ifi.Index, want)
+	for i, ifi := range plan.ifaces {
+		mode, err := off.Attach(ifi.Index, plan.modes[i])
 		if err != nil {
 			off.Close()
 			return fail(err)
@@ -176,7 +195,7 @@ func (s *Server) startKernel(dp DataPath) error {
 		if mode == kfast.ModeTCX {
 			how = "tcx ingress"
 		}
-		attached = append(attached, ifi.Name+" ("+how+")")
+		attached = append(attached, ifi.Name+" ("+how+": "+plan.modeWhy[i]+")")
 	}
 	s.kernel = off
 	s.kmirror = dataplane.NewKernel(off, plan.lis, s.log)
