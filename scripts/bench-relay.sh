@@ -25,10 +25,14 @@
 # SERVERS (subset of: avedge avedge-epoll avedge-offload pion coturn; default all but
 # avedge-epoll; avedge is its default data path, io_uring where the kernel runs it;
 # avedge-offload runs avedge with --data-path offload and is skipped, with a note,
-# where avedge refuses that or fails to start with it), TOPOLOGIES (subset of:
+# where avedge refuses that or fails to start with it; avedge-offload-xdp,
+# avedge-offload-generic and avedge-offload-tc run it with --offload-attach xdp, xdp-generic
+# or tc, to compare the ways onto the veth), TOPOLOGIES (subset of:
 # loopback netns; default both), QUICK=1 (DURATION 3, LOADS "audio50 video saturate",
 # TOPOLOGIES netns unless given, TCP_RELAY=0: a few minutes), OUT (results dir, default
-# bench/out), TCP_RELAY=0 (skip the RFC 6062 TCP relay rows, scripts/bench-tcp-relay.sh).
+# bench/out), TCP_RELAY=0 (skip the RFC 6062 TCP relay rows, scripts/bench-tcp-relay.sh),
+# XDPPASS=0 (netns: no XDP program on the generator's veth end, as a real far end would have
+# none; native XDP's relayed frames are then lost, the tc variant needs none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,7 +72,7 @@ go build -o "$work/benchtable" ./bench/benchtable
 go build -o "$work/xdppass" ./bench/xdppass
 build_servers
 known=("${all_servers[@]}")
-if [[ " ${all_servers[*]} " == *" avedge "* ]]; then known+=(avedge-epoll avedge-offload); fi
+if [[ " ${all_servers[*]} " == *" avedge "* ]]; then known+=(avedge-epoll avedge-offload avedge-offload-xdp avedge-offload-generic avedge-offload-tc); fi
 servers=()
 for s in ${SERVERS:-avedge avedge-offload pion coturn}; do
 	if [[ " ${known[*]} " == *" $s "* ]]; then servers+=("$s"); fi
@@ -100,6 +104,10 @@ netns_up() {
 	# A frame an XDP program on v1 sends back out (XDP_TX) is received by v0 through its NAPI
 	# context, which a veth has only while an XDP program is attached to it (GRO on v0 was
 	# not enough): bench/xdppass holds one that passes everything, for the namespace's life.
+	if [[ ${XDPPASS:-1} == 0 ]]; then
+		log "netns: XDPPASS=0: no XDP program on v0"
+		return
+	fi
 	ip netns exec "$ns_c" "$work/xdppass" v0 >"$work/xdppass.log" 2>&1 &
 	local xp=$!
 	at_exit "kill $xp 2>/dev/null; wait $xp 2>/dev/null"
@@ -129,11 +137,12 @@ use_topology() {
 port_of() {
 	case $1 in
 	avedge) echo 34780 ;; pion) echo 34781 ;; coturn) echo 34782 ;; avedge-epoll) echo 34783 ;; avedge-offload) echo 34784 ;;
+	avedge-offload-xdp) echo 34785 ;; avedge-offload-generic) echo 34786 ;; avedge-offload-tc) echo 34787 ;;
 	esac
 }
 range_of() {
 	case $1 in
-	avedge | avedge-epoll | avedge-offload) echo "40000 44999" ;; pion) echo "45000 49999" ;; coturn) echo "50000 54999" ;;
+	avedge*) echo "40000 44999" ;; pion) echo "45000 49999" ;; coturn) echo "50000 54999" ;;
 	esac
 }
 
@@ -143,7 +152,13 @@ start_server() {
 	read -r min max < <(range_of "$name")
 	case $name in
 	avedge*)
-		case $name in avedge-epoll) dp=(--data-path epoll) ;; avedge-offload) dp=(--data-path offload) ;; esac
+		case $name in
+		avedge-epoll) dp=(--data-path epoll) ;;
+		avedge-offload) dp=(--data-path offload) ;;
+		avedge-offload-xdp) dp=(--data-path offload --offload-attach xdp) ;;
+		avedge-offload-generic) dp=(--data-path offload --offload-attach xdp-generic) ;;
+		avedge-offload-tc) dp=(--data-path offload --offload-attach tc) ;;
+		esac
 		# The benchmark measures relaying, not avedge's caps (pion and coturn run without
 		# any): the saturate load pushes one allocation past the default max-bps.
 		"${rel[@]}" "$work/avedge" --listening-ip "$relay_ip" --listening-port "$port" --min-port "$min" --max-port "$max" \
