@@ -5,6 +5,7 @@ package kfast
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -156,62 +157,70 @@ func vethPairCsum(tb testing.TB, senderOff, relayOff bool) (r, c *nstest.NS) {
 
 // BenchmarkVethRoundTrip: one ChannelData message client → relay → peer and the answer peer
 // → relay → client per op, relayed by the program attached natively or generically to the
-// relay's veth (no relay process).
+// relay's veth (with the pass program on the far end, which native XDP needs), or by the tc
+// variant (with no program on the far end, as auto attaches it), with no relay process.
 func BenchmarkVethRoundTrip(b *testing.B) {
-	for _, m := range []Mode{ModeNative, ModeGeneric} {
-		b.Run(m.String(), func(b *testing.B) {
-			o := newOffload(b)
-			r, c := vethPair(b)
-			var err error
-			r.Do(func() { _, err = o.Attach(r.Ifindex("v0"), m) })
-			if err != nil {
-				b.Fatal(err)
-			}
-			c.Do(func() { _, err = o.AttachPass(c.Ifindex("v1"), ModeNative) })
-			if err != nil {
-				b.Fatal(err)
-			}
-			ch := Channel{Num: 0x4001, Client: netip.MustParseAddrPort("10.9.0.2:40000"), Listen: netip.MustParseAddrPort("10.9.0.1:3478"),
-				Relay: netip.MustParseAddrPort("10.9.0.1:50000"), Peer: netip.MustParseAddrPort("10.9.0.3:40001")}
-			if ch.Slot, err = o.NewSlot(0); err != nil {
-				b.Fatal(err)
-			}
-			if err := errors.Join(o.PutChannel(ch), o.Permit(ch.Slot, ch.Peer.Addr())); err != nil {
-				b.Fatal(err)
-			}
-			var client, peer *net.UDPConn
-			c.Do(func() {
-				if client, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ch.Client)); err != nil {
-					return
-				}
-				peer, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ch.Peer))
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer client.Close()
-			defer peer.Close()
-			msg := channelData(ch.Num, data(160), 0)
-			buf := make([]byte, 2048)
-			deadline := time.Now().Add(10 * time.Second)
-			client.SetReadDeadline(deadline)
-			peer.SetReadDeadline(deadline)
-			b.SetBytes(2 * 160)
-			for b.Loop() {
-				if _, err := client.WriteToUDPAddrPort(msg, ch.Listen); err != nil {
-					b.Fatal(err)
-				}
-				n, _, err := peer.ReadFromUDPAddrPort(buf)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := peer.WriteToUDPAddrPort(buf[:n], ch.Relay); err != nil {
-					b.Fatal(err)
-				}
-				if _, _, err := client.ReadFromUDPAddrPort(buf); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+	for _, m := range []Mode{ModeNative, ModeGeneric, ModeTCX} {
+		for _, size := range []int{160, 1200} {
+			b.Run(fmt.Sprintf("%v/%d", m, size), func(b *testing.B) { vethRoundTrips(b, m, size) })
+		}
+	}
+}
+
+// vethRoundTrips is one BenchmarkVethRoundTrip run: mode m, size bytes of data each way.
+func vethRoundTrips(b *testing.B, m Mode, size int) {
+	o := newOffload(b)
+	r, c := vethPair(b)
+	var err error
+	r.Do(func() { _, err = o.Attach(r.Ifindex("v0"), m) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	if m != ModeTCX {
+		c.Do(func() { _, err = o.AttachPass(c.Ifindex("v1"), ModeNative) })
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	ch := Channel{Num: 0x4001, Client: netip.MustParseAddrPort("10.9.0.2:40000"), Listen: netip.MustParseAddrPort("10.9.0.1:3478"),
+		Relay: netip.MustParseAddrPort("10.9.0.1:50000"), Peer: netip.MustParseAddrPort("10.9.0.3:40001")}
+	if ch.Slot, err = o.NewSlot(0); err != nil {
+		b.Fatal(err)
+	}
+	if err := errors.Join(o.PutChannel(ch), o.Permit(ch.Slot, ch.Peer.Addr())); err != nil {
+		b.Fatal(err)
+	}
+	var client, peer *net.UDPConn
+	c.Do(func() {
+		if client, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ch.Client)); err != nil {
+			return
+		}
+		peer, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ch.Peer))
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Close()
+	defer peer.Close()
+	msg := channelData(ch.Num, data(size), 0)
+	buf := make([]byte, 2048)
+	deadline := time.Now().Add(10 * time.Second)
+	client.SetReadDeadline(deadline)
+	peer.SetReadDeadline(deadline)
+	b.SetBytes(int64(2 * size))
+	for b.Loop() {
+		if _, err := client.WriteToUDPAddrPort(msg, ch.Listen); err != nil {
+			b.Fatal(err)
+		}
+		n, _, err := peer.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := peer.WriteToUDPAddrPort(buf[:n], ch.Relay); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := client.ReadFromUDPAddrPort(buf); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
