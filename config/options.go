@@ -374,7 +374,7 @@ var optionTable = []option{
 	opt("offload-gateway", func(o *Options) *bool { return &o.OffloadGateway }, false,
 		"kernel fast path: send relayed packets back to the link address they came from (every client and peer behind one gateway) instead of a route lookup, which needs forwarding on the interface"),
 	opt("offload-attach", func(o *Options) *string { return &o.OffloadAttach }, "auto",
-		"kernel fast path on a non-loopback interface: auto (tc on a veth, whose far end would need an XDP program for native XDP; native XDP elsewhere, else tc), xdp (native, else generic), xdp-generic, or tc (tcx ingress, sent on by redirect)"),
+		"kernel fast path on a non-loopback interface: auto (tc on a veth, whose far end would need an XDP program for native XDP; native XDP elsewhere, else tc), xdp (native), xdp-generic, or tc (tcx ingress, sent on by redirect)"),
 	opt("idle-hold", func(o *Options) *time.Duration { return &o.IdleHold }, time.Second,
 		"how long a worker without packets keeps its scheduler slot before it parks through the Go runtime (held, a packet costs one wake-up; parked, an idle relay costs no CPU; 0: indefinitely; negative: never)"),
 	opt("realm", func(o *Options) *string { return &o.Realm }, "avedge",

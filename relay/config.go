@@ -462,7 +462,7 @@ type OffloadAttach string
 // Attach choices.
 const (
 	OffloadAttachAuto       OffloadAttach = ""            // tc on a veth, else native XDP, else tc
-	OffloadAttachXDP        OffloadAttach = "xdp"         // native XDP, else generic
+	OffloadAttachXDP        OffloadAttach = "xdp"         // native XDP (none: fail)
 	OffloadAttachXDPGeneric OffloadAttach = "xdp-generic" // generic XDP (the skb path)
 	OffloadAttachTC         OffloadAttach = "tc"          // the tc variant, tcx ingress
 )

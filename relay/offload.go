@@ -131,13 +131,13 @@ func attachMode(ifi net.Interface, driver string, a OffloadAttach) (kfast.Mode, 
 	case a == OffloadAttachTC:
 		return kfast.ModeTCX, "offload-attach tc"
 	case a == OffloadAttachXDP:
-		return kfast.ModeAuto, "offload-attach xdp"
+		return kfast.ModeNative, "offload-attach xdp"
 	case a == OffloadAttachXDPGeneric:
 		return kfast.ModeGeneric, "offload-attach xdp-generic"
 	case driver == "veth":
 		return kfast.ModeTCX, "veth: native XDP would need an XDP program on its far end, which the relay cannot see"
 	}
-	return kfast.ModeAuto, "native XDP where the driver has it"
+	return kfast.ModeAuto, "native XDP where the driver has it, else tc"
 }
 
 // onlyLoopback reports whether every interface to attach to is a loopback one.
@@ -191,11 +191,14 @@ func (s *Server) startKernel(dp DataPath) error {
 			off.Close()
 			return fail(err)
 		}
-		how := mode.String() + " XDP"
+		how, why := mode.String()+" XDP", plan.modeWhy[i]
 		if mode == kfast.ModeTCX {
 			how = "tcx ingress"
+			if plan.modes[i] == kfast.ModeAuto {
+				why += ": the driver has no native XDP"
+			}
 		}
-		attached = append(attached, ifi.Name+" ("+how+": "+plan.modeWhy[i]+")")
+		attached = append(attached, ifi.Name+" ("+how+": "+why+")")
 	}
 	s.kernel = off
 	s.kmirror = dataplane.NewKernel(off, plan.lis, s.log)

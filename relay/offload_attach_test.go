@@ -24,10 +24,10 @@ func TestAttachMode(t *testing.T) {
 		{lo, "", OffloadAttachAuto, kfast.ModeTCX},
 		{lo, "", OffloadAttachXDP, kfast.ModeTCX},
 		{eth, "veth", OffloadAttachAuto, kfast.ModeTCX},
-		{eth, "veth", OffloadAttachXDP, kfast.ModeAuto},
+		{eth, "veth", OffloadAttachXDP, kfast.ModeNative},
 		{eth, "veth", OffloadAttachXDPGeneric, kfast.ModeGeneric},
 		{eth, "veth", OffloadAttachTC, kfast.ModeTCX},
-		{eth, "virtio_net", OffloadAttachAuto, kfast.ModeAuto},
+		{eth, "virtio_net", OffloadAttachAuto, kfast.ModeAuto}, // native XDP, else tc (kfast.Attach)
 		{eth, "virtio_net", OffloadAttachTC, kfast.ModeTCX},
 	} {
 		if got, why := attachMode(tt.ifi, tt.driver, tt.a); got != tt.want || why == "" {

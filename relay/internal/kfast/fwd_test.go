@@ -5,9 +5,11 @@ package kfast
 import (
 	"bytes"
 	"errors"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -260,6 +262,76 @@ func TestAttachVethTC(t *testing.T) {
 			})
 			if err != nil || len(q.Programs) != 0 {
 				t.Errorf("after Close, v0's tcx ingress holds %v (%v), want nothing", q, err)
+			}
+		})
+	}
+}
+
+// BenchmarkVethWindow: like BenchmarkVethRoundTrip, but with 32 messages in flight, as the
+// bench's saturating load keeps them: an op is one relayed round trip; the peer echoes from a
+// goroutine of its own.
+func BenchmarkVethWindow(b *testing.B) {
+	for _, m := range []Mode{ModeNative, ModeGeneric, ModeTCX} {
+		b.Run(m.String(), func(b *testing.B) {
+			o := newOffload(b)
+			r, c := vethPair(b)
+			var err error
+			r.Do(func() { _, err = o.Attach(r.Ifindex("v0"), m) })
+			if err == nil && m != ModeTCX {
+				c.Do(func() { _, err = o.AttachPass(c.Ifindex("v1"), ModeNative) })
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			ch := Channel{Num: 0x4001, Client: netip.MustParseAddrPort("10.9.0.2:40000"), Listen: netip.MustParseAddrPort("10.9.0.1:3478"),
+				Relay: netip.MustParseAddrPort("10.9.0.1:50000"), Peer: netip.MustParseAddrPort("10.9.0.3:40001")}
+			if ch.Slot, err = o.NewSlot(0); err != nil {
+				b.Fatal(err)
+			}
+			if err := errors.Join(o.PutChannel(ch), o.Permit(ch.Slot, ch.Peer.Addr())); err != nil {
+				b.Fatal(err)
+			}
+			var client, peer *net.UDPConn
+			c.Do(func() {
+				if client, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ch.Client)); err != nil {
+					return
+				}
+				peer, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ch.Peer))
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer client.Close()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				buf := make([]byte, 2048)
+				for {
+					n, from, err := peer.ReadFromUDPAddrPort(buf)
+					if err != nil {
+						return
+					}
+					peer.WriteToUDPAddrPort(buf[:n], from)
+				}
+			}()
+			defer func() { peer.Close(); <-done }()
+			msg := channelData(ch.Num, data(1200), 0)
+			buf := make([]byte, 2048)
+			client.SetReadDeadline(time.Now().Add(30 * time.Second))
+			b.SetBytes(2 * 1200)
+			const window = 32
+			for range window {
+				if _, err := client.WriteToUDPAddrPort(msg, ch.Listen); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for b.Loop() {
+				if _, _, err := client.ReadFromUDPAddrPort(buf); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := client.WriteToUDPAddrPort(msg, ch.Listen); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}

@@ -53,7 +53,7 @@ type Mode uint8
 
 // Attach modes.
 const (
-	ModeAuto    Mode = iota // native XDP where the driver has it, else generic
+	ModeAuto    Mode = iota // native XDP where the driver has it, else the tc variant
 	ModeNative              // XDP in the driver (veth, most 10G+ NICs)
 	ModeGeneric             // XDP on the kernel's skb path: any interface, slower
 	ModeTCX                 // the tc variant on tcx ingress: on lo between loopback addresses, elsewhere sent on by redirect
@@ -144,22 +144,29 @@ func New(cfg Config) (*Offload, error) {
 }
 
 // Attach hooks the relay program to interface ifindex (of the calling thread's network
-// namespace) in mode m (ModeAuto: native, else generic; ModeTCX: the tc variant) and returns
-// the mode it got. Attaching to an interface already attached replaces nothing and returns an
-// error.
+// namespace) in mode m (ModeAuto: native XDP, else the tc variant; ModeTCX: the tc variant)
+// and returns the mode it got. Attaching to an interface already attached replaces nothing
+// and returns an error.
 //
 // The tc variant on a loopback interface relays between loopback addresses and delivers
 // locally; on any other interface it sends what it relays on by the routing table (or back to
 // the gateway) with a redirect to the out interface's egress, which, unlike XDP_TX into a
 // veth, needs no program on the veth's far end.
+//
+// Where the driver has no native XDP, ModeAuto takes the tc variant rather than generic XDP:
+// both run on the skb path, at the same cost per packet as measured on a veth, but generic
+// XDP moves a packet's head under a checksum the sender left partial (csum_start then 4 bytes
+// off), which the tc variant does not.
 func (o *Offload) Attach(ifindex int, m Mode) (Mode, error) {
-	if m == ModeTCX {
-		if isLoopback(ifindex) {
-			return o.attach(o.objs.AvedgeRelayTc, ifindex, m)
+	return o.attach(ifindex, m, func(t Mode) *ebpf.Program {
+		switch {
+		case t != ModeTCX:
+			return o.objs.AvedgeRelay
+		case isLoopback(ifindex):
+			return o.objs.AvedgeRelayTc
 		}
-		return o.attach(o.objs.AvedgeFwdTc, ifindex, m)
-	}
-	return o.attach(o.objs.AvedgeRelay, ifindex, m)
+		return o.objs.AvedgeFwdTc
+	})
 }
 
 // isLoopback reports whether interface ifindex (of the calling thread's network namespace)
@@ -169,10 +176,16 @@ func isLoopback(ifindex int) bool {
 	return err == nil && ifi.Flags&net.FlagLoopback != 0
 }
 
-// AttachPass hooks a program that passes everything to interface ifindex: on the far end of a
-// veth pair, it gives that end the NAPI context that XDP_TX and redirects into it need.
+// AttachPass hooks a program that passes everything to interface ifindex (XDP: m native or
+// generic): on the far end of a veth pair, it gives that end the NAPI context that XDP_TX and
+// redirects into it need.
 func (o *Offload) AttachPass(ifindex int, m Mode) (Mode, error) {
-	return o.attach(o.objs.AvedgePass, ifindex, m)
+	return o.attach(ifindex, m, func(t Mode) *ebpf.Program {
+		if t == ModeTCX {
+			return nil
+		}
+		return o.objs.AvedgePass
+	})
 }
 
 // ifKey names an interface: its index in a network namespace (the namespace's inode number).
@@ -190,7 +203,9 @@ func thisNS() uint64 {
 	return st.Ino
 }
 
-func (o *Offload) attach(p *ebpf.Program, ifindex int, m Mode) (Mode, error) {
+// attach hooks prog(t) to interface ifindex in mode m, or in the modes ModeAuto tries, in
+// turn (a nil program: that mode is skipped).
+func (o *Offload) attach(ifindex int, m Mode, prog func(Mode) *ebpf.Program) (Mode, error) {
 	k := ifKey{thisNS(), ifindex}
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -199,10 +214,14 @@ func (o *Offload) attach(p *ebpf.Program, ifindex int, m Mode) (Mode, error) {
 	}
 	try := []Mode{m}
 	if m == ModeAuto {
-		try = []Mode{ModeNative, ModeGeneric}
+		try = []Mode{ModeNative, ModeTCX}
 	}
 	var errs []error
 	for _, t := range try {
+		p := prog(t)
+		if p == nil {
+			continue
+		}
 		if t == ModeTCX {
 			l, err := link.AttachTCX(link.TCXOptions{Program: p, Interface: ifindex, Attach: ebpf.AttachTCXIngress})
 			if err != nil {

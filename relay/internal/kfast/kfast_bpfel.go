@@ -78,6 +78,11 @@ type kfastPermKey struct {
 	PeerIp [16]uint8
 }
 
+type kfastScratch struct {
+	_ structs.HostLayout
+	B [1536]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -88,6 +93,7 @@ const (
 	kfastMapP2c            = "p2c"
 	kfastMapPasses         = "passes"
 	kfastMapPerms          = "perms"
+	kfastMapScratch        = "scratch"
 	kfastMapStats          = "stats"
 	kfastProgAvedgeFwdTc   = "avedge_fwd_tc"
 	kfastProgAvedgePass    = "avedge_pass"
@@ -156,6 +162,7 @@ type kfastMapSpecs struct {
 	P2c     *ebpf.MapSpec `ebpf:"p2c"`
 	Passes  *ebpf.MapSpec `ebpf:"passes"`
 	Perms   *ebpf.MapSpec `ebpf:"perms"`
+	Scratch *ebpf.MapSpec `ebpf:"scratch"`
 	Stats   *ebpf.MapSpec `ebpf:"stats"`
 }
 
@@ -194,6 +201,7 @@ type kfastMaps struct {
 	P2c     *ebpf.Map `ebpf:"p2c"`
 	Passes  *ebpf.Map `ebpf:"passes"`
 	Perms   *ebpf.Map `ebpf:"perms"`
+	Scratch *ebpf.Map `ebpf:"scratch"`
 	Stats   *ebpf.Map `ebpf:"stats"`
 }
 
@@ -205,6 +213,7 @@ func (m *kfastMaps) Close() error {
 		m.P2c,
 		m.Passes,
 		m.Perms,
+		m.Scratch,
 		m.Stats,
 	)
 }

@@ -1003,73 +1003,33 @@ static __always_inline int tc_peer_to_client(struct __sk_buff *skb, int v6, stru
 // checksum is updated by bpf_l4_csum_replace, which knows which kind the skb carries: a full one
 // takes every change, a partial one (the pseudo-header's sum) only the addresses and length.
 
-// move_piece copies the k bytes at packet offset from to offset to, through buf.
-static __always_inline int move_piece(struct __sk_buff *skb, __u32 from, __u32 to, __u8 *buf, __u32 k)
+// The data a move copies, per CPU (the program's stack holds 512 bytes).
+struct scratch {
+	__u8 b[MAX_DATA];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch SEC(".maps");
+
+// move_data copies the n bytes at packet offset from (n <= MAX_DATA) to offset to, which may
+// overlap them: read whole, then written, two helper calls whatever n.
+static __always_inline int move_data(struct __sk_buff *skb, __u32 from, __u32 to, __u32 n)
 {
-	if (bpf_skb_load_bytes(skb, from, buf, k))
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
 		return -1;
-	return bpf_skb_store_bytes(skb, to, buf, k, 0);
-}
-
-// move_down moves the n bytes at off (n <= MAX_DATA) 4 bytes towards the head, front to back.
-static __always_inline int move_down(struct __sk_buff *skb, __u32 off, __u32 n)
-{
-	__u8 buf[64];
-#pragma unroll
-	for (int i = 0; i < MAX_DATA / 64; i++) {
-		if (n >= 64) {
-			if (move_piece(skb, off, off - 4, buf, 64))
-				return -1;
-			off += 64;
-			n -= 64;
-		}
-	}
-#define PIECE(k)                                                                                   \
-	if (n & k) {                                                                               \
-		if (move_piece(skb, off, off - 4, buf, k))                                         \
-			return -1;                                                                 \
-		off += k;                                                                          \
-	}
-	PIECE(32)
-	PIECE(16)
-	PIECE(8)
-	PIECE(4)
-	PIECE(2)
-	PIECE(1)
-#undef PIECE
-	return 0;
-}
-
-// move_up moves the n bytes at off (n <= MAX_DATA) 4 bytes towards the tail, back to front:
-// the pieces of the last n % 64 bytes, smallest (last) first, then 64-byte chunks.
-static __always_inline int move_up(struct __sk_buff *skb, __u32 off, __u32 n)
-{
-	__u8 buf[64];
-	__u32 end = off + n;
-#define PIECE(k)                                                                                   \
-	if (n & k) {                                                                               \
-		end -= k;                                                                          \
-		if (move_piece(skb, end, end + 4, buf, k))                                         \
-			return -1;                                                                 \
-	}
-	PIECE(1)
-	PIECE(2)
-	PIECE(4)
-	PIECE(8)
-	PIECE(16)
-	PIECE(32)
-#undef PIECE
-	n &= ~63U;
-#pragma unroll
-	for (int i = 0; i < MAX_DATA / 64; i++) {
-		if (n >= 64) {
-			end -= 64;
-			n -= 64;
-			if (move_piece(skb, end, end + 4, buf, 64))
-				return -1;
-		}
-	}
-	return 0;
+	if (n == 0)
+		return 0;
+	if (n > MAX_DATA)
+		return -1;
+	if (bpf_skb_load_bytes(skb, from, s->b, n))
+		return -1;
+	return bpf_skb_store_bytes(skb, to, s->b, n, 0);
 }
 
 // fwd_store writes h (Ethernet, IP and UDP headers, the UDP checksum as it came) at the front
@@ -1177,7 +1137,7 @@ static __always_inline int fwd_client_to_peer(struct __sk_buff *skb, int v6, str
 
 	// Nothing is written before the data has moved, so that a failure there leaves the
 	// packet as it came (a failed store, after, drops it).
-	if (move_down(skb, HDRS(v6) + 4, length))
+	if (move_data(skb, HDRS(v6) + 4, HDRS(v6), length))
 		return TC_NEXT;
 	if (bpf_skb_change_tail(skb, HDRS(v6) + length, 0))
 		return TC_ACT_SHOT;
@@ -1224,7 +1184,7 @@ static __always_inline int fwd_peer_to_client(struct __sk_buff *skb, int v6, str
 	// The tail grows by 4 (and loses anything the link added), the data moves up into it.
 	if (bpf_skb_change_tail(skb, HDRS(v6) + 4 + (__u32)plen, 0))
 		return TC_NEXT;
-	if (move_up(skb, HDRS(v6), plen) || bpf_skb_store_bytes(skb, HDRS(v6), cd, 4, 0))
+	if (move_data(skb, HDRS(v6), HDRS(v6) + 4, plen) || bpf_skb_store_bytes(skb, HDRS(v6), cd, 4, 0))
 		return TC_ACT_SHOT;
 	if (fwd_store(skb, v6, h, ph, rest, csum))
 		return TC_ACT_SHOT;
