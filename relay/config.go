@@ -81,7 +81,8 @@ type Config struct {
 	// filter against it (Docker's default profile blocks it).
 	//
 	// DataPathAuto and DataPathOffload also relay channel-bound UDP traffic in the kernel (an
-	// XDP program, package kfast) on the interfaces of the UDP listen and relay addresses
+	// XDP program, or its tc variant on a veth: OffloadAttach; package kfast) on the
+	// interfaces of the UDP listen and relay addresses
 	// that allow it: a concrete address on an interface that forwards its family (or
 	// OffloadGateway), and BPF available (CAP_BPF and CAP_NET_ADMIN, or root). On loopback
 	// only DataPathOffload does (the tc variant, tcx ingress on lo, between loopback
