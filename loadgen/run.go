@@ -31,6 +31,7 @@ type runner struct {
 	stop      chan struct{} // closed by halt when the run ends or its context does
 	stopOnce  sync.Once
 	readers   sync.WaitGroup
+	endReads  []func() // called once the clients' sockets are closed (startReaders)
 	workers   sync.WaitGroup
 
 	refreshes     atomic.Uint64
@@ -110,7 +111,9 @@ func (r *runner) open() error {
 		fillPayload(c.pattern, c.id)
 		g.clients = append(g.clients, c)
 		r.clients = append(r.clients, c)
-		r.readers.Go(c.readLoop)
+	}
+	if err := r.startReaders(); err != nil {
+		return err
 	}
 	if cfg.Mode == ModePair {
 		for i := 0; i < len(r.clients); i += 2 {
@@ -134,6 +137,9 @@ func (r *runner) close() {
 	}
 	for _, p := range r.peers {
 		_ = p.conn.Close()
+	}
+	for _, end := range r.endReads {
+		end()
 	}
 	r.readers.Wait()
 }
