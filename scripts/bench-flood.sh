@@ -24,6 +24,9 @@
 # stops), the relay's own drops by reason (avedge's /metrics), and the generator's sockets'
 # (the clients' and the echo peers', SO_MEMINFO). The way out is Sent - PeerReceived, the way
 # back PeerReceived - Received; what the sockets and the relay do not account for is "unacc".
+# Loopback traffic also waits in each CPU's input backlog (net.core.netdev_max_backlog)
+# before any socket sees it: the drops there (/proc/net/softnet_stat, the whole machine's,
+# over the live run) are reported as "backlog", flood and live alike.
 #
 # avedge runs with --allocate-rate -1 --unauthorized-rate -1: the live clients all come from
 # 127.0.0.1, and those limits would refuse their setup; its per-source request limit
@@ -87,15 +90,23 @@ start_server() {
 # server_drops prints, as JSON, the kernel drops at the server's sockets (from /proc/net/udp
 # of this network namespace: the listener's port, the relay ports' range) and, for avedge,
 # its drops by reason and its relayed packets from /metrics.
+# backlog_drops prints the packets the kernel dropped from the CPUs' input backlogs since
+# boot, machine-wide (the second column of /proc/net/softnet_stat, per CPU, in hex).
+backlog_drops() {
+	local sum=0 line
+	while read -r -a line; do sum=$((sum + 16#${line[1]})); done </proc/net/softnet_stat
+	echo "$sum"
+}
+
 server_drops() {
 	local metrics=""
 	if [[ $1 == avedge* ]]; then
 		metrics=$(curl -sf "http://$METRICS/metrics" || true)
 	fi
-	python3 - "$PORT" "$MIN_PORT" "$MAX_PORT" "$metrics" <<'PY'
+	python3 - "$PORT" "$MIN_PORT" "$MAX_PORT" "$metrics" "$2" <<'PY'
 import json, re, sys
 port, lo, hi, metrics = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-out = {"listener_drops": 0, "relay_socket_drops": 0, "relay_drops": {}, "relayed": {}}
+out = {"listener_drops": 0, "relay_socket_drops": 0, "relay_drops": {}, "relayed": {}, "backlog_drops": int(sys.argv[5])}
 for name in ("/proc/net/udp", "/proc/net/udp6"):
     try:
         lines = open(name).read().splitlines()[1:]
@@ -130,10 +141,11 @@ for srv in "${servers[@]}"; do
 		--duration "$((FLOOD_SECONDS + 2))s" --flood 100000000 --flood-duration "${FLOOD_SECONDS}s" \
 		--flood-rate "$FLOOD_RATE" --flood-allocate-every "$FLOOD_ALLOCATE_EVERY" --flood-nonce-per-source --json >"$work/flood.json" &
 	flood_pid=$!
+	backlog0=$(backlog_drops)
 	if json=$(timeout 300 "$work/avedge-load" --server "127.0.0.1:$PORT" --secret "$SECRET" --clients "$LIVE" \
 		--rate 50 --size 160 --duration "$DURATION" --refresh 2s --server-pid "$server_pid" --json) &&
 		wait "$flood_pid"; then
-		printf '%s\t%s\t%s\t%s\n' "$srv" "$json" "$(cat "$work/flood.json")" "$(server_drops "$srv")" >>"$results"
+		printf '%s\t%s\t%s\t%s\n' "$srv" "$json" "$(cat "$work/flood.json")" "$(server_drops "$srv" "$(($(backlog_drops) - backlog0))")" >>"$results"
 	else
 		log "$srv: run failed"
 		wait "$flood_pid" || true
@@ -143,21 +155,22 @@ done
 
 echo
 echo "bench-flood: $(nproc) cores, $LIVE live allocations × 50 pps × 160 B, refreshed every 2 s; flood from 1 024 sources on one thread of another process (every ${FLOOD_ALLOCATE_EVERY}th an Allocate)"
-printf '%-14s %9s %10s %9s %12s %12s %9s %9s\n' server flood/s refreshes ref-fail clients-lost live-sent loss-% srv-cpu
+printf '%-14s %9s %8s %10s %9s %12s %12s %10s %9s %9s\n' server flood/s nonce-fb refreshes ref-fail clients-lost live-sent live-sent/s loss-% srv-cpu
 while IFS=$'\t' read -r srv json flood drops; do
 	python3 - "$srv" "$json" "$flood" <<'PY'
 import json, sys
 srv, r = sys.argv[1], json.loads(sys.argv[2])
 f = json.loads(sys.argv[3]).get("flood") or {}
-print(f"{srv:<14} {f.get('per_second', 0):9.0f} {r['refreshes']:10d} {r['refresh_errors']:9d} {r.get('refresh_failed_clients', 0):12d} "
-      f"{r['sent']:12d} {r['loss_percent']:9.4f} {r.get('server_cpu_seconds', 0):8.2f}s")
+print(f"{srv:<14} {f.get('per_second', 0):9.0f} {f.get('nonce_fallbacks', 0):8d} {r['refreshes']:10d} {r['refresh_errors']:9d} "
+      f"{r.get('refresh_failed_clients', 0):12d} {r['sent']:12d} {r['sent_per_second']:10.0f} {r['loss_percent']:9.4f} {r.get('server_cpu_seconds', 0):8.2f}s")
 PY
 done <"$results"
 echo
 echo "where the live packets were lost (packets; out = client → echo peer, back = echo peer → client;"
-echo "listener = kernel drops at the server's listening socket, flood and live alike; relay-sock = at its relay ports;"
-echo "relay = avedge's own drops, by reason; gen = the generator's client / echo-peer sockets; unacc = lost, not accounted for)"
-printf '%-14s %9s %9s %10s %10s %28s %10s %10s %9s %9s\n' server lost-out lost-back listener relay-sock relay gen-client gen-peer unacc-out unacc-bk
+echo "backlog = the CPUs' input backlogs, machine-wide; listener = kernel drops at the server's listening socket; both flood and live alike;"
+echo "relay-sock = at its relay ports; relay = avedge's own drops, by reason (its kernel program's included);"
+echo "gen = the generator's client / echo-peer sockets; unacc = lost, not accounted for)"
+printf '%-14s %9s %9s %9s %10s %10s %28s %10s %10s %9s %9s\n' server lost-out lost-back backlog listener relay-sock relay gen-client gen-peer unacc-out unacc-bk
 while IFS=$'\t' read -r srv json flood drops; do
 	python3 - "$srv" "$json" "$drops" <<'PY'
 import json, sys
@@ -167,13 +180,14 @@ back = max(r.get("peer_received", 0) - r["received"], 0)
 rd = d.get("relay_drops", {})
 relay = ",".join(f"{k}={v}" for k, v in sorted(rd.items())) or "-"
 live_relay = sum(v for k, v in rd.items() if k in ("queue_full", "send_error"))
-# The listener's drops are flood and live alike: the way out's loss not found elsewhere is
-# charged to it, up to what it dropped.
+# The listener's and the backlogs' drops are flood and live alike: the way out's loss not
+# found elsewhere is charged to them, up to what they dropped, and so is the way back's.
 unacc_out = out - r.get("peer_kernel_drops", 0)
-at_listener = min(max(unacc_out, 0), d.get("listener_drops", 0))
-unacc_out -= at_listener
+shared = d.get("listener_drops", 0) + d.get("backlog_drops", 0)
+unacc_out -= min(max(unacc_out, 0), shared)
 unacc_back = back - r.get("client_kernel_drops", 0) - d.get("relay_socket_drops", 0)
-print(f"{srv:<14} {out:9d} {back:9d} {d.get('listener_drops', 0):10d} {d.get('relay_socket_drops', 0):10d} {relay:>28} "
+unacc_back -= min(max(unacc_back, 0), d.get("backlog_drops", 0))
+print(f"{srv:<14} {out:9d} {back:9d} {d.get('backlog_drops', 0):9d} {d.get('listener_drops', 0):10d} {d.get('relay_socket_drops', 0):10d} {relay:>28} "
       f"{r.get('client_kernel_drops', 0):10d} {r.get('peer_kernel_drops', 0):10d} {unacc_out:9d} {unacc_back:9d}")
 PY
 done <"$results"
