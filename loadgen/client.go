@@ -99,29 +99,42 @@ func (c *client) send(pkt []byte) {
 	}
 }
 
-// handle demultiplexes a datagram that arrived on the client's socket: ChannelData and Data
-// indications to the data path, STUN responses to the control plane.
-func (c *client) handle(frame []byte) {
-	if c.r.cfg.Mode == ModeDirect {
-		c.onPayload(frame, frame, false)
-		return
-	}
-	if isStun(frame) {
-		data, err := parseDataIndication(frame)
-		if err == nil {
-			c.onPayload(data, frame, true)
-			return
+// readLoop demultiplexes everything that arrives on the client's socket
+// until the socket is closed: ChannelData and Data indications to the data
+// path, STUN responses to the control plane.
+func (c *client) readLoop() {
+	buf := make([]byte, 2048)
+	for {
+		n, err := c.conn.Read(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				close(c.ctrl)
+				return
+			}
+			continue // ICMP-induced ECONNREFUSED and the like: the socket still works
 		}
-		if errors.Is(err, errNotData) {
-			c.deliverCtrl(frame)
+		frame := buf[:n]
+		if c.r.cfg.Mode == ModeDirect {
+			c.onPayload(frame, frame, false)
+			continue
 		}
-		return
+		if isStun(frame) {
+			data, err := parseDataIndication(frame)
+			if err == nil {
+				c.onPayload(data, frame, true)
+				continue
+			}
+			if errors.Is(err, errNotData) {
+				c.deliverCtrl(frame)
+			}
+			continue
+		}
+		if _, data, err := parseChannelData(frame); err == nil {
+			c.onPayload(data, frame, false)
+			continue
+		}
+		c.corrupt.Add(1)
 	}
-	if _, data, err := parseChannelData(frame); err == nil {
-		c.onPayload(data, frame, false)
-		return
-	}
-	c.corrupt.Add(1)
 }
 
 // deliverCtrl hands a copy of a STUN message to the waiting transaction, if

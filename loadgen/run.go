@@ -31,7 +31,6 @@ type runner struct {
 	stop      chan struct{} // closed by halt when the run ends or its context does
 	stopOnce  sync.Once
 	readers   sync.WaitGroup
-	endReads  []func() // called once the clients' sockets are closed (startReaders)
 	workers   sync.WaitGroup
 
 	refreshes     atomic.Uint64
@@ -111,9 +110,7 @@ func (r *runner) open() error {
 		fillPayload(c.pattern, c.id)
 		g.clients = append(g.clients, c)
 		r.clients = append(r.clients, c)
-	}
-	if err := r.startReaders(); err != nil {
-		return err
+		r.readers.Go(c.readLoop)
 	}
 	if cfg.Mode == ModePair {
 		for i := 0; i < len(r.clients); i += 2 {
@@ -137,9 +134,6 @@ func (r *runner) close() {
 	}
 	for _, p := range r.peers {
 		_ = p.conn.Close()
-	}
-	for _, end := range r.endReads {
-		end()
 	}
 	r.readers.Wait()
 }
