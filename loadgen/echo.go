@@ -12,9 +12,10 @@ import (
 
 const (
 	// peerBuffer is the echo peers' socket buffer size: each takes a group's whole traffic,
-	// so it must ride out the scheduler's gaps on a loaded machine (about 8 000 audio-sized
-	// datagrams) rather than drop what the server relayed.
-	peerBuffer = 16 << 20
+	// so it must ride out the scheduler's gaps on a loaded machine (tens of thousands of
+	// audio-sized datagrams: seconds of a group's traffic) rather than drop what the server
+	// relayed. The delay shows in the round trip; the memory is taken only while it waits.
+	peerBuffer = 64 << 20
 	// peerBatch is the datagrams an echo peer reads (recvmmsg) and echoes (sendmmsg) per
 	// system call at most.
 	peerBatch = 64
