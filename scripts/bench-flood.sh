@@ -61,6 +61,7 @@ start_server() {
 		"$work/avedge" --listening-ip 127.0.0.1 --listening-port "$PORT" --min-port "$MIN_PORT" --max-port "$MAX_PORT" \
 			--static-auth-secret "$SECRET" --realm "$REALM" --relay-ip "$RELAY_IP" --allow-loopback-peers \
 			--allocate-rate -1 --unauthorized-rate -1 --metrics-listen '' --auth-listen '' --total-quota "$((LIVE + 16))" \
+			--data-path io_uring \
 			${AVEDGE_ARGS:-} >"$work/avedge.log" 2>&1 &
 		;;
 	coturn)
