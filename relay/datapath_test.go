@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/pion/turn/v5"
 
 	"github.com/avedge/avedge/relay/internal/kfast/nstest"
@@ -98,6 +100,19 @@ func TestDataPathChoice(t *testing.T) {
 					t.Errorf("no kernel fast path, and the log does not say why (BPF unavailable is the only reason here):\n%s", logged)
 				}
 				t.Logf("kernel fast path on: %v", s.kernel != nil)
+				if s.kernel != nil {
+					// Close detaches: nothing is left on the namespace's lo.
+					t.Cleanup(func() {
+						s.Close()
+						var q *link.QueryResult
+						ns.Do(func() {
+							q, err = link.QueryPrograms(link.QueryOptions{Target: ns.Ifindex("lo"), Attach: ebpf.AttachTCXIngress})
+						})
+						if err != nil || len(q.Programs) != 0 {
+							t.Errorf("after Close, lo's tcx ingress: %v, %v; want no program", q, err)
+						}
+					})
+				}
 			} else {
 				s = startServerOn(t, path, nil)
 				var err error
