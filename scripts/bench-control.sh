@@ -80,6 +80,7 @@ start_server() {
 		"$work/avedge" --listening-ip 127.0.0.1 --listening-port "$port" --min-port "$MIN_PORT" --max-port "$MAX_PORT" \
 			--static-auth-secret "$SECRET" --realm "$REALM" --relay-ip "$RELAY_IP" --allow-loopback-peers \
 			"${limits[@]}" --metrics-listen '' --auth-listen '' --total-quota "$((n + 16))" \
+			--data-path io_uring \
 			>"$work/avedge.log" 2>&1 &
 		;;
 	pion)

@@ -15,9 +15,9 @@
 # Environment: LIVE (default 1000), DURATION (live send window, default 20s), FLOOD_SECONDS
 # (default 25: the live setup and window), FLOOD_RATE (0: as fast as one core sends),
 # FLOOD_ALLOCATE_EVERY (default 2; -1: Binding requests only), SERVERS (subset of: avedge
-# avedge-offload coturn; avedge-offload is avedge with --data-path offload, the kernel fast
-# path), OUT (results dir, default bench/out), AVEDGE_ARGS (more avedge flags, split on
-# spaces, e.g. "--workers 2").
+# avedge-offload coturn; avedge runs --data-path io_uring, in user space, and avedge-offload
+# --data-path offload, the kernel fast path), OUT (results dir, default bench/out),
+# AVEDGE_ARGS (more avedge flags, split on spaces, e.g. "--workers 2").
 #
 # Where the live packets were lost is reported too: the server's sockets' kernel drops (the
 # listener's, shared with the flood, and the relay ports'; from /proc/net/udp before the server
@@ -69,12 +69,14 @@ done
 start_server() {
 	case $1 in
 	avedge | avedge-offload)
-		local extra=()
-		if [[ $1 == avedge-offload ]]; then extra=(--data-path offload); fi
+		# avedge is the user-space relay (auto would offload loopback); avedge-offload the
+		# kernel fast path.
+		local dp=(--data-path io_uring)
+		if [[ $1 == avedge-offload ]]; then dp=(--data-path offload); fi
 		"$work/avedge" --listening-ip 127.0.0.1 --listening-port "$PORT" --min-port "$MIN_PORT" --max-port "$MAX_PORT" \
 			--static-auth-secret "$SECRET" --realm "$REALM" --relay-ip "$RELAY_IP" --allow-loopback-peers \
 			--allocate-rate -1 --unauthorized-rate -1 --metrics-listen "$METRICS" --auth-listen '' --total-quota "$((LIVE + 16))" \
-			"${extra[@]}" ${AVEDGE_ARGS:-} >"$work/avedge.log" 2>&1 &
+			"${dp[@]}" ${AVEDGE_ARGS:-} >"$work/avedge.log" 2>&1 &
 		;;
 	coturn)
 		turnserver -n --allow-loopback-peers --no-cli --no-tls --no-dtls --no-tcp --use-auth-secret \
