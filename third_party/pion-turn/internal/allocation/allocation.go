@@ -37,7 +37,7 @@ type Allocation struct {
 	TurnSocket          net.PacketConn
 	fiveTuple           *FiveTuple
 	permissionsLock     sync.RWMutex
-	permissions         map[string]*Permission
+	permissions         map[string]*Permission // nil until the first AddPermission
 	channelBindingsLock sync.RWMutex
 	channelBindings     []*ChannelBind
 	lifetimeTimer       *time.Timer
@@ -72,7 +72,6 @@ func NewAllocation(
 	return &Allocation{
 		TurnSocket:     turnSocket,
 		fiveTuple:      fiveTuple,
-		permissions:    make(map[string]*Permission, 64),
 		closed:         make(chan any),
 		eventHandler:   eventHandler,
 		log:            log,
@@ -103,6 +102,9 @@ func (a *Allocation) AddPermission(perms *Permission) {
 
 	perms.allocation = a
 	perms.start(perms.timeout)
+	if a.permissions == nil {
+		a.permissions = make(map[string]*Permission)
+	}
 	a.permissions[fingerprint] = perms
 	a.permissionsLock.Unlock()
 
@@ -369,10 +371,36 @@ func (a *Allocation) WriteTo(p []byte, addr net.Addr) (n int, err error) {
 
 const rtpMTU = 1600
 
+// readWaiter is implemented by a relay PacketConn (from RelayAddressGenerator.AllocatePacketConn)
+// that can wait for a datagram without a buffer to read it into. WaitRead returns once a
+// ReadFrom may not block (returning early is allowed: ReadFrom then blocks), or with the error
+// ReadFrom would return. The allocation's reader then takes its read buffer from a pool only
+// while a datagram is being handled, so an idle allocation holds no read buffer.
+type readWaiter interface {
+	WaitRead() error
+}
+
+var readBufferPool = sync.Pool{New: func() any { b := make([]byte, rtpMTU); return &b }} //nolint:gochecknoglobals
+
 func (a *Allocation) packetConnHandler(manager *Manager) {
-	buffer := make([]byte, rtpMTU)
+	var buffer []byte
+	waiter, pooled := a.relayPacketConn.(readWaiter)
+	if !pooled {
+		buffer = make([]byte, rtpMTU)
+	}
 
 	for {
+		var bufferPtr *[]byte
+		if pooled {
+			if err := waiter.WaitRead(); err != nil {
+				manager.DeleteAllocation(a.fiveTuple)
+
+				return
+			}
+			bufferPtr, _ = readBufferPool.Get().(*[]byte)
+			buffer = *bufferPtr
+		}
+
 		n, srcAddr, err := a.relayPacketConn.ReadFrom(buffer)
 		if err != nil {
 			manager.DeleteAllocation(a.fiveTuple)
@@ -425,6 +453,10 @@ func (a *Allocation) packetConnHandler(manager *Manager) {
 			}
 		} else {
 			a.log.Infof("No Permission or Channel exists for %v on allocation %v", srcAddr, a.RelayAddr)
+		}
+
+		if pooled {
+			readBufferPool.Put(bufferPtr)
 		}
 	}
 }

@@ -713,3 +713,96 @@ func TestAllocationConnHandler_NoPermissionClosesConn(t *testing.T) {
 	assert.True(t, conn.wasClosed(), "peer connection without permission must be closed")
 	assert.Equal(t, 0, turnSocket.writeCount(), "no ConnectionAttempt indication must be sent for an unpermitted peer")
 }
+
+// waitingPacketConn is a relay PacketConn that implements readWaiter: datagrams come from in.
+type waitingPacketConn struct {
+	net.PacketConn // the relay socket's address; never read
+
+	in      chan []byte
+	closed  chan struct{}
+	once    sync.Once
+	next    []byte // taken by WaitRead, returned by the next ReadFrom. Owned by the reader.
+	waits   atomic.Int32
+	bufLens chan int
+}
+
+func (c *waitingPacketConn) WaitRead() error {
+	c.waits.Add(1)
+	if c.next != nil {
+		return nil
+	}
+	select {
+	case c.next = <-c.in:
+		return nil
+	case <-c.closed:
+		return net.ErrClosed
+	}
+}
+
+func (c *waitingPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	c.bufLens <- len(b)
+	if c.next == nil {
+		select {
+		case c.next = <-c.in:
+		case <-c.closed:
+			return 0, nil, net.ErrClosed
+		}
+	}
+	n := copy(b, c.next)
+	c.next = nil
+
+	return n, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5000}, nil
+}
+
+func (c *waitingPacketConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+
+	return c.PacketConn.Close()
+}
+
+func TestPacketHandlerReadWaiter(t *testing.T) {
+	relaySocket, err := net.ListenPacket("udp4", "127.0.0.1:0") // nolint: noctx
+	assert.NoError(t, err)
+	relay := &waitingPacketConn{
+		PacketConn: relaySocket, in: make(chan []byte), closed: make(chan struct{}), bufLens: make(chan int, 4),
+	}
+	manager, err := newTestManager()
+	assert.NoError(t, err)
+	manager.allocatePacketConn = func(AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+		return relay, relaySocket.LocalAddr(), nil
+	}
+
+	turnSocket, err := net.ListenPacket("udp4", "127.0.0.1:0") // nolint: noctx
+	assert.NoError(t, err)
+	clientListener, err := net.ListenPacket("udp4", "127.0.0.1:0") // nolint: noctx
+	assert.NoError(t, err)
+	fiveTuple := &FiveTuple{SrcAddr: clientListener.LocalAddr(), DstAddr: turnSocket.LocalAddr()}
+	alloc, err := manager.CreateAllocation(fiveTuple, turnSocket, proto.ProtoUDP, 0, proto.DefaultLifetime,
+		"", "", proto.RequestedFamilyIPv4)
+	assert.NoError(t, err)
+	alloc.AddPermission(NewPermission(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5000}, manager.log,
+		DefaultPermissionTimeout))
+
+	// A datagram is read with a full-size buffer, taken once WaitRead said one is there, and
+	// relayed to the client as a Data indication.
+	relay.in <- []byte("permission")
+	assert.Equal(t, rtpMTU, <-relay.bufLens)
+	assert.GreaterOrEqual(t, relay.waits.Load(), int32(1))
+	buffer := make([]byte, rtpMTU)
+	assert.NoError(t, clientListener.SetReadDeadline(time.Now().Add(5*time.Second)))
+	n, _, err := clientListener.ReadFrom(buffer)
+	assert.NoError(t, err)
+	var msg stun.Message
+	assert.NoError(t, stun.Decode(buffer[:n], &msg))
+	var data proto.Data
+	assert.NoError(t, data.GetFrom(&msg))
+	assert.Equal(t, "permission", string(data))
+
+	// An error from WaitRead ends the reader and deletes the allocation, as one from ReadFrom does.
+	assert.NoError(t, relay.Close())
+	assert.Eventually(t, func() bool { return manager.GetAllocation(fiveTuple) == nil }, 5*time.Second, 10*time.Millisecond)
+
+	_ = manager.Close()
+	_ = turnSocket.Close()
+	_ = clientListener.Close()
+}
