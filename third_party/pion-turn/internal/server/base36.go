@@ -5,7 +5,9 @@ package server
 
 import (
 	"math/big"
+	"slices"
 	"strings"
+	"unicode"
 )
 
 // Base36 alphabet for encoding.
@@ -37,7 +39,9 @@ func encodeBase36(data []byte) string {
 	return string(buf)
 }
 
-// DecodeBase36 converts base36 string back to bytes using big.Int for arbitrary length.
+// DecodeBase36 converts base36 string back to bytes: big-endian, without leading zeros (as
+// big.Int.Bytes gives them), multiplied out byte by byte rather than with big.Int, which
+// allocated for every digit of every nonce validated.
 func decodeBase36(encoded string) []byte {
 	if encoded == "" {
 		return []byte{}
@@ -47,17 +51,23 @@ func decodeBase36(encoded string) []byte {
 		return []byte{0}
 	}
 
-	num := big.NewInt(0)
-	base := big.NewInt(36)
-
-	for _, char := range strings.ToUpper(encoded) {
-		digit := strings.IndexRune(base36Alphabet, char)
+	num := make([]byte, 0, len(encoded)) // little-endian; each digit adds at most 6 bits
+	for _, char := range encoded {
+		digit := strings.IndexRune(base36Alphabet, unicode.ToUpper(char))
 		if digit == -1 {
 			return nil
 		}
-		num.Mul(num, base)
-		num.Add(num, big.NewInt(int64(digit)))
+		carry := digit
+		for i, b := range num {
+			v := int(b)*36 + carry
+			num[i] = byte(v) //nolint:gosec // low byte
+			carry = v >> 8
+		}
+		if carry > 0 { // at most 36: one more byte, never zero
+			num = append(num, byte(carry))
+		}
 	}
+	slices.Reverse(num)
 
-	return num.Bytes()
+	return num
 }

@@ -93,7 +93,7 @@ func handleTURNPacket(req Request) error {
 
 	unknownAttributes := []stun.AttrType(nil)
 	for _, attr := range stunMsg.Attributes {
-		if attr.Type.Required() && !attr.Type.Known() {
+		if attr.Type.Required() && !knownAttr(attr.Type) {
 			unknownAttributes = append(unknownAttributes, attr.Type)
 		}
 	}
@@ -187,4 +187,24 @@ func getMessageHandler(class stun.MessageClass, method stun.Method) ( // nolint:
 	default:
 		return nil, fmt.Errorf("%w: %s", errUnexpectedClass, class)
 	}
+}
+
+// knownAttr is attr.Known(): whether pion/stun knows the attribute type. stun's Known builds
+// its map of attribute names on every call, once per attribute of every request here; this
+// switch over the same types allocates nothing (TestKnownAttrIsStunKnown keeps them equal).
+func knownAttr(attr stun.AttrType) bool {
+	switch attr {
+	case stun.AttrMappedAddress, stun.AttrUsername, stun.AttrErrorCode, stun.AttrMessageIntegrity,
+		stun.AttrUnknownAttributes, stun.AttrRealm, stun.AttrNonce, stun.AttrXORMappedAddress,
+		stun.AttrSoftware, stun.AttrAlternateServer, stun.AttrFingerprint, stun.AttrPriority,
+		stun.AttrUseCandidate, stun.AttrICEControlled, stun.AttrICEControlling, stun.AttrChannelNumber,
+		stun.AttrLifetime, stun.AttrXORPeerAddress, stun.AttrData, stun.AttrXORRelayedAddress,
+		stun.AttrEvenPort, stun.AttrRequestedTransport, stun.AttrDontFragment, stun.AttrReservationToken,
+		stun.AttrConnectionID, stun.AttrRequestedAddressFamily, stun.AttrMessageIntegritySHA256,
+		stun.AttrPasswordAlgorithm, stun.AttrUserhash, stun.AttrPasswordAlgorithms,
+		stun.AttrAlternateDomain, stun.AttrDtlsInStun, stun.AttrDtlsInStunAck:
+		return true
+	}
+
+	return false
 }
