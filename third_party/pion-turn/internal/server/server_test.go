@@ -18,6 +18,15 @@ func TestKnownAttrIsStunKnown(t *testing.T) {
 	}
 }
 
+func TestMethodStringIsStunString(t *testing.T) {
+	for i := range 1 << 12 {
+		method := stun.Method(i)
+		if got, want := methodString(method), method.String(); got != want {
+			t.Errorf("methodString(%#x) = %q, stun's String = %q", i, got, want)
+		}
+	}
+}
+
 func BenchmarkKnownAttr(b *testing.B) {
 	b.Run("knownAttr", func(b *testing.B) {
 		b.ReportAllocs()

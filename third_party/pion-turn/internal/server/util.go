@@ -153,7 +153,37 @@ func genAuthEvent(req Request, stunMsg *stun.Message, callingMethod stun.Method,
 
 	req.AllocationManager.EventHandler.OnAuth(req.SrcAddr, req.Conn.LocalAddr(),
 		transportAttr.Protocol.String(), usernameAttr.String(), realmAttr.String(),
-		callingMethod.String(), verdict)
+		methodString(callingMethod), verdict)
+}
+
+// methodString is callingMethod.String(): pion/stun builds its map of method names on every
+// call, once per authenticated request here (OnAuth); this switch over the same names
+// allocates nothing (TestMethodStringIsStunString keeps them equal).
+func methodString(method stun.Method) string {
+	switch method {
+	case stun.MethodBinding:
+		return "Binding"
+	case stun.MethodAllocate:
+		return "Allocate"
+	case stun.MethodRefresh:
+		return "Refresh"
+	case stun.MethodSend:
+		return "Send"
+	case stun.MethodData:
+		return "Data"
+	case stun.MethodCreatePermission:
+		return "CreatePermission"
+	case stun.MethodChannelBind:
+		return "ChannelBind"
+	case stun.MethodConnect:
+		return "Connect"
+	case stun.MethodConnectionBind:
+		return "ConnectionBind"
+	case stun.MethodConnectionAttempt:
+		return "ConnectionAttempt"
+	}
+
+	return method.String()
 }
 
 func allocationLifeTime(req Request, m *stun.Message) time.Duration {
