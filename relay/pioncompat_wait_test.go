@@ -53,22 +53,15 @@ func TestPionWaitsBeforeTakingReadBuffer(t *testing.T) {
 	gen := &waitGen{RelayAddressGeneratorStatic: turn.RelayAddressGeneratorStatic{RelayAddress: net.IPv4(127, 0, 0, 1), Address: "127.0.0.1"},
 		waited: make(chan struct{}, 1)}
 	srv, err := turn.NewServer(turn.ServerConfig{
-		Realm: compatRealm,
-		AuthHandler: func(ra *turn.RequestAttributes) (string, []byte, bool) {
-			pw, ok := compatUsers[ra.Username]
-			return ra.Username, turn.GenerateAuthKey(ra.Username, ra.Realm, pw), ok
-		},
+		Realm:             compatRealm,
+		AuthHandler:       compatAuth,
 		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: pc, RelayAddressGenerator: gen}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	c := newClientWith(t, pc.LocalAddr().String(), "udp4", "127.0.0.1:0", "alice", compatUsers["alice"])
-	relayed, err := c.Allocate()
-	if err != nil {
-		t.Fatal(err)
-	}
+	relayed := allocateAlice(t, pc)
 	defer relayed.Close()
 	select {
 	case <-gen.waited:
