@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,28 +41,28 @@ func TestKernelRelayChild(t *testing.T) {
 	if spec == "" {
 		t.Skip("child process of TestKernelFastPath")
 	}
-	parts := strings.Fields(spec) // listen address, relay IP, data path, allowed peer prefix, permission lifetime, offload attach
+	parts := strings.Fields(spec) // listen address, relay IP, data path, allowed peer prefix, permission lifetime, lowest relay port, offload attach
 	lis, err1 := netip.ParseAddrPort(parts[0])
 	permLife, err5 := time.ParseDuration(parts[4])
 	relayIP, err4 := netip.ParseAddr(parts[1])
 	dp, err3 := ParseDataPath(parts[2])
 	allow, err2 := netip.ParsePrefix(parts[3])
-	attach, err6 := ParseOffloadAttach(parts[5])
-	if err := errors.Join(err1, err2, err3, err4, err5, err6); err != nil {
+	minPort, err6 := strconv.ParseUint(parts[5], 10, 16)
+	attach, err7 := ParseOffloadAttach(parts[6])
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7); err != nil {
 		fmt.Println("bad spec:", err)
 		os.Exit(2)
 	}
 	s, err := New(Config{
 		Listeners: []ListenerConfig{{Network: UDP, Addr: lis}},
 		RelayIPs:  []netip.Addr{relayIP},
-		MinPort:   21000, MaxPort: 21099,
+		MinPort:   uint16(minPort), MaxPort: uint16(minPort) + 99,
 		Validator: auth.NewValidator(auth.ValidatorConfig{Keyring: auth.NewKeyring(auth.Secret{ID: "k1", Value: testSecret})}),
 		Peers:     PeerPolicy{Allow: []netip.Prefix{allow}, AllowLoopback: allow.Addr().IsLoopback()},
 		Workers:   1,
 		DataPath:  dp,
 
-		OffloadAttach: attach,
-
+		OffloadAttach:      attach,
 		PermissionLifetime: permLife,
 		Logger:             testLogger(t),
 	})
@@ -151,12 +152,27 @@ var warmUp = []byte("warm-up")
 // (offload-attach auto), with an XDP program on the veth's far end. It skips tb when
 // namespaces or BPF are unavailable.
 func newKernelTopo(tb testing.TB, f kernelFamily, dp DataPath) *kernelTopo {
-	return newKernelTopoWith(tb, f, dp, 0, OffloadAttachAuto, true)
+	return newKernelTopoWith(tb, f, dp, 0)
 }
 
-// newKernelTopoWith is newKernelTopo with a permission lifetime (0: pion's default), an attach
-// choice, and an XDP program on the veth's far end only if farXDP.
-func newKernelTopoWith(tb testing.TB, f kernelFamily, dp DataPath, permLife time.Duration, attach OffloadAttach, farXDP bool) *kernelTopo {
+// newKernelTopoWith is newKernelTopo with a permission lifetime (0: pion's default).
+func newKernelTopoWith(tb testing.TB, f kernelFamily, dp DataPath, permLife time.Duration) *kernelTopo {
+	tb.Helper()
+	return newKernelTopoIn(tb, f, dp, permLife, nil, 0, OffloadAttachAuto, true)
+}
+
+// newKernelTopoAttach is newKernelTopo with an attach choice, and an XDP program on the veth's
+// far end only if farXDP.
+func newKernelTopoAttach(tb testing.TB, f kernelFamily, dp DataPath, attach OffloadAttach, farXDP bool) *kernelTopo {
+	tb.Helper()
+	return newKernelTopoIn(tb, f, dp, 0, nil, 0, attach, farXDP)
+}
+
+// newKernelTopoIn is newKernelTopoWith in namespace r with a relay and its client and peer
+// that are the n-th there (loopback only; r nil: a new namespace, n 0): the relay listens on
+// port 3478+n and relays from ports 21000+100n, the peer on port 40001+n; it attaches by
+// attach, with an XDP program on the veth's far end only if farXDP.
+func newKernelTopoIn(tb testing.TB, f kernelFamily, dp DataPath, permLife time.Duration, r *nstest.NS, n uint16, attach OffloadAttach, farXDP bool) *kernelTopo {
 	tb.Helper()
 	if why := nstest.Usable(); why != "" {
 		tb.Skipf("network namespaces unavailable: %s", why)
@@ -169,7 +185,10 @@ func newKernelTopoWith(tb testing.TB, f kernelFamily, dp DataPath, permLife time
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { pass.Close() })
-	k := &kernelTopo{r: nstest.New(tb, "kfer"), buf: make([]byte, 2048)}
+	if r == nil {
+		r = nstest.New(tb, "kfer")
+	}
+	k := &kernelTopo{r: r, buf: make([]byte, 2048)}
 	if f.loopback {
 		k.c = k.r
 	} else {
@@ -180,14 +199,14 @@ func newKernelTopoWith(tb testing.TB, f kernelFamily, dp DataPath, permLife time
 		}
 		k.vethTopo(tb, f, far)
 	}
-	k.lis = netip.AddrPortFrom(netip.MustParseAddr(f.relay), 3478)
+	k.lis = netip.AddrPortFrom(netip.MustParseAddr(f.relay), 3478+n)
 	listen := k.lis
 	if f.wildcard {
 		any := netip.IPv4Unspecified()
 		if k.lis.Addr().Is6() {
 			any = netip.IPv6Unspecified()
 		}
-		listen = netip.AddrPortFrom(any, 3478)
+		listen = netip.AddrPortFrom(any, 3478+n)
 	}
 	dps := string(dp)
 	if dp == DataPathAuto {
@@ -197,7 +216,7 @@ func newKernelTopoWith(tb testing.TB, f kernelFamily, dp DataPath, permLife time
 	if attach == OffloadAttachAuto {
 		att = "auto"
 	}
-	k.spec = fmt.Sprintf("%s %s %s %s %s %s", listen, f.relay, dps, f.prefix, permLife, att)
+	k.spec = fmt.Sprintf("%s %s %s %s %s %d %s", listen, f.relay, dps, f.prefix, permLife, 21000+100*int(n), att)
 	k.rel = startKernelRelay(tb, k.r, k.spec)
 
 	var pc, peer net.PacketConn
@@ -205,7 +224,7 @@ func newKernelTopoWith(tb testing.TB, f kernelFamily, dp DataPath, permLife time
 		if pc, err = net.ListenPacket(f.network, net.JoinHostPort(f.client, "0")); err != nil {
 			return
 		}
-		peer, err = net.ListenPacket(f.network, net.JoinHostPort(f.peer, "40001"))
+		peer, err = net.ListenPacket(f.network, net.JoinHostPort(f.peer, strconv.Itoa(40001+int(n))))
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -344,9 +363,9 @@ func (k *kernelTopo) tcx(tb testing.TB, dev string) bool {
 	return len(q.Programs) > 0
 }
 
-// TestKernelFastPath relays through the kernel fast path: over a veth (XDP, with a program
-// on the far end, and the tc variant, without one) and on loopback in a namespace of the
-// test's own (the tc variant).
+// TestKernelFastPath relays through the kernel fast path: over a veth (native XDP, with a
+// program on the far end, and the tc variant, without one) and on loopback in a namespace of
+// the test's own (the tc variant).
 func TestKernelFastPath(t *testing.T) {
 	type run struct {
 		f      kernelFamily
@@ -366,11 +385,12 @@ func TestKernelFastPath(t *testing.T) {
 			name += " " + string(r.attach)
 		}
 		t.Run(name, func(t *testing.T) {
-			k := newKernelTopoWith(t, f, DataPathOffload, 0, r.attach, r.attach == OffloadAttachXDP)
+			k := newKernelTopoAttach(t, f, DataPathOffload, r.attach, r.attach == OffloadAttachXDP)
 			if !f.loopback && k.tcx(t, "v0") != (r.attach == OffloadAttachTC) {
 				t.Fatalf("offload-attach %s: tc variant on v0 %v", r.attach, k.tcx(t, "v0"))
 			}
-			k.relayAllInKernel(t, 200)
+			k.warm(t, true)
+			k.relayInKernel(t, 200)
 
 			// A crash leaves nothing attached (the links die with the process's file
 			// descriptors; nothing is pinned), and a restarted relay attaches again.
@@ -386,12 +406,12 @@ func TestKernelFastPath(t *testing.T) {
 	}
 }
 
-// relayAllInKernel sends n round trips (1 to 1200 bytes) through the relay and checks that
-// each came back byte for byte, and that the kernel relayed every one, both ways, and user
-// space none.
-func (k *kernelTopo) relayAllInKernel(t *testing.T, n int) {
+// relayInKernel makes n round trips of varied sizes through k's relay, whose path is set up
+// (warm), and checks that the kernel relayed every one of them in both directions and user
+// space none: the kernel's counters up by exactly n packets and their bytes, and the channel
+// counters (both paths together) by as many.
+func (k *kernelTopo) relayInKernel(t *testing.T, n int) {
 	t.Helper()
-	k.warm(t, true)
 	before := k.rel.stats(t)
 	var bytesSent uint64
 	for i := range n {
@@ -423,7 +443,7 @@ func (k *kernelTopo) relayAllInKernel(t *testing.T, n int) {
 // keeps a broken mirror from hanging the test.
 func TestKernelFastPathPermissionExpiry(t *testing.T) {
 	const life = 2 * time.Second
-	k := newKernelTopoWith(t, kernelFamilies[0], DataPathOffload, life, OffloadAttachAuto, true)
+	k := newKernelTopoWith(t, kernelFamilies[0], DataPathOffload, life)
 	start := time.Now() // the permission is made during warm, after this
 	k.warm(t, true)
 	warmed := time.Now()
@@ -553,7 +573,7 @@ func startKernelRelay(t testing.TB, ns *nstest.NS, spec string) *kernelRelay {
 func TestKernelAutoOnVeth(t *testing.T) {
 	for _, f := range kernelFamilies[:2] {
 		t.Run(f.name, func(t *testing.T) {
-			k := newKernelTopoWith(t, f, DataPathAuto, 0, OffloadAttachAuto, false)
+			k := newKernelTopoAttach(t, f, DataPathAuto, OffloadAttachAuto, false)
 			if !k.tcx(t, "v0") {
 				t.Fatal("data path auto attached no tc program to the veth")
 			}
@@ -562,7 +582,8 @@ func TestKernelAutoOnVeth(t *testing.T) {
 					t.Fatalf("an XDP program is attached in %s:\n%s", ns.Name, out)
 				}
 			}
-			k.relayAllInKernel(t, 200)
+			k.warm(t, true)
+			k.relayInKernel(t, 200)
 		})
 	}
 }
@@ -581,4 +602,56 @@ func (k *kernelTopo) awaitEcho(msg []byte, d time.Duration) (bool, error) {
 			return true, nil
 		}
 	}
+}
+
+// TestKernelAutoOnLoopback: data path auto, as offload, relays channel data on loopback in the
+// kernel (the tc variant on lo's tcx ingress), here on the lo of a namespace the test makes:
+// the kernel's counters go up by exactly the packets sent, user space's by none, and a
+// killed relay leaves nothing attached.
+func TestKernelAutoOnLoopback(t *testing.T) {
+	for _, f := range loopFamilies {
+		t.Run(f.name, func(t *testing.T) {
+			k := newKernelTopo(t, f, DataPathAuto)
+			if !k.attached(t, f) {
+				t.Fatal("data path auto attached nothing to lo")
+			}
+			k.warm(t, true)
+			k.relayInKernel(t, 200)
+			k.rel.kill(t)
+			if k.attached(t, f) {
+				t.Fatal("program left attached to lo after the relay was killed")
+			}
+		})
+	}
+}
+
+// TestKernelAutoTwoRelaysOnLoopback: two relays on data path auto share one lo. Each one's tc
+// program leaves what it does not know to the next (TCX_NEXT), so both relay their own
+// channels in the kernel, and when one exits the other's program stays and still relays.
+func TestKernelAutoTwoRelaysOnLoopback(t *testing.T) {
+	f := loopFamilies[0]
+	a := newKernelTopo(t, f, DataPathAuto)
+	b := newKernelTopoIn(t, f, DataPathAuto, 0, a.r, 1, OffloadAttachAuto, true)
+	var q *link.QueryResult
+	var err error
+	a.r.Do(func() {
+		q, err = link.QueryPrograms(link.QueryOptions{Target: a.r.Ifindex("lo"), Attach: ebpf.AttachTCXIngress})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q.Programs) != 2 {
+		t.Fatalf("%d programs on lo's tcx ingress, want the two relays'", len(q.Programs))
+	}
+	for _, k := range []*kernelTopo{a, b} {
+		k.warm(t, true)
+	}
+	for _, k := range []*kernelTopo{a, b} {
+		k.relayInKernel(t, 50)
+	}
+	a.rel.kill(t)
+	if !b.attached(t, f) {
+		t.Fatal("the second relay's program went with the first relay")
+	}
+	b.relayInKernel(t, 50)
 }

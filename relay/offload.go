@@ -30,14 +30,16 @@ type kernelPlan struct {
 }
 
 // planKernel finds the interfaces of the UDP listen and relay addresses. An address on
-// loopback is served when loop is set (data path offload), by the tc variant on tcx ingress
-// (XDP cannot serve lo); it relays only between loopback addresses. An address on another
+// loopback is served by the tc variant on tcx ingress (XDP cannot serve lo), with data path
+// auto as with offload: it relays only between loopback addresses and hands everything else
+// to the next tcx program (TCX_NEXT), so it shares lo with other relays. An address on another
 // interface is served when, unless gateway is set, that interface forwards its family (the
 // XDP program's route lookup needs it). A wildcard listener is served on
 // the relay addresses' interfaces, with route lookups (the program answers from the route's
 // preferred source, as the listener's socket does), so not in gateway mode. How each
-// interface is attached is attachMode's choice.
-func (s *Server) planKernel(gateway, loop bool) (*kernelPlan, error) {
+// interface is attached (a veth by the tc variant: its far end would need an XDP program for
+// native XDP's relayed frames) is attachMode's choice.
+func (s *Server) planKernel(gateway bool) (*kernelPlan, error) {
 	p := &kernelPlan{served: map[int]bool{}, byAddr: map[netip.Addr]int{}, lis: make([]netip.AddrPort, len(s.listeners))}
 	ifs, err := net.Interfaces()
 	if err != nil {
@@ -68,9 +70,6 @@ func (s *Server) planKernel(gateway, loop bool) (*kernelPlan, error) {
 		ifi := byIndex[idx]
 		isLoop := ifi.Flags&net.FlagLoopback != 0
 		switch {
-		case isLoop && !loop:
-			p.why = append(p.why, fmt.Sprintf("%s %s: on loopback, which data path auto leaves to user space (the tc variant there is data-path offload's)", what, ip))
-			return false
 		case isLoop:
 		case !gateway:
 			v4, v6 := kfast.Forwarding(ifi.Name)
@@ -157,10 +156,10 @@ func (s *Server) startKernel(dp DataPath) error {
 		if dp == DataPathOffload {
 			return fmt.Errorf("relay: data path offload: %w (use data path auto to fall back to user space)", err)
 		}
-		s.log.Info("kernel fast path off; relaying in user space", "reason", err.Error())
+		s.log.Info("kernel fast path off; relaying in user space", "data-path", dpName(dp), "reason", err.Error())
 		return nil
 	}
-	plan, err := s.planKernel(s.cfg.OffloadGateway, dp == DataPathOffload)
+	plan, err := s.planKernel(s.cfg.OffloadGateway)
 	if err != nil {
 		return fail(err)
 	}
@@ -193,7 +192,7 @@ func (s *Server) startKernel(dp DataPath) error {
 		}
 		how, why := mode.String()+" XDP", plan.modeWhy[i]
 		if mode == kfast.ModeTCX {
-			how = "tcx ingress"
+			how = "tc variant, tcx ingress"
 			if plan.modes[i] == kfast.ModeAuto {
 				why += ": the driver has no native XDP"
 			}
@@ -203,12 +202,24 @@ func (s *Server) startKernel(dp DataPath) error {
 	s.kernel = off
 	s.kmirror = dataplane.NewKernel(off, plan.lis, s.log)
 	s.fast.SetKernel(s.kmirror)
-	args := []any{"interfaces", strings.Join(attached, ", "), "gateway-mode", s.cfg.OffloadGateway, "full-checksum", full}
+	args := []any{"data-path", dpName(dp), "interfaces", strings.Join(attached, ", "), "gateway-mode", s.cfg.OffloadGateway, "full-checksum", full}
 	if len(plan.why) > 0 {
 		args = append(args, "not-served", strings.Join(plan.why, "; "))
 	}
+	if dp == DataPathAuto {
+		// auto attaches to this host's interfaces, lo included, unasked: say how not to.
+		args = append(args, "turn-off", "data-path io_uring (or epoll) relays everything in user space and attaches nothing")
+	}
 	s.log.Info("kernel fast path on: channel-bound UDP relayed in the kernel", args...)
 	return nil
+}
+
+// dpName is dp as an operator writes it.
+func dpName(dp DataPath) string {
+	if dp == DataPathAuto {
+		return "auto"
+	}
+	return string(dp)
 }
 
 // closeKernel detaches the program and frees its maps.

@@ -23,7 +23,7 @@
 # Environment: DURATION (seconds per run, default 10), ROUNDS (≥ 2, default 2),
 # LOADS (space-separated subset of: audio50 audio200 video saturate),
 # SERVERS (subset of: avedge avedge-epoll avedge-offload pion coturn; default all but
-# avedge-epoll; avedge is its default data path, io_uring where the kernel runs it;
+# avedge-epoll; avedge runs --data-path io_uring, user space, as auto would offload;
 # avedge-offload runs avedge with --data-path offload and is skipped, with a note,
 # where avedge refuses that or fails to start with it; avedge-offload-xdp,
 # avedge-offload-generic and avedge-offload-tc run it with --offload-attach xdp, xdp-generic
@@ -153,6 +153,7 @@ start_server() {
 	case $name in
 	avedge*)
 		case $name in
+		avedge) dp=(--data-path io_uring) ;;
 		avedge-epoll) dp=(--data-path epoll) ;;
 		avedge-offload) dp=(--data-path offload) ;;
 		avedge-offload-xdp) dp=(--data-path offload --offload-attach xdp) ;;

@@ -14,6 +14,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
+
+	"github.com/avedge/avedge/internal/nsguard"
 )
 
 // DropReason is why the program dropped a packet; its string is the relay's drop label.
@@ -206,6 +208,12 @@ func thisNS() uint64 {
 // attach hooks prog(t) to interface ifindex in mode m, or in the modes ModeAuto tries, in
 // turn (a nil program: that mode is skipped).
 func (o *Offload) attach(ifindex int, m Mode, prog func(Mode) *ebpf.Program) (Mode, error) {
+	// A test suite that armed the guard attaches only in namespaces its tests made: a test that
+	// got here in the namespace the suite started in (the host's own, under make test as root)
+	// would put this program on the host's interfaces. Fail the run there and then.
+	if err := nsguard.Check("kfast: attach to " + ifName(ifindex)); err != nil {
+		panic(err)
+	}
 	k := ifKey{thisNS(), ifindex}
 	o.mu.Lock()
 	defer o.mu.Unlock()
