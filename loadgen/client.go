@@ -32,9 +32,9 @@ type client struct {
 	relayed netip.AddrPort
 	peer    netip.AddrPort // echo peer, or partner's relayed address
 	channel uint16
-	tx      []byte // owned by the group's pacer
-	rtx     []byte // owned by the reader (saturating runs)
-	payOff  int    // payload offset inside tx and rtx
+	tx      []byte      // owned by the group's pacer
+	out     *dgramBatch // owned by the reader: the closed loop's probes (saturating runs)
+	payOff  int         // payload offset inside tx and out's packets
 
 	// Guarded by ctrlMu: one transaction at a time.
 	ctrlMu sync.Mutex
@@ -101,11 +101,14 @@ func (c *client) send(pkt []byte) {
 
 // readLoop demultiplexes everything that arrives on the client's socket
 // until the socket is closed: ChannelData and Data indications to the data
-// path, STUN responses to the control plane.
+// path, STUN responses to the control plane. It reads in batches (recvmmsg),
+// and in a saturating run sends the probes that replace those that came back
+// in one batch too (sendmmsg), so that the generator's system calls per probe
+// do not bound the rate it measures.
 func (c *client) readLoop() {
-	buf := make([]byte, 2048)
+	in := newRecvBatch(batchSize)
 	for {
-		n, err := c.conn.Read(buf)
+		n, err := in.recv(c.conn)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				close(c.ctrl)
@@ -113,27 +116,55 @@ func (c *client) readLoop() {
 			}
 			continue // ICMP-induced ECONNREFUSED and the like: the socket still works
 		}
-		frame := buf[:n]
-		if c.r.cfg.Mode == ModeDirect {
-			c.onPayload(frame, frame, false)
-			continue
-		}
-		if isStun(frame) {
-			data, err := parseDataIndication(frame)
-			if err == nil {
-				c.onPayload(data, frame, true)
-				continue
+		next := 0
+		for i := range n {
+			if c.onFrame(in.bufs[i][:in.lens[i]]) {
+				next++
 			}
-			if errors.Is(err, errNotData) {
-				c.deliverCtrl(frame)
-			}
-			continue
 		}
-		if _, data, err := parseChannelData(frame); err == nil {
-			c.onPayload(data, frame, false)
-			continue
+		if next > 0 {
+			c.sendProbes(next)
 		}
-		c.corrupt.Add(1)
+	}
+}
+
+// onFrame handles one datagram that arrived on the client's socket and reports whether a
+// probe came back that the closed loop replaces.
+func (c *client) onFrame(frame []byte) bool {
+	if c.r.cfg.Mode == ModeDirect {
+		return c.onPayload(frame, frame, false)
+	}
+	if isStun(frame) {
+		data, err := parseDataIndication(frame)
+		if err == nil {
+			return c.onPayload(data, frame, true)
+		}
+		if errors.Is(err, errNotData) {
+			c.deliverCtrl(frame)
+		}
+		return false
+	}
+	if _, data, err := parseChannelData(frame); err == nil {
+		return c.onPayload(data, frame, false)
+	}
+	c.corrupt.Add(1)
+	return false
+}
+
+// sendProbes stamps and sends the next n probes of a saturating run from the reader's own
+// packets (c.out), in one batch.
+func (c *client) sendProbes(n int) {
+	first := c.seq.Add(uint64(n)) - uint64(n) + 1
+	now := c.r.now()
+	for i := range n {
+		pkt := c.out.bufs[i]
+		stamp(pkt[c.payOff:], first+uint64(i), now)
+		if c.r.cfg.Mode == ModeIndication {
+			copy(pkt[12:20], pkt[c.payOff+offSeq:c.payOff+offSeq+8])
+		}
+	}
+	if failed := c.out.send(c.conn, n, false); failed > 0 {
+		c.sendErrs.Add(uint64(failed))
 	}
 }
 
@@ -147,12 +178,14 @@ func (c *client) deliverCtrl(frame []byte) {
 	}
 }
 
-// onPayload handles one received payload p inside frame.
-func (c *client) onPayload(p, frame []byte, indication bool) {
+// onPayload handles one received payload p inside frame. It reports whether one of the
+// client's probes came back in a saturating run's send window, for which the closed loop
+// sends the next.
+func (c *client) onPayload(p, frame []byte, indication bool) bool {
 	pr, err := parsePayload(p)
 	if err != nil || len(p) != len(c.pattern) {
 		c.corrupt.Add(1)
-		return
+		return false
 	}
 	if c.r.cfg.Mode == ModePair && pr.kind == kindPing {
 		// The partner's ping: check it and turn it around in place; the
@@ -160,14 +193,14 @@ func (c *client) onPayload(p, frame []byte, indication bool) {
 		if c.partner == nil || pr.client != c.partner.id || indication ||
 			!bytes.Equal(p[headerLen:], c.partner.pattern[headerLen:]) {
 			c.corrupt.Add(1)
-			return
+			return false
 		}
 		c.pingsIn.Add(1)
 		p[offKind] = kindPong
 		if _, err := c.conn.Write(frame); err != nil {
 			c.sendErrs.Add(1)
 		}
-		return
+		return false
 	}
 	want := kindPing
 	if c.r.cfg.Mode == ModePair {
@@ -175,12 +208,10 @@ func (c *client) onPayload(p, frame []byte, indication bool) {
 	}
 	if pr.kind != want || pr.client != c.id || !bytes.Equal(p[headerLen:], c.pattern[headerLen:]) {
 		c.corrupt.Add(1)
-		return
+		return false
 	}
 	now := c.r.now()
 	c.g.record(now - pr.sentNS)
 	c.recv.Add(1)
-	if c.r.cfg.Rate == 0 && now < c.r.sendEndNS.Load() {
-		c.send(c.rtx) // closed loop: one comes back, the next goes out
-	}
+	return c.r.cfg.Rate == 0 && now < c.r.sendEndNS.Load() // closed loop: one back, the next out
 }

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -29,9 +30,7 @@ func testClient(tb testing.TB, mode Mode, size int) *client {
 	if c.tx, err = c.framePacket(); err != nil {
 		tb.Fatal(err)
 	}
-	if c.rtx, err = c.framePacket(); err != nil {
-		tb.Fatal(err)
-	}
+	c.out = newSendBatch(batchSize, c.tx)
 	return c
 }
 
@@ -67,6 +66,9 @@ func TestDataPathAllocs(t *testing.T) {
 			if a := testing.AllocsPerRun(200, func() { c.send(c.tx) }); a != 0 {
 				t.Errorf("send: %v allocs per packet", a)
 			}
+			if a := testing.AllocsPerRun(20, func() { c.sendProbes(8) }); a != 0 {
+				t.Errorf("sendProbes: %v allocs per batch", a)
+			}
 			if mode == ModePair {
 				// c receives a ping from its partner p and turns it around.
 				p := testClient(t, mode, 160)
@@ -94,6 +96,92 @@ func TestDataPathAllocs(t *testing.T) {
 				t.Errorf("receive: recv %d → %d, corrupt %d", before, c.recv.Load(), c.corrupt.Load())
 			}
 		})
+	}
+}
+
+// An echo peer's batches send every datagram back to its own source, byte for byte, and
+// receiving and sending a batch allocates nothing.
+func TestEchoBatches(t *testing.T) {
+	e, err := newEchoPeer(netipLoopback.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); e.serve() }()
+	defer func() { _ = e.conn.Close(); <-done }()
+
+	const senders, each = 3, 40 // more than one batch in flight, from several sources
+	var conns []*net.UDPConn
+	for range senders {
+		c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(e.addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetReadBuffer(socketBuffer)
+		conns = append(conns, c)
+	}
+	for i, c := range conns {
+		out := newSendBatch(each, make([]byte, 100))
+		for j := range each {
+			out.bufs[j][0], out.bufs[j][1] = byte(i), byte(j)
+			out.lens[j] = 50 + j // lengths vary
+		}
+		if failed := out.send(c, each, false); failed != 0 {
+			t.Fatalf("sender %d: %d of %d not sent", i, failed, each)
+		}
+	}
+	for i, c := range conns {
+		in := newRecvBatch(batchSize)
+		got := 0
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second)) // a bound, not a wait: fails only if echoes are lost
+		for got < each {
+			n, err := in.recv(c)
+			if err != nil {
+				t.Fatalf("sender %d: %d of %d echoes back: %v", i, got, each, err)
+			}
+			for k := range n {
+				b := in.bufs[k][:in.lens[k]]
+				if b[0] != byte(i) || int(b[1]) != got || len(b) != 50+got {
+					t.Fatalf("sender %d: echo %d is from %d, #%d, %d bytes", i, got, b[0], b[1], len(b))
+				}
+				got++
+			}
+		}
+	}
+	if got := e.recv.Load(); got != senders*each {
+		t.Errorf("echo peer counted %d, want %d", got, senders*each)
+	}
+
+	// Allocations: a datagram received by a batch and sent back by it.
+	u, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netipLoopback.Addr(), 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	c := conns[0]
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, err = net.DialUDP("udp4", nil, u.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b, msg, buf := newRecvBatch(batchSize), []byte("probe"), make([]byte, 64)
+	if a := testing.AllocsPerRun(50, func() {
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		n, err := b.recv(u)
+		if err != nil || n != 1 || b.send(u, n, true) != 0 {
+			t.Fatalf("recv %d %v", n, err)
+		}
+		if n, err := c.Read(buf); err != nil || string(buf[:n]) != "probe" {
+			t.Fatalf("echo %q %v", buf[:n], err)
+		}
+	}); a != 0 {
+		t.Errorf("batch receive and reply: %v allocs", a)
 	}
 }
 

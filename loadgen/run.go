@@ -163,8 +163,8 @@ func (r *runner) setup(ctx context.Context) error {
 		if c.tx, err = c.framePacket(); err != nil {
 			return err
 		}
-		if c.rtx, err = c.framePacket(); err != nil {
-			return err
+		if r.cfg.Rate == 0 {
+			c.out = newSendBatch(batchSize, c.tx)
 		}
 	}
 	return nil
