@@ -133,3 +133,20 @@ func (b *dgramBatch) send(c *net.UDPConn, n int, reply bool) (failed int) {
 	}
 	return s.failed
 }
+
+// setBuffers asks for bytes of receive and send buffer on c: past the kernel's rmem_max and
+// wmem_max where the process may (SO_RCVBUFFORCE, CAP_NET_ADMIN), else up to them. Best
+// effort: the generator's own sockets must hold a saturating run's window without dropping
+// (Report.KernelDrops), whatever the host's defaults.
+func setBuffers(c *net.UDPConn, bytes int) {
+	_ = c.SetReadBuffer(bytes)
+	_ = c.SetWriteBuffer(bytes)
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, bytes)
+		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, bytes)
+	})
+}

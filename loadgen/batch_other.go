@@ -37,3 +37,9 @@ func (b *dgramBatch) send(c *net.UDPConn, n int, reply bool) (failed int) {
 	}
 	return failed
 }
+
+// setBuffers asks for bytes of receive and send buffer on c, best effort.
+func setBuffers(c *net.UDPConn, bytes int) {
+	_ = c.SetReadBuffer(bytes)
+	_ = c.SetWriteBuffer(bytes)
+}

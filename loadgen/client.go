@@ -43,12 +43,15 @@ type client struct {
 	key    stun.MessageIntegrity
 
 	// Counters, written by the data path and read by progress and report.
-	seq       atomic.Uint64 // probes sent (the last sequence number used)
-	recv      atomic.Uint64 // own probes that came back intact
-	pingsIn   atomic.Uint64 // partner's pings received and turned around (ModePair)
-	corrupt   atomic.Uint64 // payloads that were not byte-exact or not ours
-	sendErrs  atomic.Uint64
-	lastRecv  uint64 // owned by the pacer (saturating runs)
+	seq      atomic.Uint64 // probes sent (the last sequence number used)
+	recv     atomic.Uint64 // own probes that came back intact
+	pingsIn  atomic.Uint64 // partner's pings received and turned around (ModePair)
+	corrupt  atomic.Uint64 // payloads that were not byte-exact or not ours
+	sendErrs atomic.Uint64
+	lastRecv uint64 // owned by the pacer (saturating runs)
+	// resolved is the highest sequence number of a saturating run's probes that came back or
+	// are presumed lost (replaces); raised by the reader and, at a refill, by the pacer.
+	resolved  atomic.Uint64
 	ctrlDrops atomic.Uint64
 }
 
@@ -118,19 +121,19 @@ func (c *client) readLoop() {
 		}
 		next := 0
 		for i := range n {
-			if c.onFrame(in.bufs[i][:in.lens[i]]) {
-				next++
-			}
+			next += c.onFrame(in.bufs[i][:in.lens[i]])
 		}
-		if next > 0 {
-			c.sendProbes(next)
+		for next > 0 { // more than a batch only when many were presumed lost at once
+			k := min(next, len(c.out.bufs))
+			c.sendProbes(k)
+			next -= k
 		}
 	}
 }
 
-// onFrame handles one datagram that arrived on the client's socket and reports whether a
-// probe came back that the closed loop replaces.
-func (c *client) onFrame(frame []byte) bool {
+// onFrame handles one datagram that arrived on the client's socket and returns how many
+// probes the closed loop sends for it (onPayload).
+func (c *client) onFrame(frame []byte) int {
 	if c.r.cfg.Mode == ModeDirect {
 		return c.onPayload(frame, frame, false)
 	}
@@ -142,13 +145,13 @@ func (c *client) onFrame(frame []byte) bool {
 		if errors.Is(err, errNotData) {
 			c.deliverCtrl(frame)
 		}
-		return false
+		return 0
 	}
 	if _, data, err := parseChannelData(frame); err == nil {
 		return c.onPayload(data, frame, false)
 	}
 	c.corrupt.Add(1)
-	return false
+	return 0
 }
 
 // sendProbes stamps and sends the next n probes of a saturating run from the reader's own
@@ -178,14 +181,14 @@ func (c *client) deliverCtrl(frame []byte) {
 	}
 }
 
-// onPayload handles one received payload p inside frame. It reports whether one of the
-// client's probes came back in a saturating run's send window, for which the closed loop
-// sends the next.
-func (c *client) onPayload(p, frame []byte, indication bool) bool {
+// onPayload handles one received payload p inside frame. It returns how many
+// probes a saturating run's closed loop sends for it (replaces); 0 at a paced
+// load and after the send window.
+func (c *client) onPayload(p, frame []byte, indication bool) int {
 	pr, err := parsePayload(p)
 	if err != nil || len(p) != len(c.pattern) {
 		c.corrupt.Add(1)
-		return false
+		return 0
 	}
 	if c.r.cfg.Mode == ModePair && pr.kind == kindPing {
 		// The partner's ping: check it and turn it around in place; the
@@ -193,14 +196,14 @@ func (c *client) onPayload(p, frame []byte, indication bool) bool {
 		if c.partner == nil || pr.client != c.partner.id || indication ||
 			!bytes.Equal(p[headerLen:], c.partner.pattern[headerLen:]) {
 			c.corrupt.Add(1)
-			return false
+			return 0
 		}
 		c.pingsIn.Add(1)
 		p[offKind] = kindPong
 		if _, err := c.conn.Write(frame); err != nil {
 			c.sendErrs.Add(1)
 		}
-		return false
+		return 0
 	}
 	want := kindPing
 	if c.r.cfg.Mode == ModePair {
@@ -208,10 +211,40 @@ func (c *client) onPayload(p, frame []byte, indication bool) bool {
 	}
 	if pr.kind != want || pr.client != c.id || !bytes.Equal(p[headerLen:], c.pattern[headerLen:]) {
 		c.corrupt.Add(1)
-		return false
+		return 0
 	}
 	now := c.r.now()
 	c.g.record(now - pr.sentNS)
 	c.recv.Add(1)
-	return c.r.cfg.Rate == 0 && now < c.r.sendEndNS.Load() // closed loop: one back, the next out
+	if c.r.cfg.Rate != 0 || now >= c.r.sendEndNS.Load() {
+		return 0
+	}
+	return c.replaces(pr.seq)
+}
+
+// replaces returns how many probes replace the saturating run's probe seq that came back:
+// itself and every probe sent before it that has not come back (presumed lost: one flow's
+// datagrams keep their order), so that Window probes stay in flight whatever is lost; none
+// for a probe already presumed lost, or replaced, that comes back late.
+func (c *client) replaces(seq uint64) int {
+	for {
+		r := c.resolved.Load()
+		if seq <= r {
+			return 0
+		}
+		if c.resolved.CompareAndSwap(r, seq) {
+			return int(seq - r)
+		}
+	}
+}
+
+// presumeLostUpTo marks every probe up to seq as resolved: the pacer refills a window that
+// made no progress, and a probe of the old window that comes back after all is not replaced.
+func (c *client) presumeLostUpTo(seq uint64) {
+	for {
+		r := c.resolved.Load()
+		if seq <= r || c.resolved.CompareAndSwap(r, seq) {
+			return
+		}
+	}
 }

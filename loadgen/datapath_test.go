@@ -250,3 +250,31 @@ func BenchmarkParseDataIndication(b *testing.B) {
 		}
 	}
 }
+
+// A saturating run replaces each probe that comes back and every earlier one that has not
+// (presumed lost), and nothing for one that comes back late, so the window stays full.
+func TestReplaces(t *testing.T) {
+	c := testClient(t, ModeChannel, 100)
+	steps := []struct {
+		name     string
+		seq      uint64
+		lostUpTo uint64 // a refill presumes every probe up to this lost first, if not 0
+		want     int
+	}{
+		{"in order", 1, 0, 1},
+		{"in order again", 2, 0, 1},
+		{"3 and 4 lost", 5, 0, 3},
+		{"3 late", 3, 0, 0},
+		{"5 twice", 5, 0, 0},
+		{"after a refill, an old probe late", 8, 10, 0},
+		{"the refill's first", 11, 0, 1},
+	}
+	for _, s := range steps {
+		if s.lostUpTo != 0 {
+			c.presumeLostUpTo(s.lostUpTo)
+		}
+		if got := c.replaces(s.seq); got != s.want {
+			t.Errorf("%s: replaces(%d) = %d, want %d", s.name, s.seq, got, s.want)
+		}
+	}
+}

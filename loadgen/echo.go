@@ -21,8 +21,7 @@ func newEchoPeer(local netip.Addr) (*echoPeer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: echo peer: %w", err)
 	}
-	_ = conn.SetReadBuffer(socketBuffer) // best effort; the kernel caps it at rmem_max
-	_ = conn.SetWriteBuffer(socketBuffer)
+	setBuffers(conn, socketBuffer)
 	return &echoPeer{conn: conn, addr: conn.LocalAddr().(*net.UDPAddr).AddrPort()}, nil
 }
 

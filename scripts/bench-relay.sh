@@ -24,7 +24,8 @@
 # README.md, "Relay cost per relayed packet", says more.
 #
 # Environment: DURATION (seconds per run, default 10), ROUNDS (≥ 2, default 2),
-# LOADS (space-separated subset of: audio50 audio200 video saturate),
+# LOADS (space-separated subset of: audio50 audio200 video saturate saturate128; the last,
+# not run by default, is saturate with 128 probes in flight instead of 32),
 # SERVERS (subset of: avedge avedge-epoll avedge-offload pion coturn; default all but
 # avedge-epoll; avedge is its default data path, io_uring where the kernel runs it;
 # avedge-offload runs avedge with --data-path offload and is skipped, with a note,
@@ -223,6 +224,7 @@ load_args() {
 	audio200) echo "--clients 200 --rate 50 --size 160" ;;
 	video) echo "--clients 4 --rate 250 --size 1200" ;;
 	saturate) echo "--clients 1 --rate 0 --size 1200" ;;
+	saturate128) echo "--clients 1 --rate 0 --size 1200 --window 128" ;;
 	*) log "unknown load $1"; return 1 ;;
 	esac
 }
