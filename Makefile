@@ -1,10 +1,12 @@
 # avedge — each target is one line; `make test` is the command the README and .ci/run use.
 GO ?= go
 
-.PHONY: build test race bench fuzz lint cover bench-relay bench-control bench-flood bpf
+.PHONY: build test test-pion race bench fuzz lint cover bench-relay bench-control bench-flood bpf
 build: ; $(GO) build ./...
 test: ; $(GO) test -race -count=1 -timeout 20m ./...
 race: test
+# pion's own tests in the patched copy (third_party/pion-turn/PATCHES.md), less the one that needs a public STUN server.
+test-pion: ; cd third_party/pion-turn && $(GO) test -race -count=1 -skip 'TestClientWithSTUN$$' ./... && ../../scripts/pion-patches.sh --check
 bench: ; $(GO) test -run '^$$' -bench . -benchmem ./...
 fuzz: ; ./scripts/fuzz.sh
 lint: ; gofmt -l . | (! grep .) && $(GO) vet ./...

@@ -335,7 +335,8 @@ func TestPerAllocationCaps(t *testing.T) {
 
 func TestZeroMeansTheSameInRelayConfig(t *testing.T) {
 	o, err := Parse([]string{"--listening-port", "0", "--no-tcp", "--min-port", "32200", "--max-port", "32209",
-		"--metrics-listen", "", "--auth-listen", "", "--workers", "0", "--port-quarantine", "0"}, io.Discard)
+		"--metrics-listen", "", "--auth-listen", "", "--workers", "0", "--port-quarantine", "0",
+		"--data-path", "epoll"}, io.Discard) // auto would attach the kernel fast path to this namespace's lo
 	if err != nil {
 		t.Fatal(err)
 	}

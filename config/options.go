@@ -367,7 +367,7 @@ var optionTable = []option{
 	opt("workers", func(o *Options) *int { return &o.Workers }, 0,
 		"forwarding loops, each with its own SO_REUSEPORT socket (0: one per two cores)"),
 	opt("data-path", func(o *Options) *string { return &o.DataPath }, "",
-		"forwarding path: offload (channel-bound UDP relayed in the kernel by XDP, the rest by io_uring or epoll; refuses to start without it), io_uring, epoll, or auto (offload where the kernel and interfaces allow it, not on a veth, io_uring when the kernel runs it; logs which and why)"),
+		"forwarding path: offload (channel-bound UDP relayed in the kernel by XDP, on loopback by its tc variant, the rest by io_uring or epoll; refuses to start without it), io_uring, epoll, or auto (offload where the kernel, capabilities and interfaces allow it, loopback included, not on a veth; io_uring when the kernel runs it; logs which and why); io_uring or epoll attach nothing"),
 	opt("offload-gateway", func(o *Options) *bool { return &o.OffloadGateway }, false,
 		"kernel fast path: send relayed packets back to the link address they came from (every client and peer behind one gateway) instead of a route lookup, which needs forwarding on the interface"),
 	opt("idle-hold", func(o *Options) *time.Duration { return &o.IdleHold }, time.Second,

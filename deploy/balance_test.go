@@ -77,6 +77,7 @@ func startBalancedMember(t *testing.T, v *auth.Validator, min, max uint16, peers
 		Validator: v,
 		Peers:     relay.PeerPolicy{AllowLoopback: true},
 		Workers:   1,
+		DataPath:  relay.DataPathEpoll, // auto would attach the kernel fast path to this namespace's lo
 		Metrics:   met,
 		Logger:    quietLogger(),
 		Redirect: func(client netip.AddrPort, draining bool) (netip.AddrPort, bool) {

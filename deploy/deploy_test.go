@@ -24,6 +24,7 @@ import (
 
 	"github.com/avedge/avedge/auth"
 	"github.com/avedge/avedge/config"
+	"github.com/avedge/avedge/internal/nsguard"
 	"github.com/avedge/avedge/relay"
 )
 
@@ -64,6 +65,7 @@ var testDir string
 
 func TestMain(m *testing.M) {
 	runSandboxLauncher() // returns unless this binary was re-executed as the sandbox launcher
+	nsguard.Arm()        // the relays these tests start inherit it
 	dir, err := os.MkdirTemp("", "avedge-deploy-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -44,6 +44,7 @@ func startPoolRelay(t *testing.T, v *auth.Validator, min, max uint16, alternate 
 		Validator: v,
 		Peers:     relay.PeerPolicy{AllowLoopback: true},
 		Workers:   1,
+		DataPath:  relay.DataPathEpoll, // auto would attach the kernel fast path to this namespace's lo
 		Logger:    quietLogger(),
 	})
 	if err != nil {

@@ -324,6 +324,9 @@ func startSandboxedOnce(t *testing.T, r sandboxRun) (ready bool, output string) 
 		fmt.Sprintf("--metrics-listen=127.0.0.1:%d", metricsPort),
 		"--static-auth-secret-file="+secrets,
 		"--admin-socket="+filepath.Join(runDir, "admin.sock"),
+		// Unprivileged, it could not attach the kernel fast path anyway; pinned all the same,
+		// as every relay the tests start outside a namespace of their own is.
+		"--data-path=epoll",
 	)
 	cmd := exec.Command(launcher, append([]string{bin}, args...)...)
 	cmd.Env = append(os.Environ(), sandboxEnv+"="+strings.Join(r.fams, ","))

@@ -1,7 +1,8 @@
 package loadgen
 
-// batchSize is the most datagrams one receive or send system call moves on the generator's
-// data path (recvmmsg and sendmmsg on Linux; elsewhere one datagram a call).
+// batchSize is the most datagrams one receive or send system call of a client moves
+// (recvmmsg and sendmmsg on Linux; elsewhere one datagram a call). The echo peers batch
+// on their own (peerBatch).
 const batchSize = 64
 
 // frameBufSize is the receive buffer per datagram: larger than any frame the generator

@@ -10,13 +10,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// batchSys holds the recvmmsg/sendmmsg headers of a batch, pointing at its buffers and at a
-// source address per datagram, and the functions handed to the socket's RawConn, built once
-// so that a call allocates nothing.
+// batchSys holds the recvmmsg/sendmmsg headers of a batch, pointing at its buffers, and the
+// functions handed to the socket's RawConn, built once so that a call allocates nothing.
 type batchSys struct {
-	hdrs  []unix.Mmsghdr
-	iovs  []unix.Iovec
-	names []unix.RawSockaddrAny
+	hdrs []unix.Mmsghdr
+	iovs []unix.Iovec
 
 	conn *net.UDPConn    // the socket rc belongs to
 	rc   syscall.RawConn // conn's
@@ -33,7 +31,6 @@ func (s *batchSys) init(b *dgramBatch) {
 	n := len(b.bufs)
 	s.hdrs = make([]unix.Mmsghdr, n)
 	s.iovs = make([]unix.Iovec, n)
-	s.names = make([]unix.RawSockaddrAny, n)
 	for i := range n {
 		s.iovs[i].Base = &b.bufs[i][0]
 		s.iovs[i].SetLen(len(b.bufs[i]))
@@ -82,10 +79,10 @@ func (s *batchSys) rawConn(c *net.UDPConn) (syscall.RawConn, error) {
 	return s.rc, nil
 }
 
-// recv receives up to len(b.bufs) datagrams on c with one recvmmsg, waiting in Go's
-// network poller (not in the kernel) while none is queued, and records their lengths and
-// sources. An error other than net.ErrClosed (an ICMP error reported on the socket) leaves
-// the socket usable.
+// recv receives up to len(b.bufs) datagrams on c (a connected socket: their source is its
+// peer) with one recvmmsg, waiting in Go's network poller (not in the kernel) while none is
+// queued, and records their lengths. An error other than net.ErrClosed (an ICMP error
+// reported on the socket) leaves the socket usable.
 func (b *dgramBatch) recv(c *net.UDPConn) (int, error) {
 	s := &b.sys
 	rc, err := s.rawConn(c)
@@ -94,8 +91,6 @@ func (b *dgramBatch) recv(c *net.UDPConn) (int, error) {
 	}
 	for i := range s.hdrs {
 		s.iovs[i].SetLen(len(b.bufs[i]))
-		s.hdrs[i].Hdr.Name = (*byte)(unsafe.Pointer(&s.names[i]))
-		s.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrAny
 		s.hdrs[i].Hdr.Flags = 0
 	}
 	s.n, s.errno = 0, 0
@@ -111,10 +106,9 @@ func (b *dgramBatch) recv(c *net.UDPConn) (int, error) {
 	return s.n, nil
 }
 
-// send sends b.bufs[i][:b.lens[i]] for i < n on c, with one sendmmsg when the socket
-// takes them all; back to where each came from if reply (the sources recv recorded),
-// else to c's connected address. It returns how many datagrams could not be sent.
-func (b *dgramBatch) send(c *net.UDPConn, n int, reply bool) (failed int) {
+// send sends b.bufs[i][:b.lens[i]] for i < n on c (to its connected address), with one
+// sendmmsg when the socket takes them all. It returns how many datagrams could not be sent.
+func (b *dgramBatch) send(c *net.UDPConn, n int) (failed int) {
 	s := &b.sys
 	rc, err := s.rawConn(c)
 	if err != nil {
@@ -122,31 +116,10 @@ func (b *dgramBatch) send(c *net.UDPConn, n int, reply bool) (failed int) {
 	}
 	for i := range n {
 		s.iovs[i].SetLen(b.lens[i])
-		if !reply {
-			s.hdrs[i].Hdr.Name, s.hdrs[i].Hdr.Namelen = nil, 0
-		}
-		// reply: Name and Namelen are as recvmmsg left them, the source's address.
 	}
 	s.n, s.sent, s.failed = n, 0, 0
 	if err := rc.Write(s.writeFn); err != nil {
 		s.failed += n - s.sent // closed, or the descriptor failed
 	}
 	return s.failed
-}
-
-// setBuffers asks for bytes of receive and send buffer on c: past the kernel's rmem_max and
-// wmem_max where the process may (SO_RCVBUFFORCE, CAP_NET_ADMIN), else up to them. Best
-// effort: the generator's own sockets must hold a saturating run's window without dropping
-// (Report.KernelDrops), whatever the host's defaults.
-func setBuffers(c *net.UDPConn, bytes int) {
-	_ = c.SetReadBuffer(bytes)
-	_ = c.SetWriteBuffer(bytes)
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Control(func(fd uintptr) {
-		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, bytes)
-		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, bytes)
-	})
 }

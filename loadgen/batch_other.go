@@ -2,44 +2,29 @@
 
 package loadgen
 
-import (
-	"net"
-	"net/netip"
-)
+import "net"
 
-// batchSys holds each datagram's source, for replies.
-type batchSys struct{ from []netip.AddrPort }
+// batchSys is empty: without recvmmsg and sendmmsg, a batch moves one datagram a call.
+type batchSys struct{}
 
-func (s *batchSys) init(b *dgramBatch) { s.from = make([]netip.AddrPort, len(b.bufs)) }
+func (s *batchSys) init(*dgramBatch) {}
 
-// recv receives one datagram on c (no recvmmsg here).
+// recv receives one datagram on c (a connected socket).
 func (b *dgramBatch) recv(c *net.UDPConn) (int, error) {
-	n, from, err := c.ReadFromUDPAddrPort(b.bufs[0])
+	n, err := c.Read(b.bufs[0])
 	if err != nil {
 		return 0, err
 	}
-	b.lens[0], b.sys.from[0] = n, from
+	b.lens[0] = n
 	return 1, nil
 }
 
-// send sends b.bufs[i][:b.lens[i]] for i < n one by one, back to each source if reply.
-func (b *dgramBatch) send(c *net.UDPConn, n int, reply bool) (failed int) {
+// send sends b.bufs[i][:b.lens[i]] for i < n on c one by one, to its connected address.
+func (b *dgramBatch) send(c *net.UDPConn, n int) (failed int) {
 	for i := range n {
-		var err error
-		if reply {
-			_, err = c.WriteToUDPAddrPort(b.bufs[i][:b.lens[i]], b.sys.from[i])
-		} else {
-			_, err = c.Write(b.bufs[i][:b.lens[i]])
-		}
-		if err != nil {
+		if _, err := c.Write(b.bufs[i][:b.lens[i]]); err != nil {
 			failed++
 		}
 	}
 	return failed
-}
-
-// setBuffers asks for bytes of receive and send buffer on c, best effort.
-func setBuffers(c *net.UDPConn, bytes int) {
-	_ = c.SetReadBuffer(bytes)
-	_ = c.SetWriteBuffer(bytes)
 }

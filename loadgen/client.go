@@ -166,7 +166,7 @@ func (c *client) sendProbes(n int) {
 			copy(pkt[12:20], pkt[c.payOff+offSeq:c.payOff+offSeq+8])
 		}
 	}
-	if failed := c.out.send(c.conn, n, false); failed > 0 {
+	if failed := c.out.send(c.conn, n); failed > 0 {
 		c.sendErrs.Add(uint64(failed))
 	}
 }

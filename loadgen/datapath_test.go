@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"testing"
@@ -99,9 +100,10 @@ func TestDataPathAllocs(t *testing.T) {
 	}
 }
 
-// An echo peer's batches send every datagram back to its own source, byte for byte, and
-// receiving and sending a batch allocates nothing.
-func TestEchoBatches(t *testing.T) {
+// A client's batches: what one sendmmsg sends arrives byte for byte and in order, through an
+// echo peer, and one recvmmsg takes up what came back; receiving and sending a batch
+// allocates nothing.
+func TestClientBatches(t *testing.T) {
 	e, err := newEchoPeer(netipLoopback.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -110,78 +112,60 @@ func TestEchoBatches(t *testing.T) {
 	go func() { defer close(done); e.serve() }()
 	defer func() { _ = e.conn.Close(); <-done }()
 
-	const senders, each = 3, 40 // more than one batch in flight, from several sources
-	var conns []*net.UDPConn
-	for range senders {
-		c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(e.addr))
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(e.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	setBuffers(c, socketBuffer)
+	const each = 40 // less than a batch: one sendmmsg
+	out := newSendBatch(each, make([]byte, 100))
+	for j := range each {
+		out.bufs[j][0] = byte(j)
+		out.lens[j] = 50 + j // lengths vary
+	}
+	if failed := out.send(c, each); failed != 0 {
+		t.Fatalf("%d of %d not sent", failed, each)
+	}
+	in := newRecvBatch(batchSize)
+	got := 0
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second)) // a bound, not a wait: fails only if echoes are lost
+	for got < each {
+		n, err := in.recv(c)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%d of %d echoes back: %v", got, each, err)
 		}
-		defer c.Close()
-		_ = c.SetReadBuffer(socketBuffer)
-		conns = append(conns, c)
-	}
-	for i, c := range conns {
-		out := newSendBatch(each, make([]byte, 100))
-		for j := range each {
-			out.bufs[j][0], out.bufs[j][1] = byte(i), byte(j)
-			out.lens[j] = 50 + j // lengths vary
-		}
-		if failed := out.send(c, each, false); failed != 0 {
-			t.Fatalf("sender %d: %d of %d not sent", i, failed, each)
-		}
-	}
-	for i, c := range conns {
-		in := newRecvBatch(batchSize)
-		got := 0
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second)) // a bound, not a wait: fails only if echoes are lost
-		for got < each {
-			n, err := in.recv(c)
-			if err != nil {
-				t.Fatalf("sender %d: %d of %d echoes back: %v", i, got, each, err)
+		for k := range n {
+			b := in.bufs[k][:in.lens[k]]
+			if int(b[0]) != got || len(b) != 50+got || !bytes.Equal(b[1:], out.bufs[got][1:len(b)]) {
+				t.Fatalf("echo %d is #%d, %d bytes", got, b[0], len(b))
 			}
-			for k := range n {
-				b := in.bufs[k][:in.lens[k]]
-				if b[0] != byte(i) || int(b[1]) != got || len(b) != 50+got {
-					t.Fatalf("sender %d: echo %d is from %d, #%d, %d bytes", i, got, b[0], b[1], len(b))
-				}
-				got++
-			}
+			got++
 		}
-	}
-	if got := e.recv.Load(); got != senders*each {
-		t.Errorf("echo peer counted %d, want %d", got, senders*each)
 	}
 
-	// Allocations: a datagram received by a batch and sent back by it.
+	// Allocations: a batch of one sent on one connected socket and received on another (no
+	// echo peer in between: it batches on its own).
 	u, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netipLoopback.Addr(), 0)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer u.Close()
-	c := conns[0]
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
-	}
-	c, err = net.DialUDP("udp4", nil, u.LocalAddr().(*net.UDPAddr))
+	v, err := net.DialUDP("udp4", nil, u.LocalAddr().(*net.UDPAddr))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	b, msg, buf := newRecvBatch(batchSize), []byte("probe"), make([]byte, 64)
+	defer v.Close()
+	one := newSendBatch(1, []byte("probe"))
 	if a := testing.AllocsPerRun(50, func() {
-		if _, err := c.Write(msg); err != nil {
-			t.Fatal(err)
+		if one.send(v, 1) != 0 {
+			t.Fatal("not sent")
 		}
-		n, err := b.recv(u)
-		if err != nil || n != 1 || b.send(u, n, true) != 0 {
+		if n, err := in.recv(u); err != nil || n != 1 || string(in.bufs[0][:in.lens[0]]) != "probe" {
 			t.Fatalf("recv %d %v", n, err)
 		}
-		if n, err := c.Read(buf); err != nil || string(buf[:n]) != "probe" {
-			t.Fatalf("echo %q %v", buf[:n], err)
-		}
 	}); a != 0 {
-		t.Errorf("batch receive and reply: %v allocs", a)
+		t.Errorf("batch send and receive: %v allocs", a)
 	}
 }
 

@@ -70,6 +70,9 @@ type FloodReport struct {
 	// which are never read (their receive buffers are kept small on purpose), as of the
 	// flood's end: answers still in flight then are not counted. 0 where unread.
 	KernelDrops uint64 `json:"kernel_drops"`
+	// NonceFallbacks counts the sources (with NoncePerSource) whose ask for a nonce went
+	// unanswered and that flood with the first source's nonce instead.
+	NonceFallbacks int `json:"nonce_fallbacks"`
 }
 
 func (c FloodConfig) withDefaults() (FloodConfig, error) {
@@ -130,16 +133,27 @@ func Flood(ctx context.Context, cfg FloodConfig) (FloodReport, error) {
 		ip = ip.Next()
 	}
 	var allocs [][]byte // by source (one shared unless NoncePerSource)
+	nonceFallbacks := 0
 	if cfg.AllocateEvery > 0 {
 		asks := 1
 		if cfg.NoncePerSource && cfg.Nonce == "" {
 			asks = len(conns)
 		}
+		var realm0, nonce0 string // the first source's
 		for i := 0; i < asks; i++ {
 			realm, nonce := cfg.Realm, cfg.Nonce
 			if nonce == "" {
 				if realm, nonce, err = askNonce(conns[i], cfg.Server); err != nil {
-					return FloodReport{}, err
+					if i == 0 || !errors.Is(err, ErrTimeout) {
+						return FloodReport{}, err
+					}
+					// A loaded server (or machine) left one source unanswered: it floods
+					// with the first source's nonce, which the server may refuse cheaply.
+					realm, nonce = realm0, nonce0
+					nonceFallbacks++
+				}
+				if i == 0 {
+					realm0, nonce0 = realm, nonce
 				}
 			}
 			a, err := floodAllocate(cfg.Username, realm, nonce)
@@ -155,7 +169,7 @@ func Flood(ctx context.Context, cfg FloodConfig) (FloodReport, error) {
 	}
 	bind := binding.Raw
 
-	rep := FloodReport{Sources: cfg.Sources}
+	rep := FloodReport{Sources: cfg.Sources, NonceFallbacks: nonceFallbacks}
 	start := time.Now()
 	deadline := start.Add(cfg.Duration)
 	var gap time.Duration

@@ -39,6 +39,15 @@ type Report struct {
 	// probe at most; a dropped control answer is retried). On a loaded machine, where the
 	// generator does not get the CPU to keep up, they explain losses. 0 where unread.
 	KernelDrops uint64 `json:"kernel_drops"`
+	// ClientKernelDrops and PeerKernelDrops split KernelDrops by socket: the clients' (an
+	// echo, or a control answer, lost on the way back) and the echo peers' (a probe lost
+	// after the server relayed it).
+	ClientKernelDrops uint64 `json:"client_kernel_drops"`
+	PeerKernelDrops   uint64 `json:"peer_kernel_drops"`
+	// PeerReceived counts the probes that reached the echo peers (channel and indication
+	// modes): Sent - PeerReceived were lost on the way out, PeerReceived - Received on the
+	// way back.
+	PeerReceived uint64 `json:"peer_received"`
 
 	// Delivered counts datagrams that arrived at either end (peer or partner
 	// and client); Relayed counts the server's forwards as defined in the

@@ -461,12 +461,14 @@ func (r *runner) report(setup, elapsed time.Duration) Report {
 		rep.Corrupt += c.corrupt.Load()
 		rep.SendErrors += c.sendErrs.Load()
 		far += c.pingsIn.Load()
-		rep.KernelDrops += kernelDrops(c.conn)
+		rep.ClientKernelDrops += kernelDrops(c.conn)
 	}
 	for _, p := range r.peers {
 		far += p.recv.Load()
-		rep.KernelDrops += kernelDrops(p.conn)
+		rep.PeerReceived += p.recv.Load()
+		rep.PeerKernelDrops += kernelDrops(p.conn)
 	}
+	rep.KernelDrops = rep.ClientKernelDrops + rep.PeerKernelDrops
 	if rep.Sent > rep.Received {
 		rep.Lost = rep.Sent - rep.Received
 	}

@@ -34,6 +34,9 @@ func checkConsistent(t *testing.T, rep Report) {
 	if rep.Lost != rep.Sent-rep.Received {
 		t.Errorf("lost %d, want sent-received = %d", rep.Lost, rep.Sent-rep.Received)
 	}
+	if rep.KernelDrops != rep.ClientKernelDrops+rep.PeerKernelDrops {
+		t.Errorf("kernel drops %d, want client %d + peer %d", rep.KernelDrops, rep.ClientKernelDrops, rep.PeerKernelDrops)
+	}
 	p := rep.RTT
 	if !(0 < p.P50 && p.P50 <= p.P90 && p.P90 <= p.P99 && p.P99 <= p.P999 && p.P999 <= p.Max) {
 		t.Errorf("percentiles out of order: %+v", p)
@@ -79,6 +82,14 @@ func TestRunModes(t *testing.T) {
 			// Byte-exact both ways: every probe came back unaltered.
 			if rep.Received != rep.Sent || rep.Corrupt != 0 || rep.SendErrors != 0 {
 				t.Errorf("sent %d received %d corrupt %d send errors %d", rep.Sent, rep.Received, rep.Corrupt, rep.SendErrors)
+			}
+			// Every probe reached the echo peer (there is none in pair mode).
+			wantPeer := rep.Sent
+			if tt.mode == ModePair {
+				wantPeer = 0
+			}
+			if rep.PeerReceived != wantPeer {
+				t.Errorf("echo peers received %d, want %d", rep.PeerReceived, wantPeer)
 			}
 			if rep.Delivered != 2*rep.Received {
 				t.Errorf("delivered %d, want 2×received = %d", rep.Delivered, 2*rep.Received)

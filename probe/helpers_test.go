@@ -38,6 +38,7 @@ func startRelay(t testing.TB, mods ...func(*relay.Config)) *relay.Server {
 		Validator: auth.NewValidator(auth.ValidatorConfig{Keyring: auth.NewKeyring(auth.Secret{ID: "k1", Value: testSecret})}),
 		Peers:     relay.PeerPolicy{AllowLoopback: true},
 		Workers:   1,
+		DataPath:  relay.DataPathEpoll, // auto would attach the kernel fast path to this namespace's lo
 		Logger:    testLogger(t),
 	}
 	for _, m := range mods {

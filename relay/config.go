@@ -84,11 +84,12 @@ type Config struct {
 	// XDP program, package kfast) on the interfaces of the UDP listen and relay addresses
 	// that allow it: a concrete address on an interface that forwards its family (or
 	// OffloadGateway), and BPF available (CAP_BPF and CAP_NET_ADMIN, or root). On loopback
-	// only DataPathOffload does (the tc variant, tcx ingress on lo, between loopback
-	// addresses; auto leaves loopback to user space). Auto logs why when it cannot; offload
-	// refuses to start. The kernel enforces each allocation's
-	// bandwidth cap with a token bucket of its own. The workers, io_uring where it runs, else
-	// epoll, relay everything the kernel does not.
+	// both do, with the tc variant on lo's tcx ingress, between loopback addresses (it leaves
+	// other traffic to the next tcx program, so relays share lo): run as root on 127.0.0.1,
+	// auto attaches it to the host's lo, and logs so and how not to (DataPathIOUring or
+	// DataPathEpoll). Auto logs why when it cannot; offload refuses to start. The kernel
+	// enforces each allocation's bandwidth cap with a token bucket of its own. The workers,
+	// io_uring where it runs, else epoll, relay everything the kernel does not.
 	DataPath DataPath
 	// OffloadGateway makes the kernel fast path send every relayed packet back to the link
 	// address it came from, instead of looking the next hop up in the routing table (which

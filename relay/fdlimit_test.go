@@ -62,6 +62,7 @@ func descriptorLimitChild() {
 		MaxPort:        uint16(maxPort),
 		MaxAllocations: total,
 		Workers:        1,
+		DataPath:       userDataPath(), // a child of the test, in its namespace
 	})
 	if err != nil {
 		fmt.Println(err)

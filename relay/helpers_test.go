@@ -32,11 +32,25 @@ func testLogger(t testing.TB) *slog.Logger {
 // cmd/avedge-probe 18000–18999; deploy 16000–17999; cmd/avedge 32000–32099 and 15000–15099.
 // All lie below Linux's ephemeral range, so the kernel does not hand them out either.
 
-// startServer runs a relay on loopback with ephemeral listener ports and a test range.
+// userDataPath is the user-space loop data path auto picks here: io_uring where this kernel
+// runs it, else epoll. Tests pin it where they would otherwise get auto, which as root puts
+// the kernel fast path's tc variant on the lo of the namespace the tests run in (the host's,
+// under make test): relays that tests start outside a namespace of their own relay in user
+// space (nsguard panics otherwise).
+func userDataPath() DataPath {
+	if uring.Usable() == nil {
+		return DataPathIOUring
+	}
+	return DataPathEpoll
+}
+
+// startServer runs a relay on loopback with ephemeral listener ports and a test range, on a
+// user-space data path (userDataPath) unless mod sets another.
 func startServer(t testing.TB, mod func(c *Config)) *Server {
 	t.Helper()
 	lo := netip.MustParseAddrPort("127.0.0.1:0")
 	cfg := Config{
+		DataPath:  userDataPath(),
 		Listeners: []ListenerConfig{{Network: UDP, Addr: lo}, {Network: TCP, Addr: lo}},
 		RelayIPs:  []netip.Addr{netip.MustParseAddr("127.0.0.1")},
 		MinPort:   20000, MaxPort: 29999,

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,20 +41,21 @@ func TestKernelRelayChild(t *testing.T) {
 	if spec == "" {
 		t.Skip("child process of TestKernelFastPath")
 	}
-	parts := strings.Fields(spec) // listen address, relay IP, data path, allowed peer prefix, permission lifetime
+	parts := strings.Fields(spec) // listen address, relay IP, data path, allowed peer prefix, permission lifetime, lowest relay port
 	lis, err1 := netip.ParseAddrPort(parts[0])
 	permLife, err5 := time.ParseDuration(parts[4])
 	relayIP, err4 := netip.ParseAddr(parts[1])
 	dp, err3 := ParseDataPath(parts[2])
 	allow, err2 := netip.ParsePrefix(parts[3])
-	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+	minPort, err6 := strconv.ParseUint(parts[5], 10, 16)
+	if err := errors.Join(err1, err2, err3, err4, err5, err6); err != nil {
 		fmt.Println("bad spec:", err)
 		os.Exit(2)
 	}
 	s, err := New(Config{
 		Listeners: []ListenerConfig{{Network: UDP, Addr: lis}},
 		RelayIPs:  []netip.Addr{relayIP},
-		MinPort:   21000, MaxPort: 21099,
+		MinPort:   uint16(minPort), MaxPort: uint16(minPort) + 99,
 		Validator: auth.NewValidator(auth.ValidatorConfig{Keyring: auth.NewKeyring(auth.Secret{ID: "k1", Value: testSecret})}),
 		Peers:     PeerPolicy{Allow: []netip.Prefix{allow}, AllowLoopback: allow.Addr().IsLoopback()},
 		Workers:   1,
@@ -153,6 +155,14 @@ func newKernelTopo(tb testing.TB, f kernelFamily, dp DataPath) *kernelTopo {
 // newKernelTopoWith is newKernelTopo with a permission lifetime (0: pion's default).
 func newKernelTopoWith(tb testing.TB, f kernelFamily, dp DataPath, permLife time.Duration) *kernelTopo {
 	tb.Helper()
+	return newKernelTopoIn(tb, f, dp, permLife, nil, 0)
+}
+
+// newKernelTopoIn is newKernelTopoWith in namespace r with a relay and its client and peer
+// that are the n-th there (loopback only; r nil: a new namespace, n 0): the relay listens on
+// port 3478+n and relays from ports 21000+100n, the peer on port 40001+n.
+func newKernelTopoIn(tb testing.TB, f kernelFamily, dp DataPath, permLife time.Duration, r *nstest.NS, n uint16) *kernelTopo {
+	tb.Helper()
 	if why := nstest.Usable(); why != "" {
 		tb.Skipf("network namespaces unavailable: %s", why)
 	}
@@ -164,27 +174,30 @@ func newKernelTopoWith(tb testing.TB, f kernelFamily, dp DataPath, permLife time
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { pass.Close() })
-	k := &kernelTopo{r: nstest.New(tb, "kfer"), buf: make([]byte, 2048)}
+	if r == nil {
+		r = nstest.New(tb, "kfer")
+	}
+	k := &kernelTopo{r: r, buf: make([]byte, 2048)}
 	if f.loopback {
 		k.c = k.r
 	} else {
 		k.c = nstest.New(tb, "kfec")
 		k.vethTopo(tb, f, pass)
 	}
-	k.lis = netip.AddrPortFrom(netip.MustParseAddr(f.relay), 3478)
+	k.lis = netip.AddrPortFrom(netip.MustParseAddr(f.relay), 3478+n)
 	listen := k.lis
 	if f.wildcard {
 		any := netip.IPv4Unspecified()
 		if k.lis.Addr().Is6() {
 			any = netip.IPv6Unspecified()
 		}
-		listen = netip.AddrPortFrom(any, 3478)
+		listen = netip.AddrPortFrom(any, 3478+n)
 	}
 	dps := string(dp)
 	if dp == DataPathAuto {
 		dps = "auto" // ParseDataPath's name for it; "" would vanish from the spec's fields
 	}
-	k.spec = fmt.Sprintf("%s %s %s %s %s", listen, f.relay, dps, f.prefix, permLife)
+	k.spec = fmt.Sprintf("%s %s %s %s %s %d", listen, f.relay, dps, f.prefix, permLife, 21000+100*int(n))
 	k.rel = startKernelRelay(tb, k.r, k.spec)
 
 	var pc, peer net.PacketConn
@@ -192,7 +205,7 @@ func newKernelTopoWith(tb testing.TB, f kernelFamily, dp DataPath, permLife time
 		if pc, err = net.ListenPacket(f.network, net.JoinHostPort(f.client, "0")); err != nil {
 			return
 		}
-		peer, err = net.ListenPacket(f.network, net.JoinHostPort(f.peer, "40001"))
+		peer, err = net.ListenPacket(f.network, net.JoinHostPort(f.peer, strconv.Itoa(40001+int(n))))
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -329,29 +342,7 @@ func TestKernelFastPath(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			k := newKernelTopo(t, f, DataPathOffload)
 			k.warm(t, true)
-			before := k.rel.stats(t)
-			const n = 200
-			var bytesSent uint64
-			for i := range n {
-				msg := bytes.Repeat([]byte{byte(i)}, 1+(i*37)%1200)
-				bytesSent += uint64(len(msg))
-				if err := k.round(msg); err != nil {
-					t.Fatalf("round trip %d: %v", i, err)
-				}
-			}
-			after := k.rel.stats(t)
-			for d := range metrics.NumDirections {
-				kp := after.Kernel[d].Packets - before.Kernel[d].Packets
-				kb := after.Kernel[d].Bytes - before.Kernel[d].Bytes
-				all := after.Traffic[d][metrics.PathChannel].Packets - before.Traffic[d][metrics.PathChannel].Packets
-				allb := after.Traffic[d][metrics.PathChannel].Bytes - before.Traffic[d][metrics.PathChannel].Bytes
-				if kp != n || kb != bytesSent {
-					t.Errorf("%v: kernel relayed %d packets, %d bytes; want %d, %d", d, kp, kb, n, bytesSent)
-				}
-				if all != kp || allb != kb {
-					t.Errorf("%v: channel traffic +%d packets, +%d bytes, but the kernel relayed %d, %d: user space relayed some", d, all, allb, kp, kb)
-				}
-			}
+			k.relayInKernel(t, 200)
 
 			// A crash leaves nothing attached (the links die with the process's file
 			// descriptors; nothing is pinned), and a restarted relay attaches again.
@@ -364,6 +355,36 @@ func TestKernelFastPath(t *testing.T) {
 				t.Fatal("restarted relay attached nothing")
 			}
 		})
+	}
+}
+
+// relayInKernel makes n round trips of varied sizes through k's relay, whose path is set up
+// (warm), and checks that the kernel relayed every one of them in both directions and user
+// space none: the kernel's counters up by exactly n packets and their bytes, and the channel
+// counters (both paths together) by as many.
+func (k *kernelTopo) relayInKernel(t *testing.T, n int) {
+	t.Helper()
+	before := k.rel.stats(t)
+	var bytesSent uint64
+	for i := range n {
+		msg := bytes.Repeat([]byte{byte(i)}, 1+(i*37)%1200)
+		bytesSent += uint64(len(msg))
+		if err := k.round(msg); err != nil {
+			t.Fatalf("round trip %d: %v", i, err)
+		}
+	}
+	after := k.rel.stats(t)
+	for d := range metrics.NumDirections {
+		kp := after.Kernel[d].Packets - before.Kernel[d].Packets
+		kb := after.Kernel[d].Bytes - before.Kernel[d].Bytes
+		all := after.Traffic[d][metrics.PathChannel].Packets - before.Traffic[d][metrics.PathChannel].Packets
+		allb := after.Traffic[d][metrics.PathChannel].Bytes - before.Traffic[d][metrics.PathChannel].Bytes
+		if kp != uint64(n) || kb != bytesSent {
+			t.Errorf("%v: kernel relayed %d packets, %d bytes; want %d, %d", d, kp, kb, n, bytesSent)
+		}
+		if all != kp || allb != kb {
+			t.Errorf("%v: channel traffic +%d packets, +%d bytes, but the kernel relayed %d, %d: user space relayed some", d, all, allb, kp, kb)
+		}
 	}
 }
 
@@ -536,4 +557,56 @@ func (k *kernelTopo) awaitEcho(msg []byte, d time.Duration) (bool, error) {
 			return true, nil
 		}
 	}
+}
+
+// TestKernelAutoOnLoopback: data path auto, as offload, relays channel data on loopback in the
+// kernel (the tc variant on lo's tcx ingress), here on the lo of a namespace the test makes:
+// the kernel's counters go up by exactly the packets sent, user space's by none, and a
+// killed relay leaves nothing attached.
+func TestKernelAutoOnLoopback(t *testing.T) {
+	for _, f := range loopFamilies {
+		t.Run(f.name, func(t *testing.T) {
+			k := newKernelTopo(t, f, DataPathAuto)
+			if !k.attached(t, f) {
+				t.Fatal("data path auto attached nothing to lo")
+			}
+			k.warm(t, true)
+			k.relayInKernel(t, 200)
+			k.rel.kill(t)
+			if k.attached(t, f) {
+				t.Fatal("program left attached to lo after the relay was killed")
+			}
+		})
+	}
+}
+
+// TestKernelAutoTwoRelaysOnLoopback: two relays on data path auto share one lo. Each one's tc
+// program leaves what it does not know to the next (TCX_NEXT), so both relay their own
+// channels in the kernel, and when one exits the other's program stays and still relays.
+func TestKernelAutoTwoRelaysOnLoopback(t *testing.T) {
+	f := loopFamilies[0]
+	a := newKernelTopo(t, f, DataPathAuto)
+	b := newKernelTopoIn(t, f, DataPathAuto, 0, a.r, 1)
+	var q *link.QueryResult
+	var err error
+	a.r.Do(func() {
+		q, err = link.QueryPrograms(link.QueryOptions{Target: a.r.Ifindex("lo"), Attach: ebpf.AttachTCXIngress})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q.Programs) != 2 {
+		t.Fatalf("%d programs on lo's tcx ingress, want the two relays'", len(q.Programs))
+	}
+	for _, k := range []*kernelTopo{a, b} {
+		k.warm(t, true)
+	}
+	for _, k := range []*kernelTopo{a, b} {
+		k.relayInKernel(t, 50)
+	}
+	a.rel.kill(t)
+	if !b.attached(t, f) {
+		t.Fatal("the second relay's program went with the first relay")
+	}
+	b.relayInKernel(t, 50)
 }

@@ -28,8 +28,9 @@ type kernelPlan struct {
 }
 
 // planKernel finds the interfaces of the UDP listen and relay addresses. An address on
-// loopback is served when loop is set (data path offload), by the tc variant on tcx ingress
-// (XDP cannot serve lo); it relays only between loopback addresses. An address on another
+// loopback is served by the tc variant on tcx ingress (XDP cannot serve lo), with data path
+// auto as with offload: it relays only between loopback addresses and hands everything else
+// to the next tcx program (TCX_NEXT), so it shares lo with other relays. An address on another
 // interface is served when, unless gateway is set, that interface forwards its family (the
 // XDP program's route lookup needs it). A wildcard listener is served on
 // the relay addresses' interfaces, with route lookups (the program answers from the route's
@@ -39,7 +40,7 @@ type kernelPlan struct {
 // an XDP program of its own, and the relay cannot see the far end (in another namespace, a
 // container's host) to check. Guessing wrong loses every channel packet, so auto leaves veths
 // to user space and says so.
-func (s *Server) planKernel(gateway, veth, loop bool) (*kernelPlan, error) {
+func (s *Server) planKernel(gateway, veth bool) (*kernelPlan, error) {
 	p := &kernelPlan{served: map[int]bool{}, byAddr: map[netip.Addr]int{}, lis: make([]netip.AddrPort, len(s.listeners))}
 	ifs, err := net.Interfaces()
 	if err != nil {
@@ -70,9 +71,6 @@ func (s *Server) planKernel(gateway, veth, loop bool) (*kernelPlan, error) {
 		ifi := byIndex[idx]
 		isLoop := ifi.Flags&net.FlagLoopback != 0
 		switch {
-		case isLoop && !loop:
-			p.why = append(p.why, fmt.Sprintf("%s %s: on loopback, which data path auto leaves to user space (the tc variant there is data-path offload's)", what, ip))
-			return false
 		case isLoop:
 		case !veth && kfast.Driver(ifi.Name) == "veth":
 			p.why = append(p.why, fmt.Sprintf("%s %s: on veth %s, whose far end needs an XDP program of its own for the relayed packets to arrive (data-path offload when it has one)", what, ip, ifi.Name))
@@ -135,10 +133,10 @@ func (s *Server) startKernel(dp DataPath) error {
 		if dp == DataPathOffload {
 			return fmt.Errorf("relay: data path offload: %w (use data path auto to fall back to user space)", err)
 		}
-		s.log.Info("kernel fast path off; relaying in user space", "reason", err.Error())
+		s.log.Info("kernel fast path off; relaying in user space", "data-path", dpName(dp), "reason", err.Error())
 		return nil
 	}
-	plan, err := s.planKernel(s.cfg.OffloadGateway, dp == DataPathOffload, dp == DataPathOffload)
+	plan, err := s.planKernel(s.cfg.OffloadGateway, dp == DataPathOffload)
 	if err != nil {
 		return fail(err)
 	}
@@ -174,19 +172,31 @@ func (s *Server) startKernel(dp DataPath) error {
 		}
 		how := mode.String() + " XDP"
 		if mode == kfast.ModeTCX {
-			how = "tcx ingress"
+			how = "tc variant, tcx ingress"
 		}
 		attached = append(attached, ifi.Name+" ("+how+")")
 	}
 	s.kernel = off
 	s.kmirror = dataplane.NewKernel(off, plan.lis, s.log)
 	s.fast.SetKernel(s.kmirror)
-	args := []any{"interfaces", strings.Join(attached, ", "), "gateway-mode", s.cfg.OffloadGateway, "full-checksum", full}
+	args := []any{"data-path", dpName(dp), "interfaces", strings.Join(attached, ", "), "gateway-mode", s.cfg.OffloadGateway, "full-checksum", full}
 	if len(plan.why) > 0 {
 		args = append(args, "not-served", strings.Join(plan.why, "; "))
 	}
+	if dp == DataPathAuto {
+		// auto attaches to this host's interfaces, lo included, unasked: say how not to.
+		args = append(args, "turn-off", "data-path io_uring (or epoll) relays everything in user space and attaches nothing")
+	}
 	s.log.Info("kernel fast path on: channel-bound UDP relayed in the kernel", args...)
 	return nil
+}
+
+// dpName is dp as an operator writes it.
+func dpName(dp DataPath) string {
+	if dp == DataPathAuto {
+		return "auto"
+	}
+	return string(dp)
 }
 
 // closeKernel detaches the program and frees its maps.

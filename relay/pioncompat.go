@@ -62,6 +62,10 @@ import (
 //     (handleRefreshRequest returns an error without sending one), where RFC 8656 §7.3 asks
 //     for 437, and the relay answers 437 itself for the allocations an operator ended
 //     (mismatch.go). Test: TestPionLeavesRefreshWithoutAllocationUnanswered.
+//  9. Memory per idle allocation: pion's allocation reader takes its read buffer from a pool
+//     only once the relay PacketConn's WaitRead says a datagram is there (relayConn.WaitRead).
+//     That is a patch of ours (third_party/pion-turn/PATCHES.md); a pion without it gives
+//     every allocation a buffer of its own again. Test: TestPionWaitsBeforeTakingReadBuffer.
 
 // rotationPassword picks, of the live passwords of a username with more than one, the one
 // checkRotation found the request signed with (the first if it found none).

@@ -74,11 +74,8 @@ func TestPionDeletesAllocationWhoseRelayReadFails(t *testing.T) {
 		end: make(chan struct{}), closed: make(chan struct{})}
 	deleted := make(chan string, 1)
 	srv, err := turn.NewServer(turn.ServerConfig{
-		Realm: compatRealm,
-		AuthHandler: func(ra *turn.RequestAttributes) (string, []byte, bool) {
-			pw, ok := compatUsers[ra.Username]
-			return ra.Username, turn.GenerateAuthKey(ra.Username, ra.Realm, pw), ok
-		},
+		Realm:             compatRealm,
+		AuthHandler:       compatAuth,
 		EventHandler:      turn.EventHandler{OnAllocationDeleted: func(_, _ net.Addr, _, user, _ string) { deleted <- user }},
 		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: pc, RelayAddressGenerator: gen}},
 	})
@@ -86,11 +83,7 @@ func TestPionDeletesAllocationWhoseRelayReadFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	c := newClientWith(t, pc.LocalAddr().String(), "udp4", "127.0.0.1:0", "alice", compatUsers["alice"])
-	relayed, err := c.Allocate()
-	if err != nil {
-		t.Fatal(err)
-	}
+	relayed := allocateAlice(t, pc)
 	defer relayed.Close()
 	if n := srv.AllocationCount(); n != 1 {
 		t.Fatalf("%d allocations, want 1", n)
@@ -124,11 +117,8 @@ func TestPionLeavesRefreshWithoutAllocationUnanswered(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv, err := turn.NewServer(turn.ServerConfig{
-		Realm: compatRealm,
-		AuthHandler: func(ra *turn.RequestAttributes) (string, []byte, bool) {
-			pw, ok := compatUsers[ra.Username]
-			return ra.Username, turn.GenerateAuthKey(ra.Username, ra.Realm, pw), ok
-		},
+		Realm:       compatRealm,
+		AuthHandler: compatAuth,
 		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: pc, RelayAddressGenerator: &turn.RelayAddressGeneratorStatic{
 			RelayAddress: net.IPv4(127, 0, 0, 1), Address: "127.0.0.1"}}},
 	})

@@ -289,3 +289,21 @@ func TestBindingRequestTypeIsPions(t *testing.T) {
 		t.Fatalf("dataplane.BindingRequest = %#04x, pion/stun's is %#04x", dataplane.BindingRequest, stun.BindingRequest.Value())
 	}
 }
+
+// compatAuth is the AuthHandler of the compat tests' pion servers: compatUsers' long-term
+// credentials.
+func compatAuth(ra *turn.RequestAttributes) (string, []byte, bool) {
+	pw, ok := compatUsers[ra.Username]
+	return ra.Username, turn.GenerateAuthKey(ra.Username, ra.Realm, pw), ok
+}
+
+// allocateAlice allocates as alice, a pion client, on the pion server listening on pc.
+func allocateAlice(t *testing.T, pc net.PacketConn) net.PacketConn {
+	t.Helper()
+	c := newClientWith(t, pc.LocalAddr().String(), "udp4", "127.0.0.1:0", "alice", compatUsers["alice"])
+	relayed, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return relayed
+}

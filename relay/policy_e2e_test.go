@@ -449,8 +449,9 @@ func TestListenerInRelayRangeRefused(t *testing.T) {
 		Listeners: []ListenerConfig{{Network: UDP, Addr: netip.MustParseAddrPort("127.0.0.1:20007")}},
 		RelayIPs:  []netip.Addr{netip.MustParseAddr("127.0.0.1")},
 		MinPort:   20000, MaxPort: 20010,
-		Workers: 1,
-		Logger:  testLogger(t),
+		Workers:  1,
+		DataPath: userDataPath(),
+		Logger:   testLogger(t),
 	}
 	s, err := New(cfg)
 	if err == nil {

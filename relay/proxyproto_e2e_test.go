@@ -272,7 +272,7 @@ func TestProxyProtocolConfig(t *testing.T) {
 		{"no balancer", func(c *Config) { c.Listeners = []ListenerConfig{{Network: TCP, Addr: lo, ProxyProtocol: true}} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := Config{RelayIPs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, MinPort: 19900, MaxPort: 19909, Workers: 1, Logger: testLogger(t)}
+			cfg := Config{RelayIPs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, MinPort: 19900, MaxPort: 19909, Workers: 1, DataPath: userDataPath(), Logger: testLogger(t)}
 			tc.mod(&cfg)
 			if s, err := New(cfg); err == nil {
 				_ = s.Close()

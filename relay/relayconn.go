@@ -59,6 +59,16 @@ func (r *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	return n, sock.UDPAddr(from), nil
 }
 
+// WaitRead returns once ReadFrom has a datagram to read (or fails as ReadFrom would). pion's
+// allocation reader (third_party/pion-turn, PATCHES.md) calls it before it takes a read buffer,
+// so an idle allocation holds none.
+func (r *relayConn) WaitRead() error {
+	if r.ending.Load() != 0 {
+		return net.ErrClosed
+	}
+	return r.HandoffQueue.Wait()
+}
+
 // WriteTo sends a payload that pion relays to a peer (Send indication, or ChannelData from a
 // TCP/TLS client). The peer policy was applied when the permission was granted.
 //

@@ -16,7 +16,9 @@
 # Environment: COUNTS (live allocations, default "1000 10000 50000"), ROUNDS (default 2),
 # CLIENTS (allocations in progress at once, default 8), SAMPLES (Refreshes and ChannelBinds
 # timed at N live, default 1000), SERVERS (subset of: avedge pion coturn avedge-limits),
-# RUN_TIMEOUT (bound on one run, default 180s), OUT (results dir, default bench/out).
+# RUN_TIMEOUT (bound on one run, default 180s), OUT (results dir, default bench/out),
+# AVEDGE_BASE (path to another avedge binary, e.g. one built from main: it runs as server
+# avedge-base, with avedge's flags, to compare a change before/after in the same rounds).
 #
 # avedge runs with --allocate-rate -1 --unauthorized-rate -1 --request-rate -1: the client's N allocations come
 # from a few source addresses, as from a corporate NAT, and the per-source limits would be
@@ -62,24 +64,30 @@ log "building into $work"
 go build -o "$work/controlload" ./bench/controlload
 build_servers
 [[ " ${all_servers[*]} " == *" avedge "* ]] && all_servers+=(avedge-limits)
+if [[ -n ${AVEDGE_BASE:-} ]]; then
+	cp "$AVEDGE_BASE" "$work/avedge-base"
+	all_servers+=(avedge-base)
+fi
 servers=()
 for s in ${SERVERS:-avedge pion coturn}; do
 	if [[ " ${all_servers[*]} " == *" $s "* ]]; then servers+=("$s"); fi
 done
 
 # --- servers ----------------------------------------------------------------
-port_of() { case $1 in avedge | avedge-limits) echo 9790 ;; pion) echo 9791 ;; coturn) echo 9792 ;; esac; }  # below the relay range: avedge refuses a listener inside it
+port_of() { case $1 in avedge | avedge-limits | avedge-base) echo 9790 ;; pion) echo 9791 ;; coturn) echo 9792 ;; esac; }  # below the relay range: avedge refuses a listener inside it
 
 start_server() {
 	local name=$1 n=$2 port relay_ips
 	port=$(port_of "$name")
 	case $name in
-	avedge | avedge-limits)
-		local limits=(--allocate-rate -1 --unauthorized-rate -1 --request-rate -1)
+	avedge | avedge-limits | avedge-base)
+		local limits=(--allocate-rate -1 --unauthorized-rate -1 --request-rate -1) bin=$work/avedge
 		[[ $name == avedge-limits ]] && limits=()
-		"$work/avedge" --listening-ip 127.0.0.1 --listening-port "$port" --min-port "$MIN_PORT" --max-port "$MAX_PORT" \
+		[[ $name == avedge-base ]] && bin=$work/avedge-base
+		"$bin" --listening-ip 127.0.0.1 --listening-port "$port" --min-port "$MIN_PORT" --max-port "$MAX_PORT" \
 			--static-auth-secret "$SECRET" --realm "$REALM" --relay-ip "$RELAY_IP" --allow-loopback-peers \
 			"${limits[@]}" --metrics-listen '' --auth-listen '' --total-quota "$((n + 16))" \
+			--data-path io_uring \
 			>"$work/avedge.log" 2>&1 &
 		;;
 	pion)

@@ -52,8 +52,13 @@ await_server() {
 # build_servers builds avedge and the plain pion server (bench/pionturn) into $work and sets
 # all_servers to those that can run: avedge if it builds, pion, coturn if turnserver is
 # installed; what is left out is said.
+#
+# bench/pionturn is a module of its own (bench/pionturn/go.mod) so that it is built against
+# pion/turn as released, not against the patched copy in third_party/pion-turn that the main
+# module's go.mod replaces it with: the baseline stays upstream pion. Its go.mod pins the same
+# versions as the main module's, so it builds from the module cache the main build filled.
 build_servers() {
-	go build -o "$work/pionturn" ./bench/pionturn
+	(cd bench/pionturn && go build -o "$work/pionturn" .)
 	all_servers=()
 	if go build -o "$work/avedge" ./cmd/avedge 2>"$work/avedge-build.log"; then
 		all_servers+=(avedge)

@@ -27,7 +27,7 @@
 # LOADS (space-separated subset of: audio50 audio200 video saturate saturate128; the last,
 # not run by default, is saturate with 128 probes in flight instead of 32),
 # SERVERS (subset of: avedge avedge-epoll avedge-offload pion coturn; default all but
-# avedge-epoll; avedge is its default data path, io_uring where the kernel runs it;
+# avedge-epoll; avedge runs --data-path io_uring, user space, as auto would offload;
 # avedge-offload runs avedge with --data-path offload and is skipped, with a note,
 # where avedge refuses that or fails to start with it), TOPOLOGIES (subset of:
 # loopback netns; default both), QUICK=1 (DURATION 3, LOADS "audio50 video saturate",
@@ -193,7 +193,7 @@ start_server() {
 	read -r min max < <(range_of "$name")
 	case $name in
 	avedge*)
-		case $name in avedge-epoll) dp=(--data-path epoll) ;; avedge-offload) dp=(--data-path offload) ;; esac
+		case $name in avedge) dp=(--data-path io_uring) ;; avedge-epoll) dp=(--data-path epoll) ;; avedge-offload) dp=(--data-path offload) ;; esac
 		# The benchmark measures relaying, not avedge's caps (pion and coturn run without
 		# any): the saturate load pushes one allocation past the default max-bps.
 		"${rel[@]}" "$work/avedge" --listening-ip "$relay_ip" --listening-port "$port" --min-port "$min" --max-port "$max" \

@@ -43,6 +43,7 @@ start_server() {
 		"$work/avedge" --listening-ip 127.0.0.1 --listening-port "$port" --min-port "$min" --max-port "$max" \
 			--static-auth-secret "$SECRET" --realm "$REALM" --relay-ip 127.0.0.1 --allow-loopback-peers \
 			--user-quota -1 --max-bps -1 --metrics-listen "" --auth-listen "" \
+			--data-path io_uring \
 			>"$work/avedge.log" 2>&1 &
 		;;
 	coturn)

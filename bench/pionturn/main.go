@@ -3,6 +3,10 @@
 // TURN REST credentials from a static secret, every peer allowed. It takes
 // the same coturn-named flags as cmd/avedge so the script can feed every
 // server the same settings. It is a benchmark fixture, not a product.
+//
+// It is a module of its own (go.mod here), without the main module's replace of
+// pion/turn by third_party/pion-turn, so that it measures pion/turn as released:
+// build it with `cd bench/pionturn && go build .` (scripts/bench-lib.sh does).
 package main
 
 import (

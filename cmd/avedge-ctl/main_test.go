@@ -54,6 +54,7 @@ func newRig(t *testing.T) *rig {
 		Validator: auth.NewValidator(auth.ValidatorConfig{Keyring: auth.NewKeyring(auth.Secret{ID: "k1", Value: secret})}),
 		Peers:     relay.PeerPolicy{AllowLoopback: true},
 		Workers:   1,
+		DataPath:  relay.DataPathEpoll, // auto would attach the kernel fast path to this namespace's lo
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

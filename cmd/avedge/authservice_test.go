@@ -243,7 +243,7 @@ func TestAuthServiceAnonymous(t *testing.T) {
 			// Cancelled before: were it accepted, the daemon would stop at once with exit 0.
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
-			code := run(ctx, []string{"--listening-port", "0", "--metrics-listen", "", "--auth-listen", listen, "--auth-allow-anonymous"},
+			code := run(ctx, []string{"--data-path", "epoll", "--listening-port", "0", "--metrics-listen", "", "--auth-listen", listen, "--auth-allow-anonymous"},
 				&lockedBuffer{}, &stderr, nil)
 			if code != 2 || !strings.Contains(stderr.String(), "auth-insecure-anonymous") || !strings.Contains(stderr.String(), "not a loopback address") {
 				t.Fatalf("exit %d, want 2 with a refusal naming auth-insecure-anonymous:\n%s", code, stderr.String())

@@ -95,7 +95,7 @@ func TestEmbeddedDefaultWorksAsPrinted(t *testing.T) {
 	ready := make(chan *relay.Server, 1)
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"--listening-port", "0", "--metrics-listen", "127.0.0.1:0", "--min-port", "32000", "--max-port", "32099", "--auth-listen", "127.0.0.1:0"}, &stdout, &stderr, ready)
+		done <- run(ctx, []string{"--data-path", "epoll", "--listening-port", "0", "--metrics-listen", "127.0.0.1:0", "--min-port", "32000", "--max-port", "32099", "--auth-listen", "127.0.0.1:0"}, &stdout, &stderr, ready)
 	}()
 	var srv *relay.Server
 	select {
@@ -224,7 +224,7 @@ func TestFailedStartStopsWhatItStarted(t *testing.T) {
 	}
 	defer busy.Close()
 	var stderr lockedBuffer
-	code := run(context.Background(), []string{"--listening-port", "0", "--metrics-listen", "127.0.0.1:0",
+	code := run(context.Background(), []string{"--data-path", "epoll", "--listening-port", "0", "--metrics-listen", "127.0.0.1:0",
 		"--min-port", "32100", "--max-port", "32199", "--auth-listen", busy.Addr().String()}, io.Discard, &stderr, nil)
 	if code != 1 || !strings.Contains(stderr.String(), "credential service: listen") {
 		t.Fatalf("exit %d, want 1 with the credential service's listen error:\n%s", code, stderr.String())

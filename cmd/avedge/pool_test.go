@@ -21,7 +21,7 @@ func TestLoadDocument(t *testing.T) {
 	ready := make(chan *relay.Server, 1)
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"--listening-port", "0", "--metrics-listen", "127.0.0.1:0", "--min-port", "32100", "--max-port", "32149",
+		done <- run(ctx, []string{"--data-path", "epoll", "--listening-port", "0", "--metrics-listen", "127.0.0.1:0", "--min-port", "32100", "--max-port", "32149",
 			"--auth-listen", "", "--pool-zone", "eu-west-1a", "--pool-max-bps", "1e9"}, &stdout, &stderr, ready)
 	}()
 	defer func() {

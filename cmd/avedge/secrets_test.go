@@ -23,14 +23,15 @@ type started struct {
 	stopped        bool
 }
 
-// start runs the daemon with args (on loopback, ephemeral ports) until it is ready.
+// start runs the daemon with args (on loopback, ephemeral ports, data path epoll: auto would
+// put the kernel fast path on the lo of the namespace the tests run in) until it is ready.
 func start(t *testing.T, args ...string) *started {
 	t.Helper()
 	s := &started{done: make(chan int, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	ready := make(chan *relay.Server, 1)
-	args = append([]string{"--listening-port", "0", "--metrics-listen", "127.0.0.1:0", "--auth-listen", "127.0.0.1:0",
+	args = append([]string{"--data-path", "epoll", "--listening-port", "0", "--metrics-listen", "127.0.0.1:0", "--auth-listen", "127.0.0.1:0",
 		"--min-port", "32300", "--max-port", "32399", "--tls-reload-interval", "0"}, args...) // tests poll with pollTLS
 	go func() { s.done <- run(ctx, args, &s.stdout, &s.stderr, ready) }()
 	select {
@@ -104,7 +105,7 @@ func TestReadableSecretsFileRefused(t *testing.T) {
 	// Cancelled before: were the file accepted, the daemon would stop at once with exit 0.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	code := run(ctx, []string{"--static-auth-secret-file", secrets, "--listening-port", "0", "--metrics-listen", "",
+	code := run(ctx, []string{"--data-path", "epoll", "--static-auth-secret-file", secrets, "--listening-port", "0", "--metrics-listen", "",
 		"--auth-listen", ""}, io.Discard, &stderr, nil)
 	want := "avedge: config: static-auth-secret-file: " + secrets + " holds secrets and is mode 0644"
 	if code != 2 || !strings.Contains(stderr.String(), want) || !strings.Contains(stderr.String(), "chmod 600 "+secrets) ||

@@ -45,6 +45,7 @@ func (r *reloadRig) write(t *testing.T, path, content string) {
 func (r *reloadRig) writeConfig(t *testing.T, extra string) {
 	t.Helper()
 	r.write(t, r.cfgPath, fmt.Sprintf(`listening-port: 0
+data-path: epoll
 no-tcp: true
 min-port: 15000
 max-port: 15099
@@ -80,7 +81,7 @@ func newReloadRigWith(t *testing.T, secrets, users, extra string) *reloadRig {
 	}
 	rc := r.st.Relay
 	rc.Logger = newLogger(&r.log, "text", "info")
-	rc.Workers = 1
+	rc.Workers = 1 // the config file pins data-path epoll: auto would attach to this namespace's lo
 	r.srv, err = relay.New(rc)
 	if err != nil {
 		t.Fatalf("relay: %v", err)

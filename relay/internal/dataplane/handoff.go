@@ -179,6 +179,28 @@ func (h *HandoffQueue) Pop(b []byte) (int, netip.AddrPort, error) {
 	return n, from, nil
 }
 
+// Wait returns once a Pop may find a datagram without waiting, or net.ErrClosed after Close,
+// without taking the datagram: a reader can then hold its read buffer only while a datagram is
+// there (pion's allocation reader does, through relayConn.WaitRead). On a queue with a priority
+// lane it returns at once; Pop then waits.
+func (h *HandoffQueue) Wait() error {
+	if h.ready == nil {
+		return nil
+	}
+	for {
+		h.mu.Lock()
+		shut, n := h.shut, h.n
+		h.mu.Unlock()
+		if shut {
+			return net.ErrClosed
+		}
+		if n > 0 {
+			return nil
+		}
+		<-h.ready
+	}
+}
+
 // PopLane is Pop, and tells whether the datagram came from the priority lane.
 func (h *HandoffQueue) PopLane(b []byte) (n int, from netip.AddrPort, live bool, err error) {
 	var p *slowPkt

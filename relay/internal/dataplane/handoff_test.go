@@ -126,3 +126,29 @@ func TestRingQueueOrderAndBound(t *testing.T) {
 		t.Fatalf("blocked reader got datagram %d, want %d", d, want)
 	}
 }
+
+// Wait returns once a datagram waits, without taking it, and net.ErrClosed after Close.
+func TestWaitWithoutLane(t *testing.T) {
+	from := netip.MustParseAddrPort("192.0.2.1:5000")
+	buf := make([]byte, bufSize)
+	h := NewHandoffQueue(4)
+	errc := make(chan error, 1)
+	go func() { errc <- h.Wait() }()
+	if !h.Push([]byte("abc"), from) {
+		t.Fatal("Push refused")
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("Wait with a datagram waiting: %v", err)
+	}
+	if err := h.Wait(); err != nil { // still there: Wait took nothing
+		t.Fatalf("second Wait: %v", err)
+	}
+	if n, got, err := h.Pop(buf); err != nil || string(buf[:n]) != "abc" || got != from {
+		t.Fatalf("Pop after Wait = %q %v %v, want abc %v nil", buf[:n], got, err, from)
+	}
+	go func() { errc <- h.Wait() }()
+	h.Close()
+	if err := <-errc; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Wait after Close: %v, want net.ErrClosed", err)
+	}
+}

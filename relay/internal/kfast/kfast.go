@@ -14,6 +14,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
+
+	"github.com/avedge/avedge/internal/nsguard"
 )
 
 // DropReason is why the program dropped a packet; its string is the relay's drop label.
@@ -176,6 +178,12 @@ func thisNS() uint64 {
 }
 
 func (o *Offload) attach(p *ebpf.Program, ifindex int, m Mode) (Mode, error) {
+	// A test suite that armed the guard attaches only in namespaces its tests made: a test that
+	// got here in the namespace the suite started in (the host's own, under make test as root)
+	// would put this program on the host's interfaces. Fail the run there and then.
+	if err := nsguard.Check("kfast: attach to " + ifName(ifindex)); err != nil {
+		panic(err)
+	}
 	k := ifKey{thisNS(), ifindex}
 	o.mu.Lock()
 	defer o.mu.Unlock()
