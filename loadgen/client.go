@@ -32,9 +32,9 @@ type client struct {
 	relayed netip.AddrPort
 	peer    netip.AddrPort // echo peer, or partner's relayed address
 	channel uint16
-	tx      []byte // owned by the group's pacer
-	rtx     []byte // owned by the reader (saturating runs)
-	payOff  int    // payload offset inside tx and rtx
+	tx      []byte      // owned by the group's pacer
+	out     *dgramBatch // owned by the reader: the closed loop's probes (saturating runs)
+	payOff  int         // payload offset inside tx and out's packets
 
 	// Guarded by ctrlMu: one transaction at a time.
 	ctrlMu sync.Mutex
@@ -43,12 +43,15 @@ type client struct {
 	key    stun.MessageIntegrity
 
 	// Counters, written by the data path and read by progress and report.
-	seq       atomic.Uint64 // probes sent (the last sequence number used)
-	recv      atomic.Uint64 // own probes that came back intact
-	pingsIn   atomic.Uint64 // partner's pings received and turned around (ModePair)
-	corrupt   atomic.Uint64 // payloads that were not byte-exact or not ours
-	sendErrs  atomic.Uint64
-	lastRecv  uint64 // owned by the pacer (saturating runs)
+	seq      atomic.Uint64 // probes sent (the last sequence number used)
+	recv     atomic.Uint64 // own probes that came back intact
+	pingsIn  atomic.Uint64 // partner's pings received and turned around (ModePair)
+	corrupt  atomic.Uint64 // payloads that were not byte-exact or not ours
+	sendErrs atomic.Uint64
+	lastRecv uint64 // owned by the pacer (saturating runs)
+	// resolved is the highest sequence number of a saturating run's probes that came back or
+	// are presumed lost (replaces); raised by the reader and, at a refill, by the pacer.
+	resolved  atomic.Uint64
 	ctrlDrops atomic.Uint64
 }
 
@@ -101,11 +104,14 @@ func (c *client) send(pkt []byte) {
 
 // readLoop demultiplexes everything that arrives on the client's socket
 // until the socket is closed: ChannelData and Data indications to the data
-// path, STUN responses to the control plane.
+// path, STUN responses to the control plane. It reads in batches (recvmmsg),
+// and in a saturating run sends the probes that replace those that came back
+// in one batch too (sendmmsg), so that the generator's system calls per probe
+// do not bound the rate it measures.
 func (c *client) readLoop() {
-	buf := make([]byte, 2048)
+	in := newRecvBatch(batchSize)
 	for {
-		n, err := c.conn.Read(buf)
+		n, err := in.recv(c.conn)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				close(c.ctrl)
@@ -113,27 +119,55 @@ func (c *client) readLoop() {
 			}
 			continue // ICMP-induced ECONNREFUSED and the like: the socket still works
 		}
-		frame := buf[:n]
-		if c.r.cfg.Mode == ModeDirect {
-			c.onPayload(frame, frame, false)
-			continue
+		next := 0
+		for i := range n {
+			next += c.onFrame(in.bufs[i][:in.lens[i]])
 		}
-		if isStun(frame) {
-			data, err := parseDataIndication(frame)
-			if err == nil {
-				c.onPayload(data, frame, true)
-				continue
-			}
-			if errors.Is(err, errNotData) {
-				c.deliverCtrl(frame)
-			}
-			continue
+		for next > 0 { // more than a batch only when many were presumed lost at once
+			k := min(next, len(c.out.bufs))
+			c.sendProbes(k)
+			next -= k
 		}
-		if _, data, err := parseChannelData(frame); err == nil {
-			c.onPayload(data, frame, false)
-			continue
+	}
+}
+
+// onFrame handles one datagram that arrived on the client's socket and returns how many
+// probes the closed loop sends for it (onPayload).
+func (c *client) onFrame(frame []byte) int {
+	if c.r.cfg.Mode == ModeDirect {
+		return c.onPayload(frame, frame, false)
+	}
+	if isStun(frame) {
+		data, err := parseDataIndication(frame)
+		if err == nil {
+			return c.onPayload(data, frame, true)
 		}
-		c.corrupt.Add(1)
+		if errors.Is(err, errNotData) {
+			c.deliverCtrl(frame)
+		}
+		return 0
+	}
+	if _, data, err := parseChannelData(frame); err == nil {
+		return c.onPayload(data, frame, false)
+	}
+	c.corrupt.Add(1)
+	return 0
+}
+
+// sendProbes stamps and sends the next n probes of a saturating run from the reader's own
+// packets (c.out), in one batch.
+func (c *client) sendProbes(n int) {
+	first := c.seq.Add(uint64(n)) - uint64(n) + 1
+	now := c.r.now()
+	for i := range n {
+		pkt := c.out.bufs[i]
+		stamp(pkt[c.payOff:], first+uint64(i), now)
+		if c.r.cfg.Mode == ModeIndication {
+			copy(pkt[12:20], pkt[c.payOff+offSeq:c.payOff+offSeq+8])
+		}
+	}
+	if failed := c.out.send(c.conn, n); failed > 0 {
+		c.sendErrs.Add(uint64(failed))
 	}
 }
 
@@ -147,12 +181,14 @@ func (c *client) deliverCtrl(frame []byte) {
 	}
 }
 
-// onPayload handles one received payload p inside frame.
-func (c *client) onPayload(p, frame []byte, indication bool) {
+// onPayload handles one received payload p inside frame. It returns how many
+// probes a saturating run's closed loop sends for it (replaces); 0 at a paced
+// load and after the send window.
+func (c *client) onPayload(p, frame []byte, indication bool) int {
 	pr, err := parsePayload(p)
 	if err != nil || len(p) != len(c.pattern) {
 		c.corrupt.Add(1)
-		return
+		return 0
 	}
 	if c.r.cfg.Mode == ModePair && pr.kind == kindPing {
 		// The partner's ping: check it and turn it around in place; the
@@ -160,14 +196,14 @@ func (c *client) onPayload(p, frame []byte, indication bool) {
 		if c.partner == nil || pr.client != c.partner.id || indication ||
 			!bytes.Equal(p[headerLen:], c.partner.pattern[headerLen:]) {
 			c.corrupt.Add(1)
-			return
+			return 0
 		}
 		c.pingsIn.Add(1)
 		p[offKind] = kindPong
 		if _, err := c.conn.Write(frame); err != nil {
 			c.sendErrs.Add(1)
 		}
-		return
+		return 0
 	}
 	want := kindPing
 	if c.r.cfg.Mode == ModePair {
@@ -175,12 +211,40 @@ func (c *client) onPayload(p, frame []byte, indication bool) {
 	}
 	if pr.kind != want || pr.client != c.id || !bytes.Equal(p[headerLen:], c.pattern[headerLen:]) {
 		c.corrupt.Add(1)
-		return
+		return 0
 	}
 	now := c.r.now()
 	c.g.record(now - pr.sentNS)
 	c.recv.Add(1)
-	if c.r.cfg.Rate == 0 && now < c.r.sendEndNS.Load() {
-		c.send(c.rtx) // closed loop: one comes back, the next goes out
+	if c.r.cfg.Rate != 0 || now >= c.r.sendEndNS.Load() {
+		return 0
+	}
+	return c.replaces(pr.seq)
+}
+
+// replaces returns how many probes replace the saturating run's probe seq that came back:
+// itself and every probe sent before it that has not come back (presumed lost: one flow's
+// datagrams keep their order), so that Window probes stay in flight whatever is lost; none
+// for a probe already presumed lost, or replaced, that comes back late.
+func (c *client) replaces(seq uint64) int {
+	for {
+		r := c.resolved.Load()
+		if seq <= r {
+			return 0
+		}
+		if c.resolved.CompareAndSwap(r, seq) {
+			return int(seq - r)
+		}
+	}
+}
+
+// presumeLostUpTo marks every probe up to seq as resolved: the pacer refills a window that
+// made no progress, and a probe of the old window that comes back after all is not replaced.
+func (c *client) presumeLostUpTo(seq uint64) {
+	for {
+		r := c.resolved.Load()
+		if seq <= r || c.resolved.CompareAndSwap(r, seq) {
+			return
+		}
 	}
 }

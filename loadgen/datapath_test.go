@@ -1,7 +1,9 @@
 package loadgen
 
 import (
+	"bytes"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -29,9 +31,7 @@ func testClient(tb testing.TB, mode Mode, size int) *client {
 	if c.tx, err = c.framePacket(); err != nil {
 		tb.Fatal(err)
 	}
-	if c.rtx, err = c.framePacket(); err != nil {
-		tb.Fatal(err)
-	}
+	c.out = newSendBatch(batchSize, c.tx)
 	return c
 }
 
@@ -67,6 +67,9 @@ func TestDataPathAllocs(t *testing.T) {
 			if a := testing.AllocsPerRun(200, func() { c.send(c.tx) }); a != 0 {
 				t.Errorf("send: %v allocs per packet", a)
 			}
+			if a := testing.AllocsPerRun(20, func() { c.sendProbes(8) }); a != 0 {
+				t.Errorf("sendProbes: %v allocs per batch", a)
+			}
 			if mode == ModePair {
 				// c receives a ping from its partner p and turns it around.
 				p := testClient(t, mode, 160)
@@ -94,6 +97,75 @@ func TestDataPathAllocs(t *testing.T) {
 				t.Errorf("receive: recv %d → %d, corrupt %d", before, c.recv.Load(), c.corrupt.Load())
 			}
 		})
+	}
+}
+
+// A client's batches: what one sendmmsg sends arrives byte for byte and in order, through an
+// echo peer, and one recvmmsg takes up what came back; receiving and sending a batch
+// allocates nothing.
+func TestClientBatches(t *testing.T) {
+	e, err := newEchoPeer(netipLoopback.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); e.serve() }()
+	defer func() { _ = e.conn.Close(); <-done }()
+
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(e.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	setBuffers(c, socketBuffer)
+	const each = 40 // less than a batch: one sendmmsg
+	out := newSendBatch(each, make([]byte, 100))
+	for j := range each {
+		out.bufs[j][0] = byte(j)
+		out.lens[j] = 50 + j // lengths vary
+	}
+	if failed := out.send(c, each); failed != 0 {
+		t.Fatalf("%d of %d not sent", failed, each)
+	}
+	in := newRecvBatch(batchSize)
+	got := 0
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second)) // a bound, not a wait: fails only if echoes are lost
+	for got < each {
+		n, err := in.recv(c)
+		if err != nil {
+			t.Fatalf("%d of %d echoes back: %v", got, each, err)
+		}
+		for k := range n {
+			b := in.bufs[k][:in.lens[k]]
+			if int(b[0]) != got || len(b) != 50+got || !bytes.Equal(b[1:], out.bufs[got][1:len(b)]) {
+				t.Fatalf("echo %d is #%d, %d bytes", got, b[0], len(b))
+			}
+			got++
+		}
+	}
+
+	// Allocations: a batch of one sent on one connected socket and received on another (no
+	// echo peer in between: it batches on its own).
+	u, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netipLoopback.Addr(), 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	v, err := net.DialUDP("udp4", nil, u.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	one := newSendBatch(1, []byte("probe"))
+	if a := testing.AllocsPerRun(50, func() {
+		if one.send(v, 1) != 0 {
+			t.Fatal("not sent")
+		}
+		if n, err := in.recv(u); err != nil || n != 1 || string(in.bufs[0][:in.lens[0]]) != "probe" {
+			t.Fatalf("recv %d %v", n, err)
+		}
+	}); a != 0 {
+		t.Errorf("batch send and receive: %v allocs", a)
 	}
 }
 
@@ -159,6 +231,34 @@ func BenchmarkParseDataIndication(b *testing.B) {
 	for b.Loop() {
 		if _, err := parseDataIndication(ind); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// A saturating run replaces each probe that comes back and every earlier one that has not
+// (presumed lost), and nothing for one that comes back late, so the window stays full.
+func TestReplaces(t *testing.T) {
+	c := testClient(t, ModeChannel, 100)
+	steps := []struct {
+		name     string
+		seq      uint64
+		lostUpTo uint64 // a refill presumes every probe up to this lost first, if not 0
+		want     int
+	}{
+		{"in order", 1, 0, 1},
+		{"in order again", 2, 0, 1},
+		{"3 and 4 lost", 5, 0, 3},
+		{"3 late", 3, 0, 0},
+		{"5 twice", 5, 0, 0},
+		{"after a refill, an old probe late", 8, 10, 0},
+		{"the refill's first", 11, 0, 1},
+	}
+	for _, s := range steps {
+		if s.lostUpTo != 0 {
+			c.presumeLostUpTo(s.lostUpTo)
+		}
+		if got := c.replaces(s.seq); got != s.want {
+			t.Errorf("%s: replaces(%d) = %d, want %d", s.name, s.seq, got, s.want)
 		}
 	}
 }

@@ -16,7 +16,10 @@
 // The data path allocates nothing per packet: every sender owns a pre-built
 // packet whose sequence number and timestamp are patched in place, replies are
 // turned around in the receive buffer, and pacing is one ticker per client
-// group, never a goroutine per packet.
+// group, never a goroutine per packet. Sockets are read in batches (recvmmsg on
+// Linux); echo peers send a batch back with one sendmmsg, and in a saturating
+// run a client sends the probes that replace those that came back in one
+// batch too, so that the generator's system calls do not bound the rate.
 //
 // # What "relayed" means
 //

@@ -13,7 +13,7 @@ import (
 )
 
 const (
-	socketBuffer  = 1 << 20 // requested SO_RCVBUF/SO_SNDBUF; the kernel caps it
+	socketBuffer  = 4 << 20 // requested SO_RCVBUF/SO_SNDBUF (setBuffers)
 	setupWorkers  = 16      // concurrent client setups
 	firstChannel  = minChannel
 	stallInterval = 20 * time.Millisecond // saturating runs: refill a window after this long without progress
@@ -92,8 +92,7 @@ func (r *runner) open() error {
 			return fmt.Errorf("loadgen: client %d: dial %s: %w", i, remote, err)
 		}
 		if cfg.Rate == 0 {
-			_ = conn.SetReadBuffer(socketBuffer) // best effort
-			_ = conn.SetWriteBuffer(socketBuffer)
+			setBuffers(conn, socketBuffer)
 		}
 		g := r.groups[i%len(r.groups)]
 		c := &client{
@@ -163,8 +162,8 @@ func (r *runner) setup(ctx context.Context) error {
 		if c.tx, err = c.framePacket(); err != nil {
 			return err
 		}
-		if c.rtx, err = c.framePacket(); err != nil {
-			return err
+		if r.cfg.Rate == 0 {
+			c.out = newSendBatch(batchSize, c.tx)
 		}
 	}
 	return nil
@@ -349,6 +348,9 @@ func (r *runner) pace(g *group, index int, start, end time.Time) {
 
 func (r *runner) saturate(g *group, end time.Time) {
 	burst := func(c *client) {
+		// Every probe still out is presumed lost (c.replaces): one that comes back late is
+		// counted but not replaced, so the window stays at Window.
+		c.presumeLostUpTo(c.seq.Load())
 		for range r.cfg.Window {
 			c.send(c.tx)
 		}

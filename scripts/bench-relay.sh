@@ -17,11 +17,15 @@
 # during the relayed run less that during the direct run before it, over the
 # packets relayed, which counts the relaying the kernel charges to softirq or to
 # the sender's process (on loopback and veth) and an in-kernel (XDP/TC) relay; and
-# the same less the CPU time of the machine's other processes, for a shared machine.
+# the same less the CPU time of the machine's other processes, for a shared machine. In the
+# netns topology each direct run is followed by a routed direct run (the same generator and
+# peers, their traffic forwarded by the kernel through the relay's namespace: the veth
+# crossings any relay there pays), and the cost table gains the cost over that baseline too.
 # README.md, "Relay cost per relayed packet", says more.
 #
 # Environment: DURATION (seconds per run, default 10), ROUNDS (≥ 2, default 2),
-# LOADS (space-separated subset of: audio50 audio200 video saturate),
+# LOADS (space-separated subset of: audio50 audio200 video saturate saturate128; the last,
+# not run by default, is saturate with 128 probes in flight instead of 32),
 # SERVERS (subset of: avedge avedge-epoll avedge-offload pion coturn; default all but
 # avedge-epoll; avedge runs --data-path io_uring, user space, as auto would offload;
 # avedge-offload runs avedge with --data-path offload and is skipped, with a note,
@@ -31,8 +35,9 @@
 # loopback netns; default both), QUICK=1 (DURATION 3, LOADS "audio50 video saturate",
 # TOPOLOGIES netns unless given, TCP_RELAY=0: a few minutes), OUT (results dir, default
 # bench/out), TCP_RELAY=0 (skip the RFC 6062 TCP relay rows, scripts/bench-tcp-relay.sh),
-# XDPPASS=0 (netns: no XDP program on the generator's veth end, as a real far end would have
-# none; native XDP's relayed frames are then lost, the tc variant needs none).
+# ROUTED=0 (no routed direct runs in the netns topology), XDPPASS=0 (netns: no XDP program on
+# the generator's veth end, as a real far end would have none; native XDP's relayed frames are
+# then lost, the tc variant needs none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -119,6 +124,51 @@ netns_up() {
 	if ! grep -q attached "$work/xdppass.log" 2>/dev/null; then
 		log "netns: no XDP program on v0 ($(tail -1 "$work/xdppass.log")): avedge-offload's XDP_TX frames would be dropped there"
 	fi
+	routed_setup
+}
+
+# The routed direct baseline (ROUTED, netns only): the direct run's generator and echo peers,
+# their traffic (10.77.0.1 to 10.77.0.1) sent out of v0 to the relay's namespace and
+# forwarded back by its kernel, no relay: four veth crossings per round trip, as a relayed
+# one has. Policy routing in the generator's namespace: the local table's rule moves behind a
+# rule that sends locally generated packets between the generator's own addresses to table
+# 177 (default via 10.77.0.2); routed_on adds that rule for a run, routed_off takes it away.
+# A packet coming back in on v0 from the generator's own address is then accepted
+# (accept_local), and the relay's namespace sends no redirects for packets it forwards out
+# of the interface they came in on.
+routed_setup() {
+	ip netns exec "$ns_c" sysctl -qw net.ipv4.conf.v0.accept_local=1 net.ipv4.conf.all.rp_filter=0 \
+		net.ipv4.conf.v0.rp_filter=0 net.ipv4.conf.all.accept_redirects=0 net.ipv4.conf.v0.accept_redirects=0
+	ip netns exec "$ns_r" sysctl -qw net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.v1.send_redirects=0
+	ip -n "$ns_c" route add default via 10.77.0.2 dev v0 table 177
+	ip -n "$ns_c" rule add pref 1000 lookup local
+	ip -n "$ns_c" rule del pref 0
+}
+routed_on() { ip -n "$ns_c" rule add pref 100 iif lo from 10.77.0.1 to 10.77.0.1 lookup 177; }
+routed_off() { ip -n "$ns_c" rule del pref 100 2>/dev/null || true; }
+# forwarded: the datagrams the relay's namespace has forwarded (Ip ForwDatagrams).
+forwarded() { ip netns exec "$ns_r" awk '/^Ip:/ && $2 ~ /^[0-9]/ {print $7}' /proc/net/snmp; }
+
+# routed ARGS...: one routed direct run (the load's direct arguments), recorded as
+# "direct-routed" in RESULTS ($results of bench) if the relay's namespace forwarded at least
+# the datagrams the run delivered, which shows the traffic took the route.
+routed() {
+	local f0 f1 delivered
+	f0=$(forwarded)
+	routed_on
+	if ! generate --direct "$@"; then
+		routed_off
+		log "$topo $load round $round: the routed direct run failed"
+		return
+	fi
+	routed_off
+	f1=$(forwarded)
+	delivered=$(grep -o '"delivered":[0-9]*' "$work/report.json" | cut -d: -f2)
+	if ((f1 - f0 < delivered)); then
+		log "$topo $load round $round: the routed direct run delivered $delivered datagrams but the relay's namespace forwarded $((f1 - f0)): not recorded"
+		return
+	fi
+	printf '%s\tdirect-routed\t%s\n' "$load" "$(<"$work/report.json")" >>"$results"
 }
 use_topology() {
 	case $1 in
@@ -190,6 +240,7 @@ load_args() {
 	audio200) echo "--clients 200 --rate 50 --size 160" ;;
 	video) echo "--clients 4 --rate 250 --size 1200" ;;
 	saturate) echo "--clients 1 --rate 0 --size 1200" ;;
+	saturate128) echo "--clients 1 --rate 0 --size 1200 --window 128" ;;
 	*) log "unknown load $1"; return 1 ;;
 	esac
 }
@@ -241,6 +292,10 @@ bench() {
 					printf '%s\tdirect\t%s\n' "$load" "$(<"$work/report.json")" >>"$results"
 				else
 					log "$topo $load round $round: the direct run failed"
+				fi
+				if [[ $topo == netns && ${ROUTED:-1} != 0 ]]; then
+					# shellcheck disable=SC2086
+					routed $args
 				fi
 				if ! start_server "$srv"; then
 					stop_server

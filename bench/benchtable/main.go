@@ -7,7 +7,12 @@
 // printed when the input has direct runs (server "direct": the same generator and echo
 // peers, no relay) with the machine's CPU time, is the relay cost per relayed packet: see
 // relayCost. Each relayed run is set beside the direct run of its load that came last before
-// it, so the script alternates them (direct, relayed, direct, relayed, …).
+// it, so the script alternates them (direct, relayed, direct, relayed, …). Where the input
+// also has routed direct runs (server "direct-routed": the same generator and peers, the
+// traffic forwarded by the kernel through the relay's namespace, no relay), each relayed run
+// is also set beside the last of those since the last direct run (direct, direct-routed,
+// relayed, …), in two more columns, and a third table gives both
+// baselines' own rates, round trips and loss.
 package main
 
 import (
@@ -37,7 +42,8 @@ type runs struct {
 func run(in io.Reader, out io.Writer) error {
 	var loads, servers []string
 	results := map[[2]string]*runs{}
-	costs := costTable{byKey: map[[2]string]*costRuns{}, lastDirect: map[string]loadgen.Report{}}
+	costs := costTable{byKey: map[[2]string]*costRuns{}, lastDirect: map[string]loadgen.Report{},
+		lastRouted: map[string]loadgen.Report{}, baselines: map[[2]string]*baselineRuns{}}
 	err := benchstat.ReadRuns(in, "load", func(load, srv string, report []byte) error {
 		var rep loadgen.Report
 		if err := json.Unmarshal(report, &rep); err != nil {
@@ -93,7 +99,11 @@ func run(in io.Reader, out io.Writer) error {
 		return nil
 	}
 	fmt.Fprintln(out)
-	return costs.print(out, loads, servers)
+	if err := costs.print(out, loads, servers); err != nil {
+		return err
+	}
+	fmt.Fprintln(out)
+	return costs.printBaselines(out, loads)
 }
 
 func perCPUOf(r *runs) []float64 {
@@ -143,18 +153,53 @@ type costRuns struct {
 	directLoss []float64
 	p99        []float64
 	p99Direct  []float64 // the round's p99 less the direct run's, µs
+	// Beside the routed direct run before it, where there is one.
+	routed     []float64 // relayCost against the routed direct run, µs
+	p99Routed  []float64 // the round's p99 less the routed direct run's, µs
 	saturating bool
+}
+
+// Names of the baseline runs in the input.
+const (
+	direct       = "direct"        // no relay: generator and echo peers talk directly
+	directRouted = "direct-routed" // no relay, the kernel forwards through the relay's namespace
+)
+
+// baselineRuns are a baseline's rounds at one load.
+type baselineRuns struct {
+	rate, loss, p99 []float64 // packets delivered per second (both legs), loss %, p99 µs
 }
 
 // costTable collects the runs of the relay cost table, in input order.
 type costTable struct {
 	byKey      map[[2]string]*costRuns
 	lastDirect map[string]loadgen.Report // by load: the direct run read last
+	lastRouted map[string]loadgen.Report // by load: the routed direct run read last
+	baselines  map[[2]string]*baselineRuns
+	routed     bool // the input has routed direct runs
 }
 
 func (t *costTable) add(load, srv string, rep loadgen.Report) {
-	if srv == "direct" {
-		t.lastDirect[load] = rep
+	if srv == direct || srv == directRouted {
+		if srv == direct {
+			t.lastDirect[load] = rep
+			delete(t.lastRouted, load) // a routed run counts for the relayed runs after it and this direct run
+		} else {
+			t.lastRouted[load] = rep
+			t.routed = true
+		}
+		b := t.baselines[[2]string{load, srv}]
+		if b == nil {
+			b = &baselineRuns{}
+			t.baselines[[2]string{load, srv}] = b
+		}
+		rate := 0.0
+		if rep.WindowSeconds > 0 {
+			rate = float64(rep.Delivered) / rep.WindowSeconds
+		}
+		b.rate = append(b.rate, rate)
+		b.loss = append(b.loss, rep.LossPercent)
+		b.p99 = append(b.p99, rep.RTT.P99)
 		return
 	}
 	d, ok := t.lastDirect[load]
@@ -183,16 +228,27 @@ func (t *costTable) add(load, srv string, rep loadgen.Report) {
 	c.directLoss = append(c.directLoss, d.LossPercent)
 	c.p99 = append(c.p99, rep.RTT.P99)
 	c.p99Direct = append(c.p99Direct, rep.RTT.P99-d.RTT.P99)
+	if rd, ok := t.lastRouted[load]; ok {
+		if cost, ok := relayCost(rep, rd, machineBusy); ok {
+			c.routed = append(c.routed, cost)
+			c.p99Routed = append(c.p99Routed, rep.RTT.P99-rd.RTT.P99)
+		}
+	}
 }
 
 // print writes the relay cost table: per load and server, the median cost and its ratio to
 // coturn's and to avedge's user-space loop (with the range of the per-round ratios), the
 // same of the cost less other processes, the rate relayed (and its ratio to coturn's at a
-// saturating load), loss beside the direct run's, and p99 beside the direct run's.
+// saturating load), loss beside the direct run's, and p99 beside the direct run's; with
+// routed direct runs, the cost and p99 against those too ("over routed").
 func (t *costTable) print(out io.Writer, loads, servers []string) error {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "load\tserver\trounds\trelay cost µs/pkt\tcost/coturn\tcost/avedge\t"+
-		"less others µs/pkt\t/coturn\t/avedge\trelayed/s\trate/coturn\tloss %\tdirect loss %\tp99 µs\tp99−direct µs\t")
+	header := "load\tserver\trounds\trelay cost µs/pkt\tcost/coturn\tcost/avedge\t" +
+		"less others µs/pkt\t/coturn\t/avedge\trelayed/s\trate/coturn\tloss %\tdirect loss %\tp99 µs\tp99−direct µs\t"
+	if t.routed {
+		header += "over routed µs/pkt\t/coturn\tp99−routed µs\t"
+	}
+	fmt.Fprintln(tw, header)
 	for _, load := range loads {
 		coturn, ave := t.byKey[[2]string{load, "coturn"}], t.byKey[[2]string{load, "avedge"}]
 		for _, srv := range servers {
@@ -212,11 +268,47 @@ func (t *costTable) print(out io.Writer, loads, servers []string) error {
 				vsAvedge = benchstat.Ratio(c.cost, ave.cost)
 				ownVsAvedge = benchstat.Ratio(c.own, ave.own)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%s\t%s\t%.2f\t%s\t%s\t%.0f\t%s\t%.4f\t%.4f\t%.0f\t%.0f\t\n",
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%s\t%s\t%.2f\t%s\t%s\t%.0f\t%s\t%.4f\t%.4f\t%.0f\t%.0f\t",
 				load, srv, len(c.cost), benchstat.Median(c.cost), vsCoturn, vsAvedge,
 				benchstat.Median(c.own), ownVsCoturn, ownVsAvedge,
 				benchstat.Median(c.rate), rateVsCoturn, benchstat.Median(c.loss), benchstat.Median(c.directLoss),
 				benchstat.Median(c.p99), benchstat.Median(c.p99Direct))
+			if t.routed {
+				overRouted, vsCoturn, p99Routed := "-", "", "-"
+				if len(c.routed) > 0 {
+					overRouted = fmt.Sprintf("%.2f", benchstat.Median(c.routed))
+					p99Routed = fmt.Sprintf("%.0f", benchstat.Median(c.p99Routed))
+					if srv != "coturn" && coturn != nil {
+						vsCoturn = benchstat.Ratio(c.routed, coturn.routed)
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t", overRouted, vsCoturn, p99Routed)
+			}
+			fmt.Fprintln(tw)
+		}
+	}
+	return tw.Flush()
+}
+
+// printBaselines writes the baselines' own figures: per load, the direct runs' (and the routed
+// direct runs') rate, loss and p99, medians of their rounds, and for a routed baseline its
+// rate against the direct one's.
+func (t *costTable) printBaselines(out io.Writer, loads []string) error {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "load\tbaseline\trounds\tpackets/s\t/direct\tloss %\tp99 µs\t")
+	for _, load := range loads {
+		d := t.baselines[[2]string{load, direct}]
+		for _, name := range []string{direct, directRouted} {
+			b := t.baselines[[2]string{load, name}]
+			if b == nil {
+				continue
+			}
+			vsDirect := ""
+			if name != direct && d != nil {
+				vsDirect = benchstat.Ratio(b.rate, d.rate)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%s\t%.4f\t%.0f\t\n", load, name, len(b.rate),
+				benchstat.Median(b.rate), vsDirect, benchstat.Median(b.loss), benchstat.Median(b.p99))
 		}
 	}
 	return tw.Flush()

@@ -85,6 +85,7 @@ func TestCostTable(t *testing.T) {
 	if !ok {
 		t.Fatalf("no relay cost table:\n%s", out.String())
 	}
+	costTable, _, _ = strings.Cut(costTable, "\n\n") // the baselines' table follows
 	rows := map[string][]string{}
 	for _, line := range strings.Split(strings.TrimSpace(costTable), "\n")[1:] {
 		f := strings.Fields(line)
@@ -104,6 +105,61 @@ func TestCostTable(t *testing.T) {
 	for k, w := range want {
 		if got := rows[k]; !slices.Equal(got, w) {
 			t.Errorf("row %s = %q, want %q\n%s", k, got, w, costTable)
+		}
+	}
+}
+
+// Routed direct runs: each relayed run is set beside the routed run before it as well, in
+// columns of their own, and the baselines' table gives both baselines' rates.
+func TestCostTableRouted(t *testing.T) {
+	rec := func(srv string, sent, delivered, relayed int, busy, p99 float64) string {
+		return fmt.Sprintf(`saturate	%s	{"rate_pps":0,"sent":%d,"received":%d,"delivered":%d,"relayed":%d,"window_seconds":2,"machine_busy_cpu_seconds":%g,"rtt_us":{"p99":%g}}`,
+			srv, sent, sent, delivered, relayed, busy, p99)
+	}
+	in := strings.Join([]string{
+		// Round 1. Over direct: coturn (2.0-0.4)/4000 = 400 µs, avedge (2.0-0.2)/9000 = 200 µs.
+		// Over routed, which costs 4× direct per probe: coturn (2.0-1.6)/4000 = 100 µs,
+		// avedge (2.0-0.8)/9000 = 133.33 µs.
+		rec("direct", 10000, 20000, 0, 2.0, 10),
+		rec("direct-routed", 5000, 10000, 0, 4.0, 30),
+		rec("coturn", 2000, 4000, 4000, 2.0, 500),
+		rec("direct", 10000, 20000, 0, 2.0, 10),
+		rec("direct-routed", 5000, 10000, 0, 4.0, 30),
+		rec("avedge", 1000, 9000, 9000, 2.0, 300),
+		// Round 2: only a plain direct run before coturn: no routed figures for this round.
+		rec("direct", 10000, 30000, 0, 2.0, 10),
+		rec("coturn", 2000, 4000, 4000, 2.0, 500),
+	}, "\n")
+	var out bytes.Buffer
+	if err := run(strings.NewReader(in), &out); err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(strings.TrimSpace(out.String()), "\n\n")
+	if len(parts) != 3 {
+		t.Fatalf("%d tables, want 3:\n%s", len(parts), out.String())
+	}
+	rows := map[string][]string{}
+	for _, table := range parts[1:] {
+		lines := strings.Split(table, "\n")
+		if table == parts[1] && !strings.Contains(lines[0], "over routed") {
+			t.Errorf("no routed columns: %s", lines[0])
+		}
+		for _, line := range lines[1:] {
+			f := strings.Fields(line)
+			rows[f[0]+"/"+f[1]] = f
+		}
+	}
+	want := map[string][]string{
+		// ... p99 p99−direct over-routed [/coturn] p99−routed
+		"saturate/coturn": {"saturate", "coturn", "2", "400.00", "2.00×", "400.00", "2.00×", "2000", "0.0000", "0.0000", "500", "490", "100.00", "470"},
+		"saturate/avedge": {"saturate", "avedge", "1", "200.00", "0.50×", "200.00", "0.50×", "4500", "2.25×", "0.0000", "0.0000", "300", "290", "133.33", "1.33×", "270"},
+		// load baseline rounds packets/s [/direct] loss p99 (3 direct rounds, 2 routed: no range)
+		"saturate/direct":        {"saturate", "direct", "3", "10000", "0.0000", "10"},
+		"saturate/direct-routed": {"saturate", "direct-routed", "2", "5000", "0.50×", "0.0000", "30"},
+	}
+	for k, w := range want {
+		if got := rows[k]; !slices.Equal(got, w) {
+			t.Errorf("row %s = %q, want %q\n%s", k, got, w, out.String())
 		}
 	}
 }
