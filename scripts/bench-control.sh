@@ -18,7 +18,10 @@
 # timed at N live, default 1000), SERVERS (subset of: avedge pion coturn avedge-limits),
 # RUN_TIMEOUT (bound on one run, default 180s), OUT (results dir, default bench/out),
 # AVEDGE_BASE (path to another avedge binary, e.g. one built from main: it runs as server
-# avedge-base, with avedge's flags, to compare a change before/after in the same rounds).
+# avedge-base, with avedge's flags, to compare a change before/after in the same rounds),
+# PPROF (1: build avedge with -tags avedge_pprof and save a CPU profile of the first
+# PPROF_SECONDS, default 2, of each run's Allocate burst, and a heap profile right after, to
+# $OUT/pprof/avedge-N-rR.{cpu,heap}; the top of round 1's are printed at the end).
 #
 # avedge runs with --allocate-rate -1 --unauthorized-rate -1 --request-rate -1: the client's N allocations come
 # from a few source addresses, as from a corporate NAT, and the per-source limits would be
@@ -64,6 +67,13 @@ log "building into $work"
 go build -o "$work/controlload" ./bench/controlload
 build_servers
 [[ " ${all_servers[*]} " == *" avedge "* ]] && all_servers+=(avedge-limits)
+PPROF=${PPROF:-0}
+PPROF_SECONDS=${PPROF_SECONDS:-2}
+PPROF_ADDR=127.0.0.1:6061
+if [[ $PPROF == 1 ]]; then
+	go build -tags avedge_pprof -o "$work/avedge" ./cmd/avedge
+	mkdir -p "$OUT/pprof"
+fi
 if [[ -n ${AVEDGE_BASE:-} ]]; then
 	cp "$AVEDGE_BASE" "$work/avedge-base"
 	all_servers+=(avedge-base)
@@ -84,7 +94,7 @@ start_server() {
 		local limits=(--allocate-rate -1 --unauthorized-rate -1 --request-rate -1) bin=$work/avedge
 		[[ $name == avedge-limits ]] && limits=()
 		[[ $name == avedge-base ]] && bin=$work/avedge-base
-		"$bin" --listening-ip 127.0.0.1 --listening-port "$port" --min-port "$MIN_PORT" --max-port "$MAX_PORT" \
+		AVEDGE_PPROF=$([[ $PPROF == 1 && $name == avedge ]] && echo "$PPROF_ADDR") "$bin" --listening-ip 127.0.0.1 --listening-port "$port" --min-port "$MIN_PORT" --max-port "$MAX_PORT" \
 			--static-auth-secret "$SECRET" --realm "$REALM" --relay-ip "$RELAY_IP" --allow-loopback-peers \
 			"${limits[@]}" --metrics-listen '' --auth-listen '' --total-quota "$((n + 16))" \
 			--data-path io_uring \
@@ -130,12 +140,22 @@ for n in $COUNTS; do
 				stop_server
 				continue
 			fi
+			prof=""
+			if [[ $PPROF == 1 && $srv == avedge ]]; then
+				prof=$OUT/pprof/avedge-$n-r$round
+				(curl -sf -o "$prof.cpu" "http://$PPROF_ADDR/debug/pprof/profile?seconds=$PPROF_SECONDS" &&
+					curl -sf -o "$prof.heap" "http://$PPROF_ADDR/debug/pprof/heap") &
+				prof_pid=$!
+			fi
 			if json=$(timeout $((RUN_TIMEOUT + 60)) "$work/controlload" --server "127.0.0.1:$(port_of "$srv")" --secret "$SECRET" \
 				--allocations "$n" --clients "$CLIENTS" --samples "$SAMPLES" --server-pid "$server_pid" \
 				--timeout "${RUN_TIMEOUT}s" --json); then
 				printf '%s\t%s\t%s\n' "$n" "$srv" "$json" >>"$results"
 			else
 				log "N=$n round $round: $srv failed"
+			fi
+			if [[ -n $prof ]]; then
+				wait "$prof_pid" || log "N=$n round $round: no profile (the run ended before $PPROF_SECONDS s?)"
 			fi
 			stop_server
 		done
@@ -146,3 +166,11 @@ echo
 echo "bench-control: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), $CLIENTS clients, $ROUNDS rounds, median shown"
 "$work/controlload" --table <"$results"
 for s in "${skipped[@]}"; do echo "skipped: $s"; done
+if [[ $PPROF == 1 ]]; then
+	for f in "$OUT"/pprof/avedge-*-r1.cpu; do
+		[[ -s $f ]] || continue
+		echo
+		echo "CPU profile, ${f##*/} (first $PPROF_SECONDS s of the burst):"
+		go tool pprof -top -nodecount=25 "$work/avedge" "$f" 2>/dev/null | sed -n '1,32p'
+	done
+fi
