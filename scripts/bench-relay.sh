@@ -35,9 +35,11 @@
 # loopback netns; default both), QUICK=1 (DURATION 3, LOADS "audio50 video saturate",
 # TOPOLOGIES netns unless given, TCP_RELAY=0: a few minutes), OUT (results dir, default
 # bench/out), TCP_RELAY=0 (skip the RFC 6062 TCP relay rows, scripts/bench-tcp-relay.sh),
-# ROUTED=0 (no routed direct runs in the netns topology), XDPPASS=0 (netns: no XDP program on
-# the generator's veth end, as a real far end would have none; native XDP's relayed frames are
-# then lost, the tc variant needs none).
+# ROUTED=0 (no routed direct runs in the netns topology), XDPPASS (netns: 1 holds an XDP
+# program on the generator's veth end, which native XDP's XDP_TX needs there; 0 leaves it bare,
+# as a real far end is. Default 1 only when SERVERS has avedge-offload-xdp: avedge-offload
+# takes the tc variant on a veth, which needs none, and the program would put every server's
+# frames through v0's NAPI context).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -109,8 +111,10 @@ netns_up() {
 	# A frame an XDP program on v1 sends back out (XDP_TX) is received by v0 through its NAPI
 	# context, which a veth has only while an XDP program is attached to it (GRO on v0 was
 	# not enough): bench/xdppass holds one that passes everything, for the namespace's life.
-	if [[ ${XDPPASS:-1} == 0 ]]; then
-		log "netns: XDPPASS=0: no XDP program on v0"
+	local xdppass=0
+	[[ " ${SERVERS:-} " == *" avedge-offload-xdp "* ]] && xdppass=1
+	if [[ ${XDPPASS:-$xdppass} == 0 ]]; then
+		log "netns: no XDP program on v0 (XDPPASS=1 holds one, for native XDP)"
 		return
 	fi
 	ip netns exec "$ns_c" "$work/xdppass" v0 >"$work/xdppass.log" 2>&1 &
