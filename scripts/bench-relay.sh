@@ -115,8 +115,13 @@ netns_up() {
 	[[ " ${SERVERS:-} " == *" avedge-offload-xdp "* ]] && xdppass=1
 	if [[ ${XDPPASS:-$xdppass} == 0 ]]; then
 		log "netns: no XDP program on v0 (XDPPASS=1 holds one, for native XDP)"
-		return
+	else
+		hold_xdppass
 	fi
+	routed_setup
+}
+
+hold_xdppass() {
 	ip netns exec "$ns_c" "$work/xdppass" v0 >"$work/xdppass.log" 2>&1 &
 	local xp=$!
 	at_exit "kill $xp 2>/dev/null; wait $xp 2>/dev/null"
@@ -128,7 +133,6 @@ netns_up() {
 	if ! grep -q attached "$work/xdppass.log" 2>/dev/null; then
 		log "netns: no XDP program on v0 ($(tail -1 "$work/xdppass.log")): avedge-offload's XDP_TX frames would be dropped there"
 	fi
-	routed_setup
 }
 
 # The routed direct baseline (ROUTED, netns only): the direct run's generator and echo peers,
