@@ -14,8 +14,10 @@ import (
 )
 
 // The kernel fast path (package kfast): with data path auto or offload, channel-bound UDP
-// traffic is relayed by an XDP program (on loopback: its tc variant, tcx ingress) on the interfaces that carry the relay's UDP listen
-// addresses and relay addresses, and the workers relay the rest. The fast-path table drives
+// traffic is relayed in the kernel on the interfaces that carry the relay's UDP listen
+// addresses and relay addresses (native XDP where the driver has it; on loopback, a veth or a
+// driver without native XDP, the tc variant on tcx ingress: attachMode), and the workers relay
+// the rest. The fast-path table drives
 // the program's maps (dataplane/kernel.go).
 
 // kernelPlan is which interfaces the program goes on, and why an address is not served.
