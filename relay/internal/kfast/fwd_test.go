@@ -115,30 +115,9 @@ func TestFwdRelay(t *testing.T) {
 					if action != tcRedirect {
 						t.Fatalf("action %d, want TC_ACT_REDIRECT", action)
 					}
-					got, err := parse(out)
-					if err != nil {
-						t.Fatalf("output: %v\n% x", err, out[:min(len(out), 80)])
-					}
+					got := e.checkRelayed(t, out, tt.want, tt.ch.Slot, before, tt.counted)
 					if !bytes.Equal(got.srcMAC, tt.want.srcMAC) || !bytes.Equal(got.dstMAC, tt.want.dstMAC) {
 						t.Errorf("MACs %v → %v, want %v → %v", got.srcMAC, got.dstMAC, tt.want.srcMAC, tt.want.dstMAC)
-					}
-					if got.src != tt.want.src || got.dst != tt.want.dst {
-						t.Errorf("%v → %v, want %v → %v", got.src, got.dst, tt.want.src, tt.want.dst)
-					}
-					if got.ttl != 64 {
-						t.Errorf("TTL %d, want 64", got.ttl)
-					}
-					if got.noCsum != tt.want.noCsum {
-						t.Errorf("UDP checksum absent %v, want %v", got.noCsum, tt.want.noCsum)
-					}
-					if !bytes.Equal(got.payload, tt.want.payload) {
-						t.Errorf("payload (%d bytes) differs from the %d bytes expected", len(got.payload), len(tt.want.payload))
-					}
-					after := e.counters(t, tt.ch.Slot)
-					d := Counters{after.C2PPackets - before.C2PPackets, after.C2PBytes - before.C2PBytes,
-						after.P2CPackets - before.P2CPackets, after.P2CBytes - before.P2CBytes}
-					if d != tt.counted {
-						t.Errorf("counted %+v, want %+v", d, tt.counted)
 					}
 				})
 			}

@@ -291,30 +291,9 @@ func TestRelay(t *testing.T) {
 					if action != tt.action {
 						t.Fatalf("action %d, want %d", action, tt.action)
 					}
-					got, err := parse(out)
-					if err != nil {
-						t.Fatalf("output: %v\n% x", err, out)
-					}
+					got := e.checkRelayed(t, out, tt.want, tt.ch.Slot, before, tt.counted)
 					if !bytes.Equal(got.srcMAC, tt.want.srcMAC) || !bytes.Equal(got.dstMAC, tt.want.dstMAC) {
 						t.Errorf("MACs %v → %v, want %v → %v", got.srcMAC, got.dstMAC, tt.want.srcMAC, tt.want.dstMAC)
-					}
-					if got.src != tt.want.src || got.dst != tt.want.dst {
-						t.Errorf("%v → %v, want %v → %v", got.src, got.dst, tt.want.src, tt.want.dst)
-					}
-					if got.ttl != 64 {
-						t.Errorf("TTL %d, want 64", got.ttl)
-					}
-					if got.noCsum != tt.want.noCsum {
-						t.Errorf("UDP checksum absent %v, want %v", got.noCsum, tt.want.noCsum)
-					}
-					if !bytes.Equal(got.payload, tt.want.payload) {
-						t.Errorf("payload (%d bytes) differs from the %d bytes expected", len(got.payload), len(tt.want.payload))
-					}
-					after := e.counters(t, tt.ch.Slot)
-					d := Counters{after.C2PPackets - before.C2PPackets, after.C2PBytes - before.C2PBytes,
-						after.P2CPackets - before.P2CPackets, after.P2CBytes - before.P2CBytes}
-					if d != tt.counted {
-						t.Errorf("counted %+v, want %+v", d, tt.counted)
 					}
 				})
 			}
@@ -590,4 +569,34 @@ func TestFullChecksum(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkRelayed checks what a program sent on, out, against want (addresses, TTL, whether it
+// has a UDP checksum, payload; not the MACs, which each caller checks its own way), and that
+// slot's counters moved by counted since before. It returns out parsed.
+func (e *env) checkRelayed(t *testing.T, out []byte, want pkt, slot uint32, before, counted Counters) pkt {
+	t.Helper()
+	got, err := parse(out)
+	if err != nil {
+		t.Fatalf("output: %v\n% x", err, out[:min(len(out), 80)])
+	}
+	if got.src != want.src || got.dst != want.dst {
+		t.Errorf("%v → %v, want %v → %v", got.src, got.dst, want.src, want.dst)
+	}
+	if got.ttl != 64 {
+		t.Errorf("TTL %d, want 64", got.ttl)
+	}
+	if got.noCsum != want.noCsum {
+		t.Errorf("UDP checksum absent %v, want %v", got.noCsum, want.noCsum)
+	}
+	if !bytes.Equal(got.payload, want.payload) {
+		t.Errorf("payload (%d bytes) differs from the %d bytes expected", len(got.payload), len(want.payload))
+	}
+	after := e.counters(t, slot)
+	d := Counters{after.C2PPackets - before.C2PPackets, after.C2PBytes - before.C2PBytes,
+		after.P2CPackets - before.P2CPackets, after.P2CBytes - before.P2CBytes}
+	if d != counted {
+		t.Errorf("counted %+v, want %+v", d, counted)
+	}
+	return got
 }
