@@ -1603,3 +1603,38 @@ func TestOperatorGuideFirewall(t *testing.T) {
 		t.Error("the sizing section lost its pointer to the benchmark table")
 	}
 }
+
+// TestDockerfileCopiesReplacedModules: the build stage downloads modules (go mod download)
+// before it copies the tree, so every module go.mod replaces with a directory of the tree
+// (third_party/pion-turn) must have its go.mod copied before that step, or the image does not
+// build ("reading third_party/pion-turn/go.mod: no such file or directory").
+func TestDockerfileCopiesReplacedModules(t *testing.T) {
+	gomod, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dockerfile, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	download := bytes.Index(dockerfile, []byte("RUN go mod download"))
+	if download < 0 {
+		t.Fatal("the Dockerfile has no go mod download step; this test reads the COPY lines before it")
+	}
+	before := string(dockerfile[:download])
+	dirs := 0
+	for _, line := range strings.Split(string(gomod), "\n") {
+		_, target, ok := strings.Cut(line, "=> ")
+		if !ok || !strings.HasPrefix(strings.TrimSpace(target), "./") {
+			continue
+		}
+		dir := strings.TrimPrefix(strings.Fields(target)[0], "./")
+		dirs++
+		if !strings.Contains(before, "COPY "+dir+"/go.mod") {
+			t.Errorf("go.mod replaces a module with ./%s, but the Dockerfile copies %s/go.mod only after go mod download (or not at all)", dir, dir)
+		}
+	}
+	if dirs == 0 {
+		t.Log("go.mod replaces no module with a directory of the tree")
+	}
+}
