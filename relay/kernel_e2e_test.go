@@ -22,6 +22,7 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/internal/testnet"
 	"github.com/avedge/avedge/metrics"
 	"github.com/avedge/avedge/relay/internal/kfast"
 	"github.com/avedge/avedge/relay/internal/kfast/nstest"
@@ -229,19 +230,7 @@ func newKernelTopoIn(tb testing.TB, f kernelFamily, dp DataPath, permLife time.D
 	if err != nil {
 		tb.Fatal(err)
 	}
-	echoed := make(chan struct{})
-	go func() { // the peer echoes until it is closed
-		defer close(echoed)
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := peer.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			peer.WriteTo(buf[:n], from)
-		}
-	}()
-	tb.Cleanup(func() { peer.Close(); <-echoed })
+	testnet.EchoOn(tb, peer)
 	k.peerAddr = peer.LocalAddr()
 	username, password := auth.MintREST(testSecret, "alice", time.Now().Add(time.Hour))
 	cl, err := turn.NewClient(&turn.ClientConfig{

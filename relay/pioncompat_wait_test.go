@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/pion/turn/v5"
+
+	"github.com/avedge/avedge/internal/testnet"
 )
 
 // waitGen is pion's static relay address generator, with relay sockets that implement
@@ -69,20 +71,6 @@ func TestPionWaitsBeforeTakingReadBuffer(t *testing.T) {
 		t.Fatal("pion's allocation reader did not call WaitRead")
 	}
 
-	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	go func() { // echo, until the peer socket is closed
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := peer.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = peer.WriteTo(buf[:n], from)
-		}
-	}()
+	peer := testnet.Echo(t, "udp4", "127.0.0.1:0")
 	roundTrip(t, relayed, peer.LocalAddr(), []byte("through pion's reader"))
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/avedge/avedge/admin"
 	"github.com/avedge/avedge/auth"
+	"github.com/avedge/avedge/internal/testnet"
 	"github.com/avedge/avedge/relay"
 )
 
@@ -89,21 +90,7 @@ func newRig(t *testing.T) *rig {
 		r.turn = l.Addr.String()
 	}
 	// An echo peer.
-	r.peers, err = net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.peers.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := r.peers.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = r.peers.WriteTo(buf[:n], from)
-		}
-	}()
+	r.peers = testnet.Echo(t, "udp4", "127.0.0.1:0")
 	return r
 }
 

@@ -15,6 +15,13 @@ func Echo(t testing.TB, network, addr string) net.PacketConn {
 	if err != nil {
 		t.Fatal(err)
 	}
+	EchoOn(t, pc)
+	return pc
+}
+
+// EchoOn makes pc, a socket the test opened (in a network namespace of its own, say), an echo
+// peer: every datagram goes back to where it came from until the test ends, when pc is closed.
+func EchoOn(t testing.TB, pc net.PacketConn) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -28,5 +35,4 @@ func Echo(t testing.TB, network, addr string) net.PacketConn {
 		}
 	}()
 	t.Cleanup(func() { pc.Close(); <-done })
-	return pc
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/avedge/avedge/internal/testnet"
 	"github.com/avedge/avedge/relay/internal/kfast/nstest"
 )
 
@@ -281,19 +282,7 @@ func BenchmarkVethWindow(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer client.Close()
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				buf := make([]byte, 2048)
-				for {
-					n, from, err := peer.ReadFromUDPAddrPort(buf)
-					if err != nil {
-						return
-					}
-					peer.WriteToUDPAddrPort(buf[:n], from)
-				}
-			}()
-			defer func() { peer.Close(); <-done }()
+			testnet.EchoOn(b, peer)
 			msg := channelData(ch.Num, data(1200), 0)
 			buf := make([]byte, 2048)
 			client.SetReadDeadline(time.Now().Add(30 * time.Second))
