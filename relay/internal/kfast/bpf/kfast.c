@@ -878,6 +878,50 @@ static __always_inline int tc_store(struct __sk_buff *skb, int v6, struct hdrs *
 	return bpf_skb_store_bytes(skb, sizeof(struct ethhdr) + L3(v6), &h->udp, sizeof(h->udp), 0);
 }
 
+// pseudo_diff is the change in the pseudo-header's sum from h's addresses and UDP length to
+// src, dst and nlen.
+static __always_inline __u64 pseudo_diff(struct hdrs *h, int v6, const __u8 *src, const __u8 *dst, __be16 nlen)
+{
+	__u8 addrs[32];
+	__u64 ph;
+	if (v6) {
+		__builtin_memcpy(addrs, src, 16);
+		__builtin_memcpy(addrs + 16, dst, 16);
+		ph = (__u32)bpf_csum_diff((__be32 *)&h->ip6.saddr, 32, (__be32 *)addrs, 32, 0);
+	} else {
+		__builtin_memcpy(addrs, src + 12, 4);
+		__builtin_memcpy(addrs + 4, dst + 12, 4);
+		ph = (__u32)bpf_csum_diff((__be32 *)&h->ip4.saddr, 8, (__be32 *)addrs, 8, 0);
+	}
+	return add16(sub16(ph, h->udp.len), nlen);
+}
+
+// ports_diff is the change in the UDP header's ports and length to sport, dport and nlen.
+static __always_inline __u64 ports_diff(struct hdrs *h, __be16 sport, __be16 dport, __be16 nlen)
+{
+	__u64 rest = 0;
+	rest = sub16(rest, h->udp.source);
+	rest = sub16(rest, h->udp.dest);
+	rest = sub16(rest, h->udp.len);
+	rest = add16(rest, sport);
+	rest = add16(rest, dport);
+	return add16(rest, nlen);
+}
+
+// csum_apply applies a checksum change to the UDP checksum of an skb whose headers were
+// rewritten: ph the pseudo-header's part (which a partial checksum takes too), rest the
+// others'. Nothing when csum is 0 (an IPv4 datagram without a checksum).
+static __always_inline int csum_apply(struct __sk_buff *skb, int v6, __u64 ph, __u64 rest, int csum)
+{
+	if (!csum)
+		return 0;
+	__u32 at = sizeof(struct ethhdr) + L3(v6) + 6;
+	if (bpf_l4_csum_replace(skb, at, 0, fold(ph), BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ||
+	    bpf_l4_csum_replace(skb, at, 0, fold(rest), BPF_F_MARK_MANGLED_0))
+		return -1;
+	return 0;
+}
+
 // tc_client_to_peer is client_to_peer on an skb; cd is the ChannelData header.
 static __always_inline int tc_client_to_peer(struct __sk_buff *skb, int v6, struct hdrs *h,
 					     const struct c2p_val *v, const __u8 *cd, __u16 ulen)
@@ -946,25 +990,8 @@ static __always_inline int tc_peer_to_client(struct __sk_buff *skb, int v6, stru
 	__be16 nlen = bpf_htons(nulen);
 	// The checksum's change in two parts: the pseudo-header's (addresses and length), which a
 	// partial checksum takes too, and the rest (ports, length, the ChannelData header).
-	__u8 addrs[32];
-	__u64 ph = 0, rest = 0;
-	if (v6) {
-		__builtin_memcpy(addrs, v->lis_ip, 16);
-		__builtin_memcpy(addrs + 16, v->client_ip, 16);
-		ph = (__u32)bpf_csum_diff((__be32 *)&h->ip6.saddr, 32, (__be32 *)addrs, 32, 0);
-	} else {
-		__builtin_memcpy(addrs, v->lis_ip + 12, 4);
-		__builtin_memcpy(addrs + 4, v->client_ip + 12, 4);
-		ph = (__u32)bpf_csum_diff((__be32 *)&h->ip4.saddr, 8, (__be32 *)addrs, 8, 0);
-	}
-	ph = add16(sub16(ph, h->udp.len), nlen);
-	rest = sub16(rest, h->udp.source);
-	rest = sub16(rest, h->udp.dest);
-	rest = sub16(rest, h->udp.len);
-	rest = add16(rest, v->lis_port);
-	rest = add16(rest, v->client_port);
-	rest = add16(rest, nlen);
-	rest = add_words(rest, cd, 4);
+	__u64 ph = pseudo_diff(h, v6, v->lis_ip, v->client_ip, nlen);
+	__u64 rest = add_words(ports_diff(h, v->lis_port, v->client_port, nlen), cd, 4);
 	int csum = v6 || h->udp.check;
 
 	set_ip(h, v6, v->lis_ip, v->client_ip, nulen);
@@ -974,14 +1001,9 @@ static __always_inline int tc_peer_to_client(struct __sk_buff *skb, int v6, stru
 
 	if (bpf_skb_adjust_room(skb, 4, BPF_ADJ_ROOM_NET, 0))
 		return TC_NEXT;
-	if (tc_store(skb, v6, h) || bpf_skb_store_bytes(skb, HDRS(v6), cd, 4, 0))
+	if (tc_store(skb, v6, h) || bpf_skb_store_bytes(skb, HDRS(v6), cd, 4, 0) ||
+	    csum_apply(skb, v6, ph, rest, csum))
 		return TC_ACT_SHOT;
-	if (csum) {
-		__u32 at = sizeof(struct ethhdr) + L3(v6) + 6;
-		if (bpf_l4_csum_replace(skb, at, 0, fold(ph), BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ||
-		    bpf_l4_csum_replace(skb, at, 0, fold(rest), BPF_F_MARK_MANGLED_0))
-			return TC_ACT_SHOT;
-	}
 	count(v->slot, 0, plen);
 	return TC_ACT_OK;
 }
@@ -1039,43 +1061,7 @@ static __always_inline int fwd_store(struct __sk_buff *skb, int v6, struct hdrs 
 {
 	if (bpf_skb_store_bytes(skb, 0, &h->eth, sizeof(h->eth), 0) || tc_store(skb, v6, h))
 		return -1;
-	if (!csum)
-		return 0;
-	__u32 at = sizeof(struct ethhdr) + L3(v6) + 6;
-	if (bpf_l4_csum_replace(skb, at, 0, fold(ph), BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ||
-	    bpf_l4_csum_replace(skb, at, 0, fold(rest), BPF_F_MARK_MANGLED_0))
-		return -1;
-	return 0;
-}
-
-// pseudo_diff is the change in the pseudo-header's sum from h's addresses and UDP length to
-// src, dst and nlen.
-static __always_inline __u64 pseudo_diff(struct hdrs *h, int v6, const __u8 *src, const __u8 *dst, __be16 nlen)
-{
-	__u8 addrs[32];
-	__u64 ph;
-	if (v6) {
-		__builtin_memcpy(addrs, src, 16);
-		__builtin_memcpy(addrs + 16, dst, 16);
-		ph = (__u32)bpf_csum_diff((__be32 *)&h->ip6.saddr, 32, (__be32 *)addrs, 32, 0);
-	} else {
-		__builtin_memcpy(addrs, src + 12, 4);
-		__builtin_memcpy(addrs + 4, dst + 12, 4);
-		ph = (__u32)bpf_csum_diff((__be32 *)&h->ip4.saddr, 8, (__be32 *)addrs, 8, 0);
-	}
-	return add16(sub16(ph, h->udp.len), nlen);
-}
-
-// ports_diff is the change in the UDP header's ports and length to sport, dport and nlen.
-static __always_inline __u64 ports_diff(struct hdrs *h, __be16 sport, __be16 dport, __be16 nlen)
-{
-	__u64 rest = 0;
-	rest = sub16(rest, h->udp.source);
-	rest = sub16(rest, h->udp.dest);
-	rest = sub16(rest, h->udp.len);
-	rest = add16(rest, sport);
-	rest = add16(rest, dport);
-	return add16(rest, nlen);
+	return csum_apply(skb, v6, ph, rest, csum);
 }
 
 // fwd_client_to_peer is client_to_peer on an skb, sent on by redirect; cd is the ChannelData
@@ -1253,28 +1239,24 @@ static __always_inline int tc_relay(struct __sk_buff *skb, int v6, int fwd)
 	return tc_peer_to_client(skb, v6, &h, v, src, ulen);
 }
 
-// avedge_relay_tc is the relay for loopback, attached with tcx on lo's ingress.
-SEC("tc")
-int avedge_relay_tc(struct __sk_buff *skb)
+// tc_entry is tc_relay by the skb's family.
+static __always_inline int tc_entry(struct __sk_buff *skb, int fwd)
 {
 	if (skb->protocol == bpf_htons(ETH_P_IP))
-		return tc_relay(skb, 0, 0);
+		return tc_relay(skb, 0, fwd);
 	if (skb->protocol == bpf_htons(ETH_P_IPV6))
-		return tc_relay(skb, 1, 0);
+		return tc_relay(skb, 1, fwd);
 	return TC_NEXT;
 }
+
+// avedge_relay_tc is the relay for loopback, attached with tcx on lo's ingress.
+SEC("tc")
+int avedge_relay_tc(struct __sk_buff *skb) { return tc_entry(skb, 0); }
 
 // avedge_fwd_tc is the relay for any other interface, attached with tcx on its ingress: what it
 // relays leaves by redirect to the out interface's egress.
 SEC("tc")
-int avedge_fwd_tc(struct __sk_buff *skb)
-{
-	if (skb->protocol == bpf_htons(ETH_P_IP))
-		return tc_relay(skb, 0, 1);
-	if (skb->protocol == bpf_htons(ETH_P_IPV6))
-		return tc_relay(skb, 1, 1);
-	return TC_NEXT;
-}
+int avedge_fwd_tc(struct __sk_buff *skb) { return tc_entry(skb, 1); }
 
 // avedge_pass lets everything through. Attached to the far end of a veth pair, it gives that
 // end the NAPI context that XDP_TX and redirects into it need.
