@@ -167,22 +167,21 @@ func BenchmarkVethRoundTrip(b *testing.B) {
 	}
 }
 
-// vethRoundTrips is one BenchmarkVethRoundTrip run: mode m, size bytes of data each way.
-func vethRoundTrips(b *testing.B, m Mode, size int) {
+// vethBench sets up a veth benchmark: the program attached by mode m on the relay's end (and
+// the pass program on the far end, which native and generic XDP runs get), one channel, and
+// the client's and the peer's sockets in the far end's namespace, closed when b ends.
+func vethBench(b *testing.B, m Mode) (ch Channel, client, peer *net.UDPConn) {
 	o := newOffload(b)
 	r, c := vethPair(b)
 	var err error
 	r.Do(func() { _, err = o.Attach(r.Ifindex("v0"), m) })
-	if err != nil {
-		b.Fatal(err)
-	}
-	if m != ModeTCX {
+	if err == nil && m != ModeTCX {
 		c.Do(func() { _, err = o.AttachPass(c.Ifindex("v1"), ModeNative) })
 	}
 	if err != nil {
 		b.Fatal(err)
 	}
-	ch := Channel{Num: 0x4001, Client: netip.MustParseAddrPort("10.9.0.2:40000"), Listen: netip.MustParseAddrPort("10.9.0.1:3478"),
+	ch = Channel{Num: 0x4001, Client: netip.MustParseAddrPort("10.9.0.2:40000"), Listen: netip.MustParseAddrPort("10.9.0.1:3478"),
 		Relay: netip.MustParseAddrPort("10.9.0.1:50000"), Peer: netip.MustParseAddrPort("10.9.0.3:40001")}
 	if ch.Slot, err = o.NewSlot(0); err != nil {
 		b.Fatal(err)
@@ -190,7 +189,6 @@ func vethRoundTrips(b *testing.B, m Mode, size int) {
 	if err := errors.Join(o.PutChannel(ch), o.Permit(ch.Slot, ch.Peer.Addr())); err != nil {
 		b.Fatal(err)
 	}
-	var client, peer *net.UDPConn
 	c.Do(func() {
 		if client, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ch.Client)); err != nil {
 			return
@@ -200,7 +198,13 @@ func vethRoundTrips(b *testing.B, m Mode, size int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer client.Close()
+	b.Cleanup(func() { client.Close() })
+	return ch, client, peer
+}
+
+// vethRoundTrips is one BenchmarkVethRoundTrip run: mode m, size bytes of data each way.
+func vethRoundTrips(b *testing.B, m Mode, size int) {
+	ch, client, peer := vethBench(b, m)
 	defer peer.Close()
 	msg := channelData(ch.Num, data(size), 0)
 	buf := make([]byte, 2048)

@@ -5,7 +5,6 @@ package kfast
 import (
 	"bytes"
 	"errors"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -253,35 +252,7 @@ func TestAttachVethTC(t *testing.T) {
 func BenchmarkVethWindow(b *testing.B) {
 	for _, m := range []Mode{ModeNative, ModeGeneric, ModeTCX} {
 		b.Run(m.String(), func(b *testing.B) {
-			o := newOffload(b)
-			r, c := vethPair(b)
-			var err error
-			r.Do(func() { _, err = o.Attach(r.Ifindex("v0"), m) })
-			if err == nil && m != ModeTCX {
-				c.Do(func() { _, err = o.AttachPass(c.Ifindex("v1"), ModeNative) })
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-			ch := Channel{Num: 0x4001, Client: netip.MustParseAddrPort("10.9.0.2:40000"), Listen: netip.MustParseAddrPort("10.9.0.1:3478"),
-				Relay: netip.MustParseAddrPort("10.9.0.1:50000"), Peer: netip.MustParseAddrPort("10.9.0.3:40001")}
-			if ch.Slot, err = o.NewSlot(0); err != nil {
-				b.Fatal(err)
-			}
-			if err := errors.Join(o.PutChannel(ch), o.Permit(ch.Slot, ch.Peer.Addr())); err != nil {
-				b.Fatal(err)
-			}
-			var client, peer *net.UDPConn
-			c.Do(func() {
-				if client, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ch.Client)); err != nil {
-					return
-				}
-				peer, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ch.Peer))
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer client.Close()
+			ch, client, peer := vethBench(b, m)
 			testnet.EchoOn(b, peer)
 			msg := channelData(ch.Num, data(1200), 0)
 			buf := make([]byte, 2048)
