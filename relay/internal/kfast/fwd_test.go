@@ -137,12 +137,7 @@ func TestFwdDropsAndPasses(t *testing.T) {
 			stun := make([]byte, 20)
 			stun[1] = 1
 			none := reason{NumDrops, NumPasses}
-			tests := []struct {
-				name   string
-				in     pkt
-				action uint32
-				why    reason
-			}{
+			tests := []dropCase{
 				{"channel without permission", pkt{src: f.client, dst: f.listen, payload: channelData(0x4002, data(10), 0)}, tcShot, reason{DropNoPermission, NumPasses}},
 				{"peer without permission", pkt{src: netip.AddrPortFrom(f.peer2.Addr(), 40009), dst: f.relay, payload: data(10)}, tcShot, reason{DropNoPermission, NumPasses}},
 				{"ChannelData longer than its datagram", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(10), 0)[:13]}, tcShot, reason{DropMalformed, NumPasses}},
@@ -153,22 +148,8 @@ func TestFwdDropsAndPasses(t *testing.T) {
 				{"client without a neighbour entry", pkt{src: netip.AddrPortFrom(f.peer.Addr(), 40010), dst: f.relay, payload: data(10)}, tcNext, reason{NumDrops, PassNoRoute}},
 				{"bad UDP length", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(10), 0), lenDelta: 2}, tcNext, none},
 			}
-			for _, tt := range tests {
-				t.Run(tt.name, func(t *testing.T) {
-					tt.in.srcMAC, tt.in.dstMAC = clientMAC, e.r0MAC
-					in := tt.in.bytes()
-					d0, p0 := e.reasons(t)
-					action, out := e.runFwd(t, in)
-					d1, p1 := e.reasons(t)
-					if action != tt.action {
-						t.Fatalf("action %d, want %d", action, tt.action)
-					}
-					if action == tcNext && !bytes.Equal(out[:len(in)], in) {
-						t.Errorf("passed packet changed:\n% x\nwant\n% x", out, in)
-					}
-					checkReasons(t, tt.why, d0, d1, p0, p1)
-				})
-			}
+			tests = append(tests, fragmentCases(f.client, f.listen, tcNext)...)
+			e.runDropCases(t, tests, clientMAC, e.r0MAC, tcNext, false, e.runFwd)
 		})
 	}
 }

@@ -316,12 +316,7 @@ func TestDropsAndPasses(t *testing.T) {
 			stun[1] = 1 // Binding request
 			big := f.mtuPayload - 3
 			none := reason{NumDrops, NumPasses}
-			tests := []struct {
-				name   string
-				in     pkt
-				action uint32
-				why    reason
-			}{
+			tests := []dropCase{
 				{"channel without permission", pkt{src: f.client, dst: f.listen, payload: channelData(0x4002, data(10), 0)}, xdpDrop, reason{DropNoPermission, NumPasses}},
 				{"peer without permission", pkt{src: netip.AddrPortFrom(f.peer2.Addr(), 40009), dst: f.relay, payload: data(10)}, xdpDrop, reason{DropNoPermission, NumPasses}},
 				{"ChannelData longer than its datagram", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(10), 0)[:13]}, xdpDrop, reason{DropMalformed, NumPasses}},
@@ -333,40 +328,8 @@ func TestDropsAndPasses(t *testing.T) {
 				{"client without a neighbour entry", pkt{src: netip.AddrPortFrom(f.peer.Addr(), 40010), dst: f.relay, payload: data(10)}, xdpPass, reason{NumDrops, PassNoRoute}},
 				{"bad UDP length", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(10), 0), lenDelta: 2}, xdpPass, none},
 			}
-			if f.client.Addr().Is4() {
-				tests = append(tests, []struct {
-					name   string
-					in     pkt
-					action uint32
-					why    reason
-				}{
-					{"first fragment", pkt{src: f.client, dst: f.listen, fragOff: 0x2000, payload: channelData(0x4001, data(10), 0)}, xdpPass, reason{NumDrops, PassFragment}},
-					{"IP options", pkt{src: f.client, dst: f.listen, ipOptions: true, payload: channelData(0x4001, data(10), 0)}, xdpPass, reason{NumDrops, PassIPOptions}},
-				}...)
-			} else {
-				tests = append(tests, struct {
-					name   string
-					in     pkt
-					action uint32
-					why    reason
-				}{"fragment header", pkt{src: f.client, dst: f.listen, fragHdr: true, payload: channelData(0x4001, data(10), 0)}, xdpPass, reason{NumDrops, PassFragment}})
-			}
-			for _, tt := range tests {
-				t.Run(tt.name, func(t *testing.T) {
-					tt.in.srcMAC, tt.in.dstMAC = clientMAC, e.r0MAC
-					in := tt.in.bytes()
-					d0, p0 := e.reasons(t)
-					action, out := e.run(t, in)
-					d1, p1 := e.reasons(t)
-					if action != tt.action {
-						t.Fatalf("action %d, want %d", action, tt.action)
-					}
-					if action == xdpPass && !bytes.Equal(out, in) {
-						t.Errorf("passed packet changed:\n% x\nwant\n% x", out, in)
-					}
-					checkReasons(t, tt.why, d0, d1, p0, p1)
-				})
-			}
+			tests = append(tests, fragmentCases(f.client, f.listen, xdpPass)...)
+			e.runDropCases(t, tests, clientMAC, e.r0MAC, xdpPass, true, e.run)
 		})
 	}
 }
@@ -599,4 +562,50 @@ func (e *env) checkRelayed(t *testing.T, out []byte, want pkt, slot uint32, befo
 		t.Errorf("counted %+v, want %+v", d, counted)
 	}
 	return got
+}
+
+// dropCase is a frame a program must drop or leave alone: the action it must return and the
+// one drop or pass reason it must count.
+type dropCase struct {
+	name   string
+	in     pkt
+	action uint32
+	why    reason
+}
+
+// fragmentCases are the frames from client to listen that every program leaves to the stack
+// (its action pass): a first fragment and one with IP options (IPv4), one with a fragment
+// header (IPv6).
+func fragmentCases(client, listen netip.AddrPort, pass uint32) []dropCase {
+	if client.Addr().Is4() {
+		return []dropCase{
+			{"first fragment", pkt{src: client, dst: listen, fragOff: 0x2000, payload: channelData(0x4001, data(10), 0)}, pass, reason{NumDrops, PassFragment}},
+			{"IP options", pkt{src: client, dst: listen, ipOptions: true, payload: channelData(0x4001, data(10), 0)}, pass, reason{NumDrops, PassIPOptions}},
+		}
+	}
+	return []dropCase{{"fragment header", pkt{src: client, dst: listen, fragHdr: true, payload: channelData(0x4001, data(10), 0)}, pass, reason{NumDrops, PassFragment}}}
+}
+
+// runDropCases runs each case's frame (with MACs srcMAC → dstMAC) through run and checks the
+// action, that a frame it passed (action pass) left as it came (exactly, or, unless exact,
+// as the first bytes of what came out) and the reason counted.
+func (e *env) runDropCases(t *testing.T, tests []dropCase, srcMAC, dstMAC net.HardwareAddr, pass uint32, exact bool,
+	run func(*testing.T, []byte) (uint32, []byte)) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.in.srcMAC, tt.in.dstMAC = srcMAC, dstMAC
+			in := tt.in.bytes()
+			d0, p0 := e.reasons(t)
+			action, out := run(t, in)
+			d1, p1 := e.reasons(t)
+			if action != tt.action {
+				t.Fatalf("action %d, want %d", action, tt.action)
+			}
+			if action == pass && (len(out) < len(in) || exact && len(out) != len(in) || !bytes.Equal(out[:len(in)], in)) {
+				t.Errorf("passed packet changed:\n% x\nwant\n% x", out, in)
+			}
+			checkReasons(t, tt.why, d0, d1, p0, p1)
+		})
+	}
 }

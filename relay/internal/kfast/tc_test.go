@@ -155,12 +155,7 @@ func TestTCDropsAndPasses(t *testing.T) {
 			stun := make([]byte, 20)
 			stun[1] = 1
 			none := reason{NumDrops, NumPasses}
-			tests := []struct {
-				name   string
-				in     pkt
-				action uint32
-				why    reason
-			}{
+			tests := []dropCase{
 				{"channel without permission", pkt{src: f.client, dst: f.listen, payload: channelData(0x4002, data(10), 0)}, tcShot, reason{DropNoPermission, NumPasses}},
 				{"peer without permission", pkt{src: noPerm, dst: f.relay, payload: data(10)}, tcShot, reason{DropNoPermission, NumPasses}},
 				{"ChannelData longer than its datagram", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(10), 0)[:13]}, tcShot, reason{DropMalformed, NumPasses}},
@@ -173,40 +168,8 @@ func TestTCDropsAndPasses(t *testing.T) {
 				{"client to peer, data over 1536 bytes", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(1537), 0)}, tcNext, reason{NumDrops, PassMTU}},
 				{"bad UDP length", pkt{src: f.client, dst: f.listen, payload: channelData(0x4001, data(10), 0), lenDelta: 2}, tcNext, none},
 			}
-			if f.client.Addr().Is4() {
-				tests = append(tests, []struct {
-					name   string
-					in     pkt
-					action uint32
-					why    reason
-				}{
-					{"first fragment", pkt{src: f.client, dst: f.listen, fragOff: 0x2000, payload: channelData(0x4001, data(10), 0)}, tcNext, reason{NumDrops, PassFragment}},
-					{"IP options", pkt{src: f.client, dst: f.listen, ipOptions: true, payload: channelData(0x4001, data(10), 0)}, tcNext, reason{NumDrops, PassIPOptions}},
-				}...)
-			} else {
-				tests = append(tests, struct {
-					name   string
-					in     pkt
-					action uint32
-					why    reason
-				}{"fragment header", pkt{src: f.client, dst: f.listen, fragHdr: true, payload: channelData(0x4001, data(10), 0)}, tcNext, reason{NumDrops, PassFragment}})
-			}
-			for _, tt := range tests {
-				t.Run(tt.name, func(t *testing.T) {
-					tt.in.srcMAC, tt.in.dstMAC = loMAC, loMAC
-					in := tt.in.bytes()
-					d0, p0 := e.reasons(t)
-					action, out := runTC(t, e.o, in)
-					d1, p1 := e.reasons(t)
-					if action != tt.action {
-						t.Fatalf("action %d, want %d", action, tt.action)
-					}
-					if action == tcNext && !bytes.Equal(out, in) {
-						t.Errorf("passed packet changed:\n% x\nwant\n% x", out, in)
-					}
-					checkReasons(t, tt.why, d0, d1, p0, p1)
-				})
-			}
+			tests = append(tests, fragmentCases(f.client, f.listen, tcNext)...)
+			e.runDropCases(t, tests, loMAC, loMAC, tcNext, true, func(t *testing.T, in []byte) (uint32, []byte) { return runTC(t, e.o, in) })
 		})
 	}
 }
