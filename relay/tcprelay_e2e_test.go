@@ -291,15 +291,7 @@ func TestTCPRelayIdleTimeout(t *testing.T) {
 	s := startServer(t, func(c *Config) { c.TCPRelayIdleTimeout = 300 * time.Millisecond })
 	peer := listenPeer(t, "127.0.0.1:0")
 	c := newRawStreamAllocation(t, s, "ivan")
-	id, err := c.connect(peer.addr())
-	if err != nil {
-		t.Fatalf("Connect: %v", err)
-	}
-	pc := peer.accept(t)
-	data, err := c.bind(id)
-	if err != nil {
-		t.Fatalf("ConnectionBind: %v", err)
-	}
+	pc, data := connectBound(t, c, peer)
 	done := echo(pc)
 	exchange(t, data, 64<<10)
 	select {
@@ -332,15 +324,7 @@ func TestTCPAllocationOverTLS(t *testing.T) {
 	if got := s.Stats().Allocations[metrics.TransportTLS][metrics.FamilyIPv4]; got != 1 {
 		t.Fatalf("TLS allocations gauge %d, want 1", got)
 	}
-	id, err := c.connect(peer.addr())
-	if err != nil {
-		t.Fatalf("Connect: %v", err)
-	}
-	pc := peer.accept(t)
-	data, err := c.bind(id)
-	if err != nil {
-		t.Fatalf("ConnectionBind over TLS: %v", err)
-	}
+	pc, data := connectBound(t, c, peer)
 	echo(pc)
 	const n = 1 << 20
 	exchange(t, data, n)
@@ -570,6 +554,23 @@ func (c *tcpAllocClient) connectAs(peer xorPeerAs) (uint32, error) {
 	return binary.BigEndian.Uint32(v), nil
 }
 
+// connectBound makes c Connect to peer (RFC 6062), takes the peer's side of the connection
+// and binds a data connection to it with ConnectionBind: it returns the peer's connection and
+// the client's data connection.
+func connectBound(t testing.TB, c *tcpAllocClient, peer *tcpPeer) (*net.TCPConn, net.Conn) {
+	t.Helper()
+	id, err := c.connect(peer.addr())
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	pc := peer.accept(t)
+	data, err := c.bind(id)
+	if err != nil {
+		t.Fatalf("ConnectionBind: %v", err)
+	}
+	return pc, data
+}
+
 // bind opens a data connection and binds it to connection id.
 func (c *tcpAllocClient) bind(id uint32) (net.Conn, error) {
 	data := dialTURNStream(c.t, c.server, c.tls)
@@ -633,15 +634,7 @@ func TestTCPPolicyReloadClosesBound(t *testing.T) {
 	s := startServer(t, nil)
 	peer := listenPeer(t, "127.0.0.1:0")
 	c := newRawStreamAllocation(t, s, "nina")
-	id, err := c.connect(peer.addr())
-	if err != nil {
-		t.Fatalf("Connect: %v", err)
-	}
-	pc := peer.accept(t)
-	data, err := c.bind(id)
-	if err != nil {
-		t.Fatalf("ConnectionBind: %v", err)
-	}
+	pc, data := connectBound(t, c, peer)
 	done := echo(pc)
 	exchange(t, data, 4096)
 	if got := s.Stats().TCPRelay.Conns; got != 1 {
@@ -717,17 +710,9 @@ func TestTCPAllocationIPv6(t *testing.T) {
 	if !c.relayed.Addr().Is6() {
 		t.Fatalf("relayed address %v, want IPv6", c.relayed)
 	}
-	id, err := c.connect(peer.addr())
-	if err != nil {
-		t.Fatalf("Connect: %v", err)
-	}
-	pc := peer.accept(t)
+	pc, data := connectBound(t, c, peer)
 	if pc.RemoteAddr().String() != c.relayed.String() {
 		t.Errorf("the peer sees %v, want the relayed address %v", pc.RemoteAddr(), c.relayed)
-	}
-	data, err := c.bind(id)
-	if err != nil {
-		t.Fatalf("ConnectionBind: %v", err)
 	}
 	echo(pc)
 	exchange(t, data, 256<<10)
