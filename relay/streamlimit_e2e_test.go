@@ -341,7 +341,7 @@ func TestStreamConnectionCaps(t *testing.T) {
 			}
 		}
 		for r := from; r < to; r += round {
-			acc0, ref0 := s.streamStats.accepted.Load(), refused()
+			acc0, ref0, live0 := s.streamStats.accepted.Load(), refused(), s.conns.live()
 			var fds []int
 			for i := r; i < min(r+round, to); i++ {
 				for k := 0; k < n; k++ {
@@ -349,6 +349,11 @@ func TestStreamConnectionCaps(t *testing.T) {
 				}
 			}
 			wait("the relay to accept a round", func() bool { return s.streamStats.accepted.Load()-acc0 == uint64(len(fds)) })
+			// A connection is counted accepted before the caps decide on it: wait until each
+			// one is either held or counted refused, or the last refusals would be missed.
+			wait("the relay to decide on a round", func() bool {
+				return s.conns.live()-live0+int(refused()-ref0) == len(fds)
+			})
 			want := int(refused() - ref0)
 			wait("the relay's closes to arrive", func() bool {
 				c := 0
